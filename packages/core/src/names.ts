@@ -1,0 +1,57 @@
+import { InvalidRequestError } from "./errors.js";
+
+/** DNS label used for app and environment names. */
+export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$";
+const nameRe = new RegExp(NAME_PATTERN);
+export const ENV_NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$";
+const envNameRe = new RegExp(ENV_NAME_PATTERN);
+/** POSIX environment variable names. */
+export const VARIABLE_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
+/** A git branch name (conservative subset of git-check-ref-format). */
+export const BRANCH_PATTERN = "^(?!/)(?!.*\\.\\.)(?!.*//)(?!.*@\\{)[A-Za-z0-9._/-]{1,200}(?<![/.])$";
+
+export const DEFAULT_ENVIRONMENTS = ["test", "live"] as const;
+
+export function isValidAppName(name: string): boolean {
+  return nameRe.test(name);
+}
+export function isValidEnvironmentName(name: string): boolean {
+  return envNameRe.test(name);
+}
+export function assertAppName(name: string): void {
+  if (!isValidAppName(name)) {
+    throw new InvalidRequestError(`invalid app name '${name}': use 1-40 of a-z, 0-9 and '-', not starting or ending with '-'`, {
+      details: { name: "must match " + NAME_PATTERN },
+    });
+  }
+}
+
+/** The default host name of an environment: `<app>-<env>.<base domain>`. */
+export function defaultHostname(app: string, env: string, baseDomain: string): string {
+  return `${app}-${env}.${baseDomain}`;
+}
+
+/** The HAProxy backend / Docker network name of an environment. */
+export function environmentSlug(app: string, env: string): string {
+  return `${app}--${env}`;
+}
+
+/** NATS naming for jobs. */
+export const JOBS_STREAM = "SLIPWAY_JOBS";
+export const JOBS_SUBJECT_PREFIX = "slipway.jobs";
+export function jobsSubject(hostId: string): string {
+  return `${JOBS_SUBJECT_PREFIX}.${hostId}`;
+}
+export function jobsConsumer(hostId: string): string {
+  return `agent-${hostId}`;
+}
+
+/** Container labels the agent puts on everything it starts. */
+export const LABELS = {
+  managed: "io.slipway.managed",
+  host: "io.slipway.host",
+  app: "io.slipway.app",
+  environment: "io.slipway.environment",
+  deployment: "io.slipway.deployment",
+  role: "io.slipway.role",
+} as const;
