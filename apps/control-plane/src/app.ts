@@ -1,0 +1,95 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import { SlipwayError, type Logger } from "@slipway/core";
+import type { AuthService, Principal } from "./services/auth.service.js";
+import type { AppService } from "./services/app.service.js";
+import type { DeploymentService } from "./services/deployment.service.js";
+import type { HostService } from "./services/host.service.js";
+import type { Db } from "./db/database.js";
+import { systemRoutes } from "./routes/system.routes.js";
+import { tokenRoutes } from "./routes/tokens.routes.js";
+import { appRoutes } from "./routes/apps.routes.js";
+import { deploymentRoutes } from "./routes/deployments.routes.js";
+import { hostRoutes } from "./routes/hosts.routes.js";
+import { activityRoutes } from "./routes/activity.routes.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+export interface AppDeps {
+  db: Db;
+  log: Logger;
+  auth: AuthService;
+  apps: AppService;
+  deployments: DeploymentService;
+  hosts: HostService;
+  joinTokenTtlMs: number;
+  /** Extra readiness checks (database, NATS); each throws when not ready. */
+  readiness: Array<() => Promise<void>>;
+  logPollIntervalMs?: number;
+}
+
+export function errorBody(code: string, message: string, details?: unknown) {
+  return { error: { code, message, ...(details !== undefined ? { details } : {}) } };
+}
+
+/** Builds the REST API without listening, so tests can use `inject()`. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: "http" }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: true } },
+    bodyLimit: 1024 * 1024,
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: "Slipway control plane", version: "1" },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: "/docs" });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof SlipwayError) {
+      return reply.status(err.httpStatus).send(errorBody(err.code, err.message, err.details));
+    }
+    if (err.validation) {
+      const details: Record<string, string> = {};
+      for (const v of err.validation) {
+        const field = (v.instancePath || "").replace(/^\//, "").replace(/\//g, ".") || String((v.params as { missingProperty?: string; additionalProperty?: string }).missingProperty ?? (v.params as { additionalProperty?: string }).additionalProperty ?? err.validationContext ?? "body");
+        details[field] = v.message ?? "invalid";
+      }
+      const first = Object.entries(details)[0];
+      return reply.status(400).send(errorBody("invalid_request", `invalid ${err.validationContext ?? "request"}: ${first ? `${first[0]} ${first[1]}` : err.message}`, details));
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(err.statusCode).send(errorBody(err.statusCode === 404 ? "not_found" : "invalid_request", err.message));
+    }
+    req.log.error({ err }, "unhandled error");
+    return reply.status(500).send(errorBody("internal", "internal error; see the control plane's log"));
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
+
+  await app.register(systemRoutes, { readiness: deps.readiness });
+  await app.register(
+    async (v1) => {
+      v1.decorateRequest("principal", null as unknown as Principal);
+      v1.addHook("onRequest", async (req) => {
+        req.principal = await deps.auth.authenticate(req.headers.authorization);
+      });
+      await v1.register(tokenRoutes, { auth: deps.auth, joinTokenTtlMs: deps.joinTokenTtlMs });
+      await v1.register(appRoutes, { apps: deps.apps });
+      await v1.register(deploymentRoutes, { deployments: deps.deployments, pollIntervalMs: deps.logPollIntervalMs ?? 300 });
+      await v1.register(hostRoutes, { hosts: deps.hosts });
+      await v1.register(activityRoutes, { db: deps.db });
+    },
+    { prefix: "/v1" },
+  );
+  return app;
+}

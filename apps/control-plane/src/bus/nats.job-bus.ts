@@ -1,0 +1,91 @@
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { JOBS_STREAM, JOBS_SUBJECT_PREFIX, jobsConsumer, jobsSubject, type Logger } from "@slipway/core";
+import type { JobBus } from "./job-bus.js";
+
+/** ack_wait of agents' consumers: an agent that dies mid-job gets it redelivered after this. */
+export const JOB_ACK_WAIT_MS = 60_000;
+
+export class NatsJobBus implements JobBus {
+  private nc?: NatsConnection;
+  private js?: JetStreamClient;
+  private jsm?: JetStreamManager;
+  private readonly consumers = new Set<string>();
+  private streamReady = false;
+
+  constructor(private readonly url: string, private readonly log: Logger) {}
+
+  /** Connects, retrying for ever in the background: a NATS outage delays jobs, it never stops the control plane. */
+  async connect(): Promise<void> {
+    this.nc = await connect({ servers: this.url, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: "slipway-control-plane" });
+    this.js = jetstream(this.nc);
+    (async () => {
+      for await (const s of this.nc!.status()) {
+        if (s.type === "disconnect" || s.type === "reconnect") this.log.info({ nats: s.type }, "nats connection status");
+        if (s.type === "reconnect") {
+          this.jsm = undefined;
+          this.streamReady = false;
+          this.consumers.clear();
+        }
+      }
+    })().catch(() => undefined);
+  }
+
+  private async manager(): Promise<JetStreamManager> {
+    if (!this.nc) throw new Error("nats: not connected");
+    if (!this.jsm) this.jsm = await jetstreamManager(this.nc, { timeout: 5000 });
+    return this.jsm;
+  }
+
+  async ensureStream(): Promise<void> {
+    if (this.streamReady) return;
+    const jsm = await this.manager();
+    const config = {
+      name: JOBS_STREAM,
+      subjects: [`${JOBS_SUBJECT_PREFIX}.>`],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: 2 * 60 * 1_000_000_000,
+    };
+    try {
+      await jsm.streams.info(JOBS_STREAM);
+    } catch {
+      await jsm.streams.add(config);
+      this.log.info({ stream: JOBS_STREAM }, "created jobs stream");
+    }
+    this.streamReady = true;
+  }
+
+  async ensureConsumer(hostId: string): Promise<void> {
+    if (this.consumers.has(hostId)) return;
+    await this.ensureStream();
+    const jsm = await this.manager();
+    const name = jobsConsumer(hostId);
+    try {
+      await jsm.consumers.info(JOBS_STREAM, name);
+    } catch {
+      await jsm.consumers.add(JOBS_STREAM, {
+        durable_name: name,
+        filter_subject: jobsSubject(hostId),
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: JOB_ACK_WAIT_MS * 1_000_000,
+        max_deliver: -1,
+        max_ack_pending: 16,
+      });
+      this.log.info({ hostId, consumer: name }, "created jobs consumer");
+    }
+    this.consumers.add(hostId);
+  }
+
+  async publish(hostId: string, jobId: string, data: Uint8Array): Promise<void> {
+    if (!this.js) throw new Error("nats: not connected");
+    await this.ensureConsumer(hostId);
+    await this.js.publish(jobsSubject(hostId), data, { msgID: jobId, timeout: 5000 });
+  }
+
+  async close(): Promise<void> {
+    if (this.nc && !this.nc.isClosed()) await this.nc.close();
+  }
+}

@@ -1,0 +1,92 @@
+import { JobMessage } from "@slipway/proto";
+import type { Logger } from "@slipway/core";
+import type { Db } from "../db/database.js";
+import * as deployments from "../repositories/deployments.repository.js";
+import * as apps from "../repositories/apps.repository.js";
+import type { PlacementService } from "../services/placement.service.js";
+import type { JobBus } from "./job-bus.js";
+
+/**
+ * Moves jobs from the outbox table to JetStream. Runs every interval and when
+ * poked; a failed publish stays in the outbox and is retried, so a NATS outage
+ * delays jobs and never loses one. Several control planes may run this at
+ * once: the job id is the message id, JetStream stores a job once.
+ */
+export class OutboxPublisher {
+  private timer?: NodeJS.Timeout;
+  private running = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly bus: JobBus,
+    private readonly placement: PlacementService,
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.poke(), this.intervalMs);
+    this.poke();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    while (this.running) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Asks for a run now; runs are never concurrent. */
+  poke(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    this.runOnce()
+      .catch((err: unknown) => this.log.warn({ err }, "outbox run failed"))
+      .finally(() => {
+        this.running = false;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.poke();
+        }
+      });
+  }
+
+  async runOnce(): Promise<number> {
+    const jobs = await deployments.unpublishedJobs(this.db, 100);
+    let published = 0;
+    for (const job of jobs) {
+      if (this.stopped) break;
+      let hostId = job.host_id;
+      if (!hostId) {
+        hostId = (await this.placement.choose(this.db)) ?? null;
+        if (!hostId) {
+          await deployments.updateJob(this.db, job.id, { last_publish_error: "no online host to place the job on" });
+          continue;
+        }
+        await deployments.updateJob(this.db, job.id, { host_id: hostId });
+        if (job.deployment_id) {
+          const d = await deployments.findDeployment(this.db, job.deployment_id);
+          const env = d ? await apps.findEnvironmentById(this.db, d.environment_id) : undefined;
+          if (env && !env.host_id) await apps.updateEnvironmentRuntime(this.db, env.id, { host_id: hostId });
+        }
+      }
+      const msg = JobMessage.encode({ jobId: job.id, kind: job.kind, hostId, deploymentId: job.deployment_id ?? "" }).finish();
+      try {
+        await this.bus.publish(hostId, job.id, msg);
+        await deployments.updateJob(this.db, job.id, { published_at: new Date(), publish_attempts: job.publish_attempts + 1, last_publish_error: null });
+        published++;
+        this.log.info({ jobId: job.id, hostId, deploymentId: job.deployment_id }, "job published");
+      } catch (err) {
+        await deployments.updateJob(this.db, job.id, { publish_attempts: job.publish_attempts + 1, last_publish_error: String((err as Error).message ?? err) });
+        this.log.warn({ jobId: job.id, err: (err as Error).message }, "job publish failed; will retry");
+        break;
+      }
+    }
+    return published;
+  }
+}

@@ -1,0 +1,117 @@
+import { homedir } from "node:os";
+import path from "node:path";
+
+/** Control plane configuration; `loadConfig` is the only reader of process.env. */
+export interface ControlPlaneConfig {
+  dataDir: string;
+  /** PostgreSQL DSN; undefined = embedded PGlite in `<dataDir>/pglite`. */
+  databaseUrl?: string;
+  /** NATS server; undefined = a `nats-server -js` started on loopback with its store in the data dir. */
+  natsUrl?: string;
+  /** NATS address handed to agents at registration (defaults to natsUrl / the embedded server). */
+  natsPublicUrl?: string;
+  httpHost: string;
+  httpPort: number;
+  grpcHost: string;
+  grpcPort: number;
+  baseDomain: string;
+  adminToken?: string;
+  logLevel: string;
+  heartbeatIntervalMs: number;
+  /** Missed heartbeats after which a host is offline. */
+  heartbeatMissLimit: number;
+  joinTokenTtlMs: number;
+  publishIntervalMs: number;
+  natsServerBin: string;
+  /** Port of the embedded nats-server (0 = any free port); stable so agents reconnect after a restart. */
+  embeddedNatsPort: number;
+  /** Port the ingress of every agent serves HTTP on, used to build environment URLs (0 = omit). */
+  ingressPublicPort: number;
+  /** Scheme of environment URLs. */
+  ingressScheme: "http" | "https";
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`invalid configuration: ${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+const defaults = {
+  httpHost: "127.0.0.1",
+  httpPort: 7700,
+  grpcHost: "127.0.0.1",
+  grpcPort: 7701,
+  baseDomain: "localhost",
+  logLevel: "info",
+  heartbeatIntervalMs: 5000,
+  heartbeatMissLimit: 3,
+  joinTokenTtlMs: 3_600_000,
+  publishIntervalMs: 1000,
+  natsServerBin: "nats-server",
+  embeddedNatsPort: 7702,
+  ingressPublicPort: 8080,
+  ingressScheme: "http" as const,
+};
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `'${raw}' is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `${n} is outside ${min}..${max}`);
+  return n;
+}
+
+function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `'${raw.replace(/\/\/[^@]*@/, "//***@")}' is not a URL`);
+  }
+  if (!protocols.includes(u.protocol)) throw new ConfigError(name, `protocol must be one of ${protocols.join(", ")}`);
+  return raw;
+}
+
+/** Reads and validates the configuration once; throws ConfigError naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<ControlPlaneConfig> {
+  const baseDomain = env.SLIPWAY_BASE_DOMAIN || defaults.baseDomain;
+  if (!/^[a-z0-9]([a-z0-9.-]{0,200}[a-z0-9])?$/.test(baseDomain)) {
+    throw new ConfigError("SLIPWAY_BASE_DOMAIN", `'${baseDomain}' is not a domain name`);
+  }
+  const logLevel = env.LOG_LEVEL || defaults.logLevel;
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
+    throw new ConfigError("LOG_LEVEL", `'${logLevel}' is not a pino level`);
+  }
+  const adminToken = env.SLIPWAY_ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError("SLIPWAY_ADMIN_TOKEN", "must be at least 16 characters");
+  }
+  const scheme = env.SLIPWAY_INGRESS_SCHEME || defaults.ingressScheme;
+  if (scheme !== "http" && scheme !== "https") throw new ConfigError("SLIPWAY_INGRESS_SCHEME", "must be http or https");
+  return Object.freeze({
+    dataDir: path.resolve(env.SLIPWAY_DATA_DIR || path.join(homedir(), ".slipway", "control-plane")),
+    databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
+    natsUrl: url(env, "NATS_URL", ["nats:", "tls:"]),
+    natsPublicUrl: url(env, "SLIPWAY_NATS_PUBLIC_URL", ["nats:", "tls:"]),
+    httpHost: env.SLIPWAY_HTTP_HOST || defaults.httpHost,
+    httpPort: int(env, "SLIPWAY_HTTP_PORT", defaults.httpPort, 0, 65535),
+    grpcHost: env.SLIPWAY_GRPC_HOST || defaults.grpcHost,
+    grpcPort: int(env, "SLIPWAY_GRPC_PORT", defaults.grpcPort, 0, 65535),
+    baseDomain,
+    adminToken,
+    logLevel,
+    heartbeatIntervalMs: int(env, "SLIPWAY_HEARTBEAT_INTERVAL_MS", defaults.heartbeatIntervalMs, 100, 600_000),
+    heartbeatMissLimit: defaults.heartbeatMissLimit,
+    joinTokenTtlMs: int(env, "SLIPWAY_JOIN_TOKEN_TTL_SECONDS", defaults.joinTokenTtlMs / 1000, 60, 30 * 86400) * 1000,
+    publishIntervalMs: defaults.publishIntervalMs,
+    natsServerBin: env.SLIPWAY_NATS_SERVER_BIN || defaults.natsServerBin,
+    embeddedNatsPort: int(env, "SLIPWAY_EMBEDDED_NATS_PORT", defaults.embeddedNatsPort, 0, 65535),
+    ingressPublicPort: int(env, "SLIPWAY_INGRESS_PUBLIC_PORT", defaults.ingressPublicPort, 0, 65535),
+    ingressScheme: scheme,
+  });
+}

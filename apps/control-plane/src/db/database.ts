@@ -1,0 +1,74 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvider } from "kysely";
+import pg from "pg";
+import type { Database } from "./schema.js";
+import * as m0001 from "./migrations/0001-initial.js";
+
+export type Db = Kysely<Database>;
+
+const migrations: Record<string, Migration> = { "0001-initial": m0001 };
+
+class StaticMigrationProvider implements MigrationProvider {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return migrations;
+  }
+}
+
+export interface DatabaseHandle {
+  db: Db;
+  kind: "postgres" | "pglite";
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the platform database: PostgreSQL when a DSN is given, else PGlite in
+ * `<dataDir>/pglite` (or in memory with dataDir "memory://"). Runs migrations.
+ */
+export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string }): Promise<DatabaseHandle> {
+  let handle: DatabaseHandle;
+  if (opts.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    handle = { db, kind: "postgres", close: () => db.destroy() };
+  } else {
+    const { PGlite } = await import("@electric-sql/pglite");
+    const { PGliteDialect } = await import("kysely-pglite-dialect");
+    let dir: string | undefined;
+    if (opts.dataDir && opts.dataDir !== "memory://") {
+      dir = path.join(opts.dataDir, "pglite");
+      mkdirSync(dir, { recursive: true });
+    }
+    const pglite = dir ? new PGlite(dir) : new PGlite();
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    handle = {
+      db,
+      kind: "pglite",
+      close: async () => {
+        await db.destroy();
+        if (!pglite.closed) await pglite.close();
+      },
+    };
+  }
+  await migrate(handle.db);
+  return handle;
+}
+
+export async function migrate(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({ db, provider: new StaticMigrationProvider() });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error");
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${String((error as Error).message ?? error)}`, { cause: error });
+  }
+}
+
+/** `count(*)` arrives as a string from pg and a number from PGlite. */
+export function toNumber(v: unknown): number {
+  return typeof v === "number" ? v : Number(v ?? 0);
+}
+
+/** jsonb columns are written as JSON text. */
+export function json(v: unknown): string {
+  return JSON.stringify(v);
+}

@@ -1,0 +1,122 @@
+import type { ColumnType, Generated } from "kysely";
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type Json<T> = ColumnType<T, string, string>;
+
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  role: "admin" | "deployer";
+  apps: Json<string[]>;
+  token_hash: string;
+  created_at: Timestamp;
+  revoked_at: Timestamp | null;
+}
+export interface JoinTokensTable {
+  id: string;
+  token_hash: string;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+  created_at: Timestamp;
+}
+export interface HostsTable {
+  id: string;
+  name: string;
+  labels: Json<Record<string, string>>;
+  credential_hash: string;
+  version: string;
+  capacity: Json<{ cpus: number; memoryBytes: number; diskBytes: number }>;
+  load: Json<{ cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number }>;
+  /** Desired/admin state; online/offline is derived from last_heartbeat_at. */
+  admin_state: "active" | "cordoned" | "draining" | "revoked";
+  last_heartbeat_at: Timestamp | null;
+  registered_at: Timestamp;
+}
+export interface AppsTable {
+  id: string;
+  name: string;
+  repository: string;
+  settings: Json<unknown>;
+  settings_revision: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+export interface EnvironmentsTable {
+  id: string;
+  app_id: string;
+  name: string;
+  branch: string;
+  state: string;
+  replicas: number;
+  sleep_after_seconds: number | null;
+  host_id: string | null;
+  /** Bumped on every change a deployment applies (branch, variables, domains, replicas). */
+  config_revision: number;
+  deployed_config_revision: number | null;
+  deployed_settings_revision: number | null;
+  deployed_commit: string | null;
+  current_image: string | null;
+  last_success_at: Timestamp | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+export interface DeploymentsTable {
+  id: string;
+  app_id: string;
+  environment_id: string;
+  state: string;
+  build_mode: string;
+  commit: string | null;
+  image: string | null;
+  steps: Json<unknown>;
+  error: Json<unknown> | null;
+  config_revision: number;
+  settings_revision: number;
+  requested_by: string;
+  cancel_requested_at: Timestamp | null;
+  queued_at: Timestamp;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+}
+export interface DeploymentLogsTable {
+  deployment_id: string;
+  seq: number;
+  at: Timestamp;
+  text: string;
+}
+export interface JobsTable {
+  id: string;
+  kind: string;
+  deployment_id: string | null;
+  host_id: string | null;
+  state: string;
+  spec: Json<unknown>;
+  last_seq: number;
+  publish_attempts: number;
+  last_publish_error: string | null;
+  created_at: Timestamp;
+  published_at: Timestamp | null;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+}
+export interface ActivityTable {
+  id: Generated<number>;
+  at: Timestamp;
+  actor: string;
+  app: string | null;
+  environment: string | null;
+  action: string;
+  details: Json<unknown>;
+}
+
+export interface Database {
+  api_tokens: ApiTokensTable;
+  join_tokens: JoinTokensTable;
+  hosts: HostsTable;
+  apps: AppsTable;
+  environments: EnvironmentsTable;
+  deployments: DeploymentsTable;
+  deployment_logs: DeploymentLogsTable;
+  jobs: JobsTable;
+  activity: ActivityTable;
+}

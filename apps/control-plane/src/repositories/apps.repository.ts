@@ -1,0 +1,91 @@
+import type { Selectable } from "kysely";
+import { NotFoundError } from "@slipway/core";
+import type { Db } from "../db/database.js";
+import { json } from "../db/database.js";
+import type { AppsTable, EnvironmentsTable } from "../db/schema.js";
+
+export type AppRow = Selectable<AppsTable>;
+export type EnvironmentRow = Selectable<EnvironmentsTable>;
+
+export async function insertApp(db: Db, row: { id: string; name: string; repository: string; settings: unknown }): Promise<void> {
+  const now = new Date();
+  await db
+    .insertInto("apps")
+    .values({ id: row.id, name: row.name, repository: row.repository, settings: json(row.settings), settings_revision: 1, created_at: now, updated_at: now })
+    .execute();
+}
+
+export function findAppByName(db: Db, name: string): Promise<AppRow | undefined> {
+  return db.selectFrom("apps").selectAll().where("name", "=", name).executeTakeFirst();
+}
+export async function getAppByName(db: Db, name: string): Promise<AppRow> {
+  const app = await findAppByName(db, name);
+  if (!app) throw new NotFoundError(`app '${name}' does not exist`);
+  return app;
+}
+export function listApps(db: Db): Promise<AppRow[]> {
+  return db.selectFrom("apps").selectAll().orderBy("name").execute();
+}
+export async function updateAppSettings(db: Db, id: string, settings: unknown): Promise<void> {
+  await db
+    .updateTable("apps")
+    .set((eb) => ({ settings: json(settings), settings_revision: eb("settings_revision", "+", 1), updated_at: new Date() }))
+    .where("id", "=", id)
+    .execute();
+}
+export async function deleteApp(db: Db, id: string): Promise<void> {
+  await db.deleteFrom("apps").where("id", "=", id).execute();
+}
+
+export async function insertEnvironment(db: Db, row: { id: string; appId: string; name: string; branch: string; replicas: number; sleepAfterSeconds: number | null }): Promise<void> {
+  const now = new Date();
+  await db
+    .insertInto("environments")
+    .values({
+      id: row.id,
+      app_id: row.appId,
+      name: row.name,
+      branch: row.branch,
+      state: "not_deployed",
+      replicas: row.replicas,
+      sleep_after_seconds: row.sleepAfterSeconds,
+      host_id: null,
+      config_revision: 1,
+      deployed_config_revision: null,
+      deployed_settings_revision: null,
+      deployed_commit: null,
+      current_image: null,
+      last_success_at: null,
+      created_at: now,
+      updated_at: now,
+    })
+    .execute();
+}
+
+export function listEnvironments(db: Db, appId: string): Promise<EnvironmentRow[]> {
+  return db.selectFrom("environments").selectAll().where("app_id", "=", appId).orderBy("created_at").orderBy("name").execute();
+}
+export function findEnvironment(db: Db, appId: string, name: string): Promise<EnvironmentRow | undefined> {
+  return db.selectFrom("environments").selectAll().where("app_id", "=", appId).where("name", "=", name).executeTakeFirst();
+}
+export async function getEnvironment(db: Db, app: AppRow, name: string): Promise<EnvironmentRow> {
+  const env = await findEnvironment(db, app.id, name);
+  if (!env) throw new NotFoundError(`environment '${name}' of app '${app.name}' does not exist`);
+  return env;
+}
+export function findEnvironmentById(db: Db, id: string): Promise<EnvironmentRow | undefined> {
+  return db.selectFrom("environments").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+/** Applies user-visible changes that a deployment must apply, bumping the config revision. */
+export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "branch" | "replicas" | "sleep_after_seconds">>): Promise<void> {
+  await db
+    .updateTable("environments")
+    .set((eb) => ({ ...patch, config_revision: eb("config_revision", "+", 1), updated_at: new Date() }))
+    .where("id", "=", id)
+    .execute();
+}
+
+export async function updateEnvironmentRuntime(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "state" | "host_id" | "deployed_config_revision" | "deployed_settings_revision" | "deployed_commit" | "current_image" | "last_success_at">>): Promise<void> {
+  await db.updateTable("environments").set({ ...patch, updated_at: new Date() }).where("id", "=", id).execute();
+}

@@ -1,0 +1,72 @@
+import { PassThrough } from "node:stream";
+import type { FastifyPluginAsync } from "fastify";
+import type { BuildMode, DeploymentService } from "../services/deployment.service.js";
+import { envParams, idParams } from "./schemas.js";
+
+export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentService; pollIntervalMs: number }> = async (app, { deployments, pollIntervalMs }) => {
+  app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode } }>(
+    "/apps/:app/environments/:env/deployments",
+    {
+      schema: {
+        summary: "Deploy an environment",
+        params: envParams,
+        body: {
+          type: "object",
+          additionalProperties: false,
+          properties: { build: { type: "string", enum: ["auto", "force", "reuse"] } },
+        },
+      },
+    },
+    async (req, reply) => {
+      const d = await deployments.create(req.principal, req.params.app, req.params.env, req.body ?? {});
+      return reply.status(202).send(d);
+    },
+  );
+  app.get<{ Params: { app: string; env: string }; Querystring: { limit?: number } }>(
+    "/apps/:app/environments/:env/deployments",
+    { schema: { params: envParams, querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 500 } } } } },
+    async (req) => deployments.list(req.principal, req.params.app, req.params.env, req.query.limit ?? 50),
+  );
+  app.get<{ Params: { id: string } }>("/deployments/:id", { schema: { params: idParams } }, async (req) => deployments.get(req.principal, req.params.id));
+  app.post<{ Params: { id: string } }>("/deployments/:id/cancel", { schema: { params: idParams } }, async (req, reply) =>
+    reply.status(202).send(await deployments.cancel(req.principal, req.params.id)),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { follow?: boolean } }>(
+    "/deployments/:id/log",
+    { schema: { summary: "Deployment log (text/plain); follow=true streams until the deployment ends", params: idParams, querystring: { type: "object", properties: { follow: { type: "boolean" } } } } },
+    async (req, reply) => {
+      const first = await deployments.readLog(req.principal, req.params.id, 0);
+      reply.header("content-type", "text/plain; charset=utf-8");
+      if (!req.query.follow || first.finished) {
+        // A deployment that ended may still have lines in flight from the last batch.
+        const rest = first.finished ? await deployments.readLog(req.principal, req.params.id, first.lastSeq) : undefined;
+        return first.text + (rest?.text ?? "");
+      }
+      const out = new PassThrough();
+      out.write(first.text);
+      let closed = false;
+      req.raw.on("close", () => {
+        closed = true;
+      });
+      (async () => {
+        let seq = first.lastSeq;
+        for (;;) {
+          await new Promise((r) => setTimeout(r, pollIntervalMs));
+          if (closed) break;
+          const next = await deployments.readLog(req.principal, req.params.id, seq);
+          if (next.text) out.write(next.text);
+          seq = next.lastSeq;
+          if (next.finished) {
+            const tail = await deployments.readLog(req.principal, req.params.id, seq);
+            if (tail.text) out.write(tail.text);
+            break;
+          }
+        }
+      })()
+        .catch((err: unknown) => req.log.warn({ err }, "log follow failed"))
+        .finally(() => out.end());
+      return reply.send(out);
+    },
+  );
+};

@@ -1,0 +1,192 @@
+import { randomUUID } from "node:crypto";
+import {
+  ConflictError,
+  DEFAULT_ENVIRONMENTS,
+  InvalidRequestError,
+  assertAppName,
+  defaultAppSettings,
+  defaultHostname,
+  environmentStatus,
+  mergeAppSettings,
+  type AppSettings,
+  type AppSettingsPatch,
+  type EnvironmentStatus,
+} from "@slipway/core";
+import type { Db } from "../db/database.js";
+import * as apps from "../repositories/apps.repository.js";
+import * as deployments from "../repositories/deployments.repository.js";
+import { recordActivity } from "../repositories/activity.repository.js";
+import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
+
+export interface EnvironmentView {
+  name: string;
+  branch: string;
+  state: string;
+  status: EnvironmentStatus;
+  url: string;
+  domains: string[];
+  replicas: number;
+  sleepAfterSeconds: number | null;
+  host: string | null;
+  deployedCommit: string | null;
+  image: string | null;
+}
+export interface AppView {
+  name: string;
+  repository: string;
+  settings: AppSettings;
+  environments: EnvironmentView[];
+  createdAt: string;
+}
+
+export interface UrlOptions {
+  baseDomain: string;
+  ingressScheme: string;
+  ingressPublicPort: number;
+}
+
+/** Default sleep after 15 minutes without a request; live never sleeps. */
+export const DEFAULT_SLEEP_AFTER_SECONDS = 900;
+
+export class AppService {
+  constructor(private readonly db: Db, private readonly urls: UrlOptions) {}
+
+  async create(by: Principal, input: { name: string; repository: string; settings?: AppSettingsPatch }): Promise<AppView> {
+    requireAdmin(by);
+    assertAppName(input.name);
+    validateRepository(input.repository);
+    const settings = mergeAppSettings(defaultAppSettings, input.settings ?? {});
+    const id = randomUUID();
+    await this.db.transaction().execute(async (trx) => {
+      if (await apps.findAppByName(trx, input.name)) throw new ConflictError(`app '${input.name}' already exists`);
+      await apps.insertApp(trx, { id, name: input.name, repository: input.repository, settings });
+      for (const env of DEFAULT_ENVIRONMENTS) {
+        await apps.insertEnvironment(trx, {
+          id: randomUUID(),
+          appId: id,
+          name: env,
+          branch: "main",
+          replicas: 1,
+          sleepAfterSeconds: env === "live" ? null : DEFAULT_SLEEP_AFTER_SECONDS,
+        });
+      }
+      await recordActivity(trx, { actor: by.name, app: input.name, action: "app.created", details: { repository: input.repository } });
+    }).catch((err: unknown) => {
+      // Two concurrent creates: the unique index decides, the loser gets a 409.
+      if ((err as { code?: string }).code === "23505") throw new ConflictError(`app '${input.name}' already exists`);
+      throw err;
+    });
+    return this.get(by, input.name);
+  }
+
+  async list(by: Principal): Promise<AppView[]> {
+    const rows = await apps.listApps(this.db);
+    const visible = rows.filter((a) => by.role === "admin" || by.apps.includes(a.name));
+    return Promise.all(visible.map((a) => this.view(a)));
+  }
+
+  async get(by: Principal, name: string): Promise<AppView> {
+    requireApp(by, name);
+    return this.view(await apps.getAppByName(this.db, name));
+  }
+
+  async patchSettings(by: Principal, name: string, patch: AppSettingsPatch): Promise<AppSettings> {
+    requireApp(by, name);
+    return this.db.transaction().execute(async (trx) => {
+      const app = await apps.getAppByName(trx, name);
+      const next = mergeAppSettings(app.settings as AppSettings, patch);
+      await apps.updateAppSettings(trx, app.id, next);
+      await recordActivity(trx, { actor: by.name, app: name, action: "settings.changed", details: { changed: Object.keys(patch) } });
+      return next;
+    });
+  }
+
+  async listEnvironments(by: Principal, app: string): Promise<EnvironmentView[]> {
+    requireApp(by, app);
+    const row = await apps.getAppByName(this.db, app);
+    const envs = await apps.listEnvironments(this.db, row.id);
+    return Promise.all(envs.map((e) => this.environmentView(row, e)));
+  }
+
+  async getEnvironment(by: Principal, app: string, env: string): Promise<EnvironmentView> {
+    requireApp(by, app);
+    const row = await apps.getAppByName(this.db, app);
+    return this.environmentView(row, await apps.getEnvironment(this.db, row, env));
+  }
+
+  async patchEnvironment(by: Principal, app: string, env: string, patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null }): Promise<EnvironmentView> {
+    requireApp(by, app);
+    await this.db.transaction().execute(async (trx) => {
+      const a = await apps.getAppByName(trx, app);
+      const e = await apps.getEnvironment(trx, a, env);
+      if (patch.replicas !== undefined && patch.replicas > 1 && e.name !== "live") {
+        throw new InvalidRequestError(`only live may run several containers; '${env}' runs one`, { details: { replicas: "must be 1 outside live" } });
+      }
+      if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== null && e.name === "live") {
+        throw new InvalidRequestError("live never sleeps", { details: { sleepAfterSeconds: "must be null for live" } });
+      }
+      const changes: Parameters<typeof apps.updateEnvironmentConfig>[2] = {};
+      if (patch.branch !== undefined && patch.branch !== e.branch) changes.branch = patch.branch;
+      if (patch.replicas !== undefined && patch.replicas !== e.replicas) changes.replicas = patch.replicas;
+      if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== e.sleep_after_seconds) changes.sleep_after_seconds = patch.sleepAfterSeconds;
+      if (Object.keys(changes).length === 0) return;
+      await apps.updateEnvironmentConfig(trx, e.id, changes);
+      await recordActivity(trx, { actor: by.name, app, environment: env, action: "environment.changed", details: changes });
+    });
+    return this.getEnvironment(by, app, env);
+  }
+
+  private async view(a: apps.AppRow): Promise<AppView> {
+    const envs = await apps.listEnvironments(this.db, a.id);
+    return {
+      name: a.name,
+      repository: a.repository,
+      settings: a.settings as AppSettings,
+      environments: await Promise.all(envs.map((e) => this.environmentView(a, e))),
+      createdAt: a.created_at.toISOString(),
+    };
+  }
+
+  hostnames(app: string, env: string): string[] {
+    return [defaultHostname(app, env, this.urls.baseDomain)];
+  }
+
+  async environmentView(a: apps.AppRow, e: apps.EnvironmentRow): Promise<EnvironmentView> {
+    const last = await deployments.latestFinishedDeployment(this.db, e.id);
+    const everSucceeded = e.last_success_at !== null;
+    const unappliedChanges =
+      everSucceeded && (e.deployed_config_revision !== e.config_revision || e.deployed_settings_revision !== a.settings_revision);
+    const status = environmentStatus({
+      ...(last && last.finished_at ? { lastDeployment: { state: last.state as "succeeded" | "failed" | "cancelled", finishedAt: last.finished_at } } : {}),
+      everSucceeded,
+      unappliedChanges,
+    });
+    const domains = this.hostnames(a.name, e.name);
+    const port = this.urls.ingressPublicPort;
+    const defaultPort = this.urls.ingressScheme === "https" ? 443 : 80;
+    return {
+      name: e.name,
+      branch: e.branch,
+      state: e.state,
+      status,
+      url: `${this.urls.ingressScheme}://${domains[0]}${port && port !== defaultPort ? `:${port}` : ""}/`,
+      domains,
+      replicas: e.replicas,
+      sleepAfterSeconds: e.sleep_after_seconds,
+      host: e.host_id,
+      deployedCommit: e.deployed_commit,
+      image: e.current_image,
+    };
+  }
+}
+
+/** Accepts git URLs the agent can clone: http(s), ssh, git, file:// and absolute local paths. */
+export function validateRepository(repo: string): void {
+  const ok =
+    /^(https?|ssh|git|file):\/\/\S+$/.test(repo) || /^[\w.-]+@[\w.-]+:\S+$/.test(repo) || /^\/\S*$/.test(repo);
+  if (!ok || repo.length > 2000) {
+    throw new InvalidRequestError(`invalid repository '${repo}': use an https://, ssh://, git@host:path, file:// URL or an absolute path`, {
+      details: { repository: "not a git URL" },
+    });
+  }
+}

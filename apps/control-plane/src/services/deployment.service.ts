@@ -1,0 +1,192 @@
+import { randomUUID } from "node:crypto";
+import {
+  ConflictError,
+  NotFoundError,
+  defaultVariables,
+  isTerminalDeploymentState,
+  type AppSettings,
+  type DeploymentState,
+} from "@slipway/core";
+import type { Db } from "../db/database.js";
+import * as apps from "../repositories/apps.repository.js";
+import * as deployments from "../repositories/deployments.repository.js";
+import { recordActivity } from "../repositories/activity.repository.js";
+import { requireApp, type Principal } from "./auth.service.js";
+import type { AppService } from "./app.service.js";
+import type { PlacementService } from "./placement.service.js";
+
+export type BuildMode = "auto" | "force" | "reuse";
+
+/** What the agent needs to run a deployment, frozen when it is requested (secrets resolved at GetJobSpec). */
+export interface DeployJobSpec {
+  deploymentId: string;
+  app: string;
+  environment: string;
+  repository: string;
+  branch: string;
+  buildMode: BuildMode;
+  currentImage: string | null;
+  settings: AppSettings;
+  replicas: number;
+  hostnames: string[];
+  variables: Record<string, string>;
+}
+
+export interface DeploymentView {
+  id: string;
+  app: string;
+  environment: string;
+  state: string;
+  build: string;
+  commit: string | null;
+  image: string | null;
+  steps: deployments.StepRecord[];
+  error: unknown;
+  requestedBy: string;
+  queuedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export class DeploymentService {
+  constructor(
+    private readonly db: Db,
+    private readonly appService: AppService,
+    private readonly placement: PlacementService,
+    private readonly onJobQueued: () => void,
+  ) {}
+
+  /**
+   * Writes the deployment row and its job in one transaction (the outbox);
+   * the publisher moves the job to NATS. 409 when one is already active.
+   */
+  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode }): Promise<DeploymentView> {
+    requireApp(by, appName);
+    const buildMode = input.build ?? "auto";
+    const id = randomUUID();
+    await this.db
+      .transaction()
+      .execute(async (trx) => {
+        const app = await apps.getAppByName(trx, appName);
+        const env = await apps.getEnvironment(trx, app, envName);
+        const active = await deployments.findActiveDeployment(trx, env.id);
+        if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is still ${active.state}; wait for it or cancel it`, { details: { deployment: active.id } });
+        if (buildMode === "reuse" && !env.current_image) {
+          throw new ConflictError(`environment '${envName}' has never been deployed: there is no image to reuse`);
+        }
+        const hostId = env.host_id ?? (await this.placement.choose(trx));
+        if (hostId && !env.host_id) await apps.updateEnvironmentRuntime(trx, env.id, { host_id: hostId });
+        await deployments.insertDeployment(trx, {
+          id,
+          appId: app.id,
+          environmentId: env.id,
+          buildMode,
+          configRevision: env.config_revision,
+          settingsRevision: app.settings_revision,
+          requestedBy: by.name,
+        });
+        const hostnames = this.appService.hostnames(app.name, env.name);
+        const spec: DeployJobSpec = {
+          deploymentId: id,
+          app: app.name,
+          environment: env.name,
+          repository: app.repository,
+          branch: env.branch,
+          buildMode,
+          currentImage: env.current_image,
+          settings: app.settings as AppSettings,
+          replicas: env.replicas,
+          hostnames,
+          variables: defaultVariables(env.name, { domain: hostnames[0]!, aliases: hostnames.slice(1), branch: env.branch }),
+        };
+        await deployments.insertJob(trx, { id: randomUUID(), kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec });
+        if (env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: "deploying" });
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode } });
+      })
+      .catch((err: unknown) => {
+        if ((err as { code?: string }).code === "23505") throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
+        throw err;
+      });
+    this.onJobQueued();
+    return this.get(by, id);
+  }
+
+  async list(by: Principal, appName: string, envName: string, limit = 50): Promise<DeploymentView[]> {
+    requireApp(by, appName);
+    const app = await apps.getAppByName(this.db, appName);
+    const env = await apps.getEnvironment(this.db, app, envName);
+    const rows = await deployments.listDeployments(this.db, env.id, limit);
+    return rows.map((d) => toView(d, app.name, env.name));
+  }
+
+  async get(by: Principal, id: string): Promise<DeploymentView> {
+    const { deployment, app, env } = await this.load(id);
+    requireApp(by, app.name);
+    return toView(deployment, app.name, env.name);
+  }
+
+  /** The log as text after `afterSeq`, and the last seq read. */
+  async readLog(by: Principal, id: string, afterSeq: number): Promise<{ text: string; lastSeq: number; finished: boolean }> {
+    const { deployment, app } = await this.load(id);
+    requireApp(by, app.name);
+    const lines = await deployments.readLog(this.db, id, afterSeq);
+    const lastSeq = lines.length ? lines[lines.length - 1]!.seq : afterSeq;
+    return { text: lines.map((l) => l.text + "\n").join(""), lastSeq, finished: isTerminalDeploymentState(deployment.state as DeploymentState) };
+  }
+
+  /**
+   * Cancels before `switching`. A job the agent has not started is cancelled
+   * at once; a running one is flagged and stopped by the agent at its next
+   * step boundary.
+   */
+  async cancel(by: Principal, id: string): Promise<DeploymentView> {
+    const { app } = await this.load(id);
+    requireApp(by, app.name);
+    await this.db.transaction().execute(async (trx) => {
+      const d = await deployments.findDeploymentForUpdate(trx, id);
+      if (!d) return;
+      const state = d.state as DeploymentState;
+      if (isTerminalDeploymentState(state)) throw new ConflictError(`deployment ${id} has already ended (${state})`);
+      if (state === "switching") throw new ConflictError(`deployment ${id} is switching traffic and can no longer be cancelled`);
+      const job = await deployments.findJobByDeployment(trx, id);
+      if (job && job.state === "queued") {
+        const now = new Date();
+        await deployments.updateDeployment(trx, id, { state: "cancelled", finished_at: now, error: { type: "cancelled", message: `cancelled by ${by.name}`, retryable: false } });
+        await deployments.updateJob(trx, job.id, { state: "cancelled", finished_at: now });
+        const env = await apps.findEnvironmentById(trx, d.environment_id);
+        if (env) await apps.updateEnvironmentRuntime(trx, env.id, { state: env.current_image ? "running" : "not_deployed" });
+      } else {
+        await deployments.updateDeployment(trx, id, { cancel_requested_at: new Date() });
+      }
+      await recordActivity(trx, { actor: by.name, app: app.name, action: "deployment.cancel_requested", details: { deployment: id } });
+    });
+    return this.get(by, id);
+  }
+
+  private async load(id: string) {
+    const deployment = await deployments.findDeployment(this.db, id);
+    if (!deployment) throw new NotFoundError(`deployment '${id}' does not exist`);
+    const env = await apps.findEnvironmentById(this.db, deployment.environment_id);
+    const app = env ? (await this.db.selectFrom("apps").selectAll().where("id", "=", env.app_id).executeTakeFirst()) : undefined;
+    if (!env || !app) throw new NotFoundError(`deployment '${id}' does not exist`);
+    return { deployment, env, app };
+  }
+}
+
+export function toView(d: deployments.DeploymentRow, app: string, env: string): DeploymentView {
+  return {
+    id: d.id,
+    app,
+    environment: env,
+    state: d.state,
+    build: d.build_mode,
+    commit: d.commit,
+    image: d.image,
+    steps: d.steps as deployments.StepRecord[],
+    error: d.error,
+    requestedBy: d.requested_by,
+    queuedAt: d.queued_at.toISOString(),
+    startedAt: d.started_at ? d.started_at.toISOString() : null,
+    finishedAt: d.finished_at ? d.finished_at.toISOString() : null,
+  };
+}

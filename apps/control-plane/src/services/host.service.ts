@@ -1,0 +1,113 @@
+import { randomUUID } from "node:crypto";
+import { UnauthenticatedError, NotFoundError, type HostState, type Logger } from "@slipway/core";
+import type { Db } from "../db/database.js";
+import * as hosts from "../repositories/hosts.repository.js";
+import { consumeJoinToken } from "../repositories/tokens.repository.js";
+import { recordActivity } from "../repositories/activity.repository.js";
+import { generateToken, hashToken, requireAdmin, type Principal } from "./auth.service.js";
+
+export interface HostView {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  state: HostState | "revoked";
+  lastHeartbeatAt: string | null;
+  version: string;
+  capacity: unknown;
+  load: unknown;
+  environments: Array<{ app: string; environment: string }>;
+}
+
+export interface HeartbeatInput {
+  version: string;
+  capacity: { cpus: number; memoryBytes: number; diskBytes: number };
+  load: { cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number };
+}
+
+export class HostService {
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number },
+  ) {}
+
+  /** The window in which a heartbeat counts as "online". */
+  onlineWindowMs(): number {
+    return this.opts.heartbeatIntervalMs * this.opts.heartbeatMissLimit;
+  }
+
+  /** Trades a one-time join token for a host id and a credential (stored hashed). */
+  async register(input: { joinToken: string; hostname: string; labels: Record<string, string>; capacity: HeartbeatInput["capacity"]; version: string }): Promise<{ hostId: string; credential: string }> {
+    const credential = generateToken("slwagent");
+    const hostId = randomUUID();
+    await this.db.transaction().execute(async (trx) => {
+      if (!(await consumeJoinToken(trx, hashToken(input.joinToken), new Date()))) {
+        throw new UnauthenticatedError("join token is invalid, expired or already used");
+      }
+      await hosts.insertHost(trx, { id: hostId, name: input.hostname, labels: input.labels, credentialHash: hashToken(credential), version: input.version, capacity: input.capacity });
+      await recordActivity(trx, { actor: `host:${input.hostname}`, action: "host.registered", details: { hostId, labels: input.labels } });
+    });
+    this.log.info({ hostId, hostname: input.hostname }, "host registered");
+    return { hostId, credential };
+  }
+
+  /** Resolves an agent's bearer credential to its host; revoked hosts are refused. */
+  async authenticateAgent(authorization: string | undefined): Promise<hosts.HostRow> {
+    const m = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization) : null;
+    if (!m) throw new UnauthenticatedError("missing agent credential");
+    const host = await hosts.findHostByCredentialHash(this.db, hashToken(m[1]!));
+    if (!host || host.admin_state === "revoked") throw new UnauthenticatedError("unknown or revoked agent credential");
+    return host;
+  }
+
+  async heartbeat(hostId: string, hb: HeartbeatInput): Promise<void> {
+    await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...hb });
+  }
+
+  async list(by: Principal): Promise<HostView[]> {
+    requireAdmin(by);
+    const rows = await hosts.listHosts(this.db);
+    return Promise.all(rows.map((h) => this.view(h)));
+  }
+
+  async get(by: Principal, id: string): Promise<HostView> {
+    requireAdmin(by);
+    const h = await hosts.findHost(this.db, id);
+    if (!h) throw new NotFoundError(`host '${id}' does not exist`);
+    return this.view(h);
+  }
+
+  async setAdminState(by: Principal, id: string, state: "active" | "cordoned" | "draining" | "revoked"): Promise<HostView> {
+    requireAdmin(by);
+    await this.db.transaction().execute(async (trx) => {
+      const h = await hosts.findHost(trx, id);
+      if (!h) throw new NotFoundError(`host '${id}' does not exist`);
+      await hosts.setHostAdminState(trx, id, state);
+      await recordActivity(trx, { actor: by.name, action: `host.${state}`, details: { hostId: id, name: h.name } });
+    });
+    return this.get(by, id);
+  }
+
+  stateOf(h: hosts.HostRow, now = Date.now()): HostView["state"] {
+    if (h.admin_state === "revoked") return "revoked";
+    const seen = h.last_heartbeat_at ? now - h.last_heartbeat_at.getTime() : Infinity;
+    if (seen > this.onlineWindowMs()) return "offline";
+    if (h.admin_state === "cordoned") return "cordoned";
+    if (h.admin_state === "draining") return "draining";
+    return "online";
+  }
+
+  private async view(h: hosts.HostRow): Promise<HostView> {
+    return {
+      id: h.id,
+      name: h.name,
+      labels: h.labels,
+      state: this.stateOf(h),
+      lastHeartbeatAt: h.last_heartbeat_at ? h.last_heartbeat_at.toISOString() : null,
+      version: h.version,
+      capacity: h.capacity,
+      load: h.load,
+      environments: await hosts.environmentsOnHost(this.db, h.id),
+    };
+  }
+}

@@ -1,0 +1,168 @@
+import {
+  ForbiddenError,
+  NotFoundError,
+  deploymentTransitions,
+  isTerminalDeploymentState,
+  isTerminalJobState,
+  jobTransitions,
+  stepToDeploymentState,
+  transition,
+  type DeploymentState,
+  type JobState,
+  type Logger,
+  type StepName,
+} from "@slipway/core";
+import type { Db } from "../db/database.js";
+import * as apps from "../repositories/apps.repository.js";
+import * as deployments from "../repositories/deployments.repository.js";
+import { recordActivity } from "../repositories/activity.repository.js";
+import type { DeployJobSpec } from "./deployment.service.js";
+
+/** One event from an agent, already decoded from the wire. */
+export type JobEventInput =
+  | { jobId: string; seq: number; at: Date; kind: "step"; name: string; state: string }
+  | { jobId: string; seq: number; at: Date; kind: "log"; text: string }
+  | { jobId: string; seq: number; at: Date; kind: "facts"; commit: string; image: string }
+  | { jobId: string; seq: number; at: Date; kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit: string; image: string; failure?: { type: string; message: string; retryable: boolean; details?: string } };
+
+export interface JobSpecView {
+  jobId: string;
+  kind: string;
+  state: JobState;
+  lastSeq: number;
+  deploy?: DeployJobSpec;
+}
+
+/**
+ * Applies what agents report. Each event is applied at most once: events at or
+ * below a job's stored `last_seq` are skipped, so a retried batch is harmless.
+ * An agent can touch only its own host's jobs.
+ */
+export class JobReportService {
+  constructor(private readonly db: Db, private readonly log: Logger) {}
+
+  async apply(hostId: string, events: JobEventInput[]): Promise<{ acked: Record<string, number>; cancelRequested: string[] }> {
+    const byJob = new Map<string, JobEventInput[]>();
+    for (const e of events) {
+      const list = byJob.get(e.jobId) ?? [];
+      list.push(e);
+      byJob.set(e.jobId, list);
+    }
+    const acked: Record<string, number> = {};
+    const cancelRequested: string[] = [];
+    for (const [jobId, list] of byJob) {
+      list.sort((a, b) => a.seq - b.seq);
+      const r = await this.db.transaction().execute((trx) => this.applyJob(trx, hostId, jobId, list));
+      acked[jobId] = r.lastSeq;
+      if (r.cancelRequested) cancelRequested.push(jobId);
+    }
+    return { acked, cancelRequested };
+  }
+
+  async getSpec(hostId: string, jobId: string): Promise<JobSpecView> {
+    const job = await deployments.findJob(this.db, jobId);
+    if (!job) throw new NotFoundError(`job '${jobId}' does not exist`);
+    if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
+    const view: JobSpecView = { jobId, kind: job.kind, state: job.state as JobState, lastSeq: job.last_seq };
+    if (job.kind === "deploy") view.deploy = job.spec as DeployJobSpec;
+    return view;
+  }
+
+  private async applyJob(trx: Db, hostId: string, jobId: string, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean }> {
+    const job = await deployments.findJobForUpdate(trx, jobId);
+    if (!job) throw new NotFoundError(`job '${jobId}' does not exist`);
+    if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
+    let lastSeq = job.last_seq;
+    let jobState = job.state as JobState;
+    const d = job.deployment_id ? await deployments.findDeploymentForUpdate(trx, job.deployment_id) : undefined;
+    if (!d) throw new NotFoundError(`deployment of job '${jobId}' does not exist`);
+    let state = d.state as DeploymentState;
+    const steps = [...(d.steps as deployments.StepRecord[])];
+    const patch: Parameters<typeof deployments.updateDeployment>[2] = {};
+    let result: Extract<JobEventInput, { kind: "result" }> | undefined;
+
+    for (const e of events) {
+      if (e.seq <= lastSeq) continue;
+      lastSeq = e.seq;
+      if (isTerminalJobState(jobState) && e.kind !== "log") continue;
+      if (jobState === "queued") {
+        jobState = transition("job", jobTransitions, jobState, "running");
+        patch.started_at = e.at;
+      }
+      switch (e.kind) {
+        case "log":
+          await deployments.appendLog(trx, d.id, e.seq, e.at, e.text);
+          break;
+        case "facts":
+          if (e.commit) patch.commit = e.commit;
+          if (e.image) patch.image = e.image;
+          break;
+        case "step": {
+          const iso = e.at.toISOString();
+          const existing = steps.find((s) => s.name === e.name);
+          if (e.state === "running") {
+            if (existing) Object.assign(existing, { state: "running", startedAt: iso, finishedAt: null });
+            else steps.push({ name: e.name, state: "running", startedAt: iso, finishedAt: null });
+            const next = stepToDeploymentState[e.name as StepName];
+            if (next && !isTerminalDeploymentState(state) && next !== state) state = transition("deployment", deploymentTransitions, state, next);
+          } else if (existing) {
+            Object.assign(existing, { state: e.state, finishedAt: iso });
+          } else {
+            steps.push({ name: e.name, state: e.state, startedAt: e.state === "skipped" ? null : iso, finishedAt: iso });
+          }
+          break;
+        }
+        case "result":
+          result = e;
+          break;
+      }
+    }
+    patch.steps = steps;
+    if (result && !isTerminalDeploymentState(state)) {
+      state = transition("deployment", deploymentTransitions, state, result.state);
+      jobState = transition("job", jobTransitions, jobState, result.state);
+      patch.finished_at = result.at;
+      if (result.commit) patch.commit = result.commit;
+      if (result.image) patch.image = result.image;
+      if (result.failure) patch.error = result.failure;
+      await this.finishEnvironment(trx, d, result, patch);
+    }
+    patch.state = state;
+    await deployments.updateDeployment(trx, d.id, patch);
+    await deployments.updateJob(trx, jobId, {
+      state: jobState,
+      last_seq: lastSeq,
+      ...(patch.started_at && !job.started_at ? { started_at: patch.started_at } : {}),
+      ...(isTerminalJobState(jobState) && !job.finished_at ? { finished_at: new Date() } : {}),
+    });
+    if (state !== d.state) this.log.info({ deploymentId: d.id, jobId, from: d.state, to: state }, "deployment state changed");
+    return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(state) };
+  }
+
+  private async finishEnvironment(trx: Db, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>, patch: { commit?: string | null; image?: string | null }): Promise<void> {
+    const env = await apps.findEnvironmentById(trx, d.environment_id);
+    if (!env) return;
+    const app = await trx.selectFrom("apps").select(["name"]).where("id", "=", env.app_id).executeTakeFirstOrThrow();
+    if (result.state === "succeeded") {
+      await apps.updateEnvironmentRuntime(trx, env.id, {
+        state: "running",
+        deployed_commit: patch.commit ?? d.commit,
+        current_image: patch.image ?? d.image,
+        deployed_config_revision: d.config_revision,
+        deployed_settings_revision: d.settings_revision,
+        last_success_at: result.at,
+      });
+    } else {
+      // The previous containers keep serving when there were any.
+      const serving = env.current_image !== null;
+      await apps.updateEnvironmentRuntime(trx, env.id, { state: serving ? "running" : result.state === "failed" ? "failed" : "not_deployed" });
+    }
+    await recordActivity(trx, {
+      actor: "platform",
+      app: app.name,
+      environment: env.name,
+      action: `deployment.${result.state}`,
+      details: { deployment: d.id, commit: patch.commit ?? d.commit, ...(result.failure ? { error: result.failure.message } : {}) },
+    });
+  }
+}
