@@ -1,0 +1,261 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { PassThrough } from "node:stream";
+import Dockerode from "dockerode";
+import { pino } from "pino";
+import tar from "tar-fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StepFailure } from "@slipway/core";
+import { DockerRuntime } from "./docker.runtime.js";
+
+const BASE_IMAGE = "slipway/busybox:1";
+const run = randomBytes(4).toString("hex");
+const testLabels = { "io.slipway.test": run };
+const network = `slipway-test-${run}`;
+const webTag = `slipway-test/web:${run}`;
+const badTag = `slipway-test/bad:${run}`;
+
+const docker = new Dockerode();
+const runtime = new DockerRuntime({ docker, logger: pino({ level: "silent" }) });
+const tempDirs: string[] = [];
+
+async function contextDir(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "slipway-build-"));
+  tempDirs.push(dir);
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
+  return dir;
+}
+
+async function containerNamesByLabel(): Promise<string[]> {
+  const all = await docker.listContainers({ all: true, filters: { label: [`io.slipway.test=${run}`] } });
+  return all.map((c) => c.Names[0].replace(/^\//, ""));
+}
+
+/** httpd needs a moment after start; retry until it answers or the deadline passes. */
+async function getWithRetry(url: string, deadlineMs = 5_000): Promise<Response> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await fetch(url);
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function expectFailure(p: Promise<unknown>): Promise<StepFailure> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StepFailure);
+  return err as StepFailure;
+}
+
+describe("DockerRuntime against the real dockerd", () => {
+  beforeAll(async () => {
+    expect(await runtime.imageInfo(BASE_IMAGE)).toBeDefined();
+  });
+
+  afterAll(async () => {
+    const leftovers = await docker.listContainers({ all: true, filters: { label: [`io.slipway.test=${run}`] } });
+    await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await docker.getNetwork(network).remove().catch(() => undefined);
+    for (const tag of [webTag, badTag]) await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
+    await Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  it("builds an image, reports its EXPOSE and serves it on a loopback port", async () => {
+    const dir = await contextDir({
+      Dockerfile: [
+        `FROM ${BASE_IMAGE}`,
+        "COPY index.html /www/index.html",
+        "EXPOSE 8080",
+        'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
+        "",
+      ].join("\n"),
+      "index.html": `hello from ${run}\n`,
+    });
+    const lines: string[] = [];
+    const info = await runtime.buildImage(tar.pack(dir), webTag, { labels: testLabels, noCache: false, onLog: (l) => lines.push(l) });
+    expect(info.exposedPorts).toEqual([8080]);
+    expect(lines.some((l) => l.includes("EXPOSE 8080"))).toBe(true);
+    expect(await runtime.imageInfo(webTag)).toEqual(info);
+    expect((await docker.getImage(webTag).inspect()).Config.Labels).toMatchObject(testLabels);
+
+    await runtime.ensureNetwork(network, testLabels);
+    await runtime.ensureNetwork(network, testLabels);
+    const web = await runtime.start({
+      name: `slipway-test-web-${run}`,
+      image: webTag,
+      env: { GREETING: "hi" },
+      labels: { ...testLabels, "io.slipway.role": "web" },
+      network,
+      publishPort: 8080,
+    });
+    expect(web.hostPort).toBeGreaterThan(0);
+    const res = await getWithRetry(`http://127.0.0.1:${web.hostPort}/index.html`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(`hello from ${run}\n`);
+
+    const raw = await docker.getContainer(web.id).inspect();
+    expect(raw.HostConfig.Init).toBe(true);
+    expect(raw.HostConfig.RestartPolicy?.Name).toBe("unless-stopped");
+    expect(raw.HostConfig.NetworkMode).toBe(network);
+    expect(raw.Config.Env).toContain("GREETING=hi");
+    expect(await runtime.inspect(web.id)).toEqual({ id: web.id, running: true, exitCode: null, hostPort: web.hostPort });
+  });
+
+  it("fails a Dockerfile with a bad instruction as build_failed with the daemon's text", async () => {
+    const dir = await contextDir({ Dockerfile: `FROM ${BASE_IMAGE}\nFROBNICATE now\n` });
+    const lines: string[] = [];
+    const err = await expectFailure(
+      runtime.buildImage(tar.pack(dir), badTag, { labels: testLabels, noCache: true, onLog: (l) => lines.push(l) }),
+    );
+    expect(err.type).toBe("build_failed");
+    expect(err.retryable).toBe(false);
+    expect(err.message.toLowerCase()).toContain("unknown instruction");
+    expect(err.message.toLowerCase()).toContain("frobnicate");
+  });
+
+  it("fails a failing RUN step as build_failed and streams its output", async () => {
+    const dir = await contextDir({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN echo building-${run} && exit 7\n` });
+    const lines: string[] = [];
+    const err = await expectFailure(
+      runtime.buildImage(tar.pack(dir), badTag, { labels: testLabels, noCache: true, onLog: (l) => lines.push(l) }),
+    );
+    expect(err.type).toBe("build_failed");
+    expect(err.message).toContain("7");
+    expect(lines).toContain(`building-${run}`);
+  });
+
+  it("aborts the build when its context stream fails, keeping the producer's failure", async () => {
+    const dir = await contextDir({ Dockerfile: `FROM ${BASE_IMAGE}\n` });
+    const whole: Buffer[] = [];
+    for await (const chunk of tar.pack(dir)) whole.push(chunk as Buffer);
+    // A truncated tar without its end blocks, as from a git archive that died mid-way.
+    const context = new PassThrough();
+    context.write(Buffer.concat(whole).subarray(0, 512));
+    const cause = new StepFailure("git_archive_failed", "fatal: bad object", false);
+    setTimeout(() => context.destroy(cause), 200);
+    const t0 = Date.now();
+    const err = await expectFailure(runtime.buildImage(context, badTag, { labels: testLabels, noCache: true, onLog: () => undefined }));
+    expect(err).toBe(cause);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(await runtime.imageInfo(badTag)).toBeUndefined();
+  });
+
+  it("runs a one-off, streams stdout and stderr, returns its exit code and removes it", async () => {
+    await runtime.ensureNetwork(network, testLabels);
+    const lines: string[] = [];
+    const name = `slipway-test-oneoff-${run}`;
+    const result = await runtime.runOneOff(
+      { name, image: BASE_IMAGE, env: {}, labels: testLabels, network, cmd: ["sh", "-c", "echo one; echo two >&2; exit 3"] },
+      { timeoutMs: 30_000, onLog: (l) => lines.push(l) },
+    );
+    expect(result).toEqual({ exitCode: 3, timedOut: false });
+    // stdout and stderr are copied concurrently by docker, so only the set of lines is certain.
+    expect([...lines].sort()).toEqual(["one", "two"]);
+    expect(await containerNamesByLabel()).not.toContain(name);
+  });
+
+  it("kills a one-off that runs past its timeout and removes it", async () => {
+    await runtime.ensureNetwork(network, testLabels);
+    const name = `slipway-test-sleep-${run}`;
+    const t0 = Date.now();
+    const result = await runtime.runOneOff(
+      { name, image: BASE_IMAGE, env: {}, labels: testLabels, network, cmd: ["sleep", "60"] },
+      { timeoutMs: 1_500, onLog: () => undefined },
+    );
+    const elapsed = Date.now() - t0;
+    expect(result).toEqual({ exitCode: null, timedOut: true });
+    expect(elapsed).toBeGreaterThanOrEqual(1_400);
+    expect(elapsed).toBeLessThan(6_000);
+    expect(await containerNamesByLabel()).not.toContain(name);
+  });
+
+  it("kills and removes a one-off when its signal aborts", async () => {
+    await runtime.ensureNetwork(network, testLabels);
+    const name = `slipway-test-abort-${run}`;
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 500);
+    const err = await expectFailure(
+      runtime.runOneOff(
+        { name, image: BASE_IMAGE, env: {}, labels: testLabels, network, cmd: ["sleep", "60"] },
+        { timeoutMs: 60_000, onLog: () => undefined, signal: ac.signal },
+      ),
+    );
+    expect(err.type).toBe("cancelled");
+    expect(await containerNamesByLabel()).not.toContain(name);
+  });
+
+  it("reports a missing image as image_not_found and leaves nothing behind", async () => {
+    await runtime.ensureNetwork(network, testLabels);
+    const missing = `slipway-test/missing:${run}`;
+    const spec = { name: `slipway-test-missing-${run}`, image: missing, env: {}, labels: testLabels, network };
+    const e1 = await expectFailure(runtime.start({ ...spec, publishPort: 80 }));
+    expect([e1.type, e1.retryable]).toEqual(["image_not_found", false]);
+    const e2 = await expectFailure(runtime.runOneOff(spec, { timeoutMs: 5_000, onLog: () => undefined }));
+    expect([e2.type, e2.retryable]).toEqual(["image_not_found", false]);
+    expect(await containerNamesByLabel()).not.toContain(spec.name);
+  });
+
+  it("tails logs, stops and removes twice, and lists by label", async () => {
+    await runtime.ensureNetwork(network, testLabels);
+    const a = await runtime.start({
+      name: `slipway-test-a-${run}`,
+      image: BASE_IMAGE,
+      env: {},
+      labels: { ...testLabels, "io.slipway.role": "worker" },
+      network,
+      // Docker copies stdout and stderr concurrently: the pause keeps their order in the log deterministic.
+      cmd: ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 0.3; echo err >&2; exec sleep 60"],
+    });
+    const b = await runtime.start({
+      name: `slipway-test-b-${run}`,
+      image: BASE_IMAGE,
+      env: {},
+      labels: { ...testLabels, "io.slipway.role": "worker" },
+      network,
+      cmd: ["sleep", "60"],
+    });
+
+    const listed = await runtime.list({ ...testLabels, "io.slipway.role": "worker" });
+    expect(listed.map((c) => c.name).sort()).toEqual([`slipway-test-a-${run}`, `slipway-test-b-${run}`]);
+    expect(listed.every((c) => c.state === "running" && c.labels["io.slipway.test"] === run)).toBe(true);
+
+    let tail = "";
+    for (let i = 0; i < 50 && !tail.includes("err"); i++) {
+      tail = await runtime.logsTail(a.id, 3);
+      if (!tail.includes("err")) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(tail.split("\n")).toEqual(["line4", "line5", "err"]);
+
+    const t0 = Date.now();
+    await runtime.stopAndRemove(a.id, 10);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    await runtime.stopAndRemove(a.id, 10);
+    expect(await runtime.inspect(a.id)).toBeUndefined();
+    await runtime.stopAndRemove(b.id, 1);
+    expect(await runtime.list({ ...testLabels, "io.slipway.role": "worker" })).toEqual([]);
+  });
+
+  it("removes networks idempotently", async () => {
+    const extra = `${network}-extra`;
+    await runtime.ensureNetwork(extra, testLabels);
+    const info = await docker.getNetwork(extra).inspect();
+    expect(info.Driver).toBe("bridge");
+    expect(info.Labels).toEqual(testLabels);
+    await runtime.removeNetwork(extra);
+    await runtime.removeNetwork(extra);
+  });
+
+  it("reports an unreachable daemon as docker_unavailable, retryable", async () => {
+    const offline = new DockerRuntime({ docker: new Dockerode({ socketPath: `/tmp/no-docker-${run}.sock` }), logger: pino({ level: "silent" }) });
+    const err = await expectFailure(offline.imageInfo(BASE_IMAGE));
+    expect([err.type, err.retryable]).toEqual(["docker_unavailable", true]);
+  });
+});

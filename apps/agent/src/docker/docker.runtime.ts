@@ -1,0 +1,398 @@
+import { PassThrough, Writable, type Readable } from "node:stream";
+import Dockerode from "dockerode";
+import { createLogger, StepFailure, type Logger } from "@slipway/core";
+import { contextFailure, isGone, messageOf, statusOf, toStepFailure } from "./docker.errors.js";
+import type {
+  ContainerRuntime,
+  ContainerSpec,
+  ContainerStatus,
+  ContainerSummary,
+  ImageInfo,
+  RunningContainer,
+} from "./container-runtime.js";
+
+export interface DockerRuntimeOptions {
+  /** Defaults to the local socket (DOCKER_HOST is honoured by dockerode). */
+  docker?: Dockerode;
+  logger?: Logger;
+}
+
+interface BuildEvent {
+  stream?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+}
+
+/** After a one-off exits, how long its output stream may take to drain. */
+const OUTPUT_DRAIN_MS = 2_000;
+
+/** Splits a byte stream into lines; `flush` emits a trailing partial line. */
+function lineSink(onLine: (line: string) => void): Writable & { flush(): void } {
+  let pending = "";
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      pending += chunk.toString("utf8");
+      const parts = pending.split("\n");
+      pending = parts.pop() ?? "";
+      for (const p of parts) onLine(p.replace(/\r$/, ""));
+      done();
+    },
+  });
+  return Object.assign(sink, {
+    flush() {
+      if (pending !== "") onLine(pending.replace(/\r$/, ""));
+      pending = "";
+    },
+  });
+}
+
+function labelFilters(labels: Record<string, string>): string[] {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+}
+
+function tcpPorts(exposed: Record<string, unknown> | undefined | null): number[] {
+  return Object.keys(exposed ?? {})
+    .filter((k) => k.endsWith("/tcp"))
+    .map((k) => Number(k.slice(0, -4)))
+    .filter((p) => Number.isInteger(p))
+    .sort((a, b) => a - b);
+}
+
+type PortMap = Record<string, { HostIp: string; HostPort: string }[] | null> | undefined;
+
+/** The host port bound on loopback, for `port` or (if omitted) the first published one. */
+function loopbackPort(ports: PortMap, port?: number): number | undefined {
+  const entries = Object.entries(ports ?? {}).filter(([k]) => port === undefined || k === `${port}/tcp`);
+  for (const [, bindings] of entries) {
+    const b = (bindings ?? []).find((x) => x.HostIp === "127.0.0.1") ?? bindings?.[0];
+    if (b?.HostPort) return Number(b.HostPort);
+  }
+  return undefined;
+}
+
+export class DockerRuntime implements ContainerRuntime {
+  private readonly docker: Dockerode;
+  private readonly log: Logger;
+  private readonly networkLocks = new Map<string, Promise<void>>();
+
+  constructor(opts: DockerRuntimeOptions = {}) {
+    this.docker = opts.docker ?? new Dockerode();
+    this.log = (opts.logger ?? createLogger("agent")).child({ component: "docker" });
+  }
+
+  async imageInfo(tag: string): Promise<ImageInfo | undefined> {
+    try {
+      const info = await this.docker.getImage(tag).inspect();
+      return { id: info.Id, exposedPorts: tcpPorts(info.Config?.ExposedPorts) };
+    } catch (err) {
+      if (isGone(err)) return undefined;
+      throw toStepFailure(err, `inspect image ${tag}`);
+    }
+  }
+
+  async buildImage(
+    context: Readable,
+    tag: string,
+    opts: { labels: Record<string, string>; noCache: boolean; onLog: (line: string) => void },
+  ): Promise<ImageInfo> {
+    const started = Date.now();
+    this.log.info({ tag, noCache: opts.noCache }, "image build started");
+    // A failing context (e.g. git archive) would otherwise leave the upload hanging.
+    const abort = new AbortController();
+    let contextError: unknown;
+    const onContextError = (err: unknown) => {
+      contextError = err;
+      abort.abort();
+    };
+    context.once("error", onContextError);
+    try {
+      const stream = await this.docker
+        .buildImage(context as NodeJS.ReadableStream, {
+          t: tag,
+          labels: opts.labels,
+          nocache: opts.noCache,
+          rm: true,
+          forcerm: true,
+          abortSignal: abort.signal,
+        } as Dockerode.ImageBuildOptions)
+        .catch((err: unknown) => {
+          throw this.buildError(err, tag);
+        });
+      const failure = await this.followBuild(stream, opts.onLog);
+      if (contextError !== undefined) throw contextError;
+      if (failure !== undefined) throw new StepFailure("build_failed", failure, false);
+    } catch (err) {
+      this.log.warn({ tag, err, ms: Date.now() - started }, "image build failed");
+      if (contextError !== undefined) throw contextFailure(contextError);
+      throw toStepFailure(err, `build ${tag}`);
+    } finally {
+      context.off("error", onContextError);
+    }
+    const info = await this.imageInfo(tag);
+    if (!info) throw new StepFailure("build_failed", `build of ${tag} reported success but the image is missing`, true);
+    this.log.info({ tag, imageId: info.id, ms: Date.now() - started }, "image build finished");
+    return info;
+  }
+
+  /** The daemon refuses some bad builds up front (HTTP 4xx) instead of in the stream. */
+  private buildError(err: unknown, tag: string): StepFailure {
+    const status = statusOf(err);
+    if (status !== undefined && status >= 400 && status < 500) return new StepFailure("build_failed", messageOf(err), false);
+    return toStepFailure(err, `build ${tag}`);
+  }
+
+  /** Resolves with the build's error message, or undefined when it succeeded. */
+  private followBuild(stream: NodeJS.ReadableStream, onLog: (line: string) => void): Promise<string | undefined> {
+    const sink = lineSink(onLog);
+    let failure: string | undefined;
+    return new Promise((resolve, reject) => {
+      this.docker.modem.followProgress(
+        stream,
+        (err: Error | null) => {
+          sink.flush();
+          if (err) reject(err);
+          else resolve(failure);
+        },
+        (ev: BuildEvent) => {
+          if (ev.stream) sink.write(ev.stream);
+          const msg = ev.errorDetail?.message ?? ev.error;
+          if (msg) {
+            failure ??= msg.trim();
+            sink.write(`${msg.trim()}\n`);
+          }
+        },
+      );
+    });
+  }
+
+  async ensureNetwork(name: string, labels: Record<string, string>): Promise<void> {
+    // Serialised per name so two concurrent deploys of one environment don't create twins.
+    const prev = this.networkLocks.get(name) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => this.createNetworkIfMissing(name, labels));
+    this.networkLocks.set(name, next);
+    try {
+      await next;
+    } finally {
+      if (this.networkLocks.get(name) === next) this.networkLocks.delete(name);
+    }
+  }
+
+  private async createNetworkIfMissing(name: string, labels: Record<string, string>): Promise<void> {
+    try {
+      await this.docker.getNetwork(name).inspect();
+      return;
+    } catch (err) {
+      if (!isGone(err)) throw toStepFailure(err, `inspect network ${name}`);
+    }
+    try {
+      await this.docker.createNetwork({ Name: name, Driver: "bridge", Labels: labels, CheckDuplicate: true });
+      this.log.info({ network: name }, "network created");
+    } catch (err) {
+      // Another agent process won the race: the network exists, which is all we want.
+      if (statusOf(err) === 409) return;
+      throw toStepFailure(err, `create network ${name}`);
+    }
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    try {
+      await this.docker.getNetwork(name).remove();
+      this.log.info({ network: name }, "network removed");
+    } catch (err) {
+      if (!isGone(err)) throw toStepFailure(err, `remove network ${name}`);
+    }
+  }
+
+  async start(spec: ContainerSpec): Promise<RunningContainer> {
+    const container = await this.create(spec, false);
+    try {
+      await container.start();
+      const info = await container.inspect();
+      const hostPort = spec.publishPort === undefined ? undefined : loopbackPort(info.NetworkSettings.Ports as PortMap, spec.publishPort);
+      this.log.info({ container: spec.name, id: container.id, image: spec.image, hostPort }, "container started");
+      return { id: container.id, name: spec.name, ...(hostPort !== undefined ? { hostPort } : {}) };
+    } catch (err) {
+      // A container that never ran is useless and would block the name for the retry.
+      await this.removeQuietly(container, spec.name);
+      throw toStepFailure(err, `start container ${spec.name}`);
+    }
+  }
+
+  async runOneOff(
+    spec: ContainerSpec,
+    opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal },
+  ): Promise<{ exitCode: number | null; timedOut: boolean }> {
+    if (opts.signal?.aborted) throw new StepFailure("cancelled", `one-off ${spec.name} cancelled before it started`, false);
+    const container = await this.create({ ...spec, publishPort: undefined }, true);
+    const started = Date.now();
+    try {
+      const result = await this.runToCompletion(container, spec, opts);
+      this.log.info({ container: spec.name, ...result, ms: Date.now() - started }, "one-off finished");
+      return result;
+    } catch (err) {
+      throw toStepFailure(err, `run one-off ${spec.name}`);
+    } finally {
+      await this.removeQuietly(container, spec.name);
+    }
+  }
+
+  private async runToCompletion(
+    container: Dockerode.Container,
+    spec: ContainerSpec,
+    opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal },
+  ): Promise<{ exitCode: number | null; timedOut: boolean }> {
+    // Attach before start so the first lines of output are not lost.
+    const output = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
+    const stdout = lineSink(opts.onLog);
+    const stderr = lineSink(opts.onLog);
+    this.docker.modem.demuxStream(output, stdout, stderr);
+    const drained = new Promise<void>((resolve) => {
+      output.once("end", resolve);
+      output.once("close", resolve);
+      output.once("error", () => resolve());
+    });
+
+    let timedOut = false;
+    let aborted = false;
+    let running = false;
+    const kill = () => {
+      if (!running) return;
+      container.kill().catch((err: unknown) => {
+        if (!isGone(err, 409)) this.log.warn({ container: spec.name, err }, "kill failed");
+      });
+    };
+    const onAbort = () => {
+      aborted = true;
+      kill();
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (opts.signal?.aborted) aborted = true;
+      if (!aborted) {
+        await container.start();
+        running = true;
+        // An abort that arrived while start() was in flight found nothing to kill.
+        if (aborted) kill();
+        timer = setTimeout(() => {
+          timedOut = true;
+          this.log.warn({ container: spec.name, timeoutMs: opts.timeoutMs }, "one-off timed out, killing");
+          kill();
+        }, opts.timeoutMs);
+      }
+      const exit = running ? ((await container.wait()) as { StatusCode: number }) : undefined;
+      if (running) await Promise.race([drained, new Promise((r) => setTimeout(r, OUTPUT_DRAIN_MS).unref())]);
+      stdout.flush();
+      stderr.flush();
+      if (aborted) throw new StepFailure("cancelled", `one-off ${spec.name} was cancelled`, false);
+      return { exitCode: timedOut || !exit ? null : exit.StatusCode, timedOut };
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      output.destroy();
+    }
+  }
+
+  /** Creates (not starts) a container; a missing image is a non-retryable failure. */
+  private async create(spec: ContainerSpec, oneOff: boolean): Promise<Dockerode.Container> {
+    const exposed = spec.publishPort !== undefined ? { [`${spec.publishPort}/tcp`]: {} } : undefined;
+    const options: Dockerode.ContainerCreateOptions = {
+      name: spec.name,
+      Image: spec.image,
+      Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      Labels: spec.labels,
+      ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+      ...(exposed ? { ExposedPorts: exposed } : {}),
+      HostConfig: {
+        // Without an init, a PID 1 that ignores SIGTERM makes every stop wait the full grace period.
+        Init: true,
+        NetworkMode: spec.network,
+        ...(oneOff ? {} : { RestartPolicy: { Name: "unless-stopped" } }),
+        ...(exposed ? { PortBindings: { [`${spec.publishPort}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
+      },
+    };
+    try {
+      return await this.docker.createContainer(options);
+    } catch (err) {
+      // 404 also means "no such network"; only the image check tells them apart.
+      if (statusOf(err) === 404 && (await this.imageInfo(spec.image)) === undefined) {
+        throw new StepFailure("image_not_found", `image ${spec.image} does not exist on this host`, false);
+      }
+      throw toStepFailure(err, `create container ${spec.name}`);
+    }
+  }
+
+  private async removeQuietly(container: Dockerode.Container, name: string): Promise<void> {
+    try {
+      await container.remove({ force: true });
+    } catch (err) {
+      // 409: removal already in progress, which ends the same way.
+      if (!isGone(err, 409)) this.log.warn({ container: name, err }, "container removal failed; left for cleanup");
+    }
+  }
+
+  async inspect(id: string): Promise<ContainerStatus | undefined> {
+    try {
+      const info = await this.docker.getContainer(id).inspect();
+      const hostPort = loopbackPort(info.NetworkSettings?.Ports as PortMap);
+      return {
+        id: info.Id,
+        running: info.State.Running,
+        exitCode: info.State.Running || info.State.Status === "created" ? null : info.State.ExitCode,
+        ...(hostPort !== undefined ? { hostPort } : {}),
+      };
+    } catch (err) {
+      if (isGone(err)) return undefined;
+      throw toStepFailure(err, `inspect container ${id}`);
+    }
+  }
+
+  async logsTail(id: string, lines: number): Promise<string> {
+    let raw: Buffer;
+    try {
+      raw = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false })) as Buffer;
+    } catch (err) {
+      throw toStepFailure(err, `logs of ${id}`);
+    }
+    const out: string[] = [];
+    const sink = lineSink((l) => out.push(l));
+    const source = new PassThrough();
+    const done = new Promise((resolve) => source.once("end", resolve));
+    this.docker.modem.demuxStream(source, sink, sink);
+    source.end(raw);
+    await done;
+    sink.flush();
+    return out.slice(-lines).join("\n");
+  }
+
+  async stopAndRemove(id: string, graceSeconds: number): Promise<void> {
+    const container = this.docker.getContainer(id);
+    try {
+      await container.stop({ t: graceSeconds });
+    } catch (err) {
+      // 304: already stopped; 404: already gone. Both are the state we want.
+      if (isGone(err)) return;
+      if (statusOf(err) !== 304) throw toStepFailure(err, `stop container ${id}`);
+    }
+    try {
+      await container.remove({ force: true });
+      this.log.info({ id }, "container stopped and removed");
+    } catch (err) {
+      if (!isGone(err, 409)) throw toStepFailure(err, `remove container ${id}`);
+    }
+  }
+
+  async list(labels: Record<string, string>): Promise<ContainerSummary[]> {
+    try {
+      const found = await this.docker.listContainers({ all: true, filters: { label: labelFilters(labels) } });
+      return found.map((c) => ({
+        id: c.Id,
+        name: (c.Names?.[0] ?? "").replace(/^\//, ""),
+        state: c.State,
+        labels: c.Labels ?? {},
+      }));
+    } catch (err) {
+      throw toStepFailure(err, "list containers");
+    }
+  }
+}
