@@ -1,0 +1,151 @@
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import type { Logger } from "@slipway/core";
+import type { AgentConfig } from "./config.js";
+import { ControlPlaneClient } from "./report/control-plane.client.js";
+import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
+import { JobReporter } from "./report/job-reporter.js";
+import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
+import { runDeployment } from "./jobs/deploy.runner.js";
+import { DockerRuntime } from "./docker/docker.runtime.js";
+import { GitSource } from "./git/git.source.js";
+import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
+import type { ContainerRuntime } from "./docker/container-runtime.js";
+import type { Ingress } from "./ingress/ingress.js";
+import type { SourceRepository } from "./git/source-repository.js";
+
+/** What the agent keeps in its state dir after registering (mode 0600). */
+export interface AgentIdentity {
+  hostId: string;
+  credential: string;
+  natsUrl: string;
+  jobsStream: string;
+  jobsConsumer: string;
+  heartbeatIntervalMs: number;
+}
+
+export interface RunningAgent {
+  identity: AgentIdentity;
+  ingress: Ingress;
+  /** Stops consuming, lets running jobs finish within the grace period. Leaves HAProxy and containers serving. */
+  stop(): Promise<void>;
+}
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+
+async function loadOrRegister(config: AgentConfig, client: ControlPlaneClient, log: Logger): Promise<AgentIdentity> {
+  const file = path.join(config.stateDir, "identity.json");
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as AgentIdentity;
+  } catch {
+    // not registered yet
+  }
+  if (!config.joinToken) throw new Error("this agent is not registered yet: set SLIPWAY_JOIN_TOKEN (create one with POST /v1/join-tokens)");
+  const res = await client.register({
+    joinToken: config.joinToken,
+    hostname: config.name,
+    labels: config.labels,
+    capacity: await hostCapacity(config.stateDir),
+    version: config.version,
+  });
+  const identity: AgentIdentity = {
+    hostId: res.hostId,
+    credential: res.credential,
+    natsUrl: res.natsUrl,
+    jobsStream: res.jobsStream,
+    jobsConsumer: res.jobsConsumer,
+    heartbeatIntervalMs: res.heartbeatIntervalMs,
+  };
+  await writeFile(file + ".tmp", JSON.stringify(identity, null, 2), { mode: 0o600 });
+  await rename(file + ".tmp", file);
+  log.info({ hostId: identity.hostId }, "registered with the control plane");
+  return identity;
+}
+
+/** Starts the agent: identity, ingress, heartbeats, job consumption. */
+export async function startAgent(
+  config: Readonly<AgentConfig>,
+  log: Logger,
+  adapters: { runtime?: ContainerRuntime; git?: SourceRepository; ingress?: Ingress } = {},
+): Promise<RunningAgent> {
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const client = new ControlPlaneClient(config.controlPlane, config.grpcTlsCa ? { tlsCaFile: config.grpcTlsCa } : {});
+  const identity = await loadOrRegister(config, client, log);
+  client.setCredential(identity.credential);
+  const hostLog = log.child({ hostId: identity.hostId });
+
+  const runtime = adapters.runtime ?? new DockerRuntime({ logger: hostLog });
+  const git = adapters.git ?? new GitSource({ dir: path.join(config.stateDir, "git"), logger: hostLog });
+  const ingress =
+    adapters.ingress ??
+    new HaproxyIngress({ dir: path.join(config.stateDir, "haproxy"), httpPort: config.ingressHttpPort, bindAddress: config.ingressBind, logger: hostLog.child({ component: "ingress" }) });
+  await ingress.start();
+
+  const heartbeater = new Heartbeater(client, runtime, { hostId: identity.hostId, intervalMs: identity.heartbeatIntervalMs, version: config.version, stateDir: config.stateDir, log: hostLog.child({ component: "heartbeat" }) });
+  heartbeater.start();
+
+  const handler: JobHandler = async (job, signal) => {
+    const jlog = hostLog.child({ jobId: job.jobId, deploymentId: job.deploymentId });
+    let spec;
+    try {
+      spec = await client.getJobSpec(job.jobId);
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === grpcStatus.NOT_FOUND || code === grpcStatus.PERMISSION_DENIED) {
+        jlog.error({ err: (err as Error).message }, "job spec refused; dropping the job");
+        return "term";
+      }
+      jlog.warn({ err: (err as Error).message }, "cannot fetch the job spec yet; redelivering in 5 s");
+      return { nakDelayMs: 5000 };
+    }
+    if (TERMINAL.has(spec.state)) {
+      jlog.info({ state: spec.state }, "job already finished; acknowledging without running it again");
+      return "ack";
+    }
+    if (spec.spec?.$case !== "deploy") {
+      jlog.error({ kind: spec.kind }, "unknown job kind; dropping it");
+      return "term";
+    }
+    const reporter = new JobReporter(client, job.jobId, spec.lastSeq, jlog);
+    try {
+      await runDeployment({
+        spec: spec.spec.value,
+        hostId: identity.hostId,
+        jobId: job.jobId,
+        runtime,
+        ingress,
+        git,
+        report: reporter,
+        log: jlog,
+        signal,
+        started: [],
+        switched: false,
+      });
+      await reporter.flush(10 * 60_000);
+      return "ack";
+    } catch (err) {
+      jlog.error({ err: (err as Error).message }, "could not report the job's final state; it will be redelivered");
+      return { nakDelayMs: 5000 };
+    } finally {
+      reporter.close();
+    }
+  };
+
+  const consumer = new JobConsumer(
+    { natsUrl: config.natsUrl ?? identity.natsUrl, stream: identity.jobsStream, consumer: identity.jobsConsumer, concurrency: config.jobConcurrency, log: hostLog.child({ component: "jobs" }) },
+    handler,
+  );
+  await consumer.start();
+  hostLog.info({ ingressPort: ingress.httpPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
+
+  return {
+    identity,
+    ingress,
+    stop: async () => {
+      await consumer.stop(config.shutdownGraceMs);
+      heartbeater.stop();
+      client.close();
+    },
+  };
+}

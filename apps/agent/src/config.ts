@@ -1,0 +1,78 @@
+import { homedir, hostname } from "node:os";
+import path from "node:path";
+
+/** Agent configuration; `loadConfig` is the only reader of process.env. */
+export interface AgentConfig {
+  /** gRPC address of the control plane, host:port. */
+  controlPlane: string;
+  joinToken?: string;
+  stateDir: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Overrides the NATS URL the control plane hands out at registration. */
+  natsUrl?: string;
+  ingressHttpPort: number;
+  ingressBind: string;
+  logLevel: string;
+  /** Most jobs run at once (jobs of one environment never overlap: the control plane allows one). */
+  jobConcurrency: number;
+  version: string;
+  /** PEM CA bundle to verify the control plane's TLS certificate; unset = plaintext gRPC. */
+  grpcTlsCa?: string;
+  shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`invalid configuration: ${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+export const AGENT_VERSION = "0.1.0";
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `'${raw}' is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `${n} is outside ${min}..${max}`);
+  return n;
+}
+
+export function parseLabels(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const part of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([a-zA-Z0-9._/-]{1,63})=([a-zA-Z0-9._-]{0,63})$/.exec(part);
+    if (!m) throw new ConfigError("SLIPWAY_AGENT_LABELS", `'${part}' is not key=value`);
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<AgentConfig> {
+  const controlPlane = env.SLIPWAY_CONTROL_PLANE || "127.0.0.1:7701";
+  if (!/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(controlPlane)) {
+    throw new ConfigError("SLIPWAY_CONTROL_PLANE", `'${controlPlane}' is not host:port`);
+  }
+  const natsUrl = env.NATS_URL || undefined;
+  if (natsUrl && !/^(nats|tls):\/\/\S+$/.test(natsUrl)) throw new ConfigError("NATS_URL", `'${natsUrl}' is not a nats:// URL`);
+  const logLevel = env.LOG_LEVEL || "info";
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) throw new ConfigError("LOG_LEVEL", `'${logLevel}' is not a pino level`);
+  return Object.freeze({
+    controlPlane,
+    joinToken: env.SLIPWAY_JOIN_TOKEN || undefined,
+    stateDir: path.resolve(env.SLIPWAY_AGENT_STATE_DIR || path.join(homedir(), ".slipway", "agent")),
+    name: env.SLIPWAY_AGENT_NAME || hostname(),
+    labels: parseLabels(env.SLIPWAY_AGENT_LABELS),
+    natsUrl,
+    ingressHttpPort: int(env, "SLIPWAY_INGRESS_HTTP_PORT", 8080, 1, 65535),
+    ingressBind: env.SLIPWAY_INGRESS_BIND || "127.0.0.1",
+    logLevel,
+    jobConcurrency: int(env, "SLIPWAY_AGENT_JOB_CONCURRENCY", 4, 1, 64),
+    version: AGENT_VERSION,
+    grpcTlsCa: env.SLIPWAY_GRPC_TLS_CA || undefined,
+    shutdownGraceMs: int(env, "SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
+  });
+}

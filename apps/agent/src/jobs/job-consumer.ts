@@ -1,0 +1,100 @@
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { JobMessage } from "@slipway/proto";
+import type { Logger } from "@slipway/core";
+
+/** Runs one job; resolves when its final state has been reported (then the message is acked). */
+export type JobHandler = (job: JobMessage, signal: AbortSignal) => Promise<"ack" | { nakDelayMs: number } | "term">;
+
+/** How often a running job tells JetStream it is still being worked on (ack_wait is 60 s). */
+const WORKING_INTERVAL_MS = 15_000;
+
+/**
+ * Consumes this host's durable pull consumer. Jobs run concurrently up to
+ * `concurrency`; a message is acked only after the handler reports the final
+ * state, kept alive with in-progress acks meanwhile, and nak'ed with a delay
+ * when the handler hits a transient failure. Shutdown: stop pulling, wait up to
+ * the grace period for running jobs, then abort them (their messages are
+ * redelivered to the next agent start).
+ */
+export class JobConsumer {
+  private nc?: NatsConnection;
+  private messages?: ConsumerMessages;
+  private readonly running = new Map<string, AbortController>();
+  private stopped = false;
+  private loop?: Promise<void>;
+
+  constructor(
+    private readonly opts: { natsUrl: string; stream: string; consumer: string; concurrency: number; log: Logger },
+    private readonly handler: JobHandler,
+  ) {}
+
+  async start(): Promise<void> {
+    this.nc = await connect({ servers: this.opts.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-${this.opts.consumer}` });
+    this.loop = this.consumeForever();
+  }
+
+  private async consumeForever(): Promise<void> {
+    const js = jetstream(this.nc!);
+    while (!this.stopped) {
+      try {
+        const consumer = await js.consumers.get(this.opts.stream, this.opts.consumer);
+        this.messages = await consumer.consume({ max_messages: this.opts.concurrency });
+        this.opts.log.info({ consumer: this.opts.consumer }, "consuming jobs");
+        for await (const m of this.messages) {
+          while (this.running.size >= this.opts.concurrency && !this.stopped) await new Promise((r) => setTimeout(r, 50));
+          if (this.stopped) break;
+          void this.handle(m);
+        }
+      } catch (err) {
+        if (this.stopped) break;
+        this.opts.log.warn({ err: (err as Error).message }, "job consumer interrupted; retrying in 2 s");
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    let job: JobMessage;
+    try {
+      job = JobMessage.decode(m.data);
+    } catch {
+      this.opts.log.error({ seq: m.seq }, "undecodable job message; terminating it");
+      m.term();
+      return;
+    }
+    const log = this.opts.log.child({ jobId: job.jobId, deploymentId: job.deploymentId });
+    if (this.running.has(job.jobId)) {
+      log.info("job redelivered while still running here; ignoring the copy");
+      return;
+    }
+    const ac = new AbortController();
+    this.running.set(job.jobId, ac);
+    const working = setInterval(() => m.working(), WORKING_INTERVAL_MS);
+    try {
+      log.info({ kind: job.kind, redelivered: m.redelivered }, "job received");
+      const outcome = await this.handler(job, ac.signal);
+      if (outcome === "ack") m.ack();
+      else if (outcome === "term") m.term();
+      else m.nak(outcome.nakDelayMs);
+    } catch (err) {
+      log.error({ err }, "job handler failed; redelivering later");
+      m.nak(5000);
+    } finally {
+      clearInterval(working);
+      this.running.delete(job.jobId);
+    }
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    await this.messages?.close().catch(() => undefined);
+    const until = Date.now() + graceMs;
+    while (this.running.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    for (const ac of this.running.values()) ac.abort();
+    while (this.running.size > 0) await new Promise((r) => setTimeout(r, 50));
+    await this.loop?.catch(() => undefined);
+    if (this.nc && !this.nc.isClosed()) await this.nc.close();
+  }
+}

@@ -1,0 +1,69 @@
+import { readFileSync } from "node:fs";
+import { credentials, Metadata, type ClientDuplexStream } from "@grpc/grpc-js";
+import {
+  AgentServiceClient,
+  type GetJobSpecResponse,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type JobEvent,
+  type RegisterRequest,
+  type RegisterResponse,
+  type ReportJobEventsResponse,
+} from "@slipway/proto";
+
+/**
+ * The agent's side of the AgentService. The credential travels as per-call
+ * metadata (not call credentials as well: grpc-js refuses two values).
+ */
+export class ControlPlaneClient {
+  private readonly client: AgentServiceClient;
+  private credential?: string;
+
+  constructor(address: string, opts: { tlsCaFile?: string } = {}) {
+    const creds = opts.tlsCaFile ? credentials.createSsl(readFileSync(opts.tlsCaFile)) : credentials.createInsecure();
+    this.client = new AgentServiceClient(address, creds, { "grpc.keepalive_time_ms": 20_000 });
+  }
+
+  setCredential(credential: string): void {
+    this.credential = credential;
+  }
+
+  private md(): Metadata {
+    const md = new Metadata();
+    if (this.credential) md.set("authorization", `Bearer ${this.credential}`);
+    return md;
+  }
+
+  private deadline(ms: number): Date {
+    return new Date(Date.now() + ms);
+  }
+
+  register(req: RegisterRequest): Promise<RegisterResponse> {
+    return new Promise((resolve, reject) =>
+      this.client.register(req, new Metadata(), { deadline: this.deadline(15_000) }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+  }
+
+  getJobSpec(jobId: string): Promise<GetJobSpecResponse> {
+    return new Promise((resolve, reject) =>
+      this.client.getJobSpec({ jobId }, this.md(), { deadline: this.deadline(15_000) }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+  }
+
+  /** Sends one batch of events on a client stream; resolves with what the control plane stored. */
+  reportJobEvents(events: JobEvent[]): Promise<ReportJobEventsResponse> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.reportJobEvents(this.md(), { deadline: this.deadline(30_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
+      for (const e of events) call.write(e);
+      call.end();
+    });
+  }
+
+  heartbeat(): ClientDuplexStream<HeartbeatRequest, HeartbeatResponse> {
+    return this.client.heartbeat(this.md());
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,86 @@
+import os from "node:os";
+import { statfs } from "node:fs/promises";
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import type { HeartbeatRequest, HeartbeatResponse } from "@slipway/proto";
+import { LABELS, type Logger } from "@slipway/core";
+import type { ControlPlaneClient } from "./control-plane.client.js";
+import type { ContainerRuntime } from "../docker/container-runtime.js";
+
+export async function hostCapacity(dir: string): Promise<{ cpus: number; memoryBytes: number; diskBytes: number }> {
+  const fs = await statfs(dir).catch(() => undefined);
+  return { cpus: os.cpus().length, memoryBytes: os.totalmem(), diskBytes: fs ? fs.blocks * fs.bsize : 0 };
+}
+
+/**
+ * Keeps a Heartbeat stream open and sends the host's state every interval;
+ * reopens the stream with backoff when it breaks.
+ */
+export class Heartbeater {
+  private timer?: NodeJS.Timeout;
+  private stream?: ClientDuplexStream<HeartbeatRequest, HeartbeatResponse>;
+  private stopped = false;
+  lastAnsweredAt?: Date;
+
+  constructor(
+    private readonly client: ControlPlaneClient,
+    private readonly runtime: ContainerRuntime,
+    private readonly opts: { hostId: string; intervalMs: number; version: string; stateDir: string; log: Logger },
+  ) {}
+
+  start(): void {
+    this.open();
+    this.timer = setInterval(() => void this.beat(), this.opts.intervalMs);
+    void this.beat();
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    const s = this.client.heartbeat();
+    s.on("data", () => {
+      this.lastAnsweredAt = new Date();
+    });
+    const reopen = (why: string) => {
+      if (this.stream !== s) return;
+      this.stream = undefined;
+      if (!this.stopped) {
+        this.opts.log.warn({ why }, "heartbeat stream closed; reopening");
+        setTimeout(() => this.open(), 1000);
+      }
+    };
+    s.on("error", (err) => reopen(err.message));
+    s.on("end", () => reopen("ended by the control plane"));
+    this.stream = s;
+  }
+
+  private async beat(): Promise<void> {
+    if (!this.stream || this.stopped) return;
+    try {
+      const containers = await this.runtime.list({ [LABELS.host]: this.opts.hostId });
+      const fs = await statfs(this.opts.stateDir).catch(() => undefined);
+      const cap = await hostCapacity(this.opts.stateDir);
+      this.stream?.write({
+        version: this.opts.version,
+        cpuLoad: os.loadavg()[0]! / Math.max(1, cap.cpus),
+        memoryUsedBytes: os.totalmem() - os.freemem(),
+        diskUsedBytes: fs ? (fs.blocks - fs.bfree) * fs.bsize : 0,
+        capacity: cap,
+        containers: containers.map((c) => ({
+          id: c.id,
+          app: c.labels[LABELS.app] ?? "",
+          environment: c.labels[LABELS.environment] ?? "",
+          deploymentId: c.labels[LABELS.deployment] ?? "",
+          state: c.state,
+        })),
+      });
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, "heartbeat failed");
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.stream?.end();
+    this.stream = undefined;
+  }
+}

@@ -1,0 +1,102 @@
+import type { JobEvent } from "@slipway/proto";
+import { toFailure, type Logger, type StepName, type StepState } from "@slipway/core";
+import type { ControlPlaneClient } from "./control-plane.client.js";
+
+/**
+ * Reports one job's events: numbered from the job's last stored seq, buffered
+ * and sent in batches on a timer, retried with backoff until stored. A retry
+ * never duplicates a line (the control plane ignores seqs it has). `flush()`
+ * resolves once everything so far is stored.
+ */
+export class JobReporter {
+  private seq: number;
+  private buffer: JobEvent[] = [];
+  private timer?: NodeJS.Timeout;
+  private sending?: Promise<void>;
+  private closed = false;
+  cancelRequested = false;
+
+  constructor(
+    private readonly client: ControlPlaneClient,
+    private readonly jobId: string,
+    lastSeq: number,
+    private readonly log: Logger,
+    private readonly intervalMs = 200,
+  ) {
+    this.seq = lastSeq;
+  }
+
+  private push(event: JobEvent["event"]): void {
+    this.buffer.push({ jobId: this.jobId, seq: ++this.seq, at: new Date(), event });
+    if (!this.timer && !this.closed) this.timer = setTimeout(() => void this.flush().catch(() => undefined), this.intervalMs);
+  }
+
+  logLine(text: string): void {
+    // Very long lines are cut so one build line cannot blow up a batch.
+    this.push({ $case: "log", value: { text: text.length > 8000 ? text.slice(0, 8000) + "…" : text } });
+  }
+  heading(title: string): void {
+    this.logLine(`===== ${title} =====`);
+  }
+  step(name: StepName, state: StepState): void {
+    this.push({ $case: "step", value: { name, state } });
+  }
+  facts(commit: string, image: string): void {
+    this.push({ $case: "facts", value: { commit, image } });
+  }
+  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): void {
+    const f = info.error !== undefined ? toFailure(info.error) : undefined;
+    this.push({
+      $case: "result",
+      value: {
+        state,
+        commit: info.commit ?? "",
+        image: info.image ?? "",
+        ...(f ? { failure: { type: f.type, message: f.message, retryable: f.retryable, details: f.details !== undefined ? JSON.stringify(f.details) : "" } } : {}),
+      },
+    });
+  }
+
+  /** Sends everything buffered; retries until stored or `deadlineMs` passes (then throws). */
+  async flush(deadlineMs = 5 * 60_000): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    while (this.sending) await this.sending;
+    if (this.buffer.length === 0) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    this.sending = this.send(batch, deadlineMs).finally(() => {
+      this.sending = undefined;
+    });
+    await this.sending;
+  }
+
+  private async send(batch: JobEvent[], deadlineMs: number): Promise<void> {
+    const until = Date.now() + deadlineMs;
+    let delay = 200;
+    for (;;) {
+      try {
+        const res = await this.client.reportJobEvents(batch);
+        if (res.cancelRequested.includes(this.jobId)) this.cancelRequested = true;
+        return;
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        // PERMISSION_DENIED / NOT_FOUND / UNAUTHENTICATED will not heal by retrying.
+        if (code === 7 || code === 5 || code === 16 || Date.now() > until) {
+          this.buffer = [...batch, ...this.buffer];
+          throw err;
+        }
+        this.log.warn({ jobId: this.jobId, err: (err as Error).message, retryInMs: delay }, "report failed; retrying");
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,38 @@
+import type { DeploySpec } from "@slipway/proto";
+import { StepFailure, type Logger } from "@slipway/core";
+import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
+import type { Ingress } from "../ingress/ingress.js";
+import type { SourceRepository } from "../git/source-repository.js";
+import type { JobReporter } from "../report/job-reporter.js";
+
+/** Everything a deployment's steps share; each step reads what it needs and fills in what it learns. */
+export interface DeployContext {
+  spec: DeploySpec;
+  hostId: string;
+  jobId: string;
+  runtime: ContainerRuntime;
+  ingress: Ingress;
+  git: SourceRepository;
+  report: JobReporter;
+  log: Logger;
+  /** Aborted when the job must stop (cancel or agent shutdown). */
+  signal: AbortSignal;
+  commit?: string;
+  image?: string;
+  webPort?: number;
+  /** Containers this deployment started; removed on failure before the switch. */
+  started: RunningContainer[];
+  /** Set once traffic moved to the new containers: from then on they are the environment's. */
+  switched: boolean;
+}
+
+/** Throws at a step boundary when the deployment was cancelled. */
+export function checkCancelled(ctx: DeployContext): void {
+  if (ctx.report.cancelRequested || ctx.signal.aborted) {
+    throw new StepFailure("cancelled", ctx.report.cancelRequested ? "deployment cancelled by request" : "agent is shutting down", false);
+  }
+}
+
+export function imageTag(app: string, commit: string): string {
+  return `slipway/${app}:${commit}`;
+}

@@ -1,0 +1,51 @@
+import { randomBytes } from "node:crypto";
+import { LABELS, StepFailure, environmentSlug } from "@slipway/core";
+import type { DeployContext } from "./context.js";
+import { checkCancelled } from "./context.js";
+
+/**
+ * Runs the release commands in order, each in a fresh one-off container from
+ * the new image with the environment's variables on its network. The first
+ * failure (non-zero exit or timeout) fails the deployment. Returns false when
+ * there were none.
+ */
+export async function releaseStep(ctx: DeployContext): Promise<boolean> {
+  const { spec, report } = ctx;
+  if (spec.releaseCommands.length === 0) return false;
+  const network = environmentSlug(spec.app, spec.environment);
+  await ctx.runtime.ensureNetwork(network, { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.host]: ctx.hostId });
+  for (const [i, cmd] of spec.releaseCommands.entries()) {
+    checkCancelled(ctx);
+    report.logLine(`----- ${cmd.label} -----`);
+    report.logLine(`$ ${cmd.command}`);
+    const started = Date.now();
+    const r = await ctx.runtime.runOneOff(
+      {
+        name: `slipway-${spec.app}-${spec.environment}-release-${randomBytes(3).toString("hex")}`,
+        image: ctx.image!,
+        env: spec.variables,
+        labels: {
+          [LABELS.managed]: "true",
+          [LABELS.host]: ctx.hostId,
+          [LABELS.app]: spec.app,
+          [LABELS.environment]: spec.environment,
+          [LABELS.deployment]: spec.deploymentId,
+          [LABELS.role]: "release",
+        },
+        network,
+        cmd: ["sh", "-c", cmd.command],
+      },
+      { timeoutMs: spec.releaseCommandTimeoutMs, onLog: (line) => report.logLine(line), signal: ctx.signal },
+    );
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    const note = i > 0 || r.exitCode !== 0 ? " Release commands may already have changed the database or media; the site keeps serving the previous version." : "";
+    if (r.timedOut) {
+      throw new StepFailure("release_command_timeout", `release command '${cmd.label}' ran past its timeout of ${spec.releaseCommandTimeoutMs / 1000} s and was killed.${note}`, false);
+    }
+    if (r.exitCode !== 0) {
+      throw new StepFailure("release_command_failed", `release command '${cmd.label}' exited with code ${r.exitCode}.${note}`, false, { exitCode: r.exitCode });
+    }
+    report.logLine(`(${cmd.label}: exit 0 in ${secs} s)`);
+  }
+  return true;
+}

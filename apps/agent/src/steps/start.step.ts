@@ -1,0 +1,44 @@
+import { randomBytes } from "node:crypto";
+import { LABELS, StepFailure, environmentSlug } from "@slipway/core";
+import type { DeployContext } from "./context.js";
+import { checkCancelled } from "./context.js";
+
+/**
+ * Starts the new web containers beside the old ones, each publishing the web
+ * port on 127.0.0.1. The web port comes from the settings, else the image's
+ * first EXPOSEd port; an image with neither fails clearly.
+ */
+export async function startStep(ctx: DeployContext): Promise<void> {
+  const { spec, report } = ctx;
+  const info = await ctx.runtime.imageInfo(ctx.image!);
+  if (!info) throw new StepFailure("image_not_found", `image ${ctx.image} does not exist on this host`, false);
+  const webPort = spec.webPort || info.exposedPorts[0];
+  if (!webPort) {
+    throw new StepFailure("no_web_port", "no web port: set 'webPort' in the application settings or EXPOSE a port in the Dockerfile", false);
+  }
+  ctx.webPort = webPort;
+  report.logLine(`web port ${webPort}${spec.webPort ? " (from settings)" : " (from the image's EXPOSE)"}`);
+  const network = environmentSlug(spec.app, spec.environment);
+  await ctx.runtime.ensureNetwork(network, { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.host]: ctx.hostId });
+  const replicas = Math.max(1, spec.replicas);
+  for (let i = 0; i < replicas; i++) {
+    checkCancelled(ctx);
+    const c = await ctx.runtime.start({
+      name: `slipway-${spec.app}-${spec.environment}-${randomBytes(4).toString("hex")}`,
+      image: ctx.image!,
+      env: { ...spec.variables, PORT: String(webPort) },
+      labels: {
+        [LABELS.managed]: "true",
+        [LABELS.host]: ctx.hostId,
+        [LABELS.app]: spec.app,
+        [LABELS.environment]: spec.environment,
+        [LABELS.deployment]: spec.deploymentId,
+        [LABELS.role]: "web",
+      },
+      network,
+      publishPort: webPort,
+    });
+    ctx.started.push(c);
+    report.logLine(`started ${c.name} (${c.id.slice(0, 12)}) on 127.0.0.1:${c.hostPort}`);
+  }
+}

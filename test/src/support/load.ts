@@ -1,0 +1,84 @@
+import http from "node:http";
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  errors: string[];
+  bodies: Map<string, number>;
+  lastBody: string;
+}
+
+/**
+ * A bounded keep-alive HTTP load loop through the ingress: `concurrency`
+ * clients on keep-alive connections, each sending requests back to back until
+ * stop() or `maxMs`. A request fails on a connection error or a status ≥ 500.
+ */
+export function startLoad(opts: { port: number; host: string; path?: string; concurrency?: number; maxMs?: number; auth?: string }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 10 });
+  const result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: new Map(), lastBody: "" };
+  let stopped = false;
+  const deadline = Date.now() + (opts.maxMs ?? 60_000);
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.request(
+        { host: "127.0.0.1", port: opts.port, path: opts.path ?? "/", agent, headers: { host: opts.host, ...(opts.auth ? { authorization: opts.auth } : {}) }, timeout: 10_000 },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => (body += c));
+          res.on("end", () => {
+            if ((res.statusCode ?? 0) >= 500) {
+              result.failed++;
+              result.errors.push(`status ${res.statusCode}: ${body.slice(0, 100)}`);
+            } else {
+              result.ok++;
+              const key = body.trim();
+              result.bodies.set(key, (result.bodies.get(key) ?? 0) + 1);
+              result.lastBody = key;
+            }
+            resolve();
+          });
+          res.on("error", (e) => {
+            result.failed++;
+            result.errors.push(e.message);
+            resolve();
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", (e) => {
+        result.failed++;
+        result.errors.push(e.message);
+        resolve();
+      });
+      req.end();
+    });
+  const workers = Array.from({ length: opts.concurrency ?? 10 }, async () => {
+    while (!stopped && Date.now() < deadline) await one();
+  });
+  const done = Promise.all(workers).then(() => {
+    agent.destroy();
+    return result;
+  });
+  return {
+    result,
+    stop: async () => {
+      stopped = true;
+      return done;
+    },
+  };
+}
+
+/** One GET through the ingress with a Host header. */
+export function getVia(port: number, host: string, path = "/", headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path, headers: { host, ...headers }, agent: false, timeout: 10_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}

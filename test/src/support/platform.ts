@@ -1,0 +1,210 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
+import { NatsServer } from "./nats.js";
+import { createTestDatabase } from "./postgres.js";
+import { freePort, startProcess, waitFor, type Proc } from "./processes.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, "../../..");
+const CP_MAIN = path.join(repoRoot, "apps/control-plane/dist/main.js");
+const AGENT_MAIN = path.join(repoRoot, "apps/agent/dist/main.js");
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly body: any) {
+    super(`HTTP ${status}: ${JSON.stringify(body)}`);
+  }
+}
+
+/** A small REST client for tests. */
+export class Api {
+  constructor(readonly baseUrl: string, public token: string) {}
+  async call<T = any>(method: string, p: string, body?: unknown, token: string | null = this.token): Promise<T> {
+    const res = await fetch(this.baseUrl + p, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    const parsed = text && res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text;
+    if (res.status >= 400) throw new ApiError(res.status, parsed);
+    return parsed as T;
+  }
+  /** Like call, but returns status and body instead of throwing. */
+  async raw(method: string, p: string, body?: unknown, token: string | null = this.token): Promise<{ status: number; body: any }> {
+    try {
+      return { status: 200, body: await this.call(method, p, body, token) };
+    } catch (e) {
+      if (e instanceof ApiError) return { status: e.status, body: e.body };
+      throw e;
+    }
+  }
+  /** Deploys and waits until the deployment ends; returns the final deployment. */
+  async deploy(app: string, env: string, body: unknown = {}, timeoutMs = 180_000): Promise<any> {
+    const d = await this.call("POST", `/v1/apps/${app}/environments/${env}/deployments`, body);
+    return this.waitDeployment(d.id, timeoutMs);
+  }
+  async waitDeployment(id: string, timeoutMs = 180_000): Promise<any> {
+    return waitFor(`deployment ${id} to end`, async () => {
+      const d = await this.call("GET", `/v1/deployments/${id}`);
+      return ["succeeded", "failed", "cancelled"].includes(d.state) ? d : undefined;
+    }, timeoutMs, 250);
+  }
+  log(id: string): Promise<string> {
+    return this.call("GET", `/v1/deployments/${id}/log`);
+  }
+}
+
+export interface AgentHandle {
+  proc: Proc;
+  stateDir: string;
+  ingressPort: number;
+  hostId?: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The built control plane and agent(s) as real processes, with a real
+ * nats-server per suite and PostgreSQL (a fresh database) or PGlite.
+ */
+export class Platform {
+  readonly dir = mkdtempSync(path.join(tmpdir(), "slipway-e2e-"));
+  readonly nats = new NatsServer();
+  readonly adminToken = `slw_test_${randomBytes(16).toString("hex")}`;
+  readonly label = `e2e-${randomBytes(4).toString("hex")}`;
+  cp?: Proc;
+  httpPort = 0;
+  grpcPort = 0;
+  api!: Api;
+  agents: AgentHandle[] = [];
+  private dropDb?: () => Promise<void>;
+  databaseUrl?: string;
+
+  constructor(private readonly opts: { database: "postgres" | "pglite" } = { database: "postgres" }) {}
+
+  async start(): Promise<void> {
+    await this.nats.start();
+    if (this.opts.database === "postgres") {
+      const db = await createTestDatabase();
+      this.databaseUrl = db.url;
+      this.dropDb = db.drop;
+    }
+    this.httpPort = await freePort();
+    this.grpcPort = await freePort();
+    await this.startControlPlane();
+  }
+
+  async startControlPlane(): Promise<void> {
+    this.cp = startProcess(process.execPath, [CP_MAIN], {
+      env: {
+        ...process.env,
+        SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
+        ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
+        NATS_URL: this.nats.url,
+        SLIPWAY_HTTP_PORT: String(this.httpPort),
+        SLIPWAY_GRPC_PORT: String(this.grpcPort),
+        SLIPWAY_ADMIN_TOKEN: this.adminToken,
+        SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
+        SLIPWAY_INGRESS_PUBLIC_PORT: "0",
+        LOG_LEVEL: "info",
+      },
+      logFile: path.join(this.dir, "control-plane.log"),
+    });
+    this.api = new Api(`http://127.0.0.1:${this.httpPort}`, this.adminToken);
+    await waitFor("control plane /readyz", async () => {
+      if (this.cp!.child.exitCode !== null) throw new Error(`control plane exited: ${this.tail("control-plane.log")}`);
+      const r = await fetch(`${this.api.baseUrl}/readyz`).catch(() => undefined);
+      return r?.ok;
+    }, 60_000);
+  }
+
+  async addAgent(): Promise<AgentHandle> {
+    const n = this.agents.length;
+    const stateDir = path.join(this.dir, `agent-${n}`);
+    const ingressPort = await freePort();
+    const { token } = await this.api.call("POST", "/v1/join-tokens");
+    const handle: AgentHandle = {
+      proc: undefined as unknown as Proc,
+      stateDir,
+      ingressPort,
+      start: async () => {
+        handle.proc = startProcess(process.execPath, [AGENT_MAIN], {
+          env: {
+            ...process.env,
+            SLIPWAY_CONTROL_PLANE: `127.0.0.1:${this.grpcPort}`,
+            SLIPWAY_JOIN_TOKEN: token,
+            SLIPWAY_AGENT_STATE_DIR: stateDir,
+            SLIPWAY_AGENT_NAME: `${this.label}-agent-${n}`,
+            SLIPWAY_INGRESS_HTTP_PORT: String(ingressPort),
+            SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS: "5",
+            LOG_LEVEL: "info",
+          },
+          logFile: path.join(this.dir, `agent-${n}.log`),
+        });
+        await waitFor("agent to register and heartbeat", async () => {
+          if (handle.proc.child.exitCode !== null) throw new Error(`agent exited: ${this.tail(`agent-${n}.log`)}`);
+          const id = JSON.parse(readFileSync(path.join(stateDir, "identity.json"), "utf8")).hostId as string;
+          const host = await this.api.call("GET", `/v1/hosts/${id}`);
+          handle.hostId = id;
+          return host.state === "online" && readFileSync(path.join(this.dir, `agent-${n}.log`), "utf8").includes("agent ready");
+        }, 60_000);
+      },
+      stop: async () => {
+        await handle.proc?.stop();
+      },
+    };
+    this.agents.push(handle);
+    await handle.start();
+    return handle;
+  }
+
+  tail(file: string, lines = 30): string {
+    try {
+      return readFileSync(path.join(this.dir, file), "utf8").trim().split("\n").slice(-lines).join("\n");
+    } catch {
+      return "(no log)";
+    }
+  }
+
+  /** Containers on this machine created by this platform's agents. */
+  containers(hostId?: string): string[] {
+    const ids = hostId ? [hostId] : this.agents.map((a) => a.hostId).filter(Boolean) as string[];
+    return ids.flatMap((id) =>
+      execFileSync("docker", ["ps", "-aq", "--filter", `label=io.slipway.host=${id}`], { encoding: "utf8" }).split("\n").filter(Boolean),
+    );
+  }
+
+  /** Stops everything and removes what the agents started (containers, networks, HAProxy). */
+  async stop(): Promise<void> {
+    for (const a of this.agents) await a.stop().catch(() => undefined);
+    await this.cp?.stop().catch(() => undefined);
+    for (const a of this.agents) {
+      if (a.hostId) {
+        const ids = this.containers(a.hostId);
+        if (ids.length) execFileSync("docker", ["rm", "-f", ...ids], { stdio: "ignore" });
+        const nets = execFileSync("docker", ["network", "ls", "-q", "--filter", `label=io.slipway.host=${a.hostId}`], { encoding: "utf8" }).split("\n").filter(Boolean);
+        if (nets.length) execFileSync("docker", ["network", "rm", ...nets], { stdio: "ignore" });
+      }
+      stopHaproxy(path.join(a.stateDir, "haproxy"));
+    }
+    await this.nats.stop();
+    await this.dropDb?.().catch(() => undefined);
+  }
+}
+
+/** Stops the HAProxy an agent left running (agents leave it serving on purpose). */
+export function stopHaproxy(dir: string): void {
+  for (const f of ["haproxy.pid", "pid"]) {
+    try {
+      const pid = Number(readFileSync(path.join(dir, f), "utf8").trim().split("\n")[0]);
+      if (pid > 0) process.kill(pid, "SIGTERM");
+      return;
+    } catch {
+      // try the next name
+    }
+  }
+}
