@@ -41,7 +41,6 @@ export function errorBody(code: string, message: string, details?: unknown) {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log.child({ component: "http" }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: true } },
     bodyLimit: 1024 * 1024,
   });

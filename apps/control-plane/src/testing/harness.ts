@@ -1,0 +1,77 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import type { FastifyInstance } from "fastify";
+import { createLogger } from "@slipway/core";
+import { openDatabase, type DatabaseHandle } from "../db/database.js";
+import { buildApp } from "../app.js";
+import { AuthService } from "../services/auth.service.js";
+import { AppService } from "../services/app.service.js";
+import { DeploymentService } from "../services/deployment.service.js";
+import { HostService } from "../services/host.service.js";
+import { PlacementService } from "../services/placement.service.js";
+import { JobReportService } from "../services/job-report.service.js";
+
+export type DbKind = "pglite" | "postgres";
+const PG_ADMIN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** A migrated database of the given kind: PGlite in memory, or a fresh database on the local PostgreSQL. */
+export async function testDatabase(kind: DbKind): Promise<DatabaseHandle> {
+  if (kind === "pglite") return openDatabase({ dataDir: "memory://" });
+  const name = `slipway_unit_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: PG_ADMIN });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const u = new URL(PG_ADMIN);
+  u.pathname = `/${name}`;
+  const handle = await openDatabase({ databaseUrl: u.toString() });
+  return {
+    ...handle,
+    close: async () => {
+      await handle.close();
+      const c = new pg.Client({ connectionString: PG_ADMIN });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export interface TestControlPlane {
+  app: FastifyInstance;
+  database: DatabaseHandle;
+  adminToken: string;
+  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; hosts: HostService; reports: JobReportService };
+  published: number;
+  close(): Promise<void>;
+}
+
+/** The REST API over a real database, without NATS or agents (the outbox is only poked). */
+export async function testControlPlane(kind: DbKind): Promise<TestControlPlane> {
+  const database = await testDatabase(kind);
+  const log = createLogger("test", "silent");
+  const db = database.db;
+  const hosts = new HostService(db, log, { heartbeatIntervalMs: 5000, heartbeatMissLimit: 3 });
+  const placement = new PlacementService(() => hosts.onlineWindowMs());
+  const auth = new AuthService(db, log);
+  const apps = new AppService(db, { baseDomain: "example.test", ingressScheme: "http", ingressPublicPort: 80 });
+  const tcp: Partial<TestControlPlane> = { published: 0 };
+  const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1));
+  const reports = new JobReportService(db, log);
+  const adminToken = `slw_${randomBytes(24).toString("hex")}`;
+  await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
+  const app = await buildApp({ db, log, auth, apps, deployments, hosts, joinTokenTtlMs: 60_000, readiness: [] });
+  return Object.assign(tcp, {
+    app,
+    database,
+    adminToken,
+    services: { auth, apps, deployments, hosts, reports },
+    close: async () => {
+      await app.close();
+      await database.close();
+    },
+  }) as TestControlPlane;
+}
