@@ -114,8 +114,44 @@ let stopping = null;
 function stopAll() {
   stopping ??= (async () => {
     for (const entry of [...children].reverse()) await stopChild(entry);
+    removeAgentLeftovers();
   })();
   return stopping;
+}
+
+/**
+ * A stopped agent leaves HAProxy and the environments' containers serving on
+ * purpose (an agent restart is not an outage); `up` promises to stop everything
+ * it started, so it removes them by the agent's host label and HAProxy pid file.
+ */
+function removeAgentLeftovers() {
+  let hostId;
+  try {
+    hostId = JSON.parse(fs.readFileSync(path.join(AGENT_STATE_DIR, "identity.json"), "utf8")).hostId;
+  } catch {
+    return;
+  }
+  const docker = (...args) => execFileSync("docker", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).split("\n").filter(Boolean);
+  try {
+    const containers = docker("ps", "-aq", "--filter", `label=io.slipway.host=${hostId}`);
+    if (containers.length) {
+      say(`removing ${containers.length} container(s) of host ${hostId}`);
+      docker("rm", "-f", ...containers);
+    }
+    const networks = docker("network", "ls", "-q", "--filter", `label=io.slipway.host=${hostId}`);
+    if (networks.length) docker("network", "rm", ...networks);
+  } catch (err) {
+    say(`warning: could not remove containers: ${err.message}`);
+  }
+  try {
+    const pid = Number(fs.readFileSync(path.join(AGENT_STATE_DIR, "haproxy", "haproxy.pid"), "utf8").trim().split("\n")[0]);
+    if (pid > 0) {
+      say(`stopping HAProxy (pid ${pid})`);
+      process.kill(pid, "SIGTERM");
+    }
+  } catch {
+    // not running
+  }
 }
 
 // Last resort if this process exits without stopChild having run.
@@ -313,7 +349,7 @@ async function main() {
   const cp = startChild(
     "control plane",
     CP_MAIN,
-    { SLIPWAY_DATA_DIR: DATA_DIR, SLIPWAY_HTTP_PORT: HTTP_PORT, SLIPWAY_GRPC_PORT: GRPC_PORT },
+    { SLIPWAY_DATA_DIR: DATA_DIR, SLIPWAY_HTTP_PORT: HTTP_PORT, SLIPWAY_GRPC_PORT: GRPC_PORT, SLIPWAY_INGRESS_PUBLIC_PORT: INGRESS_HTTP_PORT },
     CP_LOG,
   );
   say(`waiting for ${API_URL}/readyz`);
