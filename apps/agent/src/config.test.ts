@@ -1,0 +1,20 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, parseLabels } from "./config.js";
+
+describe("agent configuration", () => {
+  it("has defaults", () => {
+    expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4 });
+  });
+  it("parses labels", () => {
+    expect(parseLabels("zone=eu-1, disk=ssd")).toEqual({ zone: "eu-1", disk: "ssd" });
+  });
+  it.each([
+    ["SLIPWAY_CONTROL_PLANE", "no-port"],
+    ["SLIPWAY_INGRESS_HTTP_PORT", "0"],
+    ["SLIPWAY_AGENT_LABELS", "novalue"],
+    ["NATS_URL", "http://x"],
+  ])("rejects %s=%s naming the variable", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+});

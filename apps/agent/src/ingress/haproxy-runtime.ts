@@ -1,0 +1,268 @@
+/**
+ * A small client for HAProxy's runtime API (the admin stats socket) and its
+ * master CLI, over unix sockets. One command per connection: HAProxy answers
+ * and closes, so there is no framing to get wrong and no shared state.
+ */
+import net from "node:net";
+
+/** A runtime API call that could not be made or that HAProxy refused. */
+export class HaproxyRuntimeError extends Error {
+  constructor(
+    message: string,
+    readonly socketPath: string,
+    readonly command: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "HaproxyRuntimeError";
+  }
+}
+
+/**
+ * Sends one command and resolves with the full answer once HAProxy closes the
+ * connection. Rejects with HaproxyRuntimeError when the socket does not
+ * answer, closes with an error, or takes longer than timeoutMs (default 5 s).
+ * With allowReset, a connection reset after the command was written counts
+ * as the (empty) answer: the master resets the CLI while it re-executes.
+ */
+export function runtimeCommand(socketPath: string, command: string, opts: { timeoutMs?: number; allowReset?: boolean } = {}): Promise<string> {
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  if (/[\r\n]/.test(command)) return Promise.reject(new HaproxyRuntimeError("a runtime command must be a single line", socketPath, command));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let written = false;
+    let settled = false;
+    const sock = net.createConnection({ path: socketPath });
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks).toString("utf8"));
+    };
+    const timer = setTimeout(() => {
+      finish(new HaproxyRuntimeError(`HAProxy socket ${socketPath} did not answer '${command}' within ${timeoutMs} ms`, socketPath, command));
+    }, timeoutMs);
+    sock.on("connect", () => {
+      // end(), not write(): the master CLI answers only once the client has finished sending.
+      sock.end(command + "\n", () => {
+        written = true;
+      });
+    });
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("end", () => finish());
+    sock.on("close", () => finish());
+    sock.on("error", (err: NodeJS.ErrnoException) => {
+      if (opts.allowReset && written && (err.code === "ECONNRESET" || err.code === "EPIPE")) return finish();
+      const what = err.code === "ENOENT" || err.code === "ECONNREFUSED" ? "is not answering" : "failed";
+      finish(new HaproxyRuntimeError(`HAProxy socket ${socketPath} ${what} (${err.code ?? err.message}) for '${command}'`, socketPath, command, { cause: err }));
+    });
+  });
+}
+
+/** One row of `show stat`, keyed by the CSV header (pxname, svname, scur, stot, req_tot, lastsess, …). */
+export type StatRow = Record<string, string>;
+
+/** One row of `show servers state`. */
+export interface ServerState {
+  backend: string;
+  server: string;
+  addr: string;
+  port: number;
+  /** srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping. */
+  opState: number;
+  /** srv_admin_state bit field (see isMaint/isDrain). */
+  adminState: number;
+}
+
+const ADMF_MAINT = 0x01 | 0x02 | 0x20; // forced, inherited, resolution maintenance
+const ADMF_DRAIN = 0x08 | 0x10; // forced or inherited drain
+
+/** True when the server gets no traffic because it is in maintenance (config `disabled` alone is cleared by `state ready`). */
+export function isMaint(s: ServerState): boolean {
+  return (s.adminState & ADMF_MAINT) !== 0;
+}
+export function isDrain(s: ServerState): boolean {
+  return !isMaint(s) && (s.adminState & ADMF_DRAIN) !== 0;
+}
+/** Ready: takes new requests. */
+export function isReady(s: ServerState): boolean {
+  return !isMaint(s) && !isDrain(s) && s.opState === 2;
+}
+
+/** Parses `show stat` CSV (first line `# pxname,svname,…`). */
+export function parseShowStat(text: string): StatRow[] {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const head = lines.shift();
+  if (!head?.startsWith("# ")) throw new Error(`unexpected 'show stat' output: ${text.slice(0, 200)}`);
+  const cols = head.slice(2).split(",");
+  return lines.map((line) => {
+    const values = line.split(",");
+    const row: StatRow = {};
+    cols.forEach((c, i) => {
+      if (c) row[c] = values[i] ?? "";
+    });
+    return row;
+  });
+}
+
+/** Parses `show servers state` (version line, `# be_id be_name …` header, one row per server). */
+export function parseServersState(text: string): ServerState[] {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const headIdx = lines.findIndex((l) => l.startsWith("# "));
+  if (headIdx < 0) throw new Error(`unexpected 'show servers state' output: ${text.slice(0, 200)}`);
+  const cols = lines[headIdx]!.slice(2).split(/\s+/);
+  const col = (name: string) => {
+    const i = cols.indexOf(name);
+    if (i < 0) throw new Error(`'show servers state' has no column ${name}`);
+    return i;
+  };
+  const [be, srv, addr, port, op, admin] = ["be_name", "srv_name", "srv_addr", "srv_port", "srv_op_state", "srv_admin_state"].map(col) as [number, number, number, number, number, number];
+  return lines.slice(headIdx + 1).map((line) => {
+    const v = line.trim().split(/\s+/);
+    return { backend: v[be]!, server: v[srv]!, addr: v[addr]!, port: Number(v[port]), opState: Number(v[op]), adminState: Number(v[admin]) };
+  });
+}
+
+/** Parses `show info` (`Key: value` lines). */
+export function parseShowInfo(text: string): Record<string, string> {
+  const info: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const i = line.indexOf(":");
+    if (i > 0) info[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return info;
+}
+
+/** Processes listed by the master CLI's `show proc`. */
+export interface ProcList {
+  master: number | null;
+  workers: number[];
+  /** Workers of previous configurations still finishing their connections. */
+  oldWorkers: number[];
+}
+
+export function parseShowProc(text: string): ProcList {
+  const out: ProcList = { master: null, workers: [], oldWorkers: [] };
+  let section: "master" | "workers" | "old" | "other" = "master";
+  for (const line of text.split("\n")) {
+    if (line.startsWith("# workers")) section = "workers";
+    else if (line.startsWith("# old workers")) section = "old";
+    else if (line.startsWith("#")) section = line.startsWith("#<PID>") ? "master" : "other";
+    else {
+      const m = /^(\d+)\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (section === "master" && m[2] === "master") out.master = pid;
+      else if (section === "workers") out.workers.push(pid);
+      else if (section === "old") out.oldWorkers.push(pid);
+    }
+  }
+  return out;
+}
+
+/** Typed helpers over one ingress's admin socket and master socket. */
+export class HaproxyRuntime {
+  constructor(
+    readonly adminSocket: string,
+    readonly masterSocket: string,
+    private readonly timeoutMs = 5000,
+  ) {}
+
+  /** Raw command on the admin socket. */
+  command(cmd: string): Promise<string> {
+    return runtimeCommand(this.adminSocket, cmd, { timeoutMs: this.timeoutMs });
+  }
+
+  /** Raw command on the master CLI. */
+  master(cmd: string): Promise<string> {
+    return runtimeCommand(this.masterSocket, cmd, { timeoutMs: this.timeoutMs });
+  }
+
+  /** Runs a state-changing command that answers nothing on success; any answer is HAProxy's refusal. */
+  async expectOk(cmd: string): Promise<void> {
+    const out = (await this.command(cmd)).trim();
+    if (out !== "") throw new HaproxyRuntimeError(`HAProxy refused '${cmd}': ${out}`, this.adminSocket, cmd);
+  }
+
+  async showInfo(): Promise<Record<string, string>> {
+    return parseShowInfo(await this.command("show info"));
+  }
+
+  /** The pid of the worker answering on the admin socket. */
+  async workerPid(): Promise<number> {
+    const pid = Number((await this.showInfo())["Pid"]);
+    if (!Number.isInteger(pid) || pid <= 0) throw new HaproxyRuntimeError("'show info' has no Pid", this.adminSocket, "show info");
+    return pid;
+  }
+
+  /** `show stat` rows, for one proxy when given. */
+  async showStat(proxy?: string): Promise<StatRow[]> {
+    const cmd = proxy ? `show stat ${proxy} -1 -1` : "show stat";
+    const out = await this.command(cmd);
+    if (!out.startsWith("# ")) throw new HaproxyRuntimeError(`unexpected answer to '${cmd}': ${out.trim().slice(0, 200)}`, this.adminSocket, cmd);
+    return parseShowStat(out);
+  }
+
+  /** The raw `show servers state` text, in the format `server-state-file` loads. */
+  async dumpServersState(): Promise<string> {
+    const out = await this.command("show servers state");
+    if (!out.includes("# be_id")) throw new HaproxyRuntimeError(`unexpected answer to 'show servers state': ${out.trim().slice(0, 200)}`, this.adminSocket, "show servers state");
+    return out;
+  }
+
+  async serversState(backend?: string): Promise<ServerState[]> {
+    const cmd = backend ? `show servers state ${backend}` : "show servers state";
+    const out = await this.command(cmd);
+    if (!out.includes("# be_id")) throw new HaproxyRuntimeError(`HAProxy refused '${cmd}': ${out.trim()}`, this.adminSocket, cmd);
+    return parseServersState(out);
+  }
+
+  async setServerAddr(backend: string, server: string, host: string, port: number): Promise<void> {
+    const cmd = `set server ${backend}/${server} addr ${host} port ${port}`;
+    const out = await this.command(cmd);
+    if (!/changed from|no need to change/i.test(out)) throw new HaproxyRuntimeError(`HAProxy refused '${cmd}': ${out.trim()}`, this.adminSocket, cmd);
+  }
+
+  async setServerState(backend: string, server: string, state: "ready" | "drain" | "maint"): Promise<void> {
+    await this.expectOk(`set server ${backend}/${server} state ${state}`);
+  }
+
+  /** The entries of a map file as loaded in the running worker. */
+  async showMap(file: string): Promise<Record<string, string>> {
+    const cmd = `show map ${file}`;
+    const out = await this.command(cmd);
+    const entries: Record<string, string> = {};
+    for (const line of out.split("\n")) {
+      const m = /^0x[0-9a-f]+\s+(\S+)\s+(\S+)\s*$/i.exec(line);
+      if (m) entries[m[1]!] = m[2]!;
+      else if (line.trim() !== "") throw new HaproxyRuntimeError(`HAProxy refused '${cmd}': ${line.trim()}`, this.adminSocket, cmd);
+    }
+    return entries;
+  }
+
+  async addMap(file: string, key: string, value: string): Promise<void> {
+    await this.expectOk(`add map ${file} ${key} ${value}`);
+  }
+
+  async setMap(file: string, key: string, value: string): Promise<void> {
+    await this.expectOk(`set map ${file} ${key} ${value}`);
+  }
+
+  /** Removes a key; a key that is already gone is fine. */
+  async delMap(file: string, key: string): Promise<void> {
+    const cmd = `del map ${file} ${key}`;
+    const out = (await this.command(cmd)).trim();
+    if (out !== "" && !/key not found/i.test(out)) throw new HaproxyRuntimeError(`HAProxy refused '${cmd}': ${out}`, this.adminSocket, cmd);
+  }
+
+  async showProc(): Promise<ProcList> {
+    return parseShowProc(await this.master("show proc"));
+  }
+
+  /** Asks the master to reload. It answers nothing and may reset the connection while it re-executes. */
+  async reload(): Promise<void> {
+    await runtimeCommand(this.masterSocket, "reload", { timeoutMs: this.timeoutMs, allowReset: true });
+  }
+}

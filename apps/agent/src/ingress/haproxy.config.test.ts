@@ -1,0 +1,126 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  DEFAULT_BACKEND, haproxyPaths, isCryptHash, quoteWord, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
+  type HaproxyConfigSpec,
+} from "./haproxy.config.js";
+
+const paths = haproxyPaths("/var/lib/slipway/ingress");
+const sha512 = "$6$hplR2hCtEkZPPouk$KZQqDTe1DZEC66mkX5i9XhGN8TT44aUe/8KC2l7yWjdZv9rnU95zzHFbHLKLWFPiiCaowaFSkUP0d81PBOyhw0";
+
+function spec(over: Partial<HaproxyConfigSpec> = {}): HaproxyConfigSpec {
+  return {
+    paths,
+    bindAddress: "127.0.0.1",
+    httpPort: 8080,
+    backends: [
+      { name: "shop--test", slots: 2, basicAuth: { username: "bob", password: sha512 } },
+      { name: "blog--live", slots: 3 },
+    ],
+    ...over,
+  };
+}
+
+describe("renderHaproxyConfig", () => {
+  const cfg = renderHaproxyConfig(spec());
+
+  it("runs master-worker with an admin socket that hands listeners over and a server state file", () => {
+    expect(cfg).toContain("  master-worker\n");
+    expect(cfg).toContain("  stats socket /var/lib/slipway/ingress/admin.sock mode 600 level admin expose-fd listeners\n");
+    expect(cfg).toContain("  server-state-file /var/lib/slipway/ingress/server-state\n");
+    expect(cfg).toContain("  load-server-state-from-file global\n");
+  });
+
+  it("has retrying, reusing HTTP defaults", () => {
+    for (const line of ["mode http", "option redispatch", "retries 3", "retry-on conn-failure empty-response response-timeout", "http-reuse safe", "option forwardfor", "timeout connect 5s"]) {
+      expect(cfg).toContain(`  ${line}\n`);
+    }
+  });
+
+  it("routes by Host through the map and answers 404 for unknown hosts", () => {
+    expect(cfg).toContain("  bind 127.0.0.1:8080\n");
+    expect(cfg).toContain("  use_backend %[req.hdr(host),lower,word(1,:),map(/var/lib/slipway/ingress/hosts.map)]\n");
+    expect(cfg).toContain(`  default_backend ${DEFAULT_BACKEND}\n`);
+    expect(cfg).toContain('http-request return status 404 content-type text/plain string "no environment is served at this host name"');
+  });
+
+  it("closes old-worker connections after a response instead of while idle", () => {
+    expect(cfg).toContain("  close-spread-time infinite\n");
+    expect(cfg).toContain("  http-after-response set-header Connection close if { stopping }\n");
+    expect(cfg).toContain("  hard-stop-after 300s\n");
+  });
+
+  it("renders one backend per environment with disabled placeholder slots, sorted by name", () => {
+    expect(cfg.indexOf("backend blog--live")).toBeLessThan(cfg.indexOf("backend shop--test"));
+    const blog = cfg.slice(cfg.indexOf("backend blog--live"), cfg.indexOf("backend shop--test"));
+    expect(blog).toBe("backend blog--live\n  balance roundrobin\n  server s1 127.0.0.1:1 disabled\n  server s2 127.0.0.1:1 disabled\n  server s3 127.0.0.1:1 disabled\n\n");
+  });
+
+  it("protects a backend with a userlist: crypt hashes as password, anything else as insecure-password", () => {
+    expect(cfg).toContain("  http-request auth realm shop--test unless { http_auth(slipway_auth_shop--test) }\n");
+    expect(cfg).toContain(`userlist slipway_auth_shop--test\n  user 'bob' password '${sha512}'\n`);
+    expect(cfg).not.toContain("slipway_auth_blog--live");
+    const plain = renderHaproxyConfig(spec({ backends: [{ name: "a--b", slots: 1, basicAuth: { username: "al'ice", password: "pa ss$" } }] }));
+    expect(plain).toContain(`  user 'al'"'"'ice' insecure-password 'pa ss$'\n`);
+  });
+
+  it("is deterministic", () => {
+    expect(renderHaproxyConfig(spec({ backends: [...spec().backends].reverse() }))).toBe(cfg);
+  });
+
+  it("rejects what it cannot render safely", () => {
+    expect(() => renderHaproxyConfig(spec({ httpPort: 0 }))).toThrow(/port/);
+    expect(() => renderHaproxyConfig(spec({ bindAddress: "0.0.0.0 ssl" }))).toThrow(/bind address/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "Bad Name", slots: 1 }] }))).toThrow(/backend name/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: DEFAULT_BACKEND, slots: 1 }] }))).toThrow(/backend name/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 0 }] }))).toThrow(/slots/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1 }, { name: "a", slots: 1 }] }))).toThrow(/duplicate/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1, basicAuth: { username: "x:y", password: "p" } }] }))).toThrow(/':'/);
+    expect(() => quoteWord("a\nb")).toThrow(/control/);
+    expect(() => haproxyPaths("/tmp/with space")).toThrow(/state dir/);
+    expect(() => haproxyPaths("/tmp/" + "x".repeat(120))).toThrow(/too long/);
+  });
+});
+
+describe("renderHostMap", () => {
+  it("writes sorted host -> backend lines", () => {
+    expect(renderHostMap({ "b.example.com": "shop--live", "a.localhost": "shop--test" })).toBe(
+      "# Rendered by the Slipway agent: host name -> backend.\na.localhost shop--test\nb.example.com shop--live\n",
+    );
+  });
+  it("rejects hosts that are not lowercase DNS names", () => {
+    expect(() => renderHostMap({ "Shop.example.com": "a" })).toThrow(/host name/);
+    expect(() => renderHostMap({ "a.example.com:80": "a" })).toThrow(/host name/);
+    expect(() => renderHostMap({ "a b": "a" })).toThrow(/host name/);
+  });
+});
+
+describe("helpers", () => {
+  it("names slots positionally", () => {
+    expect(slotName(3)).toBe("s3");
+    expect(slotIndex("s12")).toBe(12);
+    expect(slotIndex("s0")).toBeUndefined();
+    expect(slotIndex("BACKEND")).toBeUndefined();
+  });
+  it("tells crypt hashes from plain passwords", () => {
+    expect(isCryptHash(sha512)).toBe(true);
+    expect(isCryptHash("$5$salt$abc")).toBe(true);
+    expect(isCryptHash("hunter2")).toBe(false);
+    expect(isCryptHash("$notahash")).toBe(false);
+  });
+});
+
+describe("rendered config is accepted by haproxy -c", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "slipway-cfg-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("validates", () => {
+    const p = haproxyPaths(dir);
+    writeFileSync(p.hostsMap, renderHostMap({ "shop-test.localhost": "shop--test" }));
+    writeFileSync(p.config, renderHaproxyConfig(spec({ paths: p })));
+    expect(() => execFileSync("/usr/sbin/haproxy", ["-c", "-q", "-f", p.config], { stdio: "pipe" })).not.toThrow();
+  });
+});

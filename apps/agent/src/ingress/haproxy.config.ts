@@ -1,0 +1,215 @@
+/**
+ * Pure rendering of the HAProxy configuration and host map owned by the
+ * agent. Nothing here touches the file system or a process: the adapter
+ * (haproxy.ingress.ts) decides when to write and reload.
+ */
+import path from "node:path";
+
+/** Name of the backend that answers requests for unknown host names. */
+export const DEFAULT_BACKEND = "slipway_no_environment";
+/** Body of the 404 for unknown host names. */
+export const NO_ENVIRONMENT_BODY = "no environment is served at this host name";
+
+/** Files and sockets of one ingress, all inside its state directory. */
+export interface HaproxyPaths {
+  dir: string;
+  config: string;
+  hostsMap: string;
+  adminSocket: string;
+  masterSocket: string;
+  pidFile: string;
+  serverStateFile: string;
+  logFile: string;
+  stateJson: string;
+}
+
+/** The longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
+const MAX_SOCKET_PATH = 107;
+/** Paths are written unquoted into the config and into a sample expression, so they must stay plain. */
+const SAFE_PATH = /^\/[A-Za-z0-9._\/-]*$/;
+
+/** Derives every path from the state directory; throws when the directory cannot be used safely. */
+export function haproxyPaths(dir: string): HaproxyPaths {
+  const abs = path.resolve(dir);
+  if (!SAFE_PATH.test(abs)) {
+    throw new Error(`HAProxy state dir '${abs}' may only contain A-Z a-z 0-9 . _ / - (it is embedded in the config unquoted)`);
+  }
+  const p: HaproxyPaths = {
+    dir: abs,
+    config: path.join(abs, "haproxy.cfg"),
+    hostsMap: path.join(abs, "hosts.map"),
+    adminSocket: path.join(abs, "admin.sock"),
+    masterSocket: path.join(abs, "master.sock"),
+    pidFile: path.join(abs, "haproxy.pid"),
+    serverStateFile: path.join(abs, "server-state"),
+    logFile: path.join(abs, "haproxy.log"),
+    stateJson: path.join(abs, "ingress-state.json"),
+  };
+  for (const sock of [p.adminSocket, p.masterSocket]) {
+    if (Buffer.byteLength(sock) > MAX_SOCKET_PATH) throw new Error(`HAProxy socket path '${sock}' is too long for a unix socket`);
+  }
+  return p;
+}
+
+/**
+ * Basic auth credentials of a backend. `password` is either a crypt(3)
+ * modular hash (`$6$…` SHA-512 recommended, e.g. from `openssl passwd -6`;
+ * `$5$`, `$1$`, `$2b$`/`$2y$` depend on the system's libcrypt) rendered as
+ * `password`, or anything else, taken as the plain password and rendered as
+ * `insecure-password`.
+ */
+export interface BasicAuthSpec {
+  username: string;
+  password: string;
+}
+
+/** One environment backend: `slots` server lines s1…sN, all disabled until the runtime API fills them. */
+export interface BackendSpec {
+  name: string;
+  slots: number;
+  basicAuth?: BasicAuthSpec | null;
+}
+
+/** Everything the config depends on. */
+export interface HaproxyConfigSpec {
+  paths: HaproxyPaths;
+  bindAddress: string;
+  httpPort: number;
+  backends: BackendSpec[];
+  /** Upper bound on the life of a previous worker after a reload (default 300). */
+  hardStopAfterSeconds?: number;
+}
+
+const BACKEND_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const CRYPT_HASH = /^\$(1|5|6|2[abxy]?|y|7|sha1|md5|gy)\$[^\s]+$/;
+
+/** Whether a backend name can be used (lowercase, as produced by environmentSlug, and not reserved). */
+export function isValidBackendName(name: string): boolean {
+  return BACKEND_NAME.test(name) && name !== DEFAULT_BACKEND;
+}
+
+/** Whether a host name can be routed (lowercase DNS name, no port, no wildcard). */
+export function isValidHostname(host: string): boolean {
+  return HOSTNAME.test(host);
+}
+
+/** True when the value is rendered as a crypt(3) hash (`password`), false for a plain one. */
+export function isCryptHash(value: string): boolean {
+  return CRYPT_HASH.test(value);
+}
+
+/** Slot names are positional so that a server keeps its name (and its saved state) across reloads. */
+export function slotName(index: number): string {
+  return `s${index}`;
+}
+
+/** The slot index of a slot name, or undefined if it is not one. */
+export function slotIndex(name: string): number | undefined {
+  const m = /^s([1-9][0-9]*)$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function userlistName(backend: string): string {
+  return `slipway_auth_${backend}`;
+}
+
+/**
+ * Quotes one config word. Single quotes keep `$` and `\` literal (crypt hashes
+ * contain `$`); a single quote inside is closed, double-quoted and reopened,
+ * since HAProxy joins adjacent quoted fragments into one word.
+ */
+export function quoteWord(value: string): string {
+  if (/[\x00-\x1f\x7f]/.test(value)) throw new Error("control characters cannot be written into the HAProxy config");
+  return `'${value.split("'").join(`'"'"'`)}'`;
+}
+
+function renderUserlist(backend: string, auth: BasicAuthSpec): string[] {
+  if (!auth.username || auth.username.includes(":")) throw new Error(`basic auth user of '${backend}' must be non-empty and contain no ':'`);
+  if (!auth.password) throw new Error(`basic auth password of '${backend}' must not be empty`);
+  const keyword = isCryptHash(auth.password) ? "password" : "insecure-password";
+  return [`userlist ${userlistName(backend)}`, `  user ${quoteWord(auth.username)} ${keyword} ${quoteWord(auth.password)}`, ""];
+}
+
+function renderBackend(b: BackendSpec): string[] {
+  if (!isValidBackendName(b.name)) throw new Error(`invalid backend name '${b.name}'`);
+  if (!Number.isInteger(b.slots) || b.slots < 1 || b.slots > 1000) throw new Error(`backend '${b.name}' needs 1-1000 server slots, got ${b.slots}`);
+  const lines = [`backend ${b.name}`, "  balance roundrobin"];
+  if (b.basicAuth) lines.push(`  http-request auth realm ${b.name} unless { http_auth(${userlistName(b.name)}) }`);
+  for (let i = 1; i <= b.slots; i++) lines.push(`  server ${slotName(i)} 127.0.0.1:1 disabled`);
+  lines.push("");
+  return lines;
+}
+
+/** Renders haproxy.cfg. Backends are sorted by name so equal structures render byte-identical text. */
+export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
+  const { paths: p } = spec;
+  if (!Number.isInteger(spec.httpPort) || spec.httpPort < 1 || spec.httpPort > 65535) throw new Error(`invalid HTTP port ${spec.httpPort}`);
+  if (!/^[0-9a-fA-F.:]+$/.test(spec.bindAddress)) throw new Error(`bind address must be an IP address, got '${spec.bindAddress}'`);
+  const hardStop = spec.hardStopAfterSeconds ?? 300;
+  const backends = [...spec.backends].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const seen = new Set<string>();
+  for (const b of backends) {
+    if (seen.has(b.name)) throw new Error(`duplicate backend '${b.name}'`);
+    seen.add(b.name);
+  }
+  const lines = [
+    "# Rendered by the Slipway agent; changes are overwritten.",
+    "global",
+    "  master-worker",
+    `  stats socket ${p.adminSocket} mode 600 level admin expose-fd listeners`,
+    "  stats timeout 30s",
+    `  server-state-file ${p.serverStateFile}`,
+    // HAProxy 2.6 closes idle keep-alive connections of the old worker at once
+    // on reload, racing clients that reuse them (ECONNRESET). "infinite" keeps
+    // them open; the frontend rule below then closes each one cleanly after
+    // its next response. hard-stop-after bounds how long an old worker lives.
+    "  close-spread-time infinite",
+    `  hard-stop-after ${hardStop}s`,
+    "",
+    "defaults",
+    "  mode http",
+    "  option forwardfor",
+    "  option redispatch",
+    "  retries 3",
+    "  retry-on conn-failure empty-response response-timeout",
+    "  http-reuse safe",
+    "  timeout connect 5s",
+    "  timeout client 60s",
+    "  timeout server 60s",
+    "  timeout http-request 10s",
+    "  timeout http-keep-alive 10s",
+    "  timeout queue 30s",
+    "  timeout tunnel 1h",
+    "  timeout client-fin 10s",
+    "  load-server-state-from-file global",
+    "",
+    "frontend http",
+    `  bind ${spec.bindAddress}:${spec.httpPort}`,
+    "  http-after-response set-header Connection close if { stopping }",
+    `  use_backend %[req.hdr(host),lower,word(1,:),map(${p.hostsMap})]`,
+    `  default_backend ${DEFAULT_BACKEND}`,
+    "",
+    `backend ${DEFAULT_BACKEND}`,
+    `  http-request return status 404 content-type text/plain string "${NO_ENVIRONMENT_BODY}"`,
+    "",
+  ];
+  for (const b of backends) {
+    lines.push(...renderBackend(b));
+    if (b.basicAuth) lines.push(...renderUserlist(b.name, b.basicAuth));
+  }
+  return lines.join("\n");
+}
+
+/** Renders the host map (`<host> <backend>` per line, sorted). Throws on an invalid or duplicated host. */
+export function renderHostMap(routes: Record<string, string>): string {
+  const hosts = Object.keys(routes).sort();
+  const lines = ["# Rendered by the Slipway agent: host name -> backend."];
+  for (const host of hosts) {
+    if (!isValidHostname(host)) throw new Error(`invalid host name '${host}'`);
+    const backend = routes[host]!;
+    if (!isValidBackendName(backend)) throw new Error(`invalid backend name '${backend}' for host '${host}'`);
+    lines.push(`${host} ${backend}`);
+  }
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,297 @@
+// Integration tests against the real /usr/sbin/haproxy and real node:http
+// servers, all on 127.0.0.1. Tests run in order and share one proxy.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HaproxyRuntime } from "./haproxy-runtime.js";
+import { HaproxyIngress } from "./haproxy.ingress.js";
+import type { BackendTarget } from "./ingress.js";
+
+interface Upstream {
+  target: BackendTarget;
+  close(): Promise<void>;
+}
+
+const upstreams = new Set<Upstream>();
+
+/** A node:http server answering `body`, standing in for a container. */
+async function startUpstream(id: string, body: string): Promise<Upstream> {
+  const server = http.createServer((_req, res) => {
+    res.setHeader("content-type", "text/plain");
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  const up: Upstream = {
+    target: { id, host: "127.0.0.1", port },
+    close: async () => {
+      upstreams.delete(up);
+      // Abrupt, like stopping a container: idle keep-alive connections are cut too.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+  upstreams.add(up);
+  return up;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+interface Reply {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+function get(port: number, host: string, opts: { agent?: http.Agent; auth?: string } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: "/", agent: opts.agent ?? false, auth: opts.auth, headers: { host } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on("error", reject);
+    });
+    req.setTimeout(5000, () => req.destroy(new Error("request timed out")));
+    req.on("error", reject);
+  });
+}
+
+interface LoadResult {
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  /** The last body each client received. */
+  lastBodies: string[];
+}
+
+/** `clients` keep-alive clients requesting back to back until stop() or maxMs. */
+function startLoad(port: number, host: string, clients = 12, maxMs = 10_000): { stop(): Promise<LoadResult> } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const result: LoadResult = { ok: 0, failed: 0, errors: {}, lastBodies: new Array<string>(clients).fill("") };
+  const deadline = Date.now() + maxMs;
+  let stopped = false;
+  const loops = Array.from({ length: clients }, async (_, i) => {
+    while (!stopped && Date.now() < deadline) {
+      try {
+        const r = await get(port, host, { agent });
+        if (r.status === 200) {
+          result.ok++;
+          result.lastBodies[i] = r.body;
+        } else {
+          result.failed++;
+          result.errors[`HTTP ${r.status}`] = (result.errors[`HTTP ${r.status}`] ?? 0) + 1;
+        }
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        result.failed++;
+        result.errors[code] = (result.errors[code] ?? 0) + 1;
+      }
+    }
+  });
+  return {
+    stop: async () => {
+      stopped = true;
+      await Promise.all(loops);
+      agent.destroy();
+      return result;
+    },
+  };
+}
+
+function gone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+}
+
+const logger = pino({ level: process.env["LOG_LEVEL"] ?? "silent" });
+
+describe("HaproxyIngress against a real haproxy", () => {
+  const SHOP = "shop--test";
+  const SHOP_HOST = "shop-test.localhost";
+  let dir: string;
+  let port: number;
+  let ingress: HaproxyIngress;
+  let adopter: HaproxyIngress | undefined;
+  let restarted: HaproxyIngress | undefined;
+  let runtime: HaproxyRuntime;
+  let live: Upstream;
+  let liveBody = "";
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "slipway-haproxy-"));
+    port = await freePort();
+    ingress = new HaproxyIngress({ dir, httpPort: port, logger });
+    runtime = new HaproxyRuntime(path.join(dir, "admin.sock"), path.join(dir, "master.sock"));
+    await ingress.start();
+  });
+
+  afterAll(async () => {
+    await restarted?.stop().catch(() => undefined);
+    await adopter?.stop().catch(() => undefined);
+    await ingress?.stop().catch(() => undefined);
+    await Promise.all([...upstreams].map((u) => u.close()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("routes a host name to its backend and answers 404 for unknown hosts", async () => {
+    const v1 = await startUpstream("v1", "v1");
+    const v2 = await startUpstream("v2", "v2");
+    await ingress.ensureBackend({ name: SHOP, hostnames: [SHOP_HOST], maxServers: 2 });
+    expect(await ingress.switchTraffic(SHOP, [v1.target])).toEqual([]);
+    live = v1;
+
+    expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: "v1" });
+    expect(await get(port, "SHOP-TEST.localhost:" + port)).toMatchObject({ status: 200, body: "v1" });
+    const unknown = await get(port, "nobody.localhost");
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toBe("no environment is served at this host name");
+    expect(await ingress.current(SHOP)).toEqual([v1.target]);
+    expect((await ingress.stats(SHOP))?.requests).toBeGreaterThanOrEqual(2);
+    expect(await ingress.stats("nope--live")).toBeUndefined();
+    await v2.close();
+  });
+
+  it("switches v1→v2→v1→v2 under keep-alive load without a failed request", async () => {
+    const load = startLoad(port, SHOP_HOST);
+    await sleep(400);
+    const versions = ["v2", "v1", "v2"];
+    for (const [i, version] of versions.entries()) {
+      const next = await startUpstream(`${version}-${i}`, version);
+      const replaced = await ingress.switchTraffic(SHOP, [next.target]);
+      expect(replaced).toEqual([live.target]);
+      await live.close();
+      live = next;
+      liveBody = version;
+      await sleep(400);
+    }
+    await sleep(300);
+    const result = await load.stop();
+    console.info(`3 switches under load: ${result.ok} ok, ${result.failed} failed`, result.errors);
+    expect(result.failed).toBe(0);
+    expect(result.ok).toBeGreaterThan(500);
+    expect(new Set(result.lastBodies)).toEqual(new Set(["v2"]));
+    expect(await ingress.current(SHOP)).toEqual([live.target]);
+  });
+
+  it("adds a second backend with a graceful reload under load without a failed request", async () => {
+    const workerBefore = await runtime.workerPid();
+    const load = startLoad(port, SHOP_HOST);
+    await sleep(400);
+    await ingress.ensureBackend({ name: "blog--live", hostnames: ["blog-live.localhost"], maxServers: 2 });
+    await sleep(600);
+    const result = await load.stop();
+    console.info(`reload under load: ${result.ok} ok, ${result.failed} failed`, result.errors);
+    expect(await runtime.workerPid()).not.toBe(workerBefore);
+    expect(result.failed).toBe(0);
+    expect(result.ok).toBeGreaterThan(200);
+    expect(new Set(result.lastBodies)).toEqual(new Set(["v2"]));
+    expect(await ingress.current(SHOP)).toEqual([live.target]);
+
+    expect((await get(port, "blog-live.localhost")).status).toBe(503);
+    const blog = await startUpstream("blog-1", "blog");
+    await ingress.switchTraffic("blog--live", [blog.target]);
+    expect(await get(port, "blog-live.localhost")).toMatchObject({ status: 200, body: "blog" });
+  });
+
+  it("changes host names at runtime without a reload", async () => {
+    const worker = await runtime.workerPid();
+    await ingress.ensureBackend({ name: "blog--live", hostnames: ["blog.localhost", "www.blog.localhost"], maxServers: 2 });
+    expect(await runtime.workerPid()).toBe(worker);
+    expect(await get(port, "www.blog.localhost")).toMatchObject({ status: 200, body: "blog" });
+    expect((await get(port, "blog-live.localhost")).status).toBe(404);
+    expect(readFileSync(path.join(dir, "hosts.map"), "utf8")).toContain("www.blog.localhost blog--live\n");
+    await expect(ingress.ensureBackend({ name: "other--live", hostnames: ["blog.localhost"], maxServers: 1 })).rejects.toThrow(/already routed/);
+  });
+
+  it("keeps replaced targets until a previous worker, which still routes to them, has exited", async () => {
+    const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      expect((await get(port, SHOP_HOST, { agent: held })).body).toBe(liveBody);
+      await ingress.ensureBackend({ name: "extra--live", hostnames: ["extra-live.localhost"], maxServers: 1 });
+      expect((await runtime.showProc()).oldWorkers).toHaveLength(1);
+
+      const next = await startUpstream("v3-0", "v3");
+      let switched = false;
+      const switching = ingress.switchTraffic(SHOP, [next.target]).then((r) => ((switched = true), r));
+      await sleep(500);
+      expect(switched).toBe(false);
+      // The idle connection belongs to the old worker: it still routes to the
+      // replaced target, answers once more and closes the connection.
+      const late = await get(port, SHOP_HOST, { agent: held });
+      expect(late).toMatchObject({ status: 200, body: liveBody });
+      expect(late.headers.connection).toBe("close");
+      expect(await switching).toEqual([live.target]);
+      await live.close();
+      live = next;
+      liveBody = "v3";
+      expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: "v3" });
+    } finally {
+      held.destroy();
+    }
+  });
+
+  it("protects a backend with basic auth (crypt hash and plain password)", async () => {
+    const hash = execFileSync("openssl", ["passwd", "-6", "s3cret"], { encoding: "utf8" }).trim();
+    await ingress.ensureBackend({ name: "private--qa", hostnames: ["private-qa.localhost"], maxServers: 2, basicAuth: { username: "qa", passwordHash: hash } });
+    const app = await startUpstream("qa-1", "private");
+    await ingress.switchTraffic("private--qa", [app.target]);
+
+    const anonymous = await get(port, "private-qa.localhost");
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers["www-authenticate"]).toContain('Basic realm="private--qa"');
+    expect((await get(port, "private-qa.localhost", { auth: "qa:wrong" })).status).toBe(401);
+    expect(await get(port, "private-qa.localhost", { auth: "qa:s3cret" })).toMatchObject({ status: 200, body: "private" });
+
+    await ingress.ensureBackend({ name: "private--qa", hostnames: ["private-qa.localhost"], maxServers: 2, basicAuth: { username: "qa", passwordHash: "pl ain'pw" } });
+    expect((await get(port, "private-qa.localhost", { auth: "qa:s3cret" })).status).toBe(401);
+    expect(await get(port, "private-qa.localhost", { auth: "qa:pl ain'pw" })).toMatchObject({ status: 200, body: "private" });
+    expect(await ingress.current("private--qa")).toEqual([app.target]);
+  });
+
+  it("is adopted by a new adapter on the same dir, which then really stops it", async () => {
+    const master = ingress.pid!;
+    const worker = await runtime.workerPid();
+    adopter = new HaproxyIngress({ dir, httpPort: port, logger });
+    await adopter.start();
+    expect(adopter.pid).toBe(master);
+    expect(await runtime.workerPid()).toBe(worker);
+    expect(await adopter.current(SHOP)).toEqual([live.target]);
+    expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: liveBody });
+
+    await adopter.stop();
+    for (let i = 0; i < 40 && !(gone(master) && gone(worker)); i++) await sleep(50);
+    expect(gone(master)).toBe(true);
+    expect(gone(worker)).toBe(true);
+    await expect(get(port, SHOP_HOST)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it("restores structure and routing from its state dir when haproxy is gone", async () => {
+    restarted = new HaproxyIngress({ dir, httpPort: port, logger });
+    await restarted.start();
+    expect(restarted.pid).not.toBe(ingress.pid);
+    expect(await restarted.current(SHOP)).toEqual([live.target]);
+    expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: liveBody });
+    expect((await get(port, "private-qa.localhost")).status).toBe(401);
+    await restarted.stop();
+  });
+});
