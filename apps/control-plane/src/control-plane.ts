@@ -15,6 +15,8 @@ import { JobReportService } from "./services/job-report.service.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
 import { sql } from "kysely";
+import path from "node:path";
+import { GitCommitCounter } from "./git/git.commit-counter.js";
 
 export interface RunningControlPlane {
   httpUrl: string;
@@ -57,9 +59,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const placement = new PlacementService(() => hosts.onlineWindowMs());
     const publisher = new OutboxPublisher(db, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
-    const apps = new AppService(db, config);
+    const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }));
     const deployments = new DeploymentService(db, apps, placement, () => publisher.poke());
-    const reports = new JobReportService(db, log.child({ component: "reports" }));
+    const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke());
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 

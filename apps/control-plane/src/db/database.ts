@@ -4,10 +4,11 @@ import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvid
 import pg from "pg";
 import type { Database } from "./schema.js";
 import * as m0001 from "./migrations/0001-initial.js";
+import * as m0002 from "./migrations/0002-deployment-queue.js";
 
 export type Db = Kysely<Database>;
 
-const migrations: Record<string, Migration> = { "0001-initial": m0001 };
+const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002 };
 
 class StaticMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {

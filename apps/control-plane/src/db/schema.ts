@@ -74,6 +74,8 @@ export interface DeploymentsTable {
   settings_revision: number;
   requested_by: string;
   cancel_requested_at: Timestamp | null;
+  /** Queued behind the environment's running deployment; published when it ends. */
+  waiting: ColumnType<boolean, boolean | undefined, boolean>;
   queued_at: Timestamp;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;

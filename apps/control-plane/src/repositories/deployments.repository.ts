@@ -13,7 +13,7 @@ export interface StepRecord {
   finishedAt: string | null;
 }
 
-export async function insertDeployment(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string }): Promise<void> {
+export async function insertDeployment(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting?: boolean }): Promise<void> {
   await db
     .insertInto("deployments")
     .values({
@@ -30,6 +30,7 @@ export async function insertDeployment(db: Db, row: { id: string; appId: string;
       settings_revision: row.settingsRevision,
       requested_by: row.requestedBy,
       cancel_requested_at: null,
+      waiting: row.waiting ?? false,
       queued_at: new Date(),
       started_at: null,
       finished_at: null,
@@ -47,11 +48,13 @@ export function findDeploymentForUpdate(db: Db, id: string): Promise<DeploymentR
 export function listDeployments(db: Db, environmentId: string, limit: number): Promise<DeploymentRow[]> {
   return db.selectFrom("deployments").selectAll().where("environment_id", "=", environmentId).orderBy("queued_at", "desc").orderBy("id").limit(limit).execute();
 }
+/** The environment's deployment that runs (or is about to), not one waiting behind it. */
 export function findActiveDeployment(db: Db, environmentId: string): Promise<DeploymentRow | undefined> {
   return db
     .selectFrom("deployments")
     .selectAll()
     .where("environment_id", "=", environmentId)
+    .where("waiting", "=", false)
     .where("state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
     .executeTakeFirst();
 }
@@ -110,8 +113,34 @@ export function findJobForUpdate(db: Db, id: string): Promise<JobRow | undefined
 export function findJobByDeployment(db: Db, deploymentId: string): Promise<JobRow | undefined> {
   return db.selectFrom("jobs").selectAll().where("deployment_id", "=", deploymentId).executeTakeFirst();
 }
+/** Jobs to publish: not yet published, still queued, and not waiting behind another deployment. */
 export function unpublishedJobs(db: Db, limit: number): Promise<JobRow[]> {
-  return db.selectFrom("jobs").selectAll().where("published_at", "is", null).where("state", "=", "queued").orderBy("created_at").limit(limit).execute();
+  return db
+    .selectFrom("jobs")
+    .leftJoin("deployments", "deployments.id", "jobs.deployment_id")
+    .selectAll("jobs")
+    .where("jobs.published_at", "is", null)
+    .where("jobs.state", "=", "queued")
+    .where((eb) => eb.or([eb("deployments.waiting", "is", null), eb("deployments.waiting", "=", false)]))
+    .orderBy("jobs.created_at")
+    .limit(limit)
+    .execute();
+}
+
+/** Lets the oldest deployment waiting behind the environment's last one go; returns its id. */
+export async function promoteWaiting(db: Db, environmentId: string): Promise<string | undefined> {
+  const next = await db
+    .selectFrom("deployments")
+    .select("id")
+    .where("environment_id", "=", environmentId)
+    .where("waiting", "=", true)
+    .where("state", "=", "queued")
+    .orderBy("queued_at")
+    .limit(1)
+    .executeTakeFirst();
+  if (!next) return undefined;
+  await db.updateTable("deployments").set({ waiting: false }).where("id", "=", next.id).execute();
+  return next.id;
 }
 export async function updateJob(db: Db, id: string, patch: Partial<Omit<JobRow, "spec" | "id">>): Promise<void> {
   await db.updateTable("jobs").set(patch).where("id", "=", id).execute();

@@ -4,7 +4,7 @@ import type { BuildMode, DeploymentService } from "../services/deployment.servic
 import { envParams, idParams } from "./schemas.js";
 
 export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentService; pollIntervalMs: number }> = async (app, { deployments, pollIntervalMs }) => {
-  app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode } }>(
+  app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode; queue?: boolean } }>(
     "/apps/:app/environments/:env/deployments",
     {
       schema: {
@@ -13,7 +13,10 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
         body: {
           type: "object",
           additionalProperties: false,
-          properties: { build: { type: "string", enum: ["auto", "force", "reuse"] } },
+          properties: {
+            build: { type: "string", enum: ["auto", "force", "reuse"] },
+            queue: { type: "boolean", description: "when a deployment of the environment runs, run this one after it instead of answering 409" },
+          },
         },
       },
     },

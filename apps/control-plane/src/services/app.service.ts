@@ -17,6 +17,7 @@ import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
+import type { CommitCounter } from "../git/commit-counter.js";
 
 export interface EnvironmentView {
   name: string;
@@ -49,7 +50,11 @@ export interface UrlOptions {
 export const DEFAULT_SLEEP_AFTER_SECONDS = 900;
 
 export class AppService {
-  constructor(private readonly db: Db, private readonly urls: UrlOptions) {}
+  constructor(
+    private readonly db: Db,
+    private readonly urls: UrlOptions,
+    private readonly commits?: CommitCounter,
+  ) {}
 
   async create(by: Principal, input: { name: string; repository: string; settings?: AppSettingsPatch }): Promise<AppView> {
     requireAdmin(by);
@@ -156,10 +161,15 @@ export class AppService {
     const everSucceeded = e.last_success_at !== null;
     const unappliedChanges =
       everSucceeded && (e.deployed_config_revision !== e.config_revision || e.deployed_settings_revision !== a.settings_revision);
+    const undeployedCommits =
+      everSucceeded && e.deployed_commit && this.commits
+        ? await this.commits.undeployedCommits(a.name, a.repository, e.branch, e.deployed_commit)
+        : undefined;
     const status = environmentStatus({
       ...(last && last.finished_at ? { lastDeployment: { state: last.state as "succeeded" | "failed" | "cancelled", finishedAt: last.finished_at } } : {}),
       everSucceeded,
       unappliedChanges,
+      ...(undeployedCommits !== undefined ? { undeployedCommits } : {}),
     });
     const domains = this.hostnames(a.name, e.name);
     const port = this.urls.ingressPublicPort;

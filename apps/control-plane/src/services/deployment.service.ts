@@ -43,6 +43,8 @@ export interface DeploymentView {
   steps: deployments.StepRecord[];
   error: unknown;
   requestedBy: string;
+  /** Queued behind the environment's running deployment. */
+  waiting: boolean;
   queuedAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -60,7 +62,7 @@ export class DeploymentService {
    * Writes the deployment row and its job in one transaction (the outbox);
    * the publisher moves the job to NATS. 409 when one is already active.
    */
-  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode }): Promise<DeploymentView> {
+  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean }): Promise<DeploymentView> {
     requireApp(by, appName);
     const buildMode = input.build ?? "auto";
     const id = randomUUID();
@@ -70,7 +72,9 @@ export class DeploymentService {
         const app = await apps.getAppByName(trx, appName);
         const env = await apps.getEnvironment(trx, app, envName);
         const active = await deployments.findActiveDeployment(trx, env.id);
-        if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is still ${active.state}; wait for it or cancel it`, { details: { deployment: active.id } });
+        if (active && !input.queue) {
+          throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is still ${active.state}; wait for it, cancel it, or pass "queue": true to run this one after it`, { details: { deployment: active.id } });
+        }
         if (buildMode === "reuse" && !env.current_image) {
           throw new ConflictError(`environment '${envName}' has never been deployed: there is no image to reuse`);
         }
@@ -84,6 +88,7 @@ export class DeploymentService {
           configRevision: env.config_revision,
           settingsRevision: app.settings_revision,
           requestedBy: by.name,
+          waiting: active !== undefined,
         });
         const hostnames = this.appService.hostnames(app.name, env.name);
         const spec: DeployJobSpec = {
@@ -101,7 +106,7 @@ export class DeploymentService {
         };
         await deployments.insertJob(trx, { id: randomUUID(), kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec });
         if (env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: "deploying" });
-        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode } });
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode, ...(active ? { queuedBehind: active.id } : {}) } });
       })
       .catch((err: unknown) => {
         if ((err as { code?: string }).code === "23505") throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
@@ -153,13 +158,17 @@ export class DeploymentService {
         const now = new Date();
         await deployments.updateDeployment(trx, id, { state: "cancelled", finished_at: now, error: { type: "cancelled", message: `cancelled by ${by.name}`, retryable: false } });
         await deployments.updateJob(trx, job.id, { state: "cancelled", finished_at: now });
-        const env = await apps.findEnvironmentById(trx, d.environment_id);
-        if (env) await apps.updateEnvironmentRuntime(trx, env.id, { state: env.current_image ? "running" : "not_deployed" });
+        if (!d.waiting) {
+          const next = await deployments.promoteWaiting(trx, d.environment_id);
+          const env = await apps.findEnvironmentById(trx, d.environment_id);
+          if (env && !next) await apps.updateEnvironmentRuntime(trx, env.id, { state: env.current_image ? "running" : "not_deployed" });
+        }
       } else {
         await deployments.updateDeployment(trx, id, { cancel_requested_at: new Date() });
       }
       await recordActivity(trx, { actor: by.name, app: app.name, action: "deployment.cancel_requested", details: { deployment: id } });
     });
+    this.onJobQueued();
     return this.get(by, id);
   }
 
@@ -185,6 +194,7 @@ export function toView(d: deployments.DeploymentRow, app: string, env: string): 
     steps: d.steps as deployments.StepRecord[],
     error: d.error,
     requestedBy: d.requested_by,
+    waiting: d.waiting,
     queuedAt: d.queued_at.toISOString(),
     startedAt: d.started_at ? d.started_at.toISOString() : null,
     finishedAt: d.finished_at ? d.finished_at.toISOString() : null,

@@ -39,7 +39,12 @@ export interface JobSpecView {
  * An agent can touch only its own host's jobs.
  */
 export class JobReportService {
-  constructor(private readonly db: Db, private readonly log: Logger) {}
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    /** Called when a deployment waiting behind a finished one may now be published. */
+    private readonly onJobReleased: () => void = () => undefined,
+  ) {}
 
   async apply(hostId: string, events: JobEventInput[]): Promise<{ acked: Record<string, number>; cancelRequested: string[] }> {
     const byJob = new Map<string, JobEventInput[]>();
@@ -50,12 +55,15 @@ export class JobReportService {
     }
     const acked: Record<string, number> = {};
     const cancelRequested: string[] = [];
+    let released = false;
     for (const [jobId, list] of byJob) {
       list.sort((a, b) => a.seq - b.seq);
       const r = await this.db.transaction().execute((trx) => this.applyJob(trx, hostId, jobId, list));
       acked[jobId] = r.lastSeq;
       if (r.cancelRequested) cancelRequested.push(jobId);
+      released ||= r.released;
     }
+    if (released) this.onJobReleased();
     return { acked, cancelRequested };
   }
 
@@ -64,11 +72,17 @@ export class JobReportService {
     if (!job) throw new NotFoundError(`job '${jobId}' does not exist`);
     if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
     const view: JobSpecView = { jobId, kind: job.kind, state: job.state as JobState, lastSeq: job.last_seq };
-    if (job.kind === "deploy") view.deploy = job.spec as DeployJobSpec;
+    if (job.kind === "deploy") {
+      const spec = job.spec as DeployJobSpec;
+      // "Reuse" means the image serving when the job runs, which a deployment queued before it may have changed.
+      const d = job.deployment_id ? await deployments.findDeployment(this.db, job.deployment_id) : undefined;
+      const env = d ? await apps.findEnvironmentById(this.db, d.environment_id) : undefined;
+      view.deploy = { ...spec, currentImage: env?.current_image ?? spec.currentImage };
+    }
     return view;
   }
 
-  private async applyJob(trx: Db, hostId: string, jobId: string, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean }> {
+  private async applyJob(trx: Db, hostId: string, jobId: string, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean; released: boolean }> {
     const job = await deployments.findJobForUpdate(trx, jobId);
     if (!job) throw new NotFoundError(`job '${jobId}' does not exist`);
     if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
@@ -80,6 +94,7 @@ export class JobReportService {
     const steps = [...(d.steps as deployments.StepRecord[])];
     const patch: Parameters<typeof deployments.updateDeployment>[2] = {};
     let result: Extract<JobEventInput, { kind: "result" }> | undefined;
+    let released = false;
 
     for (const e of events) {
       if (e.seq <= lastSeq) continue;
@@ -129,6 +144,13 @@ export class JobReportService {
     }
     patch.state = state;
     await deployments.updateDeployment(trx, d.id, patch);
+    if (result && isTerminalDeploymentState(state)) {
+      const next = await deployments.promoteWaiting(trx, d.environment_id);
+      if (next) {
+        await apps.updateEnvironmentRuntime(trx, d.environment_id, { state: "deploying" });
+        released = true;
+      }
+    }
     await deployments.updateJob(trx, jobId, {
       state: jobState,
       last_seq: lastSeq,
@@ -136,7 +158,7 @@ export class JobReportService {
       ...(isTerminalJobState(jobState) && !job.finished_at ? { finished_at: new Date() } : {}),
     });
     if (state !== d.state) this.log.info({ deploymentId: d.id, jobId, from: d.state, to: state }, "deployment state changed");
-    return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(state) };
+    return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(state), released };
   }
 
   private async finishEnvironment(trx: Db, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>, patch: { commit?: string | null; image?: string | null }): Promise<void> {
