@@ -3,7 +3,10 @@
  * agent. Nothing here touches the file system or a process: the adapter
  * (haproxy.ingress.ts) decides when to write and reload.
  */
+import net from "node:net";
 import path from "node:path";
+import { StepFailure } from "@slipway/core";
+import type { BackendConfig, BackendTarget } from "./ingress.js";
 
 /** Name of the backend that answers requests for unknown host names. */
 export const DEFAULT_BACKEND = "slipway_no_environment";
@@ -212,4 +215,83 @@ export function renderHostMap(routes: Record<string, string>): string {
     lines.push(`${host} ${backend}`);
   }
   return lines.join("\n") + "\n";
+}
+
+/** A slot holding a target. */
+export interface SlotRecord extends BackendTarget {
+  /** draining: the switch that replaces it has not finished (the agent may have died during it). */
+  state: "active" | "draining";
+}
+
+/** One environment as the adapter persists it. */
+export interface BackendRecord {
+  hostnames: string[];
+  basicAuth: { username: string; passwordHash: string } | null;
+  maxServers: number;
+  /** Occupied slots by slot name (s1…): which target is in which slot. */
+  slots: Record<string, SlotRecord>;
+}
+
+/** The ingress structure persisted in `<dir>/ingress-state.json`; config and map render from it. */
+export interface IngressStructure {
+  version: 1;
+  backends: Record<string, BackendRecord>;
+}
+
+/** Checks a BackendConfig against the structure; throws StepFailure (not retryable) on bad input or a host name owned by another backend. */
+export function validateBackend(cfg: BackendConfig, structure: IngressStructure): Omit<BackendRecord, "slots"> {
+  const bad = (msg: string) => new StepFailure("ingress_invalid_backend", msg, false);
+  if (!isValidBackendName(cfg.name)) throw bad(`invalid backend name '${cfg.name}'`);
+  if (!Number.isInteger(cfg.maxServers) || cfg.maxServers < 1 || cfg.maxServers > 1000) throw bad(`maxServers of '${cfg.name}' must be 1-1000`);
+  const hostnames = [...new Set(cfg.hostnames.map((h) => h.toLowerCase()))].sort();
+  for (const host of hostnames) {
+    if (!isValidHostname(host)) throw bad(`invalid host name '${host}' for '${cfg.name}'`);
+    const owner = Object.entries(structure.backends).find(([name, be]) => name !== cfg.name && be.hostnames.includes(host));
+    if (owner) throw new StepFailure("ingress_hostname_conflict", `host name '${host}' is already routed to '${owner[0]}'`, false);
+  }
+  const auth = cfg.basicAuth ? { username: cfg.basicAuth.username, passwordHash: cfg.basicAuth.passwordHash } : null;
+  if (auth && (!auth.username || auth.username.includes(":") || !auth.passwordHash || /[\x00-\x1f\x7f]/.test(auth.username + auth.passwordHash))) {
+    throw bad(`basic auth of '${cfg.name}' needs a user name without ':' and a password, both without control characters`);
+  }
+  return { hostnames, basicAuth: auth, maxServers: cfg.maxServers };
+}
+
+/** Targets must have unique ids, an IP address (the runtime API sets addresses, it does not resolve names) and a port. */
+export function validateTargets(name: string, targets: BackendTarget[]): void {
+  const ids = new Set<string>();
+  for (const t of targets) {
+    if (!t.id || ids.has(t.id)) throw new StepFailure("ingress_invalid_target", `target ids of '${name}' must be non-empty and unique`, false);
+    ids.add(t.id);
+    if (net.isIP(t.host) === 0) throw new StepFailure("ingress_invalid_target", `target host '${t.host}' must be an IP address`, false);
+    if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) throw new StepFailure("ingress_invalid_target", `invalid target port ${t.port}`, false);
+  }
+}
+
+export function sameTarget(a: BackendTarget, b: BackendTarget): boolean {
+  return a.id === b.id && a.host === b.host && a.port === b.port;
+}
+
+/** Never fewer slots than an occupied one's index, so shrinking maxServers cannot drop a live server. */
+export function slotCount(be: BackendRecord): number {
+  return Math.max(be.maxServers, ...Object.keys(be.slots).map((s) => slotIndex(s) ?? 0));
+}
+
+export function slotNames(be: BackendRecord): string[] {
+  return Array.from({ length: slotCount(be) }, (_, i) => slotName(i + 1));
+}
+
+/** Host name -> backend for the host map. */
+export function routes(structure: IngressStructure): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, be] of Object.entries(structure.backends)) for (const host of be.hostnames) out[host] = name;
+  return out;
+}
+
+/** The backends of the rendered config. */
+export function backendSpecs(structure: IngressStructure): BackendSpec[] {
+  return Object.entries(structure.backends).map(([name, be]) => ({
+    name,
+    slots: slotCount(be),
+    basicAuth: be.basicAuth ? { username: be.basicAuth.username, password: be.basicAuth.passwordHash } : null,
+  }));
 }

@@ -20,6 +20,7 @@ interface Upstream {
 }
 
 const upstreams = new Set<Upstream>();
+const loads = new Set<{ stop(): Promise<LoadResult> }>();
 
 /** A node:http server answering `body`, standing in for a container. */
 async function startUpstream(id: string, body: string): Promise<Upstream> {
@@ -103,14 +104,17 @@ function startLoad(port: number, host: string, clients = 12, maxMs = 10_000): { 
       }
     }
   });
-  return {
+  const load = {
     stop: async () => {
+      loads.delete(load);
       stopped = true;
       await Promise.all(loops);
       agent.destroy();
       return result;
     },
   };
+  loads.add(load);
+  return load;
 }
 
 function gone(pid: number): boolean {
@@ -146,6 +150,7 @@ describe("HaproxyIngress against a real haproxy", () => {
   });
 
   afterAll(async () => {
+    await Promise.all([...loads].map((l) => l.stop()));
     await restarted?.stop().catch(() => undefined);
     await adopter?.stop().catch(() => undefined);
     await ingress?.stop().catch(() => undefined);
@@ -159,6 +164,7 @@ describe("HaproxyIngress against a real haproxy", () => {
     await ingress.ensureBackend({ name: SHOP, hostnames: [SHOP_HOST], maxServers: 2 });
     expect(await ingress.switchTraffic(SHOP, [v1.target])).toEqual([]);
     live = v1;
+    liveBody = "v1";
 
     expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: "v1" });
     expect(await get(port, "SHOP-TEST.localhost:" + port)).toMatchObject({ status: 200, body: "v1" });
@@ -166,7 +172,9 @@ describe("HaproxyIngress against a real haproxy", () => {
     expect(unknown.status).toBe(404);
     expect(unknown.body).toBe("no environment is served at this host name");
     expect(await ingress.current(SHOP)).toEqual([v1.target]);
-    expect((await ingress.stats(SHOP))?.requests).toBeGreaterThanOrEqual(2);
+    const stats = await ingress.stats(SHOP);
+    expect(stats?.requests).toBeGreaterThanOrEqual(2);
+    expect(stats?.secondsSinceLastRequest).toBeLessThanOrEqual(1);
     expect(await ingress.stats("nope--live")).toBeUndefined();
     await v2.close();
   });

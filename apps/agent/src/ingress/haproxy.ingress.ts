@@ -1,12 +1,11 @@
 import fs from "node:fs/promises";
-import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
 import type { BackendConfig, BackendTarget, Ingress } from "./ingress.js";
 import {
-  haproxyPaths, isValidBackendName, isValidHostname, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
-  type BackendSpec, type HaproxyPaths,
+  backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, routes, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
+  type HaproxyPaths, type IngressStructure,
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
 import { HaproxyRuntime, isDrain, isMaint } from "./haproxy-runtime.js";
@@ -25,28 +24,15 @@ export interface HaproxyIngressOptions {
   readyTimeoutMs?: number;
 }
 
-interface SlotRecord extends BackendTarget {
-  /** draining: the switch that replaces it has not finished (the agent may have died during it). */
-  state: "active" | "draining";
-}
-interface BackendRecord {
-  hostnames: string[];
-  basicAuth: { username: string; passwordHash: string } | null;
-  maxServers: number;
-  /** Occupied slots by slot name (s1…); the persisted answer to "which target is in which slot". */
-  slots: Record<string, SlotRecord>;
-}
-interface PersistedState {
-  version: 1;
-  backends: Record<string, BackendRecord>;
-}
-
 /**
  * The Ingress on a local HAProxy 2.6 in master-worker mode. The process is
  * detached so it outlives the agent; the next agent adopts it through the
  * pid file and the master socket. Structure lives in `<dir>/ingress-state.json`
  * and renders to haproxy.cfg + hosts.map; a changed config is applied by a
- * graceful reload, traffic moves only through the runtime API.
+ * graceful reload, host-name-only changes by runtime map edits, and traffic
+ * moves only through the runtime API. Basic auth `passwordHash` is a crypt(3)
+ * hash (`$6$…`, e.g. `openssl passwd -6`) or else taken as a plain password.
+ * Failures are StepFailure; `pid` is the master's pid while started.
  */
 export class HaproxyIngress implements Ingress {
   readonly httpPort: number;
@@ -56,7 +42,7 @@ export class HaproxyIngress implements Ingress {
   private readonly log: Logger;
   private readonly readyTimeoutMs: number;
   private readonly runtime: HaproxyRuntime;
-  private state: PersistedState = { version: 1, backends: {} };
+  private state: IngressStructure = { version: 1, backends: {} };
   /** The config the running master has loaded; undefined when not running. */
   private appliedConfig: string | undefined;
   private masterPid: number | undefined;
@@ -67,7 +53,7 @@ export class HaproxyIngress implements Ingress {
     this.httpPort = opts.httpPort;
     this.bindAddress = opts.bindAddress ?? "127.0.0.1";
     this.bin = opts.haproxyBin ?? "/usr/sbin/haproxy";
-    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "ingress", dir: this.paths.dir });
+    this.log = (opts.logger ?? pino({ level: "silent" })).child({ haproxyDir: this.paths.dir });
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.runtime = new HaproxyRuntime(this.paths.adminSocket, this.paths.masterSocket);
   }
@@ -127,6 +113,11 @@ export class HaproxyIngress implements Ingress {
     });
   }
 
+  /**
+   * Counters of the current worker, so `requests` restarts at 0 after a
+   * reload. Without a request since the worker started, the worker's uptime
+   * is reported: a lower bound that never makes a busy backend look idle.
+   */
   stats(name: string): Promise<{ requests: number; secondsSinceLastRequest: number | null } | undefined> {
     return this.serial(async () => {
       if (!this.state.backends[name]) return undefined;
@@ -134,13 +125,19 @@ export class HaproxyIngress implements Ingress {
       const row = (await this.runtime.showStat(name)).find((r) => r["svname"] === "BACKEND");
       if (!row) return undefined;
       const requests = Number(row["req_tot"] || row["stot"] || 0);
-      const last = Number(row["lastsess"]);
-      return { requests, secondsSinceLastRequest: row["lastsess"] !== "" && last >= 0 ? last : null };
+      const last = row["lastsess"] ? Number(row["lastsess"]) : -1;
+      if (last >= 0) return { requests, secondsSinceLastRequest: last };
+      const uptime = Number((await this.runtime.showInfo())["Uptime_sec"]);
+      return { requests, secondsSinceLastRequest: Number.isFinite(uptime) ? uptime : null };
     });
   }
 
+  /** Runs calls one at a time in call order; every failure leaves as a StepFailure. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(() => fn(), () => fn());
+    const run = this.queue.then(() => fn(), () => fn()).catch((err: unknown) => {
+      if (err instanceof StepFailure) throw err;
+      throw new StepFailure("ingress_unavailable", `HAProxy ingress: ${errorMessage(err)}`, true, undefined, { cause: err });
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -170,9 +167,12 @@ export class HaproxyIngress implements Ingress {
     const pid = await readPid(this.paths.pidFile);
     if (pid === undefined || !(await isOurHaproxy(pid, this.paths.config))) return undefined;
     try {
-      const procs = await this.runtime.showProc();
-      if (procs.master !== pid) throw new Error(`master socket reports master pid ${procs.master}, pid file says ${pid}`);
-      await this.runtime.workerPid();
+      // Retried: the master CLI is briefly unreachable while the master re-executes for a reload.
+      await this.waitFor("the running haproxy to answer", () => undefined, async () => {
+        const procs = await this.runtime.showProc();
+        if (procs.master !== pid) throw new Error(`master socket reports master pid ${procs.master}, pid file says ${pid}`);
+        return this.runtime.workerPid();
+      });
       return pid;
     } catch (err) {
       this.log.warn({ haproxyPid: pid, err: errorMessage(err) }, "haproxy of this dir does not answer; replacing it");
@@ -203,8 +203,10 @@ export class HaproxyIngress implements Ingress {
   }
 
   private async doStop(): Promise<void> {
-    const pid = this.masterPid ?? (await readPid(this.paths.pidFile));
-    if (pid !== undefined && (await isOurHaproxy(pid, this.paths.config))) {
+    // Both: another adapter on this dir may have replaced the master this one knew.
+    const pids = new Set([this.masterPid, await readPid(this.paths.pidFile)]);
+    for (const pid of pids) {
+      if (pid === undefined || !(await isOurHaproxy(pid, this.paths.config))) continue;
       await stopByPid(pid);
       this.log.info({ haproxyPid: pid }, "stopped haproxy");
     }
@@ -214,7 +216,7 @@ export class HaproxyIngress implements Ingress {
   }
 
   /** Makes the running proxy match `next`: a reload when the config differs, runtime map edits when only host names do. */
-  private async apply(next: PersistedState, reason: string): Promise<void> {
+  private async apply(next: IngressStructure, reason: string): Promise<void> {
     const config = this.render(next);
     const map = this.renderMap(next);
     if (config !== this.appliedConfig) await this.reload(config, map, reason);
@@ -238,16 +240,17 @@ export class HaproxyIngress implements Ingress {
       if (!(await isOurHaproxy(this.masterPid!, this.paths.config))) throw err;
       process.kill(this.masterPid!, "SIGUSR2");
     }
+    // Done when the new worker answers and the re-executed master lists it (its CLI is back too).
     const newWorker = await this.waitFor("a new haproxy worker after reload", () => undefined, async () => {
       const pid = await this.runtime.workerPid();
-      return pid !== oldWorker ? pid : undefined;
+      return pid !== oldWorker && (await this.runtime.showProc()).workers.includes(pid) ? pid : undefined;
     });
     this.appliedConfig = config;
     this.log.info({ reason, oldWorker, newWorker, ms: Date.now() - started }, "haproxy reloaded");
   }
 
   /** Brings the worker's host map to `next` with add/set/del map, then writes the file a reload will read. */
-  private async syncMap(next: PersistedState, map: string): Promise<void> {
+  private async syncMap(next: IngressStructure, map: string): Promise<void> {
     const want = routes(next);
     const have = await this.runtime.showMap(this.paths.hostsMap);
     const changes: string[] = [];
@@ -363,16 +366,11 @@ export class HaproxyIngress implements Ingress {
     }
   }
 
-  private render(s: PersistedState): string {
-    const backends: BackendSpec[] = Object.entries(s.backends).map(([name, be]) => ({
-      name,
-      slots: slotCount(be),
-      basicAuth: be.basicAuth ? { username: be.basicAuth.username, password: be.basicAuth.passwordHash } : null,
-    }));
-    return renderHaproxyConfig({ paths: this.paths, bindAddress: this.bindAddress, httpPort: this.httpPort, backends });
+  private render(s: IngressStructure): string {
+    return renderHaproxyConfig({ paths: this.paths, bindAddress: this.bindAddress, httpPort: this.httpPort, backends: backendSpecs(s) });
   }
 
-  private renderMap(s: PersistedState): string {
+  private renderMap(s: IngressStructure): string {
     return renderHostMap(routes(s));
   }
 
@@ -406,10 +404,10 @@ export class HaproxyIngress implements Ingress {
     }
   }
 
-  private async loadState(): Promise<PersistedState> {
+  private async loadState(): Promise<IngressStructure> {
     const text = await readOrEmpty(this.paths.stateJson);
     if (text === "") return { version: 1, backends: {} };
-    const parsed = JSON.parse(text) as PersistedState;
+    const parsed = JSON.parse(text) as IngressStructure;
     if (parsed.version !== 1 || typeof parsed.backends !== "object") throw new Error(`unsupported ingress state in ${this.paths.stateJson}`);
     return parsed;
   }
@@ -417,52 +415,6 @@ export class HaproxyIngress implements Ingress {
   private async saveState(): Promise<void> {
     await writeAtomic(this.paths.stateJson, JSON.stringify(this.state, null, 2) + "\n");
   }
-}
-
-function validateBackend(cfg: BackendConfig, state: PersistedState): Omit<BackendRecord, "slots"> {
-  const bad = (msg: string) => new StepFailure("ingress_invalid_backend", msg, false);
-  if (!isValidBackendName(cfg.name)) throw bad(`invalid backend name '${cfg.name}'`);
-  if (!Number.isInteger(cfg.maxServers) || cfg.maxServers < 1 || cfg.maxServers > 1000) throw bad(`maxServers of '${cfg.name}' must be 1-1000`);
-  const hostnames = [...new Set(cfg.hostnames.map((h) => h.toLowerCase()))].sort();
-  for (const host of hostnames) {
-    if (!isValidHostname(host)) throw bad(`invalid host name '${host}' for '${cfg.name}'`);
-    const owner = Object.entries(state.backends).find(([name, be]) => name !== cfg.name && be.hostnames.includes(host));
-    if (owner) throw new StepFailure("ingress_hostname_conflict", `host name '${host}' is already routed to '${owner[0]}'`, false);
-  }
-  const auth = cfg.basicAuth ? { username: cfg.basicAuth.username, passwordHash: cfg.basicAuth.passwordHash } : null;
-  if (auth && (!auth.username || auth.username.includes(":") || !auth.passwordHash || /[\x00-\x1f\x7f]/.test(auth.username + auth.passwordHash))) {
-    throw bad(`basic auth of '${cfg.name}' needs a user name without ':' and a password, both without control characters`);
-  }
-  return { hostnames, basicAuth: auth, maxServers: cfg.maxServers };
-}
-
-function validateTargets(name: string, targets: BackendTarget[]): void {
-  const ids = new Set<string>();
-  for (const t of targets) {
-    if (!t.id || ids.has(t.id)) throw new StepFailure("ingress_invalid_target", `target ids of '${name}' must be non-empty and unique`, false);
-    ids.add(t.id);
-    if (net.isIP(t.host) === 0) throw new StepFailure("ingress_invalid_target", `target host '${t.host}' must be an IP address`, false);
-    if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) throw new StepFailure("ingress_invalid_target", `invalid target port ${t.port}`, false);
-  }
-}
-
-function sameTarget(a: BackendTarget, b: BackendTarget): boolean {
-  return a.id === b.id && a.host === b.host && a.port === b.port;
-}
-
-/** Never fewer slots than an occupied one's index, so shrinking maxServers cannot drop a live server. */
-function slotCount(be: BackendRecord): number {
-  return Math.max(be.maxServers, ...Object.keys(be.slots).map((s) => slotIndex(s) ?? 0));
-}
-
-function slotNames(be: BackendRecord): string[] {
-  return Array.from({ length: slotCount(be) }, (_, i) => slotName(i + 1));
-}
-
-function routes(s: PersistedState): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, be] of Object.entries(s.backends)) for (const host of be.hostnames) out[host] = name;
-  return out;
 }
 
 function errorMessage(err: unknown): string {
