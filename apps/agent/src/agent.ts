@@ -8,6 +8,7 @@ import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
 import { JobReporter } from "./report/job-reporter.js";
 import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
 import { runDeployment } from "./jobs/deploy.runner.js";
+import { CANCEL_REASON } from "./steps/context.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
 import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
@@ -82,7 +83,16 @@ export async function startAgent(
     new HaproxyIngress({ dir: path.join(config.stateDir, "haproxy"), httpPort: config.ingressHttpPort, bindAddress: config.ingressBind, logger: hostLog.child({ component: "ingress" }) });
   await ingress.start();
 
-  const heartbeater = new Heartbeater(client, runtime, { hostId: identity.hostId, intervalMs: identity.heartbeatIntervalMs, version: config.version, stateDir: config.stateDir, log: hostLog.child({ component: "heartbeat" }) });
+  // Per running job: aborting with CANCEL_REASON cancels it at once (a release command is killed, a probe stops).
+  const cancellers = new Map<string, AbortController>();
+  const heartbeater = new Heartbeater(client, runtime, {
+    hostId: identity.hostId,
+    intervalMs: identity.heartbeatIntervalMs,
+    version: config.version,
+    stateDir: config.stateDir,
+    log: hostLog.child({ component: "heartbeat" }),
+    onCancelRequested: (ids) => ids.forEach((id) => cancellers.get(id)?.abort(CANCEL_REASON)),
+  });
   heartbeater.start();
 
   const handler: JobHandler = async (job, signal) => {
@@ -108,6 +118,11 @@ export async function startAgent(
       return "term";
     }
     const reporter = new JobReporter(client, job.jobId, spec.lastSeq, jlog);
+    const ac = new AbortController();
+    const onShutdown = () => ac.abort("shutdown");
+    signal.addEventListener("abort", onShutdown);
+    reporter.onCancelRequested = () => ac.abort(CANCEL_REASON);
+    cancellers.set(job.jobId, ac);
     try {
       await runDeployment({
         spec: spec.spec.value,
@@ -118,7 +133,7 @@ export async function startAgent(
         git,
         report: reporter,
         log: jlog,
-        signal,
+        signal: ac.signal,
         started: [],
         switched: false,
       });
@@ -128,6 +143,8 @@ export async function startAgent(
       jlog.error({ err: (err as Error).message }, "could not report the job's final state; it will be redelivered");
       return { nakDelayMs: 5000 };
     } finally {
+      cancellers.delete(job.jobId);
+      signal.removeEventListener("abort", onShutdown);
       reporter.close();
     }
   };

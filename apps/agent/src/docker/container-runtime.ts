@@ -25,6 +25,8 @@ export interface ContainerStatus {
   id: string;
   running: boolean;
   exitCode: number | null;
+  /** How often the engine restarted it (restart policy); > 0 means its process exited at least once. */
+  restartCount: number;
   hostPort?: number;
 }
 

@@ -337,8 +337,10 @@ export class DockerRuntime implements ContainerRuntime {
       const hostPort = loopbackPort(info.NetworkSettings?.Ports as PortMap);
       return {
         id: info.Id,
-        running: info.State.Running,
+        // A container in a restart loop shows Running between crashes; Restarting and RestartCount tell.
+        running: info.State.Running && !info.State.Restarting,
         exitCode: info.State.Running || info.State.Status === "created" ? null : info.State.ExitCode,
+        restartCount: info.RestartCount ?? 0,
         ...(hostPort !== undefined ? { hostPort } : {}),
       };
     } catch (err) {

@@ -24,7 +24,7 @@ export class Heartbeater {
   constructor(
     private readonly client: ControlPlaneClient,
     private readonly runtime: ContainerRuntime,
-    private readonly opts: { hostId: string; intervalMs: number; version: string; stateDir: string; log: Logger },
+    private readonly opts: { hostId: string; intervalMs: number; version: string; stateDir: string; log: Logger; onCancelRequested?: (jobIds: string[]) => void },
   ) {}
 
   start(): void {
@@ -36,8 +36,9 @@ export class Heartbeater {
   private open(): void {
     if (this.stopped) return;
     const s = this.client.heartbeat();
-    s.on("data", () => {
+    s.on("data", (res: HeartbeatResponse) => {
       this.lastAnsweredAt = new Date();
+      if (res.cancelRequested.length) this.opts.onCancelRequested?.(res.cancelRequested);
     });
     const reopen = (why: string) => {
       if (this.stream !== s) return;

@@ -15,6 +15,8 @@ export class JobReporter {
   private sending?: Promise<void>;
   private closed = false;
   cancelRequested = false;
+  /** Called once when the control plane answers that this job's cancellation was requested. */
+  onCancelRequested?: () => void;
 
   constructor(
     private readonly client: ControlPlaneClient,
@@ -79,7 +81,7 @@ export class JobReporter {
     for (;;) {
       try {
         const res = await this.client.reportJobEvents(batch);
-        if (res.cancelRequested.includes(this.jobId)) this.cancelRequested = true;
+        if (res.cancelRequested.includes(this.jobId)) this.markCancelRequested();
         return;
       } catch (err) {
         const code = (err as { code?: number }).code;
@@ -93,6 +95,12 @@ export class JobReporter {
         delay = Math.min(delay * 2, 5000);
       }
     }
+  }
+
+  markCancelRequested(): void {
+    if (this.cancelRequested) return;
+    this.cancelRequested = true;
+    this.onCancelRequested?.();
   }
 
   close(): void {

@@ -26,11 +26,15 @@ export interface DeployContext {
   switched: boolean;
 }
 
-/** Throws at a step boundary when the deployment was cancelled. */
+/** The abort reason used when a user cancels; any other reason means the agent is shutting down. */
+export const CANCEL_REASON = "cancel";
+
+/** Throws at a step boundary when the deployment was cancelled or the agent stops. */
 export function checkCancelled(ctx: DeployContext): void {
-  if (ctx.report.cancelRequested || ctx.signal.aborted) {
-    throw new StepFailure("cancelled", ctx.report.cancelRequested ? "deployment cancelled by request" : "agent is shutting down", false);
+  if (ctx.report.cancelRequested || (ctx.signal.aborted && ctx.signal.reason === CANCEL_REASON)) {
+    throw new StepFailure("cancelled", "deployment cancelled by request", false);
   }
+  if (ctx.signal.aborted) throw new StepFailure("agent_shutdown", "the agent stopped before the deployment finished", true);
 }
 
 export function imageTag(app: string, commit: string): string {

@@ -2,6 +2,7 @@ import http from "node:http";
 import { StepFailure, parseStatusRanges, statusAccepted } from "@slipway/core";
 import type { RunningContainer } from "../docker/container-runtime.js";
 import type { DeployContext } from "./context.js";
+import { checkCancelled } from "./context.js";
 
 /** The pause between two probes of one container. */
 const PROBE_INTERVAL_MS = 200;
@@ -34,9 +35,9 @@ async function probeContainer(ctx: DeployContext, c: RunningContainer, ranges: R
   const started = Date.now();
   let last = "no probe sent yet";
   for (let attempt = 1; attempt <= p.maxRetries; attempt++) {
-    if (ctx.signal.aborted || ctx.report.cancelRequested) throw new StepFailure("cancelled", "deployment cancelled while probing", false);
+    checkCancelled(ctx);
     const status = await ctx.runtime.inspect(c.id);
-    if (!status || !status.running) {
+    if (!status || !status.running || status.restartCount > 0) {
       const tail = await ctx.runtime.logsTail(c.id, 30).catch(() => "");
       report.logLine(`container ${c.name} exited${status?.exitCode !== null && status?.exitCode !== undefined ? ` with code ${status.exitCode}` : ""}; its last output:`);
       for (const line of tail.split("\n").filter(Boolean)) report.logLine(`  ${line}`);

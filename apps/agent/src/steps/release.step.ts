@@ -19,7 +19,8 @@ export async function releaseStep(ctx: DeployContext): Promise<boolean> {
     report.logLine(`----- ${cmd.label} -----`);
     report.logLine(`$ ${cmd.command}`);
     const started = Date.now();
-    const r = await ctx.runtime.runOneOff(
+    const r = await ctx.runtime
+      .runOneOff(
       {
         name: `slipway-${spec.app}-${spec.environment}-release-${randomBytes(3).toString("hex")}`,
         image: ctx.image!,
@@ -36,7 +37,12 @@ export async function releaseStep(ctx: DeployContext): Promise<boolean> {
         cmd: ["sh", "-c", cmd.command],
       },
       { timeoutMs: spec.releaseCommandTimeoutMs, onLog: (line) => report.logLine(line), signal: ctx.signal },
-    );
+      )
+      .catch((err: unknown) => {
+        // The runtime reports any abort as a cancel; the reason says whether the user cancelled or the agent stops.
+        if (ctx.signal.aborted) checkCancelled(ctx);
+        throw err;
+      });
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     const note = i > 0 || r.exitCode !== 0 ? " Release commands may already have changed the database or media; the site keeps serving the previous version." : "";
     if (r.timedOut) {

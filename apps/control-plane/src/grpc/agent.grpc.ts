@@ -101,12 +101,12 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               hostId = h.id;
               log.info({ hostId, name: h.name }, "agent heartbeat stream opened");
             }
-            await hosts.heartbeat(hostId, {
+            const answer = await hosts.heartbeat(hostId, {
               version: req.version,
               capacity: { cpus: req.capacity?.cpus ?? 0, memoryBytes: req.capacity?.memoryBytes ?? 0, diskBytes: req.capacity?.diskBytes ?? 0 },
               load: { cpu: req.cpuLoad, memoryUsedBytes: req.memoryUsedBytes, diskUsedBytes: req.diskUsedBytes, containers: req.containers.length },
             });
-            call.write({ serverTime: new Date() });
+            call.write({ serverTime: new Date(), cancelRequested: answer.cancelRequested });
           } catch (err) {
             call.emit("error", toGrpcError(err));
             call.end();

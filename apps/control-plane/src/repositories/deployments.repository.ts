@@ -145,3 +145,16 @@ export async function promoteWaiting(db: Db, environmentId: string): Promise<str
 export async function updateJob(db: Db, id: string, patch: Partial<Omit<JobRow, "spec" | "id">>): Promise<void> {
   await db.updateTable("jobs").set(patch).where("id", "=", id).execute();
 }
+
+/** Jobs of a host that run while their deployment's cancellation was requested. */
+export async function cancelRequestedJobs(db: Db, hostId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom("jobs")
+    .innerJoin("deployments", "deployments.id", "jobs.deployment_id")
+    .select("jobs.id")
+    .where("jobs.host_id", "=", hostId)
+    .where("jobs.state", "in", ["queued", "running"])
+    .where("deployments.cancel_requested_at", "is not", null)
+    .execute();
+  return rows.map((r) => r.id);
+}

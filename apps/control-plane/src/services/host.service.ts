@@ -3,6 +3,7 @@ import { UnauthenticatedError, NotFoundError, type HostState, type Logger } from
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
 import { consumeJoinToken } from "../repositories/tokens.repository.js";
+import { cancelRequestedJobs } from "../repositories/deployments.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { generateToken, hashToken, requireAdmin, type Principal } from "./auth.service.js";
 
@@ -60,8 +61,10 @@ export class HostService {
     return host;
   }
 
-  async heartbeat(hostId: string, hb: HeartbeatInput): Promise<void> {
+  /** Records a heartbeat; answers with the host's jobs whose cancellation was requested. */
+  async heartbeat(hostId: string, hb: HeartbeatInput): Promise<{ cancelRequested: string[] }> {
     await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...hb });
+    return { cancelRequested: await cancelRequestedJobs(this.db, hostId) };
   }
 
   async list(by: Principal): Promise<HostView[]> {
