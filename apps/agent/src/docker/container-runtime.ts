@@ -72,6 +72,14 @@ export interface ContainerRuntime {
   inspect(id: string): Promise<ContainerStatus | undefined>;
   /** The last `lines` lines of the container's output. */
   logsTail(id: string, lines: number): Promise<string>;
+  /**
+   * Starts an existing, stopped container again (`docker start`): it keeps its
+   * env and labels but gets a new host port. Already running is fine; false
+   * when the container no longer exists.
+   */
+  startExisting(id: string): Promise<boolean>;
+  /** SIGTERM, wait up to graceSeconds, then kill; the container is kept. Missing or already stopped is fine. */
+  stop(id: string, graceSeconds: number): Promise<void>;
   /** SIGTERM, wait up to graceSeconds, then kill; then remove. Missing container is fine. */
   stopAndRemove(id: string, graceSeconds: number): Promise<void>;
   /** Containers (running or not) carrying all the given labels. */

@@ -367,6 +367,29 @@ export class DockerRuntime implements ContainerRuntime {
     return out.slice(-lines).join("\n");
   }
 
+  async startExisting(id: string): Promise<boolean> {
+    try {
+      await this.docker.getContainer(id).start();
+      this.log.info({ id }, "container started again");
+      return true;
+    } catch (err) {
+      if (isGone(err)) return false;
+      // 304: already running, which is what the caller wants.
+      if (statusOf(err) === 304) return true;
+      throw toStepFailure(err, `start container ${id}`);
+    }
+  }
+
+  async stop(id: string, graceSeconds: number): Promise<void> {
+    try {
+      await this.docker.getContainer(id).stop({ t: graceSeconds });
+      this.log.info({ id }, "container stopped");
+    } catch (err) {
+      if (isGone(err) || statusOf(err) === 304) return;
+      throw toStepFailure(err, `stop container ${id}`);
+    }
+  }
+
   async stopAndRemove(id: string, graceSeconds: number): Promise<void> {
     const container = this.docker.getContainer(id);
     try {

@@ -4,12 +4,13 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  DEFAULT_BACKEND, haproxyPaths, isCryptHash, quoteWord, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
+  DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
   type HaproxyConfigSpec,
 } from "./haproxy.config.js";
 
 const paths = haproxyPaths("/var/lib/slipway/ingress");
-const sha512 = "$6$hplR2hCtEkZPPouk$KZQqDTe1DZEC66mkX5i9XhGN8TT44aUe/8KC2l7yWjdZv9rnU95zzHFbHLKLWFPiiCaowaFSkUP0d81PBOyhw0";
+// sha256("Basic " + base64("bob:s3cret")), as the control plane sends it (lowercase).
+const digest = "4576f6431f4b3746cdbcdaa55844ffc7ce88979e2b457b723fabb2389df0d8ea";
 
 function spec(over: Partial<HaproxyConfigSpec> = {}): HaproxyConfigSpec {
   return {
@@ -17,7 +18,7 @@ function spec(over: Partial<HaproxyConfigSpec> = {}): HaproxyConfigSpec {
     bindAddress: "127.0.0.1",
     httpPort: 8080,
     backends: [
-      { name: "shop--test", slots: 2, basicAuth: { username: "bob", password: sha512 } },
+      { name: "shop--test", slots: 2, basicAuth: { username: "bob", digest } },
       { name: "blog--live", slots: 3 },
     ],
     ...over,
@@ -56,15 +57,23 @@ describe("renderHaproxyConfig", () => {
   it("renders one backend per environment with disabled placeholder slots, sorted by name", () => {
     expect(cfg.indexOf("backend blog--live")).toBeLessThan(cfg.indexOf("backend shop--test"));
     const blog = cfg.slice(cfg.indexOf("backend blog--live"), cfg.indexOf("backend shop--test"));
-    expect(blog).toBe("backend blog--live\n  balance roundrobin\n  server s1 127.0.0.1:1 disabled\n  server s2 127.0.0.1:1 disabled\n  server s3 127.0.0.1:1 disabled\n\n");
+    expect(blog).toBe(
+      "backend blog--live\n  balance roundrobin\n  http-request set-header X-Slipway-Backend blog--live\n" +
+        "  server s1 127.0.0.1:1 disabled\n  server s2 127.0.0.1:1 disabled\n  server s3 127.0.0.1:1 disabled\n\n",
+    );
   });
 
-  it("protects a backend with a userlist: crypt hashes as password, anything else as insecure-password", () => {
-    expect(cfg).toContain("  http-request auth realm shop--test unless { http_auth(slipway_auth_shop--test) }\n");
-    expect(cfg).toContain(`userlist slipway_auth_shop--test\n  user 'bob' password '${sha512}'\n`);
-    expect(cfg).not.toContain("slipway_auth_blog--live");
-    const plain = renderHaproxyConfig(spec({ backends: [{ name: "a--b", slots: 1, basicAuth: { username: "al'ice", password: "pa ss$" } }] }));
-    expect(plain).toContain(`  user 'al'"'"'ice' insecure-password 'pa ss$'\n`);
+  it("protects a backend with basic auth by the uppercase digest of the Authorization header", () => {
+    expect(cfg).toContain(`  http-request auth realm "shop-test" unless { req.fhdr(authorization),sha2(256),hex -m str ${digest.toUpperCase()} }\n`);
+    expect(cfg.slice(cfg.indexOf("backend blog--live"), cfg.indexOf("backend shop--test"))).not.toContain("auth");
+    expect(cfg).not.toContain("userlist");
+  });
+
+  it("adds the waker as every backend's backup server when it has a port", () => {
+    expect(cfg).not.toContain("waker");
+    const withWaker = renderHaproxyConfig(spec({ wakerPort: 40123 }));
+    expect(withWaker.match(/  server waker 127\.0\.0\.1:40123 backup\n/g)).toHaveLength(2);
+    expect(() => renderHaproxyConfig(spec({ wakerPort: 0 }))).toThrow(/waker port/);
   });
 
   it("is deterministic", () => {
@@ -78,8 +87,7 @@ describe("renderHaproxyConfig", () => {
     expect(() => renderHaproxyConfig(spec({ backends: [{ name: DEFAULT_BACKEND, slots: 1 }] }))).toThrow(/backend name/);
     expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 0 }] }))).toThrow(/slots/);
     expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1 }, { name: "a", slots: 1 }] }))).toThrow(/duplicate/);
-    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1, basicAuth: { username: "x:y", password: "p" } }] }))).toThrow(/':'/);
-    expect(() => quoteWord("a\nb")).toThrow(/control/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1, basicAuth: { username: "x", digest: "abc" } }] }))).toThrow(/digest/);
     expect(() => haproxyPaths("/tmp/with space")).toThrow(/state dir/);
     expect(() => haproxyPaths("/tmp/" + "x".repeat(120))).toThrow(/too long/);
   });
@@ -105,11 +113,11 @@ describe("helpers", () => {
     expect(slotIndex("s0")).toBeUndefined();
     expect(slotIndex("BACKEND")).toBeUndefined();
   });
-  it("tells crypt hashes from plain passwords", () => {
-    expect(isCryptHash(sha512)).toBe(true);
-    expect(isCryptHash("$5$salt$abc")).toBe(true);
-    expect(isCryptHash("hunter2")).toBe(false);
-    expect(isCryptHash("$notahash")).toBe(false);
+  it("checks digests and derives realms", () => {
+    expect(isValidDigest(digest)).toBe(true);
+    expect(isValidDigest(digest.toUpperCase())).toBe(true);
+    expect(isValidDigest("hunter2")).toBe(false);
+    expect(realmOf("shop--qa")).toBe("shop-qa");
   });
 });
 
@@ -120,7 +128,7 @@ describe("rendered config is accepted by haproxy -c", () => {
   it("validates", () => {
     const p = haproxyPaths(dir);
     writeFileSync(p.hostsMap, renderHostMap({ "shop-test.localhost": "shop--test" }));
-    writeFileSync(p.config, renderHaproxyConfig(spec({ paths: p })));
+    writeFileSync(p.config, renderHaproxyConfig(spec({ paths: p, wakerPort: 40123 })));
     expect(() => execFileSync("/usr/sbin/haproxy", ["-c", "-q", "-f", p.config], { stdio: "pipe" })).not.toThrow();
   });
 });

@@ -55,15 +55,14 @@ export function haproxyPaths(dir: string): HaproxyPaths {
 }
 
 /**
- * Basic auth credentials of a backend. `password` is either a crypt(3)
- * modular hash (`$6$…` SHA-512 recommended, e.g. from `openssl passwd -6`;
- * `$5$`, `$1$`, `$2b$`/`$2y$` depend on the system's libcrypt) rendered as
- * `password`, or anything else, taken as the plain password and rendered as
- * `insecure-password`.
+ * Basic auth of a backend, checked by digest so no password reaches the
+ * agent: `digest` is the hex sha256 of the whole Authorization header value,
+ * i.e. sha256("Basic " + base64(username + ":" + password)). `username` is
+ * kept for display only.
  */
 export interface BasicAuthSpec {
   username: string;
-  password: string;
+  digest: string;
 }
 
 /** One environment backend: `slots` server lines s1…sN, all disabled until the runtime API fills them. */
@@ -73,19 +72,26 @@ export interface BackendSpec {
   basicAuth?: BasicAuthSpec | null;
 }
 
+/** Name of the backup server that takes a backend's requests while none of its slots is up (the environment sleeps or is stopped). */
+export const WAKER_SERVER = "waker";
+/** Request header naming the backend, so the waker knows which environment a request is for. */
+export const BACKEND_HEADER = "X-Slipway-Backend";
+
 /** Everything the config depends on. */
 export interface HaproxyConfigSpec {
   paths: HaproxyPaths;
   bindAddress: string;
   httpPort: number;
   backends: BackendSpec[];
+  /** Port of the agent's waker on 127.0.0.1, rendered as every backend's backup server; none when unset. */
+  wakerPort?: number;
   /** Upper bound on the life of a previous worker after a reload (default 300). */
   hardStopAfterSeconds?: number;
 }
 
 const BACKEND_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
-const CRYPT_HASH = /^\$(1|5|6|2[abxy]?|y|7|sha1|md5|gy)\$[^\s]+$/;
+const DIGEST = /^[0-9a-fA-F]{64}$/;
 
 /** Whether a backend name can be used (lowercase, as produced by environmentSlug, and not reserved). */
 export function isValidBackendName(name: string): boolean {
@@ -97,9 +103,14 @@ export function isValidHostname(host: string): boolean {
   return HOSTNAME.test(host);
 }
 
-/** True when the value is rendered as a crypt(3) hash (`password`), false for a plain one. */
-export function isCryptHash(value: string): boolean {
-  return CRYPT_HASH.test(value);
+/** Whether a basic auth digest is 64 hex digits (sha256). */
+export function isValidDigest(digest: string): boolean {
+  return DIGEST.test(digest);
+}
+
+/** The realm shown by browsers: `<app>-<env>` from the backend name `<app>--<env>`. */
+export function realmOf(backend: string): string {
+  return backend.replace("--", "-");
 }
 
 /** Slot names are positional so that a server keeps its name (and its saved state) across reloads. */
@@ -113,33 +124,20 @@ export function slotIndex(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-export function userlistName(backend: string): string {
-  return `slipway_auth_${backend}`;
-}
-
-/**
- * Quotes one config word. Single quotes keep `$` and `\` literal (crypt hashes
- * contain `$`); a single quote inside is closed, double-quoted and reopened,
- * since HAProxy joins adjacent quoted fragments into one word.
- */
-export function quoteWord(value: string): string {
-  if (/[\x00-\x1f\x7f]/.test(value)) throw new Error("control characters cannot be written into the HAProxy config");
-  return `'${value.split("'").join(`'"'"'`)}'`;
-}
-
-function renderUserlist(backend: string, auth: BasicAuthSpec): string[] {
-  if (!auth.username || auth.username.includes(":")) throw new Error(`basic auth user of '${backend}' must be non-empty and contain no ':'`);
-  if (!auth.password) throw new Error(`basic auth password of '${backend}' must not be empty`);
-  const keyword = isCryptHash(auth.password) ? "password" : "insecure-password";
-  return [`userlist ${userlistName(backend)}`, `  user ${quoteWord(auth.username)} ${keyword} ${quoteWord(auth.password)}`, ""];
-}
-
-function renderBackend(b: BackendSpec): string[] {
+function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] {
   if (!isValidBackendName(b.name)) throw new Error(`invalid backend name '${b.name}'`);
   if (!Number.isInteger(b.slots) || b.slots < 1 || b.slots > 1000) throw new Error(`backend '${b.name}' needs 1-1000 server slots, got ${b.slots}`);
-  const lines = [`backend ${b.name}`, "  balance roundrobin"];
-  if (b.basicAuth) lines.push(`  http-request auth realm ${b.name} unless { http_auth(${userlistName(b.name)}) }`);
+  const lines = [`backend ${b.name}`, "  balance roundrobin", `  http-request set-header ${BACKEND_HEADER} ${b.name}`];
+  if (b.basicAuth) {
+    if (!isValidDigest(b.basicAuth.digest)) throw new Error(`basic auth digest of '${b.name}' must be 64 hex digits`);
+    // req.fhdr, not req.hdr: the whole header value, never split at commas.
+    // HAProxy's hex converter prints uppercase.
+    const digest = b.basicAuth.digest.toUpperCase();
+    lines.push(`  http-request auth realm "${realmOf(b.name)}" unless { req.fhdr(authorization),sha2(256),hex -m str ${digest} }`);
+  }
   for (let i = 1; i <= b.slots; i++) lines.push(`  server ${slotName(i)} 127.0.0.1:1 disabled`);
+  // A backup server gets requests only while no normal server is up: exactly when the environment sleeps or is stopped.
+  if (wakerPort !== undefined) lines.push(`  server ${WAKER_SERVER} 127.0.0.1:${wakerPort} backup`);
   lines.push("");
   return lines;
 }
@@ -197,10 +195,10 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     `  http-request return status 404 content-type text/plain string "${NO_ENVIRONMENT_BODY}"`,
     "",
   ];
-  for (const b of backends) {
-    lines.push(...renderBackend(b));
-    if (b.basicAuth) lines.push(...renderUserlist(b.name, b.basicAuth));
+  if (spec.wakerPort !== undefined && (!Number.isInteger(spec.wakerPort) || spec.wakerPort < 1 || spec.wakerPort > 65535)) {
+    throw new Error(`invalid waker port ${spec.wakerPort}`);
   }
+  for (const b of backends) lines.push(...renderBackend(b, spec.wakerPort));
   return lines.join("\n");
 }
 
@@ -226,7 +224,7 @@ export interface SlotRecord extends BackendTarget {
 /** One environment as the adapter persists it. */
 export interface BackendRecord {
   hostnames: string[];
-  basicAuth: { username: string; passwordHash: string } | null;
+  basicAuth: BasicAuthSpec | null;
   maxServers: number;
   /** Occupied slots by slot name (s1…): which target is in which slot. */
   slots: Record<string, SlotRecord>;
@@ -249,9 +247,9 @@ export function validateBackend(cfg: BackendConfig, structure: IngressStructure)
     const owner = Object.entries(structure.backends).find(([name, be]) => name !== cfg.name && be.hostnames.includes(host));
     if (owner) throw new StepFailure("ingress_hostname_conflict", `host name '${host}' is already routed to '${owner[0]}'`, false);
   }
-  const auth = cfg.basicAuth ? { username: cfg.basicAuth.username, passwordHash: cfg.basicAuth.passwordHash } : null;
-  if (auth && (!auth.username || auth.username.includes(":") || !auth.passwordHash || /[\x00-\x1f\x7f]/.test(auth.username + auth.passwordHash))) {
-    throw bad(`basic auth of '${cfg.name}' needs a user name without ':' and a password, both without control characters`);
+  const auth = cfg.basicAuth ? { username: cfg.basicAuth.username, digest: cfg.basicAuth.digest.toLowerCase() } : null;
+  if (auth && (!auth.username || auth.username.includes(":") || /[\x00-\x1f\x7f]/.test(auth.username) || !isValidDigest(auth.digest))) {
+    throw bad(`basic auth of '${cfg.name}' needs a user name without ':' or control characters and a digest of 64 hex digits`);
   }
   return { hostnames, basicAuth: auth, maxServers: cfg.maxServers };
 }
@@ -292,6 +290,6 @@ export function backendSpecs(structure: IngressStructure): BackendSpec[] {
   return Object.entries(structure.backends).map(([name, be]) => ({
     name,
     slots: slotCount(be),
-    basicAuth: be.basicAuth ? { username: be.basicAuth.username, password: be.basicAuth.passwordHash } : null,
+    basicAuth: be.basicAuth ? { username: be.basicAuth.username, digest: be.basicAuth.digest } : null,
   }));
 }

@@ -1,6 +1,6 @@
 // Integration tests against the real /usr/sbin/haproxy and real node:http
 // servers, all on 127.0.0.1. Tests run in order and share one proxy.
-import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -175,6 +175,7 @@ describe("HaproxyIngress against a real haproxy", () => {
     const stats = await ingress.stats(SHOP);
     expect(stats?.requests).toBeGreaterThanOrEqual(2);
     expect(stats?.secondsSinceLastRequest).toBeLessThanOrEqual(1);
+    expect(stats?.sessions).toBe(0);
     expect(await ingress.stats("nope--live")).toBeUndefined();
     await v2.close();
   });
@@ -258,21 +259,22 @@ describe("HaproxyIngress against a real haproxy", () => {
     }
   });
 
-  it("protects a backend with basic auth (crypt hash and plain password)", async () => {
-    const hash = execFileSync("openssl", ["passwd", "-6", "s3cret"], { encoding: "utf8" }).trim();
-    await ingress.ensureBackend({ name: "private--qa", hostnames: ["private-qa.localhost"], maxServers: 2, basicAuth: { username: "qa", passwordHash: hash } });
+  it("protects a backend with basic auth by digest: 401 without or with wrong credentials, 200 with the right ones", async () => {
+    const digest = (user: string, pw: string) => createHash("sha256").update(`Basic ${Buffer.from(`${user}:${pw}`).toString("base64")}`).digest("hex");
+    await ingress.ensureBackend({ name: "private--qa", hostnames: ["private-qa.localhost"], maxServers: 2, basicAuth: { username: "qa", digest: digest("qa", "s3cret") } });
     const app = await startUpstream("qa-1", "private");
     await ingress.switchTraffic("private--qa", [app.target]);
 
     const anonymous = await get(port, "private-qa.localhost");
     expect(anonymous.status).toBe(401);
-    expect(anonymous.headers["www-authenticate"]).toContain('Basic realm="private--qa"');
+    expect(anonymous.headers["www-authenticate"]).toContain('Basic realm="private-qa"');
     expect((await get(port, "private-qa.localhost", { auth: "qa:wrong" })).status).toBe(401);
+    expect((await get(port, "private-qa.localhost", { auth: "other:s3cret" })).status).toBe(401);
     expect(await get(port, "private-qa.localhost", { auth: "qa:s3cret" })).toMatchObject({ status: 200, body: "private" });
 
-    await ingress.ensureBackend({ name: "private--qa", hostnames: ["private-qa.localhost"], maxServers: 2, basicAuth: { username: "qa", passwordHash: "pl ain'pw" } });
+    await ingress.ensureBackend({ name: "private--qa", hostnames: ["private-qa.localhost"], maxServers: 2, basicAuth: { username: "qa", digest: digest("qa", "pl ain'pw:x") } });
     expect((await get(port, "private-qa.localhost", { auth: "qa:s3cret" })).status).toBe(401);
-    expect(await get(port, "private-qa.localhost", { auth: "qa:pl ain'pw" })).toMatchObject({ status: 200, body: "private" });
+    expect(await get(port, "private-qa.localhost", { auth: "qa:pl ain'pw:x" })).toMatchObject({ status: 200, body: "private" });
     expect(await ingress.current("private--qa")).toEqual([app.target]);
   });
 

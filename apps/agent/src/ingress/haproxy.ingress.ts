@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
-import type { BackendConfig, BackendTarget, Ingress } from "./ingress.js";
+import type { BackendConfig, BackendStats, BackendTarget, Ingress } from "./ingress.js";
 import {
   backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, routes, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
   type HaproxyPaths, type IngressStructure,
@@ -22,6 +22,12 @@ export interface HaproxyIngressOptions {
   logger?: Logger;
   /** How long start and reload wait for a worker to answer (default 15 s). */
   readyTimeoutMs?: number;
+  /**
+   * Port of the agent's waker on 127.0.0.1: every backend gets it as a backup
+   * server, which HAProxy uses only while none of the backend's slots is up.
+   * A changed port changes the config, so an adopted proxy is reloaded.
+   */
+  wakerPort?: number;
 }
 
 /**
@@ -30,9 +36,8 @@ export interface HaproxyIngressOptions {
  * pid file and the master socket. Structure lives in `<dir>/ingress-state.json`
  * and renders to haproxy.cfg + hosts.map; a changed config is applied by a
  * graceful reload, host-name-only changes by runtime map edits, and traffic
- * moves only through the runtime API. Basic auth `passwordHash` is a crypt(3)
- * hash (`$6$…`, e.g. `openssl passwd -6`) or else taken as a plain password.
- * Failures are StepFailure; `pid` is the master's pid while started.
+ * moves only through the runtime API. Basic auth compares a sha256 digest of
+ * the Authorization header (see BackendConfig). Failures are StepFailure; `pid` is the master's pid while started.
  */
 export class HaproxyIngress implements Ingress {
   readonly httpPort: number;
@@ -42,6 +47,7 @@ export class HaproxyIngress implements Ingress {
   private readonly log: Logger;
   private readonly readyTimeoutMs: number;
   private readonly runtime: HaproxyRuntime;
+  private readonly wakerPort: number | undefined;
   private state: IngressStructure = { version: 1, backends: {} };
   /** The config the running master has loaded; undefined when not running. */
   private appliedConfig: string | undefined;
@@ -56,6 +62,7 @@ export class HaproxyIngress implements Ingress {
     this.log = (opts.logger ?? pino({ level: "silent" })).child({ haproxyDir: this.paths.dir });
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.runtime = new HaproxyRuntime(this.paths.adminSocket, this.paths.masterSocket);
+    this.wakerPort = opts.wakerPort;
   }
 
   /** PID of the HAProxy master this adapter runs or adopted. */
@@ -102,7 +109,7 @@ export class HaproxyIngress implements Ingress {
       this.requireRunning();
       const servers = await this.runtime.serversState(name);
       return servers
-        .filter((s) => !isMaint(s) && !isDrain(s))
+        .filter((s) => slotIndex(s.server) !== undefined && !isMaint(s) && !isDrain(s))
         .sort((a, b) => (slotIndex(a.server) ?? 0) - (slotIndex(b.server) ?? 0))
         .map((s) => {
           const rec = be.slots[s.server];
@@ -117,18 +124,24 @@ export class HaproxyIngress implements Ingress {
    * Counters of the current worker, so `requests` restarts at 0 after a
    * reload. Without a request since the worker started, the worker's uptime
    * is reported: a lower bound that never makes a busy backend look idle.
+   * Sessions held by an older worker (after a reload) cannot be attributed
+   * to a backend, so while one exists every backend counts one session.
    */
-  stats(name: string): Promise<{ requests: number; secondsSinceLastRequest: number | null } | undefined> {
+  stats(name: string): Promise<BackendStats | undefined> {
     return this.serial(async () => {
       if (!this.state.backends[name]) return undefined;
       this.requireRunning();
       const row = (await this.runtime.showStat(name)).find((r) => r["svname"] === "BACKEND");
       if (!row) return undefined;
       const requests = Number(row["req_tot"] || row["stot"] || 0);
+      const scur = Number(row["scur"] || 0);
+      // Unknown counts as busy: a master CLI that does not answer must not make an environment look idle.
+      const oldWorkers = await this.runtime.showProc().then((p) => p.oldWorkers.length, () => 1);
+      const sessions = oldWorkers > 0 ? Math.max(1, scur) : scur;
       const last = row["lastsess"] ? Number(row["lastsess"]) : -1;
-      if (last >= 0) return { requests, secondsSinceLastRequest: last };
+      if (last >= 0) return { requests, secondsSinceLastRequest: last, sessions };
       const uptime = Number((await this.runtime.showInfo())["Uptime_sec"]);
-      return { requests, secondsSinceLastRequest: Number.isFinite(uptime) ? uptime : null };
+      return { requests, secondsSinceLastRequest: Number.isFinite(uptime) ? uptime : null, sessions };
     });
   }
 
@@ -273,6 +286,8 @@ export class HaproxyIngress implements Ingress {
   private async reconcileSlots(): Promise<void> {
     for (const [name, be] of Object.entries(this.state.backends)) {
       for (const s of await this.runtime.serversState(name)) {
+        // The waker backup server is the config's, not a slot.
+        if (slotIndex(s.server) === undefined) continue;
         const rec = be.slots[s.server];
         const want = !rec ? "maint" : rec.state === "active" ? "ready" : "drain";
         const have = isMaint(s) ? "maint" : isDrain(s) ? "drain" : "ready";
@@ -367,7 +382,13 @@ export class HaproxyIngress implements Ingress {
   }
 
   private render(s: IngressStructure): string {
-    return renderHaproxyConfig({ paths: this.paths, bindAddress: this.bindAddress, httpPort: this.httpPort, backends: backendSpecs(s) });
+    return renderHaproxyConfig({
+      paths: this.paths,
+      bindAddress: this.bindAddress,
+      httpPort: this.httpPort,
+      backends: backendSpecs(s),
+      ...(this.wakerPort !== undefined ? { wakerPort: this.wakerPort } : {}),
+    });
   }
 
   private renderMap(s: IngressStructure): string {

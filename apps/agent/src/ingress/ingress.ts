@@ -6,13 +6,31 @@ export interface BackendTarget {
   port: number;
 }
 
+/**
+ * Activity of one backend. Both figures err on the busy side, so that an
+ * environment is never put to sleep because counters were reset (reload).
+ */
+export interface BackendStats {
+  /** Requests since the proxy's current worker started. */
+  requests: number;
+  /** Seconds since the last request; at most the current worker's uptime. */
+  secondsSinceLastRequest: number | null;
+  /** Open sessions (in-flight requests, WebSocket and other tunnels); at least 1 while an older worker still holds connections. */
+  sessions: number;
+}
+
 export interface BackendConfig {
   /** Backend name: environmentSlug(app, env), e.g. "shop--live". */
   name: string;
   /** Host names routed to this backend (exact match, case-insensitive, port ignored). */
   hostnames: string[];
-  /** Optional HTTP basic auth (password as a crypt(3)-compatible hash or plain, see the adapter). */
-  basicAuth?: { username: string; passwordHash: string } | null;
+  /**
+   * Optional HTTP basic auth, checked by digest: `digest` is the hex sha256 of
+   * the Authorization header value, sha256("Basic " + base64(user:password)),
+   * so the password never reaches the agent. Requests without the matching
+   * header get 401 with a `WWW-Authenticate: Basic realm="<app>-<env>"`.
+   */
+  basicAuth?: { username: string; digest: string } | null;
   /** The most servers this backend must hold at once (2 × replicas during a switch). */
   maxServers: number;
 }
@@ -42,6 +60,6 @@ export interface Ingress {
   switchTraffic(name: string, targets: BackendTarget[], opts?: { drainTimeoutMs?: number }): Promise<BackendTarget[]>;
   /** The targets currently receiving traffic. */
   current(name: string): Promise<BackendTarget[]>;
-  /** Per-backend counters from `show stat`. */
-  stats(name: string): Promise<{ requests: number; secondsSinceLastRequest: number | null } | undefined>;
+  /** Per-backend counters; undefined when there is no such backend. */
+  stats(name: string): Promise<BackendStats | undefined>;
 }

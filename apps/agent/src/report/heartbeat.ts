@@ -1,7 +1,7 @@
 import os from "node:os";
 import { statfs } from "node:fs/promises";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
-import type { HeartbeatRequest, HeartbeatResponse } from "@slipway/proto";
+import type { EnvironmentObservation, HeartbeatRequest, HeartbeatResponse } from "@slipway/proto";
 import { LABELS, type Logger } from "@slipway/core";
 import type { ControlPlaneClient } from "./control-plane.client.js";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
@@ -24,7 +24,16 @@ export class Heartbeater {
   constructor(
     private readonly client: ControlPlaneClient,
     private readonly runtime: ContainerRuntime,
-    private readonly opts: { hostId: string; intervalMs: number; version: string; stateDir: string; log: Logger; onCancelRequested?: (jobIds: string[]) => void },
+    private readonly opts: {
+      hostId: string;
+      intervalMs: number;
+      version: string;
+      stateDir: string;
+      log: Logger;
+      onCancelRequested?: (jobIds: string[]) => void;
+      /** The environments this agent serves, sent with every beat. */
+      environments?: () => EnvironmentObservation[];
+    },
   ) {}
 
   start(): void {
@@ -72,6 +81,7 @@ export class Heartbeater {
           deploymentId: c.labels[LABELS.deployment] ?? "",
           state: c.state,
         })),
+        environments: this.opts.environments?.() ?? [],
       });
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, "heartbeat failed");

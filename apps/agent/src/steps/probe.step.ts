@@ -1,6 +1,7 @@
 import http from "node:http";
+import type { ProbeSpec } from "@slipway/proto";
 import { StepFailure, parseStatusRanges, statusAccepted } from "@slipway/core";
-import type { RunningContainer } from "../docker/container-runtime.js";
+import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled } from "./context.js";
 
@@ -18,29 +19,53 @@ function probeOnce(port: number, path: string, timeoutMs: number): Promise<numbe
   });
 }
 
-/**
- * Sends HTTP requests to each new container's web port until one is accepted
- * (default any status below 500). Fails when the container exits (with its
- * last log lines), when the overall timeout passes or the probes run out.
- */
-export async function probeStep(ctx: DeployContext): Promise<void> {
-  const p = ctx.spec.probe!;
-  const ranges = parseStatusRanges(p.acceptedStatuses);
-  await Promise.all(ctx.started.map((c) => probeContainer(ctx, c, ranges, p)));
+/** What probing needs, without a deployment around it (a wake probes too). */
+export interface ProbeOptions {
+  runtime: ContainerRuntime;
+  probe: ProbeSpec;
+  webPort: number;
+  logLine: (line: string) => void;
+  /** Throws to stop probing (cancel, shutdown); called before every probe. */
+  check?: () => void;
+  /** Pause between two probes of one container (default 200 ms). */
+  intervalMs?: number;
 }
 
-async function probeContainer(ctx: DeployContext, c: RunningContainer, ranges: ReturnType<typeof parseStatusRanges>, p: NonNullable<DeployContext["spec"]["probe"]>): Promise<void> {
-  const { report } = ctx;
+/**
+ * Sends HTTP requests straight to each container's published port (never
+ * through the ingress) until one is accepted (default any status below 500).
+ * Fails with a StepFailure when a container exits (with its last log lines),
+ * when the overall timeout passes or the probes run out.
+ */
+export async function probeContainers(containers: RunningContainer[], opts: ProbeOptions): Promise<void> {
+  const ranges = parseStatusRanges(opts.probe.acceptedStatuses);
+  await Promise.all(containers.map((c) => probeContainer(c, ranges, opts)));
+}
+
+/** The deployment's probe step: probes the containers this deployment started. */
+export async function probeStep(ctx: DeployContext): Promise<void> {
+  await probeContainers(ctx.started, {
+    runtime: ctx.runtime,
+    probe: ctx.spec.probe!,
+    webPort: ctx.webPort!,
+    logLine: (line) => ctx.report.logLine(line),
+    check: () => checkCancelled(ctx),
+  });
+}
+
+async function probeContainer(c: RunningContainer, ranges: ReturnType<typeof parseStatusRanges>, opts: ProbeOptions): Promise<void> {
+  const { probe: p, runtime, logLine } = opts;
+  const interval = opts.intervalMs ?? PROBE_INTERVAL_MS;
   const deadline = Date.now() + p.startupTimeoutMs;
   const started = Date.now();
   let last = "no probe sent yet";
   for (let attempt = 1; attempt <= p.maxRetries; attempt++) {
-    checkCancelled(ctx);
-    const status = await ctx.runtime.inspect(c.id);
+    opts.check?.();
+    const status = await runtime.inspect(c.id);
     if (!status || !status.running || status.restartCount > 0) {
-      const tail = await ctx.runtime.logsTail(c.id, 30).catch(() => "");
-      report.logLine(`container ${c.name} exited${status?.exitCode !== null && status?.exitCode !== undefined ? ` with code ${status.exitCode}` : ""}; its last output:`);
-      for (const line of tail.split("\n").filter(Boolean)) report.logLine(`  ${line}`);
+      const tail = await runtime.logsTail(c.id, 30).catch(() => "");
+      logLine(`container ${c.name} exited${status?.exitCode !== null && status?.exitCode !== undefined ? ` with code ${status.exitCode}` : ""}; its last output:`);
+      for (const line of tail.split("\n").filter(Boolean)) logLine(`  ${line}`);
       throw new StepFailure("container_exited", `container ${c.name} exited during the startup probe${status?.exitCode != null ? ` (code ${status.exitCode})` : ""}`, false);
     }
     const remaining = deadline - Date.now();
@@ -48,23 +73,23 @@ async function probeContainer(ctx: DeployContext, c: RunningContainer, ranges: R
     try {
       const code = await probeOnce(c.hostPort!, p.path, Math.min(p.probeTimeoutMs, remaining));
       if (statusAccepted(ranges, code)) {
-        report.logLine(`${c.name}: GET ${p.path} answered ${code} after ${attempt} probe(s) in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+        logLine(`${c.name}: GET ${p.path} answered ${code} after ${attempt} probe(s) in ${((Date.now() - started) / 1000).toFixed(2)} s`);
         return;
       }
       last = `answered ${code}, not in ${p.acceptedStatuses}`;
     } catch (err) {
       last = (err as Error).message;
     }
-    await new Promise((r) => setTimeout(r, Math.min(PROBE_INTERVAL_MS, Math.max(0, deadline - Date.now()))));
+    await new Promise((r) => setTimeout(r, Math.min(interval, Math.max(0, deadline - Date.now()))));
   }
-  const tail = await ctx.runtime.logsTail(c.id, 20).catch(() => "");
+  const tail = await runtime.logsTail(c.id, 20).catch(() => "");
   if (tail.trim()) {
-    report.logLine(`last output of ${c.name}:`);
-    for (const line of tail.split("\n").filter(Boolean)) report.logLine(`  ${line}`);
+    logLine(`last output of ${c.name}:`);
+    for (const line of tail.split("\n").filter(Boolean)) logLine(`  ${line}`);
   }
   throw new StepFailure(
     "probe_failed",
-    `startup probe failed: ${c.name} did not answer GET ${p.path} on web port ${ctx.webPort} acceptably within ${p.startupTimeoutMs / 1000} s / ${p.maxRetries} probes (last: ${last})`,
+    `startup probe failed: ${c.name} did not answer GET ${p.path} on web port ${opts.webPort} acceptably within ${p.startupTimeoutMs / 1000} s / ${p.maxRetries} probes (last: ${last})`,
     false,
   );
 }
