@@ -5,6 +5,7 @@ import { SlipwayError, type Logger } from "@slipway/core";
 import type { AuthService, Principal } from "./services/auth.service.js";
 import type { AppService } from "./services/app.service.js";
 import type { DeploymentService } from "./services/deployment.service.js";
+import type { EnvironmentService } from "./services/environment.service.js";
 import type { HostService } from "./services/host.service.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
@@ -26,6 +27,7 @@ export interface AppDeps {
   auth: AuthService;
   apps: AppService;
   deployments: DeploymentService;
+  environments: EnvironmentService;
   hosts: HostService;
   joinTokenTtlMs: number;
   /** Extra readiness checks (database, NATS); each throws when not ready. */
@@ -83,7 +85,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         req.principal = await deps.auth.authenticate(req.headers.authorization);
       });
       await v1.register(tokenRoutes, { auth: deps.auth, joinTokenTtlMs: deps.joinTokenTtlMs });
-      await v1.register(appRoutes, { apps: deps.apps });
+      await v1.register(appRoutes, { apps: deps.apps, environments: deps.environments });
       await v1.register(deploymentRoutes, { deployments: deps.deployments, pollIntervalMs: deps.logPollIntervalMs ?? 300 });
       await v1.register(hostRoutes, { hosts: deps.hosts });
       await v1.register(activityRoutes, { db: deps.db });

@@ -29,6 +29,8 @@ export interface ControlPlaneConfig {
   ingressPublicPort: number;
   /** Scheme of environment URLs. */
   ingressScheme: "http" | "https";
+  /** Base64 of the 32-byte key that encrypts secrets at rest; undefined = `<dataDir>/secret.key`. */
+  secretKey?: string;
 }
 
 export class ConfigError extends Error {
@@ -91,6 +93,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError("SLIPWAY_ADMIN_TOKEN", "must be at least 16 characters");
   }
+  const secretKey = env.SLIPWAY_SECRET_KEY || undefined;
+  if (secretKey !== undefined && Buffer.from(secretKey, "base64").length !== 32) {
+    throw new ConfigError("SLIPWAY_SECRET_KEY", "must be the base64 encoding of 32 bytes (e.g. openssl rand -base64 32)");
+  }
   const scheme = env.SLIPWAY_INGRESS_SCHEME || defaults.ingressScheme;
   if (scheme !== "http" && scheme !== "https") throw new ConfigError("SLIPWAY_INGRESS_SCHEME", "must be http or https");
   return Object.freeze({
@@ -113,5 +119,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     embeddedNatsPort: int(env, "SLIPWAY_EMBEDDED_NATS_PORT", defaults.embeddedNatsPort, 0, 65535),
     ingressPublicPort: int(env, "SLIPWAY_INGRESS_PUBLIC_PORT", defaults.ingressPublicPort, 0, 65535),
     ingressScheme: scheme,
+    secretKey,
   });
 }

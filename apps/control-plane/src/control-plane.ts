@@ -9,6 +9,8 @@ import { OutboxPublisher } from "./bus/outbox.publisher.js";
 import { AuthService } from "./services/auth.service.js";
 import { AppService } from "./services/app.service.js";
 import { DeploymentService } from "./services/deployment.service.js";
+import { EnvironmentService } from "./services/environment.service.js";
+import { SecretBox, loadSecretKey } from "./services/secret-box.js";
 import { HostService } from "./services/host.service.js";
 import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
@@ -60,13 +62,15 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const publisher = new OutboxPublisher(db, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }));
-    const deployments = new DeploymentService(db, apps, placement, () => publisher.poke());
+    const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
+    const environments = new EnvironmentService(db, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() });
+    const deployments = new DeploymentService(db, apps, placement, () => publisher.poke(), () => environments);
     const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke());
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v) }),
       { host: config.grpcHost, port: config.grpcPort },
     );
     cleanups.push(() => shutdownGrpc(grpc.server));
@@ -81,6 +85,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       auth,
       apps,
       deployments,
+      environments,
       hosts,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [async () => void (await sql`select 1`.execute(db))],

@@ -5,10 +5,11 @@ import pg from "pg";
 import type { Database } from "./schema.js";
 import * as m0001 from "./migrations/0001-initial.js";
 import * as m0002 from "./migrations/0002-deployment-queue.js";
+import * as m0003 from "./migrations/0003-environments.js";
 
 export type Db = Kysely<Database>;
 
-const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002 };
+const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002, "0003-environments": m0003 };
 
 class StaticMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {

@@ -57,8 +57,22 @@ export interface EnvironmentsTable {
   deployed_commit: string | null;
   current_image: string | null;
   last_success_at: Timestamp | null;
+  basic_auth_username: ColumnType<string | null, string | null | undefined, string | null>;
+  basic_auth_digest: ColumnType<string | null, string | null | undefined, string | null>;
+  secret_key_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
+}
+export interface EnvironmentVariablesTable {
+  environment_id: string;
+  key: string;
+  value_encrypted: string;
+  updated_at: Timestamp;
+}
+export interface DomainsTable {
+  hostname: string;
+  environment_id: string;
+  created_at: Timestamp;
 }
 export interface DeploymentsTable {
   id: string;
@@ -100,6 +114,8 @@ export interface JobsTable {
   published_at: Timestamp | null;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
+  environment_id: ColumnType<string | null, string | null | undefined, string | null>;
+  error: ColumnType<unknown, string | null | undefined, string | null>;
 }
 export interface ActivityTable {
   id: Generated<number>;
@@ -121,4 +137,6 @@ export interface Database {
   deployment_logs: DeploymentLogsTable;
   jobs: JobsTable;
   activity: ActivityTable;
+  environment_variables: EnvironmentVariablesTable;
+  domains: DomainsTable;
 }

@@ -40,6 +40,8 @@ export interface AgentGrpcDeps {
   log: Logger;
   natsPublicUrl: () => string;
   heartbeatIntervalMs: number;
+  /** Opens the sealed variables of a job spec; only GetJobSpec ever sees them in plain text. */
+  unseal: (sealed: string) => Record<string, string>;
 }
 
 export function decodeEvent(e: JobEvent): JobEventInput | undefined {
@@ -168,8 +170,25 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               releaseCommands: d.settings.releaseCommands,
               releaseCommandTimeoutMs: d.settings.releaseCommandTimeoutSeconds * 1000,
               replicas: d.replicas,
-              variables: d.variables,
+              variables: deps.unseal(d.variablesSealed),
               hostnames: d.hostnames,
+              environmentId: d.environmentId,
+              sleepAfterSeconds: d.sleepAfterSeconds,
+              ...(d.basicAuth ? { basicAuth: d.basicAuth } : {}),
+            },
+          };
+        } else if (spec.environment) {
+          const e = spec.environment;
+          res.spec = {
+            $case: "environment",
+            value: {
+              action: e.action,
+              app: e.app,
+              environment: e.environment,
+              environmentId: e.environmentId,
+              hostnames: e.hostnames,
+              sleepAfterSeconds: e.sleepAfterSeconds,
+              ...(e.basicAuth ? { basicAuth: e.basicAuth } : {}),
             },
           };
         }

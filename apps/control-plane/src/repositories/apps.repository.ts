@@ -1,4 +1,4 @@
-import type { Selectable } from "kysely";
+import { sql, type Selectable } from "kysely";
 import { NotFoundError } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
@@ -62,8 +62,16 @@ export async function insertEnvironment(db: Db, row: { id: string; appId: string
     .execute();
 }
 
+/** test, live, then the others in creation order (rows made in one transaction share a timestamp). */
 export function listEnvironments(db: Db, appId: string): Promise<EnvironmentRow[]> {
-  return db.selectFrom("environments").selectAll().where("app_id", "=", appId).orderBy("created_at").orderBy("name").execute();
+  return db
+    .selectFrom("environments")
+    .selectAll()
+    .where("app_id", "=", appId)
+    .orderBy(sql`CASE name WHEN 'test' THEN 0 WHEN 'live' THEN 1 ELSE 2 END`)
+    .orderBy("created_at")
+    .orderBy("name")
+    .execute();
 }
 export function findEnvironment(db: Db, appId: string, name: string): Promise<EnvironmentRow | undefined> {
   return db.selectFrom("environments").selectAll().where("app_id", "=", appId).where("name", "=", name).executeTakeFirst();

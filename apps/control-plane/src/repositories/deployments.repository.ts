@@ -84,7 +84,7 @@ export function readLog(db: Db, deploymentId: string, afterSeq: number): Promise
   return db.selectFrom("deployment_logs").select(["seq", "text"]).where("deployment_id", "=", deploymentId).where("seq", ">", afterSeq).orderBy("seq").limit(5000).execute();
 }
 
-export async function insertJob(db: Db, row: { id: string; kind: string; deploymentId: string | null; hostId: string | null; spec: unknown }): Promise<void> {
+export async function insertJob(db: Db, row: { id: string; kind: string; deploymentId: string | null; hostId: string | null; spec: unknown; environmentId?: string }): Promise<void> {
   await db
     .insertInto("jobs")
     .values({
@@ -94,6 +94,7 @@ export async function insertJob(db: Db, row: { id: string; kind: string; deploym
       host_id: row.hostId,
       state: "queued",
       spec: json(row.spec),
+      environment_id: row.environmentId ?? null,
       last_seq: 0,
       publish_attempts: 0,
       last_publish_error: null,
@@ -142,8 +143,13 @@ export async function promoteWaiting(db: Db, environmentId: string): Promise<str
   await db.updateTable("deployments").set({ waiting: false }).where("id", "=", next.id).execute();
   return next.id;
 }
-export async function updateJob(db: Db, id: string, patch: Partial<Omit<JobRow, "spec" | "id">>): Promise<void> {
-  await db.updateTable("jobs").set(patch).where("id", "=", id).execute();
+export async function updateJob(db: Db, id: string, patch: Partial<Omit<JobRow, "spec" | "id" | "error">> & { error?: unknown }): Promise<void> {
+  const { error, ...rest } = patch;
+  await db
+    .updateTable("jobs")
+    .set({ ...rest, ...(error !== undefined ? { error: error === null ? null : json(error) } : {}) })
+    .where("id", "=", id)
+    .execute();
 }
 
 /** Jobs of a host that run while their deployment's cancellation was requested. */
@@ -157,4 +163,9 @@ export async function cancelRequestedJobs(db: Db, hostId: string): Promise<strin
     .where("deployments.cancel_requested_at", "is not", null)
     .execute();
   return rows.map((r) => r.id);
+}
+
+/** Environment jobs (stop, start, routes, remove) of an environment that have not ended. */
+export function pendingEnvironmentJobs(db: Db, environmentId: string): Promise<JobRow[]> {
+  return db.selectFrom("jobs").selectAll().where("environment_id", "=", environmentId).where("state", "in", ["queued", "running"]).where("kind", "=", "environment").execute();
 }

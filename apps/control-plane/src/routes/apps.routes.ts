@@ -1,9 +1,11 @@
 import type { FastifyPluginAsync } from "fastify";
 import { NAME_PATTERN, appSettingsPatchSchema, type AppSettingsPatch } from "@slipway/core";
 import type { AppService } from "../services/app.service.js";
-import { appParams, branchSchema, envParams } from "./schemas.js";
+import { appParams, envParams } from "./schemas.js";
+import type { EnvironmentService } from "../services/environment.service.js";
+import { environmentRoutes } from "./environments.routes.js";
 
-export const appRoutes: FastifyPluginAsync<{ apps: AppService }> = async (app, { apps }) => {
+export const appRoutes: FastifyPluginAsync<{ apps: AppService; environments: EnvironmentService }> = async (app, { apps, environments }) => {
   app.post<{ Body: { name: string; repository: string; settings?: AppSettingsPatch } }>(
     "/apps",
     {
@@ -37,22 +39,5 @@ export const appRoutes: FastifyPluginAsync<{ apps: AppService }> = async (app, {
   app.get<{ Params: { app: string; env: string } }>("/apps/:app/environments/:env", { schema: { params: envParams } }, async (req) =>
     apps.getEnvironment(req.principal, req.params.app, req.params.env),
   );
-  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null } }>(
-    "/apps/:app/environments/:env",
-    {
-      schema: {
-        params: envParams,
-        body: {
-          type: "object",
-          additionalProperties: false,
-          properties: {
-            branch: branchSchema,
-            replicas: { type: "integer", minimum: 1, maximum: 20 },
-            sleepAfterSeconds: { anyOf: [{ type: "integer", minimum: 10, maximum: 30 * 86400 }, { type: "null" }] },
-          },
-        },
-      },
-    },
-    async (req) => apps.patchEnvironment(req.principal, req.params.app, req.params.env, req.body),
-  );
+  await app.register(environmentRoutes, { environments });
 };

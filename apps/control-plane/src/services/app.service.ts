@@ -18,6 +18,7 @@ import * as deployments from "../repositories/deployments.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
 import type { CommitCounter } from "../git/commit-counter.js";
+import { listDomains } from "../repositories/variables.repository.js";
 
 export interface EnvironmentView {
   name: string;
@@ -28,6 +29,7 @@ export interface EnvironmentView {
   domains: string[];
   replicas: number;
   sleepAfterSeconds: number | null;
+  basicAuth: { username: string } | null;
   host: string | null;
   deployedCommit: string | null;
   image: string | null;
@@ -119,28 +121,6 @@ export class AppService {
     return this.environmentView(row, await apps.getEnvironment(this.db, row, env));
   }
 
-  async patchEnvironment(by: Principal, app: string, env: string, patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null }): Promise<EnvironmentView> {
-    requireApp(by, app);
-    await this.db.transaction().execute(async (trx) => {
-      const a = await apps.getAppByName(trx, app);
-      const e = await apps.getEnvironment(trx, a, env);
-      if (patch.replicas !== undefined && patch.replicas > 1 && e.name !== "live") {
-        throw new InvalidRequestError(`only live may run several containers; '${env}' runs one`, { details: { replicas: "must be 1 outside live" } });
-      }
-      if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== null && e.name === "live") {
-        throw new InvalidRequestError("live never sleeps", { details: { sleepAfterSeconds: "must be null for live" } });
-      }
-      const changes: Parameters<typeof apps.updateEnvironmentConfig>[2] = {};
-      if (patch.branch !== undefined && patch.branch !== e.branch) changes.branch = patch.branch;
-      if (patch.replicas !== undefined && patch.replicas !== e.replicas) changes.replicas = patch.replicas;
-      if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== e.sleep_after_seconds) changes.sleep_after_seconds = patch.sleepAfterSeconds;
-      if (Object.keys(changes).length === 0) return;
-      await apps.updateEnvironmentConfig(trx, e.id, changes);
-      await recordActivity(trx, { actor: by.name, app, environment: env, action: "environment.changed", details: changes });
-    });
-    return this.getEnvironment(by, app, env);
-  }
-
   private async view(a: apps.AppRow): Promise<AppView> {
     const envs = await apps.listEnvironments(this.db, a.id);
     return {
@@ -171,7 +151,7 @@ export class AppService {
       unappliedChanges,
       ...(undeployedCommits !== undefined ? { undeployedCommits } : {}),
     });
-    const domains = this.hostnames(a.name, e.name);
+    const domains = [...this.hostnames(a.name, e.name), ...(await listDomains(this.db, e.id))];
     const port = this.urls.ingressPublicPort;
     const defaultPort = this.urls.ingressScheme === "https" ? 443 : 80;
     return {
@@ -183,6 +163,7 @@ export class AppService {
       domains,
       replicas: e.replicas,
       sleepAfterSeconds: e.sleep_after_seconds,
+      basicAuth: e.basic_auth_username ? { username: e.basic_auth_username } : null,
       host: e.host_id,
       deployedCommit: e.deployed_commit,
       image: e.current_image,

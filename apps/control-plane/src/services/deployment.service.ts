@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import {
   ConflictError,
   NotFoundError,
-  defaultVariables,
   isTerminalDeploymentState,
   type AppSettings,
   type DeploymentState,
@@ -14,6 +13,7 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireApp, type Principal } from "./auth.service.js";
 import type { AppService } from "./app.service.js";
 import type { PlacementService } from "./placement.service.js";
+import type { EnvironmentService } from "./environment.service.js";
 
 export type BuildMode = "auto" | "force" | "reuse";
 
@@ -28,8 +28,12 @@ export interface DeployJobSpec {
   currentImage: string | null;
   settings: AppSettings;
   replicas: number;
+  environmentId: string;
   hostnames: string[];
-  variables: Record<string, string>;
+  /** Defaults and the user's variables, encrypted: no secret sits in plain text in the jobs table. */
+  variablesSealed: string;
+  basicAuth: { username: string; digest: string } | null;
+  sleepAfterSeconds: number;
 }
 
 export interface DeploymentView {
@@ -56,6 +60,8 @@ export class DeploymentService {
     private readonly appService: AppService,
     private readonly placement: PlacementService,
     private readonly onJobQueued: () => void,
+    /** Resolved lazily: the environment service and this one know each other. */
+    private readonly runtime: () => Pick<EnvironmentService, "runtimeSpec">,
   ) {}
 
   /**
@@ -90,7 +96,7 @@ export class DeploymentService {
           requestedBy: by.name,
           waiting: active !== undefined,
         });
-        const hostnames = this.appService.hostnames(app.name, env.name);
+        const rt = await this.runtime().runtimeSpec(trx, app, env);
         const spec: DeployJobSpec = {
           deploymentId: id,
           app: app.name,
@@ -101,10 +107,13 @@ export class DeploymentService {
           currentImage: env.current_image,
           settings: app.settings as AppSettings,
           replicas: env.replicas,
-          hostnames,
-          variables: defaultVariables(env.name, { domain: hostnames[0]!, aliases: hostnames.slice(1), branch: env.branch }),
+          environmentId: env.id,
+          hostnames: rt.hostnames,
+          variablesSealed: rt.variablesSealed,
+          basicAuth: rt.basicAuth,
+          sleepAfterSeconds: rt.sleepAfterSeconds,
         };
-        await deployments.insertJob(trx, { id: randomUUID(), kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec });
+        await deployments.insertJob(trx, { id: randomUUID(), kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec, environmentId: env.id });
         if (env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: "deploying" });
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode, ...(active ? { queuedBehind: active.id } : {}) } });
       })

@@ -17,6 +17,7 @@ import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import type { DeployJobSpec } from "./deployment.service.js";
+import type { EnvironmentJobSpec } from "./environment.service.js";
 
 /** One event from an agent, already decoded from the wire. */
 export type JobEventInput =
@@ -31,6 +32,7 @@ export interface JobSpecView {
   state: JobState;
   lastSeq: number;
   deploy?: DeployJobSpec;
+  environment?: EnvironmentJobSpec;
 }
 
 /**
@@ -78,6 +80,8 @@ export class JobReportService {
       const d = job.deployment_id ? await deployments.findDeployment(this.db, job.deployment_id) : undefined;
       const env = d ? await apps.findEnvironmentById(this.db, d.environment_id) : undefined;
       view.deploy = { ...spec, currentImage: env?.current_image ?? spec.currentImage };
+    } else if (job.kind === "environment") {
+      view.environment = job.spec as EnvironmentJobSpec;
     }
     return view;
   }
@@ -86,6 +90,7 @@ export class JobReportService {
     const job = await deployments.findJobForUpdate(trx, jobId);
     if (!job) throw new NotFoundError(`job '${jobId}' does not exist`);
     if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
+    if (job.kind === "environment") return this.applyEnvironmentJob(trx, job, events);
     let lastSeq = job.last_seq;
     let jobState = job.state as JobState;
     const d = job.deployment_id ? await deployments.findDeploymentForUpdate(trx, job.deployment_id) : undefined;
@@ -159,6 +164,48 @@ export class JobReportService {
     });
     if (state !== d.state) this.log.info({ deploymentId: d.id, jobId, from: d.state, to: state }, "deployment state changed");
     return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(state), released };
+  }
+
+  /**
+   * Stop, start, routes and remove jobs: their log lines are not kept (the
+   * activity feed records the request and the outcome); the result sets the
+   * environment's state.
+   */
+  private async applyEnvironmentJob(trx: Db, job: deployments.JobRow, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean; released: boolean }> {
+    let lastSeq = job.last_seq;
+    let state = job.state as JobState;
+    let error: unknown;
+    for (const e of events) {
+      if (e.seq <= lastSeq) continue;
+      lastSeq = e.seq;
+      if (isTerminalJobState(state)) continue;
+      if (state === "queued") state = transition("job", jobTransitions, state, "running");
+      if (e.kind === "result") {
+        state = transition("job", jobTransitions, state, e.state);
+        if (e.failure) error = e.failure;
+      }
+    }
+    await deployments.updateJob(trx, job.id, {
+      state,
+      last_seq: lastSeq,
+      ...(isTerminalJobState(state) && !job.finished_at ? { finished_at: new Date() } : {}),
+      ...(error !== undefined ? { error } : {}),
+    });
+    if (isTerminalJobState(state) && !isTerminalJobState(job.state as JobState)) {
+      const spec = job.spec as EnvironmentJobSpec;
+      if (state === "succeeded" && (spec.action === "stop" || spec.action === "start")) {
+        const env = await apps.findEnvironmentById(trx, spec.environmentId);
+        if (env && env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: spec.action === "stop" ? "stopped" : "running" });
+      }
+      await recordActivity(trx, {
+        actor: "platform",
+        app: spec.app,
+        environment: spec.environment,
+        action: `environment.${spec.action}_${state}`,
+        details: error ? { error: (error as { message?: string }).message } : {},
+      });
+    }
+    return { lastSeq, cancelRequested: false, released: false };
   }
 
   private async finishEnvironment(trx: Db, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>, patch: { commit?: string | null; image?: string | null }): Promise<void> {

@@ -10,6 +10,8 @@ import { buildApp } from "../app.js";
 import { AuthService } from "../services/auth.service.js";
 import { AppService } from "../services/app.service.js";
 import { DeploymentService } from "../services/deployment.service.js";
+import { EnvironmentService } from "../services/environment.service.js";
+import { SecretBox } from "../services/secret-box.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
 import { JobReportService } from "../services/job-report.service.js";
@@ -44,7 +46,7 @@ export interface TestControlPlane {
   app: FastifyInstance;
   database: DatabaseHandle;
   adminToken: string;
-  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; hosts: HostService; reports: JobReportService };
+  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; environments: EnvironmentService; hosts: HostService; reports: JobReportService };
   published: number;
   close(): Promise<void>;
 }
@@ -59,16 +61,18 @@ export async function testControlPlane(kind: DbKind): Promise<TestControlPlane> 
   const auth = new AuthService(db, log);
   const apps = new AppService(db, { baseDomain: "example.test", ingressScheme: "http", ingressPublicPort: 80 });
   const tcp: Partial<TestControlPlane> = { published: 0 };
-  const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1));
+  const box = new SecretBox(randomBytes(32));
+  const environments = new EnvironmentService(db, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) });
+  const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1), () => environments);
   const reports = new JobReportService(db, log);
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
   await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
-  const app = await buildApp({ db, log, auth, apps, deployments, hosts, joinTokenTtlMs: 60_000, readiness: [] });
+  const app = await buildApp({ db, log, auth, apps, deployments, environments, hosts, joinTokenTtlMs: 60_000, readiness: [] });
   return Object.assign(tcp, {
     app,
     database,
     adminToken,
-    services: { auth, apps, deployments, hosts, reports },
+    services: { auth, apps, deployments, environments, hosts, reports },
     close: async () => {
       await app.close();
       await database.close();

@@ -1,0 +1,28 @@
+import type { Db } from "../db/database.js";
+
+/** Stored (encrypted) variables of an environment, by key. */
+export async function listVariables(db: Db, environmentId: string): Promise<Record<string, string>> {
+  const rows = await db.selectFrom("environment_variables").select(["key", "value_encrypted"]).where("environment_id", "=", environmentId).orderBy("key").execute();
+  return Object.fromEntries(rows.map((r) => [r.key, r.value_encrypted]));
+}
+
+/** Replaces the whole map (encrypted values). */
+export async function replaceVariables(db: Db, environmentId: string, sealed: Record<string, string>): Promise<void> {
+  await db.deleteFrom("environment_variables").where("environment_id", "=", environmentId).execute();
+  const rows = Object.entries(sealed).map(([key, value_encrypted]) => ({ environment_id: environmentId, key, value_encrypted, updated_at: new Date() }));
+  if (rows.length) await db.insertInto("environment_variables").values(rows).execute();
+}
+
+export async function listDomains(db: Db, environmentId: string): Promise<string[]> {
+  const rows = await db.selectFrom("domains").select("hostname").where("environment_id", "=", environmentId).orderBy("created_at").orderBy("hostname").execute();
+  return rows.map((r) => r.hostname);
+}
+export function findDomain(db: Db, hostname: string) {
+  return db.selectFrom("domains").selectAll().where("hostname", "=", hostname).executeTakeFirst();
+}
+export async function insertDomain(db: Db, environmentId: string, hostname: string): Promise<void> {
+  await db.insertInto("domains").values({ hostname, environment_id: environmentId, created_at: new Date() }).execute();
+}
+export async function deleteDomain(db: Db, hostname: string): Promise<void> {
+  await db.deleteFrom("domains").where("hostname", "=", hostname).execute();
+}

@@ -1,0 +1,314 @@
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import {
+  ConflictError,
+  InvalidRequestError,
+  NotFoundError,
+  PreconditionFailedError,
+  DEFAULT_ENVIRONMENTS,
+  VARIABLE_KEY_PATTERN,
+  defaultHostname,
+  defaultVariables,
+  isValidEnvironmentName,
+} from "@slipway/core";
+import type { Db } from "../db/database.js";
+import * as apps from "../repositories/apps.repository.js";
+import * as deployments from "../repositories/deployments.repository.js";
+import * as vars from "../repositories/variables.repository.js";
+import { recordActivity } from "../repositories/activity.repository.js";
+import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
+import { DEFAULT_SLEEP_AFTER_SECONDS, type AppService, type EnvironmentView } from "./app.service.js";
+import type { SecretBox } from "./secret-box.js";
+
+/** What a listing shows instead of a secret value; PUT/PATCH with it keeps the stored value. */
+export const MASK = "********";
+const MAX_VARIABLES = 500;
+const MAX_VALUE_BYTES = 32 * 1024;
+const keyRe = new RegExp(VARIABLE_KEY_PATTERN);
+const hostnameRe = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
+
+export type EnvironmentAction = "stop" | "start" | "routes" | "remove";
+
+/** The environment spec sent with stop/start/routes/remove jobs (no secrets). */
+export interface EnvironmentJobSpec {
+  action: EnvironmentAction;
+  app: string;
+  environment: string;
+  environmentId: string;
+  hostnames: string[];
+  basicAuth: { username: string; digest: string } | null;
+  sleepAfterSeconds: number;
+}
+
+/** What the agent needs about an environment at deployment time; variables sealed. */
+export interface RuntimeSpec {
+  environmentId: string;
+  hostnames: string[];
+  variablesSealed: string;
+  basicAuth: { username: string; digest: string } | null;
+  sleepAfterSeconds: number;
+}
+
+/** hex(sha256("Basic " + base64(user:pass))): what the ingress compares; the password itself is never stored. */
+export function basicAuthDigest(username: string, password: string): string {
+  return createHash("sha256").update(`Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`).digest("hex");
+}
+
+export class EnvironmentService {
+  constructor(
+    private readonly db: Db,
+    private readonly box: SecretBox,
+    private readonly appService: AppService,
+    private readonly opts: { baseDomain: string; onJobQueued: () => void },
+  ) {}
+
+  async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string }): Promise<EnvironmentView> {
+    requireApp(by, appName);
+    if (!isValidEnvironmentName(input.name)) {
+      throw new InvalidRequestError(`invalid environment name '${input.name}': use 1-20 of a-z, 0-9 and '-'`, { details: { name: "invalid" } });
+    }
+    await this.db
+      .transaction()
+      .execute(async (trx) => {
+        const app = await apps.getAppByName(trx, appName);
+        if (await apps.findEnvironment(trx, app.id, input.name)) throw new ConflictError(`environment '${input.name}' of app '${appName}' already exists`);
+        const base = input.basedOn ? await apps.getEnvironment(trx, app, input.basedOn) : undefined;
+        const id = randomUUID();
+        await apps.insertEnvironment(trx, {
+          id,
+          appId: app.id,
+          name: input.name,
+          branch: input.branch ?? base?.branch ?? "main",
+          replicas: 1,
+          sleepAfterSeconds: base && base.sleep_after_seconds !== null ? base.sleep_after_seconds : DEFAULT_SLEEP_AFTER_SECONDS,
+        });
+        if (base) {
+          await vars.replaceVariables(trx, id, await vars.listVariables(trx, base.id));
+          if (base.basic_auth_digest) {
+            await trx.updateTable("environments").set({ basic_auth_username: base.basic_auth_username, basic_auth_digest: base.basic_auth_digest }).where("id", "=", id).execute();
+          }
+        }
+        await recordActivity(trx, { actor: by.name, app: appName, environment: input.name, action: "environment.created", details: { branch: input.branch ?? base?.branch ?? "main", ...(base ? { basedOn: base.name } : {}) } });
+      })
+      .catch(uniqueToConflict(`environment '${input.name}' of app '${appName}' already exists`));
+    return this.appService.getEnvironment(by, appName, input.name);
+  }
+
+  /** Removes an environment with everything the agent runs for it; test and live stay. */
+  async remove(by: Principal, appName: string, envName: string, confirm: string | undefined): Promise<void> {
+    requireApp(by, appName);
+    if ((DEFAULT_ENVIRONMENTS as readonly string[]).includes(envName)) throw new ConflictError(`environment '${envName}' cannot be removed: every app keeps test and live`);
+    await this.db.transaction().execute(async (trx) => {
+      const app = await apps.getAppByName(trx, appName);
+      const env = await apps.getEnvironment(trx, app, envName);
+      if (confirm !== envName) throw new PreconditionFailedError(`removing '${envName}' deletes its containers and data: repeat its name in ?confirm=${envName}`);
+      const active = await deployments.findActiveDeployment(trx, env.id);
+      if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is running; cancel it first`);
+      await this.enqueue(trx, app, env, "remove");
+      await trx.deleteFrom("environments").where("id", "=", env.id).execute();
+      await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.removed" });
+    });
+    this.opts.onJobQueued();
+  }
+
+  /** Removes an app: every environment's containers and routes through remove jobs, then its records. */
+  async removeApp(by: Principal, appName: string, confirm: string | undefined): Promise<void> {
+    requireAdmin(by);
+    await this.db.transaction().execute(async (trx) => {
+      const app = await apps.getAppByName(trx, appName);
+      if (confirm !== appName) throw new PreconditionFailedError(`removing app '${appName}' deletes all its environments: repeat its name in ?confirm=${appName}`);
+      for (const env of await apps.listEnvironments(trx, app.id)) {
+        const active = await deployments.findActiveDeployment(trx, env.id);
+        if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${env.name} is running; cancel it first`);
+        await this.enqueue(trx, app, env, "remove");
+      }
+      await apps.deleteApp(trx, app.id);
+      await recordActivity(trx, { actor: by.name, app: appName, action: "app.removed" });
+    });
+    this.opts.onJobQueued();
+  }
+
+  async getVariables(by: Principal, appName: string, envName: string, reveal: boolean): Promise<Record<string, string>> {
+    requireApp(by, appName);
+    if (reveal) requireAdmin(by);
+    const { env } = await this.load(this.db, appName, envName);
+    const sealed = await vars.listVariables(this.db, env.id);
+    return Object.fromEntries(Object.entries(sealed).map(([k, v]) => [k, reveal ? this.box.decrypt(v) : MASK]));
+  }
+
+  /** PUT replaces the map; PATCH merges it and `null` deletes a key. A MASK value keeps the stored one. */
+  async setVariables(by: Principal, appName: string, envName: string, input: Record<string, string | null>, mode: "put" | "patch"): Promise<Record<string, string>> {
+    requireApp(by, appName);
+    const bad = Object.keys(input).filter((k) => !keyRe.test(k));
+    if (bad.length) throw new InvalidRequestError(`invalid variable names: ${bad.join(", ")} (use letters, digits and _, not starting with a digit)`, { details: Object.fromEntries(bad.map((k) => [k, "invalid name"])) });
+    for (const [k, v] of Object.entries(input)) {
+      if (v === null && mode === "put") throw new InvalidRequestError(`variable ${k}: null deletes a key only with PATCH`, { details: { [k]: "null in PUT" } });
+      if (v !== null && Buffer.byteLength(v) > MAX_VALUE_BYTES) throw new InvalidRequestError(`variable ${k} is longer than ${MAX_VALUE_BYTES} bytes`, { details: { [k]: "too long" } });
+    }
+    await this.db.transaction().execute(async (trx) => {
+      const { env } = await this.load(trx, appName, envName);
+      const current = await vars.listVariables(trx, env.id);
+      const next: Record<string, string> = mode === "patch" ? { ...current } : {};
+      for (const [k, v] of Object.entries(input)) {
+        if (v === null) delete next[k];
+        else if (v === MASK && current[k]) next[k] = current[k]!;
+        else next[k] = this.box.encrypt(v);
+      }
+      if (Object.keys(next).length > MAX_VARIABLES) throw new InvalidRequestError(`at most ${MAX_VARIABLES} variables per environment`);
+      const changed = Object.keys({ ...current, ...next }).filter((k) => current[k] !== next[k]);
+      if (changed.length === 0) return;
+      await vars.replaceVariables(trx, env.id, next);
+      await apps.updateEnvironmentConfig(trx, env.id, {});
+      // Names only: values never reach the activity feed or the logs.
+      await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "variables.changed", details: { keys: changed } });
+    });
+    return this.getVariables(by, appName, envName, false);
+  }
+
+  async addDomain(by: Principal, appName: string, envName: string, hostname: string): Promise<EnvironmentView> {
+    requireApp(by, appName);
+    const host = hostname.toLowerCase().replace(/\.$/, "");
+    if (!hostnameRe.test(host)) throw new InvalidRequestError(`invalid host name '${hostname}'`, { details: { hostname: "not a DNS name" } });
+    const base = this.opts.baseDomain;
+    if (host === base || host.endsWith(`.${base}`)) {
+      throw new InvalidRequestError(`host names under ${base} are the platform's default domains and cannot be added`, { details: { hostname: "reserved" } });
+    }
+    await this.db
+      .transaction()
+      .execute(async (trx) => {
+        const { app, env } = await this.load(trx, appName, envName);
+        const existing = await vars.findDomain(trx, host);
+        if (existing) throw new ConflictError(`host name ${host} is already in use${existing.environment_id === env.id ? " by this environment" : " by another environment"}`);
+        await vars.insertDomain(trx, env.id, host);
+        await apps.updateEnvironmentConfig(trx, env.id, {});
+        await this.enqueue(trx, app, env, "routes");
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "domain.added", details: { hostname: host } });
+      })
+      .catch(uniqueToConflict(`host name ${host} is already in use`));
+    this.opts.onJobQueued();
+    return this.appService.getEnvironment(by, appName, envName);
+  }
+
+  async removeDomain(by: Principal, appName: string, envName: string, hostname: string): Promise<EnvironmentView> {
+    requireApp(by, appName);
+    const host = hostname.toLowerCase();
+    await this.db.transaction().execute(async (trx) => {
+      const { app, env } = await this.load(trx, appName, envName);
+      const existing = await vars.findDomain(trx, host);
+      if (!existing || existing.environment_id !== env.id) throw new NotFoundError(`host name ${host} is not a domain of ${appName}/${envName}`);
+      await vars.deleteDomain(trx, host);
+      await apps.updateEnvironmentConfig(trx, env.id, {});
+      await this.enqueue(trx, app, env, "routes");
+      await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "domain.removed", details: { hostname: host } });
+    });
+    this.opts.onJobQueued();
+    return this.appService.getEnvironment(by, appName, envName);
+  }
+
+  async patch(
+    by: Principal,
+    appName: string,
+    envName: string,
+    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null },
+  ): Promise<EnvironmentView> {
+    requireApp(by, appName);
+    let routesChanged = false;
+    await this.db.transaction().execute(async (trx) => {
+      const { app, env: e } = await this.load(trx, appName, envName);
+      if (patch.replicas !== undefined && patch.replicas > 1 && e.name !== "live") {
+        throw new InvalidRequestError(`only live may run several containers; '${envName}' runs one`, { details: { replicas: "must be 1 outside live" } });
+      }
+      if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== null && e.name === "live") {
+        throw new InvalidRequestError("live never sleeps", { details: { sleepAfterSeconds: "must be null for live" } });
+      }
+      const changes: Parameters<typeof apps.updateEnvironmentConfig>[2] = {};
+      if (patch.branch !== undefined && patch.branch !== e.branch) changes.branch = patch.branch;
+      if (patch.replicas !== undefined && patch.replicas !== e.replicas) changes.replicas = patch.replicas;
+      if (Object.keys(changes).length) {
+        await apps.updateEnvironmentConfig(trx, e.id, changes);
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.changed", details: changes });
+      }
+      // Sleep and basic auth apply at once through the ingress: they are not "unapplied changes".
+      if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== e.sleep_after_seconds) {
+        await trx.updateTable("environments").set({ sleep_after_seconds: patch.sleepAfterSeconds, updated_at: new Date() }).where("id", "=", e.id).execute();
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.sleep_changed", details: { sleepAfterSeconds: patch.sleepAfterSeconds } });
+        routesChanged = true;
+      }
+      if (patch.basicAuth !== undefined) {
+        const auth = patch.basicAuth;
+        await trx
+          .updateTable("environments")
+          .set({ basic_auth_username: auth?.username ?? null, basic_auth_digest: auth ? basicAuthDigest(auth.username, auth.password) : null, updated_at: new Date() })
+          .where("id", "=", e.id)
+          .execute();
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: auth ? "basic_auth.enabled" : "basic_auth.disabled", details: auth ? { username: auth.username } : {} });
+        routesChanged = true;
+      }
+      if (routesChanged) await this.enqueue(trx, app, (await apps.findEnvironmentById(trx, e.id))!, "routes");
+    });
+    if (routesChanged) this.opts.onJobQueued();
+    return this.appService.getEnvironment(by, appName, envName);
+  }
+
+  /** Stops or starts a deployed environment by hand (202: the agent does it). */
+  async setRunning(by: Principal, appName: string, envName: string, action: "stop" | "start"): Promise<EnvironmentView> {
+    requireApp(by, appName);
+    await this.db.transaction().execute(async (trx) => {
+      const { app, env } = await this.load(trx, appName, envName);
+      if (!env.current_image || !env.host_id) throw new ConflictError(`environment '${envName}' has never been deployed: there is nothing to ${action}`);
+      const active = await deployments.findActiveDeployment(trx, env.id);
+      if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is running; wait for it`);
+      await this.enqueue(trx, app, env, action);
+      await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: `environment.${action}_requested` });
+    });
+    this.opts.onJobQueued();
+    return this.appService.getEnvironment(by, appName, envName);
+  }
+
+  /** Host names, variables (sealed), auth and sleep of an environment as a deployment applies them. */
+  async runtimeSpec(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow): Promise<RuntimeSpec> {
+    const hostnames = [defaultHostname(app.name, env.name, this.opts.baseDomain), ...(await vars.listDomains(trx, env.id))];
+    let secretKey = env.secret_key_encrypted ? this.box.decrypt(env.secret_key_encrypted) : undefined;
+    if (!secretKey) {
+      secretKey = randomBytes(36).toString("base64url");
+      await trx.updateTable("environments").set({ secret_key_encrypted: this.box.encrypt(secretKey) }).where("id", "=", env.id).execute();
+    }
+    const user = await vars.listVariables(trx, env.id);
+    const variables: Record<string, string> = {
+      ...defaultVariables(env.name, { domain: hostnames[0]!, aliases: hostnames.slice(1), branch: env.branch }),
+      SECRET_KEY: secretKey,
+      ...Object.fromEntries(Object.entries(user).map(([k, v]) => [k, this.box.decrypt(v)])),
+    };
+    return {
+      environmentId: env.id,
+      hostnames,
+      variablesSealed: this.box.encrypt(JSON.stringify(variables)),
+      basicAuth: env.basic_auth_username && env.basic_auth_digest ? { username: env.basic_auth_username, digest: env.basic_auth_digest } : null,
+      sleepAfterSeconds: env.name === "live" ? 0 : (env.sleep_after_seconds ?? 0),
+    };
+  }
+
+  unseal(sealed: string): Record<string, string> {
+    return JSON.parse(this.box.decrypt(sealed)) as Record<string, string>;
+  }
+
+  /** Queues an environment job on the environment's host; nothing to do when it was never placed. */
+  private async enqueue(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, action: EnvironmentAction): Promise<void> {
+    if (!env.host_id) return;
+    const rt = await this.runtimeSpec(trx, app, env);
+    const spec: EnvironmentJobSpec = { action, app: app.name, environment: env.name, environmentId: env.id, hostnames: rt.hostnames, basicAuth: rt.basicAuth, sleepAfterSeconds: rt.sleepAfterSeconds };
+    await deployments.insertJob(trx, { id: randomUUID(), kind: "environment", deploymentId: null, hostId: env.host_id, spec, environmentId: env.id });
+  }
+
+  private async load(db: Db, appName: string, envName: string) {
+    const app = await apps.getAppByName(db, appName);
+    const env = await apps.getEnvironment(db, app, envName);
+    return { app, env };
+  }
+}
+
+function uniqueToConflict(message: string) {
+  return (err: unknown) => {
+    if ((err as { code?: string }).code === "23505") throw new ConflictError(message);
+    throw err;
+  };
+}
