@@ -20,6 +20,8 @@ export interface HostView {
 }
 
 export interface HeartbeatInput {
+  /** What the agent observes of the environments it serves; it owns these facts. */
+  environments?: Array<{ environmentId: string; state: string }>;
   version: string;
   capacity: { cpus: number; memoryBytes: number; diskBytes: number };
   load: { cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number };
@@ -63,7 +65,19 @@ export class HostService {
 
   /** Records a heartbeat; answers with the host's jobs whose cancellation was requested. */
   async heartbeat(hostId: string, hb: HeartbeatInput): Promise<{ cancelRequested: string[] }> {
-    await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...hb });
+    const { environments, ...rest } = hb;
+    await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...rest });
+    for (const o of environments ?? []) {
+      if (o.state !== "running" && o.state !== "sleeping" && o.state !== "stopped") continue;
+      // A deployment owns the state while it runs; and an agent speaks only for environments placed on it.
+      await this.db
+        .updateTable("environments")
+        .set({ state: o.state, updated_at: new Date() })
+        .where("id", "=", o.environmentId)
+        .where("host_id", "=", hostId)
+        .where("state", "not in", ["deploying", o.state])
+        .execute();
+    }
     return { cancelRequested: await cancelRequestedJobs(this.db, hostId) };
   }
 
