@@ -3,6 +3,7 @@ import {
   AgentServiceService,
   type AgentServiceServer,
   type GetJobSpecResponse,
+  type HeartbeatRequest,
   type JobEvent,
 } from "@slipway/proto";
 import { InvalidRequestError, SlipwayError, jobsConsumer, jobsSubject, JOBS_STREAM, type Logger } from "@slipway/core";
@@ -95,7 +96,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
     heartbeat(call) {
       let hostId: string | undefined;
       let chain = Promise.resolve();
-      call.on("data", (req) => {
+      call.on("data", (req: HeartbeatRequest) => {
         chain = chain.then(async () => {
           try {
             if (!hostId) {
