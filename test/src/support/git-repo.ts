@@ -42,3 +42,19 @@ export function helloApp(body: string, extra: { cmd?: string; expose?: boolean }
     "index.html": body,
   };
 }
+
+/** A busybox httpd app with a CGI script at /cgi-bin/env printing chosen variables and the container's host name. */
+export function envApp(body: string, keys: string[] = ["STAGE", "DEBUG"]): Record<string, string> {
+  return {
+    Dockerfile: [
+      "FROM slipway/busybox:1",
+      "COPY index.html /www/index.html",
+      "COPY cgi-bin /www/cgi-bin",
+      "EXPOSE 8080",
+      'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
+      "",
+    ].join("\n"),
+    "index.html": body,
+    "cgi-bin/env": ["#!/bin/sh", 'echo "Content-Type: text/plain"', 'echo ""', ...keys.map((k) => `echo "${k}=$${k}"`), 'echo "HOST=$(hostname)"', ""].join("\n"),
+  };
+}

@@ -1,0 +1,387 @@
+/**
+ * `npm run bench`: the deployment benchmark (PRODUCT.md, "Performance targets").
+ *
+ * In one run, against the real platform (nats-server, PostgreSQL, control
+ * plane, agent, dockerd, HAProxy — all on loopback):
+ *   1. the floor: the built image started directly with the Docker API until
+ *      its first HTTP answer;
+ *   2. a deployment of an already built image, API call → traffic switched,
+ *      and the overhead over the floor, with per-step timings;
+ *   3. failed requests under a keep-alive load across 3 switching deployments;
+ *   4. requests/s through the ingress ÷ directly to the container.
+ * Progress goes to stderr; the results table and BENCHMARKS.md-ready markdown
+ * go to stdout. Exit code 0 even when a target is missed; non-zero on errors.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Dockerode from "dockerode";
+import { Platform, type AgentHandle } from "../support/platform.js";
+import { TestRepo, helloApp } from "../support/git-repo.js";
+import { getVia, startLoad, type LoadResult } from "../support/load.js";
+import { Floor, type FloorRun } from "./floor.js";
+import { STEPS, timedDeploy, type DeployRun } from "./deploy-timing.js";
+import { fixed, max, mdTable, median, min, secs, textTable } from "./stats.js";
+
+const RUNS = 5;
+const CONCURRENCY = 12;
+const THROUGHPUT_MS = 5_000;
+/** Alternating windows, so drift in the machine's other load hits both sides alike. */
+const THROUGHPUT_ORDER = ["ingress", "direct", "direct", "ingress", "ingress", "direct"] as const;
+const RUNTIME_LIMIT_MS = 290_000;
+const TARGET_OVERHEAD_S = 0.3;
+const TARGET_FAILED = 0;
+const TARGET_INGRESS_RATIO = 0.9;
+
+const t0 = performance.now();
+const elapsed = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
+const progress = (msg: string) => process.stderr.write(`bench [${elapsed()} s] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface LoadPhase {
+  result: LoadResult;
+  ms: number;
+  deployments: DeployRun[];
+  /** per switching deployment: how long the switch step waited for the old server to drain (from the agent's log) */
+  drainMs: number[];
+}
+
+interface Throughput {
+  label: "ingress" | "direct";
+  ok: number;
+  failed: number;
+  ms: number;
+  rps: number;
+  errors: string[];
+}
+
+interface Results {
+  image: string;
+  initial: DeployRun;
+  floor: FloorRun[];
+  floorNet: FloorRun[];
+  auto: DeployRun[];
+  reuse: DeployRun[];
+  load: LoadPhase;
+  throughput: Throughput[];
+  directPort: number;
+}
+
+/** Requests answered within a window of `ms` (the counts are read at the end of the window; stragglers are not counted). */
+async function runLoad(port: number, host: string, ms: number, label: Throughput["label"]): Promise<Throughput> {
+  const start = performance.now();
+  const load = startLoad({ port, host, concurrency: CONCURRENCY, maxMs: ms + 60_000 });
+  await sleep(ms);
+  const ok = load.result.ok;
+  const failed = load.result.failed;
+  const took = performance.now() - start;
+  const r = await load.stop();
+  return { label, ok, failed, ms: took, rps: ok / (took / 1000), errors: r.errors.slice(0, 5) };
+}
+
+/** `drainMs` of the agent's "switched traffic" log lines, in order. */
+function drainTimes(platform: Platform): number[] {
+  let text = "";
+  try {
+    text = readFileSync(path.join(platform.dir, "agent-0.log"), "utf8");
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.includes("switched traffic")) continue;
+    try {
+      const j = JSON.parse(line) as { drainMs?: number };
+      if (typeof j.drainMs === "number") out.push(j.drainMs);
+    } catch {
+      // not a JSON log line
+    }
+  }
+  return out;
+}
+
+/** The host port docker published for the environment's one web container. */
+function directPort(hostId: string): number {
+  const out = execFileSync(
+    "docker",
+    ["ps", "--filter", "label=io.slipway.environment=test", "--filter", `label=io.slipway.host=${hostId}`, "--format", "{{.Ports}}"],
+    { encoding: "utf8" },
+  ).trim();
+  const lines = out.split("\n").filter(Boolean);
+  const m = lines[0]?.match(/127\.0\.0\.1:(\d+)->/);
+  if (lines.length !== 1 || !m) throw new Error(`expected one published web container for test, docker ps says: ${JSON.stringify(out)}`);
+  return Number(m[1]);
+}
+
+async function measure(platform: Platform, repo: TestRepo, floor: Floor, app: string): Promise<Results> {
+  const host = `${app}-test.localhost`;
+  progress("starting nats-server, PostgreSQL database, control plane");
+  await platform.start();
+  progress("starting an agent (and its HAProxy)");
+  const agent: AgentHandle = await platform.addAgent();
+  const api = platform.api;
+  repo.commit(helloApp("v1"), "v1");
+  await api.call("POST", "/v1/apps", { name: app, repository: repo.url, settings: { startupProbe: { startupTimeoutSeconds: 20 } } });
+
+  progress(`initial deployment of ${app}/test (builds the image)`);
+  const initial = await timedDeploy(api, app, "test", {});
+  const served = await getVia(agent.ingressPort, host);
+  if (served.status !== 200 || served.body.trim() !== "v1") throw new Error(`after the first deployment ${host} answers ${served.status} ${served.body}`);
+  const d0 = await api.call("GET", `/v1/deployments/${initial.id}`);
+  const image: string = d0.image;
+  progress(`initial deployment done in ${secs(initial.observedMs)} s (to switch ${secs(initial.toSwitchMs)} s); image ${image}`);
+
+  // One unmeasured warm-up of each so the first measured run pays no first-use costs.
+  progress("warm-up: one floor run, one {build:reuse} deployment (not counted)");
+  await floor.runOnce(image);
+  await floor.runOnce(image, { network: await floor.network() });
+  await timedDeploy(api, app, "test", { build: "reuse" });
+
+  // Interleaved, so load from other work on the machine hits all three alike.
+  const floorRuns: FloorRun[] = [];
+  const floorNet: FloorRun[] = [];
+  const network = await floor.network();
+  const auto: DeployRun[] = [];
+  const reuse: DeployRun[] = [];
+  for (let i = 1; i <= RUNS; i++) {
+    const f = await floor.runOnce(image);
+    floorRuns.push(f);
+    progress(`run ${i}/${RUNS}: floor ${secs(f.totalMs)} s (create ${secs(f.createMs)}, start ${secs(f.startMs)}, inspect ${secs(f.inspectMs)}, first answer ${secs(f.firstAnswerMs)} after ${f.polls} poll(s))`);
+    const n = await floor.runOnce(image, { network });
+    floorNet.push(n);
+    progress(`run ${i}/${RUNS}: floor variant on a user-defined network ${secs(n.totalMs)} s (create ${secs(n.createMs)}, start ${secs(n.startMs)})`);
+    const a = await timedDeploy(api, app, "test", {});
+    if (a.stepStates.build !== "skipped") throw new Error(`deployment with build "auto" of an unchanged commit built again: ${JSON.stringify(a.stepStates)}`);
+    auto.push(a);
+    progress(`run ${i}/${RUNS}: deploy {} to switch ${secs(a.toSwitchMs)} s (succeeded seen at ${secs(a.observedMs)} s)`);
+    const r = await timedDeploy(api, app, "test", { build: "reuse" });
+    reuse.push(r);
+    progress(`run ${i}/${RUNS}: deploy {"build":"reuse"} to switch ${secs(r.toSwitchMs)} s (succeeded seen at ${secs(r.observedMs)} s)`);
+  }
+
+  progress(`keep-alive load (${CONCURRENCY} concurrent) through the ingress across 3 deployments v2, v3, v4`);
+  const load = startLoad({ port: agent.ingressPort, host, concurrency: CONCURRENCY, maxMs: 150_000 });
+  const lt0 = performance.now();
+  await sleep(500);
+  const switching: DeployRun[] = [];
+  for (const v of ["v2", "v3", "v4"]) {
+    const commit = repo.commit(helloApp(v), v);
+    const d = await timedDeploy(api, app, "test", {});
+    if (d.commit !== commit) throw new Error(`deployment ${d.id} deployed ${d.commit}, expected ${commit}`);
+    switching.push(d);
+    progress(`  ${v} switched (to switch ${secs(d.toSwitchMs)} s, build ${secs(d.stepMs.build)} s); so far ${load.result.ok} ok, ${load.result.failed} failed`);
+  }
+  await sleep(1000);
+  const loadResult = await load.stop();
+  const loadMs = performance.now() - lt0;
+  const drainMs = drainTimes(platform).slice(-switching.length);
+  if (loadResult.lastBody !== "v4") throw new Error(`after v4 the load still saw ${JSON.stringify(loadResult.lastBody)}`);
+
+  const port = directPort(agent.hostId!);
+  progress(`throughput: ${THROUGHPUT_MS / 1000} s loads, ingress :${agent.ingressPort} vs. the container's 127.0.0.1:${port} (order ${THROUGHPUT_ORDER.join(", ")})`);
+  const check = await getVia(port, host);
+  if (check.status !== 200 || check.body.trim() !== "v4") throw new Error(`direct GET of 127.0.0.1:${port} answered ${check.status} ${check.body}`);
+  // short warm-ups, not counted
+  await runLoad(agent.ingressPort, host, 500, "ingress");
+  await runLoad(port, host, 500, "direct");
+  const throughput: Throughput[] = [];
+  for (const which of THROUGHPUT_ORDER) {
+    const t = await runLoad(which === "ingress" ? agent.ingressPort : port, host, THROUGHPUT_MS, which);
+    throughput.push(t);
+    progress(`  ${which}: ${t.ok} ok, ${t.failed} failed in ${secs(t.ms)} s = ${fixed(t.rps, 0)} req/s`);
+  }
+  return { image, initial, floor: floorRuns, floorNet, auto, reuse, load: { result: loadResult, ms: loadMs, deployments: switching, drainMs }, throughput, directPort: port };
+}
+
+function verdict(pass: boolean, miss: string): string {
+  return pass ? "PASS" : `MISS (${miss})`;
+}
+
+function report(r: Results): string {
+  const floorMed = median(r.floor.map((f) => f.totalMs));
+  const deployRow = (label: string, runs: DeployRun[]) => {
+    const med = median(runs.map((d) => d.toSwitchMs));
+    const overS = (med - floorMed) / 1000;
+    return {
+      label,
+      med,
+      overS,
+      ratio: med / floorMed,
+      pass: overS <= TARGET_OVERHEAD_S,
+      miss: `${fixed(overS - TARGET_OVERHEAD_S, 3)} s over the 0.3 s budget`,
+    };
+  };
+  const a = deployRow("deploy `{}` (build auto, image exists)", r.auto);
+  const u = deployRow('deploy `{"build":"reuse"}`', r.reuse);
+  const L = r.load.result;
+  const loadTotal = L.ok + L.failed;
+  const ingress = r.throughput.filter((t) => t.label === "ingress");
+  const direct = r.throughput.filter((t) => t.label === "direct");
+  const rate = (ts: Throughput[]) => ts.reduce((s, t) => s + t.ok, 0) / (ts.reduce((s, t) => s + t.ms, 0) / 1000);
+  const ingressRps = rate(ingress);
+  const directRps = rate(direct);
+  const tRatio = ingressRps / directRps;
+
+  const summaryHeader = ["measure", "figure", "target", "result"];
+  const summary: string[][] = [
+    ["floor: docker create → first HTTP answer (median of 5)", `${secs(floorMed)} s (min ${secs(min(r.floor.map((f) => f.totalMs)))}, max ${secs(max(r.floor.map((f) => f.totalMs)))})`, "—", "—"],
+    ...[a, u].map((x, i) => {
+      const runs = i === 0 ? r.auto : r.reuse;
+      return [
+        `${x.label}: POST → switch finished (median of 5)`,
+        `${secs(x.med)} s (min ${secs(min(runs.map((d) => d.toSwitchMs)))}, max ${secs(max(runs.map((d) => d.toSwitchMs)))}); overhead ${fixed(x.overS, 3)} s; ratio ${fixed(x.ratio, 2)}× floor`,
+        "overhead ≤ 0.3 s",
+        verdict(x.pass, x.miss),
+      ];
+    }),
+    [
+      `failed requests, ${CONCURRENCY} keep-alive clients through the ingress across 3 switching deployments`,
+      `${L.failed} failed of ${loadTotal} (${fixed(loadTotal / (r.load.ms / 1000), 0)} req/s over ${secs(r.load.ms)} s)`,
+      "0",
+      verdict(L.failed <= TARGET_FAILED, `${L.failed - TARGET_FAILED} failed`),
+    ],
+    [
+      `requests/s through the ingress ÷ directly to the container (${CONCURRENCY} clients, ${THROUGHPUT_ORDER.length / 2} × ${THROUGHPUT_MS / 1000} s each)`,
+      `${fixed(ingressRps, 0)} ÷ ${fixed(directRps, 0)} = ${fixed(tRatio, 2)}`,
+      "≥ 0.9",
+      verdict(tRatio >= TARGET_INGRESS_RATIO, `${fixed(TARGET_INGRESS_RATIO - tRatio, 2)} below 0.9`),
+    ],
+  ];
+
+  const stepHeader = ["phase (median ms of 5)", "deploy {}", 'deploy {"build":"reuse"}'];
+  const stepRow = (label: string, f: (d: DeployRun) => number) => [label, fixed(median(r.auto.map(f)), 0), fixed(median(r.reuse.map(f)), 0)];
+  const steps: string[][] = [
+    stepRow("POST answered (202)", (d) => d.postMs),
+    stepRow("POST → agent starts the job (outbox → JetStream → agent → GetJobSpec)", (d) => d.dispatchMs),
+    ...STEPS.map((s) => stepRow(`step ${s}`, (d) => d.stepMs[s] ?? 0)),
+    stepRow("between steps (to switch − dispatch − steps)", (d) => d.betweenStepsMs),
+    stepRow("= POST → switch finished", (d) => d.toSwitchMs),
+    stepRow("step cleanup (after the switch: old container stopped and removed)", (d) => d.stepMs.cleanup ?? 0),
+    stepRow("POST → poll sees succeeded (cleanup, 200 ms report batch, 20 ms poll)", (d) => d.observedMs),
+  ];
+  const floorHeader = ["floor phase (median ms of 5)", "ms"];
+  const floorRows = [
+    ["create", fixed(median(r.floor.map((f) => f.createMs)), 0)],
+    ["start", fixed(median(r.floor.map((f) => f.startMs)), 0)],
+    ["inspect", fixed(median(r.floor.map((f) => f.inspectMs)), 0)],
+    ["first HTTP answer (20 ms polls)", fixed(median(r.floor.map((f) => f.firstAnswerMs)), 0)],
+    ["= create → first answer", fixed(floorMed, 0)],
+    ["variant (not the floor): the same on a user-defined bridge network, as the agent starts containers", fixed(median(r.floorNet.map((f) => f.totalMs)), 0)],
+  ];
+  const runsHeader = ["run", "floor s", "floor on a network s", "deploy {} to switch s", "deploy reuse to switch s"];
+  const runsRows = r.floor.map((f, i) => [String(i + 1), secs(f.totalMs), secs(r.floorNet[i].totalMs), secs(r.auto[i].toSwitchMs), secs(r.reuse[i].toSwitchMs)]);
+  const loadHeader = ["load under switches", "figure"];
+  const loadRows = [
+    ["requests (ok + failed)", String(loadTotal)],
+    ["failed", String(L.failed)],
+    ["duration", `${secs(r.load.ms)} s`],
+    ["requests/s", fixed(loadTotal / (r.load.ms / 1000), 0)],
+    ["answers per body", [...L.bodies.entries()].map(([b, n]) => `${b}: ${n}`).join(", ")],
+    ["switching deployments, POST → switch s", r.load.deployments.map((d) => secs(d.toSwitchMs)).join(", ")],
+    ...STEPS.filter((n) => n !== "release").map((n) => [`  step ${n} s`, r.load.deployments.map((d) => secs(d.stepMs[n] ?? 0)).join(", ")]),
+    ["  of which waiting for the old server to drain s (agent log)", r.load.drainMs.map((ms) => secs(ms)).join(", ") || "n/a"],
+    ["first errors", L.errors.slice(0, 3).join("; ") || "none"],
+  ];
+  const tpHeader = ["throughput window", "ok", "failed", "s", "req/s"];
+  const tpRows = r.throughput.map((t) => [t.label, String(t.ok), String(t.failed), secs(t.ms), fixed(t.rps, 0)]);
+
+  const text = [
+    "",
+    "=== Slipway deployment benchmark ===",
+    textTable(summaryHeader, summary),
+    "",
+    textTable(stepHeader, steps),
+    "",
+    textTable(floorHeader, floorRows),
+    "",
+    textTable(runsHeader, runsRows),
+    "",
+    textTable(loadHeader, loadRows),
+    "",
+    textTable(tpHeader, tpRows),
+    ...(r.throughput.some((t) => t.errors.length) ? ["throughput errors: " + r.throughput.flatMap((t) => t.errors).slice(0, 5).join("; ")] : []),
+  ].join("\n");
+
+  const cpu = os.cpus();
+  const md = [
+    "## Results",
+    "",
+    `Run on ${new Date().toISOString()} with \`npm run bench\` (Node ${process.version}, ${cpu.length} cores: ${cpu[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB).`,
+    `Image: \`${r.image}\` (busybox httpd, \`slipway/busybox:1\`). All traffic on loopback.`,
+    "",
+    mdTable(summaryHeader, summary),
+    "",
+    "### Where a deployment's time goes",
+    "",
+    mdTable(stepHeader, steps),
+    "",
+    mdTable(floorHeader, floorRows),
+    "",
+    mdTable(runsHeader, runsRows),
+    "",
+    "### Load across switching deployments",
+    "",
+    mdTable(loadHeader, loadRows),
+    "",
+    "### Ingress vs. direct",
+    "",
+    mdTable(tpHeader, tpRows),
+    "",
+  ].join("\n");
+  return `${text}\n\n----- BENCHMARKS.md -----\n${md}`;
+}
+
+async function main(): Promise<number> {
+  const platform = new Platform({ database: "postgres" });
+  const repo = new TestRepo();
+  const floor = new Floor(platform.label);
+  const app = `bench-${platform.label.replace(/^e2e-/, "")}`;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      progress("cleaning up: floor containers, platform processes, agent containers, HAProxy, database");
+      await floor.removeAll().catch((e: unknown) => progress(`warning: floor cleanup: ${(e as Error).message}`));
+      await platform.stop().catch((e: unknown) => progress(`warning: platform stop: ${(e as Error).message}`));
+      // The images the agent built for this run's app (the tag names the unique app).
+      const docker = new Dockerode();
+      const images = await docker.listImages({ filters: { reference: [`slipway/${app}`] } }).catch(() => []);
+      for (const img of images) for (const tag of img.RepoTags ?? []) await docker.getImage(tag).remove().catch(() => undefined);
+      rmSync(repo.dir, { recursive: true, force: true });
+      progress(`logs were in ${platform.dir}`);
+    })());
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      progress(`${sig}: stopping`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`runtime limit of ${RUNTIME_LIMIT_MS / 1000} s reached`)), RUNTIME_LIMIT_MS);
+    });
+    const results = await Promise.race([measure(platform, repo, floor, app), limit]);
+    clearTimeout(timer);
+    progress("measurements done");
+    await cleanup();
+    process.stdout.write(report(results) + "\n");
+    progress(`total ${elapsed().trim()} s`);
+    return 0;
+  } catch (err) {
+    clearTimeout(timer);
+    progress(`ERROR: ${(err as Error).stack ?? err}`);
+    progress(`control plane log tail:\n${platform.tail("control-plane.log", 15)}`);
+    progress(`agent log tail:\n${platform.tail("agent-0.log", 15)}`);
+    await cleanup();
+    return 1;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);
