@@ -31,6 +31,23 @@ export interface ControlPlaneConfig {
   ingressScheme: "http" | "https";
   /** Base64 of the 32-byte key that encrypts secrets at rest; undefined = `<dataDir>/secret.key`. */
   secretKey?: string;
+  /** Admin DSN of the PostgreSQL cluster that holds the environments' databases (reachable from agents). */
+  databaseAdminUrl: string;
+  /** Host name containers use for that cluster (resolved to the host gateway in every container). */
+  databaseHostForContainers: string;
+  /** S3 endpoint for media and backups; undefined = the embedded s3rver. */
+  s3Endpoint?: string;
+  /** The S3 endpoint as containers reach it; default: the embedded server through the host gateway. */
+  s3EndpointForContainers?: string;
+  s3Region: string;
+  s3AccessKeyId?: string;
+  s3SecretAccessKey?: string;
+  s3MediaBucket: string;
+  s3BackupBucket: string;
+  embeddedS3Port: number;
+  embeddedS3Bind: string;
+  /** How often the scheduler looks for due backups. */
+  backupSchedulerIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -79,6 +96,12 @@ function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string 
   return raw;
 }
 
+function bucket(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const v = env[name] || fallback;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v)) throw new ConfigError(name, `'${v}' is not an S3 bucket name`);
+  return v;
+}
+
 /** Reads and validates the configuration once; throws ConfigError naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<ControlPlaneConfig> {
   const baseDomain = env.SLIPWAY_BASE_DOMAIN || defaults.baseDomain;
@@ -96,6 +119,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   const secretKey = env.SLIPWAY_SECRET_KEY || undefined;
   if (secretKey !== undefined && Buffer.from(secretKey, "base64").length !== 32) {
     throw new ConfigError("SLIPWAY_SECRET_KEY", "must be the base64 encoding of 32 bytes (e.g. openssl rand -base64 32)");
+  }
+  if (env.SLIPWAY_S3_ENDPOINT && (!env.SLIPWAY_S3_ACCESS_KEY_ID || !env.SLIPWAY_S3_SECRET_ACCESS_KEY)) {
+    throw new ConfigError("SLIPWAY_S3_ACCESS_KEY_ID", "SLIPWAY_S3_ENDPOINT needs SLIPWAY_S3_ACCESS_KEY_ID and SLIPWAY_S3_SECRET_ACCESS_KEY");
   }
   const scheme = env.SLIPWAY_INGRESS_SCHEME || defaults.ingressScheme;
   if (scheme !== "http" && scheme !== "https") throw new ConfigError("SLIPWAY_INGRESS_SCHEME", "must be http or https");
@@ -120,5 +146,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     ingressPublicPort: int(env, "SLIPWAY_INGRESS_PUBLIC_PORT", defaults.ingressPublicPort, 0, 65535),
     ingressScheme: scheme,
     secretKey,
+    databaseAdminUrl: url(env, "SLIPWAY_DATABASE_ADMIN_URL", ["postgres:", "postgresql:"]) ?? "postgres://postgres@127.0.0.1:5432/postgres",
+    databaseHostForContainers: env.SLIPWAY_DATABASE_HOST_FOR_CONTAINERS || "host.docker.internal",
+    s3Endpoint: url(env, "SLIPWAY_S3_ENDPOINT", ["http:", "https:"]),
+    s3EndpointForContainers: url(env, "SLIPWAY_S3_ENDPOINT_FOR_CONTAINERS", ["http:", "https:"]),
+    s3Region: env.SLIPWAY_S3_REGION || "us-east-1",
+    s3AccessKeyId: env.SLIPWAY_S3_ACCESS_KEY_ID || undefined,
+    s3SecretAccessKey: env.SLIPWAY_S3_SECRET_ACCESS_KEY || undefined,
+    s3MediaBucket: bucket(env, "SLIPWAY_S3_MEDIA_BUCKET", "slipway-media"),
+    s3BackupBucket: bucket(env, "SLIPWAY_S3_BACKUP_BUCKET", "slipway-backups"),
+    embeddedS3Port: int(env, "SLIPWAY_EMBEDDED_S3_PORT", 7703, 0, 65535),
+    embeddedS3Bind: env.SLIPWAY_EMBEDDED_S3_BIND || "0.0.0.0",
+    backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
   });
 }

@@ -5,3 +5,4 @@ export * from "./settings.js";
 export * from "./status.js";
 export * from "./logging.js";
 export * from "./variables.js";
+export * from "./retention.js";

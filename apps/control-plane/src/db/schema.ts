@@ -60,6 +60,8 @@ export interface EnvironmentsTable {
   basic_auth_username: ColumnType<string | null, string | null | undefined, string | null>;
   basic_auth_digest: ColumnType<string | null, string | null | undefined, string | null>;
   secret_key_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  db_password_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  backup_schedule: ColumnType<BackupSchedule | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -117,6 +119,51 @@ export interface JobsTable {
   environment_id: ColumnType<string | null, string | null | undefined, string | null>;
   error: ColumnType<unknown, string | null | undefined, string | null>;
 }
+export interface BackupSchedule {
+  enabled: boolean;
+  retention: { daily: number; weekly: number; monthly: number };
+}
+export interface BackupsTable {
+  id: string;
+  app: string;
+  environment: string;
+  environment_id: string;
+  kind: "manual" | "scheduled" | "safety";
+  state: string;
+  database: boolean;
+  media: boolean;
+  database_bytes: ColumnType<string | number | null, number | null | undefined, number | null>;
+  media_bytes: ColumnType<string | number | null, number | null | undefined, number | null>;
+  media_objects: number | null;
+  prefix: string;
+  job_id: string | null;
+  error: ColumnType<unknown, string | null | undefined, string | null>;
+  requested_by: string;
+  created_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+export interface ContentCopiesTable {
+  id: string;
+  app: string;
+  source: string;
+  target: string;
+  source_environment_id: string;
+  target_environment_id: string;
+  kind: "copy" | "restore";
+  state: string;
+  database: boolean;
+  media: boolean;
+  phase: string | null;
+  bytes: ColumnType<string | number, number | undefined, number>;
+  objects: ColumnType<number, number | undefined, number>;
+  safety_backup_id: string | null;
+  job_id: string | null;
+  deployment_id: string | null;
+  error: ColumnType<unknown, string | null | undefined, string | null>;
+  requested_by: string;
+  created_at: Timestamp;
+  finished_at: Timestamp | null;
+}
 export interface ActivityTable {
   id: Generated<number>;
   at: Timestamp;
@@ -139,4 +186,6 @@ export interface Database {
   activity: ActivityTable;
   environment_variables: EnvironmentVariablesTable;
   domains: DomainsTable;
+  backups: BackupsTable;
+  content_copies: ContentCopiesTable;
 }

@@ -1,0 +1,79 @@
+import { createHash } from "node:crypto";
+import pg from "pg";
+import type { Logger } from "@slipway/core";
+
+/** One environment's database: its own database and its own login role that owns it. */
+export interface EnvironmentDatabase {
+  database: string;
+  role: string;
+}
+
+/**
+ * Creates and drops the environments' databases on the cluster given by an
+ * admin DSN. Every call is idempotent. Least privilege: each role owns only
+ * its database, and CONNECT is revoked from PUBLIC, so one environment's
+ * credentials cannot even connect to another environment's database.
+ */
+export class DatabaseProvisioner {
+  constructor(private readonly adminUrl: string, private readonly log: Logger) {}
+
+  /** Names derived from app and environment, kept under PostgreSQL's 63-byte limit. */
+  static names(app: string, env: string): EnvironmentDatabase {
+    const base = `slw_${app}_${env}`.replace(/-/g, "_");
+    if (base.length <= 55) return { database: base, role: base };
+    const short = `${base.slice(0, 46)}_${createHash("sha256").update(base).digest("hex").slice(0, 8)}`;
+    return { database: short, role: short };
+  }
+
+  private async withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    const c = new pg.Client({ connectionString: this.adminUrl });
+    await c.connect();
+    try {
+      return await fn(c);
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** Creates (or updates the password of) the role, then the database it owns. */
+  async ensure(names: EnvironmentDatabase, password: string): Promise<void> {
+    await this.withAdmin(async (c) => {
+      const role = pg.escapeIdentifier(names.role);
+      const db = pg.escapeIdentifier(names.database);
+      const lit = pg.escapeLiteral(password);
+      const exists = await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [names.role]);
+      if (exists.rowCount) await c.query(`ALTER ROLE ${role} WITH LOGIN PASSWORD ${lit}`);
+      else await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD ${lit}`);
+      const dbExists = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [names.database]);
+      // CREATE DATABASE cannot run in a transaction; a concurrent creator makes this fail with 42P04, which is fine.
+      if (!dbExists.rowCount) {
+        await c.query(`CREATE DATABASE ${db} OWNER ${role}`).catch((err: { code?: string }) => {
+          if (err.code !== "42P04") throw err;
+        });
+        this.log.info({ database: names.database }, "created environment database");
+      }
+      await c.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
+      await c.query(`GRANT ALL ON DATABASE ${db} TO ${role}`);
+    });
+  }
+
+  /** Drops the database (terminating its sessions) and the role. Missing ones are fine. */
+  async drop(names: EnvironmentDatabase): Promise<void> {
+    await this.withAdmin(async (c) => {
+      await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(names.database)} WITH (FORCE)`);
+      await c.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(names.role)}`);
+      this.log.info({ database: names.database }, "dropped environment database");
+    });
+  }
+}
+
+/** A connection URL for `role` to `database` at host:port (from the admin URL unless given). */
+export function databaseUrl(adminUrl: string, names: EnvironmentDatabase, password: string, host?: string): string {
+  const u = new URL(adminUrl);
+  u.username = encodeURIComponent(names.role);
+  u.password = encodeURIComponent(password);
+  if (host) u.hostname = host;
+  u.pathname = `/${names.database}`;
+  u.search = "";
+  return u.toString();
+}

@@ -1,0 +1,61 @@
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "@slipway/core";
+
+export interface EmbeddedS3 {
+  /** The endpoint as seen from the host (loopback or the bind address). */
+  endpoint: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** s3rver's fixed credentials: it verifies signatures against these only. */
+export const S3RVER_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } as const;
+
+/**
+ * Starts the embedded S3 server (s3rver) as a child process with its data in
+ * `<dataDir>/s3`. It binds `address` (the embedded default binds all
+ * addresses so containers reach it through the host gateway).
+ */
+export async function startEmbeddedS3(opts: { dataDir: string; address: string; port: number; buckets: string[]; log: Logger }): Promise<EmbeddedS3> {
+  const dir = path.join(opts.dataDir, "s3");
+  mkdirSync(dir, { recursive: true });
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), "s3-server.main.js");
+  const child = spawn(process.execPath, ["--openssl-legacy-provider", main, dir, opts.address, String(opts.port), opts.buckets.join(",")], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`embedded S3 server did not start within 20 s: ${stderr}`)), 20_000);
+    child.stdout!.on("data", (b: Buffer) => {
+      const m = /listening (\d+)/.exec(b.toString());
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(t);
+      reject(new Error(`embedded S3 server exited with code ${code}: ${stderr}`));
+    });
+  });
+  const host = opts.address === "0.0.0.0" || opts.address === "::" ? "127.0.0.1" : opts.address;
+  opts.log.info({ port, pid: child.pid, dir }, "embedded S3 server started");
+  return {
+    endpoint: `http://${host}:${port}`,
+    port,
+    pid: child.pid!,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+        child.once("exit", () => {
+          clearTimeout(t);
+          resolve();
+        });
+        child.kill("SIGTERM");
+      }),
+  };
+}
