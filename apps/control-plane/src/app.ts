@@ -6,6 +6,8 @@ import type { AuthService, Principal } from "./services/auth.service.js";
 import type { AppService } from "./services/app.service.js";
 import type { DeploymentService } from "./services/deployment.service.js";
 import type { EnvironmentService } from "./services/environment.service.js";
+import type { DataService } from "./data/data.service.js";
+import { dataRoutes } from "./routes/data.routes.js";
 import type { HostService } from "./services/host.service.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
@@ -28,6 +30,7 @@ export interface AppDeps {
   apps: AppService;
   deployments: DeploymentService;
   environments: EnvironmentService;
+  data: DataService;
   hosts: HostService;
   joinTokenTtlMs: number;
   /** Extra readiness checks (database, NATS); each throws when not ready. */
@@ -88,6 +91,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(appRoutes, { apps: deps.apps, environments: deps.environments });
       await v1.register(deploymentRoutes, { deployments: deps.deployments, pollIntervalMs: deps.logPollIntervalMs ?? 300 });
       await v1.register(hostRoutes, { hosts: deps.hosts });
+      await v1.register(dataRoutes, { data: deps.data });
       await v1.register(activityRoutes, { db: deps.db });
     },
     { prefix: "/v1" },

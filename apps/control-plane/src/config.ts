@@ -35,6 +35,8 @@ export interface ControlPlaneConfig {
   databaseAdminUrl: string;
   /** Host name containers use for that cluster (resolved to the host gateway in every container). */
   databaseHostForContainers: string;
+  /** Prefix of the environments' database and role names. */
+  databaseNamePrefix: string;
   /** S3 endpoint for media and backups; undefined = the embedded s3rver. */
   s3Endpoint?: string;
   /** The S3 endpoint as containers reach it; default: the embedded server through the host gateway. */
@@ -96,6 +98,12 @@ function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string 
   return raw;
 }
 
+function dbPrefix(env: NodeJS.ProcessEnv): string {
+  const v = env.SLIPWAY_DATABASE_NAME_PREFIX || "slw";
+  if (!/^[a-z][a-z0-9_]{0,15}$/.test(v)) throw new ConfigError("SLIPWAY_DATABASE_NAME_PREFIX", `'${v}' must be 1-16 of a-z, 0-9 and _, starting with a letter`);
+  return v;
+}
+
 function bucket(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
   const v = env[name] || fallback;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v)) throw new ConfigError(name, `'${v}' is not an S3 bucket name`);
@@ -148,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     secretKey,
     databaseAdminUrl: url(env, "SLIPWAY_DATABASE_ADMIN_URL", ["postgres:", "postgresql:"]) ?? "postgres://postgres@127.0.0.1:5432/postgres",
     databaseHostForContainers: env.SLIPWAY_DATABASE_HOST_FOR_CONTAINERS || "host.docker.internal",
+    databaseNamePrefix: dbPrefix(env),
     s3Endpoint: url(env, "SLIPWAY_S3_ENDPOINT", ["http:", "https:"]),
     s3EndpointForContainers: url(env, "SLIPWAY_S3_ENDPOINT_FOR_CONTAINERS", ["http:", "https:"]),
     s3Region: env.SLIPWAY_S3_REGION || "us-east-1",

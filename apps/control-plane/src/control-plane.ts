@@ -11,6 +11,11 @@ import { AppService } from "./services/app.service.js";
 import { DeploymentService } from "./services/deployment.service.js";
 import { EnvironmentService } from "./services/environment.service.js";
 import { SecretBox, loadSecretKey } from "./services/secret-box.js";
+import { DataService } from "./data/data.service.js";
+import { DatabaseProvisioner } from "./data/provisioner.js";
+import { ObjectStore, type StorageConfig } from "./data/object-store.js";
+import { S3RVER_CREDENTIALS, startEmbeddedS3 } from "./embedded/s3-server.js";
+import { getAppByName, getEnvironment } from "./repositories/apps.repository.js";
 import { HostService } from "./services/host.service.js";
 import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
@@ -37,7 +42,11 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup step failed"));
   };
   try {
-    const database = await openDatabase({ ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}), dataDir: config.dataDir });
+    const database = await openDatabase({
+      ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
+      dataDir: config.dataDir,
+      onIdleError: (err) => log.warn({ err: err.message }, "an idle database connection failed; it will be replaced"),
+    });
     cleanups.push(() => database.close());
     log.info({ database: database.kind }, "database ready");
 
@@ -63,14 +72,26 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }));
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
-    const environments = new EnvironmentService(db, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() });
-    const deployments = new DeploymentService(db, apps, placement, () => publisher.poke(), () => environments);
+    const storage = await startStorage(config, log, cleanups);
+    const store = new ObjectStore(storage);
+    cleanups.push(async () => store.close());
+    await store.ensureBuckets();
+    const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
+    const data = new DataService(db, box, provisioner, store, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }) });
+    const environments = new EnvironmentService(db, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data);
+    const deployments = new DeploymentService(db, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
+      const app = await getAppByName(db, appName);
+      const env = await getEnvironment(db, app, envName);
+      await data.ensureDatabase(app, env);
+    });
+    const scheduler = setInterval(() => void data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed")), config.backupSchedulerIntervalMs);
+    cleanups.push(async () => clearInterval(scheduler));
     const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke());
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v) }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), dataSpec: (spec) => data.dataSpec(spec) }),
       { host: config.grpcHost, port: config.grpcPort },
     );
     cleanups.push(() => shutdownGrpc(grpc.server));
@@ -86,6 +107,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       apps,
       deployments,
       environments,
+      data,
       hosts,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [async () => void (await sql`select 1`.execute(db))],
@@ -111,4 +133,26 @@ function shutdownGrpc(server: Server): Promise<void> {
       resolve();
     });
   });
+}
+
+/** The configured S3 endpoint, or the embedded s3rver (reached by containers through the host gateway). */
+async function startStorage(config: Readonly<ControlPlaneConfig>, log: Logger, cleanups: Array<() => Promise<void>>): Promise<StorageConfig> {
+  const buckets = { mediaBucket: config.s3MediaBucket, backupBucket: config.s3BackupBucket, region: config.s3Region };
+  if (config.s3Endpoint) {
+    return {
+      ...buckets,
+      endpoint: config.s3Endpoint,
+      endpointForContainers: config.s3EndpointForContainers ?? config.s3Endpoint,
+      accessKeyId: config.s3AccessKeyId!,
+      secretAccessKey: config.s3SecretAccessKey!,
+    };
+  }
+  const s3 = await startEmbeddedS3({ dataDir: config.dataDir, address: config.embeddedS3Bind, port: config.embeddedS3Port, buckets: [config.s3MediaBucket, config.s3BackupBucket], log });
+  cleanups.push(() => s3.stop());
+  return {
+    ...buckets,
+    endpoint: s3.endpoint,
+    endpointForContainers: config.s3EndpointForContainers ?? `http://${config.databaseHostForContainers}:${s3.port}`,
+    ...S3RVER_CREDENTIALS,
+  };
 }

@@ -15,11 +15,18 @@ export interface EnvironmentDatabase {
  * credentials cannot even connect to another environment's database.
  */
 export class DatabaseProvisioner {
-  constructor(private readonly adminUrl: string, private readonly log: Logger) {}
+  constructor(
+    private readonly adminUrl: string,
+    private readonly log: Logger,
+    /** Prefix of every database and role name, so several platforms (or test runs) can share a cluster. */
+    private readonly prefix = "slw",
+  ) {
+    if (!/^[a-z][a-z0-9_]{0,15}$/.test(prefix)) throw new Error(`invalid database name prefix '${prefix}'`);
+  }
 
   /** Names derived from app and environment, kept under PostgreSQL's 63-byte limit. */
-  static names(app: string, env: string): EnvironmentDatabase {
-    const base = `slw_${app}_${env}`.replace(/-/g, "_");
+  names(app: string, env: string): EnvironmentDatabase {
+    const base = `${this.prefix}_${app}_${env}`.replace(/-/g, "_");
     if (base.length <= 55) return { database: base, role: base };
     const short = `${base.slice(0, 46)}_${createHash("sha256").update(base).digest("hex").slice(0, 8)}`;
     return { database: short, role: short };
@@ -76,4 +83,21 @@ export function databaseUrl(adminUrl: string, names: EnvironmentDatabase, passwo
   u.pathname = `/${names.database}`;
   u.search = "";
   return u.toString();
+}
+
+/** Drops every database and role whose name starts with `<prefix>_` (test clean-up). */
+export async function dropAllWithPrefix(adminUrl: string, prefix: string): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    const like = `${prefix}\\_%`;
+    for (const r of (await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [like])).rows) {
+      await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(r.datname)} WITH (FORCE)`);
+    }
+    for (const r of (await c.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", [like])).rows) {
+      await c.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(r.rolname)}`);
+    }
+  } finally {
+    await c.end();
+  }
 }

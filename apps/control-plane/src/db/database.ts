@@ -28,10 +28,13 @@ export interface DatabaseHandle {
  * Opens the platform database: PostgreSQL when a DSN is given, else PGlite in
  * `<dataDir>/pglite` (or in memory with dataDir "memory://"). Runs migrations.
  */
-export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string }): Promise<DatabaseHandle> {
+export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string; onIdleError?: (err: Error) => void }): Promise<DatabaseHandle> {
   let handle: DatabaseHandle;
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    // An idle client whose server connection drops (PostgreSQL restarted, connection killed) emits
+    // 'error' on the pool; unhandled, it would crash the process. The pool replaces the client.
+    pool.on("error", (err) => opts.onIdleError?.(err));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     handle = { db, kind: "postgres", close: () => db.destroy() };
   } else {

@@ -4,12 +4,14 @@ import {
   type AgentServiceServer,
   type GetJobSpecResponse,
   type HeartbeatRequest,
+  type DataSpec,
   type JobEvent,
 } from "@slipway/proto";
 import { InvalidRequestError, SlipwayError, jobsConsumer, jobsSubject, JOBS_STREAM, type Logger } from "@slipway/core";
 import type { HostService } from "../services/host.service.js";
 import type { JobEventInput, JobReportService } from "../services/job-report.service.js";
 import type { JobBus } from "../bus/job-bus.js";
+import type { DataJobSpec } from "../data/data.service.js";
 
 const codeMap: Record<string, grpcStatus> = {
   invalid_request: grpcStatus.INVALID_ARGUMENT,
@@ -43,6 +45,8 @@ export interface AgentGrpcDeps {
   heartbeatIntervalMs: number;
   /** Opens the sealed variables of a job spec; only GetJobSpec ever sees them in plain text. */
   unseal: (sealed: string) => Record<string, string>;
+  /** Resolves a data job's spec with its credentials. */
+  dataSpec: (spec: DataJobSpec) => Promise<DataSpec>;
 }
 
 export function decodeEvent(e: JobEvent): JobEventInput | undefined {
@@ -56,6 +60,10 @@ export function decodeEvent(e: JobEvent): JobEventInput | undefined {
       return { ...base, kind: "step", name: ev.value.name, state: ev.value.state };
     case "facts":
       return { ...base, kind: "facts", commit: ev.value.commit, image: ev.value.image };
+    case "progress":
+      return { ...base, kind: "progress", phase: ev.value.phase, bytes: ev.value.bytes, objects: ev.value.objects };
+    case "backup":
+      return { ...base, kind: "backup", backupId: ev.value.backupId, database: ev.value.database, databaseBytes: ev.value.databaseBytes, media: ev.value.media, mediaBytes: ev.value.mediaBytes, mediaObjects: ev.value.mediaObjects };
     case "result": {
       const st = ev.value.state;
       if (st !== "succeeded" && st !== "failed" && st !== "cancelled") return undefined;
@@ -179,6 +187,8 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               ...(d.basicAuth ? { basicAuth: d.basicAuth } : {}),
             },
           };
+        } else if (spec.data) {
+          res.spec = { $case: "data", value: await deps.dataSpec(spec.data) };
         } else if (spec.environment) {
           const e = spec.environment;
           res.spec = {

@@ -62,6 +62,8 @@ export class DeploymentService {
     private readonly onJobQueued: () => void,
     /** Resolved lazily: the environment service and this one know each other. */
     private readonly runtime: () => Pick<EnvironmentService, "runtimeSpec">,
+    /** Creates the environment's database before its first deployment (idempotent). */
+    private readonly ensureData?: (app: string, env: string) => Promise<void>,
   ) {}
 
   /**
@@ -72,6 +74,7 @@ export class DeploymentService {
     requireApp(by, appName);
     const buildMode = input.build ?? "auto";
     const id = randomUUID();
+    await this.ensureData?.(appName, envName);
     await this.db
       .transaction()
       .execute(async (trx) => {

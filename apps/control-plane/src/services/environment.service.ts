@@ -18,6 +18,7 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
 import { DEFAULT_SLEEP_AFTER_SECONDS, type AppService, type EnvironmentView } from "./app.service.js";
 import type { SecretBox } from "./secret-box.js";
+import type { DataService } from "../data/data.service.js";
 
 /** What a listing shows instead of a secret value; PUT/PATCH with it keeps the stored value. */
 export const MASK = "********";
@@ -59,6 +60,8 @@ export class EnvironmentService {
     private readonly box: SecretBox,
     private readonly appService: AppService,
     private readonly opts: { baseDomain: string; onJobQueued: () => void },
+    /** Data services of an environment: its DATABASE_URL/DEFAULT_STORAGE_DSN, and removal of its data. */
+    private readonly data?: Pick<DataService, "containerVariables" | "removeEnvironmentData">,
   ) {}
 
   async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string }): Promise<EnvironmentView> {
@@ -97,7 +100,7 @@ export class EnvironmentService {
   async remove(by: Principal, appName: string, envName: string, confirm: string | undefined): Promise<void> {
     requireApp(by, appName);
     if ((DEFAULT_ENVIRONMENTS as readonly string[]).includes(envName)) throw new ConflictError(`environment '${envName}' cannot be removed: every app keeps test and live`);
-    await this.db.transaction().execute(async (trx) => {
+    const removed = await this.db.transaction().execute(async (trx) => {
       const app = await apps.getAppByName(trx, appName);
       const env = await apps.getEnvironment(trx, app, envName);
       if (confirm !== envName) throw new PreconditionFailedError(`removing '${envName}' deletes its containers and data: repeat its name in ?confirm=${envName}`);
@@ -106,25 +109,30 @@ export class EnvironmentService {
       await this.enqueue(trx, app, env, "remove");
       await trx.deleteFrom("environments").where("id", "=", env.id).execute();
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.removed" });
+      return env.id;
     });
     this.opts.onJobQueued();
+    await this.data?.removeEnvironmentData(appName, envName, removed);
   }
 
   /** Removes an app: every environment's containers and routes through remove jobs, then its records. */
   async removeApp(by: Principal, appName: string, confirm: string | undefined): Promise<void> {
     requireAdmin(by);
-    await this.db.transaction().execute(async (trx) => {
+    const removedEnvs = await this.db.transaction().execute(async (trx) => {
       const app = await apps.getAppByName(trx, appName);
       if (confirm !== appName) throw new PreconditionFailedError(`removing app '${appName}' deletes all its environments: repeat its name in ?confirm=${appName}`);
-      for (const env of await apps.listEnvironments(trx, app.id)) {
+      const envs = await apps.listEnvironments(trx, app.id);
+      for (const env of envs) {
         const active = await deployments.findActiveDeployment(trx, env.id);
         if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${env.name} is running; cancel it first`);
         await this.enqueue(trx, app, env, "remove");
       }
       await apps.deleteApp(trx, app.id);
       await recordActivity(trx, { actor: by.name, app: appName, action: "app.removed" });
+      return envs;
     });
     this.opts.onJobQueued();
+    for (const env of removedEnvs) await this.data?.removeEnvironmentData(appName, env.name, env.id);
   }
 
   async getVariables(by: Principal, appName: string, envName: string, reveal: boolean): Promise<Record<string, string>> {
@@ -276,6 +284,7 @@ export class EnvironmentService {
     const variables: Record<string, string> = {
       ...defaultVariables(env.name, { domain: hostnames[0]!, aliases: hostnames.slice(1), branch: env.branch }),
       SECRET_KEY: secretKey,
+      ...(this.data?.containerVariables(app, (await apps.findEnvironmentById(trx, env.id)) ?? env) ?? {}),
       ...Object.fromEntries(Object.entries(user).map(([k, v]) => [k, this.box.decrypt(v)])),
     };
     return {

@@ -18,12 +18,15 @@ import * as deployments from "../repositories/deployments.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import type { DeployJobSpec } from "./deployment.service.js";
 import type { EnvironmentJobSpec } from "./environment.service.js";
+import type { DataJobSpec } from "../data/data.service.js";
 
 /** One event from an agent, already decoded from the wire. */
 export type JobEventInput =
   | { jobId: string; seq: number; at: Date; kind: "step"; name: string; state: string }
   | { jobId: string; seq: number; at: Date; kind: "log"; text: string }
   | { jobId: string; seq: number; at: Date; kind: "facts"; commit: string; image: string }
+  | { jobId: string; seq: number; at: Date; kind: "progress"; phase: string; bytes: number; objects: number }
+  | { jobId: string; seq: number; at: Date; kind: "backup"; backupId: string; database: boolean; databaseBytes: number; media: boolean; mediaBytes: number; mediaObjects: number }
   | { jobId: string; seq: number; at: Date; kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit: string; image: string; failure?: { type: string; message: string; retryable: boolean; details?: string } };
 
 export interface JobSpecView {
@@ -33,6 +36,7 @@ export interface JobSpecView {
   lastSeq: number;
   deploy?: DeployJobSpec;
   environment?: EnvironmentJobSpec;
+  data?: DataJobSpec;
 }
 
 /**
@@ -82,6 +86,8 @@ export class JobReportService {
       view.deploy = { ...spec, currentImage: env?.current_image ?? spec.currentImage };
     } else if (job.kind === "environment") {
       view.environment = job.spec as EnvironmentJobSpec;
+    } else if (job.kind === "data") {
+      view.data = job.spec as DataJobSpec;
     }
     return view;
   }
@@ -91,6 +97,7 @@ export class JobReportService {
     if (!job) throw new NotFoundError(`job '${jobId}' does not exist`);
     if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
     if (job.kind === "environment") return this.applyEnvironmentJob(trx, job, events);
+    if (job.kind === "data") return this.applyDataJob(trx, job, events);
     let lastSeq = job.last_seq;
     let jobState = job.state as JobState;
     const d = job.deployment_id ? await deployments.findDeploymentForUpdate(trx, job.deployment_id) : undefined;
@@ -205,6 +212,51 @@ export class JobReportService {
         details: error ? { error: (error as { message?: string }).message } : {},
       });
     }
+    return { lastSeq, cancelRequested: false, released: false };
+  }
+
+  /**
+   * Backups, restores and content copies: progress and backup facts update
+   * their records as they come; the result ends them. Log lines are not kept;
+   * the failure message says what was done.
+   */
+  private async applyDataJob(trx: Db, job: deployments.JobRow, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean; released: boolean }> {
+    let lastSeq = job.last_seq;
+    let state = job.state as JobState;
+    const spec = job.spec as DataJobSpec;
+    for (const e of events) {
+      if (e.seq <= lastSeq) continue;
+      lastSeq = e.seq;
+      if (isTerminalJobState(state)) continue;
+      if (state === "queued") {
+        state = transition("job", jobTransitions, state, "running");
+        await trx.updateTable("backups").set({ state: "running" }).where("job_id", "=", job.id).where("state", "=", "queued").execute();
+        await trx.updateTable("content_copies").set({ state: "running" }).where("job_id", "=", job.id).where("state", "=", "queued").execute();
+      }
+      if (e.kind === "progress") {
+        await trx.updateTable("content_copies").set({ phase: e.phase, bytes: e.bytes, objects: e.objects }).where("job_id", "=", job.id).execute();
+      } else if (e.kind === "backup") {
+        await trx
+          .updateTable("backups")
+          .set({ state: "succeeded", finished_at: e.at, database_bytes: e.database ? e.databaseBytes : null, media_bytes: e.media ? e.mediaBytes : null, media_objects: e.media ? e.mediaObjects : null })
+          .where("id", "=", e.backupId)
+          .where("job_id", "=", job.id)
+          .execute();
+      } else if (e.kind === "result") {
+        state = transition("job", jobTransitions, state, e.state);
+        const error = e.failure ? JSON.stringify(e.failure) : null;
+        await trx.updateTable("content_copies").set({ state: e.state, finished_at: e.at, error }).where("job_id", "=", job.id).execute();
+        await trx.updateTable("backups").set({ state: e.state === "succeeded" ? "succeeded" : "failed", finished_at: e.at, error }).where("job_id", "=", job.id).where("state", "in", ["queued", "running"]).execute();
+        await recordActivity(trx, {
+          actor: "platform",
+          app: spec.app,
+          environment: spec.environment,
+          action: `${spec.action === "backup" ? "backup" : spec.action === "restore" ? "backup.restore" : "content.copy"}_${e.state}`,
+          details: { job: job.id, ...(e.failure ? { error: e.failure.message } : {}) },
+        });
+      }
+    }
+    await deployments.updateJob(trx, job.id, { state, last_seq: lastSeq, ...(isTerminalJobState(state) && !job.finished_at ? { finished_at: new Date() } : {}) });
     return { lastSeq, cancelRequested: false, released: false };
   }
 

@@ -12,6 +12,10 @@ import { AppService } from "../services/app.service.js";
 import { DeploymentService } from "../services/deployment.service.js";
 import { EnvironmentService } from "../services/environment.service.js";
 import { SecretBox } from "../services/secret-box.js";
+import { DataService } from "../data/data.service.js";
+import { DatabaseProvisioner, dropAllWithPrefix } from "../data/provisioner.js";
+import { ObjectStore } from "../data/object-store.js";
+import { getAppByName, getEnvironment } from "../repositories/apps.repository.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
 import { JobReportService } from "../services/job-report.service.js";
@@ -46,7 +50,7 @@ export interface TestControlPlane {
   app: FastifyInstance;
   database: DatabaseHandle;
   adminToken: string;
-  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; environments: EnvironmentService; hosts: HostService; reports: JobReportService };
+  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; environments: EnvironmentService; data: DataService; hosts: HostService; reports: JobReportService };
   published: number;
   close(): Promise<void>;
 }
@@ -62,20 +66,30 @@ export async function testControlPlane(kind: DbKind): Promise<TestControlPlane> 
   const apps = new AppService(db, { baseDomain: "example.test", ingressScheme: "http", ingressPublicPort: 80 });
   const tcp: Partial<TestControlPlane> = { published: 0 };
   const box = new SecretBox(randomBytes(32));
-  const environments = new EnvironmentService(db, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) });
-  const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1), () => environments);
+  // Real provisioning on the local cluster, under a prefix of this run's own; dropped at close.
+  const dbPrefix = `t${randomBytes(4).toString("hex")}`;
+  const provisioner = new DatabaseProvisioner(PG_ADMIN, log, dbPrefix);
+  const store = new ObjectStore({ endpoint: "http://127.0.0.1:9", endpointForContainers: "http://host.docker.internal:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", mediaBucket: "media", backupBucket: "backups" });
+  const data = new DataService(db, box, provisioner, store, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
+  const environments = new EnvironmentService(db, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
+  const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
+    const appRow = await getAppByName(db, a);
+    await data.ensureDatabase(appRow, await getEnvironment(db, appRow, e));
+  });
   const reports = new JobReportService(db, log);
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
   await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
-  const app = await buildApp({ db, log, auth, apps, deployments, environments, hosts, joinTokenTtlMs: 60_000, readiness: [] });
+  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, joinTokenTtlMs: 60_000, readiness: [] });
   return Object.assign(tcp, {
     app,
     database,
     adminToken,
-    services: { auth, apps, deployments, environments, hosts, reports },
+    services: { auth, apps, deployments, environments, data, hosts, reports },
     close: async () => {
       await app.close();
       await database.close();
+      store.close();
+      await dropAllWithPrefix(PG_ADMIN, dbPrefix);
     },
   }) as TestControlPlane;
 }

@@ -1,0 +1,342 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import {
+  ConflictError,
+  InvalidRequestError,
+  NotFoundError,
+  PreconditionFailedError,
+  backupsToKeep,
+  defaultBackupSchedule,
+  type Logger,
+} from "@slipway/core";
+import type { DataSpec } from "@slipway/proto";
+import type { Db } from "../db/database.js";
+import type { BackupSchedule } from "../db/schema.js";
+import * as apps from "../repositories/apps.repository.js";
+import * as deployments from "../repositories/deployments.repository.js";
+import * as data from "./data.repository.js";
+import { recordActivity } from "../repositories/activity.repository.js";
+import { requireApp, type Principal } from "../services/auth.service.js";
+import type { SecretBox } from "../services/secret-box.js";
+import type { PlacementService } from "../services/placement.service.js";
+import { DatabaseProvisioner, databaseUrl } from "./provisioner.js";
+import { backupPrefix, mediaPrefix, storageDsn, type ObjectStore } from "./object-store.js";
+
+/** The stored spec of a data job: ids only, no secrets (GetJobSpec resolves them). */
+export interface DataJobSpec {
+  action: "backup" | "restore" | "copy";
+  app: string;
+  environment: string;
+  targetEnvironmentId: string;
+  sourceEnvironmentId?: string;
+  database: boolean;
+  media: boolean;
+  backupId?: string;
+  safetyBackupId?: string;
+}
+
+export interface BackupView {
+  id: string;
+  app: string;
+  environment: string;
+  kind: string;
+  state: string;
+  database: boolean;
+  media: boolean;
+  databaseBytes: number | null;
+  mediaBytes: number | null;
+  mediaObjects: number | null;
+  sizeBytes: number | null;
+  error: unknown;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export interface ContentCopyView {
+  id: string;
+  app: string;
+  kind: string;
+  from: string;
+  to: string;
+  state: string;
+  database: boolean;
+  media: boolean;
+  progress: { phase: string | null; bytes: number; objects: number };
+  safetyBackupId: string | null;
+  error: unknown;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export class DataService {
+  constructor(
+    private readonly db: Db,
+    private readonly box: SecretBox,
+    private readonly provisioner: DatabaseProvisioner,
+    private readonly store: ObjectStore,
+    private readonly placement: PlacementService,
+    private readonly opts: { adminUrl: string; hostForContainers: string; onJobQueued: () => void; log: Logger },
+  ) {}
+
+  /** Creates the environment's database and role when missing (idempotent); the password is kept encrypted. */
+  async ensureDatabase(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
+    let sealed = env.db_password_encrypted;
+    if (!sealed) {
+      sealed = this.box.encrypt(randomBytes(24).toString("base64url"));
+      const r = await this.db.updateTable("environments").set({ db_password_encrypted: sealed }).where("id", "=", env.id).where("db_password_encrypted", "is", null).executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) sealed = (await apps.findEnvironmentById(this.db, env.id))!.db_password_encrypted!;
+    }
+    await this.provisioner.ensure(this.provisioner.names(app.name, env.name), this.box.decrypt(sealed));
+  }
+
+  /** DATABASE_URL and DEFAULT_STORAGE_DSN as the app's containers see them. */
+  containerVariables(app: apps.AppRow, env: apps.EnvironmentRow): Record<string, string> {
+    const out: Record<string, string> = { DEFAULT_STORAGE_DSN: storageDsn(this.store.cfg, mediaPrefix(app.name, env.name)) };
+    if (env.db_password_encrypted) {
+      out.DATABASE_URL = databaseUrl(this.opts.adminUrl, this.provisioner.names(app.name, env.name), this.box.decrypt(env.db_password_encrypted), this.opts.hostForContainers);
+    }
+    return out;
+  }
+
+  async createBackup(by: Principal, appName: string, envName: string, input: { database: boolean; media: boolean }, kind: "manual" | "scheduled" = "manual"): Promise<BackupView> {
+    requireApp(by, appName);
+    if (!input.database && !input.media) throw new InvalidRequestError("a backup needs database, media or both", { details: { database: "false", media: "false" } });
+    const app = await apps.getAppByName(this.db, appName);
+    const env = await apps.getEnvironment(this.db, app, envName);
+    await this.ensureDatabase(app, env);
+    const id = randomUUID();
+    await this.db.transaction().execute(async (trx) => {
+      await data.insertBackup(trx, { id, app: appName, environment: envName, environmentId: env.id, kind, database: input.database, media: input.media, prefix: backupPrefix(appName, envName, id), requestedBy: by.name });
+      const spec: DataJobSpec = { action: "backup", app: appName, environment: envName, targetEnvironmentId: env.id, database: input.database, media: input.media, backupId: id };
+      const jobId = await this.enqueue(trx, env, spec);
+      await trx.updateTable("backups").set({ job_id: jobId }).where("id", "=", id).execute();
+      await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "backup.requested", details: { backup: id, kind, database: input.database, media: input.media } });
+    });
+    this.opts.onJobQueued();
+    return toBackupView((await data.findBackup(this.db, id))!);
+  }
+
+  async listBackups(by: Principal, appName: string, envName: string): Promise<BackupView[]> {
+    requireApp(by, appName);
+    const app = await apps.getAppByName(this.db, appName);
+    const env = await apps.getEnvironment(this.db, app, envName);
+    return (await data.listBackups(this.db, env.id)).map(toBackupView);
+  }
+
+  /**
+   * "Deploy the content of environment X to this one" on its own: a backup of
+   * the target first, then its database and/or media replaced by the source's.
+   */
+  async contentCopy(by: Principal, appName: string, target: string, input: { from: string; database: boolean; media: boolean; confirm?: boolean }): Promise<ContentCopyView> {
+    requireApp(by, appName);
+    if (input.from === target) throw new InvalidRequestError(`cannot copy ${appName}/${target} into itself`, { details: { from: "same as the target" } });
+    if (!input.database && !input.media) throw new InvalidRequestError("a content copy needs database, media or both");
+    const app = await apps.getAppByName(this.db, appName);
+    const targetEnv = await apps.getEnvironment(this.db, app, target);
+    const sourceEnv = await apps.getEnvironment(this.db, app, input.from);
+    if (input.confirm !== true) {
+      throw new PreconditionFailedError(`this replaces the ${[input.database && "database", input.media && "media"].filter(Boolean).join(" and ")} of ${appName}/${target}: send "confirm": true`);
+    }
+    await this.ensureDatabase(app, targetEnv);
+    await this.ensureDatabase(app, sourceEnv);
+    const id = randomUUID();
+    const safetyId = randomUUID();
+    await this.db
+      .transaction()
+      .execute(async (trx) => {
+        await data.insertBackup(trx, { id: safetyId, app: appName, environment: target, environmentId: targetEnv.id, kind: "safety", database: input.database, media: input.media, prefix: backupPrefix(appName, target, safetyId), requestedBy: by.name });
+        await data.insertContentCopy(trx, { id, app: appName, source: input.from, target, sourceEnvironmentId: sourceEnv.id, targetEnvironmentId: targetEnv.id, kind: "copy", database: input.database, media: input.media, safetyBackupId: safetyId, requestedBy: by.name });
+        const spec: DataJobSpec = { action: "copy", app: appName, environment: target, targetEnvironmentId: targetEnv.id, sourceEnvironmentId: sourceEnv.id, database: input.database, media: input.media, safetyBackupId: safetyId };
+        const jobId = await this.enqueue(trx, targetEnv, spec);
+        await trx.updateTable("content_copies").set({ job_id: jobId }).where("id", "=", id).execute();
+        await trx.updateTable("backups").set({ job_id: jobId }).where("id", "=", safetyId).execute();
+        await recordActivity(trx, { actor: by.name, app: appName, environment: target, action: "content.copy_requested", details: { copy: id, from: input.from, database: input.database, media: input.media, safetyBackup: safetyId } });
+      })
+      .catch(conflictOnActive(appName, target));
+    this.opts.onJobQueued();
+    return this.getContentCopy(by, id);
+  }
+
+  /** Restores a backup into its own environment or another environment of the same app. */
+  async restore(by: Principal, backupId: string, input: { into?: string; confirm?: boolean }): Promise<ContentCopyView> {
+    const backup = await data.findBackup(this.db, backupId);
+    if (!backup) throw new NotFoundError(`backup '${backupId}' does not exist`);
+    requireApp(by, backup.app);
+    if (backup.state !== "succeeded") throw new ConflictError(`backup ${backupId} is ${backup.state}; only a finished backup can be restored`);
+    const app = await apps.getAppByName(this.db, backup.app);
+    const target = await apps.getEnvironment(this.db, app, input.into ?? backup.environment);
+    if (input.confirm !== true) throw new PreconditionFailedError(`restoring replaces the content of ${backup.app}/${target.name}: send "confirm": true`);
+    await this.ensureDatabase(app, target);
+    const id = randomUUID();
+    await this.db
+      .transaction()
+      .execute(async (trx) => {
+        await data.insertContentCopy(trx, { id, app: backup.app, source: `backup:${backupId}`, target: target.name, sourceEnvironmentId: backup.environment_id, targetEnvironmentId: target.id, kind: "restore", database: backup.database, media: backup.media, safetyBackupId: null, requestedBy: by.name });
+        const spec: DataJobSpec = { action: "restore", app: backup.app, environment: target.name, targetEnvironmentId: target.id, database: backup.database, media: backup.media, backupId };
+        const jobId = await this.enqueue(trx, target, spec);
+        await trx.updateTable("content_copies").set({ job_id: jobId }).where("id", "=", id).execute();
+        await recordActivity(trx, { actor: by.name, app: backup.app, environment: target.name, action: "backup.restore_requested", details: { backup: backupId, restore: id } });
+      })
+      .catch(conflictOnActive(backup.app, target.name));
+    this.opts.onJobQueued();
+    return this.getContentCopy(by, id);
+  }
+
+  async getContentCopy(by: Principal, id: string): Promise<ContentCopyView> {
+    const c = await data.findContentCopy(this.db, id);
+    if (!c) throw new NotFoundError(`content copy '${id}' does not exist`);
+    requireApp(by, c.app);
+    return toCopyView(c);
+  }
+
+  /** The agent's DataSpec with credentials, built when the agent asks for it. */
+  async dataSpec(spec: DataJobSpec): Promise<DataSpec> {
+    const target = await apps.findEnvironmentById(this.db, spec.targetEnvironmentId);
+    if (!target) throw new NotFoundError(`environment of the job no longer exists`);
+    const app = (await this.db.selectFrom("apps").selectAll().where("id", "=", target.app_id).executeTakeFirst())!;
+    const dbUrl = (env: apps.EnvironmentRow) =>
+      env.db_password_encrypted ? databaseUrl(this.opts.adminUrl, this.provisioner.names(app.name, env.name), this.box.decrypt(env.db_password_encrypted)) : "";
+    const s3 = (bucket: string, prefix: string) => ({
+      endpoint: this.store.cfg.endpoint,
+      region: this.store.cfg.region,
+      accessKeyId: this.store.cfg.accessKeyId,
+      secretAccessKey: this.store.cfg.secretAccessKey,
+      bucket,
+      prefix,
+      forcePathStyle: true,
+    });
+    const out: DataSpec = {
+      action: spec.action,
+      app: spec.app,
+      environment: spec.environment,
+      database: spec.database,
+      media: spec.media,
+      sourceDatabaseUrl: "",
+      targetDatabaseUrl: dbUrl(target),
+      targetMedia: s3(this.store.cfg.mediaBucket, mediaPrefix(app.name, target.name)),
+    };
+    if (spec.action === "backup") {
+      out.sourceDatabaseUrl = out.targetDatabaseUrl;
+      out.sourceMedia = out.targetMedia;
+    }
+    if (spec.sourceEnvironmentId && spec.action === "copy") {
+      const source = await apps.findEnvironmentById(this.db, spec.sourceEnvironmentId);
+      if (!source) throw new NotFoundError("the source environment no longer exists");
+      out.sourceDatabaseUrl = dbUrl(source);
+      out.sourceMedia = s3(this.store.cfg.mediaBucket, mediaPrefix(app.name, source.name));
+    }
+    for (const [field, id] of [["backup", spec.backupId], ["safetyBackup", spec.safetyBackupId]] as const) {
+      if (!id) continue;
+      const b = await data.findBackup(this.db, id);
+      if (b) out[field] = { backupId: id, location: s3(this.store.cfg.backupBucket, b.prefix) };
+    }
+    return out;
+  }
+
+  /** Drops an environment's database and role, its media and its backups (after the environment is gone). */
+  async removeEnvironmentData(app: string, env: string, environmentId: string): Promise<void> {
+    await this.provisioner.drop(this.provisioner.names(app, env)).catch((err: unknown) => this.opts.log.warn({ app, env, err: (err as Error).message }, "could not drop the environment's database"));
+    await this.store.deletePrefix(this.store.cfg.mediaBucket, mediaPrefix(app, env)).catch((err: unknown) => this.opts.log.warn({ app, env, err: (err as Error).message }, "could not delete media"));
+    for (const b of await data.listBackups(this.db, environmentId)) {
+      await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix).catch(() => undefined);
+    }
+    await this.db.deleteFrom("backups").where("environment_id", "=", environmentId).execute();
+  }
+
+  /**
+   * Scheduled backups: an environment whose schedule is on gets one a day;
+   * afterwards its scheduled backups beyond the retention policy are pruned.
+   */
+  async runSchedule(now = new Date(), system: Principal = { tokenId: "scheduler", name: "scheduler", role: "admin", apps: [] }): Promise<{ started: number; pruned: number }> {
+    let started = 0;
+    let pruned = 0;
+    const envs = await this.db.selectFrom("environments").innerJoin("apps", "apps.id", "environments.app_id").select(["environments.id", "environments.name", "environments.backup_schedule", "apps.name as app"]).execute();
+    for (const e of envs) {
+      const schedule = (e.backup_schedule as BackupSchedule | null) ?? defaultBackupSchedule(e.name);
+      if (!schedule.enabled) continue;
+      const scheduled = (await data.listBackups(this.db, e.id)).filter((b) => b.kind === "scheduled");
+      const last = scheduled[0];
+      if (!last || now.getTime() - last.created_at.getTime() >= 24 * 3600_000) {
+        await this.createBackup(system, e.app, e.name, { database: true, media: true }, "scheduled").then(() => started++, (err: unknown) => this.opts.log.warn({ app: e.app, env: e.name, err: (err as Error).message }, "scheduled backup not started"));
+      }
+      const done = scheduled.filter((b) => b.state === "succeeded");
+      const keep = backupsToKeep(done.map((b) => ({ id: b.id, createdAt: b.created_at })), schedule.retention);
+      for (const b of done.filter((x) => !keep.has(x.id))) {
+        await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix);
+        await this.db.deleteFrom("backups").where("id", "=", b.id).execute();
+        pruned++;
+      }
+    }
+    return { started, pruned };
+  }
+
+  async setSchedule(by: Principal, appName: string, envName: string, schedule: BackupSchedule): Promise<BackupSchedule> {
+    requireApp(by, appName);
+    const app = await apps.getAppByName(this.db, appName);
+    const env = await apps.getEnvironment(this.db, app, envName);
+    await this.db.updateTable("environments").set({ backup_schedule: JSON.stringify(schedule) }).where("id", "=", env.id).execute();
+    await recordActivity(this.db, { actor: by.name, app: appName, environment: envName, action: "backup.schedule_changed", details: { ...schedule } });
+    return schedule;
+  }
+
+  async getSchedule(by: Principal, appName: string, envName: string): Promise<BackupSchedule> {
+    requireApp(by, appName);
+    const app = await apps.getAppByName(this.db, appName);
+    const env = await apps.getEnvironment(this.db, app, envName);
+    return (env.backup_schedule as BackupSchedule | null) ?? defaultBackupSchedule(env.name);
+  }
+
+  /** Data jobs run on the target environment's host, or on any online host when it was never placed. */
+  private async enqueue(trx: Db, env: apps.EnvironmentRow, spec: DataJobSpec): Promise<string> {
+    const hostId = env.host_id ?? (await this.placement.choose(trx)) ?? null;
+    const id = randomUUID();
+    await deployments.insertJob(trx, { id, kind: "data", deploymentId: null, hostId, spec, environmentId: env.id });
+    return id;
+  }
+}
+
+function conflictOnActive(app: string, env: string) {
+  return (err: unknown) => {
+    if ((err as { code?: string }).code === "23505") throw new ConflictError(`a content copy or restore into ${app}/${env} is already running`);
+    throw err;
+  };
+}
+
+export function toBackupView(b: data.BackupRow): BackupView {
+  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  const db = n(b.database_bytes);
+  const media = n(b.media_bytes);
+  return {
+    id: b.id,
+    app: b.app,
+    environment: b.environment,
+    kind: b.kind,
+    state: b.state,
+    database: b.database,
+    media: b.media,
+    databaseBytes: db,
+    mediaBytes: media,
+    mediaObjects: b.media_objects,
+    sizeBytes: db === null && media === null ? null : (db ?? 0) + (media ?? 0),
+    error: b.error,
+    createdAt: b.created_at.toISOString(),
+    finishedAt: b.finished_at ? b.finished_at.toISOString() : null,
+  };
+}
+
+export function toCopyView(c: data.ContentCopyRow): ContentCopyView {
+  return {
+    id: c.id,
+    app: c.app,
+    kind: c.kind,
+    from: c.source,
+    to: c.target,
+    state: c.state,
+    database: c.database,
+    media: c.media,
+    progress: { phase: c.phase, bytes: Number(c.bytes), objects: Number(c.objects) },
+    safetyBackupId: c.safety_backup_id,
+    error: c.error,
+    createdAt: c.created_at.toISOString(),
+    finishedAt: c.finished_at ? c.finished_at.toISOString() : null,
+  };
+}
