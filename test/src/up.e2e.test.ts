@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./support/platform.js";
 import { freePort, waitFor } from "./support/processes.js";
 import { getVia } from "./support/load.js";
+import { dropDatabasesWithPrefix } from "./support/postgres.js";
+import { randomBytes } from "node:crypto";
 
 function alive(pid: number): boolean {
   try {
@@ -19,13 +21,15 @@ function alive(pid: number): boolean {
 // `npm run up` as the README says, headless: start, fetch the printed test URL, Ctrl-C, nothing left running.
 describe("npm run up", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "slipway-up-"));
+  const dbPrefix = `u${randomBytes(4).toString("hex")}`;
   let child: ReturnType<typeof spawn> | undefined;
-  afterAll(() => {
+  afterAll(async () => {
     if (child && child.exitCode === null) child.kill("SIGKILL");
+    await dropDatabasesWithPrefix(dbPrefix);
   });
 
   it("starts the platform on embedded defaults, deploys hello to test and live, and stops everything on Ctrl-C", async () => {
-    const [httpPort, grpcPort, ingressPort, natsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const [httpPort, grpcPort, ingressPort, natsPort, s3Port] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     let out = "";
     child = spawn(process.execPath, [path.join(repoRoot, "scripts/up.mjs")], {
       cwd: repoRoot,
@@ -38,6 +42,8 @@ describe("npm run up", () => {
         SLIPWAY_INGRESS_HTTP_PORT: String(ingressPort),
         SLIPWAY_INGRESS_PUBLIC_PORT: String(ingressPort),
         SLIPWAY_EMBEDDED_NATS_PORT: String(natsPort),
+        SLIPWAY_EMBEDDED_S3_PORT: String(s3Port),
+        SLIPWAY_DATABASE_NAME_PREFIX: dbPrefix,
         DATABASE_URL: "",
         NATS_URL: "",
       },

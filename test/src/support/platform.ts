@@ -5,7 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import { NatsServer } from "./nats.js";
-import { createTestDatabase } from "./postgres.js";
+import { createTestDatabase, dropDatabasesWithPrefix } from "./postgres.js";
 import { freePort, startProcess, waitFor, type Proc } from "./processes.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -79,6 +79,9 @@ export class Platform {
   cp?: Proc;
   httpPort = 0;
   grpcPort = 0;
+  s3Port = 0;
+  /** Environment databases of this platform are named `<prefix>_<app>_<env>` on the local cluster. */
+  readonly dbPrefix = `e${randomBytes(4).toString("hex")}`;
   api!: Api;
   agents: AgentHandle[] = [];
   private dropDb?: () => Promise<void>;
@@ -95,6 +98,7 @@ export class Platform {
     }
     this.httpPort = await freePort();
     this.grpcPort = await freePort();
+    this.s3Port = await freePort();
     await this.startControlPlane();
   }
 
@@ -110,6 +114,8 @@ export class Platform {
         SLIPWAY_ADMIN_TOKEN: this.adminToken,
         SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
         SLIPWAY_INGRESS_PUBLIC_PORT: "0",
+        SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
+        SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
         LOG_LEVEL: "info",
       },
       logFile: path.join(this.dir, "control-plane.log"),
@@ -193,6 +199,7 @@ export class Platform {
     }
     await this.nats.stop();
     await this.dropDb?.().catch(() => undefined);
+    await dropDatabasesWithPrefix(this.dbPrefix).catch(() => undefined);
   }
 }
 
