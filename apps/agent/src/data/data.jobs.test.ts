@@ -1,0 +1,258 @@
+/**
+ * Data jobs (backup, restore, copy) against a REAL PostgreSQL (127.0.0.1:5432)
+ * and a REAL s3rver started here as a child process. Everything is checked by
+ * reading back: md5 over the rows in order, sha256 of every object.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
+import type { DataSpec, S3Location } from "@slipway/proto";
+import { createLogger } from "@slipway/core";
+import { runDataJob, type BackupManifest } from "./data.runner.js";
+import { copyPrefix, deletePrefix, makeS3Client, PartialCopyError } from "./s3.js";
+import { pgConnection } from "./pg-tools.js";
+import {
+  createDb,
+  dbUrl,
+  dropDb,
+  fillItems,
+  itemsDigest,
+  putObjects,
+  rand,
+  readDigests,
+  recordingReporter,
+  startS3rver,
+  withDb,
+  type S3rverHandle,
+} from "./data.testkit.js";
+
+const log = createLogger("data-test", "silent");
+const run = rand();
+const dbA = `slipway_data_test_${run}_a`;
+const dbB = `slipway_data_test_${run}_b`;
+let s3: S3rverHandle | undefined;
+
+function spec(over: Partial<DataSpec>): DataSpec {
+  return {
+    action: "backup",
+    app: "shop",
+    environment: "live",
+    database: true,
+    media: true,
+    sourceDatabaseUrl: "",
+    sourceMedia: undefined,
+    targetDatabaseUrl: "",
+    targetMedia: undefined,
+    backup: undefined,
+    safetyBackup: undefined,
+    ...over,
+  };
+}
+
+const media = (prefix: string, bucket = "media"): S3Location => s3!.location(bucket, prefix);
+const backupAt = (id: string) => ({ backupId: id, location: s3!.location("backups", `shop/${id}/`) });
+
+async function runJob(s: DataSpec) {
+  const report = recordingReporter();
+  const outcome = await runDataJob(s, { report, log, signal: new AbortController().signal });
+  return { outcome, report };
+}
+
+async function readManifest(id: string): Promise<BackupManifest> {
+  const client = makeS3Client(s3!.location("backups", ""));
+  try {
+    const got = await client.send(new GetObjectCommand({ Bucket: "backups", Key: `shop/${id}/manifest.json` }));
+    return JSON.parse(await got.Body!.transformToString()) as BackupManifest;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** 50 objects of 1–40 KB, some keys with characters servers encode differently in x-amz-copy-source. */
+const keyOf = (i: number) => (i % 10 === 3 ? `odd names/ä b+c&d=${i}?.txt` : `uploads/${i % 4}/file-${i}.bin`);
+
+beforeAll(async () => {
+  s3 = await startS3rver(["media", "backups", "other"]);
+  await createDb(dbA);
+  await createDb(dbB);
+});
+
+afterAll(async () => {
+  await Promise.allSettled([dropDb(dbA), dropDb(dbB)]);
+  await s3?.stop();
+});
+
+describe("database URLs", () => {
+  it("never put the password on the command line", () => {
+    const c = pgConnection("postgres://role%40x:s3cr%2Ft@db.internal:6543/my_db?sslmode=require");
+    expect(c.args.join(" ")).not.toContain("s3cr");
+    expect(c.args).toEqual(["--host", "db.internal", "--port", "6543", "--username", "role@x", "--no-password", "--dbname=my_db"]);
+    expect(c.env).toMatchObject({ PGPASSWORD: "s3cr/t", PGSSLMODE: "require" });
+    expect(c.label).toBe("db.internal:6543/my_db");
+  });
+});
+
+describe("data jobs with a real PostgreSQL and a real s3rver", () => {
+  it("backs up a database and 50 media objects, then restores them into another database and prefix (replace)", async () => {
+    await fillItems(dbA, 3000, "alpha");
+    await fillItems(dbB, 40, "other");
+    const source = await putObjects(media("envA/"), 50, (i) => 1024 + ((i * 7919) % 40_000), keyOf);
+    const stale = await putObjects(media("envB/"), 6, () => 500, (i) => `stale-${i}.bin`);
+    expect(stale.size).toBe(6);
+
+    const backup = await runJob(spec({ action: "backup", sourceDatabaseUrl: dbUrl(dbA), sourceMedia: media("envA/"), backup: backupAt("b1") }));
+    expect(backup.outcome, backup.report.lines().join("\n")).toBe("succeeded");
+    expect(backup.report.lines()).toContain("===== database backup =====");
+    expect(backup.report.lines()).toContain("===== media backup =====");
+    const steps = backup.report.events.filter((e) => e.kind === "step").map((e) => e.value);
+    expect(steps).toEqual([
+      { name: "database", state: "running" },
+      { name: "database", state: "succeeded" },
+      { name: "media", state: "running" },
+      { name: "media", state: "succeeded" },
+    ]);
+    const facts = backup.report.events.filter((e) => e.kind === "backup").map((e) => e.value as Record<string, unknown>);
+    expect(facts).toHaveLength(2);
+    expect(facts[0]).toMatchObject({ backupId: "b1", database: true, media: false });
+    expect(facts[0].databaseBytes).toBeGreaterThan(10_000);
+    expect(facts[1]).toMatchObject({ backupId: "b1", media: true, mediaObjects: 50 });
+    const manifest = await readManifest("b1");
+    expect(manifest.media).toEqual({ objects: 50, bytes: facts[1].mediaBytes });
+    expect(manifest.database?.bytes).toBe(facts[0].databaseBytes);
+    expect(await readDigests(s3!.location("backups", "shop/b1/media/"))).toEqual(source);
+
+    // Progress: cumulative per phase, and the last media figure is the whole.
+    const progress = backup.report.events.filter((e) => e.kind === "progress").map((e) => ({ ...(e.value as { phase: string; bytes: number; objects: number }), at: e.at }));
+    const mediaProgress = progress.filter((p) => p.phase === "media");
+    expect(mediaProgress.at(-1)).toMatchObject({ objects: 50, bytes: facts[1].mediaBytes });
+    for (const phase of ["database", "media"]) {
+      const ps = progress.filter((p) => p.phase === phase);
+      for (let i = 1; i < ps.length; i++) {
+        expect(ps[i].bytes).toBeGreaterThanOrEqual(ps[i - 1].bytes);
+        // every event but the final flush respects the interval
+        if (i < ps.length - 1) expect(ps[i].at - ps[i - 1].at).toBeGreaterThanOrEqual(249);
+      }
+    }
+
+    const restore = await runJob(
+      spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("b1") }),
+    );
+    expect(restore.outcome, restore.report.lines().join("\n")).toBe("succeeded");
+    expect(await itemsDigest(dbB)).toEqual(await itemsDigest(dbA));
+    expect(await readDigests(media("envB/"))).toEqual(source);
+  });
+
+  it("copy backs up the target first; restoring that safety backup brings the target back exactly", async () => {
+    await withDb(dbB, (c) => c.query("TRUNCATE items RESTART IDENTITY"));
+    await fillItems(dbB, 777, "target");
+    await deletePrefix(media("envB/"));
+    await putObjects(media("envB/"), 20, (i) => 300 + i, (i) => `uploads/t-${i}.bin`);
+    const before = { db: await itemsDigest(dbB), media: await readDigests(media("envB/")) };
+    expect(before.db).not.toEqual(await itemsDigest(dbA));
+
+    const copy = await runJob(
+      spec({
+        action: "copy",
+        sourceDatabaseUrl: dbUrl(dbA),
+        sourceMedia: media("envA/"),
+        targetDatabaseUrl: dbUrl(dbB),
+        targetMedia: media("envB/"),
+        safetyBackup: backupAt("s1"),
+      }),
+    );
+    expect(copy.outcome, copy.report.lines().join("\n")).toBe("succeeded");
+    expect(copy.report.events.filter((e) => e.kind === "step" && (e.value as { state: string }).state === "succeeded").map((e) => (e.value as { name: string }).name)).toEqual([
+      "safety-backup",
+      "database",
+      "media",
+    ]);
+    expect(copy.report.events.filter((e) => e.kind === "backup").map((e) => (e.value as { backupId: string }).backupId)).toEqual(["s1", "s1"]);
+    expect(await itemsDigest(dbB)).toEqual(await itemsDigest(dbA));
+    expect(await readDigests(media("envB/"))).toEqual(await readDigests(media("envA/")));
+
+    const back = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("s1") }));
+    expect(back.outcome, back.report.lines().join("\n")).toBe("succeeded");
+    expect(await itemsDigest(dbB)).toEqual(before.db);
+    expect(await readDigests(media("envB/"))).toEqual(before.media);
+  });
+
+  it("a copy that fails midway says what was done, fails, and leaves the safety backup usable", async () => {
+    const before = { db: await itemsDigest(dbB), media: await readDigests(media("envB/")) };
+    // The database copies; the media source is a bucket that does not exist.
+    const copy = await runJob(
+      spec({
+        action: "copy",
+        sourceDatabaseUrl: dbUrl(dbA),
+        sourceMedia: media("envA/", "no-such-bucket"),
+        targetDatabaseUrl: dbUrl(dbB),
+        targetMedia: media("envB/"),
+        safetyBackup: backupAt("s2"),
+      }),
+    );
+    expect(copy.outcome).toBe("failed");
+    const last = copy.report.lines().at(-1)!;
+    expect(last).toMatch(/database copied; media copy could not list the source: .*NoSuchBucket/);
+    expect(last).toContain("The safety backup s2 restores the target's previous content.");
+    const result = copy.report.events.find((e) => e.kind === "result")!.value as { state: string; error: Error };
+    expect(result.state).toBe("failed");
+    expect(result.error.message).toBe(last);
+    expect(await itemsDigest(dbB)).toEqual(await itemsDigest(dbA));
+
+    const back = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("s2") }));
+    expect(back.outcome, back.report.lines().join("\n")).toBe("succeeded");
+    expect(await itemsDigest(dbB)).toEqual(before.db);
+    expect(await readDigests(media("envB/"))).toEqual(before.media);
+  });
+
+  it("a copy from a database that does not exist fails with pg_dump's message and leaves the target untouched", async () => {
+    const before = await itemsDigest(dbB);
+    const copy = await runJob(
+      spec({
+        action: "copy",
+        media: false,
+        sourceDatabaseUrl: dbUrl(`slipway_data_test_${run}_missing`),
+        targetDatabaseUrl: dbUrl(dbB),
+        safetyBackup: backupAt("s3"),
+      }),
+    );
+    expect(copy.outcome).toBe("failed");
+    const last = copy.report.lines().at(-1)!;
+    expect(last).toMatch(/^safety backup s3 of the target written; database copy failed: pg_dump failed \(exit code 1\): .*does not exist/s);
+    expect(last).toContain("The safety backup s3 restores");
+    expect(await itemsDigest(dbB)).toEqual(before);
+  });
+
+  it("a backup that fails removes what it wrote; restore refuses a backup without a manifest", async () => {
+    const failed = await runJob(
+      spec({ action: "backup", sourceDatabaseUrl: dbUrl(dbA), sourceMedia: media("envA/", "no-such-bucket"), backup: backupAt("b2") }),
+    );
+    expect(failed.outcome).toBe("failed");
+    expect(failed.report.lines().at(-1)).toMatch(/^media backup could not list the source/);
+    expect(failed.report.lines()).toContain("removed the incomplete backup b2 (1 object(s))");
+    const restore = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("b2") }));
+    expect(restore.outcome).toBe("failed");
+    expect(restore.report.lines().at(-1)).toMatch(/backup b2 has no readable manifest/);
+  });
+
+  it("copyPrefix reports how far it got when an object fails midway", async () => {
+    await putObjects(media("mid/"), 30, () => 100, (i) => `k${String(i).padStart(2, "0")}`);
+    const client = makeS3Client(media(""));
+    let deleting: Promise<unknown> | undefined;
+    const err = await copyPrefix(media("mid/"), media("mid-copy/"), {
+      concurrency: 1,
+      onProgress: (p) => {
+        // After the 5th copy, a source object that is 20 copies further on disappears.
+        if (p.objects === 5) deleting ??= client.send(new DeleteObjectCommand({ Bucket: "media", Key: "mid/k25" }));
+      },
+    }).catch((e: unknown) => e);
+    await deleting;
+    client.destroy();
+    expect(err).toBeInstanceOf(PartialCopyError);
+    expect((err as PartialCopyError).message).toMatch(/^failed after 25\/30 objects: .*NoSuchKey/);
+  });
+
+  it("copies across buckets on the same endpoint", async () => {
+    const r = await copyPrefix(media("envA/"), s3!.location("other", "x/"));
+    expect(r.objects).toBe(50);
+    expect(await readDigests(s3!.location("other", "x/"))).toEqual(await readDigests(media("envA/")));
+  });
+});

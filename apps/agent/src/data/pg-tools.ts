@@ -1,0 +1,149 @@
+import { spawn, type ChildProcess } from "node:child_process";
+
+/** How pg_dump/pg_restore reach a database: arguments for everything but the password, which goes in the child's env. */
+export interface PgConnection {
+  args: string[];
+  env: Record<string, string>;
+  /** host:port/db, safe to log */
+  label: string;
+}
+
+const QUERY_ENV: Record<string, string> = {
+  sslmode: "PGSSLMODE",
+  sslrootcert: "PGSSLROOTCERT",
+  connect_timeout: "PGCONNECT_TIMEOUT",
+  application_name: "PGAPPNAME",
+};
+
+/**
+ * Takes a postgres:// URL apart. Command lines are visible to every user in
+ * `ps`, so the password travels only as PGPASSWORD in the child's environment.
+ */
+export function pgConnection(url: string): PgConnection {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error("the database URL is not a valid URL");
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") throw new Error(`unsupported database URL scheme '${u.protocol}'`);
+  const host = u.searchParams.get("host") ?? u.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = u.port || "5432";
+  const user = decodeURIComponent(u.username);
+  const db = decodeURIComponent(u.pathname.replace(/^\//, ""));
+  if (!db) throw new Error("the database URL names no database");
+  // A --dbname containing "=" or "://" would be parsed by libpq as a connection string.
+  const dbArg = db.includes("=") || db.includes("://") ? `dbname='${db.replace(/(['\\])/g, "\\$1")}'` : db;
+  const env: Record<string, string> = { PGCONNECT_TIMEOUT: "15" };
+  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
+  for (const [param, name] of Object.entries(QUERY_ENV)) {
+    const v = u.searchParams.get(param);
+    if (v !== null) env[name] = v;
+  }
+  return {
+    args: ["--host", host, "--port", port, ...(user ? ["--username", user] : []), "--no-password", `--dbname=${dbArg}`],
+    env,
+    label: `${host}:${port}/${db}`,
+  };
+}
+
+export class PgToolError extends Error {
+  constructor(
+    readonly tool: string,
+    readonly exitCode: number | null,
+    readonly exitSignal: string | null,
+    readonly stderr: string,
+  ) {
+    const how = exitSignal ? `was killed by ${exitSignal}` : `failed (exit code ${exitCode})`;
+    const text = stderr.trim().split("\n").slice(-6).join("\n");
+    super(`${tool} ${how}${text ? `: ${text}` : ""}`);
+    this.name = "PgToolError";
+  }
+}
+
+const STDERR_KEEP = 16 * 1024;
+
+/** One pg_dump/pg_restore child: stderr kept (its tail) for the error message, exit awaited once. */
+export class PgChild {
+  readonly proc: ChildProcess;
+  private stderr = "";
+  private result?: { code: number | null; signal: string | null };
+  /** when the process ended; the first of two piped tools to fail is the cause, the other one's failure a consequence */
+  exitedAt = Infinity;
+  readonly exited: Promise<void>;
+
+  constructor(
+    readonly tool: "pg_dump" | "pg_restore",
+    args: string[],
+    conn: PgConnection,
+    stdio: { stdin: "pipe" | "ignore"; stdout: "pipe" | "ignore" },
+  ) {
+    this.proc = spawn(tool, args, {
+      env: { ...process.env, ...conn.env },
+      stdio: [stdio.stdin, stdio.stdout, "pipe"],
+    });
+    this.proc.stderr!.setEncoding("utf8");
+    this.proc.stderr!.on("data", (s: string) => {
+      this.stderr = (this.stderr + s).slice(-STDERR_KEEP);
+    });
+    // A child that exits early closes its stdin; the write error is reported through the exit code instead.
+    this.proc.stdin?.on("error", () => undefined);
+    this.exited = new Promise((resolve) => {
+      this.proc.once("error", (err) => {
+        this.stderr += `\n${err.message}`;
+        this.finish(-1, null);
+        resolve();
+      });
+      this.proc.once("close", (code, signal) => {
+        this.finish(code, signal);
+        resolve();
+      });
+    });
+  }
+
+  private finish(code: number | null, signal: string | null): void {
+    if (this.result) return;
+    this.result = { code, signal };
+    this.exitedAt = performance.now();
+  }
+
+  get failed(): PgToolError | undefined {
+    const r = this.result;
+    if (!r || (r.code === 0 && !r.signal)) return undefined;
+    return new PgToolError(this.tool, r.code, r.signal, this.stderr);
+  }
+
+  /** Resolves when the tool exited 0; rejects with its stderr otherwise. */
+  async wait(): Promise<void> {
+    await this.exited;
+    const f = this.failed;
+    if (f) throw f;
+  }
+
+  kill(): void {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGTERM");
+  }
+}
+
+/** Of several failed tools, the one that failed first caused the others (a closed pipe, a truncated archive). */
+export function firstFailure(children: PgChild[]): PgToolError | undefined {
+  return children
+    .filter((c) => c.failed)
+    .sort((a, b) => a.exitedAt - b.exitedAt)
+    .map((c) => c.failed!)[0];
+}
+
+export const RESTORE_FLAGS = [
+  "--clean",
+  "--if-exists",
+  "--no-owner",
+  "--no-privileges",
+  // One transaction: a restore that fails leaves the target exactly as it was
+  // instead of half-dropped. Tried against PostgreSQL 15 with --clean
+  // --if-exists into empty and populated databases, as superuser and as the
+  // database's non-superuser owner: no conflict. The cost is one lock per
+  // restored object held until COMMIT (max_locks_per_transaction × connections
+  // bounds it; thousands of tables may need it raised).
+  "--single-transaction",
+  "--exit-on-error",
+];
