@@ -8,6 +8,11 @@ import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
 import { JobReporter } from "./report/job-reporter.js";
 import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
 import { runDeployment } from "./jobs/deploy.runner.js";
+import { runEnvironmentJob } from "./jobs/environment.runner.js";
+import { EnvironmentRegistry } from "./envs/environment-registry.js";
+import { Environments } from "./envs/environments.js";
+import { Sleeper } from "./envs/sleeper.js";
+import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
@@ -29,7 +34,15 @@ export interface AgentIdentity {
 export interface RunningAgent {
   identity: AgentIdentity;
   ingress: Ingress;
-  /** Stops consuming, lets running jobs finish within the grace period. Leaves HAProxy and containers serving. */
+  /** The environments this agent serves (sleep, wake, stop, start). */
+  envs: Environments;
+  /** Port of the waker on 127.0.0.1. */
+  wakerPort: number;
+  /**
+   * Stops consuming, lets running jobs finish within the grace period, stops
+   * the sleeper and the waker. Leaves HAProxy and containers serving (a
+   * sleeping environment cannot wake until the agent is back).
+   */
   stop(): Promise<void>;
 }
 
@@ -78,10 +91,26 @@ export async function startAgent(
 
   const runtime = adapters.runtime ?? new DockerRuntime({ logger: hostLog });
   const git = adapters.git ?? new GitSource({ dir: path.join(config.stateDir, "git"), logger: hostLog });
+  // The waker listens first: its port is part of the HAProxy config.
+  const waker = new Waker(hostLog.child({ component: "waker" }));
+  const wakerPort = await waker.listen(config.wakerPort);
   const ingress =
     adapters.ingress ??
-    new HaproxyIngress({ dir: path.join(config.stateDir, "haproxy"), httpPort: config.ingressHttpPort, bindAddress: config.ingressBind, logger: hostLog.child({ component: "ingress" }) });
+    new HaproxyIngress({
+      dir: path.join(config.stateDir, "haproxy"),
+      httpPort: config.ingressHttpPort,
+      bindAddress: config.ingressBind,
+      wakerPort,
+      logger: hostLog.child({ component: "ingress" }),
+    });
   await ingress.start();
+  const registry = new EnvironmentRegistry(config.stateDir);
+  await registry.load();
+  const envs = new Environments({ hostId: identity.hostId, registry, runtime, ingress, log: hostLog.child({ component: "environments" }) });
+  await envs.adopt();
+  waker.serve(envs);
+  const sleeper = new Sleeper({ envs, ingress, log: hostLog.child({ component: "sleeper" }) });
+  sleeper.start();
 
   // Per running job: aborting with CANCEL_REASON cancels it at once (a release command is killed, a probe stops).
   const cancellers = new Map<string, AbortController>();
@@ -92,6 +121,7 @@ export async function startAgent(
     stateDir: config.stateDir,
     log: hostLog.child({ component: "heartbeat" }),
     onCancelRequested: (ids) => ids.forEach((id) => cancellers.get(id)?.abort(CANCEL_REASON)),
+    environments: () => envs.observations(),
   });
   heartbeater.start();
 
@@ -113,7 +143,8 @@ export async function startAgent(
       jlog.info({ state: spec.state }, "job already finished; acknowledging without running it again");
       return "ack";
     }
-    if (spec.spec?.$case !== "deploy") {
+    const jobSpec = spec.spec;
+    if (jobSpec?.$case !== "deploy" && jobSpec?.$case !== "environment") {
       jlog.error({ kind: spec.kind }, "unknown job kind; dropping it");
       return "term";
     }
@@ -124,19 +155,24 @@ export async function startAgent(
     reporter.onCancelRequested = () => ac.abort(CANCEL_REASON);
     cancellers.set(job.jobId, ac);
     try {
-      await runDeployment({
-        spec: spec.spec.value,
-        hostId: identity.hostId,
-        jobId: job.jobId,
-        runtime,
-        ingress,
-        git,
-        report: reporter,
-        log: jlog,
-        signal: ac.signal,
-        started: [],
-        switched: false,
-      });
+      if (jobSpec.$case === "environment") {
+        await runEnvironmentJob({ spec: jobSpec.value, envs, report: reporter, log: jlog });
+      } else {
+        await runDeployment({
+          spec: jobSpec.value,
+          hostId: identity.hostId,
+          jobId: job.jobId,
+          runtime,
+          ingress,
+          git,
+          envs,
+          report: reporter,
+          log: jlog,
+          signal: ac.signal,
+          started: [],
+          switched: false,
+        });
+      }
       await reporter.flush(10 * 60_000);
       return "ack";
     } catch (err) {
@@ -154,14 +190,18 @@ export async function startAgent(
     handler,
   );
   await consumer.start();
-  hostLog.info({ ingressPort: ingress.httpPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
+  hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
 
   return {
     identity,
     ingress,
+    envs,
+    wakerPort,
     stop: async () => {
       await consumer.stop(config.shutdownGraceMs);
+      await sleeper.stop();
       heartbeater.stop();
+      await waker.close();
       client.close();
     },
   };

@@ -3,7 +3,10 @@ import { ConfigError, loadConfig, parseLabels } from "./config.js";
 
 describe("agent configuration", () => {
   it("has defaults", () => {
-    expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4 });
+    expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4, wakerPort: 0 });
+  });
+  it("reads the waker port", () => {
+    expect(loadConfig({ SLIPWAY_AGENT_WAKER_PORT: "7790" }).wakerPort).toBe(7790);
   });
   it("parses labels", () => {
     expect(parseLabels("zone=eu-1, disk=ssd")).toEqual({ zone: "eu-1", disk: "ssd" });
@@ -13,6 +16,8 @@ describe("agent configuration", () => {
     ["SLIPWAY_INGRESS_HTTP_PORT", "0"],
     ["SLIPWAY_AGENT_LABELS", "novalue"],
     ["NATS_URL", "http://x"],
+    ["SLIPWAY_AGENT_WAKER_PORT", "70000"],
+    ["SLIPWAY_AGENT_WAKER_PORT", "-1"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

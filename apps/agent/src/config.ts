@@ -20,6 +20,8 @@ export interface AgentConfig {
   /** PEM CA bundle to verify the control plane's TLS certificate; unset = plaintext gRPC. */
   grpcTlsCa?: string;
   shutdownGraceMs: number;
+  /** Port of the waker (HAProxy's fallback for sleeping and stopped environments) on 127.0.0.1; 0 = any free port. */
+  wakerPort: number;
 }
 
 export class ConfigError extends Error {
@@ -74,5 +76,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     version: AGENT_VERSION,
     grpcTlsCa: env.SLIPWAY_GRPC_TLS_CA || undefined,
     shutdownGraceMs: int(env, "SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
+    wakerPort: int(env, "SLIPWAY_AGENT_WAKER_PORT", 0, 0, 65535),
   });
 }

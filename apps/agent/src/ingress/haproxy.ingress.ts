@@ -5,7 +5,7 @@ import { StepFailure } from "@slipway/core";
 import type { BackendConfig, BackendStats, BackendTarget, Ingress } from "./ingress.js";
 import {
   backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, routes, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
-  type HaproxyPaths, type IngressStructure,
+  WAKER_SERVER, type HaproxyPaths, type IngressStructure,
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
 import { HaproxyRuntime, isDrain, isMaint } from "./haproxy-runtime.js";
@@ -242,8 +242,9 @@ export class HaproxyIngress implements Ingress {
     const started = Date.now();
     await this.validate(config);
     const oldWorker = await this.runtime.workerPid();
-    // The new worker restores server addresses and states from this file.
-    await writeAtomic(this.paths.serverStateFile, await this.runtime.dumpServersState());
+    // The new worker restores server addresses and states from this file;
+    // the waker's address must come from the config, where its port may have changed.
+    await writeAtomic(this.paths.serverStateFile, withoutServer(await this.runtime.dumpServersState(), WAKER_SERVER));
     await writeAtomic(this.paths.hostsMap, map);
     await fs.rename(this.paths.config + ".next", this.paths.config);
     try {
@@ -436,6 +437,15 @@ export class HaproxyIngress implements Ingress {
   private async saveState(): Promise<void> {
     await writeAtomic(this.paths.stateJson, JSON.stringify(this.state, null, 2) + "\n");
   }
+}
+
+/** A `show servers state` dump without the rows of one server name. */
+function withoutServer(dump: string, server: string): string {
+  const lines = dump.split("\n");
+  const head = lines.find((l) => l.startsWith("# be_id"));
+  const col = head ? head.slice(2).split(/\s+/).indexOf("srv_name") : -1;
+  if (col < 0) return dump;
+  return lines.filter((l) => l.startsWith("#") || l.trim().split(/\s+/)[col] !== server).join("\n");
 }
 
 function errorMessage(err: unknown): string {

@@ -40,7 +40,8 @@ export class JobReporter {
   heading(title: string): void {
     this.logLine(`===== ${title} =====`);
   }
-  step(name: StepName, state: StepState): void {
+  /** A deployment's steps are StepNames; environment jobs name theirs after the action (stop, start, routes, remove). */
+  step(name: StepName | string, state: StepState): void {
     this.push({ $case: "step", value: { name, state } });
   }
   facts(commit: string, image: string): void {

@@ -4,6 +4,7 @@ import type { ContainerRuntime, RunningContainer } from "../docker/container-run
 import type { Ingress } from "../ingress/ingress.js";
 import type { SourceRepository } from "../git/source-repository.js";
 import type { JobReporter } from "../report/job-reporter.js";
+import type { Environments } from "../envs/environments.js";
 
 /** Everything a deployment's steps share; each step reads what it needs and fills in what it learns. */
 export interface DeployContext {
@@ -13,6 +14,8 @@ export interface DeployContext {
   runtime: ContainerRuntime;
   ingress: Ingress;
   git: SourceRepository;
+  /** The environments this agent serves: the switch records the deployment there, under the environment's lock. */
+  envs: Environments;
   report: JobReporter;
   log: Logger;
   /** Aborted when the job must stop (cancel or agent shutdown). */

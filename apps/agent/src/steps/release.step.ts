@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { LABELS, StepFailure, environmentSlug } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled } from "./context.js";
 
@@ -32,6 +33,7 @@ export async function releaseStep(ctx: DeployContext): Promise<boolean> {
           [LABELS.environment]: spec.environment,
           [LABELS.deployment]: spec.deploymentId,
           [LABELS.role]: "release",
+          ...(spec.environmentId ? { [AGENT_LABELS.environmentId]: spec.environmentId } : {}),
         },
         network,
         cmd: ["sh", "-c", cmd.command],

@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
 import { LABELS, StepFailure, environmentSlug } from "@slipway/core";
+import { webContainerName, webLabels } from "../envs/env-containers.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled } from "./context.js";
 
@@ -24,17 +24,10 @@ export async function startStep(ctx: DeployContext): Promise<void> {
   for (let i = 0; i < replicas; i++) {
     checkCancelled(ctx);
     const c = await ctx.runtime.start({
-      name: `slipway-${spec.app}-${spec.environment}-${randomBytes(4).toString("hex")}`,
+      name: webContainerName(spec.app, spec.environment),
       image: ctx.image!,
       env: { ...spec.variables, PORT: String(webPort) },
-      labels: {
-        [LABELS.managed]: "true",
-        [LABELS.host]: ctx.hostId,
-        [LABELS.app]: spec.app,
-        [LABELS.environment]: spec.environment,
-        [LABELS.deployment]: spec.deploymentId,
-        [LABELS.role]: "web",
-      },
+      labels: webLabels(ctx.hostId, spec),
       network,
       publishPort: webPort,
     });

@@ -1,22 +1,45 @@
 import { environmentSlug } from "@slipway/core";
+import { authOf, BACKEND_SLOTS } from "../envs/environments.js";
 import type { BackendTarget } from "../ingress/ingress.js";
 import type { DeployContext } from "./context.js";
 
-/** Server slots per backend: room for the old and the new containers of the largest replica count. */
-export const MAX_REPLICAS = 10;
-
 /**
  * Moves the environment's traffic to the new containers in one step through
- * the ingress runtime API; in-flight requests on the old ones complete.
- * Returns the replaced targets.
+ * the ingress runtime API (in-flight requests on the old ones complete),
+ * applying the spec's host names and basic auth, and records the environment
+ * (image, containers, probe, sleep setting) for sleeping and waking. Runs
+ * under the environment's lock, so it never interleaves with a sleep or a
+ * wake. Returns the replaced targets.
  */
 export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
   const { spec, report } = ctx;
-  const name = environmentSlug(spec.app, spec.environment);
-  await ctx.ingress.ensureBackend({ name, hostnames: spec.hostnames, maxServers: 2 * MAX_REPLICAS });
-  const targets = ctx.started.map((c) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));
-  const old = await ctx.ingress.switchTraffic(name, targets);
-  ctx.switched = true;
-  report.logLine(`traffic for ${spec.hostnames.join(", ")} now goes to ${targets.length} new container(s); ${old.length} old one(s) drained`);
-  return old;
+  const slug = environmentSlug(spec.app, spec.environment);
+  const basicAuth = authOf(spec.basicAuth);
+  return ctx.envs.exclusive(slug, async () => {
+    await ctx.ingress.ensureBackend({ name: slug, hostnames: spec.hostnames, basicAuth, maxServers: BACKEND_SLOTS });
+    const targets = ctx.started.map((c) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));
+    const old = await ctx.ingress.switchTraffic(slug, targets);
+    ctx.switched = true;
+    report.logLine(`traffic for ${spec.hostnames.join(", ")} now goes to ${targets.length} new container(s); ${old.length} old one(s) drained`);
+    await ctx.envs.recordDeployment(
+      {
+        app: spec.app,
+        environment: spec.environment,
+        environmentId: spec.environmentId,
+        slug,
+        image: ctx.image!,
+        webPort: ctx.webPort!,
+        probe: spec.probe!,
+        containerIds: ctx.started.map((c) => c.id),
+        deploymentId: spec.deploymentId,
+        hostnames: spec.hostnames,
+        basicAuth,
+        sleepAfterSeconds: spec.sleepAfterSeconds,
+      },
+      spec.variables,
+    );
+    if (basicAuth) report.logLine(`basic auth on (user ${basicAuth.username})`);
+    if (spec.sleepAfterSeconds > 0) report.logLine(`sleeps after ${spec.sleepAfterSeconds} s without requests`);
+    return old;
+  });
 }

@@ -1,0 +1,293 @@
+import { LABELS, StepFailure, environmentSlug, type Logger } from "@slipway/core";
+import type { BasicAuth, EnvironmentObservation } from "@slipway/proto";
+import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
+import type { BackendTarget, Ingress } from "../ingress/ingress.js";
+import { probeContainers } from "../steps/probe.step.js";
+import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, EnvironmentState } from "./environment-registry.js";
+import { startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
+import type { WakeService } from "./waker.js";
+
+/** Server slots per backend: room for the old and the new containers of the largest replica count (10). */
+export const BACKEND_SLOTS = 20;
+
+/** Why a request cannot be served by waking its environment. */
+export class WakeRefused extends Error {
+  constructor(
+    readonly kind: "unknown" | "stopped" | "failed",
+    message: string,
+  ) {
+    super(message);
+    this.name = "WakeRefused";
+  }
+}
+
+/** What the control plane sends for routes: host names, basic auth, sleep setting. */
+export interface RoutesChange {
+  app: string;
+  environment: string;
+  hostnames: string[];
+  basicAuth: EnvironmentAuth | null;
+  sleepAfterSeconds: number;
+}
+
+/** Options of the environment service. */
+export interface EnvironmentsOptions {
+  hostId: string;
+  registry: EnvironmentRegistry;
+  runtime: ContainerRuntime;
+  ingress: Ingress;
+  log: Logger;
+  /** Pause between two startup probes during a wake (default 20 ms: a wake is waited for by a client). */
+  wakeProbeIntervalMs?: number;
+  /** Drain limit when an environment goes to sleep or is stopped (default 30 s). */
+  drainTimeoutMs?: number;
+}
+
+/** The proto's optional BasicAuth as the registry keeps it. */
+export function authOf(a: BasicAuth | undefined): EnvironmentAuth | null {
+  return a && a.digest ? { username: a.username, digest: a.digest } : null;
+}
+
+/**
+ * The life cycle of the environments this agent serves: record a deployment,
+ * sleep, wake, stop, start, change routes, remove, adopt after a restart.
+ * Every change of one environment runs under that environment's lock, so a
+ * sleep never interleaves with a deployment's switch or a wake; concurrent
+ * wakes of one environment share one promise.
+ */
+export class Environments implements WakeService {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly wakes = new Map<string, Promise<BackendTarget[]>>();
+  /** When each environment last became active in this process (deploy, wake, start): a fresh wake is never idle. */
+  private readonly activeAt = new Map<string, number>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: EnvironmentsOptions) {
+    this.log = opts.log;
+  }
+
+  /** Runs fn while holding the environment's lock (FIFO). Not re-entrant. */
+  exclusive<T>(slug: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(slug) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(slug, tail);
+    void tail.then(() => {
+      if (this.locks.get(slug) === tail) this.locks.delete(slug);
+    });
+    return run;
+  }
+
+  get(slug: string): EnvironmentEntry | undefined {
+    return this.opts.registry.get(slug);
+  }
+
+  all(): EnvironmentEntry[] {
+    return this.opts.registry.all();
+  }
+
+  /** Milliseconds since the environment last became active in this process, or undefined. */
+  activeSinceMs(slug: string): number | undefined {
+    const at = this.activeAt.get(slug);
+    return at === undefined ? undefined : Date.now() - at;
+  }
+
+  /** What the heartbeat reports. */
+  observations(): EnvironmentObservation[] {
+    return this.all().map((e) => ({ app: e.app, environment: e.environment, environmentId: e.environmentId, state: e.state, deploymentId: e.deploymentId }));
+  }
+
+  /** Records the environment after a deployment switched traffic to its containers. Call under the lock. */
+  async recordDeployment(entry: Omit<EnvironmentEntry, "state">, variables: Record<string, string>): Promise<void> {
+    await this.opts.registry.put({ ...entry, state: "running" }, variables);
+    this.activeAt.set(entry.slug, Date.now());
+  }
+
+  describe(slug: string): { app: string; environment: string; state: EnvironmentState } | undefined {
+    const e = this.get(slug);
+    return e && { app: e.app, environment: e.environment, state: e.state };
+  }
+
+  /**
+   * The targets to send a request for this environment to, waking it first
+   * when it sleeps. All callers during one wake share it. Throws WakeRefused
+   * when the environment is unknown, stopped, or cannot be woken.
+   */
+  ensureAwake(slug: string): Promise<BackendTarget[]> {
+    const inflight = this.wakes.get(slug);
+    if (inflight) return inflight;
+    const wake = this.exclusive(slug, async () => {
+      const e = this.get(slug);
+      if (!e) throw new WakeRefused("unknown", `no environment ${slug} on this host`);
+      if (e.state === "stopped") throw new WakeRefused("stopped", `environment ${e.app}/${e.environment} is stopped`);
+      if (e.state === "running") return this.runningTargets(e);
+      const started = Date.now();
+      try {
+        const targets = await this.bringUp(e, (line) => this.log.info({ env: slug }, line));
+        this.log.info({ env: slug, ms: Date.now() - started }, "environment woken");
+        return targets;
+      } catch (err) {
+        this.log.warn({ env: slug, err: (err as Error).message }, "wake failed; the environment stays asleep");
+        throw new WakeRefused("failed", `environment ${e.app}/${e.environment} could not be woken: ${(err as Error).message}`);
+      }
+    }).finally(() => this.wakes.delete(slug));
+    this.wakes.set(slug, wake);
+    return wake;
+  }
+
+  /**
+   * Puts a running environment to sleep if `stillIdle` (checked under the
+   * lock) agrees: all slots to maintenance so the waker takes the next
+   * request, then `docker stop` (containers kept for a fast wake).
+   */
+  sleep(slug: string, stillIdle: () => Promise<boolean>): Promise<boolean> {
+    return this.exclusive(slug, async () => {
+      const e = this.get(slug);
+      if (!e || e.state !== "running" || !(await stillIdle())) return false;
+      await this.takeDown(e, "sleeping");
+      this.log.info({ env: slug, containers: e.containerIds.length }, "environment is asleep");
+      return true;
+    });
+  }
+
+  /** Stops an environment by hand: requests get 503 until it is started. Missing is fine. */
+  stop(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
+    const slug = environmentSlug(app, environment);
+    return this.exclusive(slug, async () => {
+      const e = this.get(slug);
+      if (!e) return logLine(`${app}/${environment} has no containers on this host; nothing to stop`);
+      if (e.state === "stopped") return logLine(`${app}/${environment} is already stopped`);
+      await this.takeDown(e, "stopped");
+      logLine(`traffic for ${e.hostnames.join(", ")} now gets 503; ${e.containerIds.length} container(s) stopped and kept`);
+    });
+  }
+
+  /** Starts a sleeping or stopped environment (start, probe, switch); running is a no-op. */
+  start(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
+    const slug = environmentSlug(app, environment);
+    return this.exclusive(slug, async () => {
+      const e = this.get(slug);
+      if (!e) return logLine(`${app}/${environment} has not been deployed on this host; the next deployment starts it`);
+      if (e.state === "running") return logLine(`${app}/${environment} is already running`);
+      const targets = await this.bringUp(e, logLine);
+      logLine(`traffic for ${e.hostnames.join(", ")} now goes to ${targets.length} container(s)`);
+    });
+  }
+
+  /**
+   * Applies host names, basic auth and the sleep setting. Host-name-only
+   * changes are runtime map edits at the ingress (no reload). Without a
+   * backend there is nothing to route yet: the next deployment brings them.
+   */
+  routes(change: RoutesChange, logLine: (line: string) => void): Promise<void> {
+    const slug = environmentSlug(change.app, change.environment);
+    return this.exclusive(slug, async () => {
+      const e = this.get(slug);
+      if (!e && (await this.opts.ingress.stats(slug)) === undefined) {
+        return logLine(`${change.app}/${change.environment} is not routed on this host yet; the next deployment applies these routes`);
+      }
+      await this.opts.ingress.ensureBackend({ name: slug, hostnames: change.hostnames, basicAuth: change.basicAuth, maxServers: BACKEND_SLOTS });
+      if (e) await this.opts.registry.update(slug, { hostnames: change.hostnames, basicAuth: change.basicAuth, sleepAfterSeconds: change.sleepAfterSeconds });
+      logLine(`routes: ${change.hostnames.join(", ") || "(no host names)"}; basic auth ${change.basicAuth ? `on (user ${change.basicAuth.username})` : "off"}; ${change.sleepAfterSeconds > 0 ? `sleeps after ${change.sleepAfterSeconds} s without requests` : "never sleeps"}`);
+    });
+  }
+
+  /** Removes the backend, every container of the environment on this host (all roles), its network and its entry. Idempotent. */
+  remove(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
+    const slug = environmentSlug(app, environment);
+    return this.exclusive(slug, async () => {
+      const { runtime, ingress, registry, hostId } = this.opts;
+      await ingress.removeBackend(slug);
+      const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
+      await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
+      for (const c of containers) logLine(`removed ${c.name}`);
+      await runtime.removeNetwork(slug);
+      await registry.delete(slug);
+      this.activeAt.delete(slug);
+      logLine(`${app}/${environment} removed from this host: backend, ${containers.length} container(s), network`);
+    });
+  }
+
+  /**
+   * After an agent start: re-applies each entry's routing if the ingress lost
+   * it, points running environments at their containers' current ports, and
+   * treats a running environment whose containers are not running (a host
+   * reboot) as sleeping, so the next request wakes it.
+   */
+  async adopt(): Promise<void> {
+    await Promise.all(this.all().map((e) => this.exclusive(e.slug, () => this.adoptOne(e)).catch((err: unknown) => {
+      this.log.error({ env: e.slug, err: (err as Error).message }, "could not adopt environment");
+    })));
+  }
+
+  private async adoptOne(e: EnvironmentEntry): Promise<void> {
+    const { ingress, runtime } = this.opts;
+    if ((await ingress.stats(e.slug)) === undefined) {
+      this.log.warn({ env: e.slug }, "ingress lost the environment's backend; restoring it from the registry");
+      await ingress.ensureBackend({ name: e.slug, hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
+    }
+    const statuses = await Promise.all(e.containerIds.map((id) => runtime.inspect(id)));
+    const routed = await ingress.current(e.slug);
+    if (e.state === "running" && statuses.length > 0 && statuses.every((s) => s?.running && s.hostPort)) {
+      const targets = statuses.map((s) => ({ id: s!.id, host: "127.0.0.1", port: s!.hostPort! }));
+      const same = routed.length === targets.length && targets.every((t) => routed.some((r) => r.id === t.id && r.port === t.port));
+      if (!same) await ingress.switchTraffic(e.slug, targets, { drainTimeoutMs: 1000 });
+      this.activeAt.set(e.slug, Date.now());
+      return;
+    }
+    if (routed.length > 0) await ingress.switchTraffic(e.slug, [], { drainTimeoutMs: 1000 });
+    await stopWebContainers(runtime, statuses.filter((s) => s?.running).map((s) => s!.id));
+    if (e.state === "running") {
+      await this.opts.registry.update(e.slug, { state: "sleeping" });
+      this.log.warn({ env: e.slug }, "environment's containers are not running; treating it as sleeping until the next request");
+    }
+  }
+
+  /** Under the lock: start the kept containers (or new ones), probe them, switch traffic to them, state running. */
+  private async bringUp(e: EnvironmentEntry, logLine: (line: string) => void): Promise<BackendTarget[]> {
+    const { runtime, ingress, registry, hostId } = this.opts;
+    const containers = await startWebContainers(runtime, hostId, e, registry.variablesOf(e.slug), logLine);
+    const ids = containers.map((c) => c.id);
+    try {
+      await probeContainers(containers, { runtime, probe: e.probe, webPort: e.webPort, logLine, intervalMs: this.opts.wakeProbeIntervalMs ?? 20 });
+      const targets = containers.map((c: RunningContainer) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));
+      await this.switchTo(e, targets);
+      await registry.update(e.slug, { state: "running", containerIds: ids });
+      this.activeAt.set(e.slug, Date.now());
+      return targets;
+    } catch (err) {
+      await stopWebContainers(runtime, ids).catch(() => undefined);
+      await registry.update(e.slug, { containerIds: ids });
+      throw err;
+    }
+  }
+
+  /** Switches traffic, restoring the backend first when the ingress has lost it. */
+  private async switchTo(e: EnvironmentEntry, targets: BackendTarget[]): Promise<void> {
+    try {
+      await this.opts.ingress.switchTraffic(e.slug, targets, { drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000 });
+    } catch (err) {
+      if (!(err instanceof StepFailure && err.type === "ingress_unknown_backend")) throw err;
+      await this.opts.ingress.ensureBackend({ name: e.slug, hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
+      await this.opts.ingress.switchTraffic(e.slug, targets);
+    }
+  }
+
+  /** Under the lock: all slots to maintenance (the waker answers), containers stopped and kept. */
+  private async takeDown(e: EnvironmentEntry, state: "sleeping" | "stopped"): Promise<void> {
+    if ((await this.opts.ingress.stats(e.slug)) !== undefined) await this.opts.ingress.switchTraffic(e.slug, [], { drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000 });
+    await stopWebContainers(this.opts.runtime, e.containerIds);
+    await this.opts.registry.update(e.slug, { state });
+    this.activeAt.delete(e.slug);
+  }
+
+  /** A running environment's targets for the waker: what the ingress routes, else its containers' ports. */
+  private async runningTargets(e: EnvironmentEntry): Promise<BackendTarget[]> {
+    const routed = await this.opts.ingress.current(e.slug);
+    if (routed.length > 0) return routed;
+    const statuses = await Promise.all(e.containerIds.map((id) => this.opts.runtime.inspect(id)));
+    const targets = statuses.filter((s) => s?.running && s.hostPort).map((s) => ({ id: s!.id, host: "127.0.0.1", port: s!.hostPort! }));
+    if (targets.length === 0) throw new WakeRefused("failed", `environment ${e.app}/${e.environment} has no running container`);
+    return targets;
+  }
+}

@@ -1,0 +1,58 @@
+import type { EnvironmentSpec } from "@slipway/proto";
+import { StepFailure, toFailure, type Logger } from "@slipway/core";
+import { authOf, type Environments } from "../envs/environments.js";
+import type { JobReporter } from "../report/job-reporter.js";
+
+/** What an environment job needs. */
+export interface EnvironmentJobContext {
+  spec: EnvironmentSpec;
+  envs: Environments;
+  report: JobReporter;
+  log: Logger;
+}
+
+/**
+ * Runs one environment job (stop, start, routes, remove) as a single step
+ * named after the action, under the heading `===== <action> =====`, and
+ * reports the result. Never throws.
+ */
+export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"succeeded" | "failed"> {
+  const { spec, envs, report } = ctx;
+  const action = spec.action;
+  const logLine = (line: string) => report.logLine(line);
+  report.heading(action);
+  report.step(action, "running");
+  const started = Date.now();
+  try {
+    switch (action) {
+      case "stop":
+        await envs.stop(spec.app, spec.environment, logLine);
+        break;
+      case "start":
+        await envs.start(spec.app, spec.environment, logLine);
+        break;
+      case "routes":
+        await envs.routes(
+          { app: spec.app, environment: spec.environment, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds },
+          logLine,
+        );
+        break;
+      case "remove":
+        await envs.remove(spec.app, spec.environment, logLine);
+        break;
+      default:
+        throw new StepFailure("unknown_action", `unknown environment action '${action}'`, false);
+    }
+    report.step(action, "succeeded");
+    report.result("succeeded", {});
+    ctx.log.info({ action, ms: Date.now() - started }, "environment job succeeded");
+    return "succeeded";
+  } catch (err) {
+    const f = toFailure(err);
+    report.step(action, "failed");
+    report.logLine(`${action} failed: ${f.message}`);
+    report.result("failed", { error: err });
+    ctx.log.warn({ action, failure: f }, "environment job failed");
+    return "failed";
+  }
+}
