@@ -80,11 +80,13 @@ export function transition<S extends string>(
 }
 
 /** The deployment steps the agent reports, and the deployment state each one means. */
-export const stepNames = ["source", "build", "release", "start", "probe", "switch", "cleanup"] as const;
+export const stepNames = ["source", "build", "content", "release", "start", "probe", "switch", "cleanup"] as const;
 export type StepName = (typeof stepNames)[number];
 export const stepToDeploymentState: Record<StepName, DeploymentState | undefined> = {
   source: "preparing",
   build: "building",
+  // Content is copied between the build and the release commands; it has no state of its own.
+  content: undefined,
   release: "releasing",
   start: "starting",
   probe: "probing",
@@ -95,6 +97,7 @@ export const stepToDeploymentState: Record<StepName, DeploymentState | undefined
 export const stepHeadings: Record<StepName, string> = {
   source: "source",
   build: "docker build",
+  content: "content copy",
   release: "docker release commands",
   start: "docker start",
   probe: "startup probe",

@@ -185,6 +185,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               environmentId: d.environmentId,
               sleepAfterSeconds: d.sleepAfterSeconds,
               ...(d.basicAuth ? { basicAuth: d.basicAuth } : {}),
+              ...(d.content ? { content: await deps.dataSpec(d.content) } : {}),
             },
           };
         } else if (spec.data) {

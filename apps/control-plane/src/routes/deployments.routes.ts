@@ -1,10 +1,11 @@
 import { PassThrough } from "node:stream";
 import type { FastifyPluginAsync } from "fastify";
-import type { BuildMode, DeploymentService } from "../services/deployment.service.js";
+import { ENV_NAME_PATTERN } from "@slipway/core";
+import type { BuildMode, DeploymentContentInput, DeploymentService } from "../services/deployment.service.js";
 import { envParams, idParams } from "./schemas.js";
 
 export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentService; pollIntervalMs: number }> = async (app, { deployments, pollIntervalMs }) => {
-  app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode; queue?: boolean } }>(
+  app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput } }>(
     "/apps/:app/environments/:env/deployments",
     {
       schema: {
@@ -16,6 +17,13 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
           properties: {
             build: { type: "string", enum: ["auto", "force", "reuse"] },
             queue: { type: "boolean", description: "when a deployment of the environment runs, run this one after it instead of answering 409" },
+            content: {
+              type: "object",
+              additionalProperties: false,
+              required: ["from"],
+              description: "replace this environment's database and/or media with another's before the new containers start (a backup is taken first)",
+              properties: { from: { type: "string", pattern: ENV_NAME_PATTERN }, database: { type: "boolean" }, media: { type: "boolean" }, confirm: { type: "boolean" } },
+            },
           },
         },
       },

@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import {
   ConflictError,
   NotFoundError,
+  InvalidRequestError,
+  PreconditionFailedError,
   isTerminalDeploymentState,
   type AppSettings,
   type DeploymentState,
@@ -14,6 +16,9 @@ import { requireApp, type Principal } from "./auth.service.js";
 import type { AppService } from "./app.service.js";
 import type { PlacementService } from "./placement.service.js";
 import type { EnvironmentService } from "./environment.service.js";
+import type { DataJobSpec } from "../data/data.service.js";
+import { insertBackup, insertContentCopy } from "../data/data.repository.js";
+import { backupPrefix } from "../data/object-store.js";
 
 export type BuildMode = "auto" | "force" | "reuse";
 
@@ -34,6 +39,15 @@ export interface DeployJobSpec {
   variablesSealed: string;
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
+  /** Content copied into the environment before the new containers start. */
+  content?: DataJobSpec;
+}
+
+export interface DeploymentContentInput {
+  from: string;
+  database?: boolean;
+  media?: boolean;
+  confirm?: boolean;
 }
 
 export interface DeploymentView {
@@ -70,10 +84,19 @@ export class DeploymentService {
    * Writes the deployment row and its job in one transaction (the outbox);
    * the publisher moves the job to NATS. 409 when one is already active.
    */
-  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean }): Promise<DeploymentView> {
+  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput }): Promise<DeploymentView> {
     requireApp(by, appName);
     const buildMode = input.build ?? "auto";
     const id = randomUUID();
+    const content = input.content;
+    if (content) {
+      if (content.from === envName) throw new InvalidRequestError(`cannot deploy the content of ${appName}/${envName} into itself`, { details: { "content.from": "same as the target" } });
+      if (content.database === false && content.media === false) throw new InvalidRequestError("content needs database, media or both");
+      const app = await apps.getAppByName(this.db, appName);
+      await apps.getEnvironment(this.db, app, content.from);
+      if (content.confirm !== true) throw new PreconditionFailedError(`deploying the content of ${content.from} replaces the content of ${appName}/${envName}: send "content": {"confirm": true, ...}`);
+      await this.ensureData?.(appName, content.from);
+    }
     await this.ensureData?.(appName, envName);
     await this.db
       .transaction()
@@ -116,12 +139,26 @@ export class DeploymentService {
           basicAuth: rt.basicAuth,
           sleepAfterSeconds: rt.sleepAfterSeconds,
         };
-        await deployments.insertJob(trx, { id: randomUUID(), kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec, environmentId: env.id });
+        const jobId = randomUUID();
+        if (content) {
+          const source = await apps.getEnvironment(trx, app, content.from);
+          const safetyId = randomUUID();
+          const database = content.database ?? true;
+          const media = content.media ?? true;
+          await insertBackup(trx, { id: safetyId, app: appName, environment: envName, environmentId: env.id, kind: "safety", database, media, prefix: backupPrefix(appName, envName, safetyId), requestedBy: by.name });
+          await trx.updateTable("backups").set({ job_id: jobId }).where("id", "=", safetyId).execute();
+          await insertContentCopy(trx, { id: randomUUID(), app: appName, source: content.from, target: envName, sourceEnvironmentId: source.id, targetEnvironmentId: env.id, kind: "copy", database, media, safetyBackupId: safetyId, requestedBy: by.name, deploymentId: id });
+          await trx.updateTable("content_copies").set({ job_id: jobId }).where("deployment_id", "=", id).execute();
+          spec.content = { action: "copy", app: appName, environment: envName, targetEnvironmentId: env.id, sourceEnvironmentId: source.id, database, media, safetyBackupId: safetyId };
+        }
+        await deployments.insertJob(trx, { id: jobId, kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec, environmentId: env.id });
         if (env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: "deploying" });
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode, ...(active ? { queuedBehind: active.id } : {}) } });
       })
       .catch((err: unknown) => {
-        if ((err as { code?: string }).code === "23505") throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
+        const e = err as { code?: string; constraint?: string; message?: string };
+        if (e.code === "23505" && String(e.constraint ?? e.message).includes("content_one_active")) throw new ConflictError(`a content copy or restore into ${appName}/${envName} is already running`);
+        if (e.code === "23505") throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
         throw err;
       });
     this.onJobQueued();

@@ -117,6 +117,10 @@ export class JobReportService {
         patch.started_at = e.at;
       }
       switch (e.kind) {
+        case "progress":
+        case "backup":
+          await this.applyContentEvent(trx, job.id, e);
+          break;
         case "log":
           await deployments.appendLog(trx, d.id, e.seq, e.at, e.text);
           break;
@@ -156,6 +160,14 @@ export class JobReportService {
     }
     patch.state = state;
     await deployments.updateDeployment(trx, d.id, patch);
+    if (result) {
+      // The content step either finished (the content was replaced, whatever came after) or not.
+      const contentStep = steps.find((x) => x.name === "content");
+      const contentState = contentStep?.state === "succeeded" ? "succeeded" : result.state === "cancelled" ? "cancelled" : "failed";
+      const error = contentState === "succeeded" ? null : JSON.stringify(result.failure ?? { type: "not_run", message: "the deployment ended before its content step" });
+      await trx.updateTable("content_copies").set({ state: contentState, finished_at: result.at, error }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
+      await trx.updateTable("backups").set({ state: "failed", finished_at: result.at }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
+    }
     if (result && isTerminalDeploymentState(state)) {
       const next = await deployments.promoteWaiting(trx, d.environment_id);
       if (next) {
@@ -215,6 +227,19 @@ export class JobReportService {
     return { lastSeq, cancelRequested: false, released: false };
   }
 
+  private async applyContentEvent(trx: Db, jobId: string, e: Extract<JobEventInput, { kind: "progress" | "backup" }>): Promise<void> {
+    if (e.kind === "progress") {
+      await trx.updateTable("content_copies").set({ state: "running", phase: e.phase, bytes: e.bytes, objects: e.objects }).where("job_id", "=", jobId).execute();
+    } else {
+      await trx
+        .updateTable("backups")
+        .set({ state: "succeeded", finished_at: e.at, database_bytes: e.database ? e.databaseBytes : null, media_bytes: e.media ? e.mediaBytes : null, media_objects: e.media ? e.mediaObjects : null })
+        .where("id", "=", e.backupId)
+        .where("job_id", "=", jobId)
+        .execute();
+    }
+  }
+
   /**
    * Backups, restores and content copies: progress and backup facts update
    * their records as they come; the result ends them. Log lines are not kept;
@@ -233,15 +258,8 @@ export class JobReportService {
         await trx.updateTable("backups").set({ state: "running" }).where("job_id", "=", job.id).where("state", "=", "queued").execute();
         await trx.updateTable("content_copies").set({ state: "running" }).where("job_id", "=", job.id).where("state", "=", "queued").execute();
       }
-      if (e.kind === "progress") {
-        await trx.updateTable("content_copies").set({ phase: e.phase, bytes: e.bytes, objects: e.objects }).where("job_id", "=", job.id).execute();
-      } else if (e.kind === "backup") {
-        await trx
-          .updateTable("backups")
-          .set({ state: "succeeded", finished_at: e.at, database_bytes: e.database ? e.databaseBytes : null, media_bytes: e.media ? e.mediaBytes : null, media_objects: e.media ? e.mediaObjects : null })
-          .where("id", "=", e.backupId)
-          .where("job_id", "=", job.id)
-          .execute();
+      if (e.kind === "progress" || e.kind === "backup") {
+        await this.applyContentEvent(trx, job.id, e);
       } else if (e.kind === "result") {
         state = transition("job", jobTransitions, state, e.state);
         const error = e.failure ? JSON.stringify(e.failure) : null;
