@@ -118,6 +118,15 @@ describe.each<DbKind>(["pglite", "postgres"])("REST API on %s", (kind) => {
     expect(Object.keys(res.json().paths)).toContain("/v1/apps/{app}/environments/{env}/deployments");
   });
 
+  it("exposes platform series on /metrics without a token", async () => {
+    const res = await cp.app.inject({ method: "GET", url: "/metrics" });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toContain("text/plain");
+    expect(res.body).toContain("# TYPE slipway_environments gauge");
+    expect(res.body).toMatch(/^slipway_environments\{state="not_deployed"\} \d+$/m);
+    expect(res.body).toMatch(/^slipway_deployments_total\{state="cancelled"\} 1$/m);
+  });
+
   it("records activity", async () => {
     const res = await cp.app.inject({ method: "GET", url: "/v1/activity?app=shop", headers: auth() });
     expect(res.json().map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(["app.created", "deployment.requested"]));

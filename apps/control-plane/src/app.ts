@@ -16,6 +16,7 @@ import { appRoutes } from "./routes/apps.routes.js";
 import { deploymentRoutes } from "./routes/deployments.routes.js";
 import { hostRoutes } from "./routes/hosts.routes.js";
 import { activityRoutes } from "./routes/activity.routes.js";
+import { metricsRoutes } from "./routes/metrics.routes.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -81,6 +82,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
 
   await app.register(systemRoutes, { readiness: deps.readiness });
+  await app.register(metricsRoutes, { db: deps.db, onlineWindowMs: () => deps.hosts.onlineWindowMs() });
   await app.register(
     async (v1) => {
       v1.decorateRequest("principal", null as unknown as Principal);

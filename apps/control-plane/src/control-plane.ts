@@ -70,7 +70,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const placement = new PlacementService(() => hosts.onlineWindowMs());
     const publisher = new OutboxPublisher(db, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
-    const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }));
+    const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), () => hosts.onlineWindowMs());
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
     const storage = await startStorage(config, log, cleanups);
     const store = new ObjectStore(storage);

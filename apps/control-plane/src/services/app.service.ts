@@ -56,6 +56,8 @@ export class AppService {
     private readonly db: Db,
     private readonly urls: UrlOptions,
     private readonly commits?: CommitCounter,
+    /** How long after its last heartbeat a host still counts as online. */
+    private readonly onlineWindowMs: () => number = () => 15_000,
   ) {}
 
   async create(by: Principal, input: { name: string; repository: string; settings?: AppSettingsPatch }): Promise<AppView> {
@@ -154,10 +156,17 @@ export class AppService {
     const domains = [...this.hostnames(a.name, e.name), ...(await listDomains(this.db, e.id))];
     const port = this.urls.ingressPublicPort;
     const defaultPort = this.urls.ingressScheme === "https" ? 443 : 80;
+    // The agent is the source of truth for what runs; when its host is offline nobody knows.
+    let state = e.state;
+    if (e.host_id && state !== "not_deployed" && state !== "deploying") {
+      const host = await this.db.selectFrom("hosts").select(["last_heartbeat_at", "admin_state"]).where("id", "=", e.host_id).executeTakeFirst();
+      const seen = host?.last_heartbeat_at ? Date.now() - host.last_heartbeat_at.getTime() : Infinity;
+      if (!host || host.admin_state === "revoked" || seen > this.onlineWindowMs()) state = "unknown";
+    }
     return {
       name: e.name,
       branch: e.branch,
-      state: e.state,
+      state,
       status,
       url: `${this.urls.ingressScheme}://${domains[0]}${port && port !== defaultPort ? `:${port}` : ""}/`,
       domains,
