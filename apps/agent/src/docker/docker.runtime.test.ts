@@ -106,7 +106,22 @@ describe("DockerRuntime against the real dockerd", () => {
     expect(raw.HostConfig.RestartPolicy?.Name).toBe("unless-stopped");
     expect(raw.HostConfig.NetworkMode).toBe(network);
     expect(raw.Config.Env).toContain("GREETING=hi");
-    expect(await runtime.inspect(web.id)).toEqual({ id: web.id, running: true, exitCode: null, hostPort: web.hostPort });
+    expect(await runtime.inspect(web.id)).toEqual({ id: web.id, running: true, exitCode: null, restartCount: 0, hostPort: web.hostPort });
+
+    // Stopped and kept (as an environment that sleeps), then started again: same container, same env, a fresh port.
+    await runtime.stop(web.id, 5);
+    await runtime.stop(web.id, 5);
+    expect(await runtime.inspect(web.id)).toMatchObject({ running: false });
+    expect(await runtime.startExisting(web.id)).toBe(true);
+    expect(await runtime.startExisting(web.id)).toBe(true);
+    const again = await runtime.inspect(web.id);
+    expect(again).toMatchObject({ running: true, restartCount: 0 });
+    const res2 = await getWithRetry(`http://127.0.0.1:${again!.hostPort}/index.html`);
+    expect(await res2.text()).toBe(`hello from ${run}\n`);
+    expect((await docker.getContainer(web.id).inspect()).Config.Env).toContain("GREETING=hi");
+    await runtime.stopAndRemove(web.id, 5);
+    expect(await runtime.startExisting(web.id)).toBe(false);
+    await runtime.stop(web.id, 5);
   });
 
   it("fails a Dockerfile with a bad instruction as build_failed with the daemon's text", async () => {

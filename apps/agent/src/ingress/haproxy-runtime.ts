@@ -125,6 +125,15 @@ export function parseServersState(text: string): ServerState[] {
   });
 }
 
+/** A `show servers state` dump without the rows of one server name, in every backend (comments and the version line kept). */
+export function withoutServerRows(dump: string, server: string): string {
+  const lines = dump.split("\n");
+  const head = lines.find((l) => l.startsWith("# be_id"));
+  const col = head ? head.slice(2).split(/\s+/).indexOf("srv_name") : -1;
+  if (col < 0) return dump;
+  return lines.filter((l) => l.startsWith("#") || l.trim().split(/\s+/)[col] !== server).join("\n");
+}
+
 /** Parses `show info` (`Key: value` lines). */
 export function parseShowInfo(text: string): Record<string, string> {
   const info: Record<string, string> = {};

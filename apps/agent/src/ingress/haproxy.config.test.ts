@@ -7,6 +7,7 @@ import {
   DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
   type HaproxyConfigSpec,
 } from "./haproxy.config.js";
+import { parseServersState, withoutServerRows } from "./haproxy-runtime.js";
 
 const paths = haproxyPaths("/var/lib/slipway/ingress");
 // sha256("Basic " + base64("bob:s3cret")), as the control plane sends it (lowercase).
@@ -113,6 +114,19 @@ describe("helpers", () => {
     expect(slotIndex("s0")).toBeUndefined();
     expect(slotIndex("BACKEND")).toBeUndefined();
   });
+  it("drops the waker's rows from a server state dump, so a reload takes its port from the config", () => {
+    const dump = [
+      "1",
+      "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord",
+      "3 a--b 1 s1 127.0.0.1 2 0 1 1 5 1 0 0 0 0 0 0 - 4001 -",
+      "3 a--b 21 waker 127.0.0.1 2 0 1 1 5 1 0 0 0 0 0 0 - 40123 -",
+      "",
+    ].join("\n");
+    const kept = parseServersState(withoutServerRows(dump, "waker"));
+    expect(kept.map((s) => `${s.backend}/${s.server}:${s.port}`)).toEqual(["a--b/s1:4001"]);
+    expect(withoutServerRows(dump, "waker").startsWith("1\n# be_id")).toBe(true);
+  });
+
   it("checks digests and derives realms", () => {
     expect(isValidDigest(digest)).toBe(true);
     expect(isValidDigest(digest.toUpperCase())).toBe(true);

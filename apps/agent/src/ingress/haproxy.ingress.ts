@@ -8,7 +8,7 @@ import {
   WAKER_SERVER, type HaproxyPaths, type IngressStructure,
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
-import { HaproxyRuntime, isDrain, isMaint } from "./haproxy-runtime.js";
+import { HaproxyRuntime, isDrain, isMaint, withoutServerRows } from "./haproxy-runtime.js";
 
 /** Options of the HAProxy adapter. */
 export interface HaproxyIngressOptions {
@@ -244,7 +244,7 @@ export class HaproxyIngress implements Ingress {
     const oldWorker = await this.runtime.workerPid();
     // The new worker restores server addresses and states from this file;
     // the waker's address must come from the config, where its port may have changed.
-    await writeAtomic(this.paths.serverStateFile, withoutServer(await this.runtime.dumpServersState(), WAKER_SERVER));
+    await writeAtomic(this.paths.serverStateFile, withoutServerRows(await this.runtime.dumpServersState(), WAKER_SERVER));
     await writeAtomic(this.paths.hostsMap, map);
     await fs.rename(this.paths.config + ".next", this.paths.config);
     try {
@@ -437,15 +437,6 @@ export class HaproxyIngress implements Ingress {
   private async saveState(): Promise<void> {
     await writeAtomic(this.paths.stateJson, JSON.stringify(this.state, null, 2) + "\n");
   }
-}
-
-/** A `show servers state` dump without the rows of one server name. */
-function withoutServer(dump: string, server: string): string {
-  const lines = dump.split("\n");
-  const head = lines.find((l) => l.startsWith("# be_id"));
-  const col = head ? head.slice(2).split(/\s+/).indexOf("srv_name") : -1;
-  if (col < 0) return dump;
-  return lines.filter((l) => l.startsWith("#") || l.trim().split(/\s+/)[col] !== server).join("\n");
 }
 
 function errorMessage(err: unknown): string {
