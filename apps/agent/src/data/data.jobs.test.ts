@@ -3,6 +3,8 @@
  * and a REAL s3rver started here as a child process. Everything is checked by
  * reading back: md5 over the rows in order, sha256 of every object.
  */
+import { randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
 import type { DataSpec, S3Location } from "@slipway/proto";
@@ -10,6 +12,7 @@ import { createLogger } from "@slipway/core";
 import { runDataJob, type BackupManifest } from "./data.runner.js";
 import { copyPrefix, deletePrefix, makeS3Client, PartialCopyError } from "./s3.js";
 import { pgConnection } from "./pg-tools.js";
+import { uploadStream } from "./s3-upload.js";
 import {
   createDb,
   dbUrl,
@@ -19,6 +22,7 @@ import {
   putObjects,
   rand,
   readDigests,
+  sha256,
   recordingReporter,
   startS3rver,
   withDb,
@@ -248,6 +252,24 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     client.destroy();
     expect(err).toBeInstanceOf(PartialCopyError);
     expect((err as PartialCopyError).message).toMatch(/^failed after 25\/30 objects: .*NoSuchKey/);
+  });
+
+  it("uploadStream puts exact multiples of the part size, partial last parts and small bodies intact", async () => {
+    const part = 5 * 1024 * 1024;
+    const client = makeS3Client(media(""));
+    try {
+      for (const [name, size] of [["two-parts", 2 * part], ["three-parts", 2 * part + 1], ["small", 1000]] as const) {
+        const body = randomBytes(size);
+        // 64 KiB chunks, like a pipe delivers them
+        const chunks = Array.from({ length: Math.ceil(size / 65536) }, (_, i) => body.subarray(i * 65536, (i + 1) * 65536));
+        const r = await uploadStream(client, "media", `up/${name}`, Readable.from(chunks), { partSize: part, queueSize: 2 });
+        expect(r).toEqual({ bytes: size, parts: Math.max(1, Math.ceil(size / part)) });
+        const got = await client.send(new GetObjectCommand({ Bucket: "media", Key: `up/${name}` }));
+        expect(sha256(await got.Body!.transformToByteArray())).toBe(sha256(body));
+      }
+    } finally {
+      client.destroy();
+    }
   });
 
   it("copies across buckets on the same endpoint", async () => {

@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import type { S3Location } from "@slipway/proto";
 import { abortError, makeS3Client, normalizePrefix } from "./s3.js";
+import { uploadStream } from "./s3-upload.js";
 import { firstFailure, PgChild, pgConnection, RESTORE_FLAGS } from "./pg-tools.js";
 
 export interface DbOptions {
@@ -19,7 +19,7 @@ export interface DumpResult {
   sha256: string;
 }
 
-/** S3 multipart: 8 MiB parts, 3 in flight. Memory stays ~ (queue + 1) × part size whatever the database size. */
+/** S3 multipart: 8 MiB parts, 3 in flight. Memory stays (queue + 1) × part size whatever the database size. */
 export const PART_SIZE = 8 * 1024 * 1024;
 export const QUEUE_SIZE = 3;
 
@@ -46,8 +46,8 @@ function whenAborted(signal: AbortSignal | undefined, stop: () => void): () => v
 /**
  * `pg_dump -Fc` streamed straight into `<dst.prefix><key>` (multipart upload,
  * no temporary file). The stream only ends once pg_dump has exited 0, so a
- * failing dump errors the upload instead of completing it: lib-storage then
- * aborts the multipart upload and no object (half or whole) is left.
+ * failing dump errors the upload instead of completing it: the multipart
+ * upload is aborted and no object (half or whole) is left.
  */
 export async function dumpToS3(databaseUrl: string, dst: S3Location, key: string, opts: DbOptions = {}): Promise<DumpResult> {
   if (opts.signal?.aborted) throw abortError();
@@ -64,20 +64,18 @@ export async function dumpToS3(databaseUrl: string, dst: S3Location, key: string
     () => dump.wait(),
   );
   const client = makeS3Client(dst);
-  const upload = new Upload({
-    client,
-    params: { Bucket: dst.bucket, Key: normalizePrefix(dst.prefix) + key, Body: body, ContentType: "application/octet-stream" },
-    queueSize: QUEUE_SIZE,
-    partSize: PART_SIZE,
-    leavePartsOnError: false,
-  });
   const unlisten = whenAborted(opts.signal, () => {
     dump.kill();
     body.destroy(abortError());
   });
   const piping = pipeline(dump.proc.stdout!, body).catch(() => undefined);
   try {
-    await upload.done();
+    await uploadStream(client, dst.bucket, normalizePrefix(dst.prefix) + key, body, {
+      partSize: PART_SIZE,
+      queueSize: QUEUE_SIZE,
+      contentType: "application/octet-stream",
+      signal: opts.signal,
+    });
     await dump.wait();
     return { bytes, sha256: hash.digest("hex") };
   } catch (err) {

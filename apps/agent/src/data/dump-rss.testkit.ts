@@ -1,7 +1,8 @@
 /**
  * Runs one dumpToS3 in a process of its own, so its memory can be measured
  * without the test runner's: samples process.memoryUsage().rss every 50 ms and
- * prints one JSON line {bytes, sha256, ms, peakRssSampled, maxRssKernel}.
+ * prints one JSON line {bytes, sha256, ms, rssBefore, peakRssSampled, maxRssKernel}
+ * (rssBefore: after the modules are loaded, before the dump starts).
  * maxRssKernel (getrusage) is the kernel's own high-water mark, so a spike
  * between two samples is not missed.
  * Arguments: <database url> <s3 endpoint> <bucket> <key>
@@ -9,7 +10,8 @@
 import { dumpToS3 } from "./database.js";
 
 const [url, endpoint, bucket, key] = process.argv.slice(2);
-let peak = process.memoryUsage().rss;
+const rssBefore = process.memoryUsage().rss;
+let peak = rssBefore;
 const sampler = setInterval(() => {
   peak = Math.max(peak, process.memoryUsage().rss);
 }, 50);
@@ -22,6 +24,7 @@ process.stdout.write(
     bytes: r.bytes,
     sha256: r.sha256,
     ms: Math.round(performance.now() - started),
+    rssBefore,
     peakRssSampled: peak,
     maxRssKernel: process.resourceUsage().maxRSS * 1024,
   }) + "\n",
