@@ -194,4 +194,21 @@ describe("sleeping and waking environments (real dockerd + HAProxy)", () => {
     expect((await bed.ingress.current(bed.slug("sleepy"))).map((t) => t.port)).toEqual([port]);
     expect(await bed.get("sleepy")).toMatchObject({ status: 200, body: PAGE });
   });
+
+  it("answers 503 with the reason when a wake fails, and the environment stays asleep", async () => {
+    const slug = bed.slug("sleepy");
+    const probe = bed.envs.get(slug)!.probe;
+    await putToSleep("sleepy");
+    await bed.registry.update(slug, { probe: { ...probe, acceptedStatuses: "299", startupTimeoutMs: 1000 } });
+    try {
+      const r = await bed.get("sleepy");
+      expect(r.status).toBe(503);
+      expect(r.body).toContain(`environment ${bed.app}/sleepy could not be woken: startup probe failed`);
+      expect(bed.envs.get(slug)?.state).toBe("sleeping");
+      expect(await bed.containersRunning("sleepy")).toEqual([false]);
+    } finally {
+      await bed.registry.update(slug, { probe });
+    }
+    expect(await bed.get("sleepy")).toMatchObject({ status: 200, body: PAGE });
+  });
 });
