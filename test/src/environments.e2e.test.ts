@@ -162,10 +162,11 @@ describe("environments end to end", () => {
     const liveId = docker("ps", "-q", "--filter", `label=io.slipway.host=${agent.hostId}`, "--filter", "label=io.slipway.environment=live").split("\n")[0]!;
     const liveIp = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", liveId);
     const testIp = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", testId);
+    // busybox's wget crashes in this static build; nc speaks enough HTTP for the question.
     const attempt = (from: string, ip: string) => {
       try {
-        execFileSync("docker", ["exec", from, "wget", "-q", "-T", "3", "-O", "-", `http://${ip}:8080/`], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-        return "reached";
+        const out = execFileSync("docker", ["exec", from, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ${ip} 8080`], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 15_000 });
+        return out.startsWith("HTTP/1.") ? "reached" : "refused";
       } catch {
         return "refused";
       }

@@ -14,6 +14,7 @@ import { Environments } from "./envs/environments.js";
 import { Sleeper } from "./envs/sleeper.js";
 import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
+import { runDataJob } from "./data/data.runner.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
 import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
@@ -144,7 +145,7 @@ export async function startAgent(
       return "ack";
     }
     const jobSpec = spec.spec;
-    if (jobSpec?.$case !== "deploy" && jobSpec?.$case !== "environment") {
+    if (jobSpec?.$case !== "deploy" && jobSpec?.$case !== "environment" && jobSpec?.$case !== "data") {
       jlog.error({ kind: spec.kind }, "unknown job kind; dropping it");
       return "term";
     }
@@ -157,6 +158,8 @@ export async function startAgent(
     try {
       if (jobSpec.$case === "environment") {
         await runEnvironmentJob({ spec: jobSpec.value, envs, report: reporter, log: jlog });
+      } else if (jobSpec.$case === "data") {
+        await runDataJob(jobSpec.value, { report: reporter, log: jlog, signal: ac.signal });
       } else {
         await runDeployment({
           spec: jobSpec.value,

@@ -307,6 +307,8 @@ export class DockerRuntime implements ContainerRuntime {
         // Without an init, a PID 1 that ignores SIGTERM makes every stop wait the full grace period.
         Init: true,
         NetworkMode: spec.network,
+        // The environment's database and S3 endpoint on this host are reached through the host gateway.
+        ExtraHosts: ["host.docker.internal:host-gateway"],
         ...(oneOff ? {} : { RestartPolicy: { Name: "unless-stopped" } }),
         ...(exposed ? { PortBindings: { [`${spec.publishPort}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
       },

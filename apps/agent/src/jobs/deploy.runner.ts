@@ -4,6 +4,7 @@ import { checkCancelled } from "../steps/context.js";
 import { sourceStep } from "../steps/source.step.js";
 import { buildStep } from "../steps/build.step.js";
 import { releaseStep } from "../steps/release.step.js";
+import { contentStep } from "../steps/content.step.js";
 import { startStep } from "../steps/start.step.js";
 import { probeStep } from "../steps/probe.step.js";
 import { switchStep } from "../steps/switch.step.js";
@@ -36,6 +37,7 @@ export async function runDeployment(ctx: DeployContext): Promise<"succeeded" | "
     await step(ctx, "source", () => sourceStep(ctx));
     await step(ctx, "build", () => buildStep(ctx));
     ctx.report.facts(ctx.commit ?? "", ctx.image ?? "");
+    if (ctx.spec.content) await step(ctx, "content", () => contentStep(ctx));
     await step(ctx, "release", () => releaseStep(ctx));
     await step(ctx, "start", () => startStep(ctx));
     await step(ctx, "probe", () => probeStep(ctx));

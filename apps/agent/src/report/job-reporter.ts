@@ -1,4 +1,4 @@
-import type { JobEvent } from "@slipway/proto";
+import type { BackupFacts, JobEvent } from "@slipway/proto";
 import { toFailure, type Logger, type StepName, type StepState } from "@slipway/core";
 import type { ControlPlaneClient } from "./control-plane.client.js";
 
@@ -43,6 +43,14 @@ export class JobReporter {
   /** A deployment's steps are StepNames; environment jobs name theirs after the action (stop, start, routes, remove). */
   step(name: StepName | string, state: StepState): void {
     this.push({ $case: "step", value: { name, state } });
+  }
+  /** Cumulative progress of data work (bytes, objects) in a phase. */
+  progress(p: { phase: string; bytes: number; objects: number }): void {
+    this.push({ $case: "progress", value: p });
+  }
+  /** What a backup produced. */
+  backup(f: BackupFacts): void {
+    this.push({ $case: "backup", value: f });
   }
   facts(commit: string, image: string): void {
     this.push({ $case: "facts", value: { commit, image } });
