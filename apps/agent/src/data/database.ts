@@ -145,9 +145,10 @@ export interface CopyDatabaseOptions extends DbOptions {
   /**
    * pg_dump compression level for the pipe. 0 by default: the archive only
    * crosses a local pipe, so compressing it would spend CPU on both ends for
-   * nothing (compression is for archives that are stored).
+   * nothing (compression is for archives that are stored). "default" leaves
+   * pg_dump's own default (as a plain `pg_dump -Fc` does).
    */
-  compress?: number;
+  compress?: number | "default";
 }
 
 /**
@@ -159,7 +160,8 @@ export async function copyDatabase(sourceUrl: string, targetUrl: string, opts: C
   if (opts.signal?.aborted) throw abortError();
   const from = pgConnection(sourceUrl);
   const to = pgConnection(targetUrl);
-  const dump = new PgChild("pg_dump", ["--format=custom", "--no-owner", `--compress=${opts.compress ?? 0}`, ...from.args], from, {
+  const compress = opts.compress === "default" ? [] : [`--compress=${opts.compress ?? 0}`];
+  const dump = new PgChild("pg_dump", ["--format=custom", "--no-owner", ...compress, ...from.args], from, {
     stdin: "ignore",
     stdout: "pipe",
   });

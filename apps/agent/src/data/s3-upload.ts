@@ -32,7 +32,7 @@ export async function uploadStream(
   client: S3Client,
   bucket: string,
   key: string,
-  source: AsyncIterable<Buffer>,
+  source: AsyncIterable<Buffer> | Iterable<Buffer>,
   opts: StreamUploadOptions,
 ): Promise<{ bytes: number; parts: number }> {
   const { partSize, queueSize, signal } = opts;

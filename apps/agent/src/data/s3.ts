@@ -38,13 +38,13 @@ export interface CopyPrefixResult {
 export class PartialCopyError extends Error {
   constructor(
     readonly done: number,
-    /** undefined when the source could not even be listed */
+    /** undefined when source or target could not even be listed (the cause says which) */
     readonly total: number | undefined,
     readonly bytes: number,
     cause: unknown,
   ) {
     super(
-      total === undefined ? `could not list the source: ${errorText(cause)}` : `failed after ${done}/${total} objects: ${errorText(cause)}`,
+      total === undefined ? errorText(cause) : `failed after ${done}/${total} objects: ${errorText(cause)}`,
       { cause },
     );
     this.name = "PartialCopyError";
@@ -220,6 +220,7 @@ function overlaps(a: S3Location, b: S3Location): boolean {
  * source object is copied (relative keys kept), then target objects the
  * source does not have are deleted. The source is listed completely first so
  * progress and a failure can say "n/total". Throws PartialCopyError on failure.
+ * Deletion comes last so a copy that fails midway has removed nothing.
  */
 export async function copyPrefix(src: S3Location, dst: S3Location, opts: CopyPrefixOptions = {}): Promise<CopyPrefixResult> {
   if (overlaps(src, dst)) {
@@ -236,8 +237,16 @@ export async function copyPrefix(src: S3Location, dst: S3Location, opts: CopyPre
   let bytes = 0;
   let total: number | undefined;
   try {
-    const sources = await listAll(clients.src, src, signal);
+    // The target is listed alongside the source, before the copies: one listing less on the critical path, and
+    // objects written to the target while the copy runs are not mistaken for stale ones.
+    const listing = (side: string, loc: S3Location, client: S3Client) =>
+      listAll(client, loc, signal).catch((err: unknown) => {
+        throw new Error(`could not list the ${side}: ${errorText(err)}`, { cause: err });
+      });
+    const [sources, existing] = await Promise.all([listing("source", src, clients.src), listing("target", dst, clients.dst)]);
     total = sources.length;
+    const wanted = new Set(sources.map((o) => dstPrefix + o.key.slice(srcPrefix.length)));
+    const stale = existing.filter((o) => !wanted.has(o.key)).map((o) => o.key);
     await mapBounded(
       sources,
       opts.concurrency ?? 16,
@@ -249,9 +258,6 @@ export async function copyPrefix(src: S3Location, dst: S3Location, opts: CopyPre
       },
       signal,
     );
-    const wanted = new Set(sources.map((o) => dstPrefix + o.key.slice(srcPrefix.length)));
-    const stale: string[] = [];
-    for await (const o of listObjects(clients.dst, dst, signal)) if (!wanted.has(o.key)) stale.push(o.key);
     await deleteKeys(clients.dst, dst.bucket, stale, signal);
     return { objects, bytes, deleted: stale.length };
   } catch (err) {
