@@ -49,8 +49,10 @@ export class DatabaseProvisioner {
       const db = pg.escapeIdentifier(names.database);
       const lit = pg.escapeLiteral(password);
       const exists = await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [names.role]);
-      if (exists.rowCount) await c.query(`ALTER ROLE ${role} WITH LOGIN PASSWORD ${lit}`);
-      else await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD ${lit}`);
+      // INHERIT: on PostgreSQL 15 the right to create in `public` comes from the implicit
+      // pg_database_owner membership of the database's owner, which NOINHERIT would cut.
+      if (exists.rowCount) await c.query(`ALTER ROLE ${role} WITH LOGIN INHERIT PASSWORD ${lit}`);
+      else await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${lit}`);
       const dbExists = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [names.database]);
       // CREATE DATABASE cannot run in a transaction; a concurrent creator makes this fail with 42P04, which is fine.
       if (!dbExists.rowCount) {

@@ -14,6 +14,9 @@ const server = new S3rver({
   address,
   port: Number(port),
   silent: true,
+  // Path-style only: containers reach the server as host.docker.internal, which s3rver would
+  // otherwise take for a virtual-hosted bucket name.
+  vhostBuckets: false,
   configureBuckets: (buckets ?? "").split(",").filter(Boolean).map((name) => ({ name, configs: [] })),
 });
 const info = (await server.run()) as { port: number };

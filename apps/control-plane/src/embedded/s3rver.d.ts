@@ -5,6 +5,7 @@ declare module "s3rver" {
     address?: string;
     port?: number;
     silent?: boolean;
+    vhostBuckets?: boolean;
     configureBuckets?: Array<{ name: string; configs: unknown[] }>;
   }
   export default class S3rver {

@@ -12,6 +12,7 @@ import {
   type Logger,
   type StepName,
 } from "@slipway/core";
+import { sql } from "kysely";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
@@ -231,12 +232,17 @@ export class JobReportService {
     if (e.kind === "progress") {
       await trx.updateTable("content_copies").set({ state: "running", phase: e.phase, bytes: e.bytes, objects: e.objects }).where("job_id", "=", jobId).execute();
     } else {
+      // Facts arrive once per part (database, media): set only what this one carries; the backup
+      // is complete (and restorable, even if the job fails later) once every requested part reported.
       await trx
         .updateTable("backups")
-        .set({ state: "succeeded", finished_at: e.at, database_bytes: e.database ? e.databaseBytes : null, media_bytes: e.media ? e.mediaBytes : null, media_objects: e.media ? e.mediaObjects : null })
+        .set({ ...(e.database ? { database_bytes: e.databaseBytes } : {}), ...(e.media ? { media_bytes: e.mediaBytes, media_objects: e.mediaObjects } : {}) })
         .where("id", "=", e.backupId)
         .where("job_id", "=", jobId)
         .execute();
+      await sql`UPDATE backups SET state = 'succeeded', finished_at = ${e.at}
+        WHERE id = ${e.backupId} AND job_id = ${jobId} AND state IN ('queued', 'running')
+          AND (NOT database OR database_bytes IS NOT NULL) AND (NOT media OR media_objects IS NOT NULL)`.execute(trx);
     }
   }
 
