@@ -5,6 +5,8 @@ import {
   type GetJobSpecResponse,
   type HeartbeatRequest,
   type DataSpec,
+  type MetricsBatch,
+  type MetricsSample,
   type JobEvent,
 } from "@slipway/proto";
 import { InvalidRequestError, SlipwayError, jobsConsumer, jobsSubject, JOBS_STREAM, type Logger } from "@slipway/core";
@@ -47,6 +49,8 @@ export interface AgentGrpcDeps {
   unseal: (sealed: string) => Record<string, string>;
   /** Resolves a data job's spec with its credentials. */
   dataSpec: (spec: DataJobSpec) => Promise<DataSpec>;
+  /** Stores pushed metrics samples; absent = samples are accepted and dropped. */
+  metrics?: { ingest(hostId: string, samples: MetricsSample[]): Promise<void> };
 }
 
 export function decodeEvent(e: JobEvent): JobEventInput | undefined {
@@ -152,6 +156,20 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
       });
     },
 
+    pushMetrics(call, callback) {
+      const batches: MetricsBatch[] = [];
+      call.on("data", (b: MetricsBatch) => batches.push(b));
+      call.on("error", () => undefined);
+      call.on("end", () => {
+        (async () => {
+          const host = await hosts.authenticateAgent(bearer(call.metadata));
+          const samples = batches.flatMap((b) => b.samples);
+          await deps.metrics?.ingest(host.id, samples);
+          return { accepted: samples.length };
+        })().then((r) => callback(null, r), (err) => callback(toGrpcError(err)));
+      });
+    },
+
     getJobSpec(call, callback) {
       (async (): Promise<GetJobSpecResponse> => {
         const host = await hosts.authenticateAgent(bearer(call.metadata));
@@ -201,6 +219,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               environmentId: e.environmentId,
               hostnames: e.hostnames,
               sleepAfterSeconds: e.sleepAfterSeconds,
+              forwardTo: e.forwardTo ?? "",
               ...(e.basicAuth ? { basicAuth: e.basicAuth } : {}),
             },
           };

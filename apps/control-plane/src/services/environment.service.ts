@@ -27,7 +27,7 @@ const MAX_VALUE_BYTES = 32 * 1024;
 const keyRe = new RegExp(VARIABLE_KEY_PATTERN);
 const hostnameRe = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
 
-export type EnvironmentAction = "stop" | "start" | "routes" | "remove";
+export type EnvironmentAction = "stop" | "start" | "routes" | "remove" | "handoff";
 
 /** The environment spec sent with stop/start/routes/remove jobs (no secrets). */
 export interface EnvironmentJobSpec {
@@ -38,6 +38,8 @@ export interface EnvironmentJobSpec {
   hostnames: string[];
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
+  /** handoff: the ingress (host:port) of the host the environment moved to. */
+  forwardTo?: string;
 }
 
 /** What the agent needs about an environment at deployment time; variables sealed. */
