@@ -3,16 +3,19 @@
  * and a REAL s3rver started here as a child process. Everything is checked by
  * reading back: md5 over the rows in order, sha256 of every object.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
 import type { DataSpec, S3Location } from "@slipway/proto";
+import { SignatureV4 } from "@smithy/signature-v4";
+import type { SourceData } from "@smithy/types";
 import { createLogger } from "@slipway/core";
 import { runDataJob, type BackupManifest } from "./data.runner.js";
 import { copyPrefix, deletePrefix, makeS3Client, PartialCopyError } from "./s3.js";
 import { pgConnection } from "./pg-tools.js";
 import { uploadStream } from "./s3-upload.js";
+import { CopyObjectClient, encodeKey } from "./s3-copy.js";
 import {
   createDb,
   dbUrl,
@@ -269,6 +272,52 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
       }
     } finally {
       client.destroy();
+    }
+  });
+
+  it("the lean CopyObject client signs exactly like the AWS SDK's SigV4 signer, and its copies are intact", async () => {
+    // s3rver does not check SigV4 signatures, so the SDK's own signer (a dependency of @aws-sdk/client-s3) is the oracle.
+    const loc = { ...media(""), endpoint: "https://s3.example.test:8443", region: "eu-central-1", accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalr/K7MDENG+bPxRfiCYEXAMPLEKEY" };
+    const lean = new CopyObjectClient(loc, 1);
+    const at = new Date("2026-03-04T05:06:07.890Z");
+    const path = lean.pathOf("media", "uploads/ä b/(1)*.bin");
+    expect(path).toBe("/media/uploads/%C3%A4%20b/%281%29%2A.bin");
+    const ours = lean.signedHeaders(path, "media/src/key.bin", at);
+    lean.destroy();
+    class Sha256 {
+      private h;
+      constructor(secret?: SourceData) {
+        this.h = secret ? createHmac("sha256", Buffer.from(secret as Uint8Array)) : createHash("sha256");
+      }
+      update(d: SourceData) {
+        this.h.update(typeof d === "string" ? d : Buffer.from(d as Uint8Array));
+      }
+      async digest() {
+        return new Uint8Array(this.h.digest());
+      }
+    }
+    const signer = new SignatureV4({ credentials: { accessKeyId: loc.accessKeyId, secretAccessKey: loc.secretAccessKey }, region: loc.region, service: "s3", sha256: Sha256, uriEscapePath: false });
+    const sdk = await signer.sign(
+      {
+        method: "PUT",
+        protocol: "https:",
+        hostname: "s3.example.test",
+        port: 8443,
+        path,
+        query: {},
+        headers: { host: "s3.example.test:8443", "x-amz-content-sha256": ours["x-amz-content-sha256"], "x-amz-copy-source": "media/src/key.bin" },
+      },
+      { signingDate: at },
+    );
+    expect(ours.authorization).toBe(sdk.headers.authorization);
+
+    const original = await putObjects(media("sig/"), 1, () => 5000, () => "one");
+    const real = new CopyObjectClient(media(""), 2);
+    try {
+      await real.copy("media", encodeKey("sig/one"), "other", "signed/one (copy)");
+      expect(await readDigests(s3!.location("other", "signed/"))).toEqual(new Map([["one (copy)", original.get("one")]]));
+    } finally {
+      real.destroy();
     }
   });
 

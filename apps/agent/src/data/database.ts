@@ -5,7 +5,7 @@ import { GetObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Location } from "@slipway/proto";
 import { abortError, makeS3Client, normalizePrefix } from "./s3.js";
 import { uploadStream } from "./s3-upload.js";
-import { firstFailure, PgChild, pgConnection, RESTORE_FLAGS } from "./pg-tools.js";
+import { PgChild, pgConnection, RESTORE_FLAGS, rootFailure } from "./pg-tools.js";
 
 export interface DbOptions {
   /** cumulative bytes of dump data moved so far */
@@ -153,7 +153,7 @@ export interface CopyDatabaseOptions extends DbOptions {
 
 /**
  * `pg_dump -Fc | pg_restore` without an intermediate file; the agent sits in
- * the pipe only to count bytes. Failure reports the tool that failed first
+ * the pipe only to count bytes. Failure reports the tool that caused it
  * (the other one's error is just the broken pipe or truncated archive).
  */
 export async function copyDatabase(sourceUrl: string, targetUrl: string, opts: CopyDatabaseOptions = {}): Promise<{ bytes: number }> {
@@ -185,7 +185,7 @@ export async function copyDatabase(sourceUrl: string, targetUrl: string, opts: C
     if (piped) stop();
     await Promise.all([dump.exited, restore.exited]);
     if (opts.signal?.aborted) throw abortError();
-    const failed = firstFailure([dump, restore]);
+    const failed = rootFailure(dump, restore);
     if (failed) throw failed;
     if (piped) throw piped;
     return { bytes };

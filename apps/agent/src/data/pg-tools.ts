@@ -68,8 +68,6 @@ export class PgChild {
   readonly proc: ChildProcess;
   private stderr = "";
   private result?: { code: number | null; signal: string | null };
-  /** when the process ended; the first of two piped tools to fail is the cause, the other one's failure a consequence */
-  exitedAt = Infinity;
   readonly exited: Promise<void>;
 
   constructor(
@@ -104,7 +102,6 @@ export class PgChild {
   private finish(code: number | null, signal: string | null): void {
     if (this.result) return;
     this.result = { code, signal };
-    this.exitedAt = performance.now();
   }
 
   get failed(): PgToolError | undefined {
@@ -125,12 +122,19 @@ export class PgChild {
   }
 }
 
-/** Of several failed tools, the one that failed first caused the others (a closed pipe, a truncated archive). */
-export function firstFailure(children: PgChild[]): PgToolError | undefined {
-  return children
-    .filter((c) => c.failed)
-    .sort((a, b) => a.exitedAt - b.exitedAt)
-    .map((c) => c.failed!)[0];
+const DUMP_LOST_ITS_READER = /broken pipe|could not write to output file/i;
+const RESTORE_LOST_ITS_INPUT = /input file is too short|could not read from input file|unexpected end of file|did not find magic string/i;
+
+/**
+ * Of pg_dump piped into pg_restore, the failure that caused the other: when one
+ * dies the other sees a broken pipe or a truncated archive. Which exit Node
+ * notices first is a race, so the cause is told from what each one printed.
+ */
+export function rootFailure(dump: PgChild, restore: PgChild): PgToolError | undefined {
+  const d = dump.failed;
+  const r = restore.failed;
+  if (!d || !r) return d ?? r;
+  return DUMP_LOST_ITS_READER.test(d.stderr) && !RESTORE_LOST_ITS_INPUT.test(r.stderr) ? r : d;
 }
 
 export const RESTORE_FLAGS = [

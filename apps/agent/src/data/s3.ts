@@ -1,5 +1,4 @@
 import {
-  CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -9,6 +8,7 @@ import {
 import type { S3Location } from "@slipway/proto";
 import { setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
+import { CopyObjectClient } from "./s3-copy.js";
 
 export interface S3Object {
   key: string;
@@ -154,21 +154,23 @@ function sameServer(a: S3Location, b: S3Location): boolean {
  * s3rver uses decodeURI, which leaves %2B, %26, %3F… encoded), so only keys
  * whose encoding is the same under both rules are copied server-side.
  */
-function copySourceOf(bucket: string, key: string): string | undefined {
+function encodedCopySource(key: string): string | undefined {
   const strict = encodeURIComponent(key).replace(/%2F/g, "/");
-  return strict === encodeURI(key) ? `${bucket}/${strict}` : undefined;
+  return strict === encodeURI(key) ? strict : undefined;
 }
 
-export interface Clients {
+interface Clients {
   src: S3Client;
   dst: S3Client;
+  /** only when source and target are on the same server: server-side copies */
+  copier?: CopyObjectClient;
 }
 
 /** Copies one object: server-side where possible, else streamed through the agent (never buffered whole). */
 async function copyObject(c: Clients, src: S3Location, srcKey: string, dst: S3Location, dstKey: string, signal?: AbortSignal): Promise<void> {
-  const source = sameServer(src, dst) ? copySourceOf(src.bucket, srcKey) : undefined;
-  if (source) {
-    await c.dst.send(new CopyObjectCommand({ Bucket: dst.bucket, Key: dstKey, CopySource: source }), { abortSignal: signal });
+  const source = c.copier ? encodedCopySource(srcKey) : undefined;
+  if (c.copier && source) {
+    await c.copier.copy(src.bucket, source, dst.bucket, dstKey, signal);
     return;
   }
   const got = await c.src.send(new GetObjectCommand({ Bucket: src.bucket, Key: srcKey }), { abortSignal: signal });
@@ -226,8 +228,14 @@ export async function copyPrefix(src: S3Location, dst: S3Location, opts: CopyPre
   if (overlaps(src, dst)) {
     throw new Error(`source s3://${src.bucket}/${src.prefix} and target s3://${dst.bucket}/${dst.prefix} overlap`);
   }
+  const concurrency = opts.concurrency ?? 16;
   const srcClient = makeS3Client(src);
-  const clients: Clients = { src: srcClient, dst: sameServer(src, dst) ? srcClient : makeS3Client(dst) };
+  const same = sameServer(src, dst);
+  const clients: Clients = {
+    src: srcClient,
+    dst: same ? srcClient : makeS3Client(dst),
+    ...(same ? { copier: new CopyObjectClient(dst, concurrency) } : {}),
+  };
   const srcPrefix = normalizePrefix(src.prefix);
   const dstPrefix = normalizePrefix(dst.prefix);
   // Every request in flight listens on the signal; with 16+ of them Node would warn about a leak that is not one.
@@ -249,7 +257,7 @@ export async function copyPrefix(src: S3Location, dst: S3Location, opts: CopyPre
     const stale = existing.filter((o) => !wanted.has(o.key)).map((o) => o.key);
     await mapBounded(
       sources,
-      opts.concurrency ?? 16,
+      concurrency,
       async (o) => {
         await copyObject(clients, src, o.key, dst, dstPrefix + o.key.slice(srcPrefix.length), signal);
         objects++;
@@ -266,6 +274,7 @@ export async function copyPrefix(src: S3Location, dst: S3Location, opts: CopyPre
   } finally {
     clients.src.destroy();
     if (clients.dst !== clients.src) clients.dst.destroy();
+    clients.copier?.destroy();
   }
 }
 
