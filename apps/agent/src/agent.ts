@@ -18,6 +18,7 @@ import { runDataJob } from "./data/data.runner.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
 import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
+import { startMetricsReporting, startTrafficCollector } from "./metrics/agent-metrics.js";
 import type { ContainerRuntime } from "./docker/container-runtime.js";
 import type { Ingress } from "./ingress/ingress.js";
 import type { SourceRepository } from "./git/source-repository.js";
@@ -95,6 +96,8 @@ export async function startAgent(
   // The waker listens first: its port is part of the HAProxy config.
   const waker = new Waker(hostLog.child({ component: "waker" }));
   const wakerPort = await waker.listen(config.wakerPort);
+  // Likewise the traffic log receiver: HAProxy sends it one line per request.
+  const traffic = await startTrafficCollector(config.metricsLogPort, hostLog.child({ component: "metrics" }));
   const ingress =
     adapters.ingress ??
     new HaproxyIngress({
@@ -102,6 +105,7 @@ export async function startAgent(
       httpPort: config.ingressHttpPort,
       bindAddress: config.ingressBind,
       wakerPort,
+      trafficLogPort: traffic.port,
       logger: hostLog.child({ component: "ingress" }),
     });
   await ingress.start();
@@ -125,6 +129,15 @@ export async function startAgent(
     environments: () => envs.observations(),
   });
   heartbeater.start();
+  const metrics = startMetricsReporting({
+    sink: client,
+    traffic,
+    runtime,
+    hostId: identity.hostId,
+    describe: (slug) => envs.describe(slug),
+    intervalMs: config.metricsIntervalMs,
+    log: hostLog.child({ component: "metrics" }),
+  });
 
   const handler: JobHandler = async (job, signal) => {
     const jlog = hostLog.child({ jobId: job.jobId, deploymentId: job.deploymentId });
@@ -204,6 +217,8 @@ export async function startAgent(
       await consumer.stop(config.shutdownGraceMs);
       await sleeper.stop();
       heartbeater.stop();
+      await metrics.stop();
+      await traffic.close();
       await waker.close();
       client.close();
     },

@@ -5,6 +5,10 @@ describe("agent configuration", () => {
   it("has defaults", () => {
     expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4, wakerPort: 0 });
   });
+  it("has metrics defaults and reads the metrics settings", () => {
+    expect(loadConfig({})).toMatchObject({ metricsIntervalMs: 10_000, metricsLogPort: 0 });
+    expect(loadConfig({ SLIPWAY_METRICS_INTERVAL_MS: "500", SLIPWAY_AGENT_METRICS_LOG_PORT: "7791" })).toMatchObject({ metricsIntervalMs: 500, metricsLogPort: 7791 });
+  });
   it("reads the waker port", () => {
     expect(loadConfig({ SLIPWAY_AGENT_WAKER_PORT: "7790" }).wakerPort).toBe(7790);
   });
@@ -18,6 +22,9 @@ describe("agent configuration", () => {
     ["NATS_URL", "http://x"],
     ["SLIPWAY_AGENT_WAKER_PORT", "70000"],
     ["SLIPWAY_AGENT_WAKER_PORT", "-1"],
+    ["SLIPWAY_METRICS_INTERVAL_MS", "50"],
+    ["SLIPWAY_METRICS_INTERVAL_MS", "ten"],
+    ["SLIPWAY_AGENT_METRICS_LOG_PORT", "65536"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

@@ -22,6 +22,10 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   /** Port of the waker (HAProxy's fallback for sleeping and stopped environments) on 127.0.0.1; 0 = any free port. */
   wakerPort: number;
+  /** How often container and ingress metrics are sampled and pushed. */
+  metricsIntervalMs: number;
+  /** UDP port on 127.0.0.1 where HAProxy sends one log line per request; 0 = any free port. */
+  metricsLogPort: number;
 }
 
 export class ConfigError extends Error {
@@ -77,5 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     grpcTlsCa: env.SLIPWAY_GRPC_TLS_CA || undefined,
     shutdownGraceMs: int(env, "SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
     wakerPort: int(env, "SLIPWAY_AGENT_WAKER_PORT", 0, 0, 65535),
+    metricsIntervalMs: int(env, "SLIPWAY_METRICS_INTERVAL_MS", 10_000, 100, 3_600_000),
+    metricsLogPort: int(env, "SLIPWAY_AGENT_METRICS_LOG_PORT", 0, 0, 65535),
   });
 }

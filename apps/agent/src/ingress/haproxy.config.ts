@@ -6,6 +6,7 @@
 import net from "node:net";
 import path from "node:path";
 import { StepFailure } from "@slipway/core";
+import { TRAFFIC_LOG_FORMAT } from "../metrics/traffic-log.js";
 import type { BackendConfig, BackendTarget } from "./ingress.js";
 
 /** Name of the backend that answers requests for unknown host names. */
@@ -85,6 +86,8 @@ export interface HaproxyConfigSpec {
   backends: BackendSpec[];
   /** Port of the agent's waker on 127.0.0.1, rendered as every backend's backup server; none when unset. */
   wakerPort?: number;
+  /** UDP port on 127.0.0.1 that receives one log line per request (the agent's traffic metrics); no request log when unset. */
+  trafficLogPort?: number;
   /** Upper bound on the life of a previous worker after a reload (default 300). */
   hardStopAfterSeconds?: number;
 }
@@ -142,6 +145,26 @@ function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] 
   return lines;
 }
 
+function validPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/**
+ * UDP, `format raw` (the bare line, no syslog header): HAProxy never blocks on
+ * it, so an agent that is down costs log lines, not requests.
+ */
+function trafficLogGlobal(port: number | undefined): string[] {
+  if (port === undefined) return [];
+  if (!validPort(port)) throw new Error(`invalid traffic log port ${port}`);
+  return [`  log 127.0.0.1:${port} len 4096 format raw local0 info`];
+}
+
+/** dontlognull: connections that never sent a request (port checks, pre-connects) are not requests. */
+function trafficLogDefaults(port: number | undefined): string[] {
+  if (port === undefined) return [];
+  return ["  log global", "  option dontlognull", `  log-format "${TRAFFIC_LOG_FORMAT}"`];
+}
+
 /** Renders haproxy.cfg. Backends are sorted by name so equal structures render byte-identical text. */
 export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
   const { paths: p } = spec;
@@ -167,9 +190,11 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     // its next response. hard-stop-after bounds how long an old worker lives.
     "  close-spread-time infinite",
     `  hard-stop-after ${hardStop}s`,
+    ...trafficLogGlobal(spec.trafficLogPort),
     "",
     "defaults",
     "  mode http",
+    ...trafficLogDefaults(spec.trafficLogPort),
     "  option forwardfor",
     "  option redispatch",
     "  retries 3",

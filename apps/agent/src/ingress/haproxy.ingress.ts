@@ -28,6 +28,8 @@ export interface HaproxyIngressOptions {
    * A changed port changes the config, so an adopted proxy is reloaded.
    */
   wakerPort?: number;
+  /** UDP port on 127.0.0.1 of the agent's traffic log receiver; a changed port reloads an adopted proxy, like the waker's. */
+  trafficLogPort?: number;
 }
 
 /**
@@ -48,6 +50,7 @@ export class HaproxyIngress implements Ingress {
   private readonly readyTimeoutMs: number;
   private readonly runtime: HaproxyRuntime;
   private readonly wakerPort: number | undefined;
+  private readonly trafficLogPort: number | undefined;
   private state: IngressStructure = { version: 1, backends: {} };
   /** The config the running master has loaded; undefined when not running. */
   private appliedConfig: string | undefined;
@@ -63,6 +66,7 @@ export class HaproxyIngress implements Ingress {
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.runtime = new HaproxyRuntime(this.paths.adminSocket, this.paths.masterSocket);
     this.wakerPort = opts.wakerPort;
+    this.trafficLogPort = opts.trafficLogPort;
   }
 
   /** PID of the HAProxy master this adapter runs or adopted. */
@@ -389,6 +393,7 @@ export class HaproxyIngress implements Ingress {
       httpPort: this.httpPort,
       backends: backendSpecs(s),
       ...(this.wakerPort !== undefined ? { wakerPort: this.wakerPort } : {}),
+      ...(this.trafficLogPort !== undefined ? { trafficLogPort: this.trafficLogPort } : {}),
     });
   }
 

@@ -6,6 +6,8 @@ import {
   type HeartbeatRequest,
   type HeartbeatResponse,
   type JobEvent,
+  type MetricsBatch,
+  type PushMetricsResponse,
   type RegisterRequest,
   type RegisterResponse,
   type ReportJobEventsResponse,
@@ -55,6 +57,15 @@ export class ControlPlaneClient {
     return new Promise((resolve, reject) => {
       const call = this.client.reportJobEvents(this.md(), { deadline: this.deadline(30_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
       for (const e of events) call.write(e);
+      call.end();
+    });
+  }
+
+  /** Sends one batch of metrics samples on a client stream; resolves once the control plane stored them. */
+  pushMetrics(batch: MetricsBatch): Promise<PushMetricsResponse> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.pushMetrics(this.md(), { deadline: this.deadline(15_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
+      call.write(batch);
       call.end();
     });
   }

@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { haproxyPaths, renderHaproxyConfig } from "../ingress/haproxy.config.js";
+import { parseTrafficLine, TRAFFIC_LOG_FORMAT } from "./traffic-log.js";
+
+describe("parseTrafficLine", () => {
+  it("reads backend, server, status and active time of a raw line", () => {
+    expect(parseTrafficLine("slipway1 shop--test s1 200 3\n")).toEqual({ backend: "shop--test", server: "s1", status: 200, activeMs: 3 });
+    expect(parseTrafficLine("slipway1 shop--test <NOSRV> 401 0")).toEqual({ backend: "shop--test", server: "<NOSRV>", status: 401, activeMs: 0 });
+    expect(parseTrafficLine("slipway1 shop--test waker 503 12000")).toMatchObject({ server: "waker", status: 503, activeMs: 12000 });
+  });
+
+  it("accepts a request without a response (status and time -1)", () => {
+    expect(parseTrafficLine("slipway1 shop--live s2 -1 -1")).toEqual({ backend: "shop--live", server: "s2", status: -1, activeMs: -1 });
+  });
+
+  it("tolerates a syslog header before the marker", () => {
+    expect(parseTrafficLine("<134>Mar  1 10:00:00 haproxy[42]: slipway1 blog--live s1 304 1")).toMatchObject({ backend: "blog--live", status: 304 });
+  });
+
+  it.each([
+    ["", "empty"],
+    ["GET / HTTP/1.1", "not our format"],
+    ["slipway1 shop--test s1 200", "too few fields"],
+    ["slipway1 shop--test s1 200 3 extra", "too many fields"],
+    ["slipway1 shop--test s1 abc 3", "status not a number"],
+    ["slipway1 shop--test s1 700 3", "status out of range"],
+    ["slipway1 shop--test s1 99 3", "status below 100"],
+    ["slipway1 shop--test s1 200 -5", "negative time other than -1"],
+    ["slipway1 shop--test s1 200 1.5", "fractional time"],
+    ["slipway1 shop\"test s1 200 1", "odd characters in the backend"],
+    ["slipway1 shop--test s1 200 99999999999", "absurd time"],
+    ["slipway2 shop--test s1 200 1", "another format version"],
+  ])("ignores %j (%s)", (line) => {
+    expect(parseTrafficLine(line)).toBeUndefined();
+  });
+});
+
+describe("HAProxy request log in the rendered config", () => {
+  const base = { paths: haproxyPaths("/var/lib/slipway/ingress"), bindAddress: "127.0.0.1", httpPort: 8080, backends: [{ name: "shop--test", slots: 1 }] };
+
+  it("sends one raw line per request to the agent over UDP when a port is given", () => {
+    const cfg = renderHaproxyConfig({ ...base, trafficLogPort: 41234 });
+    const global = cfg.slice(cfg.indexOf("global"), cfg.indexOf("defaults"));
+    const defaults = cfg.slice(cfg.indexOf("defaults"), cfg.indexOf("frontend"));
+    expect(global).toContain("  log 127.0.0.1:41234 len 4096 format raw local0 info\n");
+    expect(defaults).toContain("  log global\n");
+    expect(defaults).toContain("  option dontlognull\n");
+    expect(defaults).toContain(`  log-format "${TRAFFIC_LOG_FORMAT}"\n`);
+    expect(TRAFFIC_LOG_FORMAT).toBe("slipway1 %b %s %ST %Ta");
+  });
+
+  it("renders no request log without a port and refuses a bad one", () => {
+    expect(renderHaproxyConfig(base)).not.toMatch(/log/);
+    expect(() => renderHaproxyConfig({ ...base, trafficLogPort: 0 })).toThrow(/traffic log port/);
+    expect(() => renderHaproxyConfig({ ...base, trafficLogPort: 70000 })).toThrow(/traffic log port/);
+  });
+});
