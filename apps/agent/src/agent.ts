@@ -12,6 +12,7 @@ import { runEnvironmentJob } from "./jobs/environment.runner.js";
 import { EnvironmentRegistry } from "./envs/environment-registry.js";
 import { Environments } from "./envs/environments.js";
 import { Sleeper } from "./envs/sleeper.js";
+import { Reconciler } from "./envs/reconciler.js";
 import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { runDataJob } from "./data/data.runner.js";
@@ -64,6 +65,7 @@ async function loadOrRegister(config: AgentConfig, client: ControlPlaneClient, l
     labels: config.labels,
     capacity: await hostCapacity(config.stateDir),
     version: config.version,
+    ingressAddress: config.ingressAdvertise,
   });
   const identity: AgentIdentity = {
     hostId: res.hostId,
@@ -116,6 +118,8 @@ export async function startAgent(
   waker.serve(envs);
   const sleeper = new Sleeper({ envs, ingress, log: hostLog.child({ component: "sleeper" }) });
   sleeper.start();
+  const reconciler = new Reconciler({ envs, log: hostLog.child({ component: "reconcile" }), intervalMs: config.reconcileIntervalMs });
+  reconciler.start();
 
   // Per running job: aborting with CANCEL_REASON cancels it at once (a release command is killed, a probe stops).
   const cancellers = new Map<string, AbortController>();
@@ -127,6 +131,7 @@ export async function startAgent(
     log: hostLog.child({ component: "heartbeat" }),
     onCancelRequested: (ids) => ids.forEach((id) => cancellers.get(id)?.abort(CANCEL_REASON)),
     environments: () => envs.observations(),
+    ingressAddress: config.ingressAdvertise,
   });
   heartbeater.start();
   const metrics = startMetricsReporting({
@@ -187,6 +192,8 @@ export async function startAgent(
           signal: ac.signal,
           started: [],
           switched: false,
+          earlierAttempt: spec.lastSeq > 0,
+          pauseBeforeSwitchMs: config.testPauseBeforeSwitchMs,
         });
       }
       await reporter.flush(10 * 60_000);
@@ -216,6 +223,7 @@ export async function startAgent(
     stop: async () => {
       await consumer.stop(config.shutdownGraceMs);
       await sleeper.stop();
+      await reconciler.stop();
       heartbeater.stop();
       await metrics.stop();
       await traffic.close();

@@ -3,7 +3,10 @@ import { ConfigError, loadConfig, parseLabels } from "./config.js";
 
 describe("agent configuration", () => {
   it("has defaults", () => {
-    expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4, wakerPort: 0 });
+    expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4, wakerPort: 0, reconcileIntervalMs: 5000, testPauseBeforeSwitchMs: 0 });
+  });
+  it("reads the reconcile interval in seconds and the test pause in milliseconds", () => {
+    expect(loadConfig({ SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS: "2", SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS: "1500" })).toMatchObject({ reconcileIntervalMs: 2000, testPauseBeforeSwitchMs: 1500 });
   });
   it("has metrics defaults and reads the metrics settings", () => {
     expect(loadConfig({})).toMatchObject({ metricsIntervalMs: 10_000, metricsLogPort: 0 });
@@ -25,6 +28,8 @@ describe("agent configuration", () => {
     ["SLIPWAY_METRICS_INTERVAL_MS", "50"],
     ["SLIPWAY_METRICS_INTERVAL_MS", "ten"],
     ["SLIPWAY_AGENT_METRICS_LOG_PORT", "65536"],
+    ["SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", "1.5"],
+    ["SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", "700000"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

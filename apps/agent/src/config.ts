@@ -13,6 +13,8 @@ export interface AgentConfig {
   natsUrl?: string;
   ingressHttpPort: number;
   ingressBind: string;
+  /** host:port where other hosts and load balancers reach this ingress (drains forward to it). */
+  ingressAdvertise: string;
   logLevel: string;
   /** Most jobs run at once (jobs of one environment never overlap: the control plane allows one). */
   jobConcurrency: number;
@@ -22,6 +24,10 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   /** Port of the waker (HAProxy's fallback for sleeping and stopped environments) on 127.0.0.1; 0 = any free port. */
   wakerPort: number;
+  /** How often running environments' routes are checked against their containers' ports (dockerd restarts change them); 0 = only at start. */
+  reconcileIntervalMs: number;
+  /** Test hook: a deployment waits this long before switching traffic, so a test can stop the agent right there. 0 in production. */
+  testPauseBeforeSwitchMs: number;
   /** How often container and ingress metrics are sampled and pushed. */
   metricsIntervalMs: number;
   /** UDP port on 127.0.0.1 where HAProxy sends one log line per request; 0 = any free port. */
@@ -66,6 +72,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
   if (natsUrl && !/^(nats|tls):\/\/\S+$/.test(natsUrl)) throw new ConfigError("NATS_URL", `'${natsUrl}' is not a nats:// URL`);
   const logLevel = env.LOG_LEVEL || "info";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) throw new ConfigError("LOG_LEVEL", `'${logLevel}' is not a pino level`);
+  const ingressHttpPort = int(env, "SLIPWAY_INGRESS_HTTP_PORT", 8080, 1, 65535);
+  const ingressBind = env.SLIPWAY_INGRESS_BIND || "127.0.0.1";
+  if (env.SLIPWAY_INGRESS_ADVERTISE && !/^[A-Za-z0-9.-]+:\d{1,5}$/.test(env.SLIPWAY_INGRESS_ADVERTISE)) {
+    throw new ConfigError("SLIPWAY_INGRESS_ADVERTISE", `'${env.SLIPWAY_INGRESS_ADVERTISE}' is not host:port`);
+  }
   return Object.freeze({
     controlPlane,
     joinToken: env.SLIPWAY_JOIN_TOKEN || undefined,
@@ -73,8 +84,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     name: env.SLIPWAY_AGENT_NAME || hostname(),
     labels: parseLabels(env.SLIPWAY_AGENT_LABELS),
     natsUrl,
-    ingressHttpPort: int(env, "SLIPWAY_INGRESS_HTTP_PORT", 8080, 1, 65535),
-    ingressBind: env.SLIPWAY_INGRESS_BIND || "127.0.0.1",
+    ingressHttpPort,
+    ingressBind,
+    ingressAdvertise: env.SLIPWAY_INGRESS_ADVERTISE || `${ingressBind === "0.0.0.0" || ingressBind === "::" ? "127.0.0.1" : ingressBind}:${ingressHttpPort}`,
     logLevel,
     jobConcurrency: int(env, "SLIPWAY_AGENT_JOB_CONCURRENCY", 4, 1, 64),
     version: AGENT_VERSION,
@@ -83,5 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     wakerPort: int(env, "SLIPWAY_AGENT_WAKER_PORT", 0, 0, 65535),
     metricsIntervalMs: int(env, "SLIPWAY_METRICS_INTERVAL_MS", 10_000, 100, 3_600_000),
     metricsLogPort: int(env, "SLIPWAY_AGENT_METRICS_LOG_PORT", 0, 0, 65535),
+    reconcileIntervalMs: int(env, "SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", 5, 0, 3600) * 1000,
+    testPauseBeforeSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", 0, 0, 600_000),
   });
 }

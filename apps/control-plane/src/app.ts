@@ -9,6 +9,7 @@ import type { EnvironmentService } from "./services/environment.service.js";
 import type { DataService } from "./data/data.service.js";
 import { dataRoutes } from "./routes/data.routes.js";
 import type { HostService } from "./services/host.service.js";
+import type { DrainService } from "./services/drain.service.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
 import { tokenRoutes } from "./routes/tokens.routes.js";
@@ -33,6 +34,7 @@ export interface AppDeps {
   environments: EnvironmentService;
   data: DataService;
   hosts: HostService;
+  drains?: DrainService;
   joinTokenTtlMs: number;
   /** Extra readiness checks (database, NATS); each throws when not ready. */
   readiness: Array<() => Promise<void>>;
@@ -92,7 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(tokenRoutes, { auth: deps.auth, joinTokenTtlMs: deps.joinTokenTtlMs });
       await v1.register(appRoutes, { apps: deps.apps, environments: deps.environments });
       await v1.register(deploymentRoutes, { deployments: deps.deployments, pollIntervalMs: deps.logPollIntervalMs ?? 300 });
-      await v1.register(hostRoutes, { hosts: deps.hosts });
+      await v1.register(hostRoutes, { hosts: deps.hosts, ...(deps.drains ? { drains: deps.drains } : {}) });
       await v1.register(dataRoutes, { data: deps.data });
       await v1.register(activityRoutes, { db: deps.db });
     },

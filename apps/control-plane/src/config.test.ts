@@ -6,7 +6,7 @@ describe("control plane configuration", () => {
     const c = loadConfig({});
     expect(c.databaseUrl).toBeUndefined();
     expect(c.natsUrl).toBeUndefined();
-    expect(c).toMatchObject({ httpPort: 7700, grpcPort: 7701, baseDomain: "localhost", heartbeatIntervalMs: 5000, embeddedNatsPort: 7702 });
+    expect(c).toMatchObject({ httpPort: 7700, grpcPort: 7701, baseDomain: "localhost", heartbeatIntervalMs: 5000, embeddedNatsPort: 7702, jobAckWaitMs: 60_000 });
     expect(Object.isFrozen(c)).toBe(true);
   });
   it.each([
@@ -17,6 +17,7 @@ describe("control plane configuration", () => {
     ["SLIPWAY_BASE_DOMAIN", "Bad_Domain"],
     ["LOG_LEVEL", "loud"],
     ["SLIPWAY_ADMIN_TOKEN", "short"],
+    ["SLIPWAY_JOB_ACK_WAIT_SECONDS", "0"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

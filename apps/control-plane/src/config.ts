@@ -50,6 +50,8 @@ export interface ControlPlaneConfig {
   embeddedS3Bind: string;
   /** How often the scheduler looks for due backups. */
   backupSchedulerIntervalMs: number;
+  /** ack_wait of the agents' job consumers: how long after an agent dies mid-job the job is redelivered. */
+  jobAckWaitMs: number;
 }
 
 export class ConfigError extends Error {
@@ -167,5 +169,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     embeddedS3Port: int(env, "SLIPWAY_EMBEDDED_S3_PORT", 7703, 0, 65535),
     embeddedS3Bind: env.SLIPWAY_EMBEDDED_S3_BIND || "0.0.0.0",
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
+    jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
   });
 }

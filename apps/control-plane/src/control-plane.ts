@@ -19,6 +19,7 @@ import { getAppByName, getEnvironment } from "./repositories/apps.repository.js"
 import { HostService } from "./services/host.service.js";
 import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
+import { DrainService } from "./services/drain.service.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
 import { sql } from "kysely";
@@ -57,7 +58,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       cleanups.push(() => embedded!.stop());
       natsUrl = embedded.url;
     }
-    const bus = new NatsJobBus(natsUrl, log.child({ component: "nats" }));
+    const bus = new NatsJobBus(natsUrl, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs });
     // Not awaited: an unreachable NATS must not keep the API down; jobs wait in the outbox.
     const connecting = bus.connect().catch((err: unknown) => log.error({ err }, "nats connect failed"));
     cleanups.push(async () => {
@@ -66,7 +67,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
 
     const db = database.db;
-    const hosts = new HostService(db, log.child({ component: "hosts" }), { heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit });
+    const hosts = new HostService(db, log.child({ component: "hosts" }), { heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, onRevoked: (id) => bus.deleteConsumer(id) });
     const placement = new PlacementService(() => hosts.onlineWindowMs());
     const publisher = new OutboxPublisher(db, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
@@ -86,7 +87,8 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
     const scheduler = setInterval(() => void data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed")), config.backupSchedulerIntervalMs);
     cleanups.push(async () => clearInterval(scheduler));
-    const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke());
+    const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
+    const drains = new DrainService(db, deployments, placement, log.child({ component: "drain" }));
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
@@ -109,6 +111,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       environments,
       data,
       hosts,
+      drains,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [async () => void (await sql`select 1`.execute(db))],
     });

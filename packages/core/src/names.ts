@@ -31,9 +31,18 @@ export function defaultHostname(app: string, env: string, baseDomain: string): s
   return `${app}-${env}.${baseDomain}`;
 }
 
-/** The HAProxy backend / Docker network name of an environment. */
+/** The HAProxy backend name of an environment. */
 export function environmentSlug(app: string, env: string): string {
   return `${app}--${env}`;
+}
+
+/**
+ * The Docker network of an environment on one host. The host id is part of it
+ * because hosts may share a Docker engine (tests, small set-ups): a move from
+ * one host to another must not tear down the network the other one now uses.
+ */
+export function environmentNetwork(app: string, env: string, hostId: string): string {
+  return `${app}--${env}--${hostId.replace(/-/g, "").slice(0, 8)}`;
 }
 
 /** NATS naming for jobs. */

@@ -15,12 +15,15 @@ describe("deployment state machine", () => {
     ["queued", "cancelled"],
     ["probing", "failed"],
     ["switching", "failed"],
+    ["releasing", "preparing"], // a redelivered job starts over
+    ["switching", "preparing"],
   ];
   const illegal: Array<[DeploymentState, DeploymentState]> = [
     ["succeeded", "failed"],
     ["failed", "queued"],
     ["switching", "cancelled"], // traffic is moving: too late to cancel
-    ["probing", "building"], // never backwards
+    ["probing", "building"], // never backwards, except to start over
+    ["succeeded", "preparing"],
     ["cancelled", "succeeded"],
   ];
   it.each(legal)("%s → %s is allowed", (from, to) => {

@@ -13,7 +13,9 @@ const order: DeploymentState[] = ["queued", "preparing", "building", "releasing"
 /**
  * Allowed deployment transitions. Steps may be skipped forward (a reused
  * image skips `building`, no release commands skip `releasing`), never
- * backward; any active state may fail; cancellation is refused once
+ * backward except to start over: a job redelivered after its agent died runs
+ * again from `preparing` (the agent first restores the routing the
+ * environment had). Any active state may fail; cancellation is refused once
  * `switching` has begun.
  */
 export const deploymentTransitions: Record<DeploymentState, readonly DeploymentState[]> = Object.fromEntries(
@@ -21,8 +23,9 @@ export const deploymentTransitions: Record<DeploymentState, readonly DeploymentS
     const i = order.indexOf(s);
     if (!active.includes(s)) return [s, []];
     const forward = order.slice(i + 1);
+    const restart: DeploymentState[] = i > order.indexOf("preparing") ? ["preparing"] : [];
     const extra: DeploymentState[] = s === "switching" ? ["failed"] : ["failed", "cancelled"];
-    return [s, [...forward, ...extra]];
+    return [s, [...forward, ...restart, ...extra]];
   }),
 ) as unknown as Record<DeploymentState, readonly DeploymentState[]>;
 

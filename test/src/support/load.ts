@@ -5,6 +5,8 @@ export interface LoadResult {
   failed: number;
   errors: string[];
   bodies: Map<string, number>;
+  /** When each body was first and last received (Date.now()), to tell whether two versions were served at once. */
+  seen: Map<string, { first: number; last: number }>;
   lastBody: string;
 }
 
@@ -15,7 +17,7 @@ export interface LoadResult {
  */
 export function startLoad(opts: { port: number; host: string; path?: string; concurrency?: number; maxMs?: number; auth?: string }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 10 });
-  const result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: new Map(), lastBody: "" };
+  const result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: new Map(), seen: new Map(), lastBody: "" };
   let stopped = false;
   const deadline = Date.now() + (opts.maxMs ?? 60_000);
   const one = () =>
@@ -34,6 +36,8 @@ export function startLoad(opts: { port: number; host: string; path?: string; con
               result.ok++;
               const key = body.trim();
               result.bodies.set(key, (result.bodies.get(key) ?? 0) + 1);
+              const now = Date.now();
+              result.seen.set(key, { first: result.seen.get(key)?.first ?? now, last: now });
               result.lastBody = key;
             }
             resolve();

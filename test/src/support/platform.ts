@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -63,6 +63,8 @@ export interface AgentHandle {
   stateDir: string;
   ingressPort: number;
   hostId?: string;
+  /** Extra environment of the agent process; read at every start(), so a test can change it before a restart. */
+  env: Record<string, string>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -87,7 +89,7 @@ export class Platform {
   private dropDb?: () => Promise<void>;
   databaseUrl?: string;
 
-  constructor(private readonly opts: { database: "postgres" | "pglite" } = { database: "postgres" }) {}
+  constructor(private readonly opts: { database: "postgres" | "pglite"; cpEnv?: Record<string, string> } = { database: "postgres" }) {}
 
   async start(): Promise<void> {
     await this.nats.start();
@@ -117,6 +119,7 @@ export class Platform {
         SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
         SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
         LOG_LEVEL: "info",
+        ...this.opts.cpEnv,
       },
       logFile: path.join(this.dir, "control-plane.log"),
     });
@@ -128,7 +131,7 @@ export class Platform {
     }, 60_000);
   }
 
-  async addAgent(): Promise<AgentHandle> {
+  async addAgent(env: Record<string, string> = {}): Promise<AgentHandle> {
     const n = this.agents.length;
     const stateDir = path.join(this.dir, `agent-${n}`);
     const ingressPort = await freePort();
@@ -137,7 +140,11 @@ export class Platform {
       proc: undefined as unknown as Proc,
       stateDir,
       ingressPort,
+      env,
       start: async () => {
+        const logFile = path.join(this.dir, `agent-${n}.log`);
+        // A restart appends to the same log: only this start's "agent ready" counts.
+        const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
         handle.proc = startProcess(process.execPath, [AGENT_MAIN], {
           env: {
             ...process.env,
@@ -148,6 +155,7 @@ export class Platform {
             SLIPWAY_INGRESS_HTTP_PORT: String(ingressPort),
             SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS: "5",
             LOG_LEVEL: "info",
+            ...handle.env,
           },
           logFile: path.join(this.dir, `agent-${n}.log`),
         });
@@ -156,7 +164,7 @@ export class Platform {
           const id = JSON.parse(readFileSync(path.join(stateDir, "identity.json"), "utf8")).hostId as string;
           const host = await this.api.call("GET", `/v1/hosts/${id}`);
           handle.hostId = id;
-          return host.state === "online" && readFileSync(path.join(this.dir, `agent-${n}.log`), "utf8").includes("agent ready");
+          return host.state === "online" && readFileSync(logFile).subarray(logStart).toString("utf8").includes("agent ready");
         }, 60_000);
       },
       stop: async () => {

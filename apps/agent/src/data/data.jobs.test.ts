@@ -228,6 +228,32 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     expect(await itemsDigest(dbB)).toEqual(before);
   });
 
+  it("a copy cancelled during the media copy reports cancelled, what was done, and the safety backup", async () => {
+    const ac = new AbortController();
+    const report = recordingReporter();
+    const step = report.step;
+    report.step = (name, state) => {
+      step(name, state);
+      if (name === "media" && state === "running") ac.abort();
+    };
+    const outcome = await runDataJob(
+      spec({
+        action: "copy",
+        sourceDatabaseUrl: dbUrl(dbA),
+        sourceMedia: media("envA/"),
+        targetDatabaseUrl: dbUrl(dbB),
+        targetMedia: media("envB/"),
+        safetyBackup: backupAt("s4"),
+      }),
+      { report, log, signal: ac.signal },
+    );
+    expect(outcome).toBe("cancelled");
+    expect(report.lines().at(-1)).toBe(
+      "safety backup s4 of the target written; database copied; media copy cancelled. The safety backup s4 restores the target's previous content.",
+    );
+    expect(report.events.find((e) => e.kind === "result")!.value).toMatchObject({ state: "cancelled" });
+  });
+
   it("a backup that fails removes what it wrote; restore refuses a backup without a manifest", async () => {
     const failed = await runJob(
       spec({ action: "backup", sourceDatabaseUrl: dbUrl(dbA), sourceMedia: media("envA/", "no-such-bucket"), backup: backupAt("b2") }),

@@ -239,8 +239,9 @@ class DataJob {
       await this.stage("database", "database restore", async () => {
         this.report.logLine(`restoring backup ${b.backupId} (${formatBytes(manifest.database!.bytes)}) into ${pgConnection(target).label}`);
         const p = this.phase("database");
-        const r = await restoreFromS3(loc, DUMP_KEY, target, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) });
-        p.flush();
+        const r = await restoreFromS3(loc, DUMP_KEY, target, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) }).finally(() =>
+          p.flush(),
+        );
         this.report.logLine(`database restored: ${formatBytes(r.bytes)} read`);
       });
       this.done.push("database restored");
@@ -266,8 +267,7 @@ class DataJob {
       await this.stage("database", "database copy", async () => {
         this.report.logLine(`copying ${pgConnection(source).label} to ${pgConnection(target).label}`);
         const p = this.phase("database");
-        const r = await copyDatabase(source, target, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) });
-        p.flush();
+        const r = await copyDatabase(source, target, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) }).finally(() => p.flush());
         this.report.logLine(`database copied: ${formatBytes(r.bytes)} through the pipe`);
       });
       this.done.push("database copied");
@@ -283,8 +283,10 @@ class DataJob {
   /** One line for the log and the job's failure: what was done, what failed, and how to get the old content back. */
   summary(err: unknown): string {
     const parts = [...this.done, failedText(this.current, err)];
-    const safety = this.spec.action === "copy" && this.done.length > 0 ? this.spec.safetyBackup?.backupId : undefined;
-    const tail = safety ? `. The safety backup ${safety} restores the target's previous content.` : "";
+    let tail = "";
+    if (this.spec.action === "copy") {
+      tail = this.done.length > 0 ? `. The safety backup ${this.spec.safetyBackup?.backupId} restores the target's previous content.` : ". The target was not touched.";
+    }
     return parts.join("; ") + tail;
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { LABELS, StepFailure } from "@slipway/core";
+import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
 import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
 import { AGENT_LABELS } from "../docker/labels.js";
 import type { EnvironmentEntry } from "./environment-registry.js";
@@ -60,7 +60,7 @@ export async function startWebContainers(
         );
       }
       logLine(`${missing} container(s) are gone; starting new ones from ${e.image}`);
-      await runtime.ensureNetwork(e.slug, { [LABELS.managed]: "true", [LABELS.app]: e.app, [LABELS.environment]: e.environment, [LABELS.host]: hostId });
+      await runtime.ensureNetwork(environmentNetwork(e.app, e.environment, hostId), { [LABELS.managed]: "true", [LABELS.app]: e.app, [LABELS.environment]: e.environment, [LABELS.host]: hostId });
       for (let i = 0; i < missing; i++) {
         running.push(
           await runtime.start({
@@ -68,7 +68,7 @@ export async function startWebContainers(
             image: e.image,
             env: { ...variables, PORT: String(e.webPort) },
             labels: webLabels(hostId, e),
-            network: e.slug,
+            network: environmentNetwork(e.app, e.environment, hostId),
             publishPort: e.webPort,
           }),
         );

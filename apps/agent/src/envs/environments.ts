@@ -1,6 +1,6 @@
-import { LABELS, StepFailure, environmentSlug, type Logger } from "@slipway/core";
+import { LABELS, StepFailure, environmentNetwork, environmentSlug, type Logger } from "@slipway/core";
 import type { BasicAuth, EnvironmentObservation } from "@slipway/proto";
-import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
+import type { ContainerRuntime, ContainerStatus, RunningContainer } from "../docker/container-runtime.js";
 import type { BackendTarget, Ingress } from "../ingress/ingress.js";
 import { probeContainers } from "../steps/probe.step.js";
 import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, EnvironmentState } from "./environment-registry.js";
@@ -192,6 +192,28 @@ export class Environments implements WakeService {
     });
   }
 
+  /**
+   * After the environment moved to another host (drain): its host names keep
+   * working here by forwarding them to the new host's ingress (the Host header
+   * is kept), then the containers, network and entry go. Requests in flight on
+   * the old containers complete (the switch drains them). Idempotent.
+   */
+  handoff(app: string, environment: string, forwardTo: { host: string; port: number }, hostnames: string[], logLine: (line: string) => void): Promise<void> {
+    const slug = environmentSlug(app, environment);
+    return this.exclusive(slug, async () => {
+      const { runtime, ingress, registry, hostId } = this.opts;
+      await ingress.ensureBackend({ name: slug, hostnames, basicAuth: null, maxServers: BACKEND_SLOTS });
+      await ingress.switchTraffic(slug, [{ id: `forward:${forwardTo.host}:${forwardTo.port}`, host: forwardTo.host, port: forwardTo.port }]);
+      logLine(`traffic for ${hostnames.join(", ")} now forwarded to ${forwardTo.host}:${forwardTo.port}`);
+      const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
+      await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
+      for (const c of containers) logLine(`removed ${c.name}`);
+      await runtime.removeNetwork(environmentNetwork(app, environment, hostId));
+      await registry.delete(slug);
+      this.activeAt.delete(slug);
+    });
+  }
+
   /** Removes the backend, every container of the environment on this host (all roles), its network and its entry. Idempotent. */
   remove(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
     const slug = environmentSlug(app, environment);
@@ -201,7 +223,7 @@ export class Environments implements WakeService {
       const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
       await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
       for (const c of containers) logLine(`removed ${c.name}`);
-      await runtime.removeNetwork(slug);
+      await runtime.removeNetwork(environmentNetwork(app, environment, hostId));
       await registry.delete(slug);
       this.activeAt.delete(slug);
       logLine(`${app}/${environment} removed from this host: backend, ${containers.length} container(s), network`);
@@ -227,20 +249,49 @@ export class Environments implements WakeService {
       await ingress.ensureBackend({ name: e.slug, hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
     }
     const statuses = await Promise.all(e.containerIds.map((id) => runtime.inspect(id)));
-    const routed = await ingress.current(e.slug);
-    if (e.state === "running" && statuses.length > 0 && statuses.every((s) => s?.running && s.hostPort)) {
-      const targets = statuses.map((s) => ({ id: s!.id, host: "127.0.0.1", port: s!.hostPort! }));
-      const same = routed.length === targets.length && targets.every((t) => routed.some((r) => r.id === t.id && r.port === t.port));
-      if (!same) await ingress.switchTraffic(e.slug, targets, { drainTimeoutMs: 1000 });
+    if (e.state === "running" && (await this.repoint(e, statuses)) !== "not_running") {
       this.activeAt.set(e.slug, Date.now());
       return;
     }
-    if (routed.length > 0) await ingress.switchTraffic(e.slug, [], { drainTimeoutMs: 1000 });
+    if ((await ingress.current(e.slug)).length > 0) await ingress.switchTraffic(e.slug, [], { drainTimeoutMs: 1000 });
     await stopWebContainers(runtime, statuses.filter((s) => s?.running).map((s) => s!.id));
     if (e.state === "running") {
       await this.opts.registry.update(e.slug, { state: "sleeping" });
       this.log.warn({ env: e.slug }, "environment's containers are not running; treating it as sleeping until the next request");
     }
+  }
+
+  /**
+   * Re-points running environments whose containers are running on other
+   * host ports than the ingress routes to: Docker gives a container a new
+   * ephemeral port whenever it starts again (dockerd restarted it under its
+   * restart policy, or someone restarted it by hand). Environments whose
+   * containers are not all running are left alone: the restart policy may
+   * still bring them back, and a request wakes them otherwise. Called
+   * periodically; never throws; returns the slugs it re-pointed.
+   */
+  async reconcile(): Promise<string[]> {
+    const repointed: string[] = [];
+    for (const { slug } of this.all()) {
+      await this.exclusive(slug, async () => {
+        const e = this.get(slug);
+        if (e?.state !== "running") return;
+        const statuses = await Promise.all(e.containerIds.map((id) => this.opts.runtime.inspect(id)));
+        if ((await this.repoint(e, statuses)) === "repointed") repointed.push(slug);
+      }).catch((err: unknown) => this.log.warn({ env: slug, err: (err as Error).message }, "could not check the environment's routes"));
+    }
+    return repointed;
+  }
+
+  /** Under the lock: routes a running environment to its containers' current ports when they all run. */
+  private async repoint(e: EnvironmentEntry, statuses: Array<ContainerStatus | undefined>): Promise<"same" | "repointed" | "not_running"> {
+    if (statuses.length === 0 || !statuses.every((s) => s?.running && s.hostPort)) return "not_running";
+    const targets = statuses.map((s) => ({ id: s!.id, host: "127.0.0.1", port: s!.hostPort! }));
+    const routed = await this.opts.ingress.current(e.slug);
+    if (routed.length === targets.length && targets.every((t) => routed.some((r) => r.id === t.id && r.port === t.port))) return "same";
+    await this.opts.ingress.switchTraffic(e.slug, targets, { drainTimeoutMs: 1000 });
+    this.log.warn({ env: e.slug, from: routed.map((r) => r.port), to: targets.map((t) => t.port) }, "routed the environment to its containers' current ports");
+    return "repointed";
   }
 
   /** Under the lock: start the kept containers (or new ones), probe them, switch traffic to them, state running. */

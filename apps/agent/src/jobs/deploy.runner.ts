@@ -9,6 +9,7 @@ import { startStep } from "../steps/start.step.js";
 import { probeStep } from "../steps/probe.step.js";
 import { switchStep } from "../steps/switch.step.js";
 import { cleanupAfterSwitch, removeStarted } from "../steps/cleanup.step.js";
+import { recoverEarlierAttempt } from "../steps/recover.step.js";
 
 /** Runs one step under its heading; a step returning false is reported as skipped. */
 async function step(ctx: DeployContext, name: StepName, fn: () => Promise<unknown>): Promise<void> {
@@ -27,25 +28,40 @@ async function step(ctx: DeployContext, name: StepName, fn: () => Promise<unknow
   }
 }
 
+/** source → build → (content) → release → start → probe → switch; returns the replaced targets. */
+async function runUpToSwitch(ctx: DeployContext): Promise<Awaited<ReturnType<typeof switchStep>>> {
+  await step(ctx, "source", () => sourceStep(ctx));
+  await step(ctx, "build", () => buildStep(ctx));
+  ctx.report.facts(ctx.commit ?? "", ctx.image ?? "");
+  if (ctx.spec.content) await step(ctx, "content", () => contentStep(ctx));
+  await step(ctx, "release", () => releaseStep(ctx));
+  await step(ctx, "start", () => startStep(ctx));
+  await step(ctx, "probe", () => probeStep(ctx));
+  checkCancelled(ctx);
+  let old: Awaited<ReturnType<typeof switchStep>> = [];
+  await step(ctx, "switch", async () => {
+    old = await switchStep(ctx);
+  });
+  return old;
+}
+
 /**
  * A whole deployment: source → build → release → start → probe → switch →
  * cleanup. Any failure before the switch removes the new containers and
- * leaves routing untouched. Reports the final result; never throws.
+ * leaves routing untouched. A redelivered deployment (its agent died) first
+ * clears what the earlier attempt left and runs again from the start, or only
+ * finishes when that attempt had switched already. Reports the final result;
+ * never throws.
  */
 export async function runDeployment(ctx: DeployContext): Promise<"succeeded" | "failed" | "cancelled"> {
   try {
-    await step(ctx, "source", () => sourceStep(ctx));
-    await step(ctx, "build", () => buildStep(ctx));
-    ctx.report.facts(ctx.commit ?? "", ctx.image ?? "");
-    if (ctx.spec.content) await step(ctx, "content", () => contentStep(ctx));
-    await step(ctx, "release", () => releaseStep(ctx));
-    await step(ctx, "start", () => startStep(ctx));
-    await step(ctx, "probe", () => probeStep(ctx));
-    checkCancelled(ctx);
     let old: Awaited<ReturnType<typeof switchStep>> = [];
-    await step(ctx, "switch", async () => {
-      old = await switchStep(ctx);
-    });
+    if (ctx.earlierAttempt) ctx.report.logLine("----- the agent stopped during an earlier attempt of this deployment; it was delivered again -----");
+    if (ctx.earlierAttempt && (await recoverEarlierAttempt(ctx)) === "finish") {
+      ctx.report.step("switch", "succeeded");
+    } else {
+      old = await runUpToSwitch(ctx);
+    }
     // Traffic has moved: a failure from here on must not fail the deployment.
     ctx.report.heading(stepHeadings.cleanup);
     ctx.report.step("cleanup", "running");

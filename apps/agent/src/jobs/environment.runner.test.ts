@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EnvironmentSpec, JobEvent } from "@slipway/proto";
-import { LABELS } from "@slipway/core";
+import { environmentNetwork, LABELS } from "@slipway/core";
 import { HaproxyRuntime } from "../ingress/haproxy-runtime.js";
 import { authDigest, logger, logLines, memoryReporter, PAGE, resultOf, Testbed } from "../envs/testbed.testkit.js";
 import { runEnvironmentJob } from "./environment.runner.js";
@@ -110,20 +110,21 @@ describe("environment jobs (real dockerd + HAProxy)", () => {
 
   it("remove: no container (any role), network, backend or registry entry remains; a second remove succeeds", async () => {
     // A leftover one-off container of the environment, as an interrupted release command would leave.
-    await bed.runtime.ensureNetwork(bed.slug("qa"), { [LABELS.host]: bed.hostId });
+    const network = environmentNetwork(bed.app, "qa", bed.hostId);
+    await bed.runtime.ensureNetwork(network, { [LABELS.host]: bed.hostId });
     await bed.runtime.start({
       name: `slipway-${bed.app}-qa-release-left`,
       image: bed.image,
       env: {},
       labels: { [LABELS.host]: bed.hostId, [LABELS.app]: bed.app, [LABELS.environment]: "qa", [LABELS.role]: "release" },
-      network: bed.slug("qa"),
+      network,
     });
     expect((await bed.containers({ [LABELS.environment]: "qa" })).length).toBe(2);
 
     const events = await job("qa", "remove");
     expect(resultOf(events)).toBe("succeeded");
     expect(await bed.containers({ [LABELS.environment]: "qa" })).toEqual([]);
-    expect(await bed.networks()).not.toContain(bed.slug("qa"));
+    expect(await bed.networks()).not.toContain(network);
     const r = await bed.get("qa");
     expect(r.status).toBe(404);
     expect(r.body).toBe("no environment is served at this host name");

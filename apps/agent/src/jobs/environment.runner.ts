@@ -1,3 +1,5 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import type { EnvironmentSpec } from "@slipway/proto";
 import { StepFailure, toFailure, type Logger } from "@slipway/core";
 import { authOf, type Environments } from "../envs/environments.js";
@@ -12,7 +14,7 @@ export interface EnvironmentJobContext {
 }
 
 /**
- * Runs one environment job (stop, start, routes, remove) as a single step
+ * Runs one environment job (stop, start, routes, remove, handoff) as a single step
  * named after the action, under the heading `===== <action> =====`, and
  * reports the result. Never throws.
  */
@@ -40,6 +42,9 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
       case "remove":
         await envs.remove(spec.app, spec.environment, logLine);
         break;
+      case "handoff":
+        await envs.handoff(spec.app, spec.environment, await resolveAddress(spec.forwardTo), spec.hostnames, logLine);
+        break;
       default:
         throw new StepFailure("unknown_action", `unknown environment action '${action}'`, false);
     }
@@ -55,4 +60,13 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
     ctx.log.warn({ action, failure: f }, "environment job failed");
     return "failed";
   }
+}
+
+/** host:port → an IP and port (the ingress takes addresses, not names). */
+async function resolveAddress(hostPort: string): Promise<{ host: string; port: number }> {
+  const m = /^(.+):(\d{1,5})$/.exec(hostPort);
+  if (!m) throw new StepFailure("invalid_forward", `cannot forward to '${hostPort}': expected host:port`, false);
+  const host = m[1]!.replace(/^\[|\]$/g, "");
+  const ip = isIP(host) ? host : (await lookup(host, { family: 4 })).address;
+  return { host: ip, port: Number(m[2]) };
 }

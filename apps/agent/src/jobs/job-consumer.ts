@@ -7,8 +7,14 @@ import type { Logger } from "@slipway/core";
 /** Runs one job; resolves when its final state has been reported (then the message is acked). */
 export type JobHandler = (job: JobMessage, signal: AbortSignal) => Promise<"ack" | { nakDelayMs: number } | "term">;
 
-/** How often a running job tells JetStream it is still being worked on (ack_wait is 60 s). */
-const WORKING_INTERVAL_MS = 15_000;
+/** The longest pause between two in-progress acks of a running job (the default ack_wait is 60 s). */
+const MAX_WORKING_INTERVAL_MS = 15_000;
+
+/** In-progress acks three times per ack_wait, so one lost ack never lets JetStream redeliver a running job. */
+export function workingIntervalMs(ackWaitNs: number | undefined): number {
+  if (!ackWaitNs || ackWaitNs <= 0) return MAX_WORKING_INTERVAL_MS;
+  return Math.max(200, Math.min(MAX_WORKING_INTERVAL_MS, Math.floor(ackWaitNs / 1_000_000 / 3)));
+}
 
 /**
  * Consumes this host's durable pull consumer. Jobs run concurrently up to
@@ -24,6 +30,8 @@ export class JobConsumer {
   private readonly running = new Map<string, AbortController>();
   private stopped = false;
   private loop?: Promise<void>;
+  /** Set from the consumer's ack_wait, which the control plane configures. */
+  private workingMs = MAX_WORKING_INTERVAL_MS;
 
   constructor(
     private readonly opts: { natsUrl: string; stream: string; consumer: string; concurrency: number; log: Logger },
@@ -40,8 +48,9 @@ export class JobConsumer {
     while (!this.stopped) {
       try {
         const consumer = await js.consumers.get(this.opts.stream, this.opts.consumer);
+        this.workingMs = workingIntervalMs((await consumer.info(true)).config.ack_wait);
         this.messages = await consumer.consume({ max_messages: this.opts.concurrency });
-        this.opts.log.info({ consumer: this.opts.consumer }, "consuming jobs");
+        this.opts.log.info({ consumer: this.opts.consumer, workingIntervalMs: this.workingMs }, "consuming jobs");
         for await (const m of this.messages) {
           while (this.running.size >= this.opts.concurrency && !this.stopped) await new Promise((r) => setTimeout(r, 50));
           if (this.stopped) break;
@@ -71,7 +80,7 @@ export class JobConsumer {
     }
     const ac = new AbortController();
     this.running.set(job.jobId, ac);
-    const working = setInterval(() => m.working(), WORKING_INTERVAL_MS);
+    const working = setInterval(() => m.working(), this.workingMs);
     try {
       log.info({ kind: job.kind, redelivered: m.redelivered }, "job received");
       const outcome = await this.handler(job, ac.signal);

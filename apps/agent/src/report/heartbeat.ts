@@ -33,6 +33,8 @@ export class Heartbeater {
       onCancelRequested?: (jobIds: string[]) => void;
       /** The environments this agent serves, sent with every beat. */
       environments?: () => EnvironmentObservation[];
+      /** host:port of this host's ingress, for drains. */
+      ingressAddress?: string;
     },
   ) {}
 
@@ -70,6 +72,7 @@ export class Heartbeater {
       const cap = await hostCapacity(this.opts.stateDir);
       this.stream?.write({
         version: this.opts.version,
+        ingressAddress: this.opts.ingressAddress ?? "",
         cpuLoad: os.loadavg()[0]! / Math.max(1, cap.cpus),
         memoryUsedBytes: os.totalmem() - os.freemem(),
         diskUsedBytes: fs ? (fs.blocks - fs.bfree) * fs.bsize : 0,

@@ -27,6 +27,10 @@ export interface DeployContext {
   started: RunningContainer[];
   /** Set once traffic moved to the new containers: from then on they are the environment's. */
   switched: boolean;
+  /** The job ran here before and reported events: its agent died mid-deployment and JetStream redelivered it. */
+  earlierAttempt?: boolean;
+  /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS): wait this long before switching traffic. */
+  pauseBeforeSwitchMs?: number;
 }
 
 /** The abort reason used when a user cancels; any other reason means the agent is shutting down. */

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { LABELS, StepFailure, environmentSlug } from "@slipway/core";
+import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
 import { AGENT_LABELS } from "../docker/labels.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled } from "./context.js";
@@ -13,7 +13,7 @@ import { checkCancelled } from "./context.js";
 export async function releaseStep(ctx: DeployContext): Promise<boolean> {
   const { spec, report } = ctx;
   if (spec.releaseCommands.length === 0) return false;
-  const network = environmentSlug(spec.app, spec.environment);
+  const network = environmentNetwork(spec.app, spec.environment, ctx.hostId);
   await ctx.runtime.ensureNetwork(network, { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.host]: ctx.hostId });
   for (const [i, cmd] of spec.releaseCommands.entries()) {
     checkCancelled(ctx);

@@ -1,4 +1,4 @@
-import { LABELS, StepFailure, environmentSlug } from "@slipway/core";
+import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
 import { webContainerName, webLabels } from "../envs/env-containers.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled } from "./context.js";
@@ -18,7 +18,7 @@ export async function startStep(ctx: DeployContext): Promise<void> {
   }
   ctx.webPort = webPort;
   report.logLine(`web port ${webPort}${spec.webPort ? " (from settings)" : " (from the image's EXPOSE)"}`);
-  const network = environmentSlug(spec.app, spec.environment);
+  const network = environmentNetwork(spec.app, spec.environment, ctx.hostId);
   await ctx.runtime.ensureNetwork(network, { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.host]: ctx.hostId });
   const replicas = Math.max(1, spec.replicas);
   for (let i = 0; i < replicas; i++) {

@@ -1,7 +1,9 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { environmentSlug } from "@slipway/core";
 import { authOf, BACKEND_SLOTS } from "../envs/environments.js";
 import type { BackendTarget } from "../ingress/ingress.js";
 import type { DeployContext } from "./context.js";
+import { checkCancelled } from "./context.js";
 
 /**
  * Moves the environment's traffic to the new containers in one step through
@@ -15,6 +17,10 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
   const { spec, report } = ctx;
   const slug = environmentSlug(spec.app, spec.environment);
   const basicAuth = authOf(spec.basicAuth);
+  if (ctx.pauseBeforeSwitchMs) {
+    ctx.log.warn({ ms: ctx.pauseBeforeSwitchMs }, "test hook: pausing before the switch");
+    await sleep(ctx.pauseBeforeSwitchMs, undefined, { signal: ctx.signal }).catch(() => checkCancelled(ctx));
+  }
   return ctx.envs.exclusive(slug, async () => {
     await ctx.ingress.ensureBackend({ name: slug, hostnames: spec.hostnames, basicAuth, maxServers: BACKEND_SLOTS });
     const targets = ctx.started.map((c) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));

@@ -4,7 +4,7 @@ import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, RetentionPolicy,
 import { JOBS_STREAM, JOBS_SUBJECT_PREFIX, jobsConsumer, jobsSubject, type Logger } from "@slipway/core";
 import type { JobBus } from "./job-bus.js";
 
-/** ack_wait of agents' consumers: an agent that dies mid-job gets it redelivered after this. */
+/** Default ack_wait of agents' consumers: an agent that dies mid-job gets it redelivered after this. */
 export const JOB_ACK_WAIT_MS = 60_000;
 
 export class NatsJobBus implements JobBus {
@@ -14,7 +14,11 @@ export class NatsJobBus implements JobBus {
   private readonly consumers = new Set<string>();
   private streamReady = false;
 
-  constructor(private readonly url: string, private readonly log: Logger) {}
+  private readonly ackWaitMs: number;
+
+  constructor(private readonly url: string, private readonly log: Logger, opts: { ackWaitMs?: number } = {}) {
+    this.ackWaitMs = opts.ackWaitMs ?? JOB_ACK_WAIT_MS;
+  }
 
   /** Connects, retrying for ever in the background: a NATS outage delays jobs, it never stops the control plane. */
   async connect(): Promise<void> {
@@ -62,21 +66,34 @@ export class NatsJobBus implements JobBus {
     await this.ensureStream();
     const jsm = await this.manager();
     const name = jobsConsumer(hostId);
+    const ackWaitNs = this.ackWaitMs * 1_000_000;
+    let existing;
     try {
-      await jsm.consumers.info(JOBS_STREAM, name);
+      existing = await jsm.consumers.info(JOBS_STREAM, name);
     } catch {
       await jsm.consumers.add(JOBS_STREAM, {
         durable_name: name,
         filter_subject: jobsSubject(hostId),
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: JOB_ACK_WAIT_MS * 1_000_000,
+        ack_wait: ackWaitNs,
         max_deliver: -1,
         max_ack_pending: 16,
       });
-      this.log.info({ hostId, consumer: name }, "created jobs consumer");
+      this.log.info({ hostId, consumer: name, ackWaitMs: this.ackWaitMs }, "created jobs consumer");
+    }
+    // A changed configuration applies to consumers created before it; agents read ack_wait from the consumer.
+    if (existing && existing.config.ack_wait !== ackWaitNs) {
+      await jsm.consumers.update(JOBS_STREAM, name, { ack_wait: ackWaitNs });
+      this.log.info({ hostId, consumer: name, ackWaitMs: this.ackWaitMs }, "changed ack wait of jobs consumer");
     }
     this.consumers.add(hostId);
+  }
+
+  async deleteConsumer(hostId: string): Promise<void> {
+    const jsm = await this.manager();
+    await jsm.consumers.delete(JOBS_STREAM, jobsConsumer(hostId)).catch(() => undefined);
+    this.consumers.delete(hostId);
   }
 
   async publish(hostId: string, jobId: string, data: Uint8Array): Promise<void> {

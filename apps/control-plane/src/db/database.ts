@@ -7,10 +7,11 @@ import * as m0001 from "./migrations/0001-initial.js";
 import * as m0002 from "./migrations/0002-deployment-queue.js";
 import * as m0003 from "./migrations/0003-environments.js";
 import * as m0004 from "./migrations/0004-data.js";
+import * as m0006 from "./migrations/0006-fleet.js";
 
 export type Db = Kysely<Database>;
 
-const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002, "0003-environments": m0003, "0004-data": m0004 };
+const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002, "0003-environments": m0003, "0004-data": m0004, "0006-fleet": m0006 };
 
 class StaticMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
@@ -61,7 +62,8 @@ export async function openDatabase(opts: { databaseUrl?: string; dataDir?: strin
 }
 
 export async function migrate(db: Kysely<any>): Promise<void> {
-  const migrator = new Migrator({ db, provider: new StaticMigrationProvider() });
+  // Unordered: migrations are numbered by topic and may land out of order across branches.
+  const migrator = new Migrator({ db, provider: new StaticMigrationProvider(), allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error");

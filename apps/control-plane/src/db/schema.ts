@@ -31,6 +31,7 @@ export interface HostsTable {
   admin_state: "active" | "cordoned" | "draining" | "revoked";
   last_heartbeat_at: Timestamp | null;
   registered_at: Timestamp;
+  ingress_address: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export interface AppsTable {
   id: string;
@@ -90,6 +91,9 @@ export interface DeploymentsTable {
   settings_revision: number;
   requested_by: string;
   cancel_requested_at: Timestamp | null;
+  /** The host that runs it, and the host the environment leaves when this deployment moves it (drain). */
+  host_id: ColumnType<string | null, string | null | undefined, string | null>;
+  moved_from_host_id: ColumnType<string | null, string | null | undefined, string | null>;
   /** Queued behind the environment's running deployment; published when it ends. */
   waiting: ColumnType<boolean, boolean | undefined, boolean>;
   queued_at: Timestamp;

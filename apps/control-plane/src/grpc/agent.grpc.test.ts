@@ -7,7 +7,7 @@ import { agentServiceImpl, startGrpcServer } from "./agent.grpc.js";
 import type { JobBus } from "../bus/job-bus.js";
 import { recordHeartbeat } from "../repositories/hosts.repository.js";
 
-const noBus: JobBus = { ensureStream: async () => {}, ensureConsumer: async () => {}, publish: async () => {}, close: async () => {} };
+const noBus: JobBus = { ensureStream: async () => {}, ensureConsumer: async () => {}, deleteConsumer: async () => {}, publish: async () => {}, close: async () => {} };
 
 function md(credential?: string): Metadata {
   const m = new Metadata();

@@ -90,6 +90,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
           labels: r.labels,
           capacity: { cpus: r.capacity?.cpus ?? 0, memoryBytes: r.capacity?.memoryBytes ?? 0, diskBytes: r.capacity?.diskBytes ?? 0 },
           version: r.version,
+          ...(r.ingressAddress ? { ingressAddress: r.ingressAddress } : {}),
         });
         // The consumer must exist before the first job is published; NATS may be down now, the publisher retries.
         await bus.ensureConsumer(hostId).catch((err: unknown) => log.warn({ hostId, err: (err as Error).message }, "could not create the host's consumer yet"));
@@ -121,6 +122,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               capacity: { cpus: req.capacity?.cpus ?? 0, memoryBytes: req.capacity?.memoryBytes ?? 0, diskBytes: req.capacity?.diskBytes ?? 0 },
               load: { cpu: req.cpuLoad, memoryUsedBytes: req.memoryUsedBytes, diskUsedBytes: req.diskUsedBytes, containers: req.containers.length },
               environments: req.environments.map((e) => ({ environmentId: e.environmentId, state: e.state })),
+              ...(req.ingressAddress ? { ingressAddress: req.ingressAddress } : {}),
             });
             call.write({ serverTime: new Date(), cancelRequested: answer.cancelRequested });
           } catch (err) {

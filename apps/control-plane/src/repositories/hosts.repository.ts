@@ -5,7 +5,7 @@ import type { HostsTable } from "../db/schema.js";
 
 export type HostRow = Selectable<HostsTable>;
 
-export async function insertHost(db: Db, row: { id: string; name: string; labels: Record<string, string>; credentialHash: string; version: string; capacity: HostRow["capacity"] }): Promise<void> {
+export async function insertHost(db: Db, row: { id: string; name: string; labels: Record<string, string>; credentialHash: string; version: string; capacity: HostRow["capacity"]; ingressAddress?: string }): Promise<void> {
   await db
     .insertInto("hosts")
     .values({
@@ -19,6 +19,7 @@ export async function insertHost(db: Db, row: { id: string; name: string; labels
       admin_state: "active",
       last_heartbeat_at: new Date(),
       registered_at: new Date(),
+      ingress_address: row.ingressAddress || null,
     })
     .execute();
 }
@@ -33,12 +34,15 @@ export function listHosts(db: Db): Promise<HostRow[]> {
   return db.selectFrom("hosts").selectAll().orderBy("registered_at").execute();
 }
 
-export async function recordHeartbeat(db: Db, id: string, hb: { at: Date; version: string; capacity: HostRow["capacity"]; load: HostRow["load"] }): Promise<void> {
-  await db
+/** Records a heartbeat; false when the host is unknown or revoked (its stream must end). */
+export async function recordHeartbeat(db: Db, id: string, hb: { at: Date; version: string; capacity: HostRow["capacity"]; load: HostRow["load"]; ingressAddress?: string }): Promise<boolean> {
+  const r = await db
     .updateTable("hosts")
-    .set({ last_heartbeat_at: hb.at, version: hb.version, capacity: json(hb.capacity), load: json(hb.load) })
+    .set({ last_heartbeat_at: hb.at, version: hb.version, capacity: json(hb.capacity), load: json(hb.load), ...(hb.ingressAddress ? { ingress_address: hb.ingressAddress } : {}) })
     .where("id", "=", id)
-    .execute();
+    .where("admin_state", "!=", "revoked")
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
 }
 
 export async function setHostAdminState(db: Db, id: string, state: HostRow["admin_state"]): Promise<void> {

@@ -84,7 +84,11 @@ export class DeploymentService {
    * Writes the deployment row and its job in one transaction (the outbox);
    * the publisher moves the job to NATS. 409 when one is already active.
    */
-  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput }): Promise<DeploymentView> {
+  /**
+   * `moveTo` (drains only): run this deployment on another host; when it succeeds the
+   * environment belongs to that host and the old one hands its traffic over.
+   */
+  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput; moveTo?: string }): Promise<DeploymentView> {
     requireApp(by, appName);
     const buildMode = input.build ?? "auto";
     const id = randomUUID();
@@ -110,8 +114,9 @@ export class DeploymentService {
         if (buildMode === "reuse" && !env.current_image) {
           throw new ConflictError(`environment '${envName}' has never been deployed: there is no image to reuse`);
         }
-        const hostId = env.host_id ?? (await this.placement.choose(trx));
+        const hostId = input.moveTo ?? env.host_id ?? (await this.placement.choose(trx));
         if (hostId && !env.host_id) await apps.updateEnvironmentRuntime(trx, env.id, { host_id: hostId });
+        const movedFrom = input.moveTo && env.host_id && env.host_id !== input.moveTo ? env.host_id : null;
         await deployments.insertDeployment(trx, {
           id,
           appId: app.id,
@@ -122,6 +127,7 @@ export class DeploymentService {
           requestedBy: by.name,
           waiting: active !== undefined,
         });
+        await trx.updateTable("deployments").set({ host_id: hostId ?? null, moved_from_host_id: movedFrom }).where("id", "=", id).execute();
         const rt = await this.runtime().runtimeSpec(trx, app, env);
         const spec: DeployJobSpec = {
           deploymentId: id,

@@ -302,12 +302,33 @@ export class EnvironmentService {
     return JSON.parse(this.box.decrypt(sealed)) as Record<string, string>;
   }
 
+  /** After a move (drain): the old host forwards the environment's host names to the new host, then removes its containers. */
+  async handoff(trx: Db, environmentId: string, fromHostId: string, toHostId: string): Promise<void> {
+    const env = await apps.findEnvironmentById(trx, environmentId);
+    if (!env) return;
+    const app = (await trx.selectFrom("apps").selectAll().where("id", "=", env.app_id).executeTakeFirst())!;
+    const to = await trx.selectFrom("hosts").select("ingress_address").where("id", "=", toHostId).executeTakeFirst();
+    await this.enqueue(trx, app, env, "handoff", { hostId: fromHostId, forwardTo: to?.ingress_address ?? "" });
+    await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action: "environment.moved", details: { from: fromHostId, to: toHostId } });
+    this.opts.onJobQueued();
+  }
+
   /** Queues an environment job on the environment's host; nothing to do when it was never placed. */
-  private async enqueue(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, action: EnvironmentAction): Promise<void> {
-    if (!env.host_id) return;
+  private async enqueue(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, action: EnvironmentAction, extra: { hostId?: string; forwardTo?: string } = {}): Promise<void> {
+    const hostId = extra.hostId ?? env.host_id;
+    if (!hostId) return;
     const rt = await this.runtimeSpec(trx, app, env);
-    const spec: EnvironmentJobSpec = { action, app: app.name, environment: env.name, environmentId: env.id, hostnames: rt.hostnames, basicAuth: rt.basicAuth, sleepAfterSeconds: rt.sleepAfterSeconds };
-    await deployments.insertJob(trx, { id: randomUUID(), kind: "environment", deploymentId: null, hostId: env.host_id, spec, environmentId: env.id });
+    const spec: EnvironmentJobSpec = {
+      action,
+      app: app.name,
+      environment: env.name,
+      environmentId: env.id,
+      hostnames: rt.hostnames,
+      basicAuth: rt.basicAuth,
+      sleepAfterSeconds: rt.sleepAfterSeconds,
+      ...(extra.forwardTo ? { forwardTo: extra.forwardTo } : {}),
+    };
+    await deployments.insertJob(trx, { id: randomUUID(), kind: "environment", deploymentId: null, hostId, spec, environmentId: env.id });
   }
 
   private async load(db: Db, appName: string, envName: string) {

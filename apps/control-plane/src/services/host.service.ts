@@ -13,6 +13,7 @@ export interface HostView {
   labels: Record<string, string>;
   state: HostState | "revoked";
   lastHeartbeatAt: string | null;
+  ingressAddress: string | null;
   version: string;
   capacity: unknown;
   load: unknown;
@@ -20,6 +21,7 @@ export interface HostView {
 }
 
 export interface HeartbeatInput {
+  ingressAddress?: string;
   /** What the agent observes of the environments it serves; it owns these facts. */
   environments?: Array<{ environmentId: string; state: string }>;
   version: string;
@@ -31,7 +33,7 @@ export class HostService {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number },
+    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; onRevoked?: (hostId: string) => Promise<void> },
   ) {}
 
   /** The window in which a heartbeat counts as "online". */
@@ -40,14 +42,14 @@ export class HostService {
   }
 
   /** Trades a one-time join token for a host id and a credential (stored hashed). */
-  async register(input: { joinToken: string; hostname: string; labels: Record<string, string>; capacity: HeartbeatInput["capacity"]; version: string }): Promise<{ hostId: string; credential: string }> {
+  async register(input: { joinToken: string; hostname: string; labels: Record<string, string>; capacity: HeartbeatInput["capacity"]; version: string; ingressAddress?: string }): Promise<{ hostId: string; credential: string }> {
     const credential = generateToken("slwagent");
     const hostId = randomUUID();
     await this.db.transaction().execute(async (trx) => {
       if (!(await consumeJoinToken(trx, hashToken(input.joinToken), new Date()))) {
         throw new UnauthenticatedError("join token is invalid, expired or already used");
       }
-      await hosts.insertHost(trx, { id: hostId, name: input.hostname, labels: input.labels, credentialHash: hashToken(credential), version: input.version, capacity: input.capacity });
+      await hosts.insertHost(trx, { id: hostId, name: input.hostname, labels: input.labels, credentialHash: hashToken(credential), version: input.version, capacity: input.capacity, ...(input.ingressAddress ? { ingressAddress: input.ingressAddress } : {}) });
       await recordActivity(trx, { actor: `host:${input.hostname}`, action: "host.registered", details: { hostId, labels: input.labels } });
     });
     this.log.info({ hostId, hostname: input.hostname }, "host registered");
@@ -66,7 +68,8 @@ export class HostService {
   /** Records a heartbeat; answers with the host's jobs whose cancellation was requested. */
   async heartbeat(hostId: string, hb: HeartbeatInput): Promise<{ cancelRequested: string[] }> {
     const { environments, ...rest } = hb;
-    await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...rest });
+    // Revoking a host cuts it off at once: its open stream ends at the next beat.
+    if (!(await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...rest }))) throw new UnauthenticatedError("this host was revoked");
     for (const o of environments ?? []) {
       if (o.state !== "running" && o.state !== "sleeping" && o.state !== "stopped") continue;
       // A deployment owns the state while it runs; and an agent speaks only for environments placed on it.
@@ -102,6 +105,7 @@ export class HostService {
       await hosts.setHostAdminState(trx, id, state);
       await recordActivity(trx, { actor: by.name, action: `host.${state}`, details: { hostId: id, name: h.name } });
     });
+    if (state === "revoked") await this.opts.onRevoked?.(id).catch((err: unknown) => this.log.warn({ hostId: id, err: (err as Error).message }, "could not delete the revoked host's job consumer"));
     return this.get(by, id);
   }
 
@@ -121,6 +125,7 @@ export class HostService {
       labels: h.labels,
       state: this.stateOf(h),
       lastHeartbeatAt: h.last_heartbeat_at ? h.last_heartbeat_at.toISOString() : null,
+      ingressAddress: h.ingress_address,
       version: h.version,
       capacity: h.capacity,
       load: h.load,

@@ -51,6 +51,8 @@ export class JobReportService {
     private readonly log: Logger,
     /** Called when a deployment waiting behind a finished one may now be published. */
     private readonly onJobReleased: () => void = () => undefined,
+    /** Called (in the transaction) when a deployment moved an environment to another host. */
+    private readonly onMoved: (trx: Db, environmentId: string, fromHostId: string, toHostId: string) => Promise<void> = async () => undefined,
   ) {}
 
   async apply(hostId: string, events: JobEventInput[]): Promise<{ acked: Record<string, number>; cancelRequested: string[] }> {
@@ -289,6 +291,11 @@ export class JobReportService {
     if (!env) return;
     const app = await trx.selectFrom("apps").select(["name"]).where("id", "=", env.app_id).executeTakeFirstOrThrow();
     if (result.state === "succeeded") {
+      if (d.moved_from_host_id && d.host_id) {
+        // A drain moved the environment: it now lives on the new host; the old one forwards, then lets go.
+        await apps.updateEnvironmentRuntime(trx, env.id, { host_id: d.host_id });
+        await this.onMoved(trx, env.id, d.moved_from_host_id, d.host_id);
+      }
       await apps.updateEnvironmentRuntime(trx, env.id, {
         state: "running",
         deployed_commit: patch.commit ?? d.commit,

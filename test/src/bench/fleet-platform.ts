@@ -1,0 +1,81 @@
+/**
+ * The test Platform (nats-server, a fresh PostgreSQL database, the built
+ * control plane as a process) with the control plane configured for the fleet
+ * benchmark: the production heartbeat interval (the e2e harness uses 1 s).
+ */
+import path from "node:path";
+import pg from "pg";
+import { Api, Platform, repoRoot } from "../support/platform.js";
+import { startProcess, waitFor } from "../support/processes.js";
+
+const CP_MAIN = path.join(repoRoot, "apps/control-plane/dist/main.js");
+const ADMIN_DSN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+export class FleetPlatform extends Platform {
+  constructor(private readonly fleet: { heartbeatIntervalMs: number; logLevel: string }) {
+    super({ database: "postgres" });
+  }
+
+  override async startControlPlane(): Promise<void> {
+    this.cp = startProcess(process.execPath, [CP_MAIN], {
+      env: {
+        ...process.env,
+        SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
+        ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
+        NATS_URL: this.nats.url,
+        SLIPWAY_HTTP_PORT: String(this.httpPort),
+        SLIPWAY_GRPC_PORT: String(this.grpcPort),
+        SLIPWAY_ADMIN_TOKEN: this.adminToken,
+        SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs),
+        SLIPWAY_INGRESS_PUBLIC_PORT: "0",
+        SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
+        SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
+        LOG_LEVEL: this.fleet.logLevel,
+      },
+      logFile: path.join(this.dir, "control-plane.log"),
+    });
+    this.api = new Api(`http://127.0.0.1:${this.httpPort}`, this.adminToken);
+    await waitFor("control plane /readyz", async () => {
+      if (this.cp!.child.exitCode !== null) throw new Error(`control plane exited: ${this.tail("control-plane.log")}`);
+      const r = await fetch(`${this.api.baseUrl}/readyz`).catch(() => undefined);
+      return r?.ok;
+    }, 60_000);
+  }
+
+  /** The nats-server process the harness started (its PID, for /proc). */
+  natsPid(): number | undefined {
+    return (this.nats as unknown as { proc?: { pid?: number } }).proc?.pid;
+  }
+
+  /**
+   * Drops the environments' databases of this platform in parallel. The
+   * harness drops them one by one, and every DROP DATABASE waits for a
+   * checkpoint (1–3 s each on this machine); concurrent drops share them.
+   */
+  async dropEnvironmentDatabases(parallel = 8): Promise<number> {
+    const c = new pg.Client({ connectionString: ADMIN_DSN });
+    await c.connect();
+    let names: string[];
+    try {
+      names = (await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${this.dbPrefix}\\_%`])).rows.map((r) => r.datname);
+    } finally {
+      await c.end();
+    }
+    let next = 0;
+    const lane = async () => {
+      const lc = new pg.Client({ connectionString: ADMIN_DSN });
+      await lc.connect();
+      try {
+        while (next < names.length) {
+          const name = names[next++]!;
+          await lc.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`).catch(() => undefined);
+          await lc.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(name)}`).catch(() => undefined);
+        }
+      } finally {
+        await lc.end();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, names.length) }, lane));
+    return names.length;
+  }
+}

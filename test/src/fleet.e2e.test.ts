@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Platform, type AgentHandle } from "./support/platform.js";
+import { TestRepo, helloApp } from "./support/git-repo.js";
+import { getVia, startLoad } from "./support/load.js";
+import { waitFor } from "./support/processes.js";
+
+// Two agents on this machine as two hosts (own state dir, HAProxy and ports; one shared dockerd).
+describe("a fleet of two hosts", () => {
+  const platform = new Platform({ database: "postgres" });
+  const repo = new TestRepo();
+  let a: AgentHandle;
+  let b: AgentHandle;
+  const api = () => platform.api;
+  const agentOf = (hostId: string) => (hostId === a.hostId ? a : b);
+  const envOf = (app: string, env: string) => api().call("GET", `/v1/apps/${app}/environments/${env}`);
+
+  beforeAll(async () => {
+    await platform.start();
+    a = await platform.addAgent();
+    b = await platform.addAgent();
+    repo.commit(helloApp("fleet"), "fleet");
+    for (const app of ["one", "two"]) await api().call("POST", "/v1/apps", { name: app, repository: repo.url });
+  });
+  afterAll(async () => {
+    await platform.stop();
+  });
+
+  it("places environments on both hosts, least loaded first, and lists both with load and heartbeat time", async () => {
+    for (const [app, env] of [["one", "test"], ["two", "test"], ["one", "live"], ["two", "live"]] as const) {
+      const d = await api().deploy(app, env);
+      expect(d.state, await api().log(d.id)).toBe("succeeded");
+    }
+    const hosts = await api().call("GET", "/v1/hosts");
+    const ours = hosts.filter((h: { id: string }) => h.id === a.hostId || h.id === b.hostId);
+    expect(ours).toHaveLength(2);
+    for (const h of ours) {
+      expect(h.state).toBe("online");
+      expect(Date.now() - Date.parse(h.lastHeartbeatAt)).toBeLessThan(5000);
+      expect(h.environments).toHaveLength(2);
+      expect(h.capacity.cpus).toBeGreaterThan(0);
+      expect(typeof h.load.cpu).toBe("number");
+      expect(h.ingressAddress).toBe(`127.0.0.1:${agentOf(h.id).ingressPort}`);
+    }
+    for (const [app, env] of [["one", "test"], ["two", "test"], ["one", "live"], ["two", "live"]] as const) {
+      const e = await envOf(app, env);
+      expect((await getVia(agentOf(e.host).ingressPort, `${app}-${env}.localhost`)).body).toBe("fleet");
+    }
+  });
+
+  it("shows a stopped agent's host offline within 20 s and its environments unknown, and true states when it returns", async () => {
+    const onB = (await api().call("GET", `/v1/hosts/${b.hostId}`)).environments as Array<{ app: string; environment: string }>;
+    await b.stop();
+    const t0 = Date.now();
+    await waitFor("host b offline", async () => (await api().call("GET", `/v1/hosts/${b.hostId}`)).state === "offline", 20_000, 250);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    for (const e of onB) expect((await envOf(e.app, e.environment)).state).toBe("unknown");
+    // Its ingress and containers kept serving meanwhile: an agent restart is not an outage.
+    expect((await getVia(b.ingressPort, `${onB[0]!.app}-${onB[0]!.environment}.localhost`)).body).toBe("fleet");
+    await b.start();
+    await waitFor("host b online", async () => (await api().call("GET", `/v1/hosts/${b.hostId}`)).state === "online", 20_000, 250);
+    for (const e of onB) await waitFor(`${e.app}/${e.environment} running`, async () => (await envOf(e.app, e.environment)).state === "running", 20_000, 250);
+  });
+
+  it("places nothing new on a cordoned host", async () => {
+    await api().call("POST", `/v1/hosts/${a.hostId}/cordon`);
+    expect((await api().call("GET", `/v1/hosts/${a.hostId}`)).state).toBe("cordoned");
+    await api().call("POST", "/v1/apps", { name: "three", repository: repo.url });
+    const d = await api().deploy("three", "test");
+    expect(d.state).toBe("succeeded");
+    expect((await envOf("three", "test")).host).toBe(b.hostId);
+    await api().call("POST", `/v1/hosts/${a.hostId}/uncordon`);
+  });
+
+  it("drains a host: every environment moves to the other host with 0 failed requests under load", async () => {
+    const onB = (await api().call("GET", `/v1/hosts/${b.hostId}`)).environments as Array<{ app: string; environment: string }>;
+    expect(onB.length).toBeGreaterThanOrEqual(2);
+    // Clients keep using host b's ingress throughout: it forwards once an environment has moved.
+    const loads = onB.map((e) => startLoad({ port: b.ingressPort, host: `${e.app}-${e.environment}.localhost`, concurrency: 4, maxMs: 120_000 }));
+    const progress = await api().call("POST", `/v1/hosts/${b.hostId}/drain`);
+    expect(progress.environments).toBe(onB.length);
+    expect((await api().call("GET", `/v1/hosts/${b.hostId}`)).state).toBe("draining");
+    await waitFor("host b to be empty", async () => (await api().call("GET", `/v1/hosts/${b.hostId}/drain`)).environments === 0, 120_000, 500);
+    await waitFor("b's containers to go", async () => platform.containers(b.hostId).length === 0, 30_000, 500);
+    const results = await Promise.all(loads.map((l) => l.stop()));
+    for (const r of results) {
+      expect(r.failed, r.errors.slice(0, 3).join("; ")).toBe(0);
+      expect(r.ok).toBeGreaterThan(20);
+      expect([...r.bodies.keys()]).toEqual(["fleet"]);
+    }
+    for (const e of onB) {
+      const env = await envOf(e.app, e.environment);
+      expect(env.host).toBe(a.hostId);
+      expect(env.state).toBe("running");
+      expect((await getVia(a.ingressPort, `${e.app}-${e.environment}.localhost`)).body).toBe("fleet");
+    }
+    // A drained host takes no new environment.
+    await api().call("POST", "/v1/apps", { name: "four", repository: repo.url });
+    await api().deploy("four", "test");
+    expect((await envOf("four", "test")).host).toBe(a.hostId);
+  });
+
+  it("cuts a revoked host off at once", async () => {
+    await api().call("POST", `/v1/hosts/${b.hostId}/revoke`);
+    const h = await api().call("GET", `/v1/hosts/${b.hostId}`);
+    expect(h.state).toBe("revoked");
+    await waitFor("b's agent to log its refusal", async () => /revoked|UNAUTHENTICATED|unknown or revoked/i.test(platform.tail("agent-1.log", 50)), 15_000, 250);
+  });
+});
