@@ -10,7 +10,7 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import ts from "typescript";
 import type { Readable } from "node:stream";
@@ -26,7 +26,6 @@ const restored = `slipway_data_test_${run}_restored`;
 const LIMIT = 150 * 1024 * 1024;
 let s3: S3rverHandle | undefined;
 let jsDir: string | undefined;
-const SOURCES = ["dump-rss.testkit.ts", "database.ts", "s3.ts", "s3-upload.ts", "pg-tools.ts"];
 
 /** Emits the probe and what it imports as ES modules under node_modules/.cache, where @slipway/* and the SDK resolve. */
 function transpileProbe(): string {
@@ -34,8 +33,9 @@ function transpileProbe(): string {
   mkdirSync(cache, { recursive: true });
   const dir = mkdtempSync(path.join(cache, "slipway-dump-probe-"));
   writeFileSync(path.join(dir, "package.json"), JSON.stringify({ type: "module" }));
-  for (const file of SOURCES) {
-    const src = readFileSync(path.join(REPO_ROOT, "apps/agent/src/data", file), "utf8");
+  const srcDir = path.join(REPO_ROOT, "apps/agent/src/data");
+  for (const file of readdirSync(srcDir).filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"))) {
+    const src = readFileSync(path.join(srcDir, file), "utf8");
     const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
     writeFileSync(path.join(dir, file.replace(/\.ts$/, ".js")), out.outputText);
   }
