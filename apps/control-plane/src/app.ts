@@ -9,6 +9,8 @@ import type { EnvironmentService } from "./services/environment.service.js";
 import type { DataService } from "./data/data.service.js";
 import { dataRoutes } from "./routes/data.routes.js";
 import type { HostService } from "./services/host.service.js";
+import type { MetricsService } from "./metrics/metrics.service.js";
+import { envMetricsRoutes } from "./routes/env-metrics.routes.js";
 import type { DrainService } from "./services/drain.service.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
@@ -34,6 +36,8 @@ export interface AppDeps {
   environments: EnvironmentService;
   data: DataService;
   hosts: HostService;
+  /** Environment metrics: the API route and the per-environment Prometheus series; absent = neither. */
+  metrics?: MetricsService;
   drains?: DrainService;
   joinTokenTtlMs: number;
   /** Extra readiness checks (database, NATS); each throws when not ready. */
@@ -84,7 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
 
   await app.register(systemRoutes, { readiness: deps.readiness });
-  await app.register(metricsRoutes, { db: deps.db, onlineWindowMs: () => deps.hosts.onlineWindowMs() });
+  await app.register(metricsRoutes, { db: deps.db, onlineWindowMs: () => deps.hosts.onlineWindowMs(), ...(deps.metrics ? { environments: () => deps.metrics!.snapshot() } : {}) });
   await app.register(
     async (v1) => {
       v1.decorateRequest("principal", null as unknown as Principal);
@@ -96,6 +100,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(deploymentRoutes, { deployments: deps.deployments, pollIntervalMs: deps.logPollIntervalMs ?? 300 });
       await v1.register(hostRoutes, { hosts: deps.hosts, ...(deps.drains ? { drains: deps.drains } : {}) });
       await v1.register(dataRoutes, { data: deps.data });
+      if (deps.metrics) await v1.register(envMetricsRoutes, { metrics: deps.metrics });
       await v1.register(activityRoutes, { db: deps.db });
     },
     { prefix: "/v1" },

@@ -9,6 +9,10 @@ describe("control plane configuration", () => {
     expect(c).toMatchObject({ httpPort: 7700, grpcPort: 7701, baseDomain: "localhost", heartbeatIntervalMs: 5000, embeddedNatsPort: 7702, jobAckWaitMs: 60_000 });
     expect(Object.isFrozen(c)).toBe(true);
   });
+  it("keeps metrics for a week unless told otherwise", () => {
+    expect(loadConfig({}).metricsRetentionMs).toBe(168 * 3_600_000);
+    expect(loadConfig({ SLIPWAY_METRICS_RETENTION_HOURS: "24" }).metricsRetentionMs).toBe(24 * 3_600_000);
+  });
   it.each([
     ["SLIPWAY_HTTP_PORT", "abc"],
     ["SLIPWAY_HTTP_PORT", "70000"],
@@ -17,6 +21,8 @@ describe("control plane configuration", () => {
     ["SLIPWAY_BASE_DOMAIN", "Bad_Domain"],
     ["LOG_LEVEL", "loud"],
     ["SLIPWAY_ADMIN_TOKEN", "short"],
+    ["SLIPWAY_METRICS_RETENTION_HOURS", "0"],
+    ["SLIPWAY_METRICS_RETENTION_HOURS", "1.5"],
     ["SLIPWAY_JOB_ACK_WAIT_SECONDS", "0"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);

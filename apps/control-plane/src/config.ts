@@ -50,6 +50,8 @@ export interface ControlPlaneConfig {
   embeddedS3Bind: string;
   /** How often the scheduler looks for due backups. */
   backupSchedulerIntervalMs: number;
+  /** How long environment metrics (per minute) are kept. */
+  metricsRetentionMs: number;
   /** ack_wait of the agents' job consumers: how long after an agent dies mid-job the job is redelivered. */
   jobAckWaitMs: number;
 }
@@ -169,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     embeddedS3Port: int(env, "SLIPWAY_EMBEDDED_S3_PORT", 7703, 0, 65535),
     embeddedS3Bind: env.SLIPWAY_EMBEDDED_S3_BIND || "0.0.0.0",
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
+    metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
   });
 }

@@ -19,6 +19,7 @@ import { getAppByName, getEnvironment } from "./repositories/apps.repository.js"
 import { HostService } from "./services/host.service.js";
 import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
+import { MetricsService } from "./metrics/metrics.service.js";
 import { DrainService } from "./services/drain.service.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
@@ -87,13 +88,19 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
     const scheduler = setInterval(() => void data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed")), config.backupSchedulerIntervalMs);
     cleanups.push(async () => clearInterval(scheduler));
+    const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
+    // Retention is in hours; pruning every 10 minutes keeps each delete small (about ten rows per environment and host).
+    const pruneMetrics = () => void metrics.prune().catch((err: unknown) => log.warn({ err }, "metrics pruning failed"));
+    pruneMetrics();
+    const metricsPruner = setInterval(pruneMetrics, 10 * 60_000);
+    cleanups.push(async () => clearInterval(metricsPruner));
     const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
     const drains = new DrainService(db, deployments, placement, log.child({ component: "drain" }));
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), dataSpec: (spec) => data.dataSpec(spec) }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), dataSpec: (spec) => data.dataSpec(spec), metrics }),
       { host: config.grpcHost, port: config.grpcPort },
     );
     cleanups.push(() => shutdownGrpc(grpc.server));
@@ -111,6 +118,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       environments,
       data,
       hosts,
+      metrics,
       drains,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [async () => void (await sql`select 1`.execute(db))],

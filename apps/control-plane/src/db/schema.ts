@@ -177,6 +177,40 @@ export interface ActivityTable {
   action: string;
   details: Json<unknown>;
 }
+/** bigint counters: strings from pg, numbers from PGlite (normalised in the repository). */
+type Counter = ColumnType<string | number, number | undefined, number>;
+/** One environment's metrics from one host over one minute (see metrics/latency-histogram.ts). */
+export interface EnvironmentMetricsTable {
+  environment_id: string;
+  host_id: string;
+  bucket: Timestamp;
+  requests: Counter;
+  status_1xx: Counter;
+  status_2xx: Counter;
+  status_3xx: Counter;
+  status_4xx: Counter;
+  status_5xx: Counter;
+  /** Request weights per latency bucket, trailing zeros left out. */
+  latency_histogram: ColumnType<number[] | string, string | undefined, string>;
+  cpu_percent_sum: ColumnType<number, number | undefined, number>;
+  cpu_samples: ColumnType<number, number | undefined, number>;
+  memory_bytes_max: ColumnType<string | number | null, number | null | undefined, number | null>;
+}
+/** Requests of an environment since it exists (Prometheus counters: never pruned). */
+export interface EnvironmentTrafficTotalsTable {
+  environment_id: string;
+  requests: Counter;
+  status_1xx: Counter;
+  status_2xx: Counter;
+  status_3xx: Counter;
+  status_4xx: Counter;
+  status_5xx: Counter;
+}
+/** The newest metrics sample stored per host: older or equal ones are repeats. */
+export interface MetricsHostWatermarksTable {
+  host_id: string;
+  last_sample_at: Timestamp;
+}
 
 export interface Database {
   api_tokens: ApiTokensTable;
@@ -192,4 +226,7 @@ export interface Database {
   domains: DomainsTable;
   backups: BackupsTable;
   content_copies: ContentCopiesTable;
+  environment_metrics: EnvironmentMetricsTable;
+  environment_traffic_totals: EnvironmentTrafficTotalsTable;
+  metrics_host_watermarks: MetricsHostWatermarksTable;
 }

@@ -1,11 +1,49 @@
 import type { FastifyPluginAsync } from "fastify";
 import { sql } from "kysely";
 import type { Db } from "../db/database.js";
+import type { EnvironmentSnapshot } from "../metrics/metrics.service.js";
 
 type Sample = { labels?: Record<string, string>; value: number };
+type Family = { name: string; help: string; type: "gauge" | "counter"; samples: Sample[] };
+
+const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+
+/**
+ * Per-environment series: request counters from the totals (they only grow,
+ * so pruning old minutes never looks like a counter reset), and the newest
+ * stored minute's latency percentiles, CPU and memory as gauges.
+ */
+export function environmentFamilies(envs: EnvironmentSnapshot[]): Family[] {
+  const requests: Sample[] = [];
+  const latency: Sample[] = [];
+  const cpu: Sample[] = [];
+  const memory: Sample[] = [];
+  for (const e of envs) {
+    const env = { app: e.app, environment: e.environment };
+    if (e.totals) {
+      CLASSES.forEach((c, i) => requests.push({ labels: { ...env, status_class: c }, value: e.totals!.status[i]! }));
+      // Requests that got no status (the client or the app went away first).
+      const other = e.totals.requests - e.totals.status.reduce((a, b) => a + b, 0);
+      if (other > 0) requests.push({ labels: { ...env, status_class: "none" }, value: other });
+    }
+    const last = e.last;
+    if (!last) continue;
+    for (const [q, v] of [["0.5", last.latencyMs.p50], ["0.95", last.latencyMs.p95], ["0.99", last.latencyMs.p99]] as const) {
+      if (v !== null) latency.push({ labels: { ...env, quantile: q }, value: v });
+    }
+    if (last.cpuPercent !== null) cpu.push({ labels: env, value: last.cpuPercent });
+    if (last.memoryBytes !== null) memory.push({ labels: env, value: last.memoryBytes });
+  }
+  return [
+    { name: "slipway_environment_requests_total", help: "Requests through the ingress per environment, by status class.", type: "counter", samples: requests },
+    { name: "slipway_environment_latency_ms", help: "Request latency percentiles at the ingress over the newest stored minute, in milliseconds.", type: "gauge", samples: latency },
+    { name: "slipway_environment_cpu_percent", help: "CPU of the environment's containers over the newest stored minute, in percent of one core.", type: "gauge", samples: cpu },
+    { name: "slipway_environment_memory_bytes", help: "Memory of the environment's containers, highest reading of the newest stored minute.", type: "gauge", samples: memory },
+  ];
+}
 
 /** Prometheus text exposition (version 0.0.4) of gauges and counters. */
-export function exposition(families: Array<{ name: string; help: string; type: "gauge" | "counter"; samples: Sample[] }>): string {
+export function exposition(families: Family[]): string {
   const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
   const lines: string[] = [];
   for (const f of families) {
@@ -22,7 +60,7 @@ export function exposition(families: Array<{ name: string; help: string; type: "
  * `/metrics` for Prometheus (no auth, like `/healthz`): platform series computed
  * from the database at scrape time, so every control plane replica answers the same.
  */
-export const metricsRoutes: FastifyPluginAsync<{ db: Db; onlineWindowMs: () => number }> = async (app, { db, onlineWindowMs }) => {
+export const metricsRoutes: FastifyPluginAsync<{ db: Db; onlineWindowMs: () => number; environments?: () => Promise<EnvironmentSnapshot[]> }> = async (app, { db, onlineWindowMs, environments }) => {
   app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
     const since = new Date(Date.now() - onlineWindowMs());
     const hosts = await db.selectFrom("hosts").select(["admin_state", "last_heartbeat_at"]).execute();
@@ -39,6 +77,7 @@ export const metricsRoutes: FastifyPluginAsync<{ db: Db; onlineWindowMs: () => n
       { name: "slipway_environments", help: "Environments by state.", type: "gauge", samples: envs.map((r) => ({ labels: { state: r.state }, value: Number(r.n) })) },
       { name: "slipway_deployments_total", help: "Deployments ever requested, by state.", type: "counter", samples: deps.map((r) => ({ labels: { state: r.state }, value: Number(r.n) })) },
       { name: "slipway_jobs_unpublished", help: "Jobs waiting in the outbox (NATS unreachable or no host online).", type: "gauge", samples: [{ value: Number(outbox?.n ?? 0) }] },
+      ...(environments ? environmentFamilies(await environments()) : []),
     ]);
     return reply.header("content-type", "text/plain; version=0.0.4; charset=utf-8").send(body);
   });

@@ -19,6 +19,7 @@ import { getAppByName, getEnvironment } from "../repositories/apps.repository.js
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
 import { JobReportService } from "../services/job-report.service.js";
+import { MetricsService } from "../metrics/metrics.service.js";
 
 export type DbKind = "pglite" | "postgres";
 const PG_ADMIN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -50,7 +51,7 @@ export interface TestControlPlane {
   app: FastifyInstance;
   database: DatabaseHandle;
   adminToken: string;
-  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; environments: EnvironmentService; data: DataService; hosts: HostService; reports: JobReportService };
+  services: { auth: AuthService; apps: AppService; deployments: DeploymentService; environments: EnvironmentService; data: DataService; hosts: HostService; reports: JobReportService; metrics: MetricsService };
   published: number;
   close(): Promise<void>;
 }
@@ -77,14 +78,15 @@ export async function testControlPlane(kind: DbKind): Promise<TestControlPlane> 
     await data.ensureDatabase(appRow, await getEnvironment(db, appRow, e));
   });
   const reports = new JobReportService(db, log);
+  const metrics = new MetricsService(db, { retentionMs: 168 * 3_600_000, log });
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
   await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
-  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, joinTokenTtlMs: 60_000, readiness: [] });
+  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, joinTokenTtlMs: 60_000, metrics, readiness: [] });
   return Object.assign(tcp, {
     app,
     database,
     adminToken,
-    services: { auth, apps, deployments, environments, data, hosts, reports },
+    services: { auth, apps, deployments, environments, data, hosts, reports, metrics },
     close: async () => {
       await app.close();
       await database.close();
