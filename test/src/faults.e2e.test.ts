@@ -130,14 +130,14 @@ describe("surviving faults", () => {
 
   it("agent killed during a release command: the earlier one-off is removed and the commands run again", async () => {
     await api().call("PATCH", "/v1/apps/faults/settings", { releaseCommands: [{ label: "slow", command: "echo release-started; sleep 8" }] });
-    const { log } = await deployThrough("v2", helloApp("v2"), (_d, l) => l.includes("release-started"), killAgent);
+    const { log } = await deployThrough("v2", helloApp("v2"), (_d, l) => l.split("\n").includes("release-started"), killAgent);
     expectRerun(log, ["===== docker release commands ====="]);
     expect(log).toMatch(/removed slipway-faults-test-release-\w+, left by the earlier attempt/);
     expect(log.split("\n").filter((l) => l === "release-started")).toHaveLength(2);
   });
 
   it("control plane killed during a release command: the agent's reports wait for it; nothing lost or repeated", async () => {
-    const { d, log } = await deployThrough("v3", helloApp("v3"), (_d, l) => l.includes("release-started"), async () => {
+    const { d, log } = await deployThrough("v3", helloApp("v3"), (_d, l) => l.split("\n").includes("release-started"), async () => {
       await platform.cp!.kill();
       await sleep(2000);
       await platform.startControlPlane();

@@ -24,3 +24,7 @@ process.stdout.write(`listening ${info.port}\n`);
 const stop = () => server.close().then(() => process.exit(0), () => process.exit(1));
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
+// The control plane holds our stdin open: EOF means it died without stopping us, and a
+// server left behind would keep the port its next start needs.
+process.stdin.on("end", stop);
+process.stdin.resume();

@@ -24,7 +24,8 @@ export async function startEmbeddedS3(opts: { dataDir: string; address: string; 
   const dir = path.join(opts.dataDir, "s3");
   mkdirSync(dir, { recursive: true });
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), "s3-server.main.js");
-  const child = spawn(process.execPath, ["--openssl-legacy-provider", main, dir, opts.address, String(opts.port), opts.buckets.join(",")], { stdio: ["ignore", "pipe", "pipe"] });
+  // stdin is a pipe only so that the child sees it close when the control plane dies, even by SIGKILL.
+  const child = spawn(process.execPath, ["--openssl-legacy-provider", main, dir, opts.address, String(opts.port), opts.buckets.join(",")], { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
   const port = await new Promise<number>((resolve, reject) => {
