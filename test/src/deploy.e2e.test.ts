@@ -84,6 +84,17 @@ describe("deployments end to end", () => {
     expect(env.status.message).toMatch(/^Last deployment failed at /);
   });
 
+  it("follows a deployment's log live until the deployment ends", async () => {
+    const d = await platform.api.call("POST", "/v1/apps/shop/environments/test/deployments", { build: "force" });
+    const res = await fetch(`${platform.api.baseUrl}/v1/deployments/${d.id}/log?follow=true`, { headers: { authorization: `Bearer ${platform.api.token}` } });
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    const text = await res.text();
+    expect(text).toContain("===== docker build =====");
+    expect(text).toContain("deployment succeeded");
+    expect((await platform.api.call("GET", `/v1/deployments/${d.id}`)).state).toBe("succeeded");
+    expect(text.split("\n").filter((l) => l.startsWith("=====")).length).toBe(new Set(text.split("\n").filter((l) => l.startsWith("====="))).size);
+  });
+
   it("refuses a second deployment of the same environment while one runs", async () => {
     const first = await platform.api.call("POST", "/v1/apps/shop/environments/test/deployments", { build: "reuse" });
     const second = await platform.api.raw("POST", "/v1/apps/shop/environments/test/deployments", {});

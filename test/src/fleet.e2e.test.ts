@@ -18,7 +18,7 @@ describe("a fleet of two hosts", () => {
     await platform.start();
     a = await platform.addAgent();
     b = await platform.addAgent();
-    repo.commit(helloApp("fleet"), "fleet");
+    repo.commit(helloApp("fleet", { cmd: '["httpd", "-f", "-vv", "-p", "8080", "-h", "/www"]' }), "fleet");
     for (const app of ["one", "two"]) await api().call("POST", "/v1/apps", { name: app, repository: repo.url });
   });
   afterAll(async () => {
@@ -45,6 +45,36 @@ describe("a fleet of two hosts", () => {
       const e = await envOf(app, env);
       expect((await getVia(agentOf(e.host).ingressPort, `${app}-${env}.localhost`)).body).toBe("fleet");
     }
+  });
+
+  it("streams an environment's runtime log from whichever host runs it, and follows it live", async () => {
+    for (const [app, env] of [["one", "test"], ["two", "test"]] as const) {
+      const e = await envOf(app, env);
+      await getVia(agentOf(e.host).ingressPort, `${app}-${env}.localhost`, `/from-${app}-${env}`);
+      const text = await waitFor("the request in the log", async () => {
+        const t = await api().call("GET", `/v1/apps/${app}/environments/${env}/logs`);
+        return t.includes(`url:/from-${app}-${env}`) ? t : undefined;
+      }, 10_000, 300);
+      expect(text).toMatch(new RegExp(`^slipway-${app}-${env}-\\w+ \\S+ .*url:/from-${app}-${env}$`, "m"));
+    }
+    const e = await envOf("one", "live");
+    const ac = new AbortController();
+    const res = await fetch(`${api().baseUrl}/v1/apps/one/environments/live/logs?follow=true&since=${encodeURIComponent(new Date().toISOString())}`, { headers: { authorization: `Bearer ${api().token}` }, signal: ac.signal });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let seen = "";
+    for (let i = 0; i < 3; i++) await getVia(agentOf(e.host).ingressPort, "one-live.localhost", `/live-${i}`);
+    await waitFor("followed lines", async () => {
+      const { value } = await reader.read();
+      seen += new TextDecoder().decode(value);
+      return seen.includes("url:/live-2") || undefined;
+    }, 15_000, 0);
+    expect(seen).toContain("url:/live-0");
+    ac.abort();
+    const bad = await api().raw("GET", "/v1/apps/one/environments/live/logs?since=yesterday");
+    expect(bad.status).toBe(400);
+    await api().call("POST", "/v1/apps", { name: "idle", repository: repo.url });
+    expect((await api().raw("GET", "/v1/apps/idle/environments/test/logs")).status).toBe(409);
   });
 
   it("shows a stopped agent's host offline within 20 s and its environments unknown, and true states when it returns", async () => {

@@ -16,6 +16,7 @@ import { Reconciler } from "./envs/reconciler.js";
 import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { runDataJob } from "./data/data.runner.js";
+import { LogServer } from "./logs/log-server.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
 import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
@@ -213,6 +214,8 @@ export async function startAgent(
     handler,
   );
   await consumer.start();
+  const logServer = new LogServer({ natsUrl: config.natsUrl ?? identity.natsUrl, hostId: identity.hostId, log: hostLog.child({ component: "logs" }) });
+  await logServer.start();
   hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
 
   return {
@@ -221,6 +224,7 @@ export async function startAgent(
     envs,
     wakerPort,
     stop: async () => {
+      await logServer.stop();
       await consumer.stop(config.shutdownGraceMs);
       await sleeper.stop();
       await reconciler.stop();

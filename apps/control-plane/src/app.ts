@@ -12,6 +12,8 @@ import type { HostService } from "./services/host.service.js";
 import type { MetricsService } from "./metrics/metrics.service.js";
 import { envMetricsRoutes } from "./routes/env-metrics.routes.js";
 import type { DrainService } from "./services/drain.service.js";
+import type { LogRelay } from "./bus/log-relay.js";
+import { logsRoutes } from "./routes/logs.routes.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
 import { tokenRoutes } from "./routes/tokens.routes.js";
@@ -39,6 +41,7 @@ export interface AppDeps {
   /** Environment metrics: the API route and the per-environment Prometheus series; absent = neither. */
   metrics?: MetricsService;
   drains?: DrainService;
+  logs?: LogRelay;
   joinTokenTtlMs: number;
   /** Extra readiness checks (database, NATS); each throws when not ready. */
   readiness: Array<() => Promise<void>>;
@@ -101,6 +104,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(hostRoutes, { hosts: deps.hosts, ...(deps.drains ? { drains: deps.drains } : {}) });
       await v1.register(dataRoutes, { data: deps.data });
       if (deps.metrics) await v1.register(envMetricsRoutes, { metrics: deps.metrics });
+      if (deps.logs) await v1.register(logsRoutes, { db: deps.db, relay: deps.logs });
       await v1.register(activityRoutes, { db: deps.db });
     },
     { prefix: "/v1" },

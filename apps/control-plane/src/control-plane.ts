@@ -21,6 +21,7 @@ import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
 import { MetricsService } from "./metrics/metrics.service.js";
 import { DrainService } from "./services/drain.service.js";
+import { LogRelay } from "./bus/log-relay.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
 import { sql } from "kysely";
@@ -96,6 +97,8 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(async () => clearInterval(metricsPruner));
     const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
     const drains = new DrainService(db, deployments, placement, log.child({ component: "drain" }));
+    const logRelay = new LogRelay(() => natsUrl!, log.child({ component: "logs" }));
+    cleanups.push(() => logRelay.close());
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
@@ -120,6 +123,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       hosts,
       metrics,
       drains,
+      logs: logRelay,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [async () => void (await sql`select 1`.execute(db))],
     });

@@ -57,7 +57,8 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
       const out = new PassThrough();
       out.write(first.text);
       let closed = false;
-      req.raw.on("close", () => {
+      // The response closes when the client goes away (the request stream closes as soon as it is read).
+      reply.raw.on("close", () => {
         closed = true;
       });
       (async () => {

@@ -1,0 +1,85 @@
+import { randomBytes } from "node:crypto";
+import { PassThrough, type Readable } from "node:stream";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { UnavailableError, type Logger } from "@slipway/core";
+
+/** How long to wait for the host's first answer. */
+const FIRST_ANSWER_MS = 5000;
+const PING_INTERVAL_MS = 10_000;
+
+/**
+ * Runtime logs of an environment, from whichever host runs it: a request on
+ * `slipway.logs.<hostId>` (NATS core, not JetStream: logs are not jobs), the
+ * lines back on a per-request inbox. Any control plane replica can serve the
+ * HTTP stream. Memory is bounded: when the client reads too slowly, lines are
+ * dropped and the stream says how many.
+ */
+export class LogRelay {
+  private nc?: Promise<NatsConnection>;
+
+  constructor(private readonly url: () => string, private readonly log: Logger) {}
+
+  private conn(): Promise<NatsConnection> {
+    this.nc ??= connect({ servers: this.url(), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "slipway-control-plane-logs" });
+    return this.nc;
+  }
+
+  async stream(hostId: string, req: { app: string; environment: string; follow: boolean; since: number; tail: number }): Promise<{ body: Readable; close: () => void }> {
+    const nc = await this.conn();
+    const inbox = `_INBOX.slipway.logs.${randomBytes(8).toString("hex")}`;
+    const sub = nc.subscribe(inbox);
+    const out = new PassThrough({ highWaterMark: 256 * 1024 });
+    let dropped = 0;
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(ping);
+      nc.publish(`${inbox}.stop`, "");
+      sub.unsubscribe();
+      out.end();
+    };
+    const ping = setInterval(() => nc.publish(`${inbox}.ping`, ""), PING_INTERVAL_MS);
+    out.on("drain", () => {
+      if (dropped > 0 && !closed) {
+        out.write(`[${dropped} lines dropped: the client reads too slowly]\n`);
+        dropped = 0;
+      }
+    });
+    const first = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new UnavailableError(`the host of ${req.app}/${req.environment} did not answer within ${FIRST_ANSWER_MS / 1000} s; is its agent online?`)), FIRST_ANSWER_MS);
+      void (async () => {
+        let answered = false;
+        for await (const m of sub) {
+          if (!answered) {
+            answered = true;
+            clearTimeout(t);
+            resolve();
+          }
+          const msg = JSON.parse(new TextDecoder().decode(m.data)) as { line?: string; end?: boolean };
+          if (msg.end) break;
+          if (msg.line === undefined || closed) continue;
+          if (out.writableLength > out.writableHighWaterMark) dropped++;
+          else out.write(msg.line + "\n");
+        }
+        close();
+      })().catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, "log relay failed");
+        close();
+      });
+    });
+    nc.publish(`slipway.logs.${hostId}`, JSON.stringify({ ...req, inbox }));
+    try {
+      await first;
+    } catch (err) {
+      close();
+      throw err;
+    }
+    return { body: out, close };
+  }
+
+  async close(): Promise<void> {
+    if (this.nc) await (await this.nc).close().catch(() => undefined);
+  }
+}
