@@ -85,11 +85,11 @@ describe("deployments end to end", () => {
   });
 
   it("follows a deployment's log live until the deployment ends", async () => {
-    const d = await platform.api.call("POST", "/v1/apps/shop/environments/test/deployments", { build: "force" });
+    const d = await platform.api.call("POST", "/v1/apps/shop/environments/test/deployments", { build: "reuse" });
     const res = await fetch(`${platform.api.baseUrl}/v1/deployments/${d.id}/log?follow=true`, { headers: { authorization: `Bearer ${platform.api.token}` } });
     expect(res.headers.get("content-type")).toContain("text/plain");
     const text = await res.text();
-    expect(text).toContain("===== docker build =====");
+    expect(text).toContain("===== startup probe =====");
     expect(text).toContain("deployment succeeded");
     expect((await platform.api.call("GET", `/v1/deployments/${d.id}`)).state).toBe("succeeded");
     expect(text.split("\n").filter((l) => l.startsWith("=====")).length).toBe(new Set(text.split("\n").filter((l) => l.startsWith("====="))).size);
