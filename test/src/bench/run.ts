@@ -16,6 +16,8 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { runDataBench } from "./data.bench.js";
+import { runFleetBench } from "./fleet.bench.js";
 import Dockerode from "dockerode";
 import { Platform, type AgentHandle } from "../support/platform.js";
 import { TestRepo, helloApp } from "../support/git-repo.js";
@@ -366,6 +368,14 @@ async function main(): Promise<number> {
     progress("measurements done");
     await cleanup();
     process.stdout.write(report(results) + "\n");
+    progress("data services benchmark (database copy, media copy, backup memory)");
+    const data = await runDataBench();
+    process.stdout.write(data.markdown + "\n");
+    if (process.env.SLIPWAY_BENCH_FLEET !== "0") {
+      progress("fleet benchmark (simulated agents); SLIPWAY_BENCH_FLEET=0 skips it");
+      const fleet = await runFleetBench();
+      process.stdout.write(fleet.markdown + "\n");
+    }
     progress(`total ${elapsed().trim()} s`);
     return 0;
   } catch (err) {
