@@ -89,7 +89,11 @@ export async function startAgent(
   adapters: { runtime?: ContainerRuntime; git?: SourceRepository; ingress?: Ingress } = {},
 ): Promise<RunningAgent> {
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  const client = new ControlPlaneClient(config.controlPlane, config.grpcTlsCa ? { tlsCaFile: config.grpcTlsCa } : {});
+  const client = new ControlPlaneClient(config.controlPlane, {
+    ...(config.grpcTlsCa ? { tlsCaFile: config.grpcTlsCa } : {}),
+    ...(config.grpcTlsCert ? { tlsCertFile: config.grpcTlsCert } : {}),
+    ...(config.grpcTlsKey ? { tlsKeyFile: config.grpcTlsKey } : {}),
+  });
   const identity = await loadOrRegister(config, client, log);
   client.setCredential(identity.credential);
   const hostLog = log.child({ hostId: identity.hostId });

@@ -21,6 +21,9 @@ export interface AgentConfig {
   version: string;
   /** PEM CA bundle to verify the control plane's TLS certificate; unset = plaintext gRPC. */
   grpcTlsCa?: string;
+  /** PEM client certificate and key for mTLS to the control plane. */
+  grpcTlsCert?: string;
+  grpcTlsKey?: string;
   shutdownGraceMs: number;
   /** Port of the waker (HAProxy's fallback for sleeping and stopped environments) on 127.0.0.1; 0 = any free port. */
   wakerPort: number;
@@ -91,6 +94,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     jobConcurrency: int(env, "SLIPWAY_AGENT_JOB_CONCURRENCY", 4, 1, 64),
     version: AGENT_VERSION,
     grpcTlsCa: env.SLIPWAY_GRPC_TLS_CA || undefined,
+    grpcTlsCert: env.SLIPWAY_GRPC_TLS_CERT || undefined,
+    grpcTlsKey: env.SLIPWAY_GRPC_TLS_KEY || undefined,
     shutdownGraceMs: int(env, "SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
     wakerPort: int(env, "SLIPWAY_AGENT_WAKER_PORT", 0, 0, 65535),
     metricsIntervalMs: int(env, "SLIPWAY_METRICS_INTERVAL_MS", 10_000, 100, 3_600_000),

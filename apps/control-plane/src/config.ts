@@ -48,6 +48,10 @@ export interface ControlPlaneConfig {
   s3BackupBucket: string;
   embeddedS3Port: number;
   embeddedS3Bind: string;
+  /** PEM files for gRPC TLS (server certificate and key); with grpcTlsClientCa, agents must present a certificate (mTLS). */
+  grpcTlsCert?: string;
+  grpcTlsKey?: string;
+  grpcTlsClientCa?: string;
   /** How often the scheduler looks for due backups. */
   backupSchedulerIntervalMs: number;
   /** How long environment metrics (per minute) are kept. */
@@ -135,6 +139,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (env.SLIPWAY_S3_ENDPOINT && (!env.SLIPWAY_S3_ACCESS_KEY_ID || !env.SLIPWAY_S3_SECRET_ACCESS_KEY)) {
     throw new ConfigError("SLIPWAY_S3_ACCESS_KEY_ID", "SLIPWAY_S3_ENDPOINT needs SLIPWAY_S3_ACCESS_KEY_ID and SLIPWAY_S3_SECRET_ACCESS_KEY");
   }
+  if (Boolean(env.SLIPWAY_GRPC_TLS_CERT) !== Boolean(env.SLIPWAY_GRPC_TLS_KEY)) {
+    throw new ConfigError("SLIPWAY_GRPC_TLS_CERT", "SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY go together");
+  }
+  if (env.SLIPWAY_GRPC_TLS_CLIENT_CA && !env.SLIPWAY_GRPC_TLS_CERT) {
+    throw new ConfigError("SLIPWAY_GRPC_TLS_CLIENT_CA", "client certificates (mTLS) need SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY");
+  }
   const scheme = env.SLIPWAY_INGRESS_SCHEME || defaults.ingressScheme;
   if (scheme !== "http" && scheme !== "https") throw new ConfigError("SLIPWAY_INGRESS_SCHEME", "must be http or https");
   return Object.freeze({
@@ -170,6 +180,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     s3BackupBucket: bucket(env, "SLIPWAY_S3_BACKUP_BUCKET", "slipway-backups"),
     embeddedS3Port: int(env, "SLIPWAY_EMBEDDED_S3_PORT", 7703, 0, 65535),
     embeddedS3Bind: env.SLIPWAY_EMBEDDED_S3_BIND || "0.0.0.0",
+    grpcTlsCert: env.SLIPWAY_GRPC_TLS_CERT || undefined,
+    grpcTlsKey: env.SLIPWAY_GRPC_TLS_KEY || undefined,
+    grpcTlsClientCa: env.SLIPWAY_GRPC_TLS_CLIENT_CA || undefined,
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,

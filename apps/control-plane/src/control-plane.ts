@@ -26,6 +26,7 @@ import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
 import { sql } from "kysely";
 import path from "node:path";
+import { readFileSync } from "node:fs";
 import { GitCommitCounter } from "./git/git.commit-counter.js";
 
 export interface RunningControlPlane {
@@ -104,7 +105,13 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
 
     const grpc = await startGrpcServer(
       agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), dataSpec: (spec) => data.dataSpec(spec), metrics }),
-      { host: config.grpcHost, port: config.grpcPort },
+      {
+        host: config.grpcHost,
+        port: config.grpcPort,
+        ...(config.grpcTlsCert && config.grpcTlsKey
+          ? { tls: { cert: readFileSync(config.grpcTlsCert), key: readFileSync(config.grpcTlsKey), ...(config.grpcTlsClientCa ? { ca: readFileSync(config.grpcTlsClientCa) } : {}) } }
+          : {}),
+      },
     );
     cleanups.push(() => shutdownGrpc(grpc.server));
     log.info({ port: grpc.port }, "gRPC AgentService listening");

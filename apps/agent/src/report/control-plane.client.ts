@@ -21,8 +21,14 @@ export class ControlPlaneClient {
   private readonly client: AgentServiceClient;
   private credential?: string;
 
-  constructor(address: string, opts: { tlsCaFile?: string } = {}) {
-    const creds = opts.tlsCaFile ? credentials.createSsl(readFileSync(opts.tlsCaFile)) : credentials.createInsecure();
+  constructor(address: string, opts: { tlsCaFile?: string; tlsCertFile?: string; tlsKeyFile?: string } = {}) {
+    const creds = opts.tlsCaFile
+      ? credentials.createSsl(
+          readFileSync(opts.tlsCaFile),
+          opts.tlsKeyFile ? readFileSync(opts.tlsKeyFile) : null,
+          opts.tlsCertFile ? readFileSync(opts.tlsCertFile) : null,
+        )
+      : credentials.createInsecure();
     this.client = new AgentServiceClient(address, creds, { "grpc.keepalive_time_ms": 20_000 });
   }
 

@@ -236,8 +236,9 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
 export async function startGrpcServer(impl: AgentServiceServer, opts: { host: string; port: number; tls?: { cert: Buffer; key: Buffer; ca?: Buffer } }): Promise<{ server: Server; port: number }> {
   const server = new Server({ "grpc.keepalive_time_ms": 20_000, "grpc.keepalive_permit_without_calls": 1 });
   server.addService(AgentServiceService, impl);
+  // With a client CA, every agent must present a certificate it signed (mTLS); the bearer credential is still checked.
   const creds = opts.tls
-    ? ServerCredentials.createSsl(opts.tls.ca ?? null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)
+    ? ServerCredentials.createSsl(opts.tls.ca ?? null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], opts.tls.ca !== undefined)
     : ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
