@@ -14,7 +14,7 @@ import { EnvironmentService } from "../services/environment.service.js";
 import { SecretBox } from "../services/secret-box.js";
 import { DataService } from "../data/data.service.js";
 import { DatabaseProvisioner, dropAllWithPrefix } from "../data/provisioner.js";
-import { ObjectStore } from "../data/object-store.js";
+import { ObjectStore, type StorageConfig } from "../data/object-store.js";
 import { getAppByName, getEnvironment } from "../repositories/apps.repository.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
@@ -57,7 +57,7 @@ export interface TestControlPlane {
 }
 
 /** The REST API over a real database, without NATS or agents (the outbox is only poked). */
-export async function testControlPlane(kind: DbKind): Promise<TestControlPlane> {
+export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig } = {}): Promise<TestControlPlane> {
   const database = await testDatabase(kind);
   const log = createLogger("test", "silent");
   const db = database.db;
@@ -70,7 +70,7 @@ export async function testControlPlane(kind: DbKind): Promise<TestControlPlane> 
   // Real provisioning on the local cluster, under a prefix of this run's own; dropped at close.
   const dbPrefix = `t${randomBytes(4).toString("hex")}`;
   const provisioner = new DatabaseProvisioner(PG_ADMIN, log, dbPrefix);
-  const store = new ObjectStore({ endpoint: "http://127.0.0.1:9", endpointForContainers: "http://host.docker.internal:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", mediaBucket: "media", backupBucket: "backups" });
+  const store = new ObjectStore(opts.storage ?? { endpoint: "http://127.0.0.1:9", endpointForContainers: "http://host.docker.internal:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", mediaBucket: "media", backupBucket: "backups" });
   const data = new DataService(db, box, provisioner, store, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
   const environments = new EnvironmentService(db, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
   const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
