@@ -201,16 +201,11 @@ export class Environments implements WakeService {
   handoff(app: string, environment: string, forwardTo: { host: string; port: number }, hostnames: string[], logLine: (line: string) => void): Promise<void> {
     const slug = environmentSlug(app, environment);
     return this.exclusive(slug, async () => {
-      const { runtime, ingress, registry, hostId } = this.opts;
+      const { ingress } = this.opts;
       await ingress.ensureBackend({ name: slug, hostnames, basicAuth: null, maxServers: BACKEND_SLOTS });
       await ingress.switchTraffic(slug, [{ id: `forward:${forwardTo.host}:${forwardTo.port}`, host: forwardTo.host, port: forwardTo.port }]);
       logLine(`traffic for ${hostnames.join(", ")} now forwarded to ${forwardTo.host}:${forwardTo.port}`);
-      const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
-      await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
-      for (const c of containers) logLine(`removed ${c.name}`);
-      await runtime.removeNetwork(environmentNetwork(app, environment, hostId));
-      await registry.delete(slug);
-      this.activeAt.delete(slug);
+      await this.forget(app, environment, logLine);
     });
   }
 
@@ -218,16 +213,23 @@ export class Environments implements WakeService {
   remove(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
     const slug = environmentSlug(app, environment);
     return this.exclusive(slug, async () => {
-      const { runtime, ingress, registry, hostId } = this.opts;
-      await ingress.removeBackend(slug);
-      const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
-      await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
-      for (const c of containers) logLine(`removed ${c.name}`);
-      await runtime.removeNetwork(environmentNetwork(app, environment, hostId));
-      await registry.delete(slug);
-      this.activeAt.delete(slug);
-      logLine(`${app}/${environment} removed from this host: backend, ${containers.length} container(s), network`);
+      await this.opts.ingress.removeBackend(slug);
+      const removed = await this.forget(app, environment, logLine);
+      logLine(`${app}/${environment} removed from this host: backend, ${removed} container(s), network`);
     });
+  }
+
+  /** Every container (all roles), the network and the registry entry of an environment on this host; returns how many containers. Caller holds the lock. */
+  private async forget(app: string, environment: string, logLine: (line: string) => void): Promise<number> {
+    const { runtime, registry, hostId } = this.opts;
+    const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
+    await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
+    for (const c of containers) logLine(`removed ${c.name}`);
+    await runtime.removeNetwork(environmentNetwork(app, environment, hostId));
+    const slug = environmentSlug(app, environment);
+    await registry.delete(slug);
+    this.activeAt.delete(slug);
+    return containers.length;
   }
 
   /**

@@ -3,6 +3,7 @@ import { mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "@slipway/core";
+import { stopChild } from "./child.js";
 
 export interface EmbeddedNats {
   url: string;
@@ -67,15 +68,6 @@ export async function startEmbeddedNats(opts: { dataDir: string; bin: string; po
   return {
     url: `nats://127.0.0.1:${port}`,
     pid: child.pid!,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-        child.once("exit", () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill("SIGTERM");
-      }),
+    stop: () => stopChild(child),
   };
 }

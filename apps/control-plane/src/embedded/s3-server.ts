@@ -3,6 +3,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "@slipway/core";
+import { stopChild } from "./child.js";
 
 export interface EmbeddedS3 {
   /** The endpoint as seen from the host (loopback or the bind address). */
@@ -48,15 +49,6 @@ export async function startEmbeddedS3(opts: { dataDir: string; address: string; 
     endpoint: `http://${host}:${port}`,
     port,
     pid: child.pid!,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-        child.once("exit", () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill("SIGTERM");
-      }),
+    stop: () => stopChild(child),
   };
 }
