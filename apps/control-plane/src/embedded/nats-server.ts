@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "@slipway/core";
@@ -48,7 +48,9 @@ export async function startEmbeddedNats(opts: { dataDir: string; bin: string; po
   const storeDir = path.join(opts.dataDir, "nats");
   mkdirSync(storeDir, { recursive: true });
   const port = opts.port ?? (await freePort());
-  const child = spawn(opts.bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], { stdio: ["ignore", "ignore", "pipe"] });
+  const pidFile = path.join(storeDir, "nats-server.pid");
+  await stopStale(pidFile, storeDir, opts.log);
+  const child = spawn(opts.bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir, "-P", pidFile], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);
@@ -70,4 +72,31 @@ export async function startEmbeddedNats(opts: { dataDir: string; bin: string; po
     pid: child.pid!,
     stop: () => stopChild(child),
   };
+}
+
+/**
+ * A control plane killed with SIGKILL leaves its embedded nats-server running on
+ * the port the next start needs. The pid file says which process that is; it is
+ * stopped only if it is a nats-server of this very store directory.
+ */
+async function stopStale(pidFile: string, storeDir: string, log: Logger): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, "utf8").trim());
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    if (!pid || !cmdline.some((a) => a.endsWith("nats-server")) || !cmdline.includes(storeDir)) return;
+  } catch {
+    return;
+  }
+  log.warn({ pid }, "stopping a nats-server left running by an earlier control plane of this data dir");
+  process.kill(pid, "SIGTERM");
+  for (let i = 0; i < 50; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.kill(pid, "SIGKILL");
 }
