@@ -21,7 +21,7 @@ export class GitCommitCounter implements CommitCounter {
   private readonly lastFetch = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<void>>();
 
-  constructor(private readonly opts: { dir: string; log: Logger; refreshMs?: number; timeoutMs?: number }) {}
+  constructor(private readonly opts: { dir: string; log: Logger; refreshMs?: number; timeoutMs?: number; maxWaitMs?: number }) {}
 
   private mirror(app: string): string {
     return path.join(this.opts.dir, `${app}.git`);
@@ -59,7 +59,9 @@ export class GitCommitCounter implements CommitCounter {
   }
 
   async undeployedCommits(app: string, repository: string, branch: string, deployedCommit: string): Promise<number | undefined> {
-    await this.sync(app, repository);
+    // A slow or unreachable repository must not stall the API: after a short wait the count
+    // comes from the mirror as it is, and the fetch finishes in the background.
+    await Promise.race([this.sync(app, repository), new Promise((r) => setTimeout(r, this.opts.maxWaitMs ?? 2000).unref())]);
     try {
       const out = await git(["rev-list", "--count", `${deployedCommit}..refs/heads/${branch}`], { cwd: this.mirror(app), timeoutMs: 10_000 });
       const n = Number(out);
