@@ -8,7 +8,8 @@ import pg from "pg";
 import { Api, Platform, repoRoot } from "../support/platform.js";
 import { startProcess, waitFor } from "../support/processes.js";
 
-const CP_MAIN = path.join(repoRoot, "apps/control-plane/dist/main.js");
+/** FLEET_CP_MAIN: another build of the control plane (a scratch copy with a change to measure). */
+const CP_MAIN = process.env.FLEET_CP_MAIN || path.join(repoRoot, "apps/control-plane/dist/main.js");
 const ADMIN_DSN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 export class FleetPlatform extends Platform {
@@ -17,7 +18,9 @@ export class FleetPlatform extends Platform {
   }
 
   override async startControlPlane(): Promise<void> {
-    this.cp = startProcess(process.execPath, [CP_MAIN], {
+    // FLEET_CP_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": where the control plane's CPU goes.
+    const nodeArgs = (process.env.FLEET_CP_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    this.cp = startProcess(process.execPath, [...nodeArgs, CP_MAIN], {
       env: {
         ...process.env,
         SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),

@@ -41,13 +41,14 @@ export function rssBytes(pid: number): number {
   }
 }
 
-/** Busy and total jiffies of the whole machine (all cores). */
-function machineTicks(): { busy: number; total: number } {
+/** Busy (user, nice, system, irq, softirq), steal and total jiffies of the whole machine (all cores). */
+function machineTicks(): { busy: number; steal: number; total: number } {
   const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: total - idle, total };
+  const steal = v[7] ?? 0;
+  return { busy: total - idle - steal, steal, total };
 }
 
 export interface RoleUsage {
@@ -65,6 +66,8 @@ export interface UsageWindow {
   machineCpuPct: number;
   /** Machine busy minus all roles: other work on this machine during the window. */
   otherCpuPct: number;
+  /** Time the hypervisor ran something else while this machine wanted to run (% of one core). */
+  stealPct: number;
 }
 
 /** Samples the given roles every second until stop(). */
@@ -123,6 +126,7 @@ export class UsageSampler {
       roles[role] = { cpuPct, rssEndBytes: this.rssEnd.get(role) ?? 0, rssPeakBytes: this.rssPeak.get(role) ?? 0 };
     }
     const machineCpuPct = ((m1.busy - this.m0.busy) / hz / seconds) * 100;
-    return { seconds, roles, machineCpuPct, otherCpuPct: Math.max(0, machineCpuPct - sum) };
+    const stealPct = ((m1.steal - this.m0.steal) / hz / seconds) * 100;
+    return { seconds, roles, machineCpuPct, otherCpuPct: Math.max(0, machineCpuPct - sum), stealPct };
   }
 }

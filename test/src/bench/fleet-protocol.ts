@@ -9,6 +9,17 @@
 
 export const monoMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
+/** A full GC of this process (V8's gc() made reachable at run time); returns its duration in ms. */
+export async function collectGarbage(): Promise<number> {
+  const v8 = await import("node:v8");
+  const vm = await import("node:vm");
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc") as () => void;
+  const t = monoMs();
+  gc();
+  return monoMs() - t;
+}
+
 export interface AgentSeed {
   /** Global index of the simulated agent; spreads its heartbeat phase. */
   idx: number;
@@ -18,6 +29,10 @@ export interface AgentSeed {
 export type ToWorker =
   | { t: "add"; agents: AgentSeed[]; concurrency: number }
   | { t: "stats" }
+  /** Stop starting registrations (the time budget ran out); the pending `add` answers with what was done. */
+  | { t: "halt" }
+  /** A full garbage collection now, so that none of the generator's own major GCs falls into the measurement window. */
+  | { t: "gc" }
   | { t: "stop" };
 
 /** Counters since the previous `stats` request (they are reset when read). */
@@ -51,4 +66,5 @@ export type FromWorker =
   | { t: "rx"; deploymentId: string; jobId: string; hostId: string; at: number; redelivered: boolean }
   | { t: "done"; deploymentId: string; at: number; ok: boolean; error?: string }
   | { t: "stats"; stats: WorkerStats }
+  | { t: "gc"; ms: number }
   | { t: "stopped" };

@@ -21,7 +21,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { AgentServiceClient, JobMessage, type HeartbeatRequest, type HeartbeatResponse } from "@slipway/proto";
-import { monoMs, type AgentSeed, type FromWorker, type ToWorker, type WorkerStats } from "./fleet-protocol.js";
+import { collectGarbage, monoMs, type AgentSeed, type FromWorker, type ToWorker, type WorkerStats } from "./fleet-protocol.js";
 
 const GRPC_ADDRESS = process.env.FLEET_GRPC_ADDRESS!;
 const NATS_URL_OVERRIDE = process.env.FLEET_NATS_URL || undefined;
@@ -205,6 +205,7 @@ class SimAgent {
 }
 
 const agents: SimAgent[] = [];
+let halted = false;
 
 async function add(seeds: AgentSeed[], concurrency: number): Promise<void> {
   const errors: Record<string, number> = {};
@@ -212,8 +213,9 @@ async function add(seeds: AgentSeed[], concurrency: number): Promise<void> {
   const consumeMs: number[] = [];
   let ok = 0;
   let next = 0;
+  halted = false;
   const lane = async () => {
-    while (next < seeds.length) {
+    while (next < seeds.length && !halted) {
       const seed = seeds[next++]!;
       const a = new SimAgent(seed);
       try {
@@ -229,7 +231,7 @@ async function add(seeds: AgentSeed[], concurrency: number): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, seeds.length) }, lane));
-  send({ t: "added", ok, failed: seeds.length - ok, errors, registerMs, consumeMs });
+  send({ t: "added", ok, failed: next - ok, errors, registerMs, consumeMs });
 }
 
 function readStats(): WorkerStats {
@@ -257,6 +259,8 @@ async function stopAll(): Promise<void> {
 process.on("message", (m: ToWorker) => {
   if (m.t === "add") void add(m.agents, m.concurrency);
   else if (m.t === "stats") send({ t: "stats", stats: readStats() });
+  else if (m.t === "halt") halted = true;
+  else if (m.t === "gc") void collectGarbage().then((ms) => send({ t: "gc", ms }));
   else if (m.t === "stop") void stopAll();
 });
 // The parent went away (crash, SIGKILL): do not linger.

@@ -44,13 +44,13 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pg from "pg";
 import { FleetPlatform } from "./fleet-platform.js";
 import { UsageSampler, type UsageWindow } from "./fleet-proc.js";
-import { monoMs, type AgentSeed, type FromWorker, type ToWorker, type WorkerStats } from "./fleet-protocol.js";
+import { collectGarbage, monoMs, type AgentSeed, type FromWorker, type ToWorker, type WorkerStats } from "./fleet-protocol.js";
 import { fixed, mdTable, textTable } from "./stats.js";
 
 export interface FleetBenchOptions {
   /** Fleet sizes to step through (stops at the first miss, or when the time budget would be exceeded). */
   steps?: number[];
-  /** Measured time per step (default 25 s). */
+  /** Measured time per step (default 20 s). */
   dwellMs?: number;
   /** Wait after the last registration of a step before measuring (default: one heartbeat interval). */
   settleMs?: number;
@@ -63,7 +63,7 @@ export interface FleetBenchOptions {
   budgetMs?: number;
   /** Steps still run after the first one that misses (default 0). */
   stepsAfterMiss?: number;
-  /** Concurrent registrations per load generator (default 16). */
+  /** Concurrent registrations per load generator (default 32). */
   registerConcurrency?: number;
   /** Simulated agents call GetJobSpec before reporting, as the real agent does (default true). */
   getJobSpec?: boolean;
@@ -76,7 +76,7 @@ export interface FleetBenchOptions {
 
 export const TARGET_AGENTS = 5000;
 export const TARGET_P99_MS = 100;
-const DEFAULT_STEPS = [500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000];
+const DEFAULT_STEPS = [500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000];
 /** Environments primed at the first step, and added at every later step. */
 const ENVS_FIRST = 12;
 const ENVS_PER_STEP = 4;
@@ -154,6 +154,9 @@ const merge = (into: Record<string, number>, from: Record<string, number>) => {
   return into;
 };
 
+/** Node flags of the load generators (FLEET_WORKER_NODE_ARGS adds some, e.g. --trace-gc). */
+const WORKER_NODE_ARGS = ["--max-old-space-size=4096", ...(process.env.FLEET_WORKER_NODE_ARGS ?? "").split(" ").filter(Boolean)];
+
 /** A load generator process and a typed request/answer channel to it. */
 class WorkerProc {
   readonly child: ChildProcess;
@@ -165,7 +168,7 @@ class WorkerProc {
     // The shell raises the open-file limit (each agent holds a gRPC and a NATS socket), then becomes node: same PID.
     this.child = spawn(
       "bash",
-      ["-c", `ulimit -n ${fdLimit} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`, process.execPath, "--max-old-space-size=4096", script],
+      ["-c", `ulimit -n ${fdLimit} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`, process.execPath, ...WORKER_NODE_ARGS, script],
       { env, stdio: ["ignore", "inherit", "inherit", "ipc"] },
     );
     this.pid = this.child.pid!;
@@ -197,6 +200,10 @@ class WorkerProc {
       });
       if (msg) this.child.send(msg);
     });
+  }
+
+  send(msg: ToWorker): void {
+    if (!this.exited) this.child.send(msg);
   }
 
   async stop(): Promise<void> {
@@ -231,13 +238,13 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
   const envNum = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
   const steps = opts.steps ?? (process.env.FLEET_STEPS ? process.env.FLEET_STEPS.split(",").map(Number) : DEFAULT_STEPS);
   const hbInterval = opts.heartbeatIntervalMs ?? 5000;
-  const dwellMs = opts.dwellMs ?? (envNum("FLEET_DWELL_S") ?? 25) * 1000;
+  const dwellMs = opts.dwellMs ?? (envNum("FLEET_DWELL_S") ?? 20) * 1000;
   const settleMs = opts.settleMs ?? hbInterval;
   const rate = opts.ratePerSec ?? envNum("FLEET_RATE") ?? 20;
   const nWorkers = opts.workers ?? envNum("FLEET_WORKERS") ?? 2;
   const budgetMs = opts.budgetMs ?? (envNum("FLEET_BUDGET_S") ?? 480) * 1000;
   const afterMiss = opts.stepsAfterMiss ?? envNum("FLEET_AFTER_MISS") ?? 0;
-  const regConcurrency = opts.registerConcurrency ?? 16;
+  const regConcurrency = opts.registerConcurrency ?? envNum("FLEET_REGISTER_CONCURRENCY") ?? 32;
   const getJobSpec = opts.getJobSpec ?? process.env.FLEET_GET_SPEC !== "0";
   const logLevel = opts.logLevel ?? process.env.FLEET_LOG_LEVEL ?? "info";
   const fdLimit = opts.workerFdLimit ?? 65536;
@@ -283,7 +290,7 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
       });
       await platform.stop().catch((e: unknown) => progress(`warning: platform stop: ${(e as Error).message}`));
       rmSync(platform.nats.storeDir, { recursive: true, force: true });
-      if (failed) progress(`logs kept in ${platform.dir}`);
+      if (failed || process.env.FLEET_KEEP_LOGS) progress(`logs kept in ${platform.dir}`);
       else rmSync(platform.dir, { recursive: true, force: true });
       progress(`cleanup done (${dropped} environment databases dropped)`);
     })());
@@ -294,8 +301,24 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  // If the process exits before the cleanup ran (another SIGINT handler exiting first, a crash),
+  // at least stop the processes started here, by PID.
+  const onExit = () => {
+    // Only processes that have not exited (a PID may be reused once they have).
+    const alive = (c?: ChildProcess) => c !== undefined && c.exitCode === null && c.signalCode === null;
+    const nats = (platform.nats as unknown as { proc?: { child?: ChildProcess } }).proc?.child;
+    for (const c of [...workers.map((w) => w.child), platform.cp?.child, nats]) {
+      try {
+        if (alive(c) && c!.pid) process.kill(c!.pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+  };
+  process.on("exit", onExit);
 
   const results: StepResult[] = [];
+  const notes: string[] = [];
   try {
     progress(`starting nats-server, a PostgreSQL database and the control plane (heartbeat interval ${hbInterval} ms, LOG_LEVEL ${logLevel})`);
     await platform.start();
@@ -371,6 +394,7 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
       const left = deadline - CLEANUP_RESERVE_MS - performance.now();
       if (need > left) {
         progress(`stopping before ${int(target)} agents: the step needs ~${fixed(need / 1000, 0)} s, ${fixed(left / 1000, 0)} s left in the budget`);
+        notes.push(`Not measured: ${int(target)} agents and more (that step would need ~${fixed(need / 1000, 0)} s; ${fixed(Math.max(0, left) / 1000, 0)} s were left in the ${fixed(budgetMs / 1000, 0)} s budget).`);
         break;
       }
 
@@ -391,7 +415,13 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
       tokens.forEach((token, i) => seeds[i % workers.length]!.push({ idx: nextIdx++, joinToken: token }));
       progress(`step ${int(target)}: registering ${int(delta)} agents (${regConcurrency} at a time per load generator)`);
       const regStart = performance.now();
-      const added = await Promise.all(workers.map((w, i) => w.request({ t: "add", agents: seeds[i]!, concurrency: regConcurrency }, "added", 300_000)));
+      // Registrations slow down when the control plane is saturated: stop them when the budget would be overrun.
+      const allowance = deadline - CLEANUP_RESERVE_MS - performance.now() - (settleMs + dwellMs + LATE_LIMIT_MS + 5000);
+      const halt = setTimeout(() => {
+        progress(`step ${int(target)}: registrations too slow for the time budget; halting them`);
+        for (const w of workers) w.send({ t: "halt" });
+      }, Math.max(0, allowance));
+      const added = await Promise.all(workers.map((w, i) => w.request({ t: "add", agents: seeds[i]!, concurrency: regConcurrency }, "added", 600_000))).finally(() => clearTimeout(halt));
       const regS = (performance.now() - regStart) / 1000;
       const ok = added.reduce((n, a) => n + a.ok, 0);
       const regFailed = added.reduce((n, a) => n + a.failed, 0);
@@ -404,16 +434,33 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
         `step ${int(target)}: ${int(ok)} registered in ${fixed(regS, 1)} s (${fixed(regRate, 0)}/s; Register p50 ${ms(pct(registerMs, 50))} ms, p99 ${ms(pct(registerMs, 99))} ms; NATS connect+consume p99 ${ms(pct(consumeMs, 99))} ms)` +
           (regFailed ? `; ${regFailed} FAILED: ${JSON.stringify(regErrors)}` : ""),
       );
+      if (ok + regFailed < delta) {
+        notes.push(
+          `Stopped while growing the fleet to ${int(target)}: only ${int(ok)} of ${int(delta)} more agents registered in ${fixed(regS, 0)} s ` +
+            `(${fixed(regRate, 0)}/s, Register p50 ${ms(pct(registerMs, 50))} ms, p99 ${ms(pct(registerMs, 99))} ms) before the time budget ran out; that size was not measured.`,
+        );
+        break;
+      }
       const regDone = performance.now();
 
       // ---- environments for this step, then settle (every new agent has sent its first beats) ----
-      await prime(envs.length === 0 ? ENVS_FIRST : ENVS_PER_STEP);
+      try {
+        await prime(envs.length === 0 ? ENVS_FIRST : ENVS_PER_STEP);
+      } catch (err) {
+        if (envs.length === 0) throw err;
+        notes.push(`Stopped at ${int(agents)} agents before measuring: ${(err as Error).message}`);
+        progress(`step ${int(target)}: ${(err as Error).message}; stopping`);
+        break;
+      }
       const settleLeft = regDone + settleMs - performance.now();
       if (settleLeft > 0) await sleep(settleLeft);
       const rampS = (performance.now() - rampStart) / 1000;
 
       // ---- dwell ----
       progress(`step ${int(target)}: measuring for ${dwellMs / 1000} s, ${rate} deployments/s over ${envs.length} environments`);
+      // The generators' (and this process's) own major GCs take 100–200 ms at a few thousand agents each: collect now, so
+      // that none is due during the window and the receipt times stay the control plane's.
+      await Promise.all([...workers.map((w) => w.request({ t: "gc" }, "gc", 30_000)), collectGarbage()]);
       await Promise.all(workers.map((w) => w.request({ t: "stats" }, "stats", 30_000)));
       let poolPids: number[] = [];
       const sampler = new UsageSampler({
@@ -527,7 +574,7 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
       progress(
         `step ${int(agents)}: ${r.pass ? "PASS" : "MISS"}; heartbeats ${fixed(r.hbPerS, 0)}/s (expected ${fixed(r.hbExpectedPerS, 0)}), errors ${r.hbErrors}, RTT p99 ${ms(r.hbRttP99Ms)} ms; ` +
           `dispatch n=${r.dispatched} p50 ${ms(r.p50Ms)} / p95 ${ms(r.p95Ms)} / p99 ${ms(r.p99Ms)} ms (POST p99 ${ms(r.postP99Ms)} ms); ` +
-          `CPU: control plane ${fixed(u["control plane"]!.cpuPct, 0)} %, nats ${fixed(u["nats-server"]!.cpuPct, 0)} %, PostgreSQL ${fixed(u["PostgreSQL (control plane's backends)"]!.cpuPct, 0)} %, generators ${fixed(u["load generators"]!.cpuPct, 0)} %, other ${fixed(usage.otherCpuPct, 0)} %; ` +
+          `CPU: control plane ${fixed(u["control plane"]!.cpuPct, 0)} %, nats ${fixed(u["nats-server"]!.cpuPct, 0)} %, PostgreSQL ${fixed(u["PostgreSQL (control plane's backends)"]!.cpuPct, 0)} %, generators ${fixed(u["load generators"]!.cpuPct, 0)} %, other ${fixed(usage.otherCpuPct, 0)} %, steal ${fixed(usage.stealPct, 0)} %; ` +
           `RSS control plane ${mb(u["control plane"]!.rssEndBytes)}, nats ${mb(u["nats-server"]!.rssEndBytes)}; online ${r.online}/${r.agents}; step took ${fixed(lastStepS, 0)} s` +
           (r.pass ? "" : ` — ${r.why.join("; ")}`),
       );
@@ -542,6 +589,7 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
     await cleanup();
+    process.removeListener("exit", onExit);
   }
 
   let held = 0;
@@ -550,14 +598,23 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
     held = r.agents;
   }
   const durationS = (performance.now() - t0) / 1000;
-  const { text, markdown } = report(results, held, { startedAt, durationS, rate, dwellMs, nWorkers, hbInterval, getJobSpec, logLevel, fdLimit });
+  const { text, markdown } = report(results, held, notes, { startedAt, durationS, rate, dwellMs, nWorkers, hbInterval, getJobSpec, logLevel, fdLimit });
   progress(`done in ${fixed(durationS, 0)} s`);
   return { markdown, text, steps: results, held, startedAt: startedAt.toISOString(), durationS };
+}
+
+/** The consumers' debug events as rates (pull requests issued, idle heartbeats received), then anything else (problems). */
+function natsTraffic(r: StepResult): string {
+  const n = r.natsNotices;
+  const per = (k: string) => fixed((n[k] ?? 0) / r.dwellS, 0);
+  const other = Object.entries(n).filter(([k]) => !["next", "heartbeat", "discard", "debug"].includes(k));
+  return `${per("next")} pulls/s, ${per("heartbeat")} idle heartbeats/s` + (other.length ? `; ${other.map(([k, v]) => `${k}: ${v}`).join(", ")}` : "");
 }
 
 function report(
   results: StepResult[],
   held: number,
+  notes: string[],
   run: { startedAt: Date; durationS: number; rate: number; dwellMs: number; nWorkers: number; hbInterval: number; getJobSpec: boolean; logLevel: string; fdLimit: number },
 ): { text: string; markdown: string } {
   const pass = held >= TARGET_AGENTS;
@@ -575,10 +632,10 @@ function report(
     `${fixed(role(r, "nats-server").cpuPct, 0)} % / ${mb(role(r, "nats-server").rssEndBytes)}`,
     fixed(role(r, "PostgreSQL (control plane's backends)").cpuPct, 0),
     fixed(role(r, "load generators").cpuPct + role(r, "benchmark driver").cpuPct, 0),
-    fixed(r.usage.otherCpuPct, 0),
+    `${fixed(r.usage.otherCpuPct, 0)}${r.usage.stealPct >= 0.5 ? ` (+ ${fixed(r.usage.stealPct, 0)} steal)` : ""}`,
     r.pass ? "PASS" : `MISS: ${r.why.join("; ")}`,
   ]);
-  const rampHeader = ["agents", "added", "ramp s (tokens + registrations + priming + settle)", "registrations/s", "Register RPC p50 / p99 ms", "NATS connect + consumer get + consume p99 ms", "online hosts", "POST answered p50 / p99 ms", "received before the POST answer", "load generators: loop delay p99 / max ms, RSS", "consumer notices"];
+  const rampHeader = ["agents", "added", "ramp s (tokens + registrations + priming + settle)", "registrations/s", "Register RPC p50 / p99 ms", "NATS connect + consumer get + consume p99 ms", "online hosts", "POST answered p50 / p99 ms", "received before the POST answer", "load generators: loop delay p99 / max ms, RSS", "agents' JetStream consumers: pull requests, idle heartbeats, problems"];
   const rampRows = results.map((r) => [
     int(r.agents),
     int(r.added),
@@ -590,7 +647,7 @@ function report(
     `${ms(r.postP50Ms)} / ${ms(r.postP99Ms)}`,
     `${r.rxBeforeAnswer} of ${r.received}`,
     `${ms(r.workerLoopP99Ms)} / ${ms(r.workerLoopMaxMs)}, ${mb(role(r, "load generators").rssEndBytes)}`,
-    Object.entries(r.natsNotices).map(([k, v]) => `${k}: ${v}`).join(", ") || "none",
+    natsTraffic(r),
   ]);
   const cpu = os.cpus();
   const machine = `Node ${process.version}, ${cpu.length} cores: ${cpu[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
@@ -599,8 +656,8 @@ function report(
     `Run on ${run.startedAt.toISOString()} (${fixed(run.durationS, 0)} s) with \`node test/dist/bench/fleet.bench.js\` (${machine}). ` +
     `Heartbeat interval ${run.hbInterval / 1000} s, ${run.rate} deployments/s for ${run.dwellMs / 1000} s per step, ${run.nWorkers} load generator processes (open files ${run.fdLimit}), ` +
     `agents ${run.getJobSpec ? "ack, GetJobSpec and" : "ack and"} report \`result\`; control plane LOG_LEVEL ${run.logLevel}. CPU % is of one core (200 % = the whole machine).`;
-  const text = ["", "=== Slipway fleet benchmark ===", summary.replace(/\*\*/g, ""), setup.replace(/`/g, ""), "", textTable(mainHeader, mainRows), "", textTable(rampHeader, rampRows)].join("\n");
-  const markdown = ["## Fleet: simulated agents", "", setup, "", summary, "", mdTable(mainHeader, mainRows), "", mdTable(rampHeader, rampRows), ""].join("\n");
+  const text = ["", "=== Slipway fleet benchmark ===", summary.replace(/\*\*/g, ""), setup.replace(/`/g, ""), "", textTable(mainHeader, mainRows), "", textTable(rampHeader, rampRows), ...notes.map((n) => `\n${n}`)].join("\n");
+  const markdown = ["## Fleet: simulated agents", "", setup, "", summary, "", mdTable(mainHeader, mainRows), "", mdTable(rampHeader, rampRows), "", ...notes.flatMap((n) => [n, ""])].join("\n");
   return { text, markdown };
 }
 
