@@ -33,6 +33,8 @@ export type ToWorker =
   | { t: "halt" }
   /** A full garbage collection now, so that none of the generator's own major GCs falls into the measurement window. */
   | { t: "gc" }
+  /** The age of the oldest unanswered heartbeat (is the control plane keeping up?). */
+  | { t: "probe" }
   | { t: "stop" };
 
 /** Counters since the previous `stats` request (they are reset when read). */
@@ -67,4 +69,5 @@ export type FromWorker =
   | { t: "done"; deploymentId: string; at: number; ok: boolean; error?: string }
   | { t: "stats"; stats: WorkerStats }
   | { t: "gc"; ms: number }
+  | { t: "probe"; oldestPendingMs: number }
   | { t: "stopped" };

@@ -141,6 +141,10 @@ class SimAgent {
     });
   }
 
+  oldestPending(now: number): number {
+    return this.pending.length ? now - this.pending[0]! : 0;
+  }
+
   overdue(now: number): number {
     return this.pending.filter((t) => now - t > this.intervalMs).length;
   }
@@ -260,6 +264,10 @@ process.on("message", (m: ToWorker) => {
   if (m.t === "add") void add(m.agents, m.concurrency);
   else if (m.t === "stats") send({ t: "stats", stats: readStats() });
   else if (m.t === "halt") halted = true;
+  else if (m.t === "probe") {
+    const now = monoMs();
+    send({ t: "probe", oldestPendingMs: agents.reduce((mx, a) => Math.max(mx, a.oldestPending(now)), 0) });
+  }
   else if (m.t === "gc") void collectGarbage().then((ms) => send({ t: "gc", ms }));
   else if (m.t === "stop") void stopAll();
 });
