@@ -28,13 +28,30 @@
  * later than one interval, beats unanswered after one interval), dispatch
  * latency p50/p95/p99, CPU % (of one core, /proc/<pid>/stat over the dwell)
  * and RSS of the control plane, nats-server, the control plane's PostgreSQL
- * backends and the load generators, and what else the machine was doing.
+ * backends and the cluster's background processes, the load generators, and
+ * what else the machine was doing. Before each window the benchmark waits
+ * (bounded) until the control plane has caught up with heartbeats after the
+ * registration burst, and the load generators run a full GC so that their own
+ * pauses do not land in the window. A step that misses is measured once more
+ * at the same size (a stall of this shared machine passes then, a limit does
+ * not); the ramp stops at the first size whose last measurement misses, or
+ * when the next step would not fit the time budget (8 min, cleanup included).
  *
  * `runFleetBench()` returns markdown; run alone with
  * `node test/dist/bench/fleet.bench.js` (progress on stderr, tables on
  * stdout). Environment overrides for exploring: FLEET_STEPS=500,1000,…
  * FLEET_DWELL_S, FLEET_RATE, FLEET_WORKERS, FLEET_BUDGET_S, FLEET_LOG_LEVEL,
- * FLEET_GET_SPEC=0, FLEET_AFTER_MISS (steps to run after the first miss).
+ * FLEET_GET_SPEC=0, FLEET_AFTER_MISS (steps still run after the first miss),
+ * FLEET_RETRIES, FLEET_REGISTER_CONCURRENCY, FLEET_KEEP_LOGS=1; to measure a
+ * change to the control plane without touching the repository:
+ * FLEET_CP_MAIN=/path/to/other/build/main.js, FLEET_CP_NODE_ARGS="--cpu-prof
+ * --cpu-prof-dir=…", FLEET_WORKER_NODE_ARGS.
+ *
+ * Open files: every simulated agent holds a gRPC and a NATS socket; the load
+ * generators are started through `bash -c 'ulimit -n 65536; exec node …'`
+ * (root may raise the hard limit; otherwise the soft limit goes up to the hard
+ * one). The control plane and nats-server inherit this process's limit
+ * (20,000 here: enough for ~10,000 agents).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -63,6 +80,8 @@ export interface FleetBenchOptions {
   budgetMs?: number;
   /** Steps still run after the first one that misses (default 0). */
   stepsAfterMiss?: number;
+  /** A step that misses is measured again this many times at the same size (default 1). */
+  retries?: number;
   /** Concurrent registrations per load generator (default 32). */
   registerConcurrency?: number;
   /** Simulated agents call GetJobSpec before reporting, as the real agent does (default true). */
@@ -90,6 +109,8 @@ const APP = "fleet";
 
 export interface StepResult {
   agents: number;
+  /** 2 when the step is measured again after a miss. */
+  attempt: number;
   added: number;
   registerFailed: number;
   registerErrors: Record<string, number>;
@@ -171,7 +192,8 @@ class WorkerProc {
     this.child = spawn(
       "bash",
       ["-c", `ulimit -n ${fdLimit} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`, process.execPath, ...WORKER_NODE_ARGS, script],
-      { env, stdio: ["ignore", "inherit", "inherit", "ipc"] },
+      // The generator's stdout goes to this process's stderr: stdout carries only the results.
+      { env, stdio: ["ignore", 2, 2, "ipc"] },
     );
     this.pid = this.child.pid!;
     this.child.on("message", (m: FromWorker) => {
@@ -246,6 +268,7 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
   const nWorkers = opts.workers ?? envNum("FLEET_WORKERS") ?? 2;
   const budgetMs = opts.budgetMs ?? (envNum("FLEET_BUDGET_S") ?? 480) * 1000;
   const afterMiss = opts.stepsAfterMiss ?? envNum("FLEET_AFTER_MISS") ?? 0;
+  const retries = opts.retries ?? envNum("FLEET_RETRIES") ?? 1;
   const regConcurrency = opts.registerConcurrency ?? envNum("FLEET_REGISTER_CONCURRENCY") ?? 32;
   const getJobSpec = opts.getJobSpec ?? process.env.FLEET_GET_SPEC !== "0";
   const logLevel = opts.logLevel ?? process.env.FLEET_LOG_LEVEL ?? "info";
@@ -456,141 +479,158 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
       }
       const settleLeft = regDone + settleMs - performance.now();
       if (settleLeft > 0) await sleep(settleLeft);
-      // A registration burst can leave the control plane behind on heartbeats; measure its steady state, so wait
-      // (bounded) until no beat has waited more than a second.
-      const backlogUntil = Math.min(performance.now() + MAX_BACKLOG_WAIT_MS, deadline - CLEANUP_RESERVE_MS - dwellMs - LATE_LIMIT_MS);
-      let oldest = Infinity;
-      while (performance.now() < backlogUntil) {
-        oldest = Math.max(...(await Promise.all(workers.map((w) => w.request({ t: "probe" }, "probe", 30_000)))).map((p) => p.oldestPendingMs));
-        if (oldest < 1000) break;
-        await sleep(1000);
-      }
-      if (oldest >= 1000) progress(`step ${int(target)}: the control plane is still behind on heartbeats (oldest unanswered ${fixed(oldest / 1000, 1)} s); measuring anyway`);
-      const rampS = (performance.now() - rampStart) / 1000;
-
-      // ---- dwell ----
-      progress(`step ${int(target)}: measuring for ${dwellMs / 1000} s, ${rate} deployments/s over ${envs.length} environments`);
-      // The generators' (and this process's) own major GCs take 100–200 ms at a few thousand agents each: collect now, so
-      // that none is due during the window and the receipt times stay the control plane's.
-      await Promise.all([...workers.map((w) => w.request({ t: "gc" }, "gc", 30_000)), collectGarbage()]);
-      await Promise.all(workers.map((w) => w.request({ t: "stats" }, "stats", 30_000)));
-      let poolPids: number[] = [];
-      const sampler = new UsageSampler({
-        "control plane": () => [cpPid],
-        "nats-server": () => (natsPid ? [natsPid] : []),
-        "PostgreSQL (control plane's backends)": async () => {
-          poolPids = (await db!.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")).rows.map((r) => r.pid);
-          return poolPids;
-        },
-        "load generators": () => workers.map((w) => w.pid),
-        "benchmark driver": () => [process.pid],
-      });
-      const dwellStart = performance.now();
-      const stepDispatches: Dispatch[] = [];
-      const inflight: Promise<void>[] = [];
-      let skipped = 0;
-      const interval = 1000 / rate;
-      for (let k = 0; ; k++) {
-        const due = dwellStart + k * interval;
-        if (due >= dwellStart + dwellMs) break;
-        const wait = due - performance.now();
-        if (wait > 0) await sleep(wait);
-        const free = envs.filter((e) => !busyEnvs.has(e));
-        if (free.length === 0) {
-          skipped++;
-          continue;
+      let last: StepResult | undefined;
+      for (let attempt = 1; ; attempt++) {
+        // A registration burst can leave the control plane behind on heartbeats; measure its steady state, so wait
+        // (bounded) until no beat has waited more than a second.
+        const backlogUntil = Math.min(performance.now() + MAX_BACKLOG_WAIT_MS, deadline - CLEANUP_RESERVE_MS - dwellMs - LATE_LIMIT_MS);
+        let oldest = Infinity;
+        while (performance.now() < backlogUntil) {
+          oldest = Math.max(...(await Promise.all(workers.map((w) => w.request({ t: "probe" }, "probe", 30_000)))).map((p) => p.oldestPendingMs));
+          if (oldest < 1000) break;
+          await sleep(1000);
         }
-        const env = free[Math.floor(Math.random() * free.length)]!;
-        busyEnvs.add(env);
-        const d: Dispatch = { env, t0: monoMs(), prime: false };
-        stepDispatches.push(d);
-        inflight.push(post(d));
-      }
-      const ws = await Promise.all(workers.map((w) => w.request({ t: "stats" }, "stats", 30_000)));
-      const dwellS = (performance.now() - dwellStart) / 1000;
-      const usage = await sampler.stop();
-      // Late receipts still count (as latency); wait a bounded time for them.
-      await Promise.all(inflight);
-      const lateUntil = performance.now() + LATE_LIMIT_MS;
-      while (stepDispatches.some((d) => d.rxAt === undefined && !d.error) && performance.now() < lateUntil) await sleep(50);
-      const on = (await db.query<{ online: string; total: string }>(
-        `SELECT count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $1)) AS online, count(*) AS total FROM hosts`,
-        [(3 * hbInterval) / 1000],
-      )).rows[0]!;
+        if (oldest >= 1000) progress(`step ${int(target)}: the control plane is still behind on heartbeats (oldest unanswered ${fixed(oldest / 1000, 1)} s); measuring anyway`);
+        const rampS = attempt === 1 ? (performance.now() - rampStart) / 1000 : NaN;
 
-      const stats = ws.map((m) => m.stats);
-      const sum = (f: (s: WorkerStats) => number) => stats.reduce((n, s) => n + f(s), 0);
-      const lat = stepDispatches.filter((d) => !d.error).map((d) => (d.rxAt !== undefined ? d.rxAt - d.t0 : Infinity));
-      const dispatchErrors: Record<string, number> = {};
-      for (const d of stepDispatches) if (d.error) dispatchErrors[d.error] = (dispatchErrors[d.error] ?? 0) + 1;
-      const received = stepDispatches.filter((d) => d.rxAt !== undefined).length;
-      const hbErrorKinds = stats.reduce((acc, s) => merge(acc, s.hbErrors), {} as Record<string, number>);
-      const hbLate = sum((s) => s.hbLate);
-      const hbOverdue = sum((s) => s.hbOverdue);
-      const hbErrors = Object.values(hbErrorKinds).reduce((a, b) => a + b, 0) + hbLate + hbOverdue;
-      const rtt = stats.flatMap((s) => s.hbRtt);
-      const posts = stepDispatches.filter((d) => d.answeredAt !== undefined).map((d) => d.answeredAt! - d.t0);
-      const r: StepResult = {
-        agents,
-        added: ok,
-        registerFailed: regFailed,
-        registerErrors: regErrors,
-        rampS,
-        registerPerS: regRate,
-        registerP50Ms: pct(registerMs, 50),
-        registerP99Ms: pct(registerMs, 99),
-        consumeP99Ms: pct(consumeMs, 99),
-        online: Number(on.online),
-        dwellS,
-        hbExpectedPerS: agents / (hbInterval / 1000),
-        hbPerS: sum((s) => s.hbAnswered) / dwellS,
-        hbSent: sum((s) => s.hbSent),
-        hbAnswered: sum((s) => s.hbAnswered),
-        hbErrors,
-        hbErrorKinds,
-        hbLate,
-        hbOverdue,
-        hbRttP50Ms: pct(rtt, 50),
-        hbRttP99Ms: pct(rtt, 99),
-        dispatched: stepDispatches.length,
-        received,
-        lost: stepDispatches.filter((d) => d.rxAt === undefined && !d.error).length,
-        dispatchErrors,
-        skippedNoFreeEnv: skipped,
-        p50Ms: pct(lat, 50),
-        p95Ms: pct(lat, 95),
-        p99Ms: pct(lat, 99),
-        maxMs: lat.length ? Math.max(...lat) : NaN,
-        postP50Ms: pct(posts, 50),
-        postP99Ms: pct(posts, 99),
-        rxBeforeAnswer: stepDispatches.filter((d) => d.rxAt !== undefined && d.answeredAt !== undefined && d.rxAt < d.answeredAt).length,
-        jobErrors: stats.reduce((acc, s) => merge(acc, s.jobErrors), {} as Record<string, number>),
-        usage,
-        workerLoopP99Ms: Math.max(...stats.map((s) => s.loopDelayP99Ms)),
-        workerLoopMaxMs: Math.max(...stats.map((s) => s.loopDelayMaxMs)),
-        natsNotices: stats.reduce((acc, s) => merge(acc, s.natsNotices), {} as Record<string, number>),
-        pass: false,
-        why: [],
-      };
-      if (!(r.p99Ms < TARGET_P99_MS)) r.why.push(`dispatch p99 ${ms(r.p99Ms)} ms ≥ ${TARGET_P99_MS} ms`);
-      if (r.hbErrors > 0) r.why.push(`${r.hbErrors} heartbeat errors (${JSON.stringify({ ...hbErrorKinds, late: hbLate, overdue: hbOverdue })})`);
-      if (r.registerFailed > 0) r.why.push(`${r.registerFailed} registrations failed`);
-      if (r.lost > 0) r.why.push(`${r.lost} dispatched jobs not received within ${LATE_LIMIT_MS / 1000} s after the dwell`);
-      if (Object.keys(dispatchErrors).length) r.why.push(`deployment errors: ${JSON.stringify(dispatchErrors)}`);
-      if (r.online < r.agents) r.why.push(`only ${r.online} of ${r.agents} hosts online`);
-      if (r.dispatched < rate * (dwellMs / 1000) * 0.9) r.why.push(`only ${r.dispatched} deployments dispatched (${skipped} skipped: no free environment)`);
-      r.pass = r.why.length === 0;
-      results.push(r);
-      lastStepS = (performance.now() - rampStart) / 1000;
-      const u = usage.roles;
-      progress(
-        `step ${int(agents)}: ${r.pass ? "PASS" : "MISS"}; heartbeats ${fixed(r.hbPerS, 0)}/s (expected ${fixed(r.hbExpectedPerS, 0)}), errors ${r.hbErrors}, RTT p99 ${ms(r.hbRttP99Ms)} ms; ` +
-          `dispatch n=${r.dispatched} p50 ${ms(r.p50Ms)} / p95 ${ms(r.p95Ms)} / p99 ${ms(r.p99Ms)} ms (POST p99 ${ms(r.postP99Ms)} ms); ` +
-          `CPU: control plane ${fixed(u["control plane"]!.cpuPct, 0)} %, nats ${fixed(u["nats-server"]!.cpuPct, 0)} %, PostgreSQL ${fixed(u["PostgreSQL (control plane's backends)"]!.cpuPct, 0)} %, generators ${fixed(u["load generators"]!.cpuPct, 0)} %, other ${fixed(usage.otherCpuPct, 0)} %, steal ${fixed(usage.stealPct, 0)} %; ` +
-          `RSS control plane ${mb(u["control plane"]!.rssEndBytes)}, nats ${mb(u["nats-server"]!.rssEndBytes)}; online ${r.online}/${r.agents}; step took ${fixed(lastStepS, 0)} s` +
-          (r.pass ? "" : ` — ${r.why.join("; ")}`),
-      );
-      if (!r.pass && ++misses > afterMiss) break;
+        // ---- dwell ----
+        progress(`step ${int(target)}: measuring for ${dwellMs / 1000} s, ${rate} deployments/s over ${envs.length} environments`);
+        // The generators' (and this process's) own major GCs take 100–200 ms at a few thousand agents each: collect now, so
+        // that none is due during the window and the receipt times stay the control plane's.
+        await Promise.all([...workers.map((w) => w.request({ t: "gc" }, "gc", 30_000)), collectGarbage()]);
+        await Promise.all(workers.map((w) => w.request({ t: "stats" }, "stats", 30_000)));
+        const sampler = new UsageSampler({
+          "control plane": () => [cpPid],
+          "nats-server": () => (natsPid ? [natsPid] : []),
+          "PostgreSQL (control plane's backends)": async () =>
+            (await db!.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")).rows.map((r) => r.pid),
+          // Shared by the whole cluster, but mostly driven by this load: WAL writer, checkpointer, autovacuum, ...
+          "PostgreSQL background processes": async () =>
+            (await db!.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'")).rows.map((r) => r.pid),
+          "load generators": () => workers.map((w) => w.pid),
+          "benchmark driver": () => [process.pid],
+        });
+        const dwellStart = performance.now();
+        const stepDispatches: Dispatch[] = [];
+        const inflight: Promise<void>[] = [];
+        let skipped = 0;
+        const interval = 1000 / rate;
+        for (let k = 0; ; k++) {
+          const due = dwellStart + k * interval;
+          if (due >= dwellStart + dwellMs) break;
+          const wait = due - performance.now();
+          if (wait > 0) await sleep(wait);
+          const free = envs.filter((e) => !busyEnvs.has(e));
+          if (free.length === 0) {
+            skipped++;
+            continue;
+          }
+          const env = free[Math.floor(Math.random() * free.length)]!;
+          busyEnvs.add(env);
+          const d: Dispatch = { env, t0: monoMs(), prime: false };
+          stepDispatches.push(d);
+          inflight.push(post(d));
+        }
+        const ws = await Promise.all(workers.map((w) => w.request({ t: "stats" }, "stats", 30_000)));
+        const dwellS = (performance.now() - dwellStart) / 1000;
+        const usage = await sampler.stop();
+        // Late receipts still count (as latency); wait a bounded time for them.
+        await Promise.all(inflight);
+        const lateUntil = performance.now() + LATE_LIMIT_MS;
+        while (stepDispatches.some((d) => d.rxAt === undefined && !d.error) && performance.now() < lateUntil) await sleep(50);
+        const on = (await db.query<{ online: string; total: string }>(
+          `SELECT count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $1)) AS online, count(*) AS total FROM hosts`,
+          [(3 * hbInterval) / 1000],
+        )).rows[0]!;
+
+        const stats = ws.map((m) => m.stats);
+        const sum = (f: (s: WorkerStats) => number) => stats.reduce((n, s) => n + f(s), 0);
+        const lat = stepDispatches.filter((d) => !d.error).map((d) => (d.rxAt !== undefined ? d.rxAt - d.t0 : Infinity));
+        const dispatchErrors: Record<string, number> = {};
+        for (const d of stepDispatches) if (d.error) dispatchErrors[d.error] = (dispatchErrors[d.error] ?? 0) + 1;
+        const received = stepDispatches.filter((d) => d.rxAt !== undefined).length;
+        const hbErrorKinds = stats.reduce((acc, s) => merge(acc, s.hbErrors), {} as Record<string, number>);
+        const hbLate = sum((s) => s.hbLate);
+        const hbOverdue = sum((s) => s.hbOverdue);
+        const hbErrors = Object.values(hbErrorKinds).reduce((a, b) => a + b, 0) + hbLate + hbOverdue;
+        const rtt = stats.flatMap((s) => s.hbRtt);
+        const posts = stepDispatches.filter((d) => d.answeredAt !== undefined).map((d) => d.answeredAt! - d.t0);
+        const r: StepResult = {
+          agents,
+          attempt,
+          added: ok,
+          registerFailed: regFailed,
+          registerErrors: regErrors,
+          rampS,
+          registerPerS: regRate,
+          registerP50Ms: pct(registerMs, 50),
+          registerP99Ms: pct(registerMs, 99),
+          consumeP99Ms: pct(consumeMs, 99),
+          online: Number(on.online),
+          dwellS,
+          hbExpectedPerS: agents / (hbInterval / 1000),
+          hbPerS: sum((s) => s.hbAnswered) / dwellS,
+          hbSent: sum((s) => s.hbSent),
+          hbAnswered: sum((s) => s.hbAnswered),
+          hbErrors,
+          hbErrorKinds,
+          hbLate,
+          hbOverdue,
+          hbRttP50Ms: pct(rtt, 50),
+          hbRttP99Ms: pct(rtt, 99),
+          dispatched: stepDispatches.length,
+          received,
+          lost: stepDispatches.filter((d) => d.rxAt === undefined && !d.error).length,
+          dispatchErrors,
+          skippedNoFreeEnv: skipped,
+          p50Ms: pct(lat, 50),
+          p95Ms: pct(lat, 95),
+          p99Ms: pct(lat, 99),
+          maxMs: lat.length ? Math.max(...lat) : NaN,
+          postP50Ms: pct(posts, 50),
+          postP99Ms: pct(posts, 99),
+          rxBeforeAnswer: stepDispatches.filter((d) => d.rxAt !== undefined && d.answeredAt !== undefined && d.rxAt < d.answeredAt).length,
+          jobErrors: stats.reduce((acc, s) => merge(acc, s.jobErrors), {} as Record<string, number>),
+          usage,
+          workerLoopP99Ms: Math.max(...stats.map((s) => s.loopDelayP99Ms)),
+          workerLoopMaxMs: Math.max(...stats.map((s) => s.loopDelayMaxMs)),
+          natsNotices: stats.reduce((acc, s) => merge(acc, s.natsNotices), {} as Record<string, number>),
+          pass: false,
+          why: [],
+        };
+        if (!(r.p99Ms < TARGET_P99_MS)) r.why.push(`dispatch p99 ${ms(r.p99Ms)} ms ≥ ${TARGET_P99_MS} ms`);
+        if (r.hbErrors > 0) r.why.push(`${r.hbErrors} heartbeat errors (${JSON.stringify({ ...hbErrorKinds, late: hbLate, overdue: hbOverdue })})`);
+        if (r.registerFailed > 0) r.why.push(`${r.registerFailed} registrations failed`);
+        if (r.lost > 0) r.why.push(`${r.lost} dispatched jobs not received within ${LATE_LIMIT_MS / 1000} s after the dwell`);
+        if (Object.keys(dispatchErrors).length) r.why.push(`deployment errors: ${JSON.stringify(dispatchErrors)}`);
+        if (r.online < r.agents) r.why.push(`only ${r.online} of ${r.agents} hosts online`);
+        if (r.dispatched < rate * (dwellMs / 1000) * 0.9) r.why.push(`only ${r.dispatched} deployments dispatched (${skipped} skipped: no free environment)`);
+        r.pass = r.why.length === 0;
+        results.push(r);
+        lastStepS = (performance.now() - rampStart) / 1000;
+        const u = usage.roles;
+        progress(
+          `step ${int(agents)}: ${r.pass ? "PASS" : "MISS"}; heartbeats ${fixed(r.hbPerS, 0)}/s (expected ${fixed(r.hbExpectedPerS, 0)}), errors ${r.hbErrors}, RTT p99 ${ms(r.hbRttP99Ms)} ms; ` +
+            `dispatch n=${r.dispatched} p50 ${ms(r.p50Ms)} / p95 ${ms(r.p95Ms)} / p99 ${ms(r.p99Ms)} ms (POST p99 ${ms(r.postP99Ms)} ms); ` +
+            `CPU: control plane ${fixed(u["control plane"]!.cpuPct, 0)} %, nats ${fixed(u["nats-server"]!.cpuPct, 0)} %, PostgreSQL ${fixed(u["PostgreSQL (control plane's backends)"]!.cpuPct, 0)} %, generators ${fixed(u["load generators"]!.cpuPct, 0)} %, other ${fixed(usage.otherCpuPct, 0)} %, steal ${fixed(usage.stealPct, 0)} %; ` +
+            `RSS control plane ${mb(u["control plane"]!.rssEndBytes)}, nats ${mb(u["nats-server"]!.rssEndBytes)}; online ${r.online}/${r.agents}; step took ${fixed(lastStepS, 0)} s` +
+            (r.pass ? "" : ` — ${r.why.join("; ")}`),
+        );
+        last = r;
+        if (r.pass || attempt > retries) break;
+        // A miss is measured once more at the same size: a transient (a stall of this shared machine) passes then, a limit does not.
+        if (deadline - CLEANUP_RESERVE_MS - performance.now() < dwellMs + LATE_LIMIT_MS + 10_000) break;
+        progress(`step ${int(agents)}: measuring the same fleet once more`);
+      }
+      if (!last!.pass && ++misses > afterMiss) break;
+    }
+    // Not part of the target: what the admin's host list costs at this fleet size (after the measurements).
+    if (agents > 0 && deadline - CLEANUP_RESERVE_MS - performance.now() > 20_000) {
+      const t = performance.now();
+      const list = await Promise.race([api.call<unknown[]>("GET", "/v1/hosts"), sleep(15_000).then(() => undefined)]);
+      const took = performance.now() - t;
+      notes.push(list ? `\`GET /v1/hosts\` with ${int(list.length)} hosts answered in ${fixed(took, 0)} ms (after the measurements).` : `\`GET /v1/hosts\` with ${int(agents)} hosts did not answer within 15 s.`);
+      progress(notes.at(-1)!);
     }
   } catch (err) {
     failed = true;
@@ -604,10 +644,14 @@ export async function runFleetBench(opts: FleetBenchOptions = {}): Promise<Fleet
     process.removeListener("exit", onExit);
   }
 
+  // A size holds when its last measurement passed (a miss followed by a passing retry holds); the result is the
+  // largest size before the first one that does not hold.
   let held = 0;
-  for (const r of results) {
-    if (!r.pass) break;
-    held = r.agents;
+  const sizes = [...new Set(results.map((r) => r.agents))];
+  for (const n of sizes) {
+    const lastOf = results.filter((r) => r.agents === n).at(-1)!;
+    if (!lastOf.pass) break;
+    held = n;
   }
   const durationS = (performance.now() - t0) / 1000;
   const { text, markdown } = report(results, held, notes, { startedAt, durationS, rate, dwellMs, nWorkers, hbInterval, getJobSpec, logLevel, fdLimit });
@@ -631,10 +675,10 @@ function report(
 ): { text: string; markdown: string } {
   const pass = held >= TARGET_AGENTS;
   const verdict = pass ? "PASS" : `MISS (${int(held)} held: ${int(TARGET_AGENTS - held)} agents, ${fixed((1 - held / TARGET_AGENTS) * 100, 0)} % short of the target)`;
-  const mainHeader = ["agents", "heartbeats/s answered (expected)", "heartbeat errors", "heartbeat RTT p50 / p99 ms", "deployments", "dispatch p50 / p95 / p99 / max ms", "control plane CPU % / RSS", "nats-server CPU % / RSS", "PostgreSQL backends CPU %", "load generators CPU %", "other load on the machine CPU %", "result"];
+  const mainHeader = ["agents", "heartbeats/s answered (expected)", "heartbeat errors", "heartbeat RTT p50 / p99 ms", "deployments", "dispatch p50 / p95 / p99 / max ms", "control plane CPU % / RSS", "nats-server CPU % / RSS", "PostgreSQL CPU %: backends + background", "load generators CPU %", "other load on the machine CPU %", "result"];
   const role = (r: StepResult, name: string) => r.usage.roles[name]!;
   const mainRows = results.map((r) => [
-    int(r.agents),
+    `${int(r.agents)}${r.attempt > 1 ? " (again)" : ""}`,
     `${fixed(r.hbPerS, 0)} (${fixed(r.hbExpectedPerS, 0)})`,
     String(r.hbErrors),
     `${ms(r.hbRttP50Ms)} / ${ms(r.hbRttP99Ms)}`,
@@ -642,25 +686,29 @@ function report(
     `${ms(r.p50Ms)} / ${ms(r.p95Ms)} / ${ms(r.p99Ms)} / ${ms(r.maxMs)}`,
     `${fixed(role(r, "control plane").cpuPct, 0)} % / ${mb(role(r, "control plane").rssEndBytes)}`,
     `${fixed(role(r, "nats-server").cpuPct, 0)} % / ${mb(role(r, "nats-server").rssEndBytes)}`,
-    fixed(role(r, "PostgreSQL (control plane's backends)").cpuPct, 0),
+    `${fixed(role(r, "PostgreSQL (control plane's backends)").cpuPct, 0)} + ${fixed(role(r, "PostgreSQL background processes").cpuPct, 0)}`,
     fixed(role(r, "load generators").cpuPct + role(r, "benchmark driver").cpuPct, 0),
     `${fixed(r.usage.otherCpuPct, 0)}${r.usage.stealPct >= 0.5 ? ` (+ ${fixed(r.usage.stealPct, 0)} steal)` : ""}`,
     r.pass ? "PASS" : `MISS: ${r.why.join("; ")}`,
   ]);
   const rampHeader = ["agents", "added", "ramp s (tokens, registrations, priming, settle and catch-up)", "registrations/s", "Register RPC p50 / p99 ms", "NATS connect + consumer get + consume p99 ms", "online hosts", "POST answered p50 / p99 ms", "received before the POST answer", "load generators: loop delay p99 / max ms, RSS", "agents' JetStream consumers: pull requests, idle heartbeats, problems"];
-  const rampRows = results.map((r) => [
-    int(r.agents),
-    int(r.added),
-    fixed(r.rampS, 1),
-    fixed(r.registerPerS, 0),
-    `${ms(r.registerP50Ms)} / ${ms(r.registerP99Ms)}`,
-    ms(r.consumeP99Ms),
-    `${int(r.online)} / ${int(r.agents)}`,
-    `${ms(r.postP50Ms)} / ${ms(r.postP99Ms)}`,
-    `${r.rxBeforeAnswer} of ${r.received}`,
-    `${ms(r.workerLoopP99Ms)} / ${ms(r.workerLoopMaxMs)}, ${mb(role(r, "load generators").rssEndBytes)}`,
-    natsTraffic(r),
-  ]);
+  const rampRows = results.map((r) =>
+    r.attempt > 1
+      ? [`${int(r.agents)} (again)`, "—", "—", "—", "—", "—", `${int(r.online)} / ${int(r.agents)}`, `${ms(r.postP50Ms)} / ${ms(r.postP99Ms)}`, `${r.rxBeforeAnswer} of ${r.received}`, `${ms(r.workerLoopP99Ms)} / ${ms(r.workerLoopMaxMs)}, ${mb(role(r, "load generators").rssEndBytes)}`, natsTraffic(r)]
+      : [
+          int(r.agents),
+          int(r.added),
+          fixed(r.rampS, 1),
+          fixed(r.registerPerS, 0),
+          `${ms(r.registerP50Ms)} / ${ms(r.registerP99Ms)}`,
+          ms(r.consumeP99Ms),
+          `${int(r.online)} / ${int(r.agents)}`,
+          `${ms(r.postP50Ms)} / ${ms(r.postP99Ms)}`,
+          `${r.rxBeforeAnswer} of ${r.received}`,
+          `${ms(r.workerLoopP99Ms)} / ${ms(r.workerLoopMaxMs)}, ${mb(role(r, "load generators").rssEndBytes)}`,
+          natsTraffic(r),
+        ],
+  );
   const cpu = os.cpus();
   const machine = `Node ${process.version}, ${cpu.length} cores: ${cpu[0]?.model ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
   const summary = `Largest fleet held (p99 dispatch < ${TARGET_P99_MS} ms, no heartbeat errors): **${int(held)} agents**; target ≥ ${int(TARGET_AGENTS)}: **${verdict}**.`;
