@@ -20,6 +20,8 @@ export interface ControlPlaneConfig {
   heartbeatIntervalMs: number;
   /** Missed heartbeats after which a host is offline. */
   heartbeatMissLimit: number;
+  /** Heartbeats are written together: a beat waits at most this long for its batch. */
+  heartbeatFlushMs: number;
   joinTokenTtlMs: number;
   publishIntervalMs: number;
   natsServerBin: string;
@@ -76,6 +78,7 @@ const defaults = {
   logLevel: "info",
   heartbeatIntervalMs: 5000,
   heartbeatMissLimit: 3,
+  heartbeatFlushMs: 100,
   joinTokenTtlMs: 3_600_000,
   publishIntervalMs: 1000,
   natsServerBin: "nats-server",
@@ -161,6 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     logLevel,
     heartbeatIntervalMs: int(env, "SLIPWAY_HEARTBEAT_INTERVAL_MS", defaults.heartbeatIntervalMs, 100, 600_000),
     heartbeatMissLimit: defaults.heartbeatMissLimit,
+    heartbeatFlushMs: int(env, "SLIPWAY_HEARTBEAT_FLUSH_MS", defaults.heartbeatFlushMs, 0, 5_000),
     joinTokenTtlMs: int(env, "SLIPWAY_JOIN_TOKEN_TTL_SECONDS", defaults.joinTokenTtlMs / 1000, 60, 30 * 86400) * 1000,
     publishIntervalMs: defaults.publishIntervalMs,
     natsServerBin: env.SLIPWAY_NATS_SERVER_BIN || defaults.natsServerBin,

@@ -70,7 +70,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
 
     const db = database.db;
-    const hosts = new HostService(db, log.child({ component: "hosts" }), { heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, onRevoked: (id) => bus.deleteConsumer(id) });
+    const hosts = new HostService(db, log.child({ component: "hosts" }), { heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, onRevoked: (id) => bus.deleteConsumer(id) });
+    // Runs after the gRPC server closed (cleanups run in reverse): the last beats are written before the database closes.
+    cleanups.push(() => hosts.flushHeartbeats());
     const placement = new PlacementService(() => hosts.onlineWindowMs());
     const publisher = new OutboxPublisher(db, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));

@@ -15,6 +15,14 @@ export interface EnvironmentDatabase {
  * credentials cannot even connect to another environment's database.
  */
 export class DatabaseProvisioner {
+  /**
+   * What this process already provisioned: database → fingerprint of role and password.
+   * Deployments call `ensure` every time; the round of role/grant statements on a fresh
+   * admin connection runs once per environment and process (a database dropped behind the
+   * platform's back comes back at the first deployment after the control plane restarts).
+   */
+  private readonly provisioned = new Map<string, string>();
+
   constructor(
     private readonly adminUrl: string,
     private readonly log: Logger,
@@ -44,6 +52,8 @@ export class DatabaseProvisioner {
 
   /** Creates (or updates the password of) the role, then the database it owns. */
   async ensure(names: EnvironmentDatabase, password: string): Promise<void> {
+    const fingerprint = createHash("sha256").update(`${names.role}\0${password}`).digest("hex");
+    if (this.provisioned.get(names.database) === fingerprint) return;
     await this.withAdmin(async (c) => {
       const role = pg.escapeIdentifier(names.role);
       const db = pg.escapeIdentifier(names.database);
@@ -64,10 +74,12 @@ export class DatabaseProvisioner {
       await c.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
       await c.query(`GRANT ALL ON DATABASE ${db} TO ${role}`);
     });
+    this.provisioned.set(names.database, fingerprint);
   }
 
   /** Drops the database (terminating its sessions) and the role. Missing ones are fine. */
   async drop(names: EnvironmentDatabase): Promise<void> {
+    this.provisioned.delete(names.database);
     await this.withAdmin(async (c) => {
       await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(names.database)} WITH (FORCE)`);
       await c.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(names.role)}`);

@@ -152,17 +152,20 @@ export async function updateJob(db: Db, id: string, patch: Partial<Omit<JobRow, 
     .execute();
 }
 
-/** Jobs of a host that run while their deployment's cancellation was requested. */
-export async function cancelRequestedJobs(db: Db, hostId: string): Promise<string[]> {
+/** Jobs of these hosts that have not ended while their deployment's cancellation was requested, by host. */
+export async function cancelRequestedJobs(db: Db, hostIds: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (hostIds.length === 0) return out;
   const rows = await db
     .selectFrom("jobs")
     .innerJoin("deployments", "deployments.id", "jobs.deployment_id")
-    .select("jobs.id")
-    .where("jobs.host_id", "=", hostId)
+    .select(["jobs.id", "jobs.host_id"])
     .where("jobs.state", "in", ["queued", "running"])
+    .where("jobs.host_id", "in", hostIds)
     .where("deployments.cancel_requested_at", "is not", null)
     .execute();
-  return rows.map((r) => r.id);
+  for (const r of rows) out.set(r.host_id!, [...(out.get(r.host_id!) ?? []), r.id]);
+  return out;
 }
 
 /** Environment jobs (stop, start, routes, remove) of an environment that have not ended. */

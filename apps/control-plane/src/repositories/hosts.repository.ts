@@ -1,4 +1,4 @@
-import type { Selectable } from "kysely";
+import { sql, type Selectable } from "kysely";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { HostsTable } from "../db/schema.js";
@@ -34,15 +34,68 @@ export function listHosts(db: Db): Promise<HostRow[]> {
   return db.selectFrom("hosts").selectAll().orderBy("registered_at").execute();
 }
 
-/** Records a heartbeat; false when the host is unknown or revoked (its stream must end). */
-export async function recordHeartbeat(db: Db, id: string, hb: { at: Date; version: string; capacity: HostRow["capacity"]; load: HostRow["load"]; ingressAddress?: string }): Promise<boolean> {
-  const r = await db
-    .updateTable("hosts")
-    .set({ last_heartbeat_at: hb.at, version: hb.version, capacity: json(hb.capacity), load: json(hb.load), ...(hb.ingressAddress ? { ingress_address: hb.ingressAddress } : {}) })
-    .where("id", "=", id)
-    .where("admin_state", "!=", "revoked")
-    .executeTakeFirst();
-  return Number(r.numUpdatedRows) === 1;
+export interface HeartbeatRecord {
+  hostId: string;
+  at: Date;
+  version: string;
+  capacity: HostRow["capacity"];
+  load: HostRow["load"];
+  ingressAddress?: string;
+}
+
+/** Rows per statement: well under PostgreSQL's 65,535 bind parameters. */
+const CHUNK = 2_000;
+
+function chunks<T>(rows: T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += CHUNK) out.push(rows.slice(i, i + CHUNK));
+  return out;
+}
+
+/**
+ * Records many hosts' heartbeats with one UPDATE per 2,000 hosts; answers the
+ * ids of the hosts that exist and are not revoked (the others' streams must end).
+ */
+export async function recordHeartbeats(db: Db, beats: HeartbeatRecord[]): Promise<Set<string>> {
+  const live = new Set<string>();
+  // One row per host (the latest beat), in id order so concurrent writers lock rows in the same order.
+  const latest = new Map<string, HeartbeatRecord>();
+  for (const b of beats) latest.set(b.hostId, b);
+  const rows = [...latest.values()].sort((a, b) => (a.hostId < b.hostId ? -1 : 1));
+  for (const part of chunks(rows)) {
+    const values = sql.join(
+      part.map((b) => sql`(${b.hostId}::text, ${b.at.toISOString()}::timestamptz, ${b.version}::text, ${json(b.capacity)}::jsonb, ${json(b.load)}::jsonb, ${b.ingressAddress || null}::text)`),
+    );
+    const r = await sql<{ id: string }>`
+      UPDATE hosts AS h
+         SET last_heartbeat_at = v.at, version = v.version, capacity = v.capacity, load = v.load,
+             ingress_address = coalesce(v.ingress, h.ingress_address)
+        FROM (VALUES ${values}) AS v(id, at, version, capacity, load, ingress)
+       WHERE h.id = v.id AND h.admin_state <> 'revoked'
+   RETURNING h.id`.execute(db);
+    for (const row of r.rows) live.add(row.id);
+  }
+  return live;
+}
+
+/** Records one heartbeat; false when the host is unknown or revoked. */
+export async function recordHeartbeat(db: Db, id: string, hb: Omit<HeartbeatRecord, "hostId">): Promise<boolean> {
+  return (await recordHeartbeats(db, [{ hostId: id, ...hb }])).has(id);
+}
+
+/**
+ * What agents observe of the environments placed on them (running, sleeping,
+ * stopped): applied where it changes the state, except while a deployment owns it.
+ */
+export async function applyObservedEnvironmentStates(db: Db, observed: Array<{ hostId: string; environmentId: string; state: string }>): Promise<void> {
+  for (const part of chunks(observed)) {
+    const values = sql.join(part.map((o) => sql`(${o.environmentId}::text, ${o.hostId}::text, ${o.state}::text)`));
+    await sql`
+      UPDATE environments AS e
+         SET state = v.state, updated_at = now()
+        FROM (VALUES ${values}) AS v(id, host_id, state)
+       WHERE e.id = v.id AND e.host_id = v.host_id AND e.state <> 'deploying' AND e.state <> v.state`.execute(db);
+  }
 }
 
 export async function setHostAdminState(db: Db, id: string, state: HostRow["admin_state"]): Promise<void> {
@@ -62,12 +115,18 @@ export async function placementCandidates(db: Db, since: Date): Promise<Array<{ 
   return rows.map((r) => ({ id: r.id, labels: r.labels, environments: Number(r.n), cpu: Number((r.load as { cpu?: number }).cpu ?? 0) }));
 }
 
-export async function environmentsOnHost(db: Db, hostId: string): Promise<Array<{ app: string; environment: string }>> {
-  return db
+/** The environments placed on each of these hosts (all hosts when none are given), by host id. */
+export async function environmentsOnHosts(db: Db, hostIds?: string[]): Promise<Map<string, Array<{ app: string; environment: string }>>> {
+  const out = new Map<string, Array<{ app: string; environment: string }>>();
+  if (hostIds && hostIds.length === 0) return out;
+  let q = db
     .selectFrom("environments")
     .innerJoin("apps", "apps.id", "environments.app_id")
-    .select(["apps.name as app", "environments.name as environment"])
-    .where("environments.host_id", "=", hostId)
+    .select(["environments.host_id", "apps.name as app", "environments.name as environment"])
+    .where("environments.host_id", "is not", null)
     .orderBy("apps.name")
-    .execute();
+    .orderBy("environments.name");
+  if (hostIds) q = q.where("environments.host_id", "in", hostIds);
+  for (const r of await q.execute()) out.set(r.host_id!, [...(out.get(r.host_id!) ?? []), { app: r.app, environment: r.environment }]);
+  return out;
 }

@@ -3,7 +3,7 @@ import { UnauthenticatedError, NotFoundError, type HostState, type Logger } from
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
 import { consumeJoinToken } from "../repositories/tokens.repository.js";
-import { cancelRequestedJobs } from "../repositories/deployments.repository.js";
+import { HeartbeatWriter } from "./heartbeat-writer.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { generateToken, hashToken, requireAdmin, type Principal } from "./auth.service.js";
 
@@ -33,8 +33,12 @@ export class HostService {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; onRevoked?: (hostId: string) => Promise<void> },
-  ) {}
+    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; heartbeatFlushMs?: number; onRevoked?: (hostId: string) => Promise<void> },
+  ) {
+    this.writer = new HeartbeatWriter(db, log, opts.heartbeatFlushMs ?? 100);
+  }
+
+  private readonly writer: HeartbeatWriter;
 
   /** The window in which a heartbeat counts as "online". */
   onlineWindowMs(): number {
@@ -65,36 +69,33 @@ export class HostService {
     return host;
   }
 
-  /** Records a heartbeat; answers with the host's jobs whose cancellation was requested. */
-  async heartbeat(hostId: string, hb: HeartbeatInput): Promise<{ cancelRequested: string[] }> {
-    const { environments, ...rest } = hb;
-    // Revoking a host cuts it off at once: its open stream ends at the next beat.
-    if (!(await hosts.recordHeartbeat(this.db, hostId, { at: new Date(), ...rest }))) throw new UnauthenticatedError("this host was revoked");
-    for (const o of environments ?? []) {
-      if (o.state !== "running" && o.state !== "sleeping" && o.state !== "stopped") continue;
-      // A deployment owns the state while it runs; and an agent speaks only for environments placed on it.
-      await this.db
-        .updateTable("environments")
-        .set({ state: o.state, updated_at: new Date() })
-        .where("id", "=", o.environmentId)
-        .where("host_id", "=", hostId)
-        .where("state", "not in", ["deploying", o.state])
-        .execute();
-    }
-    return { cancelRequested: await cancelRequestedJobs(this.db, hostId) };
+  /**
+   * Records a heartbeat; answers with the host's jobs whose cancellation was
+   * requested. Beats are written together (see HeartbeatWriter), so the
+   * answer comes after the next flush: within `heartbeatFlushMs` and the
+   * time of one batched write.
+   */
+  heartbeat(hostId: string, hb: HeartbeatInput): Promise<{ cancelRequested: string[] }> {
+    return this.writer.submit(hostId, hb);
+  }
+
+  /** Writes what is still buffered (on shutdown). */
+  flushHeartbeats(): Promise<void> {
+    return this.writer.drain();
   }
 
   async list(by: Principal): Promise<HostView[]> {
     requireAdmin(by);
     const rows = await hosts.listHosts(this.db);
-    return Promise.all(rows.map((h) => this.view(h)));
+    const placed = await hosts.environmentsOnHosts(this.db);
+    return rows.map((h) => this.view(h, placed.get(h.id) ?? []));
   }
 
   async get(by: Principal, id: string): Promise<HostView> {
     requireAdmin(by);
     const h = await hosts.findHost(this.db, id);
     if (!h) throw new NotFoundError(`host '${id}' does not exist`);
-    return this.view(h);
+    return this.view(h, (await hosts.environmentsOnHosts(this.db, [h.id])).get(h.id) ?? []);
   }
 
   async setAdminState(by: Principal, id: string, state: "active" | "cordoned" | "draining" | "revoked"): Promise<HostView> {
@@ -118,7 +119,7 @@ export class HostService {
     return "online";
   }
 
-  private async view(h: hosts.HostRow): Promise<HostView> {
+  private view(h: hosts.HostRow, environments: HostView["environments"]): HostView {
     return {
       id: h.id,
       name: h.name,
@@ -129,7 +130,7 @@ export class HostService {
       version: h.version,
       capacity: h.capacity,
       load: h.load,
-      environments: await hosts.environmentsOnHost(this.db, h.id),
+      environments,
     };
   }
 }
