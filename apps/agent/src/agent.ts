@@ -199,6 +199,7 @@ export async function startAgent(
           switched: false,
           earlierAttempt: spec.lastSeq > 0,
           pauseBeforeSwitchMs: config.testPauseBeforeSwitchMs,
+          pauseMidSwitchMs: config.testPauseMidSwitchMs,
         });
       }
       await reporter.flush(10 * 60_000);

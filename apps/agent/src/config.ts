@@ -1,5 +1,8 @@
 import { homedir, hostname } from "node:os";
 import path from "node:path";
+import { ConfigError, intFromEnv as int, logLevelFromEnv } from "@slipway/core";
+
+export { ConfigError };
 
 /** Agent configuration; `loadConfig` is the only reader of process.env. */
 export interface AgentConfig {
@@ -31,29 +34,15 @@ export interface AgentConfig {
   reconcileIntervalMs: number;
   /** Test hook: a deployment waits this long before switching traffic, so a test can stop the agent right there. 0 in production. */
   testPauseBeforeSwitchMs: number;
+  /** Test hook: pause this long in the middle of a deployment's switch (new servers ready, old ones draining). */
+  testPauseMidSwitchMs: number;
   /** How often container and ingress metrics are sampled and pushed. */
   metricsIntervalMs: number;
   /** UDP port on 127.0.0.1 where HAProxy sends one log line per request; 0 = any free port. */
   metricsLogPort: number;
 }
 
-export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
-    super(`invalid configuration: ${variable}: ${message}`);
-    this.name = "ConfigError";
-  }
-}
-
 export const AGENT_VERSION = "0.1.0";
-
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `'${raw}' is not a whole number`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(name, `${n} is outside ${min}..${max}`);
-  return n;
-}
 
 export function parseLabels(raw: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -73,8 +62,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
   }
   const natsUrl = env.NATS_URL || undefined;
   if (natsUrl && !/^(nats|tls):\/\/\S+$/.test(natsUrl)) throw new ConfigError("NATS_URL", `'${natsUrl}' is not a nats:// URL`);
-  const logLevel = env.LOG_LEVEL || "info";
-  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) throw new ConfigError("LOG_LEVEL", `'${logLevel}' is not a pino level`);
+  const logLevel = logLevelFromEnv(env);
   const ingressHttpPort = int(env, "SLIPWAY_INGRESS_HTTP_PORT", 8080, 1, 65535);
   const ingressBind = env.SLIPWAY_INGRESS_BIND || "127.0.0.1";
   if (env.SLIPWAY_INGRESS_ADVERTISE && !/^[A-Za-z0-9.-]+:\d{1,5}$/.test(env.SLIPWAY_INGRESS_ADVERTISE)) {
@@ -102,5 +90,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     metricsLogPort: int(env, "SLIPWAY_AGENT_METRICS_LOG_PORT", 0, 0, 65535),
     reconcileIntervalMs: int(env, "SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", 5, 0, 3600) * 1000,
     testPauseBeforeSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", 0, 0, 600_000),
+    testPauseMidSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS", 0, 0, 600_000),
   });
 }

@@ -1,5 +1,8 @@
 import { homedir } from "node:os";
 import path from "node:path";
+import { ConfigError, intFromEnv as int, logLevelFromEnv } from "@slipway/core";
+
+export { ConfigError };
 
 /** Control plane configuration; `loadConfig` is the only reader of process.env. */
 export interface ControlPlaneConfig {
@@ -62,13 +65,6 @@ export interface ControlPlaneConfig {
   jobAckWaitMs: number;
 }
 
-export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
-    super(`invalid configuration: ${variable}: ${message}`);
-    this.name = "ConfigError";
-  }
-}
-
 const defaults = {
   httpHost: "127.0.0.1",
   httpPort: 7700,
@@ -86,15 +82,6 @@ const defaults = {
   ingressPublicPort: 8080,
   ingressScheme: "http" as const,
 };
-
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `'${raw}' is not a whole number`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(name, `${n} is outside ${min}..${max}`);
-  return n;
-}
 
 function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string | undefined {
   const raw = env[name];
@@ -127,10 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (!/^[a-z0-9]([a-z0-9.-]{0,200}[a-z0-9])?$/.test(baseDomain)) {
     throw new ConfigError("SLIPWAY_BASE_DOMAIN", `'${baseDomain}' is not a domain name`);
   }
-  const logLevel = env.LOG_LEVEL || defaults.logLevel;
-  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
-    throw new ConfigError("LOG_LEVEL", `'${logLevel}' is not a pino level`);
-  }
+  const logLevel = logLevelFromEnv(env, defaults.logLevel);
   const adminToken = env.SLIPWAY_ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError("SLIPWAY_ADMIN_TOKEN", "must be at least 16 characters");

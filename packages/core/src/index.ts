@@ -6,3 +6,4 @@ export * from "./status.js";
 export * from "./logging.js";
 export * from "./variables.js";
 export * from "./retention.js";
+export * from "./process.js";

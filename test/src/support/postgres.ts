@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { dropAllWithPrefix } from "@slipway/control-plane/provisioner";
 
 const ADMIN_DSN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -30,18 +31,6 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 }
 
 /** Drops the environment databases and roles a platform made under its name prefix. */
-export async function dropDatabasesWithPrefix(prefix: string): Promise<void> {
-  const c = new pg.Client({ connectionString: ADMIN_DSN });
-  await c.connect();
-  try {
-    const like = `${prefix}\\_%`;
-    for (const r of (await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [like])).rows) {
-      await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(r.datname)} WITH (FORCE)`);
-    }
-    for (const r of (await c.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", [like])).rows) {
-      await c.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(r.rolname)}`);
-    }
-  } finally {
-    await c.end();
-  }
+export function dropDatabasesWithPrefix(prefix: string): Promise<void> {
+  return dropAllWithPrefix(ADMIN_DSN, prefix);
 }

@@ -1,5 +1,6 @@
 import type { Logger } from "@slipway/core";
 import type { Environments } from "./environments.js";
+import { PeriodicTask } from "./periodic-task.js";
 
 /**
  * Keeps the ingress pointed at running environments' containers while the
@@ -10,40 +11,28 @@ import type { Environments } from "./environments.js";
  * one tries again.
  */
 export class Reconciler {
-  private timer?: NodeJS.Timeout;
-  private stopped = true;
-  private running?: Promise<void>;
+  private readonly task: PeriodicTask;
 
-  constructor(private readonly opts: { envs: Environments; log: Logger; intervalMs: number }) {}
+  constructor(private readonly opts: { envs: Environments; log: Logger; intervalMs: number }) {
+    this.task = new PeriodicTask(() => this.pass(), () => opts.intervalMs);
+  }
 
   /** Starts the loop; an interval of 0 disables it. */
   start(): void {
-    if (this.opts.intervalMs <= 0) return;
-    this.stopped = false;
-    this.schedule();
+    if (this.opts.intervalMs > 0) this.task.start();
   }
 
   /** Stops the loop and waits for a pass in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.opts.envs
-        .reconcile()
-        .then((slugs) => {
-          if (slugs.length > 0) this.opts.log.info({ envs: slugs }, "re-pointed environments at their containers' new ports");
-        })
-        .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, "reconcile pass failed"))
-        .finally(() => {
-          this.running = undefined;
-          this.schedule();
-        });
-    }, this.opts.intervalMs);
-    this.timer.unref();
+  private async pass(): Promise<void> {
+    try {
+      const slugs = await this.opts.envs.reconcile();
+      if (slugs.length > 0) this.opts.log.info({ envs: slugs }, "re-pointed environments at their containers' new ports");
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, "reconcile pass failed");
+    }
   }
 }

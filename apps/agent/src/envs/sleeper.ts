@@ -2,6 +2,7 @@ import type { Logger } from "@slipway/core";
 import type { Ingress } from "../ingress/ingress.js";
 import type { EnvironmentEntry } from "./environment-registry.js";
 import type { Environments } from "./environments.js";
+import { PeriodicTask } from "./periodic-task.js";
 
 /** The longest pause between two idleness checks. */
 const MAX_INTERVAL_MS = 10_000;
@@ -25,22 +26,19 @@ export interface SleeperOptions {
  * right before it sleeps.
  */
 export class Sleeper {
-  private timer?: NodeJS.Timeout;
-  private stopped = true;
-  private running?: Promise<void>;
+  private readonly task: PeriodicTask;
 
-  constructor(private readonly opts: SleeperOptions) {}
+  constructor(private readonly opts: SleeperOptions) {
+    this.task = new PeriodicTask(() => this.checkOnce(), () => this.interval());
+  }
 
   start(): void {
-    this.stopped = false;
-    this.schedule();
+    this.task.start();
   }
 
   /** Stops the loop and waits for a check in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   private interval(): number {
@@ -49,22 +47,11 @@ export class Sleeper {
     return Number.isFinite(shortest) ? Math.max(1000, Math.min(MAX_INTERVAL_MS, (shortest * 1000) / 3)) : MAX_INTERVAL_MS;
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.checkOnce().then(() => undefined).finally(() => {
-        this.running = undefined;
-        this.schedule();
-      });
-    }, this.interval());
-    this.timer.unref();
-  }
-
   /** One pass over the environments; returns the slugs put to sleep. Never throws. */
   async checkOnce(): Promise<string[]> {
     const slept: string[] = [];
     for (const e of this.opts.envs.all()) {
-      if (this.stopped) break;
+      if (this.task.stopped) break;
       if (e.state !== "running" || e.sleepAfterSeconds <= 0) continue;
       try {
         if ((await this.idleSeconds(e)) < e.sleepAfterSeconds) continue;

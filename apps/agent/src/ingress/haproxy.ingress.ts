@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
-import type { BackendConfig, BackendStats, BackendTarget, Ingress } from "./ingress.js";
+import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "./ingress.js";
 import {
   backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, routes, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
   WAKER_SERVER, type HaproxyPaths, type IngressStructure,
@@ -102,8 +102,8 @@ export class HaproxyIngress implements Ingress {
     });
   }
 
-  switchTraffic(name: string, targets: BackendTarget[], opts?: { drainTimeoutMs?: number }): Promise<BackendTarget[]> {
-    return this.serial(() => this.doSwitch(name, targets, opts?.drainTimeoutMs ?? 30_000));
+  switchTraffic(name: string, targets: BackendTarget[], opts?: SwitchOptions): Promise<BackendTarget[]> {
+    return this.serial(() => this.doSwitch(name, targets, opts?.drainTimeoutMs ?? 30_000, opts?.testPauseMidSwitchMs ?? 0));
   }
 
   current(name: string): Promise<BackendTarget[]> {
@@ -304,7 +304,7 @@ export class HaproxyIngress implements Ingress {
     }
   }
 
-  private async doSwitch(name: string, targets: BackendTarget[], drainTimeoutMs: number): Promise<BackendTarget[]> {
+  private async doSwitch(name: string, targets: BackendTarget[], drainTimeoutMs: number, testPauseMs = 0): Promise<BackendTarget[]> {
     this.requireRunning();
     const be = this.state.backends[name];
     if (!be) throw new StepFailure("ingress_unknown_backend", `no backend '${name}' in the ingress: ensureBackend first`, false);
@@ -347,6 +347,10 @@ export class HaproxyIngress implements Ingress {
       await this.runtime.setServerState(name, slot, "drain");
     }
     await this.saveState();
+    if (testPauseMs > 0) {
+      this.log.warn({ backend: name, ms: testPauseMs }, "test hook: pausing in the middle of the switch");
+      await sleep(testPauseMs);
+    }
     const drainStarted = Date.now();
     const drained = old.length === 0 || (await this.waitDrained(name, old, drainTimeoutMs));
     const replaced: BackendTarget[] = [];

@@ -42,6 +42,11 @@ export interface BackendConfig {
  * runtime API and never touches client connections. Calls are serialised by
  * the adapter; all methods are idempotent.
  */
+export interface SwitchOptions {
+  drainTimeoutMs?: number;
+  testPauseMidSwitchMs?: number;
+}
+
 export interface Ingress {
   /** Starts (or adopts an already running) proxy. */
   start(): Promise<void>;
@@ -56,8 +61,10 @@ export interface Ingress {
    * are made ready, then the old ones drained (no new requests; requests in
    * flight complete, waited for up to drainTimeoutMs), then put in maintenance.
    * Returns the targets that were replaced, so the caller can stop them.
+   * `testPauseMidSwitchMs` (fault tests only) pauses once the new servers are
+   * ready and the old ones draining.
    */
-  switchTraffic(name: string, targets: BackendTarget[], opts?: { drainTimeoutMs?: number }): Promise<BackendTarget[]>;
+  switchTraffic(name: string, targets: BackendTarget[], opts?: SwitchOptions): Promise<BackendTarget[]>;
   /** The targets currently receiving traffic. */
   current(name: string): Promise<BackendTarget[]>;
   /** Per-backend counters; undefined when there is no such backend. */

@@ -31,6 +31,8 @@ export interface DeployContext {
   earlierAttempt?: boolean;
   /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS): wait this long before switching traffic. */
   pauseBeforeSwitchMs?: number;
+  /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS): wait this long once the new servers are ready and the old ones draining. */
+  pauseMidSwitchMs?: number;
 }
 
 /** The abort reason used when a user cancels; any other reason means the agent is shutting down. */

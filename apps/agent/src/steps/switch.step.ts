@@ -24,7 +24,7 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
   return ctx.envs.exclusive(slug, async () => {
     await ctx.ingress.ensureBackend({ name: slug, hostnames: spec.hostnames, basicAuth, maxServers: BACKEND_SLOTS });
     const targets = ctx.started.map((c) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));
-    const old = await ctx.ingress.switchTraffic(slug, targets);
+    const old = await ctx.ingress.switchTraffic(slug, targets, ctx.pauseMidSwitchMs ? { testPauseMidSwitchMs: ctx.pauseMidSwitchMs } : undefined);
     ctx.switched = true;
     report.logLine(`traffic for ${spec.hostnames.join(", ")} now goes to ${targets.length} new container(s); ${old.length} old one(s) drained`);
     await ctx.envs.recordDeployment(
