@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
@@ -16,8 +17,8 @@ describe("a fleet of two hosts", () => {
 
   beforeAll(async () => {
     await platform.start();
-    a = await platform.addAgent();
-    b = await platform.addAgent();
+    a = await platform.addAgent({ SLIPWAY_AGENT_LABELS: "zone=a" });
+    b = await platform.addAgent({ SLIPWAY_AGENT_LABELS: "zone=b,disk=ssd" });
     repo.commit(helloApp("fleet", { cmd: '["httpd", "-f", "-vv", "-p", "8080", "-h", "/www"]' }), "fleet");
     for (const app of ["one", "two"]) await api().call("POST", "/v1/apps", { name: app, repository: repo.url });
   });
@@ -99,6 +100,34 @@ describe("a fleet of two hosts", () => {
     expect(d.state).toBe("succeeded");
     expect((await envOf("three", "test")).host).toBe(b.hostId);
     await api().call("POST", `/v1/hosts/${a.hostId}/uncordon`);
+  });
+
+  it("places by host labels, and moves an environment whose labels change at its next deployment with 0 failed requests", async () => {
+    expect((await api().call("GET", `/v1/hosts/${b.hostId}`)).labels).toEqual({ zone: "b", disk: "ssd" });
+    await api().call("POST", "/v1/apps", { name: "five", repository: repo.url });
+    await api().call("PATCH", "/v1/apps/five/environments/test", { hostLabels: { disk: "ssd" } });
+    expect((await api().deploy("five", "test")).state).toBe("succeeded");
+    expect((await envOf("five", "test")).host).toBe(b.hostId);
+    // New labels: the next deployment moves it to host a; clients of b's ingress are forwarded meanwhile.
+    await api().call("PATCH", "/v1/apps/five/environments/test", { hostLabels: { zone: "a" } });
+    const load = startLoad({ port: b.ingressPort, host: "five-test.localhost", concurrency: 4, maxMs: 120_000 });
+    const d = await api().deploy("five", "test");
+    expect(d.state, await api().log(d.id)).toBe("succeeded");
+    const fiveOn = (hostId: string | undefined) =>
+      execFileSync("docker", ["ps", "-aq", "--filter", `label=io.slipway.host=${hostId}`, "--filter", "label=io.slipway.app=five"], { encoding: "utf8" }).split("\n").filter(Boolean);
+    await waitFor("host b to hand five/test over and remove its container", async () => fiveOn(b.hostId).length === 0, 30_000, 500);
+    expect(fiveOn(a.hostId)).toHaveLength(1);
+    const r = await load.stop();
+    expect(r.failed, r.errors.slice(0, 3).join("; ")).toBe(0);
+    expect(r.ok).toBeGreaterThan(20);
+    expect((await envOf("five", "test")).host).toBe(a.hostId);
+    expect((await getVia(a.ingressPort, "five-test.localhost")).body).toBe("fleet");
+    // No host has zone=c: the deployment is refused and the environment stays where it is.
+    await api().call("PATCH", "/v1/apps/five/environments/test", { hostLabels: { zone: "c" } });
+    const refused = await api().raw("POST", "/v1/apps/five/environments/test/deployments", {});
+    expect(refused.status).toBe(409);
+    expect((await envOf("five", "test")).host).toBe(a.hostId);
+    await api().call("PATCH", "/v1/apps/five/environments/test", { hostLabels: {} });
   });
 
   it("drains a host: every environment moves to the other host with 0 failed requests under load", async () => {

@@ -1,6 +1,6 @@
 import { homedir, hostname } from "node:os";
 import path from "node:path";
-import { ConfigError, intFromEnv as int, logLevelFromEnv } from "@slipway/core";
+import { ConfigError, HOST_LABEL_KEY_PATTERN, HOST_LABEL_VALUE_PATTERN, intFromEnv as int, logLevelFromEnv } from "@slipway/core";
 
 export { ConfigError };
 
@@ -48,9 +48,12 @@ export function parseLabels(raw: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   if (!raw) return out;
   for (const part of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
-    const m = /^([a-zA-Z0-9._/-]{1,63})=([a-zA-Z0-9._-]{0,63})$/.exec(part);
-    if (!m) throw new ConfigError("SLIPWAY_AGENT_LABELS", `'${part}' is not key=value`);
-    out[m[1]!] = m[2]!;
+    const eq = part.indexOf("=");
+    const [key, value] = eq < 0 ? [part, undefined] : [part.slice(0, eq), part.slice(eq + 1)];
+    if (value === undefined || !new RegExp(HOST_LABEL_KEY_PATTERN).test(key) || !new RegExp(HOST_LABEL_VALUE_PATTERN).test(value)) {
+      throw new ConfigError("SLIPWAY_AGENT_LABELS", `'${part}' is not key=value`);
+    }
+    out[key] = value;
   }
   return out;
 }

@@ -10,6 +10,22 @@ export const VARIABLE_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
 /** A git branch name (conservative subset of git-check-ref-format). */
 export const BRANCH_PATTERN = "^(?!/)(?!.*\\.\\.)(?!.*//)(?!.*@\\{)[A-Za-z0-9._/-]{1,200}(?<![/.])$";
 
+/** Host labels (SLIPWAY_AGENT_LABELS) and an environment's placement constraints (`hostLabels`): key=value. */
+export const HOST_LABEL_KEY_PATTERN = "^[a-zA-Z0-9._/-]{1,63}$";
+export const HOST_LABEL_VALUE_PATTERN = "^[a-zA-Z0-9._-]{0,63}$";
+/** True when the host has every label the constraints ask for, with the same value. */
+export function labelsMatch(hostLabels: Record<string, string>, constraints: Record<string, string>): boolean {
+  return Object.entries(constraints).every(([k, v]) => hostLabels[k] === v);
+}
+
+/** `k1=v1,k2=v2` (keys sorted), as SLIPWAY_AGENT_LABELS is written. */
+export function formatLabels(labels: Record<string, string>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(",");
+}
+
 export const DEFAULT_ENVIRONMENTS = ["test", "live"] as const;
 
 export function isValidAppName(name: string): boolean {

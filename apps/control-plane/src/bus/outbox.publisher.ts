@@ -1,5 +1,5 @@
 import { JobMessage } from "@slipway/proto";
-import type { Logger } from "@slipway/core";
+import { formatLabels, type Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as deployments from "../repositories/deployments.repository.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -63,17 +63,17 @@ export class OutboxPublisher {
       if (this.stopped) break;
       let hostId = job.host_id;
       if (!hostId) {
-        hostId = (await this.placement.choose(this.db)) ?? null;
+        const d = job.deployment_id ? await deployments.findDeployment(this.db, job.deployment_id) : undefined;
+        const envId = d?.environment_id ?? job.environment_id;
+        const env = envId ? await apps.findEnvironmentById(this.db, envId) : undefined;
+        hostId = (await this.placement.choose(this.db, env?.host_labels ?? {})) ?? null;
         if (!hostId) {
-          await deployments.updateJob(this.db, job.id, { last_publish_error: "no online host to place the job on" });
+          const labels = formatLabels(env?.host_labels ?? {});
+          await deployments.updateJob(this.db, job.id, { last_publish_error: labels ? `no online host with the labels ${labels} to place the job on` : "no online host to place the job on" });
           continue;
         }
         await deployments.updateJob(this.db, job.id, { host_id: hostId });
-        if (job.deployment_id) {
-          const d = await deployments.findDeployment(this.db, job.deployment_id);
-          const env = d ? await apps.findEnvironmentById(this.db, d.environment_id) : undefined;
-          if (env && !env.host_id) await apps.updateEnvironmentRuntime(this.db, env.id, { host_id: hostId });
-        }
+        if (d && env && !env.host_id) await apps.updateEnvironmentRuntime(this.db, env.id, { host_id: hostId });
       }
       const msg = JobMessage.encode({ jobId: job.id, kind: job.kind, hostId, deploymentId: job.deployment_id ?? "" }).finish();
       try {

@@ -51,6 +51,8 @@ export interface EnvironmentsTable {
   replicas: number;
   sleep_after_seconds: number | null;
   host_id: string | null;
+  /** Placement constraints: labels the host must have (key → value). */
+  host_labels: ColumnType<Record<string, string>, string | undefined, string>;
   /** Bumped on every change a deployment applies (branch, variables, domains, replicas). */
   config_revision: number;
   deployed_config_revision: number | null;

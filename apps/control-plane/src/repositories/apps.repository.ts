@@ -86,7 +86,7 @@ export function findEnvironmentById(db: Db, id: string): Promise<EnvironmentRow 
 }
 
 /** Applies user-visible changes that a deployment must apply, bumping the config revision. */
-export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "branch" | "replicas" | "sleep_after_seconds">>): Promise<void> {
+export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "branch" | "replicas" | "sleep_after_seconds">> & { host_labels?: string }): Promise<void> {
   await db
     .updateTable("environments")
     .set((eb) => ({ ...patch, config_revision: eb("config_revision", "+", 1), updated_at: new Date() }))

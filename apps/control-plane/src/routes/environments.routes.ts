@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import { ENV_NAME_PATTERN, NAME_PATTERN } from "@slipway/core";
+import { ENV_NAME_PATTERN, HOST_LABEL_KEY_PATTERN, HOST_LABEL_VALUE_PATTERN, NAME_PATTERN } from "@slipway/core";
 import type { EnvironmentService } from "../services/environment.service.js";
 import { appParams, branchSchema, envParams } from "./schemas.js";
 
@@ -11,8 +11,16 @@ const variablesBody = {
   additionalProperties: { type: ["null", "string"] },
 } as const;
 
+/** Placement constraints: the labels (SLIPWAY_AGENT_LABELS) a host must have to run the environment. */
+const hostLabelsSchema = {
+  type: "object",
+  maxProperties: 16,
+  propertyNames: { pattern: HOST_LABEL_KEY_PATTERN },
+  additionalProperties: { type: "string", pattern: HOST_LABEL_VALUE_PATTERN },
+} as const;
+
 export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentService }> = async (app, { environments }) => {
-  app.post<{ Params: { app: string }; Body: { name: string; branch?: string; basedOn?: string } }>(
+  app.post<{ Params: { app: string }; Body: { name: string; branch?: string; basedOn?: string; hostLabels?: Record<string, string> } }>(
     "/apps/:app/environments",
     {
       schema: {
@@ -22,7 +30,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
           type: "object",
           additionalProperties: false,
           required: ["name"],
-          properties: { name: { type: "string", pattern: ENV_NAME_PATTERN }, branch: branchSchema, basedOn: { type: "string", pattern: ENV_NAME_PATTERN } },
+          properties: { name: { type: "string", pattern: ENV_NAME_PATTERN }, branch: branchSchema, basedOn: { type: "string", pattern: ENV_NAME_PATTERN }, hostLabels: hostLabelsSchema },
         },
       },
     },
@@ -44,7 +52,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
       return reply.status(202).send({ removed: req.params.app });
     },
   );
-  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null } }>(
+  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string> } }>(
     "/apps/:app/environments/:env",
     {
       schema: {
@@ -56,6 +64,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
             branch: branchSchema,
             replicas: { type: "integer", minimum: 1, maximum: 10 },
             sleepAfterSeconds: { anyOf: [{ type: "integer", minimum: 1, maximum: 30 * 86400 }, { type: "null" }] },
+            hostLabels: hostLabelsSchema,
             basicAuth: {
               anyOf: [
                 {

@@ -31,6 +31,8 @@ export interface EnvironmentView {
   sleepAfterSeconds: number | null;
   basicAuth: { username: string } | null;
   host: string | null;
+  /** Placement constraints: labels a host must have to run this environment. */
+  hostLabels: Record<string, string>;
   deployedCommit: string | null;
   image: string | null;
 }
@@ -174,6 +176,7 @@ export class AppService {
       sleepAfterSeconds: e.sleep_after_seconds,
       basicAuth: e.basic_auth_username ? { username: e.basic_auth_username } : null,
       host: e.host_id,
+      hostLabels: e.host_labels ?? {},
       deployedCommit: e.deployed_commit,
       image: e.current_image,
     };

@@ -5,12 +5,15 @@ import {
   InvalidRequestError,
   PreconditionFailedError,
   isTerminalDeploymentState,
+  formatLabels,
+  labelsMatch,
   type AppSettings,
   type DeploymentState,
 } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
+import { findHost } from "../repositories/hosts.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireApp, type Principal } from "./auth.service.js";
 import type { AppService } from "./app.service.js";
@@ -88,6 +91,37 @@ export class DeploymentService {
    * `moveTo` (drains only): run this deployment on another host; when it succeeds the
    * environment belongs to that host and the old one hands its traffic over.
    */
+  /**
+   * Where a deployment runs. An environment is placed at its first deployment
+   * on a host with all its `hostLabels` and then stays there, unless a drain
+   * moves it (`moveTo`) or its labels changed so that its host no longer
+   * matches: then this deployment moves it to a matching host (zero downtime,
+   * the old host hands its traffic over when it succeeds), or is refused with
+   * 409 when no online, active host matches. Before anything ran (no image
+   * yet) the environment is simply placed again.
+   */
+  private async hostFor(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, moveTo?: string): Promise<{ hostId: string | undefined; movedFrom: string | null }> {
+    if (moveTo) return { hostId: moveTo, movedFrom: env.host_id && env.host_id !== moveTo ? env.host_id : null };
+    const wanted = env.host_labels ?? {};
+    if (env.host_id) {
+      const current = await findHost(trx, env.host_id);
+      if (!current || labelsMatch(current.labels, wanted)) return { hostId: env.host_id, movedFrom: null };
+      const target = await this.placement.choose(trx, wanted);
+      const labels = formatLabels(wanted);
+      if (!target) {
+        throw new ConflictError(`${app.name}/${env.name} must move: its host ${current.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
+      }
+      if (!env.current_image) {
+        await apps.updateEnvironmentRuntime(trx, env.id, { host_id: target });
+        return { hostId: target, movedFrom: null };
+      }
+      return { hostId: target, movedFrom: env.host_id };
+    }
+    const placed = await this.placement.choose(trx, wanted);
+    if (placed) await apps.updateEnvironmentRuntime(trx, env.id, { host_id: placed });
+    return { hostId: placed, movedFrom: null };
+  }
+
   async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput; moveTo?: string }): Promise<DeploymentView> {
     requireApp(by, appName);
     const buildMode = input.build ?? "auto";
@@ -114,9 +148,7 @@ export class DeploymentService {
         if (buildMode === "reuse" && !env.current_image) {
           throw new ConflictError(`environment '${envName}' has never been deployed: there is no image to reuse`);
         }
-        const hostId = input.moveTo ?? env.host_id ?? (await this.placement.choose(trx));
-        if (hostId && !env.host_id) await apps.updateEnvironmentRuntime(trx, env.id, { host_id: hostId });
-        const movedFrom = input.moveTo && env.host_id && env.host_id !== input.moveTo ? env.host_id : null;
+        const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo);
         await deployments.insertDeployment(trx, {
           id,
           appId: app.id,

@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError, type Logger } from "@slipway/core";
+import { ConflictError, NotFoundError, formatLabels, type Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
@@ -26,28 +26,38 @@ export class DrainService {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Every environment that runs must have another online, active host with
+   * its labels, else 409 and nothing changes (not even the host's state).
+   */
   async drain(by: Principal, hostId: string): Promise<DrainProgress> {
     requireAdmin(by);
     const host = await hosts.findHost(this.db, hostId);
     if (!host) throw new NotFoundError(`host '${hostId}' does not exist`);
-    await hosts.setHostAdminState(this.db, hostId, "draining");
-    await recordActivity(this.db, { actor: by.name, action: "host.draining", details: { hostId, name: host.name } });
     const envs = await this.db
       .selectFrom("environments")
       .innerJoin("apps", "apps.id", "environments.app_id")
-      .select(["environments.id", "environments.name", "environments.current_image", "apps.name as app"])
+      .select(["environments.id", "environments.name", "environments.current_image", "environments.host_labels", "apps.name as app"])
       .where("environments.host_id", "=", hostId)
       .execute();
+    const moves: Array<{ app: string; env: string; target: string }> = [];
     for (const e of envs) {
-      if (!e.current_image) {
-        // Nothing runs yet: the next deployment places it elsewhere.
-        await this.db.updateTable("environments").set({ host_id: null }).where("id", "=", e.id).execute();
-        continue;
+      if (!e.current_image) continue;
+      const target = await this.placement.choose(this.db, e.host_labels ?? {}, hostId);
+      if (!target) {
+        const labels = formatLabels(e.host_labels ?? {});
+        throw new ConflictError(`no other online, active host${labels ? ` with the labels ${labels}` : ""} can take ${e.app}/${e.name}; nothing was drained`);
       }
-      const target = await this.placement.choose(this.db);
-      if (!target || target === hostId) throw new ConflictError(`no other online, active host can take ${e.app}/${e.name}; the drain stops here`);
-      await this.deployments.create({ ...by, role: "admin" }, e.app, e.name, { build: "auto", queue: true, moveTo: target }).catch((err: unknown) => {
-        this.log.warn({ app: e.app, env: e.name, err: (err as Error).message }, "could not start the move");
+      moves.push({ app: e.app, env: e.name, target });
+    }
+    await hosts.setHostAdminState(this.db, hostId, "draining");
+    await recordActivity(this.db, { actor: by.name, action: "host.draining", details: { hostId, name: host.name } });
+    // Nothing runs yet on the host for these: their next deployment places them elsewhere.
+    const unstarted = envs.filter((e) => !e.current_image).map((e) => e.id);
+    if (unstarted.length > 0) await this.db.updateTable("environments").set({ host_id: null }).where("id", "in", unstarted).execute();
+    for (const m of moves) {
+      await this.deployments.create({ ...by, role: "admin" }, m.app, m.env, { build: "auto", queue: true, moveTo: m.target }).catch((err: unknown) => {
+        this.log.warn({ app: m.app, env: m.env, err: (err as Error).message }, "could not start the move");
         throw err;
       });
     }

@@ -10,7 +10,7 @@ import {
   defaultVariables,
   isValidEnvironmentName,
 } from "@slipway/core";
-import type { Db } from "../db/database.js";
+import { json, type Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
 import * as vars from "../repositories/variables.repository.js";
@@ -66,7 +66,7 @@ export class EnvironmentService {
     private readonly data?: Pick<DataService, "containerVariables" | "removeEnvironmentData">,
   ) {}
 
-  async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string }): Promise<EnvironmentView> {
+  async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string; hostLabels?: Record<string, string> }): Promise<EnvironmentView> {
     requireApp(by, appName);
     if (!isValidEnvironmentName(input.name)) {
       throw new InvalidRequestError(`invalid environment name '${input.name}': use 1-20 of a-z, 0-9 and '-'`, { details: { name: "invalid" } });
@@ -86,6 +86,8 @@ export class EnvironmentService {
           replicas: 1,
           sleepAfterSeconds: base && base.sleep_after_seconds !== null ? base.sleep_after_seconds : DEFAULT_SLEEP_AFTER_SECONDS,
         });
+        const hostLabels = input.hostLabels ?? base?.host_labels;
+        if (hostLabels && Object.keys(hostLabels).length > 0) await trx.updateTable("environments").set({ host_labels: json(hostLabels) }).where("id", "=", id).execute();
         if (base) {
           await vars.replaceVariables(trx, id, await vars.listVariables(trx, base.id));
           if (base.basic_auth_digest) {
@@ -218,7 +220,7 @@ export class EnvironmentService {
     by: Principal,
     appName: string,
     envName: string,
-    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null },
+    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string> },
   ): Promise<EnvironmentView> {
     requireApp(by, appName);
     let routesChanged = false;
@@ -233,9 +235,11 @@ export class EnvironmentService {
       const changes: Parameters<typeof apps.updateEnvironmentConfig>[2] = {};
       if (patch.branch !== undefined && patch.branch !== e.branch) changes.branch = patch.branch;
       if (patch.replicas !== undefined && patch.replicas !== e.replicas) changes.replicas = patch.replicas;
+      // New constraints apply at the next deployment: it moves the environment when its host no longer matches.
+      if (patch.hostLabels !== undefined && !sameLabels(patch.hostLabels, e.host_labels)) changes.host_labels = json(patch.hostLabels);
       if (Object.keys(changes).length) {
         await apps.updateEnvironmentConfig(trx, e.id, changes);
-        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.changed", details: changes });
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.changed", details: { ...changes, ...(changes.host_labels !== undefined ? { host_labels: patch.hostLabels } : {}) } });
       }
       // Sleep and basic auth apply at once through the ingress: they are not "unapplied changes".
       if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== e.sleep_after_seconds) {
@@ -343,4 +347,9 @@ function uniqueToConflict(message: string) {
     if ((err as { code?: string }).code === "23505") throw new ConflictError(message);
     throw err;
   };
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }

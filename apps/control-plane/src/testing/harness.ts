@@ -18,6 +18,7 @@ import { ObjectStore, type StorageConfig } from "../data/object-store.js";
 import { getAppByName, getEnvironment } from "../repositories/apps.repository.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
+import { DrainService } from "../services/drain.service.js";
 import { JobReportService } from "../services/job-report.service.js";
 import { MetricsService } from "../metrics/metrics.service.js";
 
@@ -81,7 +82,8 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const metrics = new MetricsService(db, { retentionMs: 168 * 3_600_000, log });
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
   await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
-  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, joinTokenTtlMs: 60_000, metrics, readiness: [] });
+  const drains = new DrainService(db, deployments, placement, log);
+  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, drains, joinTokenTtlMs: 60_000, metrics, readiness: [] });
   return Object.assign(tcp, {
     app,
     database,
