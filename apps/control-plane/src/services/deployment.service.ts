@@ -84,14 +84,6 @@ export class DeploymentService {
   ) {}
 
   /**
-   * Writes the deployment row and its job in one transaction (the outbox);
-   * the publisher moves the job to NATS. 409 when one is already active.
-   */
-  /**
-   * `moveTo` (drains only): run this deployment on another host; when it succeeds the
-   * environment belongs to that host and the old one hands its traffic over.
-   */
-  /**
    * Where a deployment runs. An environment is placed at its first deployment
    * on a host with all its `hostLabels` and then stays there, unless a drain
    * moves it (`moveTo`) or its labels changed so that its host no longer
@@ -122,6 +114,12 @@ export class DeploymentService {
     return { hostId: placed, movedFrom: null };
   }
 
+  /**
+   * Writes the deployment row and its job in one transaction (the outbox);
+   * the publisher moves the job to NATS. 409 when one is already active.
+   * `moveTo` (drains only): run this deployment on another host; when it succeeds the
+   * environment belongs to that host and the old one hands its traffic over.
+   */
   async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput; moveTo?: string }): Promise<DeploymentView> {
     requireApp(by, appName);
     const buildMode = input.build ?? "auto";

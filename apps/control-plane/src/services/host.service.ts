@@ -30,6 +30,8 @@ export interface HeartbeatInput {
 }
 
 export class HostService {
+  private readonly writer: HeartbeatWriter;
+
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
@@ -37,8 +39,6 @@ export class HostService {
   ) {
     this.writer = new HeartbeatWriter(db, log, opts.heartbeatFlushMs ?? 100);
   }
-
-  private readonly writer: HeartbeatWriter;
 
   /** The window in which a heartbeat counts as "online". */
   onlineWindowMs(): number {
