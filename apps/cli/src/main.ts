@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+import { run } from "./cli.js";
+
+const aborter = new AbortController();
+let interrupted = 0;
+process.on("SIGINT", () => {
+  // First Ctrl-C stops following (the platform's work goes on); a second one leaves at once.
+  if (++interrupted > 1) process.exit(130);
+  aborter.abort();
+});
+
+async function readStdin(): Promise<string | undefined> {
+  if (process.stdin.isTTY) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const code = await run(process.argv.slice(2), {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+  readStdin,
+  signal: aborter.signal,
+});
+// Let stdout drain before leaving (piped output).
+process.stdout.write("", () => process.exit(code));

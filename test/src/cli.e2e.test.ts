@@ -1,0 +1,165 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Platform, repoRoot, type AgentHandle } from "./support/platform.js";
+import { TestRepo, helloApp } from "./support/git-repo.js";
+import { getVia } from "./support/load.js";
+
+const CLI = path.join(repoRoot, "bin/slipway");
+/** busybox httpd that logs each request, so the runtime log has something to show. */
+const app = (body: string) => helloApp(body, { cmd: '["httpd", "-f", "-vv", "-p", "8080", "-h", "/www"]' });
+
+interface CliResult {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+// The `slipway` command line against the real platform: what admins and CI type.
+describe("slipway CLI", () => {
+  const platform = new Platform({ database: "postgres" });
+  const repo = new TestRepo();
+  let agent: AgentHandle;
+  const config = path.join(mkdtempSync(path.join(tmpdir(), "slipway-cli-")), "config.json");
+
+  /** Runs the CLI as a user would, with its own config file and nothing else from this process's environment. */
+  const cli = (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) =>
+    new Promise<CliResult>((resolve, reject) => {
+      const p = spawn(CLI, args, { env: { PATH: process.env.PATH!, HOME: path.dirname(config), SLIPWAY_CONFIG: config, ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      p.stdout.on("data", (d) => (out += d));
+      p.stderr.on("data", (d) => (err += d));
+      p.on("error", reject);
+      p.on("close", (code) => resolve({ code, out, err }));
+      p.stdin.end(opts.input ?? "");
+    });
+
+  beforeAll(async () => {
+    await platform.start();
+    agent = await platform.addAgent();
+    repo.commit(app("cli-v1"), "v1");
+    await platform.api.call("POST", "/v1/apps", { name: "web", repository: repo.url, settings: { startupProbe: { startupTimeoutSeconds: 20 } } });
+  });
+  afterAll(async () => {
+    await platform.stop();
+  });
+
+  it("logs in with the token on stdin, checks it, and keeps it readable by the user only", async () => {
+    const bad = await cli(["login", "--url", platform.api.baseUrl], { input: "slw_not-a-token\n" });
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/401/);
+    expect(() => statSync(config)).toThrow();
+    const ok = await cli(["login", "--url", platform.api.baseUrl], { input: `${platform.api.token}\n` });
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).toMatch(/logged in to http:\/\/127\.0\.0\.1:\d+ \(1 app visible\)/);
+    expect(statSync(config).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(config, "utf8"))).toEqual({ url: platform.api.baseUrl.replace(/\/+$/, ""), token: platform.api.token });
+    const apps = await cli(["apps"]);
+    expect(apps.out).toMatch(/^APP\s+REPOSITORY\s+ENVIRONMENTS\nweb\s+\S+\s+test, live\n$/);
+  });
+
+  it("deploys, following the log to the end, and exits 0 only when the deployment succeeded", async () => {
+    const ok = await cli(["deploy", "web", "test"]);
+    expect(ok.code, ok.err + ok.out).toBe(0);
+    expect(ok.out).toContain("===== switch traffic =====");
+    expect(ok.out).toMatch(/deployment [0-9a-f-]{36} of web\/test succeeded in [\d.]+ m?s\n$/);
+    expect((await getVia(agent.ingressPort, "web-test.localhost")).body).toBe("cli-v1");
+    const status = await cli(["status", "web", "test"]);
+    expect(status.out).toMatch(/status\s+Last deployment succeeded at /);
+    expect(status.out).toContain(`host             ${agent.hostId}`);
+
+    // A release command that fails: exit 1 with the reason, and the site keeps serving.
+    await platform.api.call("PATCH", "/v1/apps/web/settings", { releaseCommands: [{ label: "migrate", command: "echo migrating; exit 3" }] });
+    repo.commit(app("cli-v2"), "v2");
+    const failed = await cli(["deploy", "web", "test"]);
+    expect(failed.code).toBe(1);
+    expect(failed.out).toContain("migrating");
+    expect(failed.out).toMatch(/deployment [0-9a-f-]{36} of web\/test failed in [\d.]+ m?s: .*exit/i);
+    expect((await getVia(agent.ingressPort, "web-test.localhost")).body).toBe("cli-v1");
+    await platform.api.call("PATCH", "/v1/apps/web/settings", { releaseCommands: [] });
+
+    // --detach prints the id at once; `log -f` follows it to its end with the same exit status.
+    const detached = await cli(["deploy", "web", "test", "--detach"]);
+    expect(detached.code).toBe(0);
+    const id = detached.out.trim();
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const followed = await cli(["log", id, "-f"]);
+    expect(followed.code, followed.out).toBe(0);
+    expect(followed.out).toContain("===== cleanup =====");
+    expect((await getVia(agent.ingressPort, "web-test.localhost")).body).toBe("cli-v2");
+    const list = await cli(["deployments", "web", "test", "--json"]);
+    expect(JSON.parse(list.out).map((d: { state: string }) => d.state)).toEqual(["succeeded", "failed", "succeeded"]);
+  });
+
+  it("sets and removes variables, and manages domains", async () => {
+    expect((await cli(["vars", "set", "web", "test", "GREETING=hello world", "LEVEL=3"])).code).toBe(0);
+    expect((await cli(["vars", "list", "web", "test", "--reveal"])).out).toContain("GREETING=hello world\nLEVEL=3\n");
+    expect((await cli(["status", "web", "test"])).out).toMatch(/status\s+0 undeployed commits and unapplied changes\n/);
+    expect((await cli(["vars", "unset", "web", "test", "LEVEL"])).code).toBe(0);
+    const vars = JSON.parse((await cli(["vars", "list", "web", "test", "--reveal", "--json"])).out);
+    expect(vars.GREETING).toBe("hello world");
+    expect(vars.LEVEL).toBeUndefined();
+
+    expect((await cli(["domains", "add", "web", "test", "www.cli-example.test"])).code).toBe(0);
+    expect((await cli(["domains", "list", "web", "test"])).out).toContain("www.cli-example.test\n");
+    expect((await cli(["domains", "remove", "web", "test", "www.cli-example.test"])).code).toBe(0);
+    expect((await cli(["domains", "list", "web", "test"])).out).not.toContain("www.cli-example.test");
+  });
+
+  it("prints the runtime log, backs up and restores", async () => {
+    await getVia(agent.ingressPort, "web-test.localhost", "/from-the-cli-test");
+    const logs = await cli(["logs", "web", "test", "--tail", "50"]);
+    expect(logs.code, logs.err).toBe(0);
+    expect(logs.out).toContain("/from-the-cli-test");
+
+    const backup = await cli(["backups", "create", "web", "test", "--database"]);
+    expect(backup.code, backup.err + backup.out).toBe(0);
+    const id = /backup ([0-9a-f-]{36}) of web\/test succeeded/.exec(backup.out)?.[1];
+    expect(id, backup.out).toBeDefined();
+    expect((await cli(["backups", "list", "web", "test"])).out).toMatch(new RegExp(`${id}\\s+manual\\s+succeeded\\s+database`));
+    const restore = await cli(["backups", "restore", id!, "--yes"]);
+    expect(restore.code, restore.err + restore.out).toBe(0);
+    expect(restore.out).toMatch(/succeeded/);
+  });
+
+  it("refuses wrong usage with exit 2 and sends nothing; API refusals exit 1 with the API's reason", async () => {
+    const before = await platform.api.call("GET", "/v1/apps/web/environments/test/variables?reveal=true");
+    const usage: Array<[string[], RegExp]> = [
+      [["deploy", "web"], /missing <env>/],
+      [["vars", "set", "web", "test", "NOEQUALS"], /'NOEQUALS' is not KEY=VALUE/],
+      [["vars", "set", "web", "test", "1BAD=x"], /not a variable name/],
+      [["deploy", "web", "test", "--build", "sometimes"], /--build must be auto, force or reuse/],
+      [["copy", "web", "live", "--from", "test"], /add --yes/],
+      [["backups", "restore", "some-id"], /add --yes/],
+      [["vars"], /vars needs one of: list, set, unset/],
+      [["launch", "web"], /unknown command 'launch'/],
+      [["deploy", "web", "test", "--force"], /Unknown option '--force'/],
+    ];
+    for (const [args, message] of usage) {
+      const r = await cli(args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.err, args.join(" ")).toMatch(message);
+    }
+    expect(await platform.api.call("GET", "/v1/apps/web/environments/test/variables?reveal=true")).toEqual(before);
+    const deployments = (await platform.api.call("GET", "/v1/apps/web/environments/test/deployments")).length;
+
+    const missing = await cli(["deploy", "nope", "test"]);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/app 'nope' does not exist \(404 not_found\)/);
+    const denied = await cli(["apps"], { env: { SLIPWAY_TOKEN: "slw_wrong" } });
+    expect(denied.code).toBe(1);
+    expect(denied.err).toMatch(/401/);
+    const unreachable = await cli(["apps", "--url", "http://127.0.0.1:9"]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.err).toMatch(/cannot reach the control plane at http:\/\/127\.0\.0\.1:9/);
+    expect((await platform.api.call("GET", "/v1/apps/web/environments/test/deployments")).length).toBe(deployments);
+
+    expect((await cli(["logout"])).out).toContain("removed");
+    const loggedOut = await cli(["apps"]);
+    expect(loggedOut.code).toBe(2);
+    expect(loggedOut.err).toMatch(/not logged in/);
+  });
+});
