@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, repoRoot, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
+import { connect } from "@nats-io/transport-node";
+import { ShellFrameReader, shellSubject, signShellRequest } from "@slipway/core";
+import pg from "pg";
 
 const CLI = path.join(repoRoot, "bin/slipway");
 /** busybox httpd that logs each request, so the runtime log has something to show. */
@@ -123,6 +126,76 @@ describe("slipway CLI", () => {
     const restore = await cli(["backups", "restore", id!, "--yes"]);
     expect(restore.code, restore.err + restore.out).toBe(0);
     expect(restore.out).toMatch(/succeeded/);
+  });
+
+  it("runs commands and an interactive shell in the running container, with their exit status", async () => {
+    const cat = await cli(["shell", "web", "test", "--", "cat", "/www/index.html"]);
+    expect(cat.code, cat.err).toBe(0);
+    expect(cat.out).toBe("cli-v2");
+    const both = await cli(["shell", "web", "test", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    expect(both.code).toBe(7);
+    expect(both.out).toBe("out\n");
+    expect(both.err).toBe("err\n");
+    // No command: the container's /bin/sh, fed from stdin.
+    const sh = await cli(["shell", "web", "test"], { input: "cd /www && ls\necho sum=$((40+2))\nexit 3\n" });
+    expect(sh.code, sh.err).toBe(3);
+    expect(sh.out).toBe("index.html\nsum=42\n");
+    // A terminal on request: the command sees a pseudo-terminal.
+    const tty = await cli(["shell", "-t", "web", "test", "--", "tty"]);
+    expect(tty.code, tty.err).toBe(0);
+    expect(tty.out).toMatch(/^\/dev\/pts\/\d+\r?\n$/);
+    const activity = await platform.api.call("GET", "/v1/activity?app=web&env=test");
+    const opened = activity.filter((a: { action: string }) => a.action === "shell.opened");
+    expect(opened).toHaveLength(4);
+    expect(opened.map((a: { details: { command: string[] } }) => a.details.command[0]).sort()).toEqual(["/bin/sh", "cat", "sh", "tty"]);
+    // Bad requests at the REST edge: 400, no session, nothing recorded.
+    const post = (query: string, contentType: string) =>
+      fetch(`${platform.api.baseUrl}/v1/apps/web/environments/test/shell${query}`, { method: "POST", headers: { authorization: `Bearer ${platform.api.token}`, "content-type": contentType }, body: "" });
+    expect((await post("?command=not-json", "application/vnd.slipway.shell-frames")).status).toBe(400);
+    expect((await post(`?command=${encodeURIComponent("[]")}`, "application/vnd.slipway.shell-frames")).status).toBe(400);
+    expect((await post("", "text/plain")).status).toBe(400);
+    expect((await platform.api.call("GET", "/v1/activity?app=web&env=test")).filter((a: { action: string }) => a.action === "shell.opened")).toHaveLength(4);
+    // live never ran: nothing to open a shell in.
+    const notRunning = await cli(["shell", "web", "live", "--", "true"]);
+    expect(notRunning.code).toBe(1);
+    expect(notRunning.err).toMatch(/web\/live is not_deployed: a shell needs a running container \(409 conflict\)/);
+  });
+
+  it("the agent refuses shell requests the control plane did not sign, and replays of those it did", async () => {
+    const nc = await connect({ servers: platform.nats.url });
+    try {
+      /** Publishes a request as the control plane would, answers the agent's first frame as `type:payload`. */
+      const ask = async (payload: { request: { inbox: string } }): Promise<string> => {
+        const sub = nc.subscribe(payload.request.inbox, { max: 1 });
+        nc.publish(shellSubject(agent.hostId!), JSON.stringify(payload));
+        const timeout = setTimeout(() => sub.unsubscribe(), 5000);
+        for await (const m of sub) {
+          clearTimeout(timeout);
+          const [frame] = new ShellFrameReader().push(m.data);
+          return `${frame!.type}:${frame!.payload.toString("utf8")}`;
+        }
+        return "no answer";
+      };
+      let n = 0;
+      const request = () => ({ app: "web", environment: "test", command: ["id"], tty: false, rows: 0, cols: 0, inbox: `_INBOX.cli-test.${Date.now()}.${n++}`, issuedAt: Date.now() });
+      // Unsigned, and signed with a wrong key (a guess of the credential hash).
+      expect(await ask({ request: request(), signature: "0".repeat(64) })).toMatch(/^5:the agent refused the request/);
+      expect(await ask(signShellRequest("f".repeat(64), request()))).toMatch(/^5:the agent refused the request/);
+      // Signed with the host's key (as the control plane does) but stale.
+      const db = new pg.Client({ connectionString: platform.databaseUrl });
+      await db.connect();
+      const host = (await db.query<{ credential_hash: string }>("SELECT credential_hash FROM hosts WHERE id = $1", [agent.hostId])).rows[0]!.credential_hash;
+      await db.end();
+      const stale = signShellRequest(host, { ...request(), issuedAt: Date.now() - 60_000 });
+      expect(await ask(stale)).toMatch(/^5:the agent refused the request/);
+      // A valid one opens a session once; the same message again is refused.
+      const fresh = signShellRequest(host, request());
+      expect(await ask(fresh)).toMatch(/^1:/);
+      expect(await ask(fresh)).toMatch(/^5:the agent refused the request/);
+      nc.publish(`${fresh.request.inbox}.close`, "");
+    } finally {
+      await nc.close();
+    }
   });
 
   it("refuses wrong usage with exit 2 and sends nothing; API refusals exit 1 with the API's reason", async () => {

@@ -17,6 +17,7 @@ import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { runDataJob } from "./data/data.runner.js";
 import { LogServer } from "./logs/log-server.js";
+import { ShellServer } from "./logs/shell-server.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
 import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
@@ -221,6 +222,8 @@ export async function startAgent(
   await consumer.start();
   const logServer = new LogServer({ natsUrl: config.natsUrl ?? identity.natsUrl, hostId: identity.hostId, log: hostLog.child({ component: "logs" }) });
   await logServer.start();
+  const shellServer = new ShellServer({ natsUrl: config.natsUrl ?? identity.natsUrl, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "shell" }) });
+  await shellServer.start();
   hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
 
   return {
@@ -230,6 +233,7 @@ export async function startAgent(
     wakerPort,
     stop: async () => {
       await logServer.stop();
+      await shellServer.stop();
       await consumer.stop(config.shutdownGraceMs);
       await sleeper.stop();
       await reconciler.stop();

@@ -2,7 +2,7 @@ import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { run, type Io } from "./cli.js";
+import { run, sinceTime, type Io } from "./cli.js";
 import { normalizeUrl, resolveCredentials, saveCredentials, UsageError } from "./config.js";
 import { ago, duration, table } from "./format.js";
 
@@ -61,6 +61,16 @@ describe("credentials", () => {
     expect(() => resolveCredentials(env, {})).toThrow(/not logged in/);
     expect(() => normalizeUrl("127.0.0.1:7700")).toThrow(UsageError);
     expect(normalizeUrl("http://cp.example:7700/")).toBe("http://cp.example:7700");
+  });
+});
+
+describe("--since", () => {
+  it("takes a time as given or a duration back from now, and refuses anything else", () => {
+    const now = Date.parse("2026-11-22T12:00:00Z");
+    expect(sinceTime("10m", now)).toBe("2026-11-22T11:50:00.000Z");
+    expect(sinceTime("2h", now)).toBe("2026-11-22T10:00:00.000Z");
+    expect(sinceTime("2026-11-22T09:00:00Z", now)).toBe("2026-11-22T09:00:00Z");
+    expect(() => sinceTime("yesterday", now)).toThrow(/neither a time .* nor a duration/);
   });
 });
 

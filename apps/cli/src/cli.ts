@@ -4,6 +4,7 @@ import { VARIABLE_KEY_PATTERN } from "@slipway/core";
 import { ApiError, Client, UnreachableError } from "./client.js";
 import { configPath, normalizeUrl, removeCredentials, resolveCredentials, saveCredentials, UsageError } from "./config.js";
 import { ago, duration, table } from "./format.js";
+import { runShell, type ShellStreams } from "./shell.js";
 
 /** Where a command reads and writes; `main.ts` binds it to the process, tests to buffers. */
 export interface Io {
@@ -16,6 +17,8 @@ export interface Io {
   signal?: AbortSignal;
   /** Pause between two polls of a long operation (default 1 s). */
   pollMs?: number;
+  /** The process's own streams, for `slipway shell` (bytes both ways, raw terminal). */
+  shell?: ShellStreams;
 }
 
 type OptionSpec = { type: "string" | "boolean"; short?: string; description: string };
@@ -153,23 +156,28 @@ function findCommand(argv: string[]): { command?: Command; rest: string[]; words
 }
 
 function checkPositionals(command: Command, got: string[]): void {
-  const variadic = command.args.at(-1)?.endsWith("...") ?? false;
-  const required = command.args.length;
+  const variadic = command.args.at(-1)?.replace(/\]$/, "").endsWith("...") ?? false;
+  // `[name...]`: optional.
+  const required = command.args.filter((a) => !a.startsWith("[")).length;
   if (got.length < required || (!variadic && got.length > required)) {
-    const usage = `slipway ${command.name} ${command.args.map((a) => `<${a}>`).join(" ")}`.trim();
-    throw new UsageError(got.length < required ? `missing ${command.args.slice(got.length).map((a) => `<${a}>`).join(" ")}: ${usage}` : `too many arguments: ${usage}`);
+    const usage = `slipway ${command.name} ${argsText(command)}`.trim();
+    throw new UsageError(got.length < required ? `missing ${command.args.slice(got.length, required).map((a) => `<${a}>`).join(" ")}: ${usage}` : `too many arguments: ${usage}`);
   }
+}
+
+function argsText(c: Command): string {
+  return c.args.map((a) => (a.startsWith("[") ? `[-- ${a.slice(1, -1).replace("...", " ...")}]` : `<${a}>`)).join(" ");
 }
 
 function commandHelp(c: Command): string {
   const opts = Object.entries({ ...c.options, ...GLOBAL_OPTIONS }).map(([k, o]) => [`  ${o.short ? `-${o.short}, ` : ""}--${k}${o.type === "string" ? " <value>" : ""}`, o.description]);
-  return `slipway ${c.name} ${c.args.map((a) => `<${a}>`).join(" ")}\n\n${c.summary}\n\nOptions:\n${table(opts, { header: false })}`;
+  return `slipway ${c.name} ${argsText(c)}\n\n${c.summary}\n\nOptions:\n${table(opts, { header: false })}`;
 }
 
 function help(topic: string): string {
   const c = COMMANDS.find((x) => x.name === topic);
   if (c) return commandHelp(c);
-  const rows = COMMANDS.map((x) => [`  ${x.name} ${x.args.map((a) => `<${a}>`).join(" ")}`, x.summary]);
+  const rows = COMMANDS.map((x) => [`  ${x.name} ${argsText(x)}`, x.summary]);
   return `slipway: manage applications on a Slipway control plane\n\nCommands:\n${table(rows, { header: false })}\nRun \`slipway <command> --help\` for its options. Exit status: 0 done, 1 refused or failed, 2 wrong usage.\n`;
 }
 
@@ -184,6 +192,14 @@ async function until<T>(io: Io, get: () => Promise<T | undefined>): Promise<T> {
     if (v !== undefined) return v;
     await sleep(io.pollMs ?? 1000, undefined, io.signal ? { signal: io.signal } : undefined);
   }
+}
+
+/** `--since`: an RFC 3339 time as given, or a duration back from now (`90s`, `10m`, `2h`, `1d`). */
+export function sinceTime(raw: string, now = Date.now()): string {
+  const m = /^(\d+)(s|m|h|d)$/.exec(raw);
+  if (m) return new Date(now - Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"]).toISOString();
+  if (Number.isNaN(Date.parse(raw))) throw new UsageError(`--since '${raw}' is neither a time (2026-11-22T10:00:00Z) nor a duration (10m, 2h)`);
+  return raw;
 }
 
 function contentParts(opts: Values): { database: boolean; media: boolean } {
@@ -544,6 +560,24 @@ const COMMANDS: Command[] = [
     },
   },
   {
+    name: "shell",
+    args: ["app", "env", "[command...]"],
+    summary: "A shell (or, after --, a command) in a running container of the environment; exits with the command's status",
+    options: {
+      tty: { type: "boolean", short: "t", description: "use a terminal even when stdin is not one" },
+      "no-tty": { type: "boolean", short: "T", description: "no terminal: plain input and output, separate stderr (for scripts)" },
+    },
+    async run(ctx) {
+      const [app, env, ...command] = ctx.args as [string, string, ...string[]];
+      const streams = ctx.io.shell;
+      if (!streams) throw new UsageError("shell needs a terminal or pipes to talk to");
+      if (ctx.opts.tty && ctx.opts["no-tty"]) throw new UsageError("--tty and --no-tty exclude each other");
+      const tty = ctx.opts.tty === true || (ctx.opts["no-tty"] !== true && streams.stdin.isTTY === true && streams.stdout.isTTY === true);
+      const client = ctx.client();
+      return runShell({ url: client.baseUrl, token: client.token, app, env, command, tty, streams });
+    },
+  },
+  {
     name: "logs",
     args: ["app", "env"],
     summary: "The runtime log of an environment's containers, from whichever host runs them",
@@ -556,7 +590,7 @@ const COMMANDS: Command[] = [
       const [app, env] = ctx.args as [string, string];
       const q = new URLSearchParams();
       if (ctx.opts.follow) q.set("follow", "true");
-      if (typeof ctx.opts.since === "string") q.set("since", ctx.opts.since);
+      if (typeof ctx.opts.since === "string") q.set("since", sinceTime(ctx.opts.since));
       if (typeof ctx.opts.tail === "string") {
         if (!/^\d+$/.test(ctx.opts.tail)) throw new UsageError(`--tail must be a number, not '${ctx.opts.tail}'`);
         q.set("tail", ctx.opts.tail);

@@ -24,7 +24,7 @@ export class UnreachableError extends Error {
 export class Client {
   constructor(
     readonly baseUrl: string,
-    private readonly token: string,
+    readonly token: string,
     private readonly fetchImpl: typeof fetch = fetch,
   ) {}
 

@@ -22,6 +22,7 @@ const code = await run(process.argv.slice(2), {
   env: process.env,
   readStdin,
   signal: aborter.signal,
+  shell: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
 });
 // Let stdout drain before leaving (piped output).
 process.stdout.write("", () => process.exit(code));

@@ -13,7 +13,9 @@ import type { MetricsService } from "./metrics/metrics.service.js";
 import { envMetricsRoutes } from "./routes/env-metrics.routes.js";
 import type { DrainService } from "./services/drain.service.js";
 import type { LogRelay } from "./bus/log-relay.js";
+import type { ShellRelay } from "./bus/shell-relay.js";
 import { logsRoutes } from "./routes/logs.routes.js";
+import { shellRoutes } from "./routes/shell.routes.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
 import { tokenRoutes } from "./routes/tokens.routes.js";
@@ -42,6 +44,7 @@ export interface AppDeps {
   metrics?: MetricsService;
   drains?: DrainService;
   logs?: LogRelay;
+  shells?: ShellRelay;
   joinTokenTtlMs: number;
   /** Extra readiness checks (database, NATS); each throws when not ready. */
   readiness: Array<() => Promise<void>>;
@@ -105,6 +108,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(dataRoutes, { data: deps.data });
       if (deps.metrics) await v1.register(envMetricsRoutes, { metrics: deps.metrics });
       if (deps.logs) await v1.register(logsRoutes, { db: deps.db, relay: deps.logs });
+      if (deps.shells) await v1.register(shellRoutes, { db: deps.db, relay: deps.shells });
       await v1.register(activityRoutes, { db: deps.db });
     },
     { prefix: "/v1" },

@@ -22,6 +22,7 @@ import { JobReportService } from "./services/job-report.service.js";
 import { MetricsService } from "./metrics/metrics.service.js";
 import { DrainService } from "./services/drain.service.js";
 import { LogRelay } from "./bus/log-relay.js";
+import { ShellRelay } from "./bus/shell-relay.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
 import { sql } from "kysely";
@@ -102,6 +103,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const drains = new DrainService(db, deployments, placement, log.child({ component: "drain" }));
     const logRelay = new LogRelay(() => natsUrl!, log.child({ component: "logs" }));
     cleanups.push(() => logRelay.close());
+    const shellRelay = new ShellRelay(() => logRelay.conn(), log.child({ component: "shell" }));
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
@@ -133,6 +135,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       metrics,
       drains,
       logs: logRelay,
+      shells: shellRelay,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [async () => void (await sql`select 1`.execute(db))],
     });

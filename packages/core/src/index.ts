@@ -7,3 +7,4 @@ export * from "./logging.js";
 export * from "./variables.js";
 export * from "./retention.js";
 export * from "./process.js";
+export * from "./shell.js";

@@ -20,7 +20,8 @@ export class LogRelay {
 
   constructor(private readonly url: () => string, private readonly log: Logger) {}
 
-  private conn(): Promise<NatsConnection> {
+  /** The relay's NATS connection (core, not JetStream), shared with the shell relay. */
+  conn(): Promise<NatsConnection> {
     this.nc ??= connect({ servers: this.url(), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "slipway-control-plane-logs" });
     return this.nc;
   }

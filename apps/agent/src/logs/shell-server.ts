@@ -1,0 +1,177 @@
+import { PassThrough, type Duplex } from "node:stream";
+import Dockerode from "dockerode";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import {
+  LABELS,
+  SHELL_REQUEST_MAX_AGE_MS,
+  ShellFrame,
+  ShellFrameReader,
+  credentialHashOf,
+  encodeShellFrame,
+  shellSubject,
+  verifyShellRequest,
+  type Logger,
+  type ShellRequest,
+} from "@slipway/core";
+
+/** A session ends when the control plane's pings stop for this long (the client went away). */
+const PING_TIMEOUT_MS = 30_000;
+/** A session never outlives this. */
+const MAX_SESSION_MS = 12 * 3600_000;
+/** Output is sent in messages of at most this many bytes. */
+const OUTPUT_CHUNK = 32 * 1024;
+
+/**
+ * Runs shells in this host's environments' containers for the control plane:
+ * a signed request on `slipway.shell.<hostId>` (see core `verifyShellRequest`;
+ * unsigned, stale or replayed ones are refused) starts `docker exec` in a
+ * running web container of the environment; its output goes to the request's
+ * inbox as frames, input and terminal resizes come on `<inbox>.in`. The
+ * session ends with the command (an Exit frame with its code), on
+ * `<inbox>.close` (the client went away), or when the control plane's pings
+ * stop.
+ */
+export class ShellServer {
+  private nc?: NatsConnection;
+  private sub?: Subscription;
+  private readonly key: string;
+  private readonly seen = new Map<string, number>();
+  private readonly active = new Set<() => void>();
+
+  constructor(private readonly opts: { natsUrl: string; hostId: string; credential: string; log: Logger; docker?: Dockerode }) {
+    this.key = credentialHashOf(opts.credential);
+  }
+
+  async start(): Promise<void> {
+    this.nc = await connect({ servers: this.opts.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-shell-${this.opts.hostId}` });
+    this.sub = this.nc.subscribe(shellSubject(this.opts.hostId));
+    void (async () => {
+      for await (const m of this.sub!) {
+        let signed: { request: ShellRequest; signature: string };
+        try {
+          signed = JSON.parse(new TextDecoder().decode(m.data)) as { request: ShellRequest; signature: string };
+        } catch {
+          this.opts.log.warn("ignored a malformed shell request");
+          continue;
+        }
+        const req = signed?.request;
+        if (!verifyShellRequest(this.key, signed) || this.replayed(signed.signature)) {
+          this.opts.log.warn({ app: req?.app, environment: req?.environment }, "refused a shell request that is not signed by the control plane, is stale or was replayed");
+          if (typeof req?.inbox === "string" && req.inbox.startsWith("_INBOX.")) this.nc?.publish(req.inbox, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale or replayed"));
+          continue;
+        }
+        void this.serve(req).catch((err: unknown) => {
+          this.opts.log.warn({ app: req.app, environment: req.environment, err: (err as Error).message }, "shell session failed");
+          this.nc?.publish(req.inbox, encodeShellFrame(ShellFrame.Error, (err as Error).message));
+        });
+      }
+    })();
+  }
+
+  /** Each signed request opens one session: a second delivery of the same one is refused. */
+  private replayed(signature: string): boolean {
+    const now = Date.now();
+    for (const [s, until] of this.seen) if (until < now) this.seen.delete(s);
+    if (this.seen.has(signature)) return true;
+    this.seen.set(signature, now + SHELL_REQUEST_MAX_AGE_MS + 10_000);
+    return false;
+  }
+
+  private async serve(req: ShellRequest): Promise<void> {
+    const nc = this.nc!;
+    const send = (type: number, payload?: Uint8Array | string) => nc.publish(req.inbox, encodeShellFrame(type, payload));
+    const docker = this.opts.docker ?? new Dockerode();
+    const containers = await docker.listContainers({
+      filters: { status: ["running"], label: [`${LABELS.host}=${this.opts.hostId}`, `${LABELS.app}=${req.app}`, `${LABELS.environment}=${req.environment}`, `${LABELS.role}=web`] },
+    });
+    const target = containers[0];
+    if (!target) {
+      send(ShellFrame.Error, `no running container of ${req.app}/${req.environment} on this host (is it asleep or stopped?)`);
+      return;
+    }
+    const name = (target.Names[0] ?? target.Id).replace(/^\//, "");
+    const cmd = req.command.length > 0 ? req.command : ["/bin/sh"];
+    const exec = await docker.getContainer(target.Id).exec({
+      Cmd: cmd,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: req.tty,
+      Env: req.tty ? ["TERM=xterm-256color"] : [],
+    });
+    const stream = (await exec.start({ hijack: true, stdin: true, Tty: req.tty })) as Duplex;
+    if (req.tty && req.rows > 0 && req.cols > 0) await exec.resize({ h: req.rows, w: req.cols }).catch(() => undefined);
+    this.opts.log.info({ app: req.app, environment: req.environment, container: name, command: cmd[0], tty: req.tty }, "shell session started");
+    send(ShellFrame.Started, JSON.stringify({ container: name }));
+
+    let lastPing = Date.now();
+    const startedAt = Date.now();
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      stream.destroy();
+    };
+    this.active.add(end);
+    const input = nc.subscribe(`${req.inbox}.*`);
+    const reader = new ShellFrameReader();
+    void (async () => {
+      for await (const m of input) {
+        lastPing = Date.now();
+        if (m.subject.endsWith(".ping")) continue;
+        if (m.subject.endsWith(".close")) {
+          end();
+          continue;
+        }
+        try {
+          for (const f of reader.push(m.data)) {
+            if (f.type === ShellFrame.Stdin) stream.write(f.payload);
+            else if (f.type === ShellFrame.StdinEnd) stream.end();
+            else if (f.type === ShellFrame.Resize && req.tty) {
+              const { rows, cols } = JSON.parse(f.payload.toString("utf8")) as { rows: number; cols: number };
+              if (rows > 0 && cols > 0) await exec.resize({ h: rows, w: cols }).catch(() => undefined);
+            }
+          }
+        } catch {
+          end();
+        }
+      }
+    })();
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastPing > PING_TIMEOUT_MS || Date.now() - startedAt > MAX_SESSION_MS) end();
+    }, 5000);
+    const forward = (type: number) => (chunk: Buffer) => {
+      for (let i = 0; i < chunk.length; i += OUTPUT_CHUNK) send(type, chunk.subarray(i, i + OUTPUT_CHUNK));
+    };
+    try {
+      await new Promise<void>((resolve) => {
+        if (req.tty) stream.on("data", forward(ShellFrame.Stdout));
+        else {
+          const out = new PassThrough();
+          const err = new PassThrough();
+          out.on("data", forward(ShellFrame.Stdout));
+          err.on("data", forward(ShellFrame.Stderr));
+          docker.modem.demuxStream(stream, out, err);
+        }
+        stream.on("end", resolve);
+        stream.on("close", resolve);
+        stream.on("error", () => resolve());
+      });
+      const code = await exec.inspect().then((i) => i.ExitCode ?? -1, () => -1);
+      send(ShellFrame.Exit, JSON.stringify({ code }));
+      this.opts.log.info({ app: req.app, environment: req.environment, container: name, code }, "shell session ended");
+    } finally {
+      clearInterval(watchdog);
+      input.unsubscribe();
+      this.active.delete(end);
+      end();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.active) s();
+    this.sub?.unsubscribe();
+    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
+  }
+}
