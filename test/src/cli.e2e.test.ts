@@ -165,7 +165,7 @@ describe("slipway CLI", () => {
     const nc = await connect({ servers: platform.nats.url });
     try {
       /** Publishes a request as the control plane would, answers the agent's first frame as `type:payload`. */
-      const ask = async (payload: { request: { inbox: string } }): Promise<string> => {
+      const ask = async (payload: { request: { inbox: string }; signature: string }): Promise<string> => {
         const sub = nc.subscribe(payload.request.inbox, { max: 1 });
         nc.publish(shellSubject(agent.hostId!), JSON.stringify(payload));
         const timeout = setTimeout(() => sub.unsubscribe(), 5000);
