@@ -202,6 +202,12 @@ export function sinceTime(raw: string, now = Date.now()): string {
   return raw;
 }
 
+/** `--detach`: print the id of what was started (or all of it with --json) and return at once. */
+function detached(ctx: Ctx, started: { id: string }): number {
+  print(ctx, started, () => `${started.id}\n`);
+  return 0;
+}
+
 function contentParts(opts: Values): { database: boolean; media: boolean } {
   // Neither flag: both, as the API's default content copy does.
   const database = opts.database === true;
@@ -358,10 +364,7 @@ const COMMANDS: Command[] = [
         ...(from ? { content: { from, ...contentParts(ctx.opts), confirm: true } } : {}),
       };
       const d = await ctx.client().call("POST", `${envPath(app, env)}/deployments`, body);
-      if (ctx.opts.detach) {
-        print(ctx, d, () => `${d.id}\n`);
-        return 0;
-      }
+      if (ctx.opts.detach) return detached(ctx, d);
       if (!ctx.json) ctx.io.err(`deployment ${d.id} of ${app}/${env} ${d.state}\n`);
       return followDeployment(ctx, d.id);
     },
@@ -494,10 +497,7 @@ const COMMANDS: Command[] = [
       if (typeof from !== "string") throw new UsageError("copy needs --from <source env>");
       if (!ctx.opts.yes) throw new UsageError(`this replaces the content of ${app}/${target} with ${from}'s: add --yes`);
       const c = await ctx.client().call("POST", `${envPath(app, target)}/content-copies`, { from, ...contentParts(ctx.opts), confirm: true });
-      if (ctx.opts.detach) {
-        print(ctx, c, () => `${c.id}\n`);
-        return 0;
-      }
+      if (ctx.opts.detach) return detached(ctx, c);
       if (!ctx.json) ctx.io.err(`content copy ${c.id}: ${app}/${from} → ${app}/${target}\n`);
       return followCopy(ctx, c.id);
     },
@@ -527,10 +527,7 @@ const COMMANDS: Command[] = [
     async run(ctx) {
       const [app, env] = ctx.args as [string, string];
       const b = await ctx.client().call("POST", `${envPath(app, env)}/backups`, contentParts(ctx.opts));
-      if (ctx.opts.detach) {
-        print(ctx, b, () => `${b.id}\n`);
-        return 0;
-      }
+      if (ctx.opts.detach) return detached(ctx, b);
       const done = await until(ctx.io, async () => {
         const x = (await ctx.client().call<any[]>("GET", `${envPath(app, env)}/backups`)).find((y) => y.id === b.id);
         return x && TERMINAL.has(x.state) ? x : undefined;
@@ -552,10 +549,7 @@ const COMMANDS: Command[] = [
       const id = ctx.args[0]!;
       if (!ctx.opts.yes) throw new UsageError("a restore replaces the target's content: add --yes");
       const r = await ctx.client().call("POST", `/backups/${enc(id)}/restore`, { ...(typeof ctx.opts.into === "string" ? { into: ctx.opts.into } : {}), confirm: true });
-      if (ctx.opts.detach) {
-        print(ctx, r, () => `${r.id}\n`);
-        return 0;
-      }
+      if (ctx.opts.detach) return detached(ctx, r);
       return followCopy(ctx, r.id);
     },
   },
