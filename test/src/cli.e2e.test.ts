@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, repoRoot, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
+import { waitFor } from "./support/processes.js";
 import { connect } from "@nats-io/transport-node";
 import { ShellFrameReader, shellSubject, signShellRequest } from "@slipway/core";
 import pg from "pg";
@@ -26,6 +27,7 @@ describe("slipway CLI", () => {
   const repo = new TestRepo();
   let agent: AgentHandle;
   const config = path.join(mkdtempSync(path.join(tmpdir(), "slipway-cli-")), "config.json");
+  const agentLog = () => readFileSync(path.join(platform.dir, "agent-0.log"), "utf8");
 
   /** Runs the CLI as a user would, with its own config file and nothing else from this process's environment. */
   const cli = (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) =>
@@ -144,17 +146,25 @@ describe("slipway CLI", () => {
     const tty = await cli(["shell", "-t", "web", "test", "--", "tty"]);
     expect(tty.code, tty.err).toBe(0);
     expect(tty.out).toMatch(/^\/dev\/pts\/\d+\r?\n$/);
+    const container = JSON.parse(agentLog().split("\n").filter((l) => l.includes('"shell session started"')).at(-1)!).container as string;
     const activity = await platform.api.call("GET", "/v1/activity?app=web&env=test");
     const opened = activity.filter((a: { action: string }) => a.action === "shell.opened");
     expect(opened).toHaveLength(4);
     expect(opened.map((a: { details: { command: string[] } }) => a.details.command[0]).sort()).toEqual(["/bin/sh", "cat", "sh", "tty"]);
+    // A client that vanishes mid-session: the agent stops the command, even one that ignores its input.
+    const sleeping = () => execFileSync("docker", ["top", container], { encoding: "utf8" }).includes("sleep 300");
+    const vanishing = spawn(CLI, ["shell", "-t", "web", "test", "--", "sleep", "300"], { env: { PATH: process.env.PATH!, HOME: path.dirname(config), SLIPWAY_CONFIG: config }, stdio: ["pipe", "pipe", "pipe"] });
+    await waitFor("the command to run in the container", async () => sleeping(), 10_000, 100);
+    vanishing.kill("SIGKILL");
+    await waitFor("the agent to stop the abandoned command", async () => !sleeping(), 15_000, 200);
+    expect(agentLog()).toContain("stopped the command of an abandoned shell session");
     // Bad requests at the REST edge: 400, no session, nothing recorded.
     const post = (query: string, contentType: string) =>
       fetch(`${platform.api.baseUrl}/v1/apps/web/environments/test/shell${query}`, { method: "POST", headers: { authorization: `Bearer ${platform.api.token}`, "content-type": contentType }, body: "" });
     expect((await post("?command=not-json", "application/vnd.slipway.shell-frames")).status).toBe(400);
     expect((await post(`?command=${encodeURIComponent("[]")}`, "application/vnd.slipway.shell-frames")).status).toBe(400);
     expect((await post("", "text/plain")).status).toBe(400);
-    expect((await platform.api.call("GET", "/v1/activity?app=web&env=test")).filter((a: { action: string }) => a.action === "shell.opened")).toHaveLength(4);
+    expect((await platform.api.call("GET", "/v1/activity?app=web&env=test")).filter((a: { action: string }) => a.action === "shell.opened")).toHaveLength(5);
     // live never ran: nothing to open a shell in.
     const notRunning = await cli(["shell", "web", "live", "--", "true"]);
     expect(notRunning.code).toBe(1);

@@ -1,4 +1,5 @@
 import { PassThrough, type Duplex } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import Dockerode from "dockerode";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
@@ -81,6 +82,16 @@ export class ShellServer {
   private async serve(req: ShellRequest): Promise<void> {
     const nc = this.nc!;
     const send = (type: number, payload?: Uint8Array | string) => nc.publish(req.inbox, encodeShellFrame(type, payload));
+    // Subscribed before anything is answered: input sent right after Started waits here, in order.
+    const input = nc.subscribe(`${req.inbox}.*`);
+    try {
+      await this.session(req, send, input);
+    } finally {
+      input.unsubscribe();
+    }
+  }
+
+  private async session(req: ShellRequest, send: (type: number, payload?: Uint8Array | string) => void, input: Subscription): Promise<void> {
     const docker = this.opts.docker ?? new Dockerode();
     const containers = await docker.listContainers({
       filters: { status: ["running"], label: [`${LABELS.host}=${this.opts.hostId}`, `${LABELS.app}=${req.app}`, `${LABELS.environment}=${req.environment}`, `${LABELS.role}=web`] },
@@ -108,20 +119,22 @@ export class ShellServer {
     let lastPing = Date.now();
     const startedAt = Date.now();
     let ended = false;
-    const end = () => {
+    /** `abandoned`: the client went away while the command runs; it is stopped like an SSH session's. */
+    const end = (abandoned = false) => {
       if (ended) return;
       ended = true;
       stream.destroy();
+      if (abandoned) void this.hangUp(exec, name);
     };
-    this.active.add(end);
-    const input = nc.subscribe(`${req.inbox}.*`);
+    const abandon = () => end(true);
+    this.active.add(abandon);
     const reader = new ShellFrameReader();
     void (async () => {
       for await (const m of input) {
         lastPing = Date.now();
         if (m.subject.endsWith(".ping")) continue;
         if (m.subject.endsWith(".close")) {
-          end();
+          end(true);
           continue;
         }
         try {
@@ -134,12 +147,12 @@ export class ShellServer {
             }
           }
         } catch {
-          end();
+          end(true);
         }
       }
     })();
     const watchdog = setInterval(() => {
-      if (Date.now() - lastPing > PING_TIMEOUT_MS || Date.now() - startedAt > MAX_SESSION_MS) end();
+      if (Date.now() - lastPing > PING_TIMEOUT_MS || Date.now() - startedAt > MAX_SESSION_MS) end(true);
     }, 5000);
     const forward = (type: number) => (chunk: Buffer) => {
       for (let i = 0; i < chunk.length; i += OUTPUT_CHUNK) send(type, chunk.subarray(i, i + OUTPUT_CHUNK));
@@ -163,9 +176,29 @@ export class ShellServer {
       this.opts.log.info({ app: req.app, environment: req.environment, container: name, code }, "shell session ended");
     } finally {
       clearInterval(watchdog);
-      input.unsubscribe();
-      this.active.delete(end);
+      this.active.delete(abandon);
       end();
+    }
+  }
+
+  /**
+   * Docker's exec API cannot signal an exec'd process, and closing its input
+   * does not stop a command that does not read it: the agent, on the same host
+   * as dockerd, sends the process (host pid from the exec's inspect) SIGHUP,
+   * then SIGKILL after 2 s. An agent in another pid namespace cannot; it logs that.
+   */
+  private async hangUp(exec: Dockerode.Exec, container: string): Promise<void> {
+    for (const signal of ["SIGHUP", "SIGKILL"] as const) {
+      if (signal === "SIGKILL") await sleep(2000);
+      const info = await exec.inspect().catch(() => undefined);
+      if (!info?.Running || !info.Pid) return;
+      try {
+        process.kill(info.Pid, signal);
+        this.opts.log.info({ container, pid: info.Pid, signal }, "stopped the command of an abandoned shell session");
+      } catch (err) {
+        this.opts.log.warn({ container, pid: info.Pid, err: (err as Error).message }, "could not stop the command of an abandoned shell session");
+        return;
+      }
     }
   }
 

@@ -23,6 +23,12 @@ export const SHELL_MEDIA_TYPE = "application/vnd.slipway.shell-frames";
 export const shellRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay }> = async (app, { db, relay }) => {
   // The body is the client's input as it is typed: handed to the route as a stream, never buffered.
   app.addContentTypeParser(SHELL_MEDIA_TYPE, (_req, payload, done) => done(null, payload));
+  // Open sessions end when the control plane stops, rather than keeping it from stopping.
+  const open = new Set<() => void>();
+  app.addHook("preClose", (done) => {
+    for (const close of open) close();
+    done();
+  });
   app.post<{ Params: { app: string; env: string }; Querystring: { command?: string; tty?: boolean; rows?: number; cols?: number } }>(
     "/apps/:app/environments/:env/shell",
     {
@@ -80,9 +86,19 @@ export const shellRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay }> = as
       if (pending.some((f) => f[0] === ShellFrame.Exit || f[0] === ShellFrame.Error)) res.end();
       const input = req.body as Readable;
       input.on("data", (chunk: Buffer) => session.send(chunk));
-      // The client went away: the agent ends the command.
-      res.on("close", () => session.close());
-      await session.done;
+      // The client went away (maybe while the session started): the agent ends the command.
+      const stop = () => {
+        session.close();
+        if (!res.writableEnded) res.end();
+      };
+      res.on("close", stop);
+      if (res.destroyed || !res.socket || res.socket.destroyed) stop();
+      open.add(stop);
+      try {
+        await session.done;
+      } finally {
+        open.delete(stop);
+      }
       if (!res.writableEnded) res.end();
     },
   );
