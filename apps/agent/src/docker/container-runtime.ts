@@ -19,6 +19,8 @@ export interface RunningContainer {
   name: string;
   /** The host port bound on 127.0.0.1 for publishPort, when published. */
   hostPort?: number;
+  /** The container's IPv4 address on its (environment's) network, which the host reaches directly. */
+  address?: string;
 }
 
 export interface ContainerStatus {
@@ -28,6 +30,7 @@ export interface ContainerStatus {
   /** How often the engine restarted it (restart policy); > 0 means its process exited at least once. */
   restartCount: number;
   hostPort?: number;
+  address?: string;
 }
 
 export interface ContainerSummary {

@@ -209,8 +209,9 @@ export class DockerRuntime implements ContainerRuntime {
       await container.start();
       const info = await container.inspect();
       const hostPort = spec.publishPort === undefined ? undefined : loopbackPort(info.NetworkSettings.Ports as PortMap, spec.publishPort);
-      this.log.info({ container: spec.name, id: container.id, image: spec.image, hostPort }, "container started");
-      return { id: container.id, name: spec.name, ...(hostPort !== undefined ? { hostPort } : {}) };
+      const address = networkAddress(info.NetworkSettings?.Networks);
+      this.log.info({ container: spec.name, id: container.id, image: spec.image, hostPort, address }, "container started");
+      return { id: container.id, name: spec.name, ...(hostPort !== undefined ? { hostPort } : {}), ...(address ? { address } : {}) };
     } catch (err) {
       // A container that never ran is useless and would block the name for the retry.
       await this.removeQuietly(container, spec.name);
@@ -337,6 +338,7 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       const info = await this.docker.getContainer(id).inspect();
       const hostPort = loopbackPort(info.NetworkSettings?.Ports as PortMap);
+      const address = info.State.Running ? networkAddress(info.NetworkSettings?.Networks) : undefined;
       return {
         id: info.Id,
         // A container in a restart loop shows Running between crashes; Restarting and RestartCount tell.
@@ -344,6 +346,7 @@ export class DockerRuntime implements ContainerRuntime {
         exitCode: info.State.Running || info.State.Status === "created" ? null : info.State.ExitCode,
         restartCount: info.RestartCount ?? 0,
         ...(hostPort !== undefined ? { hostPort } : {}),
+        ...(address ? { address } : {}),
       };
     } catch (err) {
       if (isGone(err)) return undefined;
@@ -422,4 +425,10 @@ export class DockerRuntime implements ContainerRuntime {
       throw toStepFailure(err, "list containers");
     }
   }
+}
+
+/** The container's IPv4 address on its first network that has one (the environment's bridge network). */
+export function networkAddress(networks: Record<string, { IPAddress?: string }> | undefined): string | undefined {
+  for (const n of Object.values(networks ?? {})) if (n?.IPAddress) return n.IPAddress;
+  return undefined;
 }

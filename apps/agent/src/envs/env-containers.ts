@@ -3,6 +3,7 @@ import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
 import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
 import { AGENT_LABELS } from "../docker/labels.js";
 import type { EnvironmentEntry } from "./environment-registry.js";
+import type { BackendTarget } from "../ingress/ingress.js";
 
 /** How long a web container gets to stop on SIGTERM when its environment sleeps or stops. */
 export const STOP_GRACE_SECONDS = 10;
@@ -46,7 +47,7 @@ export async function startWebContainers(
         if (!(await runtime.startExisting(id))) return undefined;
         const st = await runtime.inspect(id);
         if (!st?.hostPort) throw new StepFailure("no_host_port", `container ${id.slice(0, 12)} publishes no port on 127.0.0.1`, false);
-        return { id, name: id.slice(0, 12), hostPort: st.hostPort };
+        return { id, name: id.slice(0, 12), hostPort: st.hostPort, ...(st.address ? { address: st.address } : {}) };
       }),
     );
     for (const c of restarted) if (c) running.push(c);
@@ -84,4 +85,17 @@ export async function startWebContainers(
 /** `docker stop` of each container, kept for the next start; gone or already stopped is fine. */
 export async function stopWebContainers(runtime: ContainerRuntime, ids: string[]): Promise<void> {
   await Promise.all(ids.map((id) => runtime.stop(id, STOP_GRACE_SECONDS)));
+}
+
+/**
+ * Where the ingress sends an environment's traffic for one of its
+ * containers: the container's own address on its network and its web port,
+ * which the host reaches directly over the bridge; the port published on
+ * 127.0.0.1 only when the container has no such address. The published port
+ * goes through Docker's userland proxy, which cost more CPU per request than
+ * HAProxy itself (BENCHMARKS.md, "Ingress ratio, re-measured").
+ */
+export function routeTarget(c: { id: string; address?: string; hostPort?: number }, webPort: number): BackendTarget {
+  if (c.address) return { id: c.id, host: c.address, port: webPort };
+  return { id: c.id, host: "127.0.0.1", port: c.hostPort! };
 }

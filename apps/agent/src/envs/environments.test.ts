@@ -183,15 +183,16 @@ describe("sleeping and waking environments (real dockerd + HAProxy)", () => {
     expect(bed.envs.get(bed.slug("sleepy"))?.state).toBe("running");
   });
 
-  it("after an agent restart, points a running environment at its containers' current ports", async () => {
+  it("after an agent restart, points a running environment at its containers' current addresses", async () => {
     const e = bed.envs.get(bed.slug("sleepy"))!;
-    // A container restarted behind the agent's back gets a new host port.
+    // A container restarted behind the agent's back, and a route to where it used to be.
     await bed.runtime.stop(e.containerIds[0]!, 5);
     await bed.runtime.startExisting(e.containerIds[0]!);
+    const st = (await bed.runtime.inspect(e.containerIds[0]!))!;
+    await bed.ingress.switchTraffic(bed.slug("sleepy"), [{ id: e.containerIds[0]!, host: "127.0.0.1", port: st.hostPort! }], { drainTimeoutMs: 100 });
     await bed.startAgentSide();
-    const port = (await bed.runtime.inspect(e.containerIds[0]!))!.hostPort;
     expect(bed.envs.get(bed.slug("sleepy"))?.state).toBe("running");
-    expect((await bed.ingress.current(bed.slug("sleepy"))).map((t) => t.port)).toEqual([port]);
+    expect((await bed.ingress.current(bed.slug("sleepy"))).map((t) => `${t.host}:${t.port}`)).toEqual([`${st.address}:${e.webPort}`]);
     expect(await bed.get("sleepy")).toMatchObject({ status: 200, body: PAGE });
   });
 

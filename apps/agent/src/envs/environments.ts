@@ -4,7 +4,7 @@ import type { ContainerRuntime, ContainerStatus, RunningContainer } from "../doc
 import type { BackendTarget, Ingress } from "../ingress/ingress.js";
 import { probeContainers } from "../steps/probe.step.js";
 import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, EnvironmentState } from "./environment-registry.js";
-import { startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
+import { routeTarget, startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
 import type { WakeService } from "./waker.js";
 
 /** Server slots per backend: room for the old and the new containers of the largest replica count (10). */
@@ -287,12 +287,12 @@ export class Environments implements WakeService {
 
   /** Under the lock: routes a running environment to its containers' current ports when they all run. */
   private async repoint(e: EnvironmentEntry, statuses: Array<ContainerStatus | undefined>): Promise<"same" | "repointed" | "not_running"> {
-    if (statuses.length === 0 || !statuses.every((s) => s?.running && s.hostPort)) return "not_running";
-    const targets = statuses.map((s) => ({ id: s!.id, host: "127.0.0.1", port: s!.hostPort! }));
+    if (statuses.length === 0 || !statuses.every((s) => s?.running && (s.address || s.hostPort))) return "not_running";
+    const targets = statuses.map((s) => routeTarget(s!, e.webPort));
     const routed = await this.opts.ingress.current(e.slug);
-    if (routed.length === targets.length && targets.every((t) => routed.some((r) => r.id === t.id && r.port === t.port))) return "same";
+    if (routed.length === targets.length && targets.every((t) => routed.some((r) => r.id === t.id && r.host === t.host && r.port === t.port))) return "same";
     await this.opts.ingress.switchTraffic(e.slug, targets, { drainTimeoutMs: 1000 });
-    this.log.warn({ env: e.slug, from: routed.map((r) => r.port), to: targets.map((t) => t.port) }, "routed the environment to its containers' current ports");
+    this.log.warn({ env: e.slug, from: routed.map((r) => `${r.host}:${r.port}`), to: targets.map((t) => `${t.host}:${t.port}`) }, "routed the environment to its containers' current ports");
     return "repointed";
   }
 
@@ -303,7 +303,7 @@ export class Environments implements WakeService {
     const ids = containers.map((c) => c.id);
     try {
       await probeContainers(containers, { runtime, probe: e.probe, webPort: e.webPort, logLine, intervalMs: this.opts.wakeProbeIntervalMs ?? 20 });
-      const targets = containers.map((c: RunningContainer) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));
+      const targets = containers.map((c: RunningContainer) => routeTarget(c, e.webPort));
       await this.switchTo(e, targets);
       await registry.update(e.slug, { state: "running", containerIds: ids });
       this.activeAt.set(e.slug, Date.now());
@@ -339,7 +339,7 @@ export class Environments implements WakeService {
     const routed = await this.opts.ingress.current(e.slug);
     if (routed.length > 0) return routed;
     const statuses = await Promise.all(e.containerIds.map((id) => this.opts.runtime.inspect(id)));
-    const targets = statuses.filter((s) => s?.running && s.hostPort).map((s) => ({ id: s!.id, host: "127.0.0.1", port: s!.hostPort! }));
+    const targets = statuses.filter((s) => s?.running && (s.address || s.hostPort)).map((s) => routeTarget(s!, e.webPort));
     if (targets.length === 0) throw new WakeRefused("failed", `environment ${e.app}/${e.environment} has no running container`);
     return targets;
   }

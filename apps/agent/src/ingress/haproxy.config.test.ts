@@ -60,7 +60,7 @@ describe("renderHaproxyConfig", () => {
     const blog = cfg.slice(cfg.indexOf("backend blog--live"), cfg.indexOf("backend shop--test"));
     expect(blog).toBe(
       "backend blog--live\n  balance roundrobin\n  http-request set-header X-Slipway-Backend blog--live\n" +
-        "  server s1 127.0.0.1:1 disabled\n  server s2 127.0.0.1:1 disabled\n  server s3 127.0.0.1:1 disabled\n\n",
+        "  server s1 unassigned.invalid:1 init-addr last,127.0.0.1 disabled\n  server s2 unassigned.invalid:1 init-addr last,127.0.0.1 disabled\n  server s3 unassigned.invalid:1 init-addr last,127.0.0.1 disabled\n\n",
     );
   });
 

@@ -66,7 +66,14 @@ export interface BasicAuthSpec {
   digest: string;
 }
 
-/** One environment backend: `slots` server lines s1…sN, all disabled until the runtime API fills them. */
+/**
+ * One environment backend: `slots` server lines s1…sN, all disabled until the
+ * runtime API fills them. The placeholder address is a name with `init-addr
+ * last,127.0.0.1`: HAProxy then takes a slot's address after a reload from the
+ * server-state file. With a literal IP in the config it restores only the
+ * port, and every target not on 127.0.0.1 (a container's network address, a
+ * drained environment's new host) would point at 127.0.0.1 after a reload.
+ */
 export interface BackendSpec {
   name: string;
   slots: number;
@@ -138,7 +145,7 @@ function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] 
     const digest = b.basicAuth.digest.toUpperCase();
     lines.push(`  http-request auth realm "${realmOf(b.name)}" unless { req.fhdr(authorization),sha2(256),hex -m str ${digest} }`);
   }
-  for (let i = 1; i <= b.slots; i++) lines.push(`  server ${slotName(i)} 127.0.0.1:1 disabled`);
+  for (let i = 1; i <= b.slots; i++) lines.push(`  server ${slotName(i)} unassigned.invalid:1 init-addr last,127.0.0.1 disabled`);
   // A backup server gets requests only while no normal server is up: exactly when the environment sleeps or is stopped.
   if (wakerPort !== undefined) lines.push(`  server ${WAKER_SERVER} 127.0.0.1:${wakerPort} backup`);
   lines.push("");

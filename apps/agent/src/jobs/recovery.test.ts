@@ -96,14 +96,16 @@ describe("recovery after faults (real dockerd + HAProxy)", () => {
     expect(bed.envs.get(bed.slug(env))!.containerIds).toEqual(e.containerIds);
   });
 
-  it("reconcile re-points a running environment whose container Docker restarted on another port", async () => {
+  it("routes to the container's address on its network, and reconcile re-points a route that does not lead there", async () => {
     const [id] = bed.envs.get(bed.slug(env))!.containerIds;
     await bed.runtime.stop(id!, 5);
     await bed.runtime.startExisting(id!);
-    const port = (await bed.runtime.inspect(id!))!.hostPort;
-    expect((await bed.ingress.current(bed.slug(env))).map((t) => t.port)).not.toEqual([port]);
+    const st = (await bed.runtime.inspect(id!))!;
+    expect(st.address).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    // As an agent of an earlier version left it: the published loopback port (through Docker's proxy).
+    await bed.ingress.switchTraffic(bed.slug(env), [{ id: id!, host: "127.0.0.1", port: st.hostPort! }], { drainTimeoutMs: 100 });
     expect(await bed.envs.reconcile()).toEqual([bed.slug(env)]);
-    expect((await bed.ingress.current(bed.slug(env))).map((t) => t.port)).toEqual([port]);
+    expect((await bed.ingress.current(bed.slug(env))).map((t) => `${t.host}:${t.port}`)).toEqual([`${st.address}:8080`]);
     expect(await bed.get(env)).toMatchObject({ status: 200, body: PAGE });
     expect(await bed.envs.reconcile()).toEqual([]);
   });

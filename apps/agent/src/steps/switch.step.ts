@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { environmentSlug } from "@slipway/core";
 import { authOf, BACKEND_SLOTS } from "../envs/environments.js";
+import { routeTarget } from "../envs/env-containers.js";
 import type { BackendTarget } from "../ingress/ingress.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled } from "./context.js";
@@ -23,7 +24,7 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
   }
   return ctx.envs.exclusive(slug, async () => {
     await ctx.ingress.ensureBackend({ name: slug, hostnames: spec.hostnames, basicAuth, maxServers: BACKEND_SLOTS });
-    const targets = ctx.started.map((c) => ({ id: c.id, host: "127.0.0.1", port: c.hostPort! }));
+    const targets = ctx.started.map((c) => routeTarget(c, ctx.webPort!));
     const old = await ctx.ingress.switchTraffic(slug, targets, ctx.pauseMidSwitchMs ? { testPauseMidSwitchMs: ctx.pauseMidSwitchMs } : undefined);
     ctx.switched = true;
     report.logLine(`traffic for ${spec.hostnames.join(", ")} now goes to ${targets.length} new container(s); ${old.length} old one(s) drained`);
