@@ -1,6 +1,6 @@
 import net from "node:net";
 import type { Logger } from "@slipway/core";
-import { parseTrafficLine, TRAFFIC_RING, type TrafficLogLine } from "./traffic-log.js";
+import { parseTrafficLine, TRAFFIC_LOG_MARKER, TRAFFIC_RING, type TrafficLogLine } from "./traffic-log.js";
 
 /** How often the reader checks which worker the admin socket leads to. */
 const POLL_MS = 1000;
@@ -36,7 +36,7 @@ export class TrafficRingReader {
   private startedAt = 0;
   /** Lines counted. */
   received = 0;
-  /** Lines of the ring that were not of the traffic format. */
+  /** Lines with the traffic marker that did not parse (HAProxy's own messages are not counted). */
   malformed = 0;
 
   /** Workers followed right now (a stream is open). */
@@ -131,6 +131,8 @@ export class TrafficRingReader {
   }
 
   private take(w: Worker, raw: string): void {
+    // HAProxy's own messages (a proxy stopping at a reload) go to the same log targets.
+    if (!raw.includes(TRAFFIC_LOG_MARKER)) return;
     const line = parseTrafficLine(raw);
     if (!line) {
       if (this.malformed++ === 0) this.opts.log.warn({ sample: raw.slice(0, 200) }, "ignoring a ring line that is not a traffic log line");
