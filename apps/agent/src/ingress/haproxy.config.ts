@@ -155,8 +155,8 @@ function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] 
 /**
  * The request log goes to an in-memory ring, not to a socket: no system call
  * per request in HAProxy, and the agent reads many lines per read through
- * `show events <ring> -w` on the admin socket (a UDP datagram per request
- * cost 8-15 % of the ingress throughput on 2 cores). HAProxy never blocks on
+ * `show events <ring> -w` on the admin socket, where a UDP datagram per
+ * request meant an event per request in the agent. HAProxy never blocks on
  * it: when the agent reads too slowly the oldest lines are overwritten.
  */
 function trafficLogGlobal(enabled: boolean | undefined): string[] {
