@@ -104,6 +104,8 @@ export async function startAgent(
   // The waker listens first: its port is part of the HAProxy config.
   const waker = new Waker(hostLog.child({ component: "waker" }));
   const wakerPort = await waker.listen(config.wakerPort);
+  // Likewise the traffic log receiver: HAProxy sends it one line per request.
+  const traffic = await startTrafficCollector(config.metricsLogPort, hostLog.child({ component: "metrics" }));
   const ingress =
     adapters.ingress ??
     new HaproxyIngress({
@@ -111,12 +113,10 @@ export async function startAgent(
       httpPort: config.ingressHttpPort,
       bindAddress: config.ingressBind,
       wakerPort,
-      trafficLog: true,
+      trafficLogPort: traffic.port,
       logger: hostLog.child({ component: "ingress" }),
     });
   await ingress.start();
-  // HAProxy writes one line per request into a ring; the collector follows it through the admin socket.
-  const traffic = startTrafficCollector(ingress instanceof HaproxyIngress ? ingress.adminSocket : path.join(config.stateDir, "haproxy", "admin.sock"), hostLog.child({ component: "metrics" }));
   const registry = new EnvironmentRegistry(config.stateDir);
   await registry.load();
   const envs = new Environments({ hostId: identity.hostId, registry, runtime, ingress, log: hostLog.child({ component: "environments" }) });

@@ -9,8 +9,8 @@ describe("agent configuration", () => {
     expect(loadConfig({ SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS: "2", SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS: "1500" })).toMatchObject({ reconcileIntervalMs: 2000, testPauseBeforeSwitchMs: 1500 });
   });
   it("has metrics defaults and reads the metrics settings", () => {
-    expect(loadConfig({})).toMatchObject({ metricsIntervalMs: 10_000 });
-    expect(loadConfig({ SLIPWAY_METRICS_INTERVAL_MS: "500" })).toMatchObject({ metricsIntervalMs: 500 });
+    expect(loadConfig({})).toMatchObject({ metricsIntervalMs: 10_000, metricsLogPort: 0 });
+    expect(loadConfig({ SLIPWAY_METRICS_INTERVAL_MS: "500", SLIPWAY_AGENT_METRICS_LOG_PORT: "7791" })).toMatchObject({ metricsIntervalMs: 500, metricsLogPort: 7791 });
   });
   it("reads the waker port", () => {
     expect(loadConfig({ SLIPWAY_AGENT_WAKER_PORT: "7790" }).wakerPort).toBe(7790);
@@ -27,6 +27,7 @@ describe("agent configuration", () => {
     ["SLIPWAY_AGENT_WAKER_PORT", "-1"],
     ["SLIPWAY_METRICS_INTERVAL_MS", "50"],
     ["SLIPWAY_METRICS_INTERVAL_MS", "ten"],
+    ["SLIPWAY_AGENT_METRICS_LOG_PORT", "65536"],
     ["SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", "1.5"],
     ["SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", "700000"],
   ])("rejects %s=%s naming the variable", (name, value) => {

@@ -38,6 +38,8 @@ export interface AgentConfig {
   testPauseMidSwitchMs: number;
   /** How often container and ingress metrics are sampled and pushed. */
   metricsIntervalMs: number;
+  /** UDP port on 127.0.0.1 where HAProxy sends one log line per request; 0 = any free port. */
+  metricsLogPort: number;
 }
 
 export const AGENT_VERSION = "0.1.0";
@@ -88,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     shutdownGraceMs: int(env, "SLIPWAY_AGENT_SHUTDOWN_GRACE_SECONDS", 30, 0, 3600) * 1000,
     wakerPort: int(env, "SLIPWAY_AGENT_WAKER_PORT", 0, 0, 65535),
     metricsIntervalMs: int(env, "SLIPWAY_METRICS_INTERVAL_MS", 10_000, 100, 3_600_000),
+    metricsLogPort: int(env, "SLIPWAY_AGENT_METRICS_LOG_PORT", 0, 0, 65535),
     reconcileIntervalMs: int(env, "SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", 5, 0, 3600) * 1000,
     testPauseBeforeSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", 0, 0, 600_000),
     testPauseMidSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS", 0, 0, 600_000),

@@ -6,7 +6,7 @@
 import net from "node:net";
 import path from "node:path";
 import { StepFailure } from "@slipway/core";
-import { TRAFFIC_LOG_FORMAT, TRAFFIC_RING } from "../metrics/traffic-log.js";
+import { TRAFFIC_LOG_FORMAT } from "../metrics/traffic-log.js";
 import type { BackendConfig, BackendTarget } from "./ingress.js";
 
 /** Name of the backend that answers requests for unknown host names. */
@@ -93,8 +93,8 @@ export interface HaproxyConfigSpec {
   backends: BackendSpec[];
   /** Port of the agent's waker on 127.0.0.1, rendered as every backend's backup server; none when unset. */
   wakerPort?: number;
-  /** One log line per request into the ring the agent reads (its traffic metrics); no request log when unset. */
-  trafficLog?: boolean;
+  /** UDP port on 127.0.0.1 that receives one log line per request (the agent's traffic metrics); no request log when unset. */
+  trafficLogPort?: number;
   /** Upper bound on the life of a previous worker after a reload (default 300). */
   hardStopAfterSeconds?: number;
 }
@@ -152,27 +152,23 @@ function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] 
   return lines;
 }
 
-/**
- * The request log goes to an in-memory ring, not to a socket: no system call
- * per request in HAProxy, and the agent reads many lines per read through
- * `show events <ring> -w` on the admin socket, where a UDP datagram per
- * request meant an event per request in the agent. HAProxy never blocks on
- * it: when the agent reads too slowly the oldest lines are overwritten.
- */
-function trafficLogGlobal(enabled: boolean | undefined): string[] {
-  if (!enabled) return [];
-  return [`  log ring@${TRAFFIC_RING} len 1024 format raw local0 info`];
+function validPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
 }
 
-/** 2 MB: about 50,000 lines, many seconds of reading even at thousands of requests per second. */
-function trafficRing(enabled: boolean | undefined): string[] {
-  if (!enabled) return [];
-  return ["", `ring ${TRAFFIC_RING}`, '  description "one line per request, read by the Slipway agent"', "  format raw", "  maxlen 1024", "  size 2097152"];
+/**
+ * UDP, `format raw` (the bare line, no syslog header): HAProxy never blocks on
+ * it, so an agent that is down costs log lines, not requests.
+ */
+function trafficLogGlobal(port: number | undefined): string[] {
+  if (port === undefined) return [];
+  if (!validPort(port)) throw new Error(`invalid traffic log port ${port}`);
+  return [`  log 127.0.0.1:${port} len 4096 format raw local0 info`];
 }
 
 /** dontlognull: connections that never sent a request (port checks, pre-connects) are not requests. */
-function trafficLogDefaults(enabled: boolean | undefined): string[] {
-  if (!enabled) return [];
+function trafficLogDefaults(port: number | undefined): string[] {
+  if (port === undefined) return [];
   return ["  log global", "  option dontlognull", `  log-format "${TRAFFIC_LOG_FORMAT}"`];
 }
 
@@ -201,12 +197,11 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     // its next response. hard-stop-after bounds how long an old worker lives.
     "  close-spread-time infinite",
     `  hard-stop-after ${hardStop}s`,
-    ...trafficLogGlobal(spec.trafficLog),
-    ...trafficRing(spec.trafficLog),
+    ...trafficLogGlobal(spec.trafficLogPort),
     "",
     "defaults",
     "  mode http",
-    ...trafficLogDefaults(spec.trafficLog),
+    ...trafficLogDefaults(spec.trafficLogPort),
     "  option forwardfor",
     "  option redispatch",
     "  retries 3",

@@ -28,8 +28,8 @@ export interface HaproxyIngressOptions {
    * A changed port changes the config, so an adopted proxy is reloaded.
    */
   wakerPort?: number;
-  /** One log line per request into the ring the agent's traffic reader follows (traffic-ring.reader.ts). */
-  trafficLog?: boolean;
+  /** UDP port on 127.0.0.1 of the agent's traffic log receiver; a changed port reloads an adopted proxy, like the waker's. */
+  trafficLogPort?: number;
 }
 
 /**
@@ -50,7 +50,7 @@ export class HaproxyIngress implements Ingress {
   private readonly readyTimeoutMs: number;
   private readonly runtime: HaproxyRuntime;
   private readonly wakerPort: number | undefined;
-  private readonly trafficLog: boolean;
+  private readonly trafficLogPort: number | undefined;
   private state: IngressStructure = { version: 1, backends: {} };
   /** The config the running master has loaded; undefined when not running. */
   private appliedConfig: string | undefined;
@@ -66,12 +66,7 @@ export class HaproxyIngress implements Ingress {
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.runtime = new HaproxyRuntime(this.paths.adminSocket, this.paths.masterSocket);
     this.wakerPort = opts.wakerPort;
-    this.trafficLog = opts.trafficLog === true;
-  }
-
-  /** The admin socket of the current worker (the traffic reader follows the request log through it). */
-  get adminSocket(): string {
-    return this.paths.adminSocket;
+    this.trafficLogPort = opts.trafficLogPort;
   }
 
   /** PID of the HAProxy master this adapter runs or adopted. */
@@ -402,7 +397,7 @@ export class HaproxyIngress implements Ingress {
       httpPort: this.httpPort,
       backends: backendSpecs(s),
       ...(this.wakerPort !== undefined ? { wakerPort: this.wakerPort } : {}),
-      ...(this.trafficLog ? { trafficLog: true } : {}),
+      ...(this.trafficLogPort !== undefined ? { trafficLogPort: this.trafficLogPort } : {}),
     });
   }
 

@@ -3,21 +3,21 @@ import type { ContainerRuntime } from "../docker/container-runtime.js";
 import { ContainerSampler, DockerStatsReader, type ContainerStatsReader } from "./container-stats.js";
 import { MetricsReporter, type MetricsSink } from "./metrics.reporter.js";
 import { TrafficAggregator } from "./traffic.aggregator.js";
-import { TrafficRingReader } from "./traffic-ring.reader.js";
+import { TrafficLogReceiver } from "./traffic-log.receiver.js";
 
-/** The traffic side: HAProxy's request log, followed in its ring, counted per backend. */
+/** The traffic side, started before the ingress because its port is part of the HAProxy config. */
 export interface TrafficCollector {
+  port: number;
   aggregator: TrafficAggregator;
-  reader: TrafficRingReader;
   close(): Promise<void>;
 }
 
-/** Follows the request log of the HAProxy whose admin socket is `socket` (the ingress must render `trafficLog`). */
-export function startTrafficCollector(socket: string, log: Logger): TrafficCollector {
+/** Listens for HAProxy's request log on 127.0.0.1:port (0 = any free port). */
+export async function startTrafficCollector(port: number, log: Logger): Promise<TrafficCollector> {
   const aggregator = new TrafficAggregator();
-  const reader = new TrafficRingReader({ socket, onLine: (line) => aggregator.record(line), log });
-  reader.start();
-  return { aggregator, reader, close: async () => reader.close() };
+  const receiver = new TrafficLogReceiver((line) => aggregator.record(line), log);
+  const bound = await receiver.listen(port);
+  return { port: bound, aggregator, close: () => receiver.close() };
 }
 
 /**

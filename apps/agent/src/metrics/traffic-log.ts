@@ -1,25 +1,20 @@
 /**
- * The one-line-per-request log HAProxy writes to its in-memory ring for the
- * agent (read with `show events`, see traffic-ring.reader.ts), and its parser. The renderer (ingress/haproxy.config.ts) writes TRAFFIC_LOG_FORMAT
+ * The one-line-per-request log HAProxy sends to the agent over UDP, and its
+ * parser. The renderer (ingress/haproxy.config.ts) writes TRAFFIC_LOG_FORMAT
  * into the config; parseTrafficLine reads what it produces. Both sides live
  * here so the format and the parser cannot drift apart.
  */
 
 /** First token of every line: names the format and its version, so a line of another shape (or sender) is ignored. */
-export const TRAFFIC_LOG_MARKER = "slipway2";
-
-/** The HAProxy ring the lines go to. */
-export const TRAFFIC_RING = "slipway_traffic";
+export const TRAFFIC_LOG_MARKER = "slipway1";
 
 /**
- * HAProxy log-format: backend, server, status code, %Ta, the request's active
- * time (first byte of the request to the last byte of the response, without
- * the idle time of a keep-alive connection that %Tt would include), and %rt,
- * the worker's request counter: unique per request within a worker, so a
- * reader that reads the ring again after reconnecting counts no line twice.
+ * HAProxy log-format: backend, server, status code and %Ta, the request's
+ * active time (first byte of the request to the last byte of the response,
+ * without the idle time of a keep-alive connection that %Tt would include).
  * Backend and server names never contain spaces (see isValidBackendName).
  */
-export const TRAFFIC_LOG_FORMAT = `${TRAFFIC_LOG_MARKER} %b %s %ST %Ta %rt`;
+export const TRAFFIC_LOG_FORMAT = `${TRAFFIC_LOG_MARKER} %b %s %ST %Ta`;
 
 /** One request as HAProxy logged it. */
 export interface TrafficLogLine {
@@ -30,8 +25,6 @@ export interface TrafficLogLine {
   status: number;
   /** Active time in ms; -1 when the request did not complete. */
   activeMs: number;
-  /** The worker's request counter (%rt). */
-  seq: number;
 }
 
 const NAME = /^[A-Za-z0-9._<>:-]{1,128}$/;
@@ -47,12 +40,12 @@ export function parseTrafficLine(raw: string): TrafficLogLine | undefined {
   const at = raw.indexOf(TRAFFIC_LOG_MARKER + " ");
   if (at < 0) return undefined;
   const fields = raw.slice(at).trim().split(" ");
-  if (fields.length !== 6) return undefined;
-  const [, backend, server, status, active, seq] = fields as [string, string, string, string, string, string];
-  if (!NAME.test(backend) || !NAME.test(server) || !INT.test(status) || !INT.test(active) || !/^\d{1,15}$/.test(seq)) return undefined;
+  if (fields.length !== 5) return undefined;
+  const [, backend, server, status, active] = fields as [string, string, string, string, string];
+  if (!NAME.test(backend) || !NAME.test(server) || !INT.test(status) || !INT.test(active)) return undefined;
   const st = Number(status);
   const ms = Number(active);
   if (st !== -1 && (st < 100 || st > 599)) return undefined;
   if (ms < -1) return undefined;
-  return { backend, server, status: st, activeMs: ms, seq: Number(seq) };
+  return { backend, server, status: st, activeMs: ms };
 }
