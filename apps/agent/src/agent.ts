@@ -17,6 +17,7 @@ import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { runDataJob } from "./data/data.runner.js";
 import { LogServer } from "./logs/log-server.js";
+import { connect } from "@nats-io/transport-node";
 import { ShellServer } from "./logs/shell-server.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
@@ -220,10 +221,12 @@ export async function startAgent(
     handler,
   );
   await consumer.start();
-  const logServer = new LogServer({ natsUrl: config.natsUrl ?? identity.natsUrl, hostId: identity.hostId, log: hostLog.child({ component: "logs" }) });
-  await logServer.start();
-  const shellServer = new ShellServer({ natsUrl: config.natsUrl ?? identity.natsUrl, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "shell" }) });
-  await shellServer.start();
+  // Runtime logs and shells are NATS core requests addressed to this host: one connection serves both.
+  const requests = await connect({ servers: config.natsUrl ?? identity.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-requests-${identity.hostId}` });
+  const logServer = new LogServer({ nc: requests, hostId: identity.hostId, log: hostLog.child({ component: "logs" }) });
+  logServer.start();
+  const shellServer = new ShellServer({ nc: requests, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "shell" }) });
+  shellServer.start();
   hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
 
   return {
@@ -232,8 +235,9 @@ export async function startAgent(
     envs,
     wakerPort,
     stop: async () => {
-      await logServer.stop();
-      await shellServer.stop();
+      logServer.stop();
+      shellServer.stop();
+      await requests.drain().catch(() => undefined);
       await consumer.stop(config.shutdownGraceMs);
       await sleeper.stop();
       await reconciler.stop();

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { VARIABLE_KEY_PATTERN } from "@slipway/core";
+import { VARIABLE_KEY_PATTERN, formatLabels } from "@slipway/core";
 import { ApiError, Client, UnreachableError } from "./client.js";
 import { configPath, normalizeUrl, removeCredentials, resolveCredentials, saveCredentials, UsageError } from "./config.js";
 import { ago, duration, table } from "./format.js";
@@ -330,7 +330,7 @@ const COMMANDS: Command[] = [
             ["commit", e.deployedCommit ?? "-"],
             ["image", e.image ?? "-"],
             ...(e.status.lastDeployment ? [["last deployment", `${e.status.lastDeployment.state} ${ago(e.status.lastDeployment.finishedAt)}`]] : []),
-            ...(Object.keys(e.hostLabels ?? {}).length ? [["host labels", Object.entries(e.hostLabels).map(([k, v]) => `${k}=${v}`).join(",")]] : []),
+            ...(Object.keys(e.hostLabels ?? {}).length ? [["host labels", formatLabels(e.hostLabels)]] : []),
           ],
           { header: false },
         ),
@@ -602,7 +602,7 @@ const COMMANDS: Command[] = [
       print(ctx, hosts, () =>
         table([
           ["ID", "NAME", "STATE", "LABELS", "CPU", "ENVIRONMENTS", "LAST HEARTBEAT"],
-          ...hosts.map((h) => [h.id, h.name, h.state, Object.entries(h.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(",") || "-", `${Math.round((h.load?.cpu ?? 0) * 100)} %`, String(h.environments.length), h.lastHeartbeatAt ? ago(h.lastHeartbeatAt) : "never"]),
+          ...hosts.map((h) => [h.id, h.name, h.state, formatLabels(h.labels ?? {}) || "-", `${Math.round((h.load?.cpu ?? 0) * 100)} %`, String(h.environments.length), h.lastHeartbeatAt ? ago(h.lastHeartbeatAt) : "never"]),
         ]),
       );
       return 0;

@@ -1,6 +1,5 @@
 import { PassThrough } from "node:stream";
 import Dockerode from "dockerode";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { LABELS, type Logger } from "@slipway/core";
 
@@ -32,14 +31,17 @@ export function logsSubject(hostId: string): string {
  * for 30 s, or after 6 h.
  */
 export class LogServer {
-  private nc?: NatsConnection;
   private sub?: Subscription;
   private readonly active = new Set<() => void>();
 
-  constructor(private readonly opts: { natsUrl: string; hostId: string; log: Logger; docker?: Dockerode }) {}
+  /** `nc`: the agent's NATS core connection, shared with the shell server; the agent closes it. */
+  constructor(private readonly opts: { nc: NatsConnection; hostId: string; log: Logger; docker?: Dockerode }) {}
 
-  async start(): Promise<void> {
-    this.nc = await connect({ servers: this.opts.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-logs-${this.opts.hostId}` });
+  private get nc(): NatsConnection {
+    return this.opts.nc;
+  }
+
+  start(): void {
     this.sub = this.nc.subscribe(logsSubject(this.opts.hostId));
     void (async () => {
       for await (const m of this.sub!) {
@@ -53,15 +55,15 @@ export class LogServer {
         }
         void this.serve(req).catch((err: unknown) => {
           this.opts.log.warn({ err: (err as Error).message }, "log stream failed");
-          this.nc?.publish(req.inbox, JSON.stringify({ line: `(log stream failed: ${(err as Error).message})` }));
-          this.nc?.publish(req.inbox, JSON.stringify({ end: true }));
+          this.nc.publish(req.inbox, JSON.stringify({ line: `(log stream failed: ${(err as Error).message})` }));
+          this.nc.publish(req.inbox, JSON.stringify({ end: true }));
         });
       }
     })();
   }
 
   private async serve(req: LogRequest): Promise<void> {
-    const nc = this.nc!;
+    const nc = this.nc;
     const send = (o: unknown) => nc.publish(req.inbox, JSON.stringify(o));
     // Answer at once: a followed log may have no line for a long time.
     send({ start: true });
@@ -139,10 +141,9 @@ export class LogServer {
     }
   }
 
-  async stop(): Promise<void> {
+  stop(): void {
     for (const s of this.active) s();
     this.sub?.unsubscribe();
-    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
   }
 }
 

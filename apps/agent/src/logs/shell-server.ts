@@ -1,7 +1,6 @@
 import { PassThrough, type Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import Dockerode from "dockerode";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import {
   LABELS,
@@ -34,18 +33,21 @@ const OUTPUT_CHUNK = 32 * 1024;
  * stop.
  */
 export class ShellServer {
-  private nc?: NatsConnection;
   private sub?: Subscription;
   private readonly key: string;
   private readonly seen = new Map<string, number>();
   private readonly active = new Set<() => void>();
 
-  constructor(private readonly opts: { natsUrl: string; hostId: string; credential: string; log: Logger; docker?: Dockerode }) {
+  /** `nc`: the agent's NATS core connection, shared with the log server; the agent closes it. */
+  constructor(private readonly opts: { nc: NatsConnection; hostId: string; credential: string; log: Logger; docker?: Dockerode }) {
     this.key = credentialHashOf(opts.credential);
   }
 
-  async start(): Promise<void> {
-    this.nc = await connect({ servers: this.opts.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-shell-${this.opts.hostId}` });
+  private get nc(): NatsConnection {
+    return this.opts.nc;
+  }
+
+  start(): void {
     this.sub = this.nc.subscribe(shellSubject(this.opts.hostId));
     void (async () => {
       for await (const m of this.sub!) {
@@ -59,12 +61,12 @@ export class ShellServer {
         const req = signed?.request;
         if (!verifyShellRequest(this.key, signed) || this.replayed(signed.signature)) {
           this.opts.log.warn({ app: req?.app, environment: req?.environment }, "refused a shell request that is not signed by the control plane, is stale or was replayed");
-          if (typeof req?.inbox === "string" && req.inbox.startsWith("_INBOX.")) this.nc?.publish(req.inbox, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale or replayed"));
+          if (typeof req?.inbox === "string" && req.inbox.startsWith("_INBOX.")) this.nc.publish(req.inbox, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale or replayed"));
           continue;
         }
         void this.serve(req).catch((err: unknown) => {
           this.opts.log.warn({ app: req.app, environment: req.environment, err: (err as Error).message }, "shell session failed");
-          this.nc?.publish(req.inbox, encodeShellFrame(ShellFrame.Error, (err as Error).message));
+          this.nc.publish(req.inbox, encodeShellFrame(ShellFrame.Error, (err as Error).message));
         });
       }
     })();
@@ -80,7 +82,7 @@ export class ShellServer {
   }
 
   private async serve(req: ShellRequest): Promise<void> {
-    const nc = this.nc!;
+    const nc = this.nc;
     const send = (type: number, payload?: Uint8Array | string) => nc.publish(req.inbox, encodeShellFrame(type, payload));
     // Subscribed before anything is answered: input sent right after Started waits here, in order.
     const input = nc.subscribe(`${req.inbox}.*`);
@@ -202,9 +204,8 @@ export class ShellServer {
     }
   }
 
-  async stop(): Promise<void> {
+  stop(): void {
     for (const s of this.active) s();
     this.sub?.unsubscribe();
-    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
   }
 }

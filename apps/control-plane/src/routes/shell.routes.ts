@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import type { FastifyPluginAsync } from "fastify";
-import { ConflictError, InvalidRequestError, ShellFrame, encodeShellFrame } from "@slipway/core";
+import { ConflictError, InvalidRequestError, encodeShellFrame } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import { findHost } from "../repositories/hosts.repository.js";
@@ -69,11 +69,11 @@ export const shellRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay }> = as
       const res = reply.raw;
       const pending: Buffer[] = [];
       let streaming = false;
+      // Frames that come before the response head is written wait here; the response ends when the session does.
       const onFrame = (type: number, payload: Buffer) => {
         const frame = encodeShellFrame(type, payload);
         if (streaming) res.write(frame);
         else pending.push(frame);
-        if (streaming && (type === ShellFrame.Exit || type === ShellFrame.Error)) res.end();
       };
       const session = await relay.open({ id: host.id, credentialHash: host.credential_hash }, { app: a.name, environment: env.name, command, tty: req.query.tty === true, rows: req.query.rows ?? 0, cols: req.query.cols ?? 0 }, onFrame);
       await recordActivity(db, { actor: req.principal.name, app: a.name, environment: env.name, action: "shell.opened", details: { command: command.length ? command : ["/bin/sh"], container: session.container, tty: req.query.tty === true } });
@@ -83,14 +83,10 @@ export const shellRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay }> = as
       res.flushHeaders();
       streaming = true;
       for (const f of pending) res.write(f);
-      if (pending.some((f) => f[0] === ShellFrame.Exit || f[0] === ShellFrame.Error)) res.end();
       const input = req.body as Readable;
       input.on("data", (chunk: Buffer) => session.send(chunk));
       // The client went away (maybe while the session started): the agent ends the command.
-      const stop = () => {
-        session.close();
-        if (!res.writableEnded) res.end();
-      };
+      const stop = () => session.close();
       res.on("close", stop);
       if (res.destroyed || !res.socket || res.socket.destroyed) stop();
       open.add(stop);

@@ -9,6 +9,7 @@ import {
   defaultHostname,
   defaultVariables,
   isValidEnvironmentName,
+  labelsMatch,
 } from "@slipway/core";
 import { json, type Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -236,7 +237,7 @@ export class EnvironmentService {
       if (patch.branch !== undefined && patch.branch !== e.branch) changes.branch = patch.branch;
       if (patch.replicas !== undefined && patch.replicas !== e.replicas) changes.replicas = patch.replicas;
       // New constraints apply at the next deployment: it moves the environment when its host no longer matches.
-      if (patch.hostLabels !== undefined && !sameLabels(patch.hostLabels, e.host_labels)) changes.host_labels = json(patch.hostLabels);
+      if (patch.hostLabels !== undefined && !(labelsMatch(patch.hostLabels, e.host_labels) && labelsMatch(e.host_labels, patch.hostLabels))) changes.host_labels = json(patch.hostLabels);
       if (Object.keys(changes).length) {
         await apps.updateEnvironmentConfig(trx, e.id, changes);
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.changed", details: { ...changes, ...(changes.host_labels !== undefined ? { host_labels: patch.hostLabels } : {}) } });
@@ -347,9 +348,4 @@ function uniqueToConflict(message: string) {
     if ((err as { code?: string }).code === "23505") throw new ConflictError(message);
     throw err;
   };
-}
-
-function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }
