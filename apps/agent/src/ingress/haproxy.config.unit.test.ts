@@ -1,0 +1,132 @@
+import { describe, expect, it } from "vitest";
+import {
+  DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
+  type HaproxyConfigSpec,
+} from "./haproxy.config.js";
+import { parseServersState, withoutServerRows } from "./haproxy-runtime.js";
+
+const paths = haproxyPaths("/var/lib/slipway/ingress");
+// sha256("Basic " + base64("bob:s3cret")), as the control plane sends it (lowercase).
+const digest = "4576f6431f4b3746cdbcdaa55844ffc7ce88979e2b457b723fabb2389df0d8ea";
+
+function spec(over: Partial<HaproxyConfigSpec> = {}): HaproxyConfigSpec {
+  return {
+    paths,
+    bindAddress: "127.0.0.1",
+    httpPort: 8080,
+    backends: [
+      { name: "shop--test", slots: 2, basicAuth: { username: "bob", digest } },
+      { name: "blog--live", slots: 3 },
+    ],
+    ...over,
+  };
+}
+
+describe("renderHaproxyConfig", () => {
+  const cfg = renderHaproxyConfig(spec());
+
+  it("runs master-worker with an admin socket that hands listeners over and a server state file", () => {
+    expect(cfg).toContain("  master-worker\n");
+    expect(cfg).toContain("  stats socket /var/lib/slipway/ingress/admin.sock mode 600 level admin expose-fd listeners\n");
+    expect(cfg).toContain("  server-state-file /var/lib/slipway/ingress/server-state\n");
+    expect(cfg).toContain("  load-server-state-from-file global\n");
+  });
+
+  it("has retrying, reusing HTTP defaults", () => {
+    for (const line of ["mode http", "option redispatch", "retries 3", "retry-on conn-failure empty-response response-timeout", "http-reuse safe", "option forwardfor", "timeout connect 5s"]) {
+      expect(cfg).toContain(`  ${line}\n`);
+    }
+  });
+
+  it("routes by Host through the map and answers 404 for unknown hosts", () => {
+    expect(cfg).toContain("  bind 127.0.0.1:8080\n");
+    expect(cfg).toContain("  use_backend %[req.hdr(host),lower,word(1,:),map(/var/lib/slipway/ingress/hosts.map)]\n");
+    expect(cfg).toContain(`  default_backend ${DEFAULT_BACKEND}\n`);
+    expect(cfg).toContain('http-request return status 404 content-type text/plain string "no environment is served at this host name"');
+  });
+
+  it("closes old-worker connections after a response instead of while idle", () => {
+    expect(cfg).toContain("  close-spread-time infinite\n");
+    expect(cfg).toContain("  http-after-response set-header Connection close if { stopping }\n");
+    expect(cfg).toContain("  hard-stop-after 300s\n");
+  });
+
+  it("renders one backend per environment with disabled placeholder slots, sorted by name", () => {
+    expect(cfg.indexOf("backend blog--live")).toBeLessThan(cfg.indexOf("backend shop--test"));
+    const blog = cfg.slice(cfg.indexOf("backend blog--live"), cfg.indexOf("backend shop--test"));
+    expect(blog).toBe(
+      "backend blog--live\n  balance roundrobin\n  http-request set-header X-Slipway-Backend blog--live\n" +
+        "  server s1 unassigned.invalid:1 init-addr last,127.0.0.1 disabled\n  server s2 unassigned.invalid:1 init-addr last,127.0.0.1 disabled\n  server s3 unassigned.invalid:1 init-addr last,127.0.0.1 disabled\n\n",
+    );
+  });
+
+  it("protects a backend with basic auth by the uppercase digest of the Authorization header", () => {
+    expect(cfg).toContain(`  http-request auth realm "shop-test" unless { req.fhdr(authorization),sha2(256),hex -m str ${digest.toUpperCase()} }\n`);
+    expect(cfg.slice(cfg.indexOf("backend blog--live"), cfg.indexOf("backend shop--test"))).not.toContain("auth");
+    expect(cfg).not.toContain("userlist");
+  });
+
+  it("adds the waker as every backend's backup server when it has a port", () => {
+    expect(cfg).not.toContain("waker");
+    const withWaker = renderHaproxyConfig(spec({ wakerPort: 40123 }));
+    expect(withWaker.match(/  server waker 127\.0\.0\.1:40123 backup\n/g)).toHaveLength(2);
+    expect(() => renderHaproxyConfig(spec({ wakerPort: 0 }))).toThrow(/waker port/);
+  });
+
+  it("is deterministic", () => {
+    expect(renderHaproxyConfig(spec({ backends: [...spec().backends].reverse() }))).toBe(cfg);
+  });
+
+  it("rejects what it cannot render safely", () => {
+    expect(() => renderHaproxyConfig(spec({ httpPort: 0 }))).toThrow(/port/);
+    expect(() => renderHaproxyConfig(spec({ bindAddress: "0.0.0.0 ssl" }))).toThrow(/bind address/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "Bad Name", slots: 1 }] }))).toThrow(/backend name/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: DEFAULT_BACKEND, slots: 1 }] }))).toThrow(/backend name/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 0 }] }))).toThrow(/slots/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1 }, { name: "a", slots: 1 }] }))).toThrow(/duplicate/);
+    expect(() => renderHaproxyConfig(spec({ backends: [{ name: "a", slots: 1, basicAuth: { username: "x", digest: "abc" } }] }))).toThrow(/digest/);
+    expect(() => haproxyPaths("/tmp/with space")).toThrow(/state dir/);
+    expect(() => haproxyPaths("/tmp/" + "x".repeat(120))).toThrow(/too long/);
+  });
+});
+
+describe("renderHostMap", () => {
+  it("writes sorted host -> backend lines", () => {
+    expect(renderHostMap({ "b.example.com": "shop--live", "a.localhost": "shop--test" })).toBe(
+      "# Rendered by the Slipway agent: host name -> backend.\na.localhost shop--test\nb.example.com shop--live\n",
+    );
+  });
+  it("rejects hosts that are not lowercase DNS names", () => {
+    expect(() => renderHostMap({ "Shop.example.com": "a" })).toThrow(/host name/);
+    expect(() => renderHostMap({ "a.example.com:80": "a" })).toThrow(/host name/);
+    expect(() => renderHostMap({ "a b": "a" })).toThrow(/host name/);
+  });
+});
+
+describe("helpers", () => {
+  it("names slots positionally", () => {
+    expect(slotName(3)).toBe("s3");
+    expect(slotIndex("s12")).toBe(12);
+    expect(slotIndex("s0")).toBeUndefined();
+    expect(slotIndex("BACKEND")).toBeUndefined();
+  });
+  it("drops the waker's rows from a server state dump, so a reload takes its port from the config", () => {
+    const dump = [
+      "1",
+      "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord",
+      "3 a--b 1 s1 127.0.0.1 2 0 1 1 5 1 0 0 0 0 0 0 - 4001 -",
+      "3 a--b 21 waker 127.0.0.1 2 0 1 1 5 1 0 0 0 0 0 0 - 40123 -",
+      "",
+    ].join("\n");
+    const kept = parseServersState(withoutServerRows(dump, "waker"));
+    expect(kept.map((s) => `${s.backend}/${s.server}:${s.port}`)).toEqual(["a--b/s1:4001"]);
+    expect(withoutServerRows(dump, "waker").startsWith("1\n# be_id")).toBe(true);
+  });
+
+  it("checks digests and derives realms", () => {
+    expect(isValidDigest(digest)).toBe(true);
+    expect(isValidDigest(digest.toUpperCase())).toBe(true);
+    expect(isValidDigest("hunter2")).toBe(false);
+    expect(realmOf("shop--qa")).toBe("shop-qa");
+  });
+});
