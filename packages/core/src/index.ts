@@ -8,3 +8,4 @@ export * from "./variables.js";
 export * from "./retention.js";
 export * from "./process.js";
 export * from "./shell.js";
+export * from "./environment-state.js";
