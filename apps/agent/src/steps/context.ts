@@ -6,6 +6,12 @@ import type { SourceRepository } from "../git/source-repository.js";
 import type { JobReporter } from "../report/job-reporter.js";
 import type { Environments } from "../envs/environments.js";
 
+/** What the steps and the runner report through (JobReporter in the agent, a fake in unit tests). */
+export type DeployReporter = Pick<JobReporter, "heading" | "logLine" | "step" | "progress" | "backup" | "facts" | "result" | "cancelRequested">;
+
+/** What the steps use of the agent's environments (Environments in the agent, a fake in unit tests). */
+export type DeployEnvironments = Pick<Environments, "exclusive" | "get" | "recordDeployment">;
+
 /** Everything a deployment's steps share; each step reads what it needs and fills in what it learns. */
 export interface DeployContext {
   spec: DeploySpec;
@@ -15,8 +21,8 @@ export interface DeployContext {
   ingress: Ingress;
   git: SourceRepository;
   /** The environments this agent serves: the switch records the deployment there, under the environment's lock. */
-  envs: Environments;
-  report: JobReporter;
+  envs: DeployEnvironments;
+  report: DeployReporter;
   log: Logger;
   /** Aborted when the job must stop (cancel or agent shutdown). */
   signal: AbortSignal;
@@ -29,6 +35,8 @@ export interface DeployContext {
   switched: boolean;
   /** The job ran here before and reported events: its agent died mid-deployment and JetStream redelivered it. */
   earlierAttempt?: boolean;
+  /** Sends one startup probe, resolving with the HTTP status (default: GET 127.0.0.1:<port><path>); unit tests pass a fake. */
+  sendProbe?: (port: number, path: string, timeoutMs: number) => Promise<number>;
   /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS): wait this long before switching traffic. */
   pauseBeforeSwitchMs?: number;
   /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS): wait this long once the new servers are ready and the old ones draining. */

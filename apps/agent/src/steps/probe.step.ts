@@ -8,7 +8,10 @@ import { checkCancelled } from "./context.js";
 /** The pause between two probes of one container. */
 const PROBE_INTERVAL_MS = 200;
 
-function probeOnce(port: number, path: string, timeoutMs: number): Promise<number> {
+/** Sends one probe to 127.0.0.1:<port> and resolves with the status; rejects on no answer within timeoutMs. */
+export type ProbeRequest = (port: number, path: string, timeoutMs: number) => Promise<number>;
+
+const probeOnce: ProbeRequest = (port, path, timeoutMs) => {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: "127.0.0.1", port, path, timeout: timeoutMs, agent: false, headers: { "user-agent": "slipway-startup-probe" } }, (res) => {
       res.resume();
@@ -17,7 +20,7 @@ function probeOnce(port: number, path: string, timeoutMs: number): Promise<numbe
     req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on("error", reject);
   });
-}
+};
 
 /** What probing needs, without a deployment around it (a wake probes too). */
 export interface ProbeOptions {
@@ -29,6 +32,8 @@ export interface ProbeOptions {
   check?: () => void;
   /** Pause between two probes of one container (default 200 ms). */
   intervalMs?: number;
+  /** Sends one probe (default: an HTTP GET to the published port); unit tests pass a fake. */
+  send?: ProbeRequest;
 }
 
 /**
@@ -50,12 +55,14 @@ export async function probeStep(ctx: DeployContext): Promise<void> {
     webPort: ctx.webPort!,
     logLine: (line) => ctx.report.logLine(line),
     check: () => checkCancelled(ctx),
+    ...(ctx.sendProbe ? { send: ctx.sendProbe } : {}),
   });
 }
 
 async function probeContainer(c: RunningContainer, ranges: ReturnType<typeof parseStatusRanges>, opts: ProbeOptions): Promise<void> {
   const { probe: p, runtime, logLine } = opts;
   const interval = opts.intervalMs ?? PROBE_INTERVAL_MS;
+  const send = opts.send ?? probeOnce;
   const deadline = Date.now() + p.startupTimeoutMs;
   const started = Date.now();
   let last = "no probe sent yet";
@@ -71,7 +78,7 @@ async function probeContainer(c: RunningContainer, ranges: ReturnType<typeof par
     const remaining = deadline - Date.now();
     if (remaining <= 0) break;
     try {
-      const code = await probeOnce(c.hostPort!, p.path, Math.min(p.probeTimeoutMs, remaining));
+      const code = await send(c.hostPort!, p.path, Math.min(p.probeTimeoutMs, remaining));
       if (statusAccepted(ranges, code)) {
         logLine(`${c.name}: GET ${p.path} answered ${code} after ${attempt} probe(s) in ${((Date.now() - started) / 1000).toFixed(2)} s`);
         return;

@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
+import { startStep } from "./start.step.js";
+import { HOST_ID, fakeDeployment } from "../testing/deploy.fixture.js";
+
+const IMAGE = "slipway/shop:new";
+
+function built(spec: Parameters<typeof fakeDeployment>[0]["spec"] = {}, exposed: number[] = [5000]) {
+  const d = fakeDeployment({ spec });
+  d.ctx.image = IMAGE;
+  d.runtime.images.set(IMAGE, { id: "sha256:new", exposedPorts: exposed });
+  return d;
+}
+
+describe("start step", () => {
+  it("starts the replicas beside the old containers, on the environment's network, publishing the image's EXPOSEd port", async () => {
+    const d = built({ replicas: 3 });
+    await startStep(d.ctx);
+    const network = environmentNetwork("shop", "test", HOST_ID);
+    expect(d.runtime.networks.has(network)).toBe(true);
+    const specs = d.runtime.callsOf("start").map((a) => a[0]);
+    expect(specs).toHaveLength(3);
+    for (const s of specs) {
+      expect(s).toMatchObject({ image: IMAGE, network, publishPort: 5000, env: { GREETING: "hi", PORT: "5000" } });
+      expect((s as { labels: Record<string, string> }).labels).toMatchObject({ [LABELS.role]: "web", [LABELS.deployment]: "dep-new", [LABELS.host]: HOST_ID });
+    }
+    expect(d.ctx.webPort).toBe(5000);
+    expect(d.ctx.started.map((c) => c.id)).toEqual(d.runtime.withLabels({ [LABELS.deployment]: "dep-new" }).map((c) => c.id));
+    expect(d.report.lines()[0]).toBe("web port 5000 (from the image's EXPOSE)");
+  });
+
+  it("takes the web port from the settings over the image's EXPOSE, and starts at least one replica", async () => {
+    const d = built({ webPort: 8080, replicas: 0 }, [5000]);
+    await startStep(d.ctx);
+    expect(d.ctx.webPort).toBe(8080);
+    expect(d.ctx.started).toHaveLength(1);
+    expect(d.runtime.callsOf("start")[0]![0]).toMatchObject({ publishPort: 8080, env: { PORT: "8080" } });
+  });
+
+  it("fails clearly when the image is missing or has no web port, starting nothing", async () => {
+    const missing = fakeDeployment();
+    missing.ctx.image = IMAGE;
+    await expect(startStep(missing.ctx)).rejects.toMatchObject({ type: "image_not_found", retryable: false });
+
+    const portless = built({}, []);
+    await expect(startStep(portless.ctx)).rejects.toMatchObject({ type: "no_web_port", message: expect.stringMatching(/set 'webPort'/) });
+    expect(portless.runtime.methods()).not.toContain("start");
+  });
+
+  it("keeps the containers it started before a failing one in ctx.started, so they can be removed", async () => {
+    const d = built({ replicas: 3 });
+    d.runtime.fail("start", new StepFailure("container_start_failed", "port allocation failed", true), { after: 1 });
+    await expect(startStep(d.ctx)).rejects.toMatchObject({ type: "container_start_failed", retryable: true });
+    expect(d.ctx.started).toHaveLength(1);
+    expect(d.runtime.containers.has(d.ctx.started[0]!.id)).toBe(true);
+  });
+
+  it("starts no further replica once a cancel is requested", async () => {
+    const d = built({ replicas: 3 });
+    d.runtime.on("start", () => {
+      d.report.cancelRequested = true;
+    });
+    await expect(startStep(d.ctx)).rejects.toMatchObject({ type: "cancelled" });
+    expect(d.ctx.started).toHaveLength(1);
+  });
+});

@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { BACKEND_SLOTS } from "../envs/environments.js";
+import { switchStep } from "./switch.step.js";
+import { fakeDeployment, withCurrentDeployment, type FakeDeployment } from "../testing/deploy.fixture.js";
+
+const IMAGE = "slipway/shop:new";
+const digest = "4576f6431f4b3746cdbcdaa55844ffc7ce88979e2b457b723fabb2389df0d8ea";
+
+/** A deployment whose new containers are started and probed, ready to switch. */
+function probed(spec: Parameters<typeof fakeDeployment>[0]["spec"] = {}, replicas = 2): FakeDeployment {
+  const d = fakeDeployment({ spec: { replicas, ...spec } });
+  d.ctx.image = IMAGE;
+  d.ctx.webPort = 5000;
+  for (let i = 0; i < replicas; i++) {
+    const c = d.runtime.addContainer({ image: IMAGE, labels: {} });
+    d.ctx.started.push({ id: c.id, name: c.name, hostPort: c.hostPort!, address: c.address! });
+  }
+  return d;
+}
+
+describe("switch step", () => {
+  it("moves all traffic to the new containers in one switch and returns the replaced targets", async () => {
+    const d = probed();
+    const old = withCurrentDeployment(d, 2);
+    const replaced = await switchStep(d.ctx);
+    expect(replaced).toEqual(old.targets);
+    const targets = d.ctx.started.map((c) => ({ id: c.id, host: c.address, port: 5000 }));
+    expect(d.ingress.callsOf("switchTraffic")).toEqual([[d.slug, targets, undefined]]);
+    expect(d.ingress.routed(d.slug)).toEqual(targets);
+    expect(d.ctx.switched).toBe(true);
+    expect(d.report.lines()).toContain("traffic for shop-test.localhost now goes to 2 new container(s); 2 old one(s) drained");
+  });
+
+  it("configures the backend's host names and basic auth with room for old and new servers, then records the environment under its lock", async () => {
+    const d = probed({ hostnames: ["shop-test.localhost", "test.shop.example"], basicAuth: { username: "bob", digest }, sleepAfterSeconds: 900 });
+    await switchStep(d.ctx);
+    expect(d.ingress.methods().slice(0, 2)).toEqual(["ensureBackend", "switchTraffic"]);
+    expect(d.ingress.backends.get(d.slug)!.config).toEqual({
+      name: d.slug,
+      hostnames: ["shop-test.localhost", "test.shop.example"],
+      basicAuth: { username: "bob", digest },
+      maxServers: BACKEND_SLOTS,
+    });
+    expect(d.envs.recordedUnderLock).toEqual([true]);
+    expect(d.envs.entries.get(d.slug)).toMatchObject({
+      state: "running",
+      image: IMAGE,
+      webPort: 5000,
+      deploymentId: "dep-new",
+      containerIds: d.ctx.started.map((c) => c.id),
+      basicAuth: { username: "bob", digest },
+      sleepAfterSeconds: 900,
+    });
+    expect(d.envs.variables.get(d.slug)).toEqual({ GREETING: "hi" });
+    expect(d.report.lines()).toEqual(expect.arrayContaining(["basic auth on (user bob)", "sleeps after 900 s without requests"]));
+  });
+
+  it("leaves routing and the recorded environment as they were when the switch fails", async () => {
+    const d = probed();
+    const old = withCurrentDeployment(d);
+    d.ingress.fail("switchTraffic", new Error("admin socket closed"));
+    await expect(switchStep(d.ctx)).rejects.toThrow("admin socket closed");
+    expect(d.ctx.switched).toBe(false);
+    expect(d.ingress.routed(d.slug)).toEqual(old.targets);
+    expect(d.envs.entries.get(d.slug)!.deploymentId).toBe("dep-old");
+  });
+
+  it("counts as switched when recording fails after traffic moved, so the serving containers are kept", async () => {
+    const d = probed();
+    withCurrentDeployment(d);
+    d.envs.fail("recordDeployment", new Error("disk full"));
+    await expect(switchStep(d.ctx)).rejects.toThrow("disk full");
+    expect(d.ctx.switched).toBe(true);
+  });
+
+  it("waits for the environment's lock (a sleep or wake in progress) before moving traffic", async () => {
+    const d = probed();
+    withCurrentDeployment(d);
+    let release!: () => void;
+    const sleeping = d.envs.exclusive(d.slug, () => new Promise<void>((r) => (release = r)));
+    const switching = switchStep(d.ctx);
+    await new Promise((r) => setImmediate(r));
+    expect(d.ingress.methods()).toEqual([]);
+    release();
+    await sleeping;
+    await switching;
+    expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic"]);
+  });
+});
