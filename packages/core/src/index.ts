@@ -9,3 +9,4 @@ export * from "./retention.js";
 export * from "./process.js";
 export * from "./shell.js";
 export * from "./environment-state.js";
+export * from "./protocol.js";
