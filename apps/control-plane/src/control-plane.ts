@@ -29,6 +29,7 @@ import { sql } from "kysely";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { GitCommitCounter } from "./git/git.commit-counter.js";
+import { Lifecycle } from "./services/lifecycle.service.js";
 
 export interface RunningControlPlane {
   httpUrl: string;
@@ -71,11 +72,12 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
 
     const db = database.db;
-    const hosts = new HostService(db, log.child({ component: "hosts" }), { heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, onRevoked: (id) => bus.deleteConsumer(id) });
+    const lifecycle = new Lifecycle(log.child({ component: "lifecycle" }));
+    const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, onRevoked: (id) => bus.deleteConsumer(id) });
     // Runs after the gRPC server closed (cleanups run in reverse): the last beats are written before the database closes.
     cleanups.push(() => hosts.flushHeartbeats());
     const placement = new PlacementService(() => hosts.onlineWindowMs());
-    const publisher = new OutboxPublisher(db, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
+    const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), () => hosts.onlineWindowMs());
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
@@ -84,9 +86,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(async () => store.close());
     await store.ensureBuckets();
     const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
-    const data = new DataService(db, box, provisioner, store, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }) });
-    const environments = new EnvironmentService(db, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data);
-    const deployments = new DeploymentService(db, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
+    const data = new DataService(db, lifecycle, box, provisioner, store, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }) });
+    const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data);
+    const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
       const app = await getAppByName(db, appName);
       const env = await getEnvironment(db, app, envName);
       await data.ensureDatabase(app, env);
@@ -99,8 +101,8 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     pruneMetrics();
     const metricsPruner = setInterval(pruneMetrics, 10 * 60_000);
     cleanups.push(async () => clearInterval(metricsPruner));
-    const reports = new JobReportService(db, log.child({ component: "reports" }), () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
-    const drains = new DrainService(db, deployments, placement, log.child({ component: "drain" }));
+    const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
+    const drains = new DrainService(db, lifecycle, deployments, placement, log.child({ component: "drain" }));
     const logRelay = new LogRelay(() => natsUrl!, log.child({ component: "logs" }));
     cleanups.push(() => logRelay.close());
     const shellRelay = new ShellRelay(() => logRelay.conn(), log.child({ component: "shell" }));

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "kysely";
-import { testControlPlane, type DbKind, type TestControlPlane } from "./testing/harness.js";
+import { setEnvironmentRow, testControlPlane, type DbKind, type TestControlPlane } from "./testing/harness.js";
 import { insertHost } from "./repositories/hosts.repository.js";
-import { getAppByName, getEnvironment, updateEnvironmentRuntime } from "./repositories/apps.repository.js";
+import { getAppByName, getEnvironment } from "./repositories/apps.repository.js";
 
 // Label constraints: an environment runs only on hosts with all its `hostLabels`.
 describe.each<DbKind>(["pglite", "postgres"])("placement by host labels (REST, %s)", (kind) => {
@@ -21,7 +21,7 @@ describe.each<DbKind>(["pglite", "postgres"])("placement by host labels (REST, %
     await insertHost(cp.database.db, { id: host(2), name: "h2", labels: { zone: "b" }, credentialHash: "c2", version: "t", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 } });
     await call("POST", "/v1/apps", { name: "busy", repository: "https://x.test/busy.git" });
     const app = await getAppByName(cp.database.db, "busy");
-    for (const e of ["test", "live"]) await updateEnvironmentRuntime(cp.database.db, (await getEnvironment(cp.database.db, app, e)).id, { host_id: host(1) });
+    for (const e of ["test", "live"]) await setEnvironmentRow(cp.database.db, (await getEnvironment(cp.database.db, app, e)).id, { host_id: host(1) });
     await call("POST", "/v1/apps", { name: "shop", repository: "https://x.test/shop.git" });
   });
   afterAll(async () => {
@@ -47,7 +47,7 @@ describe.each<DbKind>(["pglite", "postgres"])("placement by host labels (REST, %
     const qa = await getEnvironment(db, await getAppByName(db, "shop"), "qa");
     // As if the first deployment had succeeded on host 1.
     await db.updateTable("deployments").set({ state: "succeeded" }).where("environment_id", "=", qa.id).execute();
-    await updateEnvironmentRuntime(db, qa.id, { current_image: "slipway/shop:abc", deployed_config_revision: qa.config_revision, last_success_at: new Date() });
+    await setEnvironmentRow(db, qa.id, { current_image: "slipway/shop:abc", deployed_config_revision: qa.config_revision, last_success_at: new Date() });
     const patched = await call("PATCH", "/v1/apps/shop/environments/qa", { hostLabels: { zone: "b" } });
     expect(patched.statusCode).toBe(200);
     expect(patched.json().hostLabels).toEqual({ zone: "b" });
@@ -92,7 +92,7 @@ describe.each<DbKind>(["pglite", "postgres"])("placement by host labels (REST, %
 
     // qa2 (zone=a, disk=ssd) runs on host 1, the only such host: draining host 1 is refused as a whole.
     const qa2 = await getEnvironment(db, await getAppByName(db, "shop"), "qa2");
-    await updateEnvironmentRuntime(db, qa2.id, { host_id: host(1), current_image: "slipway/shop:abc" });
+    await setEnvironmentRow(db, qa2.id, { host_id: host(1), current_image: "slipway/shop:abc" });
     const before = await snapshot();
     const r = await call("POST", `/v1/hosts/${host(1)}/drain`);
     expect(r.statusCode).toBe(409);

@@ -5,6 +5,7 @@ import * as deployments from "../repositories/deployments.repository.js";
 import * as apps from "../repositories/apps.repository.js";
 import type { PlacementService } from "../services/placement.service.js";
 import type { JobBus } from "./job-bus.js";
+import type { Lifecycle } from "../services/lifecycle.service.js";
 
 /**
  * Moves jobs from the outbox table to JetStream. Runs every interval and when
@@ -20,6 +21,7 @@ export class OutboxPublisher {
 
   constructor(
     private readonly db: Db,
+    private readonly lifecycle: Lifecycle,
     private readonly bus: JobBus,
     private readonly placement: PlacementService,
     private readonly log: Logger,
@@ -73,7 +75,7 @@ export class OutboxPublisher {
           continue;
         }
         await deployments.updateJob(this.db, job.id, { host_id: hostId });
-        if (d && env && !env.host_id) await apps.updateEnvironmentRuntime(this.db, env.id, { host_id: hostId });
+        if (d && env && !env.host_id) await this.lifecycle.place(this.db, [env.id], hostId, `its deployment ${d.id} was published`);
       }
       const msg = JobMessage.encode({ jobId: job.id, kind: job.kind, hostId, deploymentId: job.deployment_id ?? "" }).finish();
       try {

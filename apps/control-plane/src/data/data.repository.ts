@@ -1,14 +1,15 @@
-import type { Selectable } from "kysely";
+import { sql, type Selectable } from "kysely";
 import type { Db } from "../db/database.js";
 import type { BackupsTable, ContentCopiesTable } from "../db/schema.js";
+import { insertOrConflict } from "../repositories/unique-violation.js";
 
 export type BackupRow = Selectable<BackupsTable>;
 export type ContentCopyRow = Selectable<ContentCopiesTable>;
 
-export async function insertBackup(db: Db, r: { id: string; app: string; environment: string; environmentId: string; kind: BackupRow["kind"]; database: boolean; media: boolean; prefix: string; requestedBy: string }): Promise<void> {
+export async function insertBackup(db: Db, r: { id: string; app: string; environment: string; environmentId: string; kind: BackupRow["kind"]; database: boolean; media: boolean; prefix: string; requestedBy: string; jobId?: string }): Promise<void> {
   await db
     .insertInto("backups")
-    .values({ id: r.id, app: r.app, environment: r.environment, environment_id: r.environmentId, kind: r.kind, state: "queued", database: r.database, media: r.media, prefix: r.prefix, job_id: null, requested_by: r.requestedBy, created_at: new Date(), finished_at: null })
+    .values({ id: r.id, app: r.app, environment: r.environment, environment_id: r.environmentId, kind: r.kind, state: "queued", database: r.database, media: r.media, prefix: r.prefix, job_id: r.jobId ?? null, requested_by: r.requestedBy, created_at: new Date(), finished_at: null })
     .execute();
 }
 export function findBackup(db: Db, id: string): Promise<BackupRow | undefined> {
@@ -20,9 +21,9 @@ export function listBackups(db: Db, environmentId: string): Promise<BackupRow[]>
 }
 export async function insertContentCopy(
   db: Db,
-  r: { id: string; app: string; source: string; target: string; sourceEnvironmentId: string; targetEnvironmentId: string; kind: "copy" | "restore"; database: boolean; media: boolean; safetyBackupId: string | null; requestedBy: string; deploymentId?: string },
+  r: { id: string; app: string; source: string; target: string; sourceEnvironmentId: string; targetEnvironmentId: string; kind: "copy" | "restore"; database: boolean; media: boolean; safetyBackupId: string | null; requestedBy: string; deploymentId?: string; jobId?: string },
 ): Promise<void> {
-  await db
+  await insertOrConflict(db
     .insertInto("content_copies")
     .values({
       id: r.id,
@@ -37,14 +38,49 @@ export async function insertContentCopy(
       media: r.media,
       phase: null,
       safety_backup_id: r.safetyBackupId,
-      job_id: null,
+      job_id: r.jobId ?? null,
       deployment_id: r.deploymentId ?? null,
       requested_by: r.requestedBy,
       created_at: new Date(),
       finished_at: null,
     })
-    .execute();
+    .execute());
 }
 export function findContentCopy(db: Db, id: string): Promise<ContentCopyRow | undefined> {
   return db.selectFrom("content_copies").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+// ---- what agents report of data work (job-report.service.ts) ----
+
+/** A data job (or a deployment's content step) began: its queued records run. */
+export async function markDataRecordsRunning(db: Db, jobId: string): Promise<void> {
+  await db.updateTable("backups").set({ state: "running" }).where("job_id", "=", jobId).where("state", "=", "queued").execute();
+  await db.updateTable("content_copies").set({ state: "running" }).where("job_id", "=", jobId).where("state", "=", "queued").execute();
+}
+
+export async function recordCopyProgress(db: Db, jobId: string, p: { phase: string; bytes: number; objects: number }): Promise<void> {
+  await db.updateTable("content_copies").set({ state: "running", phase: p.phase, bytes: p.bytes, objects: p.objects }).where("job_id", "=", jobId).execute();
+}
+
+/**
+ * Facts of one part of a backup (database, media): sets only what this part
+ * carries; the backup is complete (and restorable, even if the job fails
+ * later) once every requested part reported.
+ */
+export async function recordBackupFacts(db: Db, jobId: string, at: Date, f: { backupId: string; database: boolean; databaseBytes: number; media: boolean; mediaBytes: number; mediaObjects: number }): Promise<void> {
+  await db
+    .updateTable("backups")
+    .set({ ...(f.database ? { database_bytes: f.databaseBytes } : {}), ...(f.media ? { media_bytes: f.mediaBytes, media_objects: f.mediaObjects } : {}) })
+    .where("id", "=", f.backupId)
+    .where("job_id", "=", jobId)
+    .execute();
+  await sql`UPDATE backups SET state = 'succeeded', finished_at = ${at}
+    WHERE id = ${f.backupId} AND job_id = ${jobId} AND state IN ('queued', 'running')
+      AND (NOT database OR database_bytes IS NOT NULL) AND (NOT media OR media_objects IS NOT NULL)`.execute(db);
+}
+
+/** Ends a job's content copies (when still open) and its backups that did not complete. */
+export async function finishDataRecords(db: Db, jobId: string, at: Date, copyState: string, error: string | null, backupState: "succeeded" | "failed"): Promise<void> {
+  await db.updateTable("content_copies").set({ state: copyState, finished_at: at, error }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
+  await db.updateTable("backups").set({ state: backupState, finished_at: at, error }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
 }

@@ -20,6 +20,8 @@ import type { SecretBox } from "../services/secret-box.js";
 import type { PlacementService } from "../services/placement.service.js";
 import { DatabaseProvisioner, databaseUrl } from "./provisioner.js";
 import { backupPrefix, mediaPrefix, storageDsn, type ObjectStore } from "./object-store.js";
+import { UniqueViolationError } from "../repositories/unique-violation.js";
+import type { Lifecycle } from "../services/lifecycle.service.js";
 
 /** The stored spec of a data job: ids only, no secrets (GetJobSpec resolves them). */
 export interface DataJobSpec {
@@ -70,6 +72,7 @@ export interface ContentCopyView {
 export class DataService {
   constructor(
     private readonly db: Db,
+    private readonly lifecycle: Lifecycle,
     private readonly box: SecretBox,
     private readonly provisioner: DatabaseProvisioner,
     private readonly store: ObjectStore,
@@ -289,14 +292,14 @@ export class DataService {
   private async enqueue(trx: Db, env: apps.EnvironmentRow, spec: DataJobSpec): Promise<string> {
     const hostId = env.host_id ?? (await this.placement.choose(trx)) ?? null;
     const id = randomUUID();
-    await deployments.insertJob(trx, { id, kind: "data", deploymentId: null, hostId, spec, environmentId: env.id });
+    await this.lifecycle.createJob(trx, { id, kind: "data", deploymentId: null, hostId, spec, environmentId: env.id });
     return id;
   }
 }
 
 function conflictOnActive(app: string, env: string) {
   return (err: unknown) => {
-    if ((err as { code?: string }).code === "23505") throw new ConflictError(`a content copy or restore into ${app}/${env} is already running`);
+    if (err instanceof UniqueViolationError && err.constraint === "content_one_active") throw new ConflictError(`a content copy or restore into ${app}/${env} is already running`);
     throw err;
   };
 }

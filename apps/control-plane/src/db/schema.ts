@@ -47,7 +47,12 @@ export interface EnvironmentsTable {
   app_id: string;
   name: string;
   branch: string;
+  /** The derived lifecycle state (core's environmentState); written only by the lifecycle module. */
   state: string;
+  /** What the user asked: running or stopped. */
+  desired_state: ColumnType<string, string | undefined, string>;
+  /** What the host last reported (running, sleeping, stopped); null before its first report. */
+  observed_state: ColumnType<string | null, string | null | undefined, string | null>;
   replicas: number;
   sleep_after_seconds: number | null;
   host_id: string | null;

@@ -3,16 +3,17 @@ import { NotFoundError } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { AppsTable, EnvironmentsTable } from "../db/schema.js";
+import { insertOrConflict } from "./unique-violation.js";
 
 export type AppRow = Selectable<AppsTable>;
 export type EnvironmentRow = Selectable<EnvironmentsTable>;
 
 export async function insertApp(db: Db, row: { id: string; name: string; repository: string; settings: unknown }): Promise<void> {
   const now = new Date();
-  await db
+  await insertOrConflict(db
     .insertInto("apps")
     .values({ id: row.id, name: row.name, repository: row.repository, settings: json(row.settings), settings_revision: 1, created_at: now, updated_at: now })
-    .execute();
+    .execute());
 }
 
 export function findAppByName(db: Db, name: string): Promise<AppRow | undefined> {
@@ -22,6 +23,9 @@ export async function getAppByName(db: Db, name: string): Promise<AppRow> {
   const app = await findAppByName(db, name);
   if (!app) throw new NotFoundError(`app '${name}' does not exist`);
   return app;
+}
+export function findAppById(db: Db, id: string): Promise<AppRow | undefined> {
+  return db.selectFrom("apps").selectAll().where("id", "=", id).executeTakeFirst();
 }
 export function listApps(db: Db): Promise<AppRow[]> {
   return db.selectFrom("apps").selectAll().orderBy("name").execute();
@@ -39,7 +43,7 @@ export async function deleteApp(db: Db, id: string): Promise<void> {
 
 export async function insertEnvironment(db: Db, row: { id: string; appId: string; name: string; branch: string; replicas: number; sleepAfterSeconds: number | null }): Promise<void> {
   const now = new Date();
-  await db
+  await insertOrConflict(db
     .insertInto("environments")
     .values({
       id: row.id,
@@ -59,7 +63,7 @@ export async function insertEnvironment(db: Db, row: { id: string; appId: string
       created_at: now,
       updated_at: now,
     })
-    .execute();
+    .execute());
 }
 
 /** test, live, then the others in creation order (rows made in one transaction share a timestamp). */
@@ -94,6 +98,4 @@ export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial
     .execute();
 }
 
-export async function updateEnvironmentRuntime(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "state" | "host_id" | "deployed_config_revision" | "deployed_settings_revision" | "deployed_commit" | "current_image" | "last_success_at">>): Promise<void> {
-  await db.updateTable("environments").set({ ...patch, updated_at: new Date() }).where("id", "=", id).execute();
-}
+

@@ -13,31 +13,6 @@ export interface StepRecord {
   finishedAt: string | null;
 }
 
-export async function insertDeployment(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting?: boolean }): Promise<void> {
-  await db
-    .insertInto("deployments")
-    .values({
-      id: row.id,
-      app_id: row.appId,
-      environment_id: row.environmentId,
-      state: "queued",
-      build_mode: row.buildMode,
-      commit: null,
-      image: null,
-      steps: json([]),
-      error: null,
-      config_revision: row.configRevision,
-      settings_revision: row.settingsRevision,
-      requested_by: row.requestedBy,
-      cancel_requested_at: null,
-      waiting: row.waiting ?? false,
-      queued_at: new Date(),
-      started_at: null,
-      finished_at: null,
-    })
-    .execute();
-}
-
 export function findDeployment(db: Db, id: string): Promise<DeploymentRow | undefined> {
   return db.selectFrom("deployments").selectAll().where("id", "=", id).executeTakeFirst();
 }
@@ -68,11 +43,12 @@ export function latestFinishedDeployment(db: Db, environmentId: string): Promise
     .limit(1)
     .executeTakeFirst();
 }
-export async function updateDeployment(db: Db, id: string, patch: Partial<Omit<DeploymentRow, "steps" | "error">> & { steps?: StepRecord[]; error?: unknown }): Promise<void> {
-  const { steps, error, ...rest } = patch;
+/** Everything but the lifecycle (state, started/finished times, error): those are the lifecycle module's. */
+export async function updateDeployment(db: Db, id: string, patch: Partial<Omit<DeploymentRow, "steps" | "error" | "state" | "started_at" | "finished_at">> & { steps?: StepRecord[] }): Promise<void> {
+  const { steps, ...rest } = patch;
   await db
     .updateTable("deployments")
-    .set({ ...rest, ...(steps !== undefined ? { steps: json(steps) } : {}), ...(error !== undefined ? { error: error === null ? null : json(error) } : {}) })
+    .set({ ...rest, ...(steps !== undefined ? { steps: json(steps) } : {}) })
     .where("id", "=", id)
     .execute();
 }
@@ -84,27 +60,6 @@ export function readLog(db: Db, deploymentId: string, afterSeq: number): Promise
   return db.selectFrom("deployment_logs").select(["seq", "text"]).where("deployment_id", "=", deploymentId).where("seq", ">", afterSeq).orderBy("seq").limit(5000).execute();
 }
 
-export async function insertJob(db: Db, row: { id: string; kind: string; deploymentId: string | null; hostId: string | null; spec: unknown; environmentId?: string }): Promise<void> {
-  await db
-    .insertInto("jobs")
-    .values({
-      id: row.id,
-      kind: row.kind,
-      deployment_id: row.deploymentId,
-      host_id: row.hostId,
-      state: "queued",
-      spec: json(row.spec),
-      environment_id: row.environmentId ?? null,
-      last_seq: 0,
-      publish_attempts: 0,
-      last_publish_error: null,
-      created_at: new Date(),
-      published_at: null,
-      started_at: null,
-      finished_at: null,
-    })
-    .execute();
-}
 export function findJob(db: Db, id: string): Promise<JobRow | undefined> {
   return db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst();
 }
@@ -128,28 +83,13 @@ export function unpublishedJobs(db: Db, limit: number): Promise<JobRow[]> {
     .execute();
 }
 
-/** Lets the oldest deployment waiting behind the environment's last one go; returns its id. */
-export async function promoteWaiting(db: Db, environmentId: string): Promise<string | undefined> {
-  const next = await db
-    .selectFrom("deployments")
-    .select("id")
-    .where("environment_id", "=", environmentId)
-    .where("waiting", "=", true)
-    .where("state", "=", "queued")
-    .orderBy("queued_at")
-    .limit(1)
-    .executeTakeFirst();
-  if (!next) return undefined;
-  await db.updateTable("deployments").set({ waiting: false }).where("id", "=", next.id).execute();
-  return next.id;
+/** Publication bookkeeping and host assignment; the state is the lifecycle module's. */
+export async function updateJob(db: Db, id: string, patch: Partial<Pick<JobRow, "host_id" | "published_at" | "publish_attempts" | "last_publish_error">>): Promise<void> {
+  await db.updateTable("jobs").set(patch).where("id", "=", id).execute();
 }
-export async function updateJob(db: Db, id: string, patch: Partial<Omit<JobRow, "spec" | "id" | "error">> & { error?: unknown }): Promise<void> {
-  const { error, ...rest } = patch;
-  await db
-    .updateTable("jobs")
-    .set({ ...rest, ...(error !== undefined ? { error: error === null ? null : json(error) } : {}) })
-    .where("id", "=", id)
-    .execute();
+/** The last event seq stored for a job: events at or below it are repeats. */
+export async function setJobLastSeq(db: Db, id: string, lastSeq: number): Promise<void> {
+  await db.updateTable("jobs").set({ last_seq: lastSeq }).where("id", "=", id).where("last_seq", "<", lastSeq).execute();
 }
 
 /** Jobs of these hosts that have not ended while their deployment's cancellation was requested, by host. */

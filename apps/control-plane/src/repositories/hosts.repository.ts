@@ -83,21 +83,6 @@ export async function recordHeartbeat(db: Db, id: string, hb: Omit<HeartbeatReco
   return (await recordHeartbeats(db, [{ hostId: id, ...hb }])).has(id);
 }
 
-/**
- * What agents observe of the environments placed on them (running, sleeping,
- * stopped): applied where it changes the state, except while a deployment owns it.
- */
-export async function applyObservedEnvironmentStates(db: Db, observed: Array<{ hostId: string; environmentId: string; state: string }>): Promise<void> {
-  for (const part of chunks(observed)) {
-    const values = sql.join(part.map((o) => sql`(${o.environmentId}::text, ${o.hostId}::text, ${o.state}::text)`));
-    await sql`
-      UPDATE environments AS e
-         SET state = v.state, updated_at = now()
-        FROM (VALUES ${values}) AS v(id, host_id, state)
-       WHERE e.id = v.id AND e.host_id = v.host_id AND e.state <> 'deploying' AND e.state <> v.state`.execute(db);
-  }
-}
-
 export async function setHostAdminState(db: Db, id: string, state: HostRow["admin_state"]): Promise<void> {
   await db.updateTable("hosts").set({ admin_state: state }).where("id", "=", id).execute();
 }
@@ -129,4 +114,25 @@ export async function environmentsOnHosts(db: Db, hostIds?: string[]): Promise<M
   if (hostIds) q = q.where("environments.host_id", "in", hostIds);
   for (const r of await q.execute()) out.set(r.host_id!, [...(out.get(r.host_id!) ?? []), { app: r.app, environment: r.environment }]);
   return out;
+}
+
+/** The environments placed on a host, with what a drain needs to move them. */
+export function environmentsPlacedOn(db: Db, hostId: string): Promise<Array<{ id: string; name: string; current_image: string | null; host_labels: Record<string, string>; app: string }>> {
+  return db
+    .selectFrom("environments")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["environments.id", "environments.name", "environments.current_image", "environments.host_labels", "apps.name as app"])
+    .where("environments.host_id", "=", hostId)
+    .execute();
+}
+
+/** Each environment on a draining host, with the deployment moving it away (if one runs). */
+export function drainProgress(db: Db, hostId: string): Promise<Array<{ app: string; environment: string; deployment: string | null; state: string | null }>> {
+  return db
+    .selectFrom("environments")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .leftJoin("deployments", (j) => j.onRef("deployments.environment_id", "=", "environments.id").on("deployments.moved_from_host_id", "=", hostId).on("deployments.state", "not in", ["succeeded", "failed", "cancelled"]))
+    .select(["apps.name as app", "environments.name as environment", "deployments.id as deployment", "deployments.state as state"])
+    .where("environments.host_id", "=", hostId)
+    .execute();
 }

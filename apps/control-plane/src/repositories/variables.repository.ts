@@ -1,4 +1,5 @@
 import type { Db } from "../db/database.js";
+import { insertOrConflict } from "./unique-violation.js";
 
 /** Stored (encrypted) variables of an environment, by key. */
 export async function listVariables(db: Db, environmentId: string): Promise<Record<string, string>> {
@@ -21,7 +22,7 @@ export function findDomain(db: Db, hostname: string) {
   return db.selectFrom("domains").selectAll().where("hostname", "=", hostname).executeTakeFirst();
 }
 export async function insertDomain(db: Db, environmentId: string, hostname: string): Promise<void> {
-  await db.insertInto("domains").values({ hostname, environment_id: environmentId, created_at: new Date() }).execute();
+  await insertOrConflict(db.insertInto("domains").values({ hostname, environment_id: environmentId, created_at: new Date() }).execute());
 }
 export async function deleteDomain(db: Db, hostname: string): Promise<void> {
   await db.deleteFrom("domains").where("hostname", "=", hostname).execute();

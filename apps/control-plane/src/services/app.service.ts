@@ -6,7 +6,9 @@ import {
   assertAppName,
   defaultAppSettings,
   defaultHostname,
+  environmentApiState,
   environmentStatus,
+  isObservedEnvironmentState,
   mergeAppSettings,
   type AppSettings,
   type AppSettingsPatch,
@@ -19,6 +21,8 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
 import type { CommitCounter } from "../git/commit-counter.js";
 import { listDomains } from "../repositories/variables.repository.js";
+import { UniqueViolationError } from "../repositories/unique-violation.js";
+import { findHost } from "../repositories/hosts.repository.js";
 
 export interface EnvironmentView {
   name: string;
@@ -84,7 +88,7 @@ export class AppService {
       await recordActivity(trx, { actor: by.name, app: input.name, action: "app.created", details: { repository: input.repository } });
     }).catch((err: unknown) => {
       // Two concurrent creates: the unique index decides, the loser gets a 409.
-      if ((err as { code?: string }).code === "23505") throw new ConflictError(`app '${input.name}' already exists`);
+      if (err instanceof UniqueViolationError) throw new ConflictError(`app '${input.name}' already exists`);
       throw err;
     });
     return this.get(by, input.name);
@@ -159,12 +163,17 @@ export class AppService {
     const port = this.urls.ingressPublicPort;
     const defaultPort = this.urls.ingressScheme === "https" ? 443 : 80;
     // The agent is the source of truth for what runs; when its host is offline nobody knows.
-    let state = e.state;
-    if (e.host_id && state !== "not_deployed" && state !== "deploying") {
-      const host = await this.db.selectFrom("hosts").select(["last_heartbeat_at", "admin_state"]).where("id", "=", e.host_id).executeTakeFirst();
-      const seen = host?.last_heartbeat_at ? Date.now() - host.last_heartbeat_at.getTime() : Infinity;
-      if (!host || host.admin_state === "revoked" || seen > this.onlineWindowMs()) state = "unknown";
-    }
+    const host = e.host_id ? await findHost(this.db, e.host_id) : undefined;
+    const seen = host?.last_heartbeat_at ? Date.now() - host.last_heartbeat_at.getTime() : Infinity;
+    const state = environmentApiState({
+      desired: e.desired_state === "stopped" ? "stopped" : "running",
+      observed: e.observed_state && isObservedEnvironmentState(e.observed_state) ? e.observed_state : null,
+      deploying: e.state === "deploying",
+      serving: e.current_image !== null,
+      lastDeploymentFailed: last?.state === "failed",
+      placed: e.host_id !== null,
+      hostOnline: host !== undefined && host.admin_state !== "revoked" && seen <= this.onlineWindowMs(),
+    });
     return {
       name: e.name,
       branch: e.branch,

@@ -22,6 +22,8 @@ import type { EnvironmentService } from "./environment.service.js";
 import type { DataJobSpec } from "../data/data.service.js";
 import { insertBackup, insertContentCopy } from "../data/data.repository.js";
 import { backupPrefix } from "../data/object-store.js";
+import { UniqueViolationError } from "../repositories/unique-violation.js";
+import type { Lifecycle } from "./lifecycle.service.js";
 
 export type BuildMode = "auto" | "force" | "reuse";
 
@@ -74,6 +76,7 @@ export interface DeploymentView {
 export class DeploymentService {
   constructor(
     private readonly db: Db,
+    private readonly lifecycle: Lifecycle,
     private readonly appService: AppService,
     private readonly placement: PlacementService,
     private readonly onJobQueued: () => void,
@@ -104,13 +107,13 @@ export class DeploymentService {
         throw new ConflictError(`${app.name}/${env.name} must move: its host ${current.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
       }
       if (!env.current_image) {
-        await apps.updateEnvironmentRuntime(trx, env.id, { host_id: target });
+        await this.lifecycle.place(trx, [env.id], target, "its host lacks its labels and nothing runs yet");
         return { hostId: target, movedFrom: null };
       }
       return { hostId: target, movedFrom: env.host_id };
     }
     const placed = await this.placement.choose(trx, wanted);
-    if (placed) await apps.updateEnvironmentRuntime(trx, env.id, { host_id: placed });
+    if (placed) await this.lifecycle.place(trx, [env.id], placed, "first deployment");
     return { hostId: placed, movedFrom: null };
   }
 
@@ -147,17 +150,6 @@ export class DeploymentService {
           throw new ConflictError(`environment '${envName}' has never been deployed: there is no image to reuse`);
         }
         const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo);
-        await deployments.insertDeployment(trx, {
-          id,
-          appId: app.id,
-          environmentId: env.id,
-          buildMode,
-          configRevision: env.config_revision,
-          settingsRevision: app.settings_revision,
-          requestedBy: by.name,
-          waiting: active !== undefined,
-        });
-        await trx.updateTable("deployments").set({ host_id: hostId ?? null, moved_from_host_id: movedFrom }).where("id", "=", id).execute();
         const rt = await this.runtime().runtimeSpec(trx, app, env);
         const spec: DeployJobSpec = {
           deploymentId: id,
@@ -181,20 +173,20 @@ export class DeploymentService {
           const safetyId = randomUUID();
           const database = content.database ?? true;
           const media = content.media ?? true;
-          await insertBackup(trx, { id: safetyId, app: appName, environment: envName, environmentId: env.id, kind: "safety", database, media, prefix: backupPrefix(appName, envName, safetyId), requestedBy: by.name });
-          await trx.updateTable("backups").set({ job_id: jobId }).where("id", "=", safetyId).execute();
-          await insertContentCopy(trx, { id: randomUUID(), app: appName, source: content.from, target: envName, sourceEnvironmentId: source.id, targetEnvironmentId: env.id, kind: "copy", database, media, safetyBackupId: safetyId, requestedBy: by.name, deploymentId: id });
-          await trx.updateTable("content_copies").set({ job_id: jobId }).where("deployment_id", "=", id).execute();
+          await insertBackup(trx, { id: safetyId, app: appName, environment: envName, environmentId: env.id, kind: "safety", database, media, prefix: backupPrefix(appName, envName, safetyId), requestedBy: by.name, jobId });
+          await insertContentCopy(trx, { id: randomUUID(), app: appName, source: content.from, target: envName, sourceEnvironmentId: source.id, targetEnvironmentId: env.id, kind: "copy", database, media, safetyBackupId: safetyId, requestedBy: by.name, deploymentId: id, jobId });
           spec.content = { action: "copy", app: appName, environment: envName, targetEnvironmentId: env.id, sourceEnvironmentId: source.id, database, media, safetyBackupId: safetyId };
         }
-        await deployments.insertJob(trx, { id: jobId, kind: "deploy", deploymentId: id, hostId: hostId ?? null, spec, environmentId: env.id });
-        if (env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: "deploying" });
+        await this.lifecycle.createDeployment(
+          trx,
+          { id, appId: app.id, environmentId: env.id, buildMode, configRevision: env.config_revision, settingsRevision: app.settings_revision, requestedBy: by.name, waiting: active !== undefined, hostId: hostId ?? null, movedFromHostId: movedFrom },
+          { id: jobId, hostId: hostId ?? null, spec, environmentId: env.id },
+        );
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode, ...(active ? { queuedBehind: active.id } : {}) } });
       })
       .catch((err: unknown) => {
-        const e = err as { code?: string; constraint?: string; message?: string };
-        if (e.code === "23505" && String(e.constraint ?? e.message).includes("content_one_active")) throw new ConflictError(`a content copy or restore into ${appName}/${envName} is already running`);
-        if (e.code === "23505") throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
+        if (err instanceof UniqueViolationError && err.constraint === "content_one_active") throw new ConflictError(`a content copy or restore into ${appName}/${envName} is already running`);
+        if (err instanceof UniqueViolationError) throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
         throw err;
       });
     this.onJobQueued();
@@ -240,14 +232,7 @@ export class DeploymentService {
       if (state === "switching") throw new ConflictError(`deployment ${id} is switching traffic and can no longer be cancelled`);
       const job = await deployments.findJobByDeployment(trx, id);
       if (job && job.state === "queued") {
-        const now = new Date();
-        await deployments.updateDeployment(trx, id, { state: "cancelled", finished_at: now, error: { type: "cancelled", message: `cancelled by ${by.name}`, retryable: false } });
-        await deployments.updateJob(trx, job.id, { state: "cancelled", finished_at: now });
-        if (!d.waiting) {
-          const next = await deployments.promoteWaiting(trx, d.environment_id);
-          const env = await apps.findEnvironmentById(trx, d.environment_id);
-          if (env && !next) await apps.updateEnvironmentRuntime(trx, env.id, { state: env.current_image ? "running" : "not_deployed" });
-        }
+        await this.lifecycle.cancelQueuedDeployment(trx, d, job, by.name);
       } else {
         await deployments.updateDeployment(trx, id, { cancel_requested_at: new Date() });
       }
@@ -261,7 +246,7 @@ export class DeploymentService {
     const deployment = await deployments.findDeployment(this.db, id);
     if (!deployment) throw new NotFoundError(`deployment '${id}' does not exist`);
     const env = await apps.findEnvironmentById(this.db, deployment.environment_id);
-    const app = env ? (await this.db.selectFrom("apps").selectAll().where("id", "=", env.app_id).executeTakeFirst()) : undefined;
+    const app = env ? await apps.findAppById(this.db, env.app_id) : undefined;
     if (!env || !app) throw new NotFoundError(`deployment '${id}' does not exist`);
     return { deployment, env, app };
   }

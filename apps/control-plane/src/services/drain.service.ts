@@ -5,6 +5,7 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, type Principal } from "./auth.service.js";
 import type { DeploymentService } from "./deployment.service.js";
 import type { PlacementService } from "./placement.service.js";
+import type { Lifecycle } from "./lifecycle.service.js";
 
 export interface DrainProgress {
   environments: number;
@@ -21,6 +22,7 @@ export interface DrainProgress {
 export class DrainService {
   constructor(
     private readonly db: Db,
+    private readonly lifecycle: Lifecycle,
     private readonly deployments: DeploymentService,
     private readonly placement: PlacementService,
     private readonly log: Logger,
@@ -34,12 +36,7 @@ export class DrainService {
     requireAdmin(by);
     const host = await hosts.findHost(this.db, hostId);
     if (!host) throw new NotFoundError(`host '${hostId}' does not exist`);
-    const envs = await this.db
-      .selectFrom("environments")
-      .innerJoin("apps", "apps.id", "environments.app_id")
-      .select(["environments.id", "environments.name", "environments.current_image", "environments.host_labels", "apps.name as app"])
-      .where("environments.host_id", "=", hostId)
-      .execute();
+    const envs = await hosts.environmentsPlacedOn(this.db, hostId);
     const moves: Array<{ app: string; env: string; target: string }> = [];
     for (const e of envs) {
       if (!e.current_image) continue;
@@ -54,7 +51,7 @@ export class DrainService {
     await recordActivity(this.db, { actor: by.name, action: "host.draining", details: { hostId, name: host.name } });
     // Nothing runs yet on the host for these: their next deployment places them elsewhere.
     const unstarted = envs.filter((e) => !e.current_image).map((e) => e.id);
-    if (unstarted.length > 0) await this.db.updateTable("environments").set({ host_id: null }).where("id", "in", unstarted).execute();
+    await this.lifecycle.place(this.db, unstarted, null, `host ${host.name} drains and nothing of theirs runs yet`);
     for (const m of moves) {
       await this.deployments.create({ ...by, role: "admin" }, m.app, m.env, { build: "auto", queue: true, moveTo: m.target }).catch((err: unknown) => {
         this.log.warn({ app: m.app, env: m.env, err: (err as Error).message }, "could not start the move");
@@ -66,13 +63,7 @@ export class DrainService {
 
   async progress(by: Principal, hostId: string): Promise<DrainProgress> {
     requireAdmin(by);
-    const rows = await this.db
-      .selectFrom("environments")
-      .innerJoin("apps", "apps.id", "environments.app_id")
-      .leftJoin("deployments", (j) => j.onRef("deployments.environment_id", "=", "environments.id").on("deployments.moved_from_host_id", "=", hostId).on("deployments.state", "not in", ["succeeded", "failed", "cancelled"]))
-      .select(["apps.name as app", "environments.name as environment", "deployments.id as deployment", "deployments.state as state"])
-      .where("environments.host_id", "=", hostId)
-      .execute();
+    const rows = await hosts.drainProgress(this.db, hostId);
     return { environments: rows.length, moving: rows.filter((r) => r.deployment).length, remaining: rows };
   }
 }

@@ -20,6 +20,8 @@ import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
 import { DEFAULT_SLEEP_AFTER_SECONDS, type AppService, type EnvironmentView } from "./app.service.js";
 import type { SecretBox } from "./secret-box.js";
 import type { DataService } from "../data/data.service.js";
+import { UniqueViolationError } from "../repositories/unique-violation.js";
+import type { Lifecycle } from "./lifecycle.service.js";
 
 /** What a listing shows instead of a secret value; PUT/PATCH with it keeps the stored value. */
 export const MASK = "********";
@@ -60,6 +62,7 @@ export function basicAuthDigest(username: string, password: string): string {
 export class EnvironmentService {
   constructor(
     private readonly db: Db,
+    private readonly lifecycle: Lifecycle,
     private readonly box: SecretBox,
     private readonly appService: AppService,
     private readonly opts: { baseDomain: string; onJobQueued: () => void },
@@ -273,6 +276,7 @@ export class EnvironmentService {
       const active = await deployments.findActiveDeployment(trx, env.id);
       if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is running; wait for it`);
       await this.enqueue(trx, app, env, action);
+      await this.lifecycle.requestRunState(trx, env.id, action === "stop" ? "stopped" : "running", `${action} requested by ${by.name}`);
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: `environment.${action}_requested` });
     });
     this.opts.onJobQueued();
@@ -333,7 +337,7 @@ export class EnvironmentService {
       sleepAfterSeconds: rt.sleepAfterSeconds,
       ...(extra.forwardTo ? { forwardTo: extra.forwardTo } : {}),
     };
-    await deployments.insertJob(trx, { id: randomUUID(), kind: "environment", deploymentId: null, hostId, spec, environmentId: env.id });
+    await this.lifecycle.createJob(trx, { id: randomUUID(), kind: "environment", deploymentId: null, hostId, spec, environmentId: env.id });
   }
 
   private async load(db: Db, appName: string, envName: string) {
@@ -345,7 +349,7 @@ export class EnvironmentService {
 
 function uniqueToConflict(message: string) {
   return (err: unknown) => {
-    if ((err as { code?: string }).code === "23505") throw new ConflictError(message);
+    if (err instanceof UniqueViolationError) throw new ConflictError(message);
     throw err;
   };
 }

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger, UnauthenticatedError } from "@slipway/core";
-import { testControlPlane, type DbKind, type TestControlPlane } from "../testing/harness.js";
+import { setEnvironmentRow, testControlPlane, type DbKind, type TestControlPlane } from "../testing/harness.js";
 import { insertHost, setHostAdminState } from "../repositories/hosts.repository.js";
-import { getAppByName, getEnvironment, updateEnvironmentRuntime } from "../repositories/apps.repository.js";
+import { getAppByName, getEnvironment } from "../repositories/apps.repository.js";
+import { Lifecycle } from "./lifecycle.service.js";
 import { HeartbeatWriter } from "./heartbeat-writer.js";
 import type { HeartbeatInput } from "./host.service.js";
 
@@ -35,8 +36,9 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
     const app = await getAppByName(db, "beats");
     const test = await getEnvironment(db, app, "test");
     const live = await getEnvironment(db, app, "live");
-    await updateEnvironmentRuntime(db, test.id, { host_id: host(1), state: "running" });
-    await updateEnvironmentRuntime(db, live.id, { host_id: host(1), state: "deploying" });
+    // Both deployed on host 1: live serves, test gets a deployment below.
+    await setEnvironmentRow(db, test.id, { host_id: host(1), state: "running", current_image: "slipway/beats:1", observed_state: "running" });
+    await setEnvironmentRow(db, live.id, { host_id: host(1), state: "running", current_image: "slipway/beats:1", observed_state: "running" });
     // A deployment of test on host 1 whose cancellation was requested while its job runs.
     await db.updateTable("hosts").set({ admin_state: "cordoned" }).where("id", "=", host(2)).execute();
     const d = (await cp.app.inject({ method: "POST", url: "/v1/apps/beats/environments/test/deployments", headers: admin(), payload: {} })).json();
@@ -44,13 +46,13 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
     expect(job.host_id).toBe(host(1));
     await db.updateTable("jobs").set({ state: "running" }).where("id", "=", job.id).execute();
     await db.updateTable("deployments").set({ cancel_requested_at: new Date() }).where("id", "=", d.id).execute();
-    await updateEnvironmentRuntime(db, test.id, { state: "running" });
+    expect((await getEnvironment(db, app, "test")).state).toBe("deploying");
 
-    const writer = new HeartbeatWriter(db, createLogger("t", "silent"), 50);
+    const writer = new HeartbeatWriter(db, createLogger("t", "silent"), 50, new Lifecycle(createLogger("t", "silent")));
     const answers = await Promise.allSettled([
-      writer.submit(host(1), beat(0.5, [{ environmentId: test.id, state: "sleeping" }, { environmentId: live.id, state: "stopped" }])),
+      writer.submit(host(1), beat(0.5, [{ environmentId: test.id, state: "stopped" }, { environmentId: live.id, state: "sleeping" }])),
       // Host 2 claims host 1's environment: an agent speaks only for its own.
-      writer.submit(host(2), beat(0.25, [{ environmentId: test.id, state: "stopped" }])),
+      writer.submit(host(2), beat(0.25, [{ environmentId: live.id, state: "stopped" }])),
       writer.submit(host(3), beat(0.75)),
     ]);
     expect(answers[0]).toEqual({ status: "fulfilled", value: { cancelRequested: [job.id] } });
@@ -60,9 +62,9 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
 
     const rows = await db.selectFrom("hosts").select(["id", "version", "load", "last_heartbeat_at"]).orderBy("id").execute();
     expect(rows.map((r) => [r.version, (r.load as { cpu: number }).cpu])).toEqual([["9.9.9", 0.5], ["9.9.9", 0.25], ["0", 0]]);
-    expect((await getEnvironment(db, app, "test")).state).toBe("sleeping");
+    expect((await getEnvironment(db, app, "live")).state).toBe("sleeping");
     // A deployment owns the state while it runs.
-    expect((await getEnvironment(db, app, "live")).state).toBe("deploying");
+    expect((await getEnvironment(db, app, "test")).state).toBe("deploying");
   });
 
   it("writes a burst of beats in a few flushes and drains what is buffered", async () => {
@@ -71,7 +73,7 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
     for (let i = 10; i < 10 + n; i++) await insertHost(db, { id: host(i), name: `b${i}`, labels: {}, credentialHash: `hash-${i}`, version: "0", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 } });
     let transactions = 0;
     const counting = new Proxy(db, { get: (t, p, r) => (p === "transaction" ? () => (transactions++, t.transaction()) : Reflect.get(t, p, r)) });
-    const writer = new HeartbeatWriter(counting, createLogger("t", "silent"), 1_000);
+    const writer = new HeartbeatWriter(counting, createLogger("t", "silent"), 1_000, new Lifecycle(createLogger("t", "silent")));
     const pending = Array.from({ length: n }, (_, i) => writer.submit(host(10 + i), beat(i / n)));
     await writer.drain();
     expect((await Promise.all(pending)).every((a) => a.cancelRequested.length === 0)).toBe(true);

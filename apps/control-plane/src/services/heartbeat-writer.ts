@@ -3,6 +3,7 @@ import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
 import { cancelRequestedJobs } from "../repositories/deployments.repository.js";
 import type { HeartbeatInput } from "./host.service.js";
+import type { Lifecycle } from "./lifecycle.service.js";
 
 interface Pending {
   hostId: string;
@@ -37,6 +38,7 @@ export class HeartbeatWriter {
     private readonly db: Db,
     private readonly log: Logger,
     private readonly flushMs: number,
+    private readonly lifecycle: Lifecycle,
   ) {}
 
   submit(hostId: string, beat: HeartbeatInput): Promise<{ cancelRequested: string[] }> {
@@ -94,7 +96,7 @@ export class HeartbeatWriter {
         const observed = batch.flatMap((p) =>
           live.has(p.hostId) ? (p.beat.environments ?? []).filter((o) => o.state === "running" || o.state === "sleeping" || o.state === "stopped").map((o) => ({ hostId: p.hostId, ...o })) : [],
         );
-        if (observed.length > 0) await hosts.applyObservedEnvironmentStates(trx, observed);
+        if (observed.length > 0) await this.lifecycle.observeMany(trx, observed);
         return { live, cancels: await cancelRequestedJobs(trx, [...live]) };
       }));
     } catch (err) {

@@ -6,6 +6,7 @@ import { consumeJoinToken } from "../repositories/tokens.repository.js";
 import { HeartbeatWriter } from "./heartbeat-writer.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { generateToken, hashToken, requireAdmin, type Principal } from "./auth.service.js";
+import type { Lifecycle } from "./lifecycle.service.js";
 
 export interface HostView {
   id: string;
@@ -35,9 +36,9 @@ export class HostService {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; heartbeatFlushMs?: number; onRevoked?: (hostId: string) => Promise<void> },
+    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; heartbeatFlushMs?: number; lifecycle: Lifecycle; onRevoked?: (hostId: string) => Promise<void> },
   ) {
-    this.writer = new HeartbeatWriter(db, log, opts.heartbeatFlushMs ?? 100);
+    this.writer = new HeartbeatWriter(db, log, opts.heartbeatFlushMs ?? 100, opts.lifecycle);
   }
 
   /** The window in which a heartbeat counts as "online". */

@@ -1,22 +1,20 @@
 import {
   ForbiddenError,
   NotFoundError,
-  deploymentTransitions,
   isTerminalDeploymentState,
   isTerminalJobState,
-  jobTransitions,
   stepToDeploymentState,
-  transition,
   type DeploymentState,
   type JobState,
   type Logger,
   type StepName,
 } from "@slipway/core";
-import { sql } from "kysely";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
+import * as dataRecords from "../data/data.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
+import type { Lifecycle } from "./lifecycle.service.js";
 import type { DeployJobSpec } from "./deployment.service.js";
 import type { EnvironmentJobSpec } from "./environment.service.js";
 import type { DataJobSpec } from "../data/data.service.js";
@@ -43,12 +41,14 @@ export interface JobSpecView {
 /**
  * Applies what agents report. Each event is applied at most once: events at or
  * below a job's stored `last_seq` are skipped, so a retried batch is harmless.
- * An agent can touch only its own host's jobs.
+ * An agent can touch only its own host's jobs. Every state change goes
+ * through the lifecycle module.
  */
 export class JobReportService {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
+    private readonly lifecycle: Lifecycle,
     /** Called when a deployment waiting behind a finished one may now be published. */
     private readonly onJobReleased: () => void = () => undefined,
     /** Called (in the transaction) when a deployment moved an environment to another host. */
@@ -101,24 +101,20 @@ export class JobReportService {
     if (job.host_id !== hostId) throw new ForbiddenError(`job '${jobId}' belongs to another host`);
     if (job.kind === "environment") return this.applyEnvironmentJob(trx, job, events);
     if (job.kind === "data") return this.applyDataJob(trx, job, events);
-    let lastSeq = job.last_seq;
-    let jobState = job.state as JobState;
     const d = job.deployment_id ? await deployments.findDeploymentForUpdate(trx, job.deployment_id) : undefined;
     if (!d) throw new NotFoundError(`deployment of job '${jobId}' does not exist`);
-    let state = d.state as DeploymentState;
+    let lastSeq = job.last_seq;
     const steps = [...(d.steps as deployments.StepRecord[])];
-    const patch: Parameters<typeof deployments.updateDeployment>[2] = {};
+    const facts: { commit?: string; image?: string } = {};
     let result: Extract<JobEventInput, { kind: "result" }> | undefined;
     let released = false;
 
     for (const e of events) {
       if (e.seq <= lastSeq) continue;
       lastSeq = e.seq;
-      if (isTerminalJobState(jobState) && e.kind !== "log") continue;
-      if (jobState === "queued") {
-        jobState = transition("job", jobTransitions, jobState, "running");
-        patch.started_at = e.at;
-      }
+      // After the result only housekeeping arrives: log lines and the cleanup step that follows the switch.
+      if (isTerminalJobState(job.state as JobState) && e.kind !== "log" && !(e.kind === "step" && e.name === "cleanup")) continue;
+      if (job.state === "queued") await this.lifecycle.moveJob(trx, job, "running", e.at);
       switch (e.kind) {
         case "progress":
         case "backup":
@@ -128,8 +124,8 @@ export class JobReportService {
           await deployments.appendLog(trx, d.id, e.seq, e.at, e.text);
           break;
         case "facts":
-          if (e.commit) patch.commit = e.commit;
-          if (e.image) patch.image = e.image;
+          if (e.commit) facts.commit = e.commit;
+          if (e.image) facts.image = e.image;
           break;
         case "step": {
           const iso = e.at.toISOString();
@@ -138,7 +134,7 @@ export class JobReportService {
             if (existing) Object.assign(existing, { state: "running", startedAt: iso, finishedAt: null });
             else steps.push({ name: e.name, state: "running", startedAt: iso, finishedAt: null });
             const next = stepToDeploymentState[e.name as StepName];
-            if (next && !isTerminalDeploymentState(state) && next !== state) state = transition("deployment", deploymentTransitions, state, next);
+            if (next && !isTerminalDeploymentState(d.state as DeploymentState)) await this.lifecycle.advanceDeployment(trx, d, next, e.at);
           } else if (existing) {
             Object.assign(existing, { state: e.state, finishedAt: iso });
           } else {
@@ -151,73 +147,56 @@ export class JobReportService {
           break;
       }
     }
-    patch.steps = steps;
-    if (result && !isTerminalDeploymentState(state)) {
-      state = transition("deployment", deploymentTransitions, state, result.state);
-      jobState = transition("job", jobTransitions, jobState, result.state);
-      patch.finished_at = result.at;
-      if (result.commit) patch.commit = result.commit;
-      if (result.image) patch.image = result.image;
-      if (result.failure) patch.error = result.failure;
-      await this.finishEnvironment(trx, d, result, patch);
-    }
-    patch.state = state;
-    await deployments.updateDeployment(trx, d.id, patch);
-    if (result) {
+    if (result?.commit) facts.commit = result.commit;
+    if (result?.image) facts.image = result.image;
+    await deployments.updateDeployment(trx, d.id, { steps, ...facts });
+    Object.assign(d, facts);
+    if (result && !isTerminalDeploymentState(d.state as DeploymentState)) {
+      const outcome = await this.lifecycle.finishDeployment(
+        trx,
+        d,
+        job,
+        { state: result.state, at: result.at, ...(result.failure ? { error: result.failure } : {}), commit: d.commit, image: d.image },
+        this.onMoved,
+      );
+      released = outcome.released;
+      if (outcome.finished) await this.recordOutcome(trx, d, result);
       // The content step either finished (the content was replaced, whatever came after) or not.
       const contentStep = steps.find((x) => x.name === "content");
       const contentState = contentStep?.state === "succeeded" ? "succeeded" : result.state === "cancelled" ? "cancelled" : "failed";
       const error = contentState === "succeeded" ? null : JSON.stringify(result.failure ?? { type: "not_run", message: "the deployment ended before its content step" });
-      await trx.updateTable("content_copies").set({ state: contentState, finished_at: result.at, error }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
-      await trx.updateTable("backups").set({ state: "failed", finished_at: result.at }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
+      await dataRecords.finishDataRecords(trx, jobId, result.at, contentState, error, "failed");
     }
-    if (result && isTerminalDeploymentState(state)) {
-      const next = await deployments.promoteWaiting(trx, d.environment_id);
-      if (next) {
-        await apps.updateEnvironmentRuntime(trx, d.environment_id, { state: "deploying" });
-        released = true;
-      }
-    }
-    await deployments.updateJob(trx, jobId, {
-      state: jobState,
-      last_seq: lastSeq,
-      ...(patch.started_at && !job.started_at ? { started_at: patch.started_at } : {}),
-      ...(isTerminalJobState(jobState) && !job.finished_at ? { finished_at: new Date() } : {}),
-    });
-    if (state !== d.state) this.log.info({ deploymentId: d.id, jobId, from: d.state, to: state }, "deployment state changed");
-    return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(state), released };
+    await deployments.setJobLastSeq(trx, jobId, lastSeq);
+    return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(d.state as DeploymentState), released };
   }
 
   /**
    * Stop, start, routes and remove jobs: their log lines are not kept (the
-   * activity feed records the request and the outcome); the result sets the
-   * environment's state.
+   * activity feed records the request and the outcome); a stop or start the
+   * host carried out is what it observes of the environment.
    */
   private async applyEnvironmentJob(trx: Db, job: deployments.JobRow, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean; released: boolean }> {
     let lastSeq = job.last_seq;
-    let state = job.state as JobState;
+    const before = job.state as JobState;
     let error: unknown;
     for (const e of events) {
       if (e.seq <= lastSeq) continue;
       lastSeq = e.seq;
-      if (isTerminalJobState(state)) continue;
-      if (state === "queued") state = transition("job", jobTransitions, state, "running");
+      if (isTerminalJobState(job.state as JobState)) continue;
+      if (job.state === "queued") await this.lifecycle.moveJob(trx, job, "running", e.at);
       if (e.kind === "result") {
-        state = transition("job", jobTransitions, state, e.state);
         if (e.failure) error = e.failure;
+        await this.lifecycle.moveJob(trx, job, e.state, e.at, error);
       }
     }
-    await deployments.updateJob(trx, job.id, {
-      state,
-      last_seq: lastSeq,
-      ...(isTerminalJobState(state) && !job.finished_at ? { finished_at: new Date() } : {}),
-      ...(error !== undefined ? { error } : {}),
-    });
-    if (isTerminalJobState(state) && !isTerminalJobState(job.state as JobState)) {
+    await deployments.setJobLastSeq(trx, job.id, lastSeq);
+    const state = job.state as JobState;
+    if (isTerminalJobState(state) && !isTerminalJobState(before)) {
       const spec = job.spec as EnvironmentJobSpec;
       if (state === "succeeded" && (spec.action === "stop" || spec.action === "start")) {
         const env = await apps.findEnvironmentById(trx, spec.environmentId);
-        if (env && env.state !== "deploying") await apps.updateEnvironmentRuntime(trx, env.id, { state: spec.action === "stop" ? "stopped" : "running" });
+        if (env) await this.lifecycle.observe(trx, env.id, spec.action === "stop" ? "stopped" : "running", `${spec.action} job ${job.id}`);
       }
       await recordActivity(trx, {
         actor: "platform",
@@ -231,21 +210,8 @@ export class JobReportService {
   }
 
   private async applyContentEvent(trx: Db, jobId: string, e: Extract<JobEventInput, { kind: "progress" | "backup" }>): Promise<void> {
-    if (e.kind === "progress") {
-      await trx.updateTable("content_copies").set({ state: "running", phase: e.phase, bytes: e.bytes, objects: e.objects }).where("job_id", "=", jobId).execute();
-    } else {
-      // Facts arrive once per part (database, media): set only what this one carries; the backup
-      // is complete (and restorable, even if the job fails later) once every requested part reported.
-      await trx
-        .updateTable("backups")
-        .set({ ...(e.database ? { database_bytes: e.databaseBytes } : {}), ...(e.media ? { media_bytes: e.mediaBytes, media_objects: e.mediaObjects } : {}) })
-        .where("id", "=", e.backupId)
-        .where("job_id", "=", jobId)
-        .execute();
-      await sql`UPDATE backups SET state = 'succeeded', finished_at = ${e.at}
-        WHERE id = ${e.backupId} AND job_id = ${jobId} AND state IN ('queued', 'running')
-          AND (NOT database OR database_bytes IS NOT NULL) AND (NOT media OR media_objects IS NOT NULL)`.execute(trx);
-    }
+    if (e.kind === "progress") await dataRecords.recordCopyProgress(trx, jobId, e);
+    else await dataRecords.recordBackupFacts(trx, jobId, e.at, e);
   }
 
   /**
@@ -255,24 +221,21 @@ export class JobReportService {
    */
   private async applyDataJob(trx: Db, job: deployments.JobRow, events: JobEventInput[]): Promise<{ lastSeq: number; cancelRequested: boolean; released: boolean }> {
     let lastSeq = job.last_seq;
-    let state = job.state as JobState;
     const spec = job.spec as DataJobSpec;
     for (const e of events) {
       if (e.seq <= lastSeq) continue;
       lastSeq = e.seq;
-      if (isTerminalJobState(state)) continue;
-      if (state === "queued") {
-        state = transition("job", jobTransitions, state, "running");
-        await trx.updateTable("backups").set({ state: "running" }).where("job_id", "=", job.id).where("state", "=", "queued").execute();
-        await trx.updateTable("content_copies").set({ state: "running" }).where("job_id", "=", job.id).where("state", "=", "queued").execute();
+      if (isTerminalJobState(job.state as JobState)) continue;
+      if (job.state === "queued") {
+        await this.lifecycle.moveJob(trx, job, "running", e.at);
+        await dataRecords.markDataRecordsRunning(trx, job.id);
       }
       if (e.kind === "progress" || e.kind === "backup") {
         await this.applyContentEvent(trx, job.id, e);
       } else if (e.kind === "result") {
-        state = transition("job", jobTransitions, state, e.state);
+        if (!(await this.lifecycle.moveJob(trx, job, e.state, e.at))) continue;
         const error = e.failure ? JSON.stringify(e.failure) : null;
-        await trx.updateTable("content_copies").set({ state: e.state, finished_at: e.at, error }).where("job_id", "=", job.id).execute();
-        await trx.updateTable("backups").set({ state: e.state === "succeeded" ? "succeeded" : "failed", finished_at: e.at, error }).where("job_id", "=", job.id).where("state", "in", ["queued", "running"]).execute();
+        await dataRecords.finishDataRecords(trx, job.id, e.at, e.state, error, e.state === "succeeded" ? "succeeded" : "failed");
         await recordActivity(trx, {
           actor: "platform",
           app: spec.app,
@@ -282,39 +245,20 @@ export class JobReportService {
         });
       }
     }
-    await deployments.updateJob(trx, job.id, { state, last_seq: lastSeq, ...(isTerminalJobState(state) && !job.finished_at ? { finished_at: new Date() } : {}) });
+    await deployments.setJobLastSeq(trx, job.id, lastSeq);
     return { lastSeq, cancelRequested: false, released: false };
   }
 
-  private async finishEnvironment(trx: Db, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>, patch: { commit?: string | null; image?: string | null }): Promise<void> {
+  private async recordOutcome(trx: Db, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>): Promise<void> {
     const env = await apps.findEnvironmentById(trx, d.environment_id);
     if (!env) return;
-    const app = await trx.selectFrom("apps").select(["name"]).where("id", "=", env.app_id).executeTakeFirstOrThrow();
-    if (result.state === "succeeded") {
-      if (d.moved_from_host_id && d.host_id) {
-        // A drain moved the environment: it now lives on the new host; the old one forwards, then lets go.
-        await apps.updateEnvironmentRuntime(trx, env.id, { host_id: d.host_id });
-        await this.onMoved(trx, env.id, d.moved_from_host_id, d.host_id);
-      }
-      await apps.updateEnvironmentRuntime(trx, env.id, {
-        state: "running",
-        deployed_commit: patch.commit ?? d.commit,
-        current_image: patch.image ?? d.image,
-        deployed_config_revision: d.config_revision,
-        deployed_settings_revision: d.settings_revision,
-        last_success_at: result.at,
-      });
-    } else {
-      // The previous containers keep serving when there were any.
-      const serving = env.current_image !== null;
-      await apps.updateEnvironmentRuntime(trx, env.id, { state: serving ? "running" : result.state === "failed" ? "failed" : "not_deployed" });
-    }
+    const app = await apps.findAppById(trx, env.app_id);
     await recordActivity(trx, {
       actor: "platform",
-      app: app.name,
+      ...(app ? { app: app.name } : {}),
       environment: env.name,
       action: `deployment.${result.state}`,
-      details: { deployment: d.id, commit: patch.commit ?? d.commit, ...(result.failure ? { error: result.failure.message } : {}) },
+      details: { deployment: d.id, commit: d.commit, ...(result.failure ? { error: result.failure.message } : {}) },
     });
   }
 }

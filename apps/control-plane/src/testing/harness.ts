@@ -15,12 +15,13 @@ import { SecretBox } from "../services/secret-box.js";
 import { DataService } from "../data/data.service.js";
 import { DatabaseProvisioner, dropAllWithPrefix } from "../data/provisioner.js";
 import { ObjectStore, type StorageConfig } from "../data/object-store.js";
-import { getAppByName, getEnvironment } from "../repositories/apps.repository.js";
+import { getAppByName, getEnvironment, type EnvironmentRow } from "../repositories/apps.repository.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
 import { DrainService } from "../services/drain.service.js";
 import { JobReportService } from "../services/job-report.service.js";
 import { MetricsService } from "../metrics/metrics.service.js";
+import { Lifecycle } from "../services/lifecycle.service.js";
 
 export type DbKind = "pglite" | "postgres";
 const PG_ADMIN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -62,7 +63,8 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const database = await testDatabase(kind);
   const log = createLogger("test", "silent");
   const db = database.db;
-  const hosts = new HostService(db, log, { heartbeatIntervalMs: 5000, heartbeatMissLimit: 3 });
+  const lifecycle = new Lifecycle(log);
+  const hosts = new HostService(db, log, { lifecycle, heartbeatIntervalMs: 5000, heartbeatMissLimit: 3 });
   const placement = new PlacementService(() => hosts.onlineWindowMs());
   const auth = new AuthService(db, log);
   const apps = new AppService(db, { baseDomain: "example.test", ingressScheme: "http", ingressPublicPort: 80 });
@@ -72,17 +74,17 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const dbPrefix = `t${randomBytes(4).toString("hex")}`;
   const provisioner = new DatabaseProvisioner(PG_ADMIN, log, dbPrefix);
   const store = new ObjectStore(opts.storage ?? { endpoint: "http://127.0.0.1:9", endpointForContainers: "http://host.docker.internal:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", mediaBucket: "media", backupBucket: "backups" });
-  const data = new DataService(db, box, provisioner, store, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
-  const environments = new EnvironmentService(db, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
-  const deployments = new DeploymentService(db, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
+  const data = new DataService(db, lifecycle, box, provisioner, store, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
+  const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
+  const deployments = new DeploymentService(db, lifecycle, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
     const appRow = await getAppByName(db, a);
     await data.ensureDatabase(appRow, await getEnvironment(db, appRow, e));
   });
-  const reports = new JobReportService(db, log);
+  const reports = new JobReportService(db, log, lifecycle);
   const metrics = new MetricsService(db, { retentionMs: 168 * 3_600_000, log });
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
   await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
-  const drains = new DrainService(db, deployments, placement, log);
+  const drains = new DrainService(db, lifecycle, deployments, placement, log);
   const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, drains, joinTokenTtlMs: 60_000, metrics, readiness: [] });
   return Object.assign(tcp, {
     app,
@@ -96,4 +98,12 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
       await dropAllWithPrefix(PG_ADMIN, dbPrefix);
     },
   }) as TestControlPlane;
+}
+
+/**
+ * Test fixtures only: writes environment columns directly, as if earlier
+ * deployments had happened (the product writes them through the lifecycle).
+ */
+export async function setEnvironmentRow(db: DatabaseHandle["db"], id: string, patch: Partial<Pick<EnvironmentRow, "state" | "host_id" | "current_image" | "deployed_config_revision" | "last_success_at" | "observed_state">>): Promise<void> {
+  await db.updateTable("environments").set(patch).where("id", "=", id).execute();
 }

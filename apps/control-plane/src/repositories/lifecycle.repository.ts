@@ -1,0 +1,170 @@
+import { sql } from "kysely";
+import type { Db } from "../db/database.js";
+import { json } from "../db/database.js";
+import type { EnvironmentRow } from "./apps.repository.js";
+import type { DeploymentRow, JobRow } from "./deployments.repository.js";
+import { insertOrConflict } from "./unique-violation.js";
+
+// The only statements that write lifecycle columns: environments.state, desired_state,
+// observed_state and host_id, deployments.state and jobs.state. Only the lifecycle
+// module (services/lifecycle.service.ts) imports this file (a lint rule says so).
+
+/** Locks the environment's row for the rest of the transaction. */
+export function lockEnvironment(db: Db, id: string): Promise<EnvironmentRow | undefined> {
+  return db.selectFrom("environments").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
+}
+
+/** Whether a deployment of the environment runs or is about to (not one waiting behind it). */
+export async function hasActiveDeployment(db: Db, environmentId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("deployments")
+    .select("id")
+    .where("environment_id", "=", environmentId)
+    .where("waiting", "=", false)
+    .where("state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** The state of the environment's most recently finished deployment. */
+export async function lastFinishedDeploymentState(db: Db, environmentId: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom("deployments")
+    .select("state")
+    .where("environment_id", "=", environmentId)
+    .where("state", "in", ["succeeded", "failed", "cancelled"])
+    .orderBy("finished_at", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.state;
+}
+
+export async function writeEnvironmentState(db: Db, id: string, state: string): Promise<void> {
+  await db.updateTable("environments").set({ state, updated_at: new Date() }).where("id", "=", id).execute();
+}
+export async function writeDesiredState(db: Db, id: string, desired: string): Promise<void> {
+  await db.updateTable("environments").set({ desired_state: desired, updated_at: new Date() }).where("id", "=", id).execute();
+}
+export async function writeObservedState(db: Db, id: string, observed: string | null): Promise<void> {
+  await db.updateTable("environments").set({ observed_state: observed, updated_at: new Date() }).where("id", "=", id).execute();
+}
+export async function writePlacement(db: Db, ids: string[], hostId: string | null): Promise<void> {
+  if (ids.length === 0) return;
+  await db.updateTable("environments").set({ host_id: hostId, updated_at: new Date() }).where("id", "in", ids).execute();
+}
+/** What a successful deployment leaves: the image, commit and revisions that now serve. */
+export async function writeDeployedFacts(
+  db: Db,
+  id: string,
+  facts: Pick<EnvironmentRow, "deployed_commit" | "current_image" | "deployed_config_revision" | "deployed_settings_revision" | "last_success_at">,
+): Promise<void> {
+  await db.updateTable("environments").set({ ...facts, updated_at: new Date() }).where("id", "=", id).execute();
+}
+
+/**
+ * Stores what hosts observe of the environments placed on them, where it
+ * differs and no deployment owns the environment; returns the ids changed.
+ */
+export async function writeObservations(db: Db, observed: Array<{ hostId: string; environmentId: string; state: string }>): Promise<string[]> {
+  if (observed.length === 0) return [];
+  const values = sql.join(observed.map((o) => sql`(${o.environmentId}::text, ${o.hostId}::text, ${o.state}::text)`));
+  const r = await sql<{ id: string }>`
+    UPDATE environments AS e
+       SET observed_state = v.state, updated_at = now()
+      FROM (VALUES ${values}) AS v(id, host_id, state)
+     WHERE e.id = v.id AND e.host_id = v.host_id AND e.state <> 'deploying'
+       AND e.observed_state IS DISTINCT FROM v.state
+ RETURNING e.id`.execute(db);
+  return r.rows.map((x) => x.id);
+}
+
+export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null }): Promise<void> {
+  await insertOrConflict(db
+    .insertInto("deployments")
+    .values({
+      id: row.id,
+      app_id: row.appId,
+      environment_id: row.environmentId,
+      state: "queued",
+      build_mode: row.buildMode,
+      commit: null,
+      image: null,
+      steps: json([]),
+      error: null,
+      config_revision: row.configRevision,
+      settings_revision: row.settingsRevision,
+      requested_by: row.requestedBy,
+      cancel_requested_at: null,
+      waiting: row.waiting,
+      host_id: row.hostId,
+      moved_from_host_id: row.movedFromHostId,
+      queued_at: new Date(),
+      started_at: null,
+      finished_at: null,
+    })
+    .execute());
+}
+
+export async function writeDeploymentState(db: Db, id: string, state: string, extra: { startedAt?: Date; finishedAt?: Date; error?: unknown } = {}): Promise<void> {
+  await db
+    .updateTable("deployments")
+    .set({
+      state,
+      ...(extra.startedAt ? { started_at: extra.startedAt } : {}),
+      ...(extra.finishedAt ? { finished_at: extra.finishedAt } : {}),
+      ...(extra.error !== undefined ? { error: extra.error === null ? null : json(extra.error) } : {}),
+    })
+    .where("id", "=", id)
+    .execute();
+}
+
+/** Lets the oldest deployment waiting behind the environment's last one go; returns it. */
+export async function releaseWaitingDeployment(db: Db, environmentId: string): Promise<DeploymentRow | undefined> {
+  const next = await db
+    .selectFrom("deployments")
+    .selectAll()
+    .where("environment_id", "=", environmentId)
+    .where("waiting", "=", true)
+    .where("state", "=", "queued")
+    .orderBy("queued_at")
+    .limit(1)
+    .executeTakeFirst();
+  if (!next) return undefined;
+  await db.updateTable("deployments").set({ waiting: false }).where("id", "=", next.id).execute();
+  return next;
+}
+
+export async function insertJobRow(db: Db, row: { id: string; kind: string; deploymentId: string | null; hostId: string | null; spec: unknown; environmentId?: string | null }): Promise<void> {
+  await db
+    .insertInto("jobs")
+    .values({
+      id: row.id,
+      kind: row.kind,
+      deployment_id: row.deploymentId,
+      host_id: row.hostId,
+      state: "queued",
+      spec: json(row.spec),
+      environment_id: row.environmentId ?? null,
+      last_seq: 0,
+      publish_attempts: 0,
+      last_publish_error: null,
+      created_at: new Date(),
+      published_at: null,
+      started_at: null,
+      finished_at: null,
+    })
+    .execute();
+}
+
+export async function writeJobState(db: Db, job: Pick<JobRow, "id" | "started_at" | "finished_at">, state: string, at: Date, terminal: boolean, error?: unknown): Promise<void> {
+  await db
+    .updateTable("jobs")
+    .set({
+      state,
+      ...(state === "running" && !job.started_at ? { started_at: at } : {}),
+      ...(terminal && !job.finished_at ? { finished_at: at } : {}),
+      ...(error !== undefined ? { error: error === null ? null : json(error) } : {}),
+    })
+    .where("id", "=", job.id)
+    .execute();
+}
