@@ -4,7 +4,7 @@ import { LABELS, StepFailure } from "@slipway/core";
 import { runDataJob } from "../data/data.runner.js";
 import { CANCEL_REASON } from "../steps/context.js";
 import { runDeployment } from "./deploy.runner.js";
-import { COMMIT, OLD_IMAGE, fakeDeployment, withCurrentDeployment, type FakeDeployment } from "../testing/deploy.fixture.js";
+import { COMMIT, OLD_IMAGE, fakeDeployment, withCurrentDeployment, type FakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
 
 // The content copy is the data runner's (tested against real servers elsewhere).
 vi.mock("../data/data.runner.js", () => ({ runDataJob: vi.fn() }));
@@ -31,7 +31,7 @@ async function deploy(d: FakeDeployment): Promise<string> {
 }
 
 /** An environment serving its previous deployment, about to deploy `main` with one release command. */
-function serving(opts: Parameters<typeof fakeDeployment>[0] = {}) {
+function serving(opts: FakeDeploymentOptions = {}) {
   const d = fakeDeployment({ ...opts, spec: { releaseCommands: [{ label: "migrate", command: "migrate" }], ...opts.spec } });
   const previous = withCurrentDeployment(d, 2);
   return { d, previous };

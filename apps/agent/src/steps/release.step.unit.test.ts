@@ -3,7 +3,7 @@ import { LABELS, environmentNetwork } from "@slipway/core";
 import { AGENT_LABELS } from "../docker/labels.js";
 import { CANCEL_REASON } from "./context.js";
 import { releaseStep } from "./release.step.js";
-import { HOST_ID, fakeDeployment } from "../testing/deploy.fixture.js";
+import { HOST_ID, fakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
 
 const IMAGE = "slipway/shop:new";
 const commands = [
@@ -11,7 +11,7 @@ const commands = [
   { label: "collectstatic", command: "python manage.py collectstatic --noinput" },
 ];
 
-function withCommands(over: Parameters<typeof fakeDeployment>[0] = {}) {
+function withCommands(over: FakeDeploymentOptions = {}) {
   const d = fakeDeployment({ ...over, spec: { releaseCommands: commands, releaseCommandTimeoutMs: 90_000, ...over.spec } });
   d.ctx.image = IMAGE;
   return d;

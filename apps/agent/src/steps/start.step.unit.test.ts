@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
 import { startStep } from "./start.step.js";
-import { HOST_ID, fakeDeployment } from "../testing/deploy.fixture.js";
+import { HOST_ID, fakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
 
 const IMAGE = "slipway/shop:new";
 
-function built(spec: Parameters<typeof fakeDeployment>[0]["spec"] = {}, exposed: number[] = [5000]) {
+function built(spec: FakeDeploymentOptions["spec"] = {}, exposed: number[] = [5000]) {
   const d = fakeDeployment({ spec });
   d.ctx.image = IMAGE;
   d.runtime.images.set(IMAGE, { id: "sha256:new", exposedPorts: exposed });

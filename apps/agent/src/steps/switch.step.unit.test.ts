@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { BACKEND_SLOTS } from "../envs/environments.js";
 import { switchStep } from "./switch.step.js";
-import { fakeDeployment, withCurrentDeployment, type FakeDeployment } from "../testing/deploy.fixture.js";
+import { fakeDeployment, withCurrentDeployment, type FakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
 
 const IMAGE = "slipway/shop:new";
 const digest = "4576f6431f4b3746cdbcdaa55844ffc7ce88979e2b457b723fabb2389df0d8ea";
 
 /** A deployment whose new containers are started and probed, ready to switch. */
-function probed(spec: Parameters<typeof fakeDeployment>[0]["spec"] = {}, replicas = 2): FakeDeployment {
+function probed(spec: FakeDeploymentOptions["spec"] = {}, replicas = 2): FakeDeployment {
   const d = fakeDeployment({ spec: { replicas, ...spec } });
   d.ctx.image = IMAGE;
   d.ctx.webPort = 5000;

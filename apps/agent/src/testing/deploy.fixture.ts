@@ -50,10 +50,15 @@ export interface FakeDeployment {
   probes: Array<{ port: number; path: string; timeoutMs: number }>;
 }
 
-/** A deployment context on fresh fakes; `answer` decides each probe's outcome (default: 200). */
-export function fakeDeployment(
-  opts: { spec?: Partial<DeploySpec>; ctx?: Partial<DeployContext>; answer?: (port: number, path: string, timeoutMs: number) => Promise<number> } = {},
-): FakeDeployment {
+export interface FakeDeploymentOptions {
+  spec?: Partial<DeploySpec>;
+  ctx?: Partial<DeployContext>;
+  /** Each probe's outcome (default: 200 at once). */
+  answer?: (port: number, path: string, timeoutMs: number) => Promise<number>;
+}
+
+/** A deployment context on fresh fakes. */
+export function fakeDeployment(opts: FakeDeploymentOptions = {}): FakeDeployment {
   const spec = deploySpec(opts.spec);
   const runtime = new FakeContainerRuntime();
   const ingress = new FakeIngress();
