@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { ENV_NAME_PATTERN } from "@slipway/core";
 import type { BuildMode, DeploymentContentInput, DeploymentService } from "../services/deployment.service.js";
 import { envParams, idParams } from "./schemas.js";
+import { sendStream } from "./streaming.js";
 
 export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentService; pollIntervalMs: number }> = async (app, { deployments, pollIntervalMs }) => {
   app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput } }>(
@@ -78,7 +79,7 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
       })()
         .catch((err: unknown) => req.log.warn({ err }, "log follow failed"))
         .finally(() => out.end());
-      return reply.send(out);
+      return sendStream(reply, out, "text/plain; charset=utf-8");
     },
   );
 };

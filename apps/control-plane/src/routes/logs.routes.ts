@@ -5,6 +5,7 @@ import * as apps from "../repositories/apps.repository.js";
 import { requireApp } from "../services/auth.service.js";
 import type { LogRelay } from "../bus/log-relay.js";
 import { envParams } from "./schemas.js";
+import { sendStream } from "./streaming.js";
 
 export const logsRoutes: FastifyPluginAsync<{ db: Db; relay: LogRelay }> = async (app, { db, relay }) => {
   app.get<{ Params: { app: string; env: string }; Querystring: { follow?: boolean; since?: string; tail?: number } }>(
@@ -34,8 +35,7 @@ export const logsRoutes: FastifyPluginAsync<{ db: Db; relay: LogRelay }> = async
       const { body, close } = await relay.stream(env.host_id, { app: a.name, environment: env.name, follow: req.query.follow === true, since, tail: req.query.tail ?? 1000 });
       // The response closes when the client goes away; the request stream closes as soon as it is read.
       reply.raw.on("close", close);
-      reply.header("content-type", "text/plain; charset=utf-8");
-      return reply.send(body);
+      return sendStream(reply, body, "text/plain; charset=utf-8");
     },
   );
 };
