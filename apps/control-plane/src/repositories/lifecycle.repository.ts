@@ -62,20 +62,19 @@ export async function writeDeployedFacts(
 }
 
 /**
- * Stores what hosts observe of the environments placed on them, where it
- * differs and no deployment owns the environment; returns the ids changed.
+ * Of what hosts report, the observations that differ from what is stored,
+ * for environments placed on the reporting host that no deployment owns.
  */
-export async function writeObservations(db: Db, observed: Array<{ hostId: string; environmentId: string; state: string }>): Promise<string[]> {
+export async function changedObservations(db: Db, observed: Array<{ hostId: string; environmentId: string; state: string }>): Promise<Array<{ environmentId: string; state: string }>> {
   if (observed.length === 0) return [];
   const values = sql.join(observed.map((o) => sql`(${o.environmentId}::text, ${o.hostId}::text, ${o.state}::text)`));
-  const r = await sql<{ id: string }>`
-    UPDATE environments AS e
-       SET observed_state = v.state, updated_at = now()
-      FROM (VALUES ${values}) AS v(id, host_id, state)
-     WHERE e.id = v.id AND e.host_id = v.host_id AND e.state <> 'deploying'
-       AND e.observed_state IS DISTINCT FROM v.state
- RETURNING e.id`.execute(db);
-  return r.rows.map((x) => x.id);
+  const r = await sql<{ id: string; state: string }>`
+    SELECT e.id, v.state
+      FROM environments AS e
+      JOIN (VALUES ${values}) AS v(id, host_id, state) ON e.id = v.id AND e.host_id = v.host_id
+     WHERE e.state <> 'deploying' AND e.observed_state IS DISTINCT FROM v.state
+     ORDER BY e.id`.execute(db);
+  return r.rows.map((x) => ({ environmentId: x.id, state: x.state }));
 }
 
 export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null }): Promise<void> {

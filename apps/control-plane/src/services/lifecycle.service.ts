@@ -67,16 +67,20 @@ export class Lifecycle {
   // ---- environments ----
 
   /**
-   * Derives the environment's state from its facts and writes it when it
-   * changed and the move is legal. Locks the environment's row. Returns the
-   * state it holds afterwards (undefined when the environment is gone).
+   * Derives the environment's state from its facts (with `change` applied:
+   * a new desired or observed state) and writes both when the move is legal.
+   * An illegal move is refused and logged, and nothing of it is written.
+   * Locks the environment's row. Returns the state it holds afterwards
+   * (undefined when the environment is gone).
    */
-  async settleEnvironment(trx: Db, environmentId: string, cause: string): Promise<EnvironmentState | undefined> {
+  async settleEnvironment(trx: Db, environmentId: string, cause: string, change: { desired?: DesiredEnvironmentState; observed?: ObservedEnvironmentState } = {}): Promise<EnvironmentState | undefined> {
     const env = await lc.lockEnvironment(trx, environmentId);
     if (!env) return undefined;
-    const observed = env.observed_state && isObservedEnvironmentState(env.observed_state) ? env.observed_state : null;
+    const stored = env.observed_state && isObservedEnvironmentState(env.observed_state) ? env.observed_state : null;
+    const desired = change.desired ?? (env.desired_state === "stopped" ? "stopped" : "running");
+    const observed = change.observed ?? stored;
     const next = environmentState({
-      desired: env.desired_state === "stopped" ? "stopped" : "running",
+      desired,
       observed,
       deploying: await lc.hasActiveDeployment(trx, environmentId),
       serving: env.current_image !== null,
@@ -84,6 +88,8 @@ export class Lifecycle {
     });
     const from = env.state as EnvironmentState;
     if (!this.allowed("environment", environmentTransitions, from, next, { environmentId, cause })) return from;
+    if (desired !== env.desired_state) await lc.writeDesiredState(trx, environmentId, desired);
+    if (observed !== stored) await lc.writeObservedState(trx, environmentId, observed);
     if (next !== from) {
       await lc.writeEnvironmentState(trx, environmentId, next);
       this.log.info({ machine: "environment", environmentId, from, to: next, cause }, "environment state changed");
@@ -100,26 +106,23 @@ export class Lifecycle {
 
   /** The user asked the environment to run or to stop (the host does it; its report settles the state). */
   async requestRunState(trx: Db, environmentId: string, desired: DesiredEnvironmentState, cause: string): Promise<void> {
-    await lc.writeDesiredState(trx, environmentId, desired);
-    await this.settleEnvironment(trx, environmentId, cause);
+    await this.settleEnvironment(trx, environmentId, cause, { desired });
   }
 
   /** A host reported what runs (a job result, or a heartbeat through `observeMany`). */
   async observe(trx: Db, environmentId: string, observed: ObservedEnvironmentState, cause: string): Promise<void> {
-    await lc.writeObservedState(trx, environmentId, observed);
-    await this.settleEnvironment(trx, environmentId, cause);
+    await this.settleEnvironment(trx, environmentId, cause, { observed });
   }
 
   /**
-   * Heartbeat observations of many environments in one statement; only the
-   * environments whose observation changed (rare) are settled one by one.
+   * Heartbeat observations of many environments, compared in one statement;
+   * only the environments whose observation changed (rare) are settled one by one.
    * Observations of an environment under deployment are ignored: the
    * deployment's result is the newer truth.
    */
   async observeMany(trx: Db, observed: Array<{ hostId: string; environmentId: string; state: string }>): Promise<void> {
     const valid = observed.filter((o) => isObservedEnvironmentState(o.state));
-    const changed = await lc.writeObservations(trx, valid);
-    for (const id of changed.sort()) await this.settleEnvironment(trx, id, "heartbeat");
+    for (const o of await lc.changedObservations(trx, valid)) await this.observe(trx, o.environmentId, o.state as ObservedEnvironmentState, "heartbeat");
   }
 
   // ---- deployments ----
@@ -128,9 +131,9 @@ export class Lifecycle {
   async createDeployment(trx: Db, d: NewDeployment, job: Omit<NewJob, "deploymentId" | "kind">): Promise<void> {
     await lc.insertDeploymentRow(trx, d);
     await lc.insertJobRow(trx, { ...job, kind: "deploy", deploymentId: d.id });
-    await lc.writeDesiredState(trx, d.environmentId, "running");
     this.log.info({ machine: "deployment", deploymentId: d.id, to: "queued", waiting: d.waiting }, "deployment queued");
-    await this.settleEnvironment(trx, d.environmentId, `deployment ${d.id} requested`);
+    // A deployment starts the environment: what it deploys is meant to run.
+    await this.settleEnvironment(trx, d.environmentId, `deployment ${d.id} requested`, { desired: "running" });
   }
 
   /** Moves a deployment forward (a step began); false when the move is illegal (refused, logged). */
@@ -169,11 +172,10 @@ export class Lifecycle {
         deployed_settings_revision: d.settings_revision,
         last_success_at: outcome.at,
       });
-      // The agent switched traffic to the new containers: they run.
-      await lc.writeObservedState(trx, d.environment_id, "running");
     }
     const released = d.waiting ? undefined : await lc.releaseWaitingDeployment(trx, d.environment_id);
-    await this.settleEnvironment(trx, d.environment_id, `deployment ${d.id} ${outcome.state}`);
+    // After a switch the agent serves the new containers: they run.
+    await this.settleEnvironment(trx, d.environment_id, `deployment ${d.id} ${outcome.state}`, outcome.state === "succeeded" ? { observed: "running" } : {});
     return { finished: true, released: released !== undefined };
   }
 
