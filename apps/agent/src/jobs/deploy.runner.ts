@@ -46,8 +46,8 @@ async function runUpToSwitch(ctx: DeployContext): Promise<Awaited<ReturnType<typ
 }
 
 /**
- * A whole deployment: source → build → release → start → probe → switch →
- * cleanup. Any failure before the switch removes the new containers and
+ * A whole deployment: source → build → release → start → probe → switch,
+ * the result, then cleanup. Any failure before the switch removes the new containers and
  * leaves routing untouched. A redelivered deployment (its agent died) first
  * clears what the earlier attempt left and runs again from the start, or only
  * finishes when that attempt had switched already. Reports the final result;
@@ -62,7 +62,12 @@ export async function runDeployment(ctx: DeployContext): Promise<"succeeded" | "
     } else {
       old = await runUpToSwitch(ctx);
     }
-    // Traffic has moved: a failure from here on must not fail the deployment.
+    // Traffic has moved and the host names are served: the deployment has succeeded, and says so
+    // at once (the reporter sends a result without waiting for its batch timer). Removing the old
+    // containers is housekeeping after it; a failure there must not fail the deployment.
+    ctx.log.info({ replaced: old.length }, "deployment succeeded");
+    ctx.report.logLine(`deployment succeeded: ${ctx.image}`);
+    ctx.report.result("succeeded", { ...(ctx.commit ? { commit: ctx.commit } : {}), ...(ctx.image ? { image: ctx.image } : {}) });
     ctx.report.heading(stepHeadings.cleanup);
     ctx.report.step("cleanup", "running");
     try {
@@ -72,9 +77,6 @@ export async function runDeployment(ctx: DeployContext): Promise<"succeeded" | "
       ctx.report.logLine(`warning: cleanup of old containers failed (${(err as Error).message}); they will be removed by the next deployment`);
       ctx.report.step("cleanup", "failed");
     }
-    ctx.log.info({ replaced: old.length }, "deployment succeeded");
-    ctx.report.logLine(`deployment succeeded: ${ctx.image}`);
-    ctx.report.result("succeeded", { ...(ctx.commit ? { commit: ctx.commit } : {}), ...(ctx.image ? { image: ctx.image } : {}) });
     return "succeeded";
   } catch (err) {
     const f = toFailure(err);

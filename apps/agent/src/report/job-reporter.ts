@@ -66,6 +66,8 @@ export class JobReporter {
         ...(f ? { failure: { type: f.type, message: f.message, retryable: f.retryable, details: f.details !== undefined ? JSON.stringify(f.details) : "" } } : {}),
       },
     });
+    // A job's outcome is what users wait for: it goes out now, not at the next batch.
+    void this.flush().catch((err: unknown) => this.log.warn({ jobId: this.jobId, err: (err as Error).message }, "could not report the result yet; it is sent again with the next flush"));
   }
 
   /** Sends everything buffered; retries until stored or `deadlineMs` passes (then throws). */
