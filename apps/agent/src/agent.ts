@@ -1,9 +1,9 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { status as grpcStatus } from "@grpc/grpc-js";
 import type { Logger } from "@slipway/core";
 import type { AgentConfig } from "./config.js";
 import { ControlPlaneClient } from "./report/control-plane.client.js";
+import { refusedForGood } from "./report/refusal.js";
 import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
 import { JobReporter } from "./report/job-reporter.js";
 import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
@@ -17,7 +17,7 @@ import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { runDataJob } from "./data/data.runner.js";
 import { LogServer } from "./logs/log-server.js";
-import { connect } from "@nats-io/transport-node";
+import { connectRequests } from "./logs/requests-connection.js";
 import { ShellServer } from "./logs/shell-server.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
@@ -100,7 +100,9 @@ export async function startAgent(
   client.setCredential(identity.credential);
   const hostLog = log.child({ hostId: identity.hostId });
 
-  const runtime = adapters.runtime ?? new DockerRuntime({ logger: hostLog });
+  // Runtime logs, shells and container stats always read the local engine, also when tests fake the runtime.
+  const docker = new DockerRuntime({ logger: hostLog });
+  const runtime = adapters.runtime ?? docker;
   const git = adapters.git ?? new GitSource({ dir: path.join(config.stateDir, "git"), logger: hostLog });
   // The waker listens first: its port is part of the HAProxy config.
   const waker = new Waker(hostLog.child({ component: "waker" }));
@@ -145,6 +147,7 @@ export async function startAgent(
     sink: client,
     traffic,
     runtime,
+    reader: docker,
     hostId: identity.hostId,
     describe: (slug) => envs.describe(slug),
     intervalMs: config.metricsIntervalMs,
@@ -157,8 +160,7 @@ export async function startAgent(
     try {
       spec = await client.getJobSpec(job.jobId);
     } catch (err) {
-      const code = (err as { code?: number }).code;
-      if (code === grpcStatus.NOT_FOUND || code === grpcStatus.PERMISSION_DENIED) {
+      if (refusedForGood(err)) {
         jlog.error({ err: (err as Error).message }, "job spec refused; dropping the job");
         return "term";
       }
@@ -222,10 +224,10 @@ export async function startAgent(
   );
   await consumer.start();
   // Runtime logs and shells are NATS core requests addressed to this host: one connection serves both.
-  const requests = await connect({ servers: config.natsUrl ?? identity.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-requests-${identity.hostId}` });
-  const logServer = new LogServer({ nc: requests, hostId: identity.hostId, log: hostLog.child({ component: "logs" }) });
+  const requests = await connectRequests(config.natsUrl ?? identity.natsUrl, identity.hostId);
+  const logServer = new LogServer({ nc: requests, hostId: identity.hostId, log: hostLog.child({ component: "logs" }), containers: docker });
   logServer.start();
-  const shellServer = new ShellServer({ nc: requests, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "shell" }) });
+  const shellServer = new ShellServer({ nc: requests, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "shell" }), containers: docker });
   shellServer.start();
   hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
 

@@ -18,6 +18,7 @@ import { logsRoutes } from "./routes/logs.routes.js";
 import { shellRoutes } from "./routes/shell.routes.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
+import { errorBody } from "./routes/error-body.js";
 import { tokenRoutes } from "./routes/tokens.routes.js";
 import { appRoutes } from "./routes/apps.routes.js";
 import { deploymentRoutes } from "./routes/deployments.routes.js";
@@ -49,10 +50,6 @@ export interface AppDeps {
   /** Extra readiness checks (database, NATS); each throws when not ready. */
   readiness: Array<() => Promise<void>>;
   logPollIntervalMs?: number;
-}
-
-export function errorBody(code: string, message: string, details?: unknown) {
-  return { error: { code, message, ...(details !== undefined ? { details } : {}) } };
 }
 
 /** Builds the REST API without listening, so tests can use `inject()`. */

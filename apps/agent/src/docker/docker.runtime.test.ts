@@ -273,4 +273,82 @@ describe("DockerRuntime against the real dockerd", () => {
     const err = await expectFailure(offline.imageInfo(BASE_IMAGE));
     expect([err.type, err.retryable]).toEqual(["docker_unavailable", true]);
   });
+
+  describe("inside a running container: runtime logs, shells, stats", () => {
+    let id: string;
+
+    beforeAll(async () => {
+      await runtime.ensureNetwork(network, testLabels);
+      const c = await runtime.start({ name: `slipway-test-inside-${run}`, image: BASE_IMAGE, env: {}, labels: testLabels, network, cmd: ["sh", "-c", "echo first; echo second; exec sleep 300"] });
+      id = c.id;
+    });
+
+    /** A command run to its end as a shell user runs it: what they see and the status the CLI exits with. */
+    async function execToEnd(cmd: string[], tty: boolean, input?: string): Promise<{ stdout: string; stderr: string; exit: number | undefined }> {
+      const out = { stdout: "", stderr: "" };
+      const session = await runtime.exec(id, { cmd, tty, rows: 24, cols: 80 }, (stream, chunk) => (out[stream] += chunk.toString("utf8")));
+      if (input !== undefined) session.write(Buffer.from(input));
+      session.endInput();
+      const exit = await session.exit;
+      return { ...out, exit };
+    }
+
+    it("runs a command with its input, its output and errors apart, and its exit status", async () => {
+      expect(await execToEnd(["sh", "-c", "echo out; echo err >&2; exit 7"], false)).toEqual({ stdout: "out\n", stderr: "err\n", exit: 7 });
+      expect(await execToEnd(["cat"], false, "typed\n")).toEqual({ stdout: "typed\n", stderr: "", exit: 0 });
+    });
+
+    // Issue 10: `slipway shell -t web test -- tty` exited 255. The CLI's stdin (a pipe) ended at
+    // once; closing a terminal's input made Docker drop the session while the command still ran, and
+    // the exit status read at that moment was null, reported as -1.
+    it("with a terminal, keeps the output and the exit status of a command that outlives its input", async () => {
+      const r = await execToEnd(["sh", "-c", "sleep 0.3; tty; exit 3"], true);
+      expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r\n$/);
+      expect(r.exit).toBe(3);
+    });
+
+    it("reports each command's own exit status when many end at once", async () => {
+      const codes = Array.from({ length: 16 }, (_, i) => i + 1);
+      const results = await Promise.all(codes.map((c) => execToEnd(["sh", "-c", `exit ${c}`], c % 2 === 0)));
+      expect(results.map((r) => r.exit)).toEqual(codes);
+    });
+
+    it("stops the command of a session that was hung up", async () => {
+      const session = await runtime.exec(id, { cmd: ["sleep", "300"], tty: false, rows: 0, cols: 0 }, () => undefined);
+      const t0 = Date.now();
+      await session.hangUp();
+      // Killed by SIGHUP: 128 + 1.
+      expect(await session.exit).toBe(129);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    });
+
+    it("reads the output with Docker's timestamps, and follows new output until aborted", async () => {
+      const lines: string[] = [];
+      await runtime.logs(id, { follow: false, since: 0, tail: 100 }, (l) => lines.push(l));
+      expect(lines.map((l) => l.replace(/^\S+ /, ""))).toEqual(["first", "second"]);
+      expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/);
+
+      const followed: string[] = [];
+      let arrived!: () => void;
+      const third = new Promise<void>((r) => (arrived = r));
+      const ac = new AbortController();
+      const done = runtime.logs(id, { follow: true, since: 0, tail: 1, signal: ac.signal }, (l) => {
+        followed.push(l.replace(/^\S+ /, ""));
+        if (l.endsWith("third")) arrived();
+      });
+      // The container's PID 1 (docker's init) holds its standard output: writing there is new log output.
+      await execToEnd(["sh", "-c", "echo third > /proc/1/fd/1"], false);
+      await third;
+      ac.abort();
+      await done;
+      expect(followed).toEqual(["second", "third"]);
+    });
+
+    it("reads a running container's CPU and memory, and nothing of a missing one", async () => {
+      const s = await runtime.stats(id);
+      expect(s?.cpu_stats?.system_cpu_usage).toBeGreaterThan(0);
+      expect(s?.memory_stats?.usage).toBeGreaterThan(0);
+      expect(await runtime.stats("0".repeat(64))).toBeUndefined();
+    });
+  });
 });

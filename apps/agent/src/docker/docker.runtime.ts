@@ -10,6 +10,8 @@ import type {
   ImageInfo,
   RunningContainer,
 } from "./container-runtime.js";
+import type { ContainerExecutor, ContainerLogReader, ContainerStatsReader, DockerStats, ExecSession } from "./container-access.js";
+import { DockerExecSession } from "./docker.exec.js";
 
 export interface DockerRuntimeOptions {
   /** Defaults to the local socket (DOCKER_HOST is honoured by dockerode). */
@@ -70,7 +72,8 @@ function loopbackPort(ports: PortMap, port?: number): number | undefined {
   return undefined;
 }
 
-export class DockerRuntime implements ContainerRuntime {
+/** The container runtime on the Docker Engine, and the access to running containers (logs, exec, stats). */
+export class DockerRuntime implements ContainerRuntime, ContainerLogReader, ContainerExecutor, ContainerStatsReader {
   private readonly docker: Dockerode;
   private readonly log: Logger;
   private readonly networkLocks = new Map<string, Promise<void>>();
@@ -425,10 +428,64 @@ export class DockerRuntime implements ContainerRuntime {
       throw toStepFailure(err, "list containers");
     }
   }
+
+  async logs(id: string, opts: { follow: boolean; since: number; tail: number; signal?: AbortSignal }, onLine: (line: string) => void): Promise<void> {
+    if (opts.signal?.aborted) return;
+    const got = (await this.docker
+      .getContainer(id)
+      .logs({ follow: opts.follow as true, stdout: true, stderr: true, timestamps: true, since: opts.since, tail: opts.tail })) as unknown;
+    if (Buffer.isBuffer(got)) {
+      // Without follow, dockerode hands back the whole multiplexed log as one buffer.
+      for (const line of demuxBuffer(got).split("\n").filter(Boolean)) onLine(line);
+      return;
+    }
+    const raw = got as NodeJS.ReadableStream & { destroy?: () => void };
+    const sink = lineSink(onLine);
+    this.docker.modem.demuxStream(raw, sink, sink);
+    const stop = () => raw.destroy?.();
+    opts.signal?.addEventListener("abort", stop, { once: true });
+    try {
+      await new Promise<void>((resolve) => {
+        raw.on("end", resolve);
+        raw.on("close", resolve);
+        raw.on("error", () => resolve());
+        if (opts.signal?.aborted) stop();
+      });
+    } finally {
+      opts.signal?.removeEventListener("abort", stop);
+      sink.flush();
+    }
+  }
+
+  async exec(id: string, opts: { cmd: string[]; tty: boolean; rows: number; cols: number }, onOutput: (stream: "stdout" | "stderr", chunk: Buffer) => void): Promise<ExecSession> {
+    return DockerExecSession.start(this.docker.getContainer(id), id, opts, onOutput, this.docker.modem, this.log);
+  }
+
+  async stats(id: string): Promise<DockerStats | undefined> {
+    try {
+      return (await this.docker.getContainer(id).stats({ stream: false })) as DockerStats;
+    } catch (err) {
+      if (isGone(err)) return undefined;
+      throw err;
+    }
+  }
 }
 
 /** The container's IPv4 address on its first network that has one (the environment's bridge network). */
 export function networkAddress(networks: Record<string, { IPAddress?: string }> | undefined): string | undefined {
   for (const n of Object.values(networks ?? {})) if (n?.IPAddress) return n.IPAddress;
   return undefined;
+}
+
+/** Docker's multiplexed log format: frames of an 8-byte header (stream, 0, 0, 0, size u32 BE) and a payload. */
+export function demuxBuffer(buf: Buffer): string {
+  let out = "";
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const size = buf.readUInt32BE(i + 4);
+    out += buf.subarray(i + 8, i + 8 + size).toString("utf8");
+    i += 8 + size;
+  }
+  // A TTY container's log is not multiplexed.
+  return i === 0 && buf.length > 0 ? buf.toString("utf8") : out;
 }

@@ -2,7 +2,7 @@ import { LABELS, StepFailure, environmentNetwork, environmentSlug, type Logger }
 import type { BasicAuth, EnvironmentObservation } from "@slipway/proto";
 import type { ContainerRuntime, ContainerStatus, RunningContainer } from "../docker/container-runtime.js";
 import type { BackendTarget, Ingress } from "../ingress/ingress.js";
-import { probeContainers } from "../steps/probe.step.js";
+import { probeContainers } from "./container-probe.js";
 import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, EnvironmentState } from "./environment-registry.js";
 import { routeTarget, startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
 import type { WakeService } from "./waker.js";
@@ -298,7 +298,7 @@ export class Environments implements WakeService {
 
   /** Under the lock: start the kept containers (or new ones), probe them, switch traffic to them, state running. */
   private async bringUp(e: EnvironmentEntry, logLine: (line: string) => void): Promise<BackendTarget[]> {
-    const { runtime, ingress, registry, hostId } = this.opts;
+    const { runtime, registry, hostId } = this.opts;
     const containers = await startWebContainers(runtime, hostId, e, registry.variablesOf(e.slug), logLine);
     const ids = containers.map((c) => c.id);
     try {

@@ -1,7 +1,7 @@
-import { PassThrough } from "node:stream";
-import Dockerode from "dockerode";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { LABELS, type Logger } from "@slipway/core";
+import { INBOX_CONTROL, LABELS, inboxControlOf, inboxControlWildcard, logsSubject, type Logger } from "@slipway/core";
+import type { ContainerRuntime } from "../docker/container-runtime.js";
+import type { ContainerLogReader } from "../docker/container-access.js";
 
 /** A log request from the control plane (JSON on `slipway.logs.<hostId>`). */
 export interface LogRequest {
@@ -19,23 +19,23 @@ const PING_TIMEOUT_MS = 30_000;
 /** A follow never outlives this, pings or not. */
 const MAX_FOLLOW_MS = 6 * 3600_000;
 
-export function logsSubject(hostId: string): string {
-  return `slipway.logs.${hostId}`;
-}
-
 /**
  * Serves the runtime logs of this host's environments: lines of every web
  * container of the environment (prefixed with the container's short name)
  * are published to the request's inbox as `{"line": …}` messages, after a
- * first `{"start": true}` and before a last `{"end": true}`. A followed stream ends on `<inbox>.stop`, when pings stop
- * for 30 s, or after 6 h.
+ * first `{"start": true}` and before a last `{"end": true}`. A followed
+ * stream ends on `<inbox>.stop`, when pings stop for 30 s, or after 6 h.
+ * Subjects are core's (`logsSubject`, `INBOX_CONTROL`).
  */
 export class LogServer {
   private sub?: Subscription;
   private readonly active = new Set<() => void>();
 
-  /** `nc`: the agent's NATS core connection, shared with the shell server; the agent closes it. */
-  constructor(private readonly opts: { nc: NatsConnection; hostId: string; log: Logger; docker?: Dockerode }) {}
+  /**
+   * `nc`: the agent's NATS core connection, shared with the shell server; the agent closes it.
+   * `containers`: lists the environment's containers and reads their output (DockerRuntime).
+   */
+  constructor(private readonly opts: { nc: NatsConnection; hostId: string; log: Logger; containers: Pick<ContainerRuntime, "list"> & ContainerLogReader }) {}
 
   private get nc(): NatsConnection {
     return this.opts.nc;
@@ -67,29 +67,25 @@ export class LogServer {
     const send = (o: unknown) => nc.publish(req.inbox, JSON.stringify(o));
     // Answer at once: a followed log may have no line for a long time.
     send({ start: true });
-    const docker = this.opts.docker ?? new Dockerode();
-    const containers = await docker.listContainers({
-      all: true,
-      filters: { label: [`${LABELS.host}=${this.opts.hostId}`, `${LABELS.app}=${req.app}`, `${LABELS.environment}=${req.environment}`, `${LABELS.role}=web`] },
+    const containers = await this.opts.containers.list({
+      [LABELS.host]: this.opts.hostId,
+      [LABELS.app]: req.app,
+      [LABELS.environment]: req.environment,
+      [LABELS.role]: "web",
     });
     if (containers.length === 0) {
       send({ line: `(no containers of ${req.app}/${req.environment} on this host)` });
       send({ end: true });
       return;
     }
-    const streams: NodeJS.ReadableStream[] = [];
-    let stopped = false;
+    const ac = new AbortController();
     let lastPing = Date.now();
-    const stop = () => {
-      if (stopped) return;
-      stopped = true;
-      for (const s of streams) (s as unknown as { destroy?: () => void }).destroy?.();
-    };
+    const stop = () => ac.abort();
     this.active.add(stop);
-    const control = nc.subscribe(`${req.inbox}.*`);
+    const control = nc.subscribe(inboxControlWildcard(req.inbox));
     void (async () => {
       for await (const m of control) {
-        if (m.subject.endsWith(".stop")) stop();
+        if (inboxControlOf(m.subject) === INBOX_CONTROL.stop) stop();
         else lastPing = Date.now();
       }
     })();
@@ -99,38 +95,9 @@ export class LogServer {
     }, 5000);
     try {
       await Promise.all(
-        containers.map(async (c) => {
-          const name = (c.Names[0] ?? c.Id).replace(/^\//, "");
-          const got = (await docker.getContainer(c.Id).logs({ follow: req.follow as true, stdout: true, stderr: true, timestamps: true, since: req.since || 0, tail: req.tail || 1000 })) as unknown;
-          if (Buffer.isBuffer(got)) {
-            // Without follow, dockerode hands back the whole multiplexed log as one buffer.
-            for (const line of demuxBuffer(got).split("\n").filter(Boolean)) send({ line: `${name} ${line}` });
-            return;
-          }
-          const raw = got as NodeJS.ReadableStream;
-          streams.push(raw);
-          const out = new PassThrough();
-          docker.modem.demuxStream(raw, out, out);
-          let buf = "";
-          await new Promise<void>((resolve) => {
-            out.on("data", (chunk: Buffer) => {
-              buf += chunk.toString("utf8");
-              let i: number;
-              while ((i = buf.indexOf("\n")) >= 0) {
-                send({ line: `${name} ${buf.slice(0, i)}` });
-                buf = buf.slice(i + 1);
-              }
-            });
-            const done = () => {
-              if (buf) send({ line: `${name} ${buf}` });
-              buf = "";
-              resolve();
-            };
-            raw.on("end", done);
-            raw.on("close", done);
-            raw.on("error", done);
-            if (stopped) done();
-          });
+        containers.map((c) => {
+          const name = c.name || c.id;
+          return this.opts.containers.logs(c.id, { follow: req.follow, since: req.since || 0, tail: req.tail || 1000, signal: ac.signal }, (line) => send({ line: `${name} ${line}` }));
         }),
       );
     } finally {
@@ -145,17 +112,4 @@ export class LogServer {
     for (const s of this.active) s();
     this.sub?.unsubscribe();
   }
-}
-
-/** Docker's multiplexed log format: frames of an 8-byte header (stream, 0, 0, 0, size u32 BE) and a payload. */
-export function demuxBuffer(buf: Buffer): string {
-  let out = "";
-  let i = 0;
-  while (i + 8 <= buf.length) {
-    const size = buf.readUInt32BE(i + 4);
-    out += buf.subarray(i + 8, i + 8 + size).toString("utf8");
-    i += 8 + size;
-  }
-  // A TTY container's log is not multiplexed.
-  return i === 0 && buf.length > 0 ? buf.toString("utf8") : out;
 }

@@ -1,19 +1,22 @@
-import { PassThrough, type Duplex } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
-import Dockerode from "dockerode";
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import {
+  INBOX_CONTROL,
+  INBOX_PREFIX,
   LABELS,
   SHELL_REQUEST_MAX_AGE_MS,
   ShellFrame,
   ShellFrameReader,
   credentialHashOf,
   encodeShellFrame,
+  inboxControlOf,
+  inboxControlWildcard,
   shellSubject,
   verifyShellRequest,
   type Logger,
   type ShellRequest,
 } from "@slipway/core";
+import type { ContainerRuntime } from "../docker/container-runtime.js";
+import type { ContainerExecutor } from "../docker/container-access.js";
 
 /** A session ends when the control plane's pings stop for this long (the client went away). */
 const PING_TIMEOUT_MS = 30_000;
@@ -38,8 +41,11 @@ export class ShellServer {
   private readonly seen = new Map<string, number>();
   private readonly active = new Set<() => void>();
 
-  /** `nc`: the agent's NATS core connection, shared with the log server; the agent closes it. */
-  constructor(private readonly opts: { nc: NatsConnection; hostId: string; credential: string; log: Logger; docker?: Dockerode }) {
+  /**
+   * `nc`: the agent's NATS core connection, shared with the log server; the agent closes it.
+   * `containers`: finds the environment's running container and runs the command in it (DockerRuntime).
+   */
+  constructor(private readonly opts: { nc: NatsConnection; hostId: string; credential: string; log: Logger; containers: Pick<ContainerRuntime, "list"> & ContainerExecutor }) {
     this.key = credentialHashOf(opts.credential);
   }
 
@@ -61,7 +67,7 @@ export class ShellServer {
         const req = signed?.request;
         if (!verifyShellRequest(this.key, signed) || this.replayed(signed.signature)) {
           this.opts.log.warn({ app: req?.app, environment: req?.environment }, "refused a shell request that is not signed by the control plane, is stale or was replayed");
-          if (typeof req?.inbox === "string" && req.inbox.startsWith("_INBOX.")) this.nc.publish(req.inbox, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale or replayed"));
+          if (typeof req?.inbox === "string" && req.inbox.startsWith(INBOX_PREFIX)) this.nc.publish(req.inbox, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale or replayed"));
           continue;
         }
         void this.serve(req).catch((err: unknown) => {
@@ -85,7 +91,7 @@ export class ShellServer {
     const nc = this.nc;
     const send = (type: number, payload?: Uint8Array | string) => nc.publish(req.inbox, encodeShellFrame(type, payload));
     // Subscribed before anything is answered: input sent right after Started waits here, in order.
-    const input = nc.subscribe(`${req.inbox}.*`);
+    const input = nc.subscribe(inboxControlWildcard(req.inbox));
     try {
       await this.session(req, send, input);
     } finally {
@@ -94,27 +100,20 @@ export class ShellServer {
   }
 
   private async session(req: ShellRequest, send: (type: number, payload?: Uint8Array | string) => void, input: Subscription): Promise<void> {
-    const docker = this.opts.docker ?? new Dockerode();
-    const containers = await docker.listContainers({
-      filters: { status: ["running"], label: [`${LABELS.host}=${this.opts.hostId}`, `${LABELS.app}=${req.app}`, `${LABELS.environment}=${req.environment}`, `${LABELS.role}=web`] },
-    });
-    const target = containers[0];
+    const labels = { [LABELS.host]: this.opts.hostId, [LABELS.app]: req.app, [LABELS.environment]: req.environment, [LABELS.role]: "web" };
+    const target = (await this.opts.containers.list(labels)).find((c) => c.state === "running");
     if (!target) {
       send(ShellFrame.Error, `no running container of ${req.app}/${req.environment} on this host (is it asleep or stopped?)`);
       return;
     }
-    const name = (target.Names[0] ?? target.Id).replace(/^\//, "");
+    const name = target.name || target.id;
     const cmd = req.command.length > 0 ? req.command : ["/bin/sh"];
-    const exec = await docker.getContainer(target.Id).exec({
-      Cmd: cmd,
-      AttachStdin: true,
-      AttachStdout: true,
-      AttachStderr: true,
-      Tty: req.tty,
-      Env: req.tty ? ["TERM=xterm-256color"] : [],
-    });
-    const stream = (await exec.start({ hijack: true, stdin: true, Tty: req.tty })) as Duplex;
-    if (req.tty && req.rows > 0 && req.cols > 0) await exec.resize({ h: req.rows, w: req.cols }).catch(() => undefined);
+    const forward = (type: number) => (chunk: Buffer) => {
+      for (let i = 0; i < chunk.length; i += OUTPUT_CHUNK) send(type, chunk.subarray(i, i + OUTPUT_CHUNK));
+    };
+    const stdout = forward(ShellFrame.Stdout);
+    const stderr = forward(ShellFrame.Stderr);
+    const exec = await this.opts.containers.exec(target.id, { cmd, tty: req.tty, rows: req.rows, cols: req.cols }, (stream, chunk) => (stream === "stdout" ? stdout(chunk) : stderr(chunk)));
     this.opts.log.info({ app: req.app, environment: req.environment, container: name, command: cmd[0], tty: req.tty }, "shell session started");
     send(ShellFrame.Started, JSON.stringify({ container: name }));
 
@@ -125,8 +124,8 @@ export class ShellServer {
     const end = (abandoned = false) => {
       if (ended) return;
       ended = true;
-      stream.destroy();
-      if (abandoned) void this.hangUp(exec, name);
+      if (abandoned) void exec.hangUp();
+      else exec.close();
     };
     const abandon = () => end(true);
     this.active.add(abandon);
@@ -134,18 +133,19 @@ export class ShellServer {
     void (async () => {
       for await (const m of input) {
         lastPing = Date.now();
-        if (m.subject.endsWith(".ping")) continue;
-        if (m.subject.endsWith(".close")) {
+        const control = inboxControlOf(m.subject);
+        if (control === INBOX_CONTROL.ping) continue;
+        if (control === INBOX_CONTROL.close) {
           end(true);
           continue;
         }
         try {
           for (const f of reader.push(m.data)) {
-            if (f.type === ShellFrame.Stdin) stream.write(f.payload);
-            else if (f.type === ShellFrame.StdinEnd) stream.end();
+            if (f.type === ShellFrame.Stdin) exec.write(f.payload);
+            else if (f.type === ShellFrame.StdinEnd) exec.endInput();
             else if (f.type === ShellFrame.Resize && req.tty) {
               const { rows, cols } = JSON.parse(f.payload.toString("utf8")) as { rows: number; cols: number };
-              if (rows > 0 && cols > 0) await exec.resize({ h: rows, w: cols }).catch(() => undefined);
+              await exec.resize(rows, cols);
             }
           }
         } catch {
@@ -156,51 +156,15 @@ export class ShellServer {
     const watchdog = setInterval(() => {
       if (Date.now() - lastPing > PING_TIMEOUT_MS || Date.now() - startedAt > MAX_SESSION_MS) end(true);
     }, 5000);
-    const forward = (type: number) => (chunk: Buffer) => {
-      for (let i = 0; i < chunk.length; i += OUTPUT_CHUNK) send(type, chunk.subarray(i, i + OUTPUT_CHUNK));
-    };
     try {
-      await new Promise<void>((resolve) => {
-        if (req.tty) stream.on("data", forward(ShellFrame.Stdout));
-        else {
-          const out = new PassThrough();
-          const err = new PassThrough();
-          out.on("data", forward(ShellFrame.Stdout));
-          err.on("data", forward(ShellFrame.Stderr));
-          docker.modem.demuxStream(stream, out, err);
-        }
-        stream.on("end", resolve);
-        stream.on("close", resolve);
-        stream.on("error", () => resolve());
-      });
-      const code = await exec.inspect().then((i) => i.ExitCode ?? -1, () => -1);
-      send(ShellFrame.Exit, JSON.stringify({ code }));
+      const code = await exec.exit;
+      if (code === undefined) send(ShellFrame.Error, ended ? "the session was closed" : "the command closed its output but did not exit; its exit status is unknown");
+      else send(ShellFrame.Exit, JSON.stringify({ code }));
       this.opts.log.info({ app: req.app, environment: req.environment, container: name, code }, "shell session ended");
     } finally {
       clearInterval(watchdog);
       this.active.delete(abandon);
       end();
-    }
-  }
-
-  /**
-   * Docker's exec API cannot signal an exec'd process, and closing its input
-   * does not stop a command that does not read it: the agent, on the same host
-   * as dockerd, sends the process (host pid from the exec's inspect) SIGHUP,
-   * then SIGKILL after 2 s. An agent in another pid namespace cannot; it logs that.
-   */
-  private async hangUp(exec: Dockerode.Exec, container: string): Promise<void> {
-    for (const signal of ["SIGHUP", "SIGKILL"] as const) {
-      if (signal === "SIGKILL") await sleep(2000);
-      const info = await exec.inspect().catch(() => undefined);
-      if (!info?.Running || !info.Pid) return;
-      try {
-        process.kill(info.Pid, signal);
-        this.opts.log.info({ container, pid: info.Pid, signal }, "stopped the command of an abandoned shell session");
-      } catch (err) {
-        this.opts.log.warn({ container, pid: info.Pid, err: (err as Error).message }, "could not stop the command of an abandoned shell session");
-        return;
-      }
     }
   }
 

@@ -1,6 +1,6 @@
 import type { Logger } from "@slipway/core";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
-import { ContainerSampler, DockerStatsReader, type ContainerStatsReader } from "./container-stats.js";
+import { ContainerSampler, type ContainerStatsReader } from "./container-stats.js";
 import { MetricsReporter, type MetricsSink } from "./metrics.reporter.js";
 import { TrafficAggregator } from "./traffic.aggregator.js";
 import { TrafficLogReceiver } from "./traffic-log.receiver.js";
@@ -41,13 +41,13 @@ export function startMetricsReporting(opts: {
   sink: MetricsSink;
   traffic: TrafficCollector;
   runtime: Pick<ContainerRuntime, "list">;
-  reader?: ContainerStatsReader;
+  reader: ContainerStatsReader;
   hostId: string;
   describe: (slug: string) => { app: string; environment: string } | undefined;
   intervalMs: number;
   log: Logger;
 }): MetricsReporter {
-  const sampler = new ContainerSampler({ runtime: opts.runtime, reader: opts.reader ?? new DockerStatsReader(), hostId: opts.hostId, log: opts.log });
+  const sampler = new ContainerSampler({ runtime: opts.runtime, reader: opts.reader, hostId: opts.hostId, log: opts.log });
   const reporter = new MetricsReporter({
     sink: opts.sink,
     traffic: () => opts.traffic.aggregator.drain(),

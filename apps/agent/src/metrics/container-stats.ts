@@ -1,21 +1,10 @@
-import Dockerode from "dockerode";
 import type { ContainerMetrics } from "@slipway/proto";
 import { LABELS, type Logger } from "@slipway/core";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
+import type { ContainerStatsReader, CpuStats, DockerStats } from "../docker/container-access.js";
 
-/** The CPU part of Docker's stats (`cpu_stats` and `precpu_stats`), in nanoseconds. */
-export interface CpuStats {
-  cpu_usage?: { total_usage?: number; percpu_usage?: number[] | null };
-  system_cpu_usage?: number;
-  online_cpus?: number;
-}
-
-/** The fields of `GET /containers/{id}/stats` the agent reads. */
-export interface DockerStats {
-  cpu_stats?: CpuStats;
-  precpu_stats?: CpuStats;
-  memory_stats?: { usage?: number; limit?: number; stats?: Record<string, number> };
-}
+// The stats' shape and the reader are the docker adapter's (DockerRuntime reads them).
+export type { ContainerStatsReader, CpuStats, DockerStats };
 
 /**
  * CPU use in percent of one core between two readings, as `docker stats`
@@ -40,26 +29,6 @@ export function memoryBytes(m: DockerStats["memory_stats"]): number {
   const usage = m?.usage ?? 0;
   const inactive = m?.stats?.["inactive_file"] ?? m?.stats?.["total_inactive_file"] ?? 0;
   return inactive < usage ? usage - inactive : usage;
-}
-
-/** Reads one container's stats; the narrow part of the Docker API the sampler needs. */
-export interface ContainerStatsReader {
-  /** One reading (not a stream); undefined when the container is gone. Safe to call concurrently. */
-  stats(id: string): Promise<DockerStats | undefined>;
-}
-
-/** ContainerStatsReader on dockerode (the local socket or DOCKER_HOST). */
-export class DockerStatsReader implements ContainerStatsReader {
-  constructor(private readonly docker: Dockerode = new Dockerode()) {}
-
-  async stats(id: string): Promise<DockerStats | undefined> {
-    try {
-      return (await this.docker.getContainer(id).stats({ stream: false })) as DockerStats;
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
-      throw err;
-    }
-  }
 }
 
 /**

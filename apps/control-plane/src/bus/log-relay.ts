@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { PassThrough, type Readable } from "node:stream";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { UnavailableError, type Logger } from "@slipway/core";
+import { INBOX_CONTROL, UnavailableError, inboxControl, logsInbox, logsSubject, type Logger } from "@slipway/core";
 
 /** How long to wait for the host's first answer. */
 const FIRST_ANSWER_MS = 5000;
@@ -10,7 +10,7 @@ const PING_INTERVAL_MS = 10_000;
 
 /**
  * Runtime logs of an environment, from whichever host runs it: a request on
- * `slipway.logs.<hostId>` (NATS core, not JetStream: logs are not jobs), the
+ * core's `logsSubject(hostId)` (NATS core, not JetStream: logs are not jobs), the
  * lines back on a per-request inbox. Any control plane replica can serve the
  * HTTP stream. Memory is bounded: when the client reads too slowly, lines are
  * dropped and the stream says how many.
@@ -28,7 +28,7 @@ export class LogRelay {
 
   async stream(hostId: string, req: { app: string; environment: string; follow: boolean; since: number; tail: number }): Promise<{ body: Readable; close: () => void }> {
     const nc = await this.conn();
-    const inbox = `_INBOX.slipway.logs.${randomBytes(8).toString("hex")}`;
+    const inbox = logsInbox(randomBytes(8).toString("hex"));
     const sub = nc.subscribe(inbox);
     const out = new PassThrough({ highWaterMark: 256 * 1024 });
     let dropped = 0;
@@ -37,11 +37,11 @@ export class LogRelay {
       if (closed) return;
       closed = true;
       clearInterval(ping);
-      nc.publish(`${inbox}.stop`, "");
+      nc.publish(inboxControl(inbox, INBOX_CONTROL.stop), "");
       sub.unsubscribe();
       out.end();
     };
-    const ping = setInterval(() => nc.publish(`${inbox}.ping`, ""), PING_INTERVAL_MS);
+    const ping = setInterval(() => nc.publish(inboxControl(inbox, INBOX_CONTROL.ping), ""), PING_INTERVAL_MS);
     out.on("drain", () => {
       if (dropped > 0 && !closed) {
         out.write(`[${dropped} lines dropped: the client reads too slowly]\n`);
@@ -70,7 +70,7 @@ export class LogRelay {
         close();
       });
     });
-    nc.publish(`slipway.logs.${hostId}`, JSON.stringify({ ...req, inbox }));
+    nc.publish(logsSubject(hostId), JSON.stringify({ ...req, inbox }));
     try {
       await first;
     } catch (err) {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { ShellFrame, ShellFrameReader, UnavailableError, shellSubject, signShellRequest, type Logger, type ShellRequest } from "@slipway/core";
+import { INBOX_CONTROL, ShellFrame, ShellFrameReader, UnavailableError, inboxControl, shellInbox, shellSubject, signShellRequest, type Logger, type ShellRequest } from "@slipway/core";
 
 /** How long to wait for the agent to start the session. */
 const START_TIMEOUT_MS = 10_000;
@@ -30,7 +30,7 @@ export class ShellRelay {
 
   async open(host: { id: string; credentialHash: string }, req: Omit<ShellRequest, "inbox" | "issuedAt">, onFrame: (type: number, payload: Buffer) => void): Promise<ShellSession> {
     const nc = await this.conn();
-    const inbox = `_INBOX.slipway.shell.${randomBytes(12).toString("hex")}`;
+    const inbox = shellInbox(randomBytes(12).toString("hex"));
     const sub = nc.subscribe(inbox);
     const reader = new ShellFrameReader();
     let closed = false;
@@ -78,14 +78,14 @@ export class ShellRelay {
       finish();
       throw err;
     }
-    ping = setInterval(() => nc.publish(`${inbox}.ping`, ""), PING_INTERVAL_MS);
+    ping = setInterval(() => nc.publish(inboxControl(inbox, INBOX_CONTROL.ping), ""), PING_INTERVAL_MS);
     return {
       container,
       send: (bytes) => {
-        if (!closed) nc.publish(`${inbox}.in`, bytes);
+        if (!closed) nc.publish(inboxControl(inbox, INBOX_CONTROL.input), bytes);
       },
       close: () => {
-        if (!closed) nc.publish(`${inbox}.close`, "");
+        if (!closed) nc.publish(inboxControl(inbox, INBOX_CONTROL.close), "");
         finish();
       },
       done,

@@ -1,6 +1,6 @@
 import { PassThrough } from "node:stream";
 import type { FastifyPluginAsync } from "fastify";
-import { ENV_NAME_PATTERN } from "@slipway/core";
+import { ENV_NAME_PATTERN, LOG_MEDIA_TYPE } from "@slipway/core";
 import type { BuildMode, DeploymentContentInput, DeploymentService } from "../services/deployment.service.js";
 import { envParams, idParams } from "./schemas.js";
 import { sendStream } from "./streaming.js";
@@ -49,7 +49,7 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
     { schema: { summary: "Deployment log (text/plain); follow=true streams until the deployment ends", params: idParams, querystring: { type: "object", properties: { follow: { type: "boolean" } } } } },
     async (req, reply) => {
       const first = await deployments.readLog(req.principal, req.params.id, 0);
-      reply.header("content-type", "text/plain; charset=utf-8");
+      reply.header("content-type", LOG_MEDIA_TYPE);
       if (!req.query.follow || first.finished) {
         // A deployment that ended may still have lines in flight from the last batch.
         const rest = first.finished ? await deployments.readLog(req.principal, req.params.id, first.lastSeq) : undefined;
@@ -79,7 +79,7 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
       })()
         .catch((err: unknown) => req.log.warn({ err }, "log follow failed"))
         .finally(() => out.end());
-      return sendStream(reply, out, "text/plain; charset=utf-8");
+      return sendStream(reply, out, LOG_MEDIA_TYPE);
     },
   );
 };

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import { ConflictError, InvalidRequestError } from "@slipway/core";
+import { ConflictError, InvalidRequestError, LOG_MEDIA_TYPE } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import { requireApp } from "../services/auth.service.js";
@@ -35,7 +35,7 @@ export const logsRoutes: FastifyPluginAsync<{ db: Db; relay: LogRelay }> = async
       const { body, close } = await relay.stream(env.host_id, { app: a.name, environment: env.name, follow: req.query.follow === true, since, tail: req.query.tail ?? 1000 });
       // The response closes when the client goes away; the request stream closes as soon as it is read.
       reply.raw.on("close", close);
-      return sendStream(reply, body, "text/plain; charset=utf-8");
+      return sendStream(reply, body, LOG_MEDIA_TYPE);
     },
   );
 };

@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import type { FastifyPluginAsync } from "fastify";
-import { ConflictError, InvalidRequestError, encodeShellFrame } from "@slipway/core";
+import { ConflictError, InvalidRequestError, SHELL_MEDIA_TYPE, encodeShellFrame } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
 import { findHost } from "../repositories/hosts.repository.js";
@@ -8,9 +8,6 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireApp } from "../services/auth.service.js";
 import type { ShellRelay } from "../bus/shell-relay.js";
 import { envParams } from "./schemas.js";
-
-/** The media type of both bodies of a shell request: core `encodeShellFrame` frames. */
-export const SHELL_MEDIA_TYPE = "application/vnd.slipway.shell-frames";
 
 /**
  * `POST …/shell`: a command (default /bin/sh) in a running container of the

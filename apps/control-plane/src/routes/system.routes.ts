@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import { errorBody } from "../app.js";
+import { errorBody } from "./error-body.js";
 
 export const systemRoutes: FastifyPluginAsync<{ readiness: Array<() => Promise<void>> }> = async (app, opts) => {
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
