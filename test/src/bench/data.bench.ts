@@ -21,10 +21,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import pg from "pg";
 import type { S3Location } from "@slipway/proto";
-// The agent's package exports only its entry point; the data module is reached in its build output.
-import { copyDatabase } from "../../../apps/agent/dist/data/database.js";
-import { copyPrefix, listAll, makeS3Client, mapBounded } from "../../../apps/agent/dist/data/s3.js";
-import { uploadStream } from "../../../apps/agent/dist/data/s3-upload.js";
+import { copyDatabase, copyPrefix, listAll, makeS3Client, mapBounded, uploadStream } from "@slipway/agent/internal";
 import { fixed, mdTable, median } from "./stats.js";
 
 const run = promisify(execFile);
