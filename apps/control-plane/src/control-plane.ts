@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { Server } from "@grpc/grpc-js";
 import type { Logger } from "@slipway/core";
 import type { ControlPlaneConfig } from "./config.js";
-import { openDatabase, type DatabaseHandle } from "./db/database.js";
+import { openDatabase, ping, type DatabaseHandle } from "./db/database.js";
 import { startEmbeddedNats, type EmbeddedNats } from "./embedded/nats-server.js";
 import { NatsJobBus } from "./bus/nats.job-bus.js";
 import { OutboxPublisher } from "./bus/outbox.publisher.js";
@@ -25,7 +25,6 @@ import { LogRelay } from "./bus/log-relay.js";
 import { ShellRelay } from "./bus/shell-relay.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
-import { sql } from "kysely";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { GitCommitCounter } from "./git/git.commit-counter.js";
@@ -139,7 +138,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       logs: logRelay,
       shells: shellRelay,
       joinTokenTtlMs: config.joinTokenTtlMs,
-      readiness: [async () => void (await sql`select 1`.execute(db))],
+      readiness: [() => ping(db)],
     });
     const address = await app.listen({ host: config.httpHost, port: config.httpPort });
     cleanups.push(() => app.close());

@@ -84,3 +84,20 @@ export async function finishDataRecords(db: Db, jobId: string, at: Date, copySta
   await db.updateTable("content_copies").set({ state: copyState, finished_at: at, error }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
   await db.updateTable("backups").set({ state: backupState, finished_at: at, error }).where("job_id", "=", jobId).where("state", "in", ["queued", "running"]).execute();
 }
+
+export async function setBackupJob(db: Db, id: string, jobId: string): Promise<void> {
+  await db.updateTable("backups").set({ job_id: jobId }).where("id", "=", id).execute();
+}
+export async function setContentCopyJob(db: Db, id: string, jobId: string): Promise<void> {
+  await db.updateTable("content_copies").set({ job_id: jobId }).where("id", "=", id).execute();
+}
+export async function deleteBackup(db: Db, id: string): Promise<void> {
+  await db.deleteFrom("backups").where("id", "=", id).execute();
+}
+export async function deleteBackupsOf(db: Db, environmentId: string): Promise<void> {
+  await db.deleteFrom("backups").where("environment_id", "=", environmentId).execute();
+}
+/** Every environment with its backup schedule (null: the default one). */
+export function backupSchedules(db: Db): Promise<Array<{ id: string; name: string; backup_schedule: unknown; app: string }>> {
+  return db.selectFrom("environments").innerJoin("apps", "apps.id", "environments.app_id").select(["environments.id", "environments.name", "environments.backup_schedule", "apps.name as app"]).execute();
+}

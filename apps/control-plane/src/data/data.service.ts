@@ -85,8 +85,8 @@ export class DataService {
     let sealed = env.db_password_encrypted;
     if (!sealed) {
       sealed = this.box.encrypt(randomBytes(24).toString("base64url"));
-      const r = await this.db.updateTable("environments").set({ db_password_encrypted: sealed }).where("id", "=", env.id).where("db_password_encrypted", "is", null).executeTakeFirst();
-      if (Number(r.numUpdatedRows) === 0) sealed = (await apps.findEnvironmentById(this.db, env.id))!.db_password_encrypted!;
+      // Two callers at once: the first password stored wins.
+      if (!(await apps.setDatabasePasswordIfUnset(this.db, env.id, sealed))) sealed = (await apps.findEnvironmentById(this.db, env.id))!.db_password_encrypted!;
     }
     await this.provisioner.ensure(this.provisioner.names(app.name, env.name), this.box.decrypt(sealed));
   }
@@ -111,7 +111,7 @@ export class DataService {
       await data.insertBackup(trx, { id, app: appName, environment: envName, environmentId: env.id, kind, database: input.database, media: input.media, prefix: backupPrefix(appName, envName, id), requestedBy: by.name });
       const spec: DataJobSpec = { action: "backup", app: appName, environment: envName, targetEnvironmentId: env.id, database: input.database, media: input.media, backupId: id };
       const jobId = await this.enqueue(trx, env, spec);
-      await trx.updateTable("backups").set({ job_id: jobId }).where("id", "=", id).execute();
+      await data.setBackupJob(trx, id, jobId);
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "backup.requested", details: { backup: id, kind, database: input.database, media: input.media } });
     });
     this.opts.onJobQueued();
@@ -150,8 +150,8 @@ export class DataService {
         await data.insertContentCopy(trx, { id, app: appName, source: input.from, target, sourceEnvironmentId: sourceEnv.id, targetEnvironmentId: targetEnv.id, kind: "copy", database: input.database, media: input.media, safetyBackupId: safetyId, requestedBy: by.name });
         const spec: DataJobSpec = { action: "copy", app: appName, environment: target, targetEnvironmentId: targetEnv.id, sourceEnvironmentId: sourceEnv.id, database: input.database, media: input.media, safetyBackupId: safetyId };
         const jobId = await this.enqueue(trx, targetEnv, spec);
-        await trx.updateTable("content_copies").set({ job_id: jobId }).where("id", "=", id).execute();
-        await trx.updateTable("backups").set({ job_id: jobId }).where("id", "=", safetyId).execute();
+        await data.setContentCopyJob(trx, id, jobId);
+        await data.setBackupJob(trx, safetyId, jobId);
         await recordActivity(trx, { actor: by.name, app: appName, environment: target, action: "content.copy_requested", details: { copy: id, from: input.from, database: input.database, media: input.media, safetyBackup: safetyId } });
       })
       .catch(conflictOnActive(appName, target));
@@ -176,7 +176,7 @@ export class DataService {
         await data.insertContentCopy(trx, { id, app: backup.app, source: `backup:${backupId}`, target: target.name, sourceEnvironmentId: backup.environment_id, targetEnvironmentId: target.id, kind: "restore", database: backup.database, media: backup.media, safetyBackupId: null, requestedBy: by.name });
         const spec: DataJobSpec = { action: "restore", app: backup.app, environment: target.name, targetEnvironmentId: target.id, database: backup.database, media: backup.media, backupId };
         const jobId = await this.enqueue(trx, target, spec);
-        await trx.updateTable("content_copies").set({ job_id: jobId }).where("id", "=", id).execute();
+        await data.setContentCopyJob(trx, id, jobId);
         await recordActivity(trx, { actor: by.name, app: backup.app, environment: target.name, action: "backup.restore_requested", details: { backup: backupId, restore: id } });
       })
       .catch(conflictOnActive(backup.app, target.name));
@@ -195,7 +195,7 @@ export class DataService {
   async dataSpec(spec: DataJobSpec): Promise<DataSpec> {
     const target = await apps.findEnvironmentById(this.db, spec.targetEnvironmentId);
     if (!target) throw new NotFoundError(`environment of the job no longer exists`);
-    const app = (await this.db.selectFrom("apps").selectAll().where("id", "=", target.app_id).executeTakeFirst())!;
+    const app = (await apps.findAppById(this.db, target.app_id))!;
     const dbUrl = (env: apps.EnvironmentRow) =>
       env.db_password_encrypted ? databaseUrl(this.opts.adminUrl, this.provisioner.names(app.name, env.name), this.box.decrypt(env.db_password_encrypted)) : "";
     const s3 = (bucket: string, prefix: string) => ({
@@ -242,7 +242,7 @@ export class DataService {
     for (const b of await data.listBackups(this.db, environmentId)) {
       await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix).catch(() => undefined);
     }
-    await this.db.deleteFrom("backups").where("environment_id", "=", environmentId).execute();
+    await data.deleteBackupsOf(this.db, environmentId);
   }
 
   /**
@@ -252,7 +252,7 @@ export class DataService {
   async runSchedule(now = new Date(), system: Principal = { tokenId: "scheduler", name: "scheduler", role: "admin", apps: [] }): Promise<{ started: number; pruned: number }> {
     let started = 0;
     let pruned = 0;
-    const envs = await this.db.selectFrom("environments").innerJoin("apps", "apps.id", "environments.app_id").select(["environments.id", "environments.name", "environments.backup_schedule", "apps.name as app"]).execute();
+    const envs = await data.backupSchedules(this.db);
     for (const e of envs) {
       const schedule = (e.backup_schedule as BackupSchedule | null) ?? defaultBackupSchedule(e.name);
       if (!schedule.enabled) continue;
@@ -265,7 +265,7 @@ export class DataService {
       const keep = backupsToKeep(done.map((b) => ({ id: b.id, createdAt: b.created_at })), schedule.retention);
       for (const b of done.filter((x) => !keep.has(x.id))) {
         await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix);
-        await this.db.deleteFrom("backups").where("id", "=", b.id).execute();
+        await data.deleteBackup(this.db, b.id);
         pruned++;
       }
     }
@@ -276,7 +276,7 @@ export class DataService {
     requireApp(by, appName);
     const app = await apps.getAppByName(this.db, appName);
     const env = await apps.getEnvironment(this.db, app, envName);
-    await this.db.updateTable("environments").set({ backup_schedule: JSON.stringify(schedule) }).where("id", "=", env.id).execute();
+    await apps.setBackupSchedule(this.db, env.id, schedule);
     await recordActivity(this.db, { actor: by.name, app: appName, environment: envName, action: "backup.schedule_changed", details: { ...schedule } });
     return schedule;
   }

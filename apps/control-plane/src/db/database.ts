@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvider } from "kysely";
+import { Kysely, Migrator, PostgresDialect, sql, type Migration, type MigrationProvider } from "kysely";
 import pg from "pg";
 import type { Database } from "./schema.js";
 import * as m0001 from "./migrations/0001-initial.js";
@@ -83,4 +83,9 @@ export function toNumber(v: unknown): number {
 /** jsonb columns are written as JSON text. */
 export function json(v: unknown): string {
   return JSON.stringify(v);
+}
+
+/** One round trip to the database (readiness). */
+export async function ping(db: Db): Promise<void> {
+  await sql`select 1`.execute(db);
 }

@@ -99,3 +99,29 @@ export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial
 }
 
 
+
+/** Stores a database password unless one is stored already; false when another caller was first. */
+export async function setDatabasePasswordIfUnset(db: Db, id: string, sealed: string): Promise<boolean> {
+  const r = await db.updateTable("environments").set({ db_password_encrypted: sealed }).where("id", "=", id).where("db_password_encrypted", "is", null).executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+export async function setBackupSchedule(db: Db, id: string, schedule: unknown): Promise<void> {
+  await db.updateTable("environments").set({ backup_schedule: JSON.stringify(schedule) }).where("id", "=", id).execute();
+}
+export async function setHostLabels(db: Db, id: string, labels: Record<string, string>): Promise<void> {
+  await db.updateTable("environments").set({ host_labels: json(labels) }).where("id", "=", id).execute();
+}
+/** Basic auth applies at once through the ingress (not an unapplied change): no config revision. */
+export async function setBasicAuth(db: Db, id: string, auth: { username: string; digest: string } | null): Promise<void> {
+  await db.updateTable("environments").set({ basic_auth_username: auth?.username ?? null, basic_auth_digest: auth?.digest ?? null, updated_at: new Date() }).where("id", "=", id).execute();
+}
+/** Sleep applies at once through the ingress (not an unapplied change): no config revision. */
+export async function setSleepAfter(db: Db, id: string, seconds: number | null): Promise<void> {
+  await db.updateTable("environments").set({ sleep_after_seconds: seconds, updated_at: new Date() }).where("id", "=", id).execute();
+}
+export async function setSecretKey(db: Db, id: string, sealed: string): Promise<void> {
+  await db.updateTable("environments").set({ secret_key_encrypted: sealed }).where("id", "=", id).execute();
+}
+export async function deleteEnvironment(db: Db, id: string): Promise<void> {
+  await db.deleteFrom("environments").where("id", "=", id).execute();
+}

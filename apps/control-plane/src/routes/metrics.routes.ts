@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
-import { sql } from "kysely";
 import type { Db } from "../db/database.js";
 import type { EnvironmentSnapshot } from "../metrics/metrics.service.js";
+import { platformCounts } from "../repositories/stats.repository.js";
 
 type Sample = { labels?: Record<string, string>; value: number };
 type Family = { name: string; help: string; type: "gauge" | "counter"; samples: Sample[] };
@@ -63,20 +63,17 @@ export function exposition(families: Family[]): string {
 export const metricsRoutes: FastifyPluginAsync<{ db: Db; onlineWindowMs: () => number; environments?: () => Promise<EnvironmentSnapshot[]> }> = async (app, { db, onlineWindowMs, environments }) => {
   app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
     const since = new Date(Date.now() - onlineWindowMs());
-    const hosts = await db.selectFrom("hosts").select(["admin_state", "last_heartbeat_at"]).execute();
+    const { hosts, environments: envs, deployments: deps, unpublishedJobs } = await platformCounts(db);
     const hostStates = new Map<string, number>();
     for (const h of hosts) {
       const state = h.admin_state === "revoked" ? "revoked" : !h.last_heartbeat_at || h.last_heartbeat_at < since ? "offline" : h.admin_state === "active" ? "online" : h.admin_state;
       hostStates.set(state, (hostStates.get(state) ?? 0) + 1);
     }
-    const envs = (await sql<{ state: string; n: string | number }>`SELECT state, count(*) AS n FROM environments GROUP BY state`.execute(db)).rows;
-    const deps = (await sql<{ state: string; n: string | number }>`SELECT state, count(*) AS n FROM deployments GROUP BY state`.execute(db)).rows;
-    const outbox = (await sql<{ n: string | number }>`SELECT count(*) AS n FROM jobs WHERE published_at IS NULL AND state = 'queued'`.execute(db)).rows[0];
     const body = exposition([
       { name: "slipway_hosts", help: "Hosts by state.", type: "gauge", samples: [...hostStates].map(([state, n]) => ({ labels: { state }, value: n })) },
-      { name: "slipway_environments", help: "Environments by state.", type: "gauge", samples: envs.map((r) => ({ labels: { state: r.state }, value: Number(r.n) })) },
-      { name: "slipway_deployments_total", help: "Deployments ever requested, by state.", type: "counter", samples: deps.map((r) => ({ labels: { state: r.state }, value: Number(r.n) })) },
-      { name: "slipway_jobs_unpublished", help: "Jobs waiting in the outbox (NATS unreachable or no host online).", type: "gauge", samples: [{ value: Number(outbox?.n ?? 0) }] },
+      { name: "slipway_environments", help: "Environments by state.", type: "gauge", samples: envs.map((r) => ({ labels: { state: r.state }, value: r.n })) },
+      { name: "slipway_deployments_total", help: "Deployments ever requested, by state.", type: "counter", samples: deps.map((r) => ({ labels: { state: r.state }, value: r.n })) },
+      { name: "slipway_jobs_unpublished", help: "Jobs waiting in the outbox (NATS unreachable or no host online).", type: "gauge", samples: [{ value: unpublishedJobs }] },
       ...(environments ? environmentFamilies(await environments()) : []),
     ]);
     return reply.header("content-type", "text/plain; version=0.0.4; charset=utf-8").send(body);

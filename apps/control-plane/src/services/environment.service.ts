@@ -22,6 +22,7 @@ import type { SecretBox } from "./secret-box.js";
 import type { DataService } from "../data/data.service.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
+import { findHost } from "../repositories/hosts.repository.js";
 
 /** What a listing shows instead of a secret value; PUT/PATCH with it keeps the stored value. */
 export const MASK = "********";
@@ -91,11 +92,11 @@ export class EnvironmentService {
           sleepAfterSeconds: base && base.sleep_after_seconds !== null ? base.sleep_after_seconds : DEFAULT_SLEEP_AFTER_SECONDS,
         });
         const hostLabels = input.hostLabels ?? base?.host_labels;
-        if (hostLabels && Object.keys(hostLabels).length > 0) await trx.updateTable("environments").set({ host_labels: json(hostLabels) }).where("id", "=", id).execute();
+        if (hostLabels && Object.keys(hostLabels).length > 0) await apps.setHostLabels(trx, id, hostLabels);
         if (base) {
           await vars.replaceVariables(trx, id, await vars.listVariables(trx, base.id));
           if (base.basic_auth_digest) {
-            await trx.updateTable("environments").set({ basic_auth_username: base.basic_auth_username, basic_auth_digest: base.basic_auth_digest }).where("id", "=", id).execute();
+            await apps.setBasicAuth(trx, id, { username: base.basic_auth_username!, digest: base.basic_auth_digest });
           }
         }
         await recordActivity(trx, { actor: by.name, app: appName, environment: input.name, action: "environment.created", details: { branch: input.branch ?? base?.branch ?? "main", ...(base ? { basedOn: base.name } : {}) } });
@@ -115,7 +116,7 @@ export class EnvironmentService {
       const active = await deployments.findActiveDeployment(trx, env.id);
       if (active) throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is running; cancel it first`);
       await this.enqueue(trx, app, env, "remove");
-      await trx.deleteFrom("environments").where("id", "=", env.id).execute();
+      await apps.deleteEnvironment(trx, env.id);
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.removed" });
       return env.id;
     });
@@ -247,17 +248,13 @@ export class EnvironmentService {
       }
       // Sleep and basic auth apply at once through the ingress: they are not "unapplied changes".
       if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== e.sleep_after_seconds) {
-        await trx.updateTable("environments").set({ sleep_after_seconds: patch.sleepAfterSeconds, updated_at: new Date() }).where("id", "=", e.id).execute();
+        await apps.setSleepAfter(trx, e.id, patch.sleepAfterSeconds);
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.sleep_changed", details: { sleepAfterSeconds: patch.sleepAfterSeconds } });
         routesChanged = true;
       }
       if (patch.basicAuth !== undefined) {
         const auth = patch.basicAuth;
-        await trx
-          .updateTable("environments")
-          .set({ basic_auth_username: auth?.username ?? null, basic_auth_digest: auth ? basicAuthDigest(auth.username, auth.password) : null, updated_at: new Date() })
-          .where("id", "=", e.id)
-          .execute();
+        await apps.setBasicAuth(trx, e.id, auth ? { username: auth.username, digest: basicAuthDigest(auth.username, auth.password) } : null);
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: auth ? "basic_auth.enabled" : "basic_auth.disabled", details: auth ? { username: auth.username } : {} });
         routesChanged = true;
       }
@@ -289,7 +286,7 @@ export class EnvironmentService {
     let secretKey = env.secret_key_encrypted ? this.box.decrypt(env.secret_key_encrypted) : undefined;
     if (!secretKey) {
       secretKey = randomBytes(36).toString("base64url");
-      await trx.updateTable("environments").set({ secret_key_encrypted: this.box.encrypt(secretKey) }).where("id", "=", env.id).execute();
+      await apps.setSecretKey(trx, env.id, this.box.encrypt(secretKey));
     }
     const user = await vars.listVariables(trx, env.id);
     const variables: Record<string, string> = {
@@ -315,8 +312,8 @@ export class EnvironmentService {
   async handoff(trx: Db, environmentId: string, fromHostId: string, toHostId: string): Promise<void> {
     const env = await apps.findEnvironmentById(trx, environmentId);
     if (!env) return;
-    const app = (await trx.selectFrom("apps").selectAll().where("id", "=", env.app_id).executeTakeFirst())!;
-    const to = await trx.selectFrom("hosts").select("ingress_address").where("id", "=", toHostId).executeTakeFirst();
+    const app = (await apps.findAppById(trx, env.app_id))!;
+    const to = await findHost(trx, toHostId);
     await this.enqueue(trx, app, env, "handoff", { hostId: fromHostId, forwardTo: to?.ingress_address ?? "" });
     await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action: "environment.moved", details: { from: fromHostId, to: toHostId } });
     this.opts.onJobQueued();
