@@ -170,4 +170,19 @@ export default defineConfig(
       ],
     },
   },
+  {
+    // One writer of lifecycle state (issue 10): only the lifecycle module may call the statements that
+    // write environment, deployment and job states and placements.
+    name: "layers/one-lifecycle-writer",
+    files: [`${CP}/**/*.ts`],
+    ignores: [...TESTS, `${CP}/services/lifecycle.service.ts`, `${CP}/repositories/lifecycle.repository.ts`],
+    // Its own rule name, so it does not replace the options of the no-restricted-imports rules above.
+    plugins: { lifecycle: { rules: { "one-writer": tseslint.plugin.rules["no-restricted-imports"] } } },
+    rules: {
+      "lifecycle/one-writer": [
+        "error",
+        { patterns: [{ regex: "(^|/)lifecycle\\.repository(\\.js)?$", message: "lifecycle state (environment, deployment and job states, placement) is written only by services/lifecycle.service.ts: call the Lifecycle." }] },
+      ],
+    },
+  },
 );

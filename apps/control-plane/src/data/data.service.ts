@@ -12,7 +12,6 @@ import type { DataSpec } from "@slipway/proto";
 import type { Db } from "../db/database.js";
 import type { BackupSchedule } from "../db/schema.js";
 import * as apps from "../repositories/apps.repository.js";
-import * as deployments from "../repositories/deployments.repository.js";
 import * as data from "./data.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireApp, type Principal } from "../services/auth.service.js";
