@@ -1,10 +1,7 @@
 import http from "node:http";
 import https from "node:https";
-import { ShellFrame, ShellFrameReader, encodeShellFrame } from "@slipway/core";
+import { SHELL_MEDIA_TYPE, ShellFrame, ShellFrameReader, encodeShellFrame } from "@slipway/core";
 import { ApiError, UnreachableError } from "./client.js";
-
-/** The media type of a shell request's bodies (the control plane's `shell.routes.ts`). */
-const SHELL_MEDIA_TYPE = "application/vnd.slipway.shell-frames";
 
 export interface ShellStreams {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };

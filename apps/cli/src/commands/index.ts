@@ -1,0 +1,25 @@
+import type { Command } from "./command.js";
+import { loginCommands } from "./login.js";
+import { appsCommands } from "./apps.js";
+import { envsCommands } from "./envs.js";
+import { deployCommands } from "./deploy.js";
+import { varsCommands } from "./vars.js";
+import { domainsCommands } from "./domains.js";
+import { dataCommands } from "./data.js";
+import { shellCommands } from "./shell.js";
+import { logsCommands } from "./logs.js";
+import { hostsCommands } from "./hosts.js";
+
+/** Every command, in the order `slipway help` lists them. */
+export const COMMANDS: Command[] = [
+  ...loginCommands,
+  ...appsCommands,
+  ...envsCommands,
+  ...deployCommands,
+  ...varsCommands,
+  ...domainsCommands,
+  ...dataCommands,
+  ...shellCommands,
+  ...logsCommands,
+  ...hostsCommands,
+];
