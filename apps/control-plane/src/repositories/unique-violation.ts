@@ -3,8 +3,7 @@ import { ConflictError } from "@slipway/core";
 /**
  * A write refused by a unique constraint, named: services turn it into the
  * conflict a user reads (which constraint, not which driver text). Both
- * drivers report SQLSTATE 23505; pg names the constraint in a field, PGlite
- * only in its (untranslated, server-side) message.
+ * drivers (pg and PGlite) report SQLSTATE 23505 with the constraint's name.
  */
 export class UniqueViolationError extends ConflictError {
   constructor(
@@ -17,9 +16,9 @@ export class UniqueViolationError extends ConflictError {
 
 /** Rethrows a unique violation as UniqueViolationError, anything else as it is. */
 export function rethrowUnique(err: unknown): never {
-  const e = err as { code?: string; constraint?: string; message?: string } | undefined;
+  const e = err as { code?: string; constraint?: string } | undefined;
   if (e?.code === "23505") {
-    const constraint = e.constraint ?? /unique constraint "([^"]+)"/.exec(e.message ?? "")?.[1] ?? "unknown";
+    const constraint = e.constraint ?? "unknown";
     throw new UniqueViolationError(constraint, { cause: err });
   }
   throw err;
