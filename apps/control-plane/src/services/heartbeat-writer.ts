@@ -2,8 +2,17 @@ import { UnauthenticatedError, type Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
 import { cancelRequestedJobs } from "../repositories/deployments.repository.js";
-import type { HeartbeatInput } from "./host.service.js";
 import type { Lifecycle } from "./lifecycle.service.js";
+
+/** One heartbeat of an agent, as the host service receives it. */
+export interface HeartbeatInput {
+  ingressAddress?: string;
+  /** What the agent observes of the environments it serves; it owns these facts. */
+  environments?: Array<{ environmentId: string; state: string }>;
+  version: string;
+  capacity: { cpus: number; memoryBytes: number; diskBytes: number };
+  load: { cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number };
+}
 
 interface Pending {
   hostId: string;

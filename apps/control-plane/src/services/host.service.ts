@@ -3,10 +3,13 @@ import { UnauthenticatedError, NotFoundError, type HostState, type Logger } from
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
 import { consumeJoinToken } from "../repositories/tokens.repository.js";
-import { HeartbeatWriter } from "./heartbeat-writer.js";
+import { HeartbeatWriter, type HeartbeatInput } from "./heartbeat-writer.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { generateToken, hashToken, requireAdmin, type Principal } from "./auth.service.js";
 import type { Lifecycle } from "./lifecycle.service.js";
+
+// Defined beside the writer that batches it (host service → writer, never back).
+export type { HeartbeatInput } from "./heartbeat-writer.js";
 
 export interface HostView {
   id: string;
@@ -19,15 +22,6 @@ export interface HostView {
   capacity: unknown;
   load: unknown;
   environments: Array<{ app: string; environment: string }>;
-}
-
-export interface HeartbeatInput {
-  ingressAddress?: string;
-  /** What the agent observes of the environments it serves; it owns these facts. */
-  environments?: Array<{ environmentId: string; state: string }>;
-  version: string;
-  capacity: { cpus: number; memoryBytes: number; diskBytes: number };
-  load: { cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number };
 }
 
 export class HostService {
