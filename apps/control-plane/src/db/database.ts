@@ -33,7 +33,7 @@ export interface DatabaseHandle {
  * Opens the platform database: PostgreSQL when a DSN is given, else PGlite in
  * `<dataDir>/pglite` (or in memory with dataDir "memory://"). Runs migrations.
  */
-export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string; onIdleError?: (err: Error) => void }): Promise<DatabaseHandle> {
+export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string; onIdleError?: (err: Error) => void; pgliteLoadDataDir?: Blob }): Promise<DatabaseHandle> {
   let handle: DatabaseHandle;
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
@@ -50,7 +50,8 @@ export async function openDatabase(opts: { databaseUrl?: string; dataDir?: strin
       dir = path.join(opts.dataDir, "pglite");
       mkdirSync(dir, { recursive: true });
     }
-    const pglite = dir ? new PGlite(dir) : new PGlite();
+    // pgliteLoadDataDir: an in-memory PGlite started from a tarball of a data directory (tests start from a migrated template).
+    const pglite = dir ? new PGlite(dir) : new PGlite(opts.pgliteLoadDataDir ? { loadDataDir: opts.pgliteLoadDataDir } : {});
     const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     handle = {
       db,

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import pg from "pg";
 import type { FastifyInstance } from "fastify";
 import { createLogger } from "@slipway/core";
 import { openDatabase, type DatabaseHandle } from "../db/database.js";
@@ -22,29 +21,24 @@ import { DrainService } from "../services/drain.service.js";
 import { JobReportService } from "../services/job-report.service.js";
 import { MetricsService } from "../metrics/metrics.service.js";
 import { Lifecycle } from "../services/lifecycle.service.js";
+import { createDatabaseFromTemplate, dropDatabase, pgliteTemplateDump } from "./template-database.js";
 
 export type DbKind = "pglite" | "postgres";
 const PG_ADMIN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
-/** A migrated database of the given kind: PGlite in memory, or a fresh database on the local PostgreSQL. */
+/**
+ * A migrated database of the given kind: PGlite in memory, or a fresh database on the local
+ * PostgreSQL. Both start from a template migrated once per migration set (template-database.ts).
+ */
 export async function testDatabase(kind: DbKind): Promise<DatabaseHandle> {
-  if (kind === "pglite") return openDatabase({ dataDir: "memory://" });
+  if (kind === "pglite") return openDatabase({ dataDir: "memory://", pgliteLoadDataDir: await pgliteTemplateDump() });
   const name = `slipway_unit_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const u = new URL(PG_ADMIN);
-  u.pathname = `/${name}`;
-  const handle = await openDatabase({ databaseUrl: u.toString() });
+  const handle = await openDatabase({ databaseUrl: await createDatabaseFromTemplate(PG_ADMIN, name) });
   return {
     ...handle,
     close: async () => {
       await handle.close();
-      const c = new pg.Client({ connectionString: PG_ADMIN });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      await dropDatabase(PG_ADMIN, name);
     },
   };
 }
