@@ -64,8 +64,8 @@ const LAYERS = [
     modules: ["@grpc/*"],
     message: "gRPC only in its adapters: the control plane's grpc/, the agent's report/, and packages/proto",
     allowed: [`${CP}/grpc/**`, `${AGENT}/report/**`, "packages/proto/**"],
-    // The composition roots start and stop the gRPC server / client the adapters build: types only.
-    typesOnly: [`${CP}/control-plane.ts`, `${AGENT}/agent.ts`],
+    // The control plane's composition root starts and stops the gRPC server grpc/ builds: types only.
+    typesOnly: [`${CP}/control-plane.ts`],
   },
   {
     name: "core-is-pure",
@@ -119,10 +119,8 @@ export default defineConfig(
     name: "slipway/typescript",
     files: ["**/*.ts"],
     rules: {
-      // API answers and Docker's JSON are read untyped in a few places (CLI tables, stats); typing them all is a rewrite.
+      // Migrations are Kysely<any> on purpose (frozen in time, STYLE.md); the CLI and tests read API answers untyped.
       "@typescript-eslint/no-explicit-any": "off",
-      // `…!` after a lookup the code just checked (map get after has, argv index after a length check) is the house style.
-      "@typescript-eslint/no-non-null-assertion": "off",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
       // A timer handle declared before the closure that clears it and assigned later cannot be const.
       "prefer-const": ["error", { ignoreReadBeforeAssign: true }],
