@@ -213,7 +213,7 @@ export class DeploymentService {
     requireApp(by, app.name);
     const lines = await deployments.readLog(this.db, id, afterSeq);
     const lastSeq = lines.length ? lines[lines.length - 1]!.seq : afterSeq;
-    return { text: lines.map((l) => l.text + "\n").join(""), lastSeq, finished: isTerminalDeploymentState(deployment.state as DeploymentState) };
+    return { text: lines.map((l) => l.text + "\n").join(""), lastSeq, finished: logComplete(deployment) };
   }
 
   /**
@@ -250,6 +250,22 @@ export class DeploymentService {
     if (!env || !app) throw new NotFoundError(`deployment '${id}' does not exist`);
     return { deployment, env, app };
   }
+}
+
+/** How long a followed log waits, after a success, for the cleanup that follows the switch. */
+const CLEANUP_LOG_WAIT_MS = 15_000;
+
+/**
+ * Whether a deployment's log has all its lines: it ended and, after a
+ * success, the cleanup that follows the switch has ended too (or was never
+ * reported within CLEANUP_LOG_WAIT_MS: its agent stopped during it).
+ */
+export function logComplete(d: deployments.DeploymentRow, now = Date.now()): boolean {
+  if (!isTerminalDeploymentState(d.state as DeploymentState)) return false;
+  if (d.state !== "succeeded") return true;
+  const cleanup = (d.steps as deployments.StepRecord[]).find((s) => s.name === "cleanup");
+  if (cleanup && cleanup.state !== "running") return true;
+  return d.finished_at !== null && now - d.finished_at.getTime() > CLEANUP_LOG_WAIT_MS;
 }
 
 export function toView(d: deployments.DeploymentRow, app: string, env: string): DeploymentView {
