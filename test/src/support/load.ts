@@ -1,4 +1,5 @@
 import http from "node:http";
+import { StopWaiting, waitFor } from "./processes.js";
 
 export interface LoadResult {
   ok: number;
@@ -20,6 +21,9 @@ export function startLoad(opts: { port: number; host: string; path?: string; con
   const result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: new Map(), seen: new Map(), lastBody: "" };
   let stopped = false;
   const deadline = Date.now() + (opts.maxMs ?? 60_000);
+  const clients = opts.concurrency ?? 10;
+  /** Requests each client finished (answered or failed). */
+  const finished = new Array<number>(clients).fill(0);
   const one = () =>
     new Promise<void>((resolve) => {
       const req = http.request(
@@ -57,8 +61,11 @@ export function startLoad(opts: { port: number; host: string; path?: string; con
       });
       req.end();
     });
-  const workers = Array.from({ length: opts.concurrency ?? 10 }, async () => {
-    while (!stopped && Date.now() < deadline) await one();
+  const workers = Array.from({ length: clients }, async (_, i) => {
+    while (!stopped && Date.now() < deadline) {
+      await one();
+      finished[i]!++;
+    }
   });
   const done = Promise.all(workers).then(() => {
     agent.destroy();
@@ -66,6 +73,19 @@ export function startLoad(opts: { port: number; host: string; path?: string; con
   });
   return {
     result,
+    /**
+     * Waits until `n` more requests have finished since the call, and every client
+     * finished at least one of them: what the load sees now (after a switch, say)
+     * is in the result. Instead of a fixed pause before stop().
+     */
+    more: async (n: number, timeoutMs = 30_000) => {
+      const from = [...finished];
+      const total = () => finished.reduce((a, c) => a + c, 0) - from.reduce((a, c) => a + c, 0);
+      await waitFor(`${n} more requests of the load (every client at least one)`, async () => {
+        if (stopped || Date.now() >= deadline) throw new StopWaiting("the load has stopped");
+        return total() >= n && finished.every((c, i) => c > from[i]!);
+      }, { timeoutMs, intervalMs: 20 });
+    },
     stop: async () => {
       stopped = true;
       return done;

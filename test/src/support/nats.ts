@@ -1,10 +1,14 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import net from "node:net";
-import { freePort, startProcess, waitFor, type Proc } from "./processes.js";
+import { startProcess, StopWaiting, waitFor, type Proc } from "./processes.js";
 
-/** A real nats-server with JetStream on a random loopback port, restartable on the same port and store. */
+/**
+ * A real nats-server with JetStream on a loopback port, restartable on the same port and store.
+ * The first start binds port 0 (nats-server's `-p -1`) and reads the port it got from the
+ * ports file nats-server writes; a restart binds that port again (clients reconnect to it).
+ */
 export class NatsServer {
   private proc?: Proc;
   readonly storeDir = mkdtempSync(path.join(tmpdir(), "slipway-nats-"));
@@ -15,8 +19,14 @@ export class NatsServer {
   }
 
   async start(): Promise<void> {
-    if (!this.port) this.port = await freePort();
-    this.proc = startProcess("nats-server", ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir], { env: process.env, logFile: path.join(this.storeDir, "nats.log") });
+    const proc = startProcess("nats-server", ["-a", "127.0.0.1", "-p", this.port ? String(this.port) : "-1", "-js", "-sd", this.storeDir, "--ports_file_dir", this.storeDir], { env: process.env, logFile: path.join(this.storeDir, "nats.log") });
+    this.proc = proc;
+    const portsFile = path.join(this.storeDir, `nats-server_${proc.pid}.ports`);
+    this.port = await waitFor("nats-server's ports file", async () => {
+      if (proc.child.exitCode !== null) throw new StopWaiting(`nats-server exited: ${readFileSync(path.join(this.storeDir, "nats.log"), "utf8").slice(-1000)}`);
+      const { nats } = JSON.parse(readFileSync(portsFile, "utf8")) as { nats: string[] };
+      return Number(new URL(nats[0]!).port);
+    }, { timeoutMs: 20_000, intervalMs: 50 });
     await waitFor(`nats on ${this.port}`, () =>
       new Promise<boolean>((resolve) => {
         const s = net.connect(this.port, "127.0.0.1", () => {

@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import { NatsServer } from "./nats.js";
 import { createTestDatabase, dropDatabasesWithPrefix } from "./postgres.js";
-import { freePort, startProcess, waitFor, type Proc } from "./processes.js";
+import { startProcess, StopWaiting, waitFor, type Proc } from "./processes.js";
+import { releasePort, reservePort } from "./ports.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "../../..");
@@ -72,6 +73,9 @@ export interface AgentHandle {
 /**
  * The built control plane and agent(s) as real processes, with a real
  * nats-server per suite and PostgreSQL (a fresh database) or PGlite.
+ * The control plane binds port 0 for HTTP, gRPC and S3 and the ports it got
+ * are read from its log; a restart binds the same ports again (the agents and
+ * the environments know them). Agents' ingress ports are reserved (ports.ts).
  */
 export class Platform {
   readonly dir = mkdtempSync(path.join(tmpdir(), "slipway-e2e-"));
@@ -98,14 +102,14 @@ export class Platform {
       this.databaseUrl = db.url;
       this.dropDb = db.drop;
     }
-    this.httpPort = await freePort();
-    this.grpcPort = await freePort();
-    this.s3Port = await freePort();
     await this.startControlPlane();
   }
 
   async startControlPlane(): Promise<void> {
-    this.cp = startProcess(process.execPath, [CP_MAIN], {
+    const logFile = path.join(this.dir, "control-plane.log");
+    // A restart appends to the same log: only this start's lines count.
+    const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+    const cp = startProcess(process.execPath, [CP_MAIN], {
       env: {
         ...process.env,
         SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
@@ -121,20 +125,26 @@ export class Platform {
         LOG_LEVEL: "info",
         ...this.opts.cpEnv,
       },
-      logFile: path.join(this.dir, "control-plane.log"),
+      logFile,
     });
+    this.cp = cp;
+    // Logged once every server listens, with the ports they got.
+    const ready = await waitFor("the control plane's 'control plane ready' log line", async () => {
+      if (cp.child.exitCode !== null) throw new StopWaiting(`control plane exited: ${this.tail("control-plane.log")}`);
+      return logRecords(logFile, logStart).find((r) => r.msg === "control plane ready");
+    }, { timeoutMs: 60_000, intervalMs: 50 });
+    this.httpPort = Number(new URL(String(ready.address)).port);
+    this.grpcPort = Number(ready.grpcPort);
+    const s3 = logRecords(logFile, logStart).find((r) => r.msg === "embedded S3 server started");
+    if (s3) this.s3Port = Number(s3.port);
     this.api = new Api(`http://127.0.0.1:${this.httpPort}`, this.adminToken);
-    await waitFor("control plane /readyz", async () => {
-      if (this.cp!.child.exitCode !== null) throw new Error(`control plane exited: ${this.tail("control-plane.log")}`);
-      const r = await fetch(`${this.api.baseUrl}/readyz`).catch(() => undefined);
-      return r?.ok;
-    }, 60_000);
+    await waitFor("control plane /readyz", async () => (await fetch(`${this.api.baseUrl}/readyz`)).ok, { timeoutMs: 10_000, intervalMs: 50 });
   }
 
   async addAgent(env: Record<string, string> = {}): Promise<AgentHandle> {
     const n = this.agents.length;
     const stateDir = path.join(this.dir, `agent-${n}`);
-    const ingressPort = await freePort();
+    const ingressPort = await reservePort();
     const { token } = await this.api.call("POST", "/v1/join-tokens");
     const handle: AgentHandle = {
       proc: undefined as unknown as Proc,
@@ -160,7 +170,7 @@ export class Platform {
           logFile: path.join(this.dir, `agent-${n}.log`),
         });
         await waitFor("agent to register and heartbeat", async () => {
-          if (handle.proc.child.exitCode !== null) throw new Error(`agent exited: ${this.tail(`agent-${n}.log`)}`);
+          if (handle.proc.child.exitCode !== null) throw new StopWaiting(`agent exited: ${this.tail(`agent-${n}.log`)}`);
           const id = JSON.parse(readFileSync(path.join(stateDir, "identity.json"), "utf8")).hostId as string;
           const host = await this.api.call("GET", `/v1/hosts/${id}`);
           handle.hostId = id;
@@ -204,11 +214,26 @@ export class Platform {
         if (nets.length) execFileSync("docker", ["network", "rm", ...nets], { stdio: "ignore" });
       }
       stopHaproxy(path.join(a.stateDir, "haproxy"));
+      releasePort(a.ingressPort);
     }
     await this.nats.stop();
     await this.dropDb?.().catch(() => undefined);
     await dropDatabasesWithPrefix(this.dbPrefix).catch(() => undefined);
   }
+}
+
+/** The JSON records (pino lines) of a log file from byte `from` on; other lines are skipped. */
+function logRecords(file: string, from: number): Array<Record<string, unknown>> {
+  const records: Array<Record<string, unknown>> = [];
+  for (const line of readFileSync(file).subarray(from).toString("utf8").split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      records.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line still being written
+    }
+  }
+  return records;
 }
 
 /** Stops the HAProxy an agent left running (agents leave it serving on purpose). */
