@@ -29,16 +29,29 @@ describe("slipway CLI", () => {
   const config = path.join(mkdtempSync(path.join(tmpdir(), "slipway-cli-")), "config.json");
   const agentLog = () => readFileSync(path.join(platform.dir, "agent-0.log"), "utf8");
 
-  /** Runs the CLI as a user would, with its own config file and nothing else from this process's environment. */
-  const cli = (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) =>
+  /**
+   * Runs the CLI as a user would, with its own config file and nothing else from this process's environment.
+   * Commands that follow a stream (deploy, log -f, shell) are bounded: one still running after `timeoutMs`
+   * is killed and the call fails with what it printed, well before the test's own timeout.
+   */
+  const cli = (args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}) =>
     new Promise<CliResult>((resolve, reject) => {
       const p = spawn(CLI, args, { env: { PATH: process.env.PATH!, HOME: path.dirname(config), SLIPWAY_CONFIG: config, ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
       let out = "";
       let err = "";
+      // A deploy (or a backup) waits for a job on the agent; a shell command here takes a second or two.
+      const timeoutMs = opts.timeoutMs ?? (args[0] === "shell" ? 30_000 : 90_000);
+      const timer = setTimeout(() => {
+        p.kill("SIGKILL");
+        reject(new Error(`slipway ${args.join(" ")} did not exit within ${timeoutMs} ms; stdout ends ${JSON.stringify(out.slice(-500))}, stderr ${JSON.stringify(err.slice(-500))}`));
+      }, timeoutMs);
       p.stdout.on("data", (d) => (out += d));
       p.stderr.on("data", (d) => (err += d));
       p.on("error", reject);
-      p.on("close", (code) => resolve({ code, out, err }));
+      p.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code, out, err });
+      });
       p.stdin.end(opts.input ?? "");
     });
 

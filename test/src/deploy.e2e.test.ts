@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia, startLoad } from "./support/load.js";
+import { openStream, readStream } from "./support/streams.js";
 
 // The foundation's end-to-end path: git → build → start → probe → HAProxy switch,
 // with real dockerd, HAProxy, NATS and PostgreSQL.
@@ -45,9 +46,10 @@ describe("deployments end to end", () => {
   it("switches to v2 under a keep-alive load with 0 failed requests", async () => {
     const v2 = repo.commit(helloApp("v2"), "v2");
     const load = startLoad({ port: agent.ingressPort, host, concurrency: 12, maxMs: 120_000 });
-    await new Promise((r) => setTimeout(r, 500));
+    await load.more(100);
     const d = await platform.api.deploy("shop", "test");
-    await new Promise((r) => setTimeout(r, 1000));
+    // The load goes on after the switch: its last answers are what the ingress serves now.
+    await load.more(100);
     const result = await load.stop();
     expect(d.state, await platform.api.log(d.id)).toBe("succeeded");
     expect(d.commit).toBe(v2);
@@ -86,9 +88,9 @@ describe("deployments end to end", () => {
 
   it("follows a deployment's log live until the deployment ends", async () => {
     const d = await platform.api.call("POST", "/v1/apps/shop/environments/test/deployments", { build: "reuse" });
-    const res = await fetch(`${platform.api.baseUrl}/v1/deployments/${d.id}/log?follow=true`, { headers: { authorization: `Bearer ${platform.api.token}` } });
+    const { res } = await openStream("the followed deployment log", `${platform.api.baseUrl}/v1/deployments/${d.id}/log?follow=true`, { headers: { authorization: `Bearer ${platform.api.token}` } });
     expect(res.headers.get("content-type")).toContain("text/plain");
-    const text = await res.text();
+    const text = await readStream("the followed deployment log, to its end", res.body, { timeoutMs: 90_000 });
     expect(text).toContain("===== startup probe =====");
     expect(text).toContain("deployment succeeded");
     expect((await platform.api.call("GET", `/v1/deployments/${d.id}`)).state).toBe("succeeded");

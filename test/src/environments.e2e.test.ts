@@ -4,7 +4,7 @@ import { connect } from "@nats-io/transport-node";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, envApp } from "./support/git-repo.js";
 import { getVia, startLoad } from "./support/load.js";
-import { sleep, waitFor } from "./support/processes.js";
+import { waitFor } from "./support/processes.js";
 
 const docker = (...args: string[]) => execFileSync("docker", args, { encoding: "utf8" }).trim();
 
@@ -148,7 +148,7 @@ describe("environments end to end", () => {
     repo.commit({ "index.html": "main v2" }, "v2");
     const load = startLoad({ port: agent.ingressPort, host: "envs-live.localhost", concurrency: 12, maxMs: 120_000 });
     const next = await api().deploy("envs", "live");
-    await sleep(500);
+    await load.more(50);
     const result = await load.stop();
     expect(next.state, await api().log(next.id)).toBe("succeeded");
     expect(result.failed, result.errors.slice(0, 3).join("; ")).toBe(0);

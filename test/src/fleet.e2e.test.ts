@@ -4,6 +4,7 @@ import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia, startLoad } from "./support/load.js";
 import { waitFor } from "./support/processes.js";
+import { openStream, readStream } from "./support/streams.js";
 
 // Two agents on this machine as two hosts (own state dir, HAProxy and ports; one shared dockerd).
 describe("a fleet of two hosts", () => {
@@ -59,23 +60,17 @@ describe("a fleet of two hosts", () => {
       expect(text).toMatch(new RegExp(`^slipway-${app}-${env}-\\w+ \\S+ .*url:/from-${app}-${env}$`, "m"));
     }
     const e = await envOf("one", "live");
-    const ac = new AbortController();
-    const res = await fetch(`${api().baseUrl}/v1/apps/one/environments/live/logs?follow=true&since=${encodeURIComponent(new Date().toISOString())}`, { headers: { authorization: `Bearer ${api().token}` }, signal: ac.signal });
-    expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    let seen = "";
-    // busybox httpd has no /live-N: its 404 shows the request reached the container (and its log).
-    for (let i = 0; i < 3; i++) expect((await getVia(agentOf(e.host).ingressPort, "one-live.localhost", `/live-${i}`)).status).toBe(404);
-    // Each read is bounded: a stream that stops delivering fails here, with what it delivered, instead of hanging.
-    const deadline = Date.now() + 15_000;
-    while (!seen.includes("url:/live-2")) {
-      const chunk = await Promise.race([reader.read(), new Promise<undefined>((r) => setTimeout(() => r(undefined), Math.max(0, deadline - Date.now())))]);
-      if (!chunk || chunk.done) break;
-      seen += new TextDecoder().decode(chunk.value);
+    const followed = await openStream("the followed runtime log", `${api().baseUrl}/v1/apps/one/environments/live/logs?follow=true&since=${encodeURIComponent(new Date().toISOString())}`, { headers: { authorization: `Bearer ${api().token}` } });
+    try {
+      expect(followed.res.status).toBe(200);
+      // busybox httpd has no /live-N: its 404 shows the request reached the container (and its log).
+      for (let i = 0; i < 3; i++) expect((await getVia(agentOf(e.host).ingressPort, "one-live.localhost", `/live-${i}`)).status).toBe(404);
+      // A bounded read: a stream that stops delivering fails here, with what it delivered, instead of hanging.
+      const seen = await readStream("the followed runtime log", followed.res.body, { until: (t) => t.includes("url:/live-2"), timeoutMs: 15_000 });
+      expect(seen).toContain("url:/live-0");
+    } finally {
+      followed.close();
     }
-    expect(seen, "the followed log").toContain("url:/live-2");
-    expect(seen).toContain("url:/live-0");
-    ac.abort();
     const bad = await api().raw("GET", "/v1/apps/one/environments/live/logs?since=yesterday");
     expect(bad.status).toBe(400);
     await api().call("POST", "/v1/apps", { name: "idle", repository: repo.url });

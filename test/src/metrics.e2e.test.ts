@@ -91,6 +91,7 @@ describe("environment metrics end to end", () => {
     const read = async () => (await platform.api.call<{ series: Point[] }>("GET", `/v1/apps/shop/environments/test/metrics?since=${encodeURIComponent(since)}`)).series;
     const arrivedMs = await waitFor("the requests to reach the metrics API", async () => ((sum(await read())).requests >= N * 0.99 ? Date.now() - started : undefined), 60_000, 250);
     // A few more intervals: nothing may be counted twice or arrive late beyond the tolerance.
+    // (A window of time is the behaviour under test here: four of the agent's 500 ms pushes.)
     await sleep(2000);
     const series = await read();
     const total = sum(series);

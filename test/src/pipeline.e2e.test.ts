@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia, startLoad } from "./support/load.js";
-import { sleep, waitFor } from "./support/processes.js";
+import { waitFor } from "./support/processes.js";
 
 const step = (d: any, name: string) => d.steps.find((s: { name: string }) => s.name === name);
 
@@ -100,8 +100,8 @@ describe("deployment pipeline", () => {
     expect(await status()).toMatch(/^Last deployment succeeded at /);
     repo.commit({ "a.txt": "a" }, "a");
     repo.commit({ "b.txt": "b" }, "b");
-    await sleep(5100); // the control plane refreshes its mirror at most every 5 s
-    expect(await status()).toBe("2 undeployed commits");
+    // The control plane refreshes its mirror at most every 5 s: the count follows within that.
+    await waitFor("the 2 new commits to be counted", async () => (await status()) === "2 undeployed commits", { timeoutMs: 15_000, intervalMs: 500 });
     await api().call("PATCH", "/v1/apps/pipe/settings", { startupProbe: { path: "/index.html" } });
     expect(await status()).toBe("2 undeployed commits and unapplied changes");
     const env = await api().call("GET", "/v1/apps/pipe/environments/test");
