@@ -147,13 +147,21 @@ export function parseShowInfo(text: string): Record<string, string> {
 /** Processes listed by the master CLI's `show proc`. */
 export interface ProcList {
   master: number | null;
+  /**
+   * Reloads the master has acted on since it started (failed ones included);
+   * its re-execution into wait mode after a start or reload does not count.
+   * null when the line has no counter.
+   */
+  reloads: number | null;
+  /** Failed reloads since the last successful one (HAProxy's `[failed: N]`). */
+  failedReloads: number | null;
   workers: number[];
   /** Workers of previous configurations still finishing their connections. */
   oldWorkers: number[];
 }
 
 export function parseShowProc(text: string): ProcList {
-  const out: ProcList = { master: null, workers: [], oldWorkers: [] };
+  const out: ProcList = { master: null, reloads: null, failedReloads: null, workers: [], oldWorkers: [] };
   let section: "master" | "workers" | "old" | "other" = "master";
   for (const line of text.split("\n")) {
     if (line.startsWith("# workers")) section = "workers";
@@ -163,7 +171,15 @@ export function parseShowProc(text: string): ProcList {
       const m = /^(\d+)\s+(\S+)/.exec(line);
       if (!m) continue;
       const pid = Number(m[1]);
-      if (section === "master" && m[2] === "master") out.master = pid;
+      if (section === "master" && m[2] === "master") {
+        out.master = pid;
+        // `<pid> master <reloads> [failed: <n>] <uptime> <version>`
+        const counters = /^\d+\s+master\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?/.exec(line);
+        if (counters) {
+          out.reloads = Number(counters[1]);
+          out.failedReloads = counters[2] === undefined ? null : Number(counters[2]);
+        }
+      }
       else if (section === "workers") out.workers.push(pid);
       else if (section === "old") out.oldWorkers.push(pid);
     }
@@ -270,7 +286,26 @@ export class HaproxyRuntime {
     return parseShowProc(await this.master("show proc"));
   }
 
-  /** Asks the master to reload. It answers nothing and may reset the connection while it re-executes. */
+  /**
+   * `show info` of one worker, old ones included, through the master CLI
+   * (`@!<pid>`): `Stopping` is 1 once it no longer listens, `CurrConns` counts
+   * its client connections (idle keep-alive ones too, not this query).
+   * Undefined when the master has no such worker (it has exited).
+   */
+  async workerInfo(pid: number): Promise<Record<string, string> | undefined> {
+    const cmd = `@!${pid} show info`;
+    const out = await this.master(cmd);
+    if (/can't find the target/i.test(out)) return undefined;
+    const info = parseShowInfo(out);
+    if (info["Pid"] !== String(pid)) throw new HaproxyRuntimeError(`unexpected answer to '${cmd}': ${out.trim().slice(0, 200)}`, this.masterSocket, cmd);
+    return info;
+  }
+
+  /**
+   * Sends `reload` to the master. It answers nothing and closes or resets the
+   * connection as it re-executes; a master that is itself re-executing loses
+   * the command the same way, so the caller confirms it (show proc's counter).
+   */
   async reload(): Promise<void> {
     await runtimeCommand(this.masterSocket, "reload", { timeoutMs: this.timeoutMs, allowReset: true });
   }

@@ -1,7 +1,7 @@
 // Integration tests against the real /usr/sbin/haproxy and real node:http
 // servers, all on 127.0.0.1. Tests run in order and share one proxy.
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import net from "node:net";
@@ -138,8 +138,32 @@ describe("HaproxyIngress against a real haproxy", () => {
   let adopter: HaproxyIngress | undefined;
   let restarted: HaproxyIngress | undefined;
   let runtime: HaproxyRuntime;
-  let live: Upstream;
+  let live: Upstream | undefined;
   let liveBody = "";
+  let blog: Upstream | undefined;
+  let recovered = 0;
+
+  // Tests share the proxy and build on each other's routing. Each one that
+  // needs a backend re-establishes it first (a no-op when the previous test
+  // left it in place), so one failure does not fail every later test.
+  async function shopLive(): Promise<Upstream> {
+    await ingress.ensureBackend({ name: SHOP, hostnames: [SHOP_HOST], maxServers: 2 });
+    const current = await ingress.current(SHOP);
+    if (live && current.length === 1 && current[0]!.id === live.target.id) return live;
+    const up = await startUpstream(`recovered-${++recovered}`, "recovered");
+    await ingress.switchTraffic(SHOP, [up.target]);
+    await live?.close();
+    live = up;
+    liveBody = "recovered";
+    return up;
+  }
+
+  async function blogLive(hostnames: string[]): Promise<void> {
+    await ingress.ensureBackend({ name: "blog--live", hostnames, maxServers: 2 });
+    if (blog && (await ingress.current("blog--live")).length === 1) return;
+    blog = await startUpstream(`blog-${++recovered}`, "blog");
+    await ingress.switchTraffic("blog--live", [blog.target]);
+  }
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "slipway-haproxy-"));
@@ -181,14 +205,15 @@ describe("HaproxyIngress against a real haproxy", () => {
   });
 
   it("switches v1→v2→v1→v2 under keep-alive load without a failed request", async () => {
+    await shopLive();
     const load = startLoad(port, SHOP_HOST);
     await sleep(400);
     const versions = ["v2", "v1", "v2"];
     for (const [i, version] of versions.entries()) {
       const next = await startUpstream(`${version}-${i}`, version);
       const replaced = await ingress.switchTraffic(SHOP, [next.target]);
-      expect(replaced).toEqual([live.target]);
-      await live.close();
+      expect(replaced).toEqual([live!.target]);
+      await live!.close();
       live = next;
       liveBody = version;
       await sleep(400);
@@ -199,10 +224,11 @@ describe("HaproxyIngress against a real haproxy", () => {
     expect(result.failed).toBe(0);
     expect(result.ok).toBeGreaterThan(500);
     expect(new Set(result.lastBodies)).toEqual(new Set(["v2"]));
-    expect(await ingress.current(SHOP)).toEqual([live.target]);
+    expect(await ingress.current(SHOP)).toEqual([live!.target]);
   });
 
   it("adds a second backend with a graceful reload under load without a failed request", async () => {
+    const shop = await shopLive();
     const workerBefore = await runtime.workerPid();
     const load = startLoad(port, SHOP_HOST);
     await sleep(400);
@@ -213,16 +239,17 @@ describe("HaproxyIngress against a real haproxy", () => {
     expect(await runtime.workerPid()).not.toBe(workerBefore);
     expect(result.failed).toBe(0);
     expect(result.ok).toBeGreaterThan(200);
-    expect(new Set(result.lastBodies)).toEqual(new Set(["v2"]));
-    expect(await ingress.current(SHOP)).toEqual([live.target]);
+    expect(new Set(result.lastBodies)).toEqual(new Set([liveBody]));
+    expect(await ingress.current(SHOP)).toEqual([shop.target]);
 
     expect((await get(port, "blog-live.localhost")).status).toBe(503);
-    const blog = await startUpstream("blog-1", "blog");
+    blog = await startUpstream("blog-1", "blog");
     await ingress.switchTraffic("blog--live", [blog.target]);
     expect(await get(port, "blog-live.localhost")).toMatchObject({ status: 200, body: "blog" });
   });
 
   it("changes host names at runtime without a reload", async () => {
+    await blogLive(["blog-live.localhost"]);
     const worker = await runtime.workerPid();
     await ingress.ensureBackend({ name: "blog--live", hostnames: ["blog.localhost", "www.blog.localhost"], maxServers: 2 });
     expect(await runtime.workerPid()).toBe(worker);
@@ -233,6 +260,7 @@ describe("HaproxyIngress against a real haproxy", () => {
   });
 
   it("keeps replaced targets until a previous worker, which still routes to them, has exited", async () => {
+    const shop = await shopLive();
     const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
       expect((await get(port, SHOP_HOST, { agent: held })).body).toBe(liveBody);
@@ -249,8 +277,8 @@ describe("HaproxyIngress against a real haproxy", () => {
       const late = await get(port, SHOP_HOST, { agent: held });
       expect(late).toMatchObject({ status: 200, body: liveBody });
       expect(late.headers.connection).toBe("close");
-      expect(await switching).toEqual([live.target]);
-      await live.close();
+      expect(await switching).toEqual([shop.target]);
+      await shop.close();
       live = next;
       liveBody = "v3";
       expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: "v3" });
@@ -279,13 +307,14 @@ describe("HaproxyIngress against a real haproxy", () => {
   });
 
   it("is adopted by a new adapter on the same dir, which then really stops it", async () => {
+    const shop = await shopLive();
     const master = ingress.pid!;
     const worker = await runtime.workerPid();
     adopter = new HaproxyIngress({ dir, httpPort: port, logger });
     await adopter.start();
     expect(adopter.pid).toBe(master);
     expect(await runtime.workerPid()).toBe(worker);
-    expect(await adopter.current(SHOP)).toEqual([live.target]);
+    expect(await adopter.current(SHOP)).toEqual([shop.target]);
     expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: liveBody });
 
     await adopter.stop();
@@ -299,9 +328,114 @@ describe("HaproxyIngress against a real haproxy", () => {
     restarted = new HaproxyIngress({ dir, httpPort: port, logger });
     await restarted.start();
     expect(restarted.pid).not.toBe(ingress.pid);
-    expect(await restarted.current(SHOP)).toEqual([live.target]);
+    expect(await restarted.current(SHOP)).toEqual([live!.target]);
     expect(await get(port, SHOP_HOST)).toMatchObject({ status: 200, body: liveBody });
     expect((await get(port, "private-qa.localhost")).status).toBe(401);
     await restarted.stop();
+  });
+});
+
+/** A fresh proxy in its own dir for one test, stopped and removed afterwards also when the test fails. */
+async function withIngress(fn: (h: { ingress: HaproxyIngress; port: number; dir: string; runtime: HaproxyRuntime }) => Promise<void>, readyTimeoutMs?: number): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "slipway-haproxy-"));
+  const port = await freePort();
+  const ingress = new HaproxyIngress({ dir, httpPort: port, logger, ...(readyTimeoutMs ? { readyTimeoutMs } : {}) });
+  try {
+    await ingress.start();
+    await fn({ ingress, port, dir, runtime: new HaproxyRuntime(path.join(dir, "admin.sock"), path.join(dir, "master.sock")) });
+  } finally {
+    await ingress.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Puts a proxy in front of the master CLI that reads the first `reload` and
+ * closes the connection without passing it on: what a client sees when the
+ * master re-executes (the listener it connected to dies with its backlog).
+ * Everything else is passed through. HAProxy's next master binds the path
+ * again itself, so there is nothing to restore; close() only after the proxy
+ * is stopped (closing a unix server unlinks its path).
+ */
+async function loseFirstReload(masterSocket: string): Promise<{ lost: () => number; close(): Promise<void> }> {
+  const real = `${masterSocket}.real`;
+  renameSync(masterSocket, real);
+  let lost = 0;
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    const chunks: Buffer[] = [];
+    client.on("error", () => undefined);
+    client.on("data", (d: Buffer) => chunks.push(d));
+    client.on("end", () => {
+      const command = Buffer.concat(chunks).toString("utf8");
+      if (command.trim() === "reload" && lost === 0) {
+        lost++;
+        client.destroy();
+        return;
+      }
+      const upstream = net.createConnection({ path: real }, () => upstream.end(command));
+      upstream.on("error", () => client.destroy());
+      upstream.pipe(client);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(masterSocket, resolve));
+  return { lost: () => lost, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+describe("HaproxyIngress reloads against a real haproxy", () => {
+  // After a start the master re-executes itself once more (to free its config
+  // memory) and only then serves its CLI: a reload sent in between was lost.
+  it("answers on the master CLI once start() resolves, so a reload right after start takes effect", async () => {
+    for (let i = 0; i < 5; i++) {
+      await withIngress(async ({ ingress, runtime }) => {
+        const procs = await runtime.showProc();
+        expect(procs.master).toBe(ingress.pid);
+        expect(procs.workers).toEqual([await runtime.workerPid()]);
+        const started = Date.now();
+        await ingress.ensureBackend({ name: "shop--test", hostnames: ["shop-test.localhost"], maxServers: 2 });
+        const after = await runtime.showProc();
+        expect(after.reloads).toBe(1);
+        expect(after.workers).not.toEqual(procs.workers);
+        console.info(`start ${i}: reload and new backend in ${Date.now() - started} ms`);
+      });
+    }
+  });
+
+  it("issues a reload again when the master did not act on it", async () => {
+    await withIngress(async ({ ingress, runtime, dir }) => {
+      const worker = await runtime.workerPid();
+      const proxy = await loseFirstReload(path.join(dir, "master.sock"));
+      try {
+        await ingress.ensureBackend({ name: "shop--test", hostnames: ["shop-test.localhost"], maxServers: 2 });
+        expect(proxy.lost()).toBe(1);
+        expect(await runtime.workerPid()).not.toBe(worker);
+        expect((await runtime.showProc()).reloads).toBe(1);
+      } finally {
+        await ingress.stop();
+        await proxy.close();
+      }
+    }, 4000);
+  });
+
+  it("serves a new backend's host name on every connection once it is switched, also on an idle keep-alive connection an older worker holds", async () => {
+    await withIngress(async ({ ingress, port, runtime }) => {
+      const app = await startUpstream("qa-1", "qa");
+      const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        // Opened before the backend exists, answered by the worker the reload replaces.
+        expect(await get(port, "shop-qa.localhost", { agent: held })).toMatchObject({ status: 404, body: "no environment is served at this host name" });
+        const oldWorker = await runtime.workerPid();
+        const started = Date.now();
+        await ingress.ensureBackend({ name: "shop--qa", hostnames: ["shop-qa.localhost"], maxServers: 2 });
+        await ingress.switchTraffic("shop--qa", [app.target]);
+        const ms = Date.now() - started;
+        const replies = await Promise.all([get(port, "shop-qa.localhost", { agent: held }), ...Array.from({ length: 10 }, () => get(port, "shop-qa.localhost"))]);
+        expect(replies.map((r) => `${r.status} ${r.body}`)).toEqual(new Array(11).fill("200 qa"));
+        expect(await runtime.workerPid()).not.toBe(oldWorker);
+        console.info(`new backend switched in ${ms} ms with an idle keep-alive connection on the previous worker`);
+      } finally {
+        held.destroy();
+        await app.close();
+      }
+    });
   });
 });

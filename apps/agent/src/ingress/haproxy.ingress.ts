@@ -9,6 +9,7 @@ import {
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
 import { HaproxyRuntime, isDrain, isMaint, withoutServerRows } from "./haproxy-runtime.js";
+import { clientIdleLimitMs, WorkerGenerations } from "./haproxy-workers.js";
 
 /** Options of the HAProxy adapter. */
 export interface HaproxyIngressOptions {
@@ -20,7 +21,7 @@ export interface HaproxyIngressOptions {
   /** Default /usr/sbin/haproxy. */
   haproxyBin?: string;
   logger?: Logger;
-  /** How long start and reload wait for a worker to answer (default 15 s). */
+  /** How long start and reload wait for the master and a worker to answer (default 15 s). */
   readyTimeoutMs?: number;
   /**
    * Port of the agent's waker on 127.0.0.1: every backend gets it as a backup
@@ -49,6 +50,7 @@ export class HaproxyIngress implements Ingress {
   private readonly log: Logger;
   private readonly readyTimeoutMs: number;
   private readonly runtime: HaproxyRuntime;
+  private readonly generations: WorkerGenerations;
   private readonly wakerPort: number | undefined;
   private readonly trafficLogPort: number | undefined;
   private state: IngressStructure = { version: 1, backends: {} };
@@ -65,6 +67,7 @@ export class HaproxyIngress implements Ingress {
     this.log = (opts.logger ?? pino({ level: "silent" })).child({ haproxyDir: this.paths.dir });
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
     this.runtime = new HaproxyRuntime(this.paths.adminSocket, this.paths.masterSocket);
+    this.generations = new WorkerGenerations({ runtime: this.runtime, log: this.log, timeoutMs: this.readyTimeoutMs, logTail: () => logTail(this.paths) });
     this.wakerPort = opts.wakerPort;
     this.trafficLogPort = opts.trafficLogPort;
   }
@@ -102,8 +105,28 @@ export class HaproxyIngress implements Ingress {
     });
   }
 
-  switchTraffic(name: string, targets: BackendTarget[], opts?: SwitchOptions): Promise<BackendTarget[]> {
-    return this.serial(() => this.doSwitch(name, targets, opts?.drainTimeoutMs ?? 30_000, opts?.testPauseMidSwitchMs ?? 0));
+  /**
+   * Resolves once every worker that can still take a request routes the
+   * backend's host names to `targets`. After a reload that means waiting for
+   * the previous worker too: it keeps serving the client connections it holds
+   * with its own config (WorkerGenerations.untilServed), where a backend added
+   * since does not exist and its host names get the 404 for unknown hosts.
+   */
+  async switchTraffic(name: string, targets: BackendTarget[], opts?: SwitchOptions): Promise<BackendTarget[]> {
+    const { replaced, record, idleLimitMs } = await this.serial(async () => ({
+      replaced: await this.doSwitch(name, targets, opts?.drainTimeoutMs ?? 30_000, opts?.testPauseMidSwitchMs ?? 0),
+      record: this.state.backends[name]!,
+      idleLimitMs: clientIdleLimitMs(this.appliedConfig ?? ""),
+    }));
+    // Outside the queue (read-only): other calls need not wait while older
+    // workers finish. Traffic has moved by now, so a failure here is logged, not thrown.
+    const served = await this.generations.untilServed(name, record, idleLimitMs).catch((err: unknown) => {
+      this.log.warn({ backend: name, err: errorMessage(err) }, "cannot tell whether older haproxy workers still take requests for the backend");
+      return undefined;
+    });
+    if (served && !served.complete) this.log.warn({ backend: name, oldWorkers: served.workers, waitedMs: served.waitedMs }, "older haproxy workers still take requests for the backend with their previous configuration; not waiting longer");
+    else if (served && served.workers.length > 0) this.log.info({ backend: name, oldWorkers: served.workers, waitedMs: served.waitedMs }, "older haproxy workers take no more requests for the backend");
+    return replaced;
   }
 
   current(name: string): Promise<BackendTarget[]> {
@@ -152,8 +175,7 @@ export class HaproxyIngress implements Ingress {
   /** Runs calls one at a time in call order; every failure leaves as a StepFailure. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(() => fn(), () => fn()).catch((err: unknown) => {
-      if (err instanceof StepFailure) throw err;
-      throw new StepFailure("ingress_unavailable", `HAProxy ingress: ${errorMessage(err)}`, true, undefined, { cause: err });
+      throw asStepFailure(err);
     });
     this.queue = run.catch(() => undefined);
     return run;
@@ -209,7 +231,13 @@ export class HaproxyIngress implements Ingress {
     await fs.rename(this.paths.config + ".next", this.paths.config);
     const child = spawnMaster(this.bin, this.paths);
     try {
-      await this.waitFor("haproxy to answer on its admin socket", child.exitReason, () => this.runtime.workerPid());
+      // Started once the master CLI lists the worker: until the master has
+      // re-executed after loading, it loses commands (haproxy-workers.ts).
+      await this.waitFor("haproxy to answer on its admin socket and its master CLI", child.exitReason, async () => {
+        const worker = await this.runtime.workerPid();
+        const procs = await this.runtime.showProc();
+        return procs.master === child.pid && procs.workers.includes(worker) ? worker : undefined;
+      });
     } catch (err) {
       if (await isOurHaproxy(child.pid, this.paths.config)) await stopByPid(child.pid);
       throw err;
@@ -251,20 +279,13 @@ export class HaproxyIngress implements Ingress {
     await writeAtomic(this.paths.serverStateFile, withoutServerRows(await this.runtime.dumpServersState(), WAKER_SERVER));
     await writeAtomic(this.paths.hostsMap, map);
     await fs.rename(this.paths.config + ".next", this.paths.config);
-    try {
-      await this.runtime.reload();
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, "master socket refused reload; signalling the master");
-      if (!(await isOurHaproxy(this.masterPid!, this.paths.config))) throw err;
-      process.kill(this.masterPid!, "SIGUSR2");
-    }
-    // Done when the new worker answers and the re-executed master lists it (its CLI is back too).
-    const newWorker = await this.waitFor("a new haproxy worker after reload", () => undefined, async () => {
-      const pid = await this.runtime.workerPid();
-      return pid !== oldWorker && (await this.runtime.showProc()).workers.includes(pid) ? pid : undefined;
-    });
+    // Not SIGUSR2 when the socket refuses: the master refuses while it
+    // re-executes, and drops the signal then too.
+    const { newWorker, attempts } = await this.generations.reload(oldWorker);
+    // Until apply() stores the next structure, this.state is what the old worker routes by.
+    this.generations.replaced(oldWorker, this.state);
     this.appliedConfig = config;
-    this.log.info({ reason, oldWorker, newWorker, ms: Date.now() - started }, "haproxy reloaded");
+    this.log.info({ reason, oldWorker, newWorker, attempts, ms: Date.now() - started }, "haproxy reloaded");
   }
 
   /** Brings the worker's host map to `next` with add/set/del map, then writes the file a reload will read. */
@@ -446,6 +467,11 @@ export class HaproxyIngress implements Ingress {
   private async saveState(): Promise<void> {
     await writeAtomic(this.paths.stateJson, JSON.stringify(this.state, null, 2) + "\n");
   }
+}
+
+function asStepFailure(err: unknown): StepFailure {
+  if (err instanceof StepFailure) return err;
+  return new StepFailure("ingress_unavailable", `HAProxy ingress: ${errorMessage(err)}`, true, undefined, { cause: err });
 }
 
 function errorMessage(err: unknown): string {
