@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./support/platform.js";
-import { freePort, waitFor } from "./support/processes.js";
+import { StopWaiting, waitFor } from "./support/processes.js";
+import { releasePort, reservePort } from "./support/ports.js";
 import { getVia } from "./support/load.js";
 import { dropDatabasesWithPrefix } from "./support/postgres.js";
 import { randomBytes } from "node:crypto";
@@ -23,13 +24,17 @@ describe("npm run up", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "slipway-up-"));
   const dbPrefix = `u${randomBytes(4).toString("hex")}`;
   let child: ReturnType<typeof spawn> | undefined;
+  const ports: number[] = [];
   afterAll(async () => {
     if (child && child.exitCode === null) child.kill("SIGKILL");
+    ports.forEach(releasePort);
     await dropDatabasesWithPrefix(dbPrefix);
   });
 
   it("starts the platform on embedded defaults, deploys hello to test and live, and stops everything on Ctrl-C", async () => {
-    const [httpPort, grpcPort, ingressPort, natsPort, s3Port] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    // `npm run up` takes fixed ports (it is the user's demo): reserved ones, not probed ones (ports.ts).
+    for (let i = 0; i < 5; i++) ports.push(await reservePort());
+    const [httpPort, grpcPort, ingressPort, natsPort, s3Port] = ports;
     let out = "";
     child = spawn(process.execPath, [path.join(repoRoot, "scripts/up.mjs")], {
       cwd: repoRoot,
@@ -52,10 +57,10 @@ describe("npm run up", () => {
     child.stdout!.on("data", (b: Buffer) => (out += b.toString()));
     child.stderr!.on("data", (b: Buffer) => (out += b.toString()));
     const summary = await waitFor("the up summary", async () => {
-      if (child!.exitCode !== null) throw new Error(`up exited ${child!.exitCode}:\n${out.slice(-3000)}`);
+      if (child!.exitCode !== null) throw new StopWaiting(`up exited ${child!.exitCode}:\n${out.slice(-3000)}`);
       const line = out.split("\n").find((l) => l.startsWith("SLIPWAY_UP_SUMMARY "));
       return line ? JSON.parse(line.slice("SLIPWAY_UP_SUMMARY ".length)) : undefined;
-    }, 300_000, 500);
+    }, { timeoutMs: 110_000, intervalMs: 500 }); // inside the test's 120 s, so a hang says what it waited for
     expect(summary.testUrl).toBe(`http://hello-test.localhost:${ingressPort}/`);
     expect(summary.adminToken).toMatch(/^slw_/);
     // Fetch the printed URL: *.localhost resolves to loopback; send the host name explicitly to stay resolver-independent.

@@ -43,16 +43,26 @@ export class Api {
       throw e;
     }
   }
-  /** Deploys and waits until the deployment ends; returns the final deployment. */
+  /**
+   * Deploys and waits until the deployment has run to its end: ended, and when it
+   * succeeded, also the cleanup of the previous containers that follows the switch
+   * (a deployment reads succeeded once switched). Returns the final deployment.
+   */
   async deploy(app: string, env: string, body: unknown = {}, timeoutMs = 180_000): Promise<any> {
     const d = await this.call("POST", `/v1/apps/${app}/environments/${env}/deployments`, body);
-    return this.waitDeployment(d.id, timeoutMs);
+    return this.waitDeployment(d.id, timeoutMs, { cleanedUp: true });
   }
-  async waitDeployment(id: string, timeoutMs = 180_000): Promise<any> {
-    return waitFor(`deployment ${id} to end`, async () => {
+  /** Waits until the deployment ended (with `cleanedUp`, a succeeded one's cleanup step too). */
+  async waitDeployment(id: string, timeoutMs = 180_000, opts: { cleanedUp?: boolean } = {}): Promise<any> {
+    return waitFor(`deployment ${id} to end${opts.cleanedUp ? " (and its cleanup after a success)" : ""}`, async () => {
       const d = await this.call("GET", `/v1/deployments/${id}`);
-      return ["succeeded", "failed", "cancelled"].includes(d.state) ? d : undefined;
-    }, timeoutMs, 250);
+      if (!["succeeded", "failed", "cancelled"].includes(d.state)) return undefined;
+      if (opts.cleanedUp && d.state === "succeeded") {
+        const cleanup = (d.steps as Array<{ name: string; state: string }>).find((s) => s.name === "cleanup");
+        if (!cleanup || cleanup.state === "running") return undefined;
+      }
+      return d;
+    }, { timeoutMs, intervalMs: 250 });
   }
   log(id: string): Promise<string> {
     return this.call("GET", `/v1/deployments/${id}/log`);
