@@ -42,7 +42,8 @@ async function floorOnce(containerId: string): Promise<number> {
   while (ms === undefined) {
     try {
       if ((await directGet(port)) === 200) ms = performance.now() - t0;
-    } catch {
+    } catch (err) {
+      if (performance.now() - t0 > 30_000) throw new Error(`the container never answered on port ${port} within 30 s`, { cause: err });
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -137,8 +138,9 @@ describe("sleeping and waking environments (real dockerd + HAProxy)", () => {
     expect(bed.envs.get(bed.slug("sleepy"))?.state).toBe("running");
     bed.startSleeper(200);
     const slow = bed.get("sleepy", { path: "/cgi-bin/slow?5" });
-    await new Promise((r) => setTimeout(r, 4500));
+    // The idle time is the behaviour under test (not a wait for something):
     // 4.5 s without a new request, more than twice sleepAfterSeconds: only the open session keeps it awake.
+    await new Promise((r) => setTimeout(r, 4500));
     expect(bed.envs.get(bed.slug("sleepy"))?.state).toBe("running");
     expect(await slow).toMatchObject({ status: 200, body: "slow done\n" });
     await waitFor("the environment to sleep after the long request", () => bed.envs.get(bed.slug("sleepy"))?.state === "sleeping", 10_000);

@@ -30,7 +30,8 @@ describe("gRPC AgentService authentication", () => {
     new Promise<GetJobSpecResponse>((resolve, reject) => client.getJobSpec({ jobId }, md(credential), (err, res) => (err ? reject(err) : resolve(res!))));
   const report = (events: JobEvent[], credential?: string) =>
     new Promise<ReportJobEventsResponse>((resolve, reject) => {
-      const call = client.reportJobEvents(md(credential), (err, res) => (err ? reject(err) : resolve(res!)));
+      // A client stream: its own deadline, so a server that never answers fails here (DEADLINE_EXCEEDED), not at the test's timeout.
+      const call = client.reportJobEvents(md(credential), { deadline: new Date(Date.now() + 10_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
       events.forEach((e) => call.write(e));
       call.end();
     });
