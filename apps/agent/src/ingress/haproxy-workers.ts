@@ -124,8 +124,13 @@ export class WorkerGenerations {
         let rec = this.old.get(pid);
         if (!rec) this.old.set(pid, (rec = {}));
         if (rec.routes && sameRouting(rec.routes.backends[backend], current)) continue;
-        const info = await runtime.workerInfo(pid);
+        // An exiting worker answers nothing for a moment: undecided until the next `show proc`.
+        const info = await runtime.workerInfo(pid).catch(() => null);
         if (info === undefined) continue; // exited since `show proc`
+        if (info === null) {
+          blocking.push(pid);
+          continue;
+        }
         if (info["Stopping"] === "1") {
           rec.stoppingSince ??= Date.now();
           if (Number(info["CurrConns"]) === 0) continue;
