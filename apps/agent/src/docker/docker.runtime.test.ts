@@ -46,6 +46,17 @@ async function getWithRetry(url: string, deadlineMs = 5_000): Promise<Response> 
   }
 }
 
+/** A stream's end (an exec's exit, a followed log's line) awaited with its own deadline, well inside the test's. */
+async function within<T>(what: () => string, p: Promise<T>, ms = 15_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what()}: not within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function expectFailure(p: Promise<unknown>): Promise<StepFailure> {
   const err = await p.then(
     () => undefined,
@@ -289,7 +300,7 @@ describe("DockerRuntime against the real dockerd", () => {
       const session = await runtime.exec(id, { cmd, tty, rows: 24, cols: 80 }, (stream, chunk) => (out[stream] += chunk.toString("utf8")));
       if (input !== undefined) session.write(Buffer.from(input));
       session.endInput();
-      const exit = await session.exit;
+      const exit = await within(() => `the exit of ${cmd.join(" ")} (output so far ${JSON.stringify(out)})`, session.exit);
       return { ...out, exit };
     }
 
@@ -318,7 +329,7 @@ describe("DockerRuntime against the real dockerd", () => {
       const t0 = Date.now();
       await session.hangUp();
       // Killed by SIGHUP: 128 + 1.
-      expect(await session.exit).toBe(129);
+      expect(await within(() => "the exit of the hung-up session", session.exit)).toBe(129);
       expect(Date.now() - t0).toBeLessThan(5_000);
     });
 
@@ -338,9 +349,9 @@ describe("DockerRuntime against the real dockerd", () => {
       });
       // The container's PID 1 (docker's init) holds its standard output: writing there is new log output.
       await execToEnd(["sh", "-c", "echo third > /proc/1/fd/1"], false);
-      await third;
+      await within(() => `the followed line (followed so far: ${JSON.stringify(followed)})`, third);
       ac.abort();
-      await done;
+      await within(() => "the followed log's end after the abort", done);
       expect(followed).toEqual(["second", "third"]);
     });
 
