@@ -61,6 +61,10 @@ export interface Ingress {
    * are made ready, then the old ones drained (no new requests; requests in
    * flight complete, waited for up to drainTimeoutMs), then put in maintenance.
    * Returns the targets that were replaced, so the caller can stop them.
+   * Resolves only once no process of the proxy that can still take a request
+   * (e.g. the previous worker after a reload, on a connection it keeps) routes
+   * the backend's host names otherwise, so a deployment that reports success
+   * is served at its host names.
    * `testPauseMidSwitchMs` (fault tests only) pauses once the new servers are
    * ready and the old ones draining.
    */
