@@ -7,17 +7,20 @@
  *      its first HTTP answer;
  *   2. a deployment of an already built image, API call → traffic switched,
  *      and the overhead over the floor, with per-step timings;
- *   3. failed requests under a keep-alive load across 3 switching deployments;
- *   4. requests/s through the ingress ÷ directly to the container.
+ *   3. failed requests under a keep-alive load across 3 switching deployments.
+ * Then the data services benchmark (data.bench.ts), the ingress benchmark
+ * with wrk (ingress.bench.ts) and the fleet benchmark (fleet.bench.ts).
+ * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, ingress, fleet) runs only
+ * those parts; SLIPWAY_BENCH_FLEET=0 skips the fleet part.
  * Progress goes to stderr; the results table and BENCHMARKS.md-ready markdown
  * go to stdout. Exit code 0 even when a target is missed; non-zero on errors.
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { runDataBench } from "./data.bench.js";
 import { runFleetBench } from "./fleet.bench.js";
+import { abortIngressBench, runIngressBench } from "./ingress.bench.js";
 import Dockerode from "dockerode";
 import { Platform, type AgentHandle } from "../support/platform.js";
 import { TestRepo, helloApp } from "../support/git-repo.js";
@@ -28,13 +31,10 @@ import { fixed, max, mdTable, median, min, secs, textTable } from "./stats.js";
 
 const RUNS = 5;
 const CONCURRENCY = 12;
-const THROUGHPUT_MS = 5_000;
-/** Alternating windows, so drift in the machine's other load hits both sides alike. */
-const THROUGHPUT_ORDER = ["ingress", "direct", "direct", "ingress", "ingress", "direct"] as const;
 const RUNTIME_LIMIT_MS = 290_000;
 const TARGET_OVERHEAD_S = 0.3;
 const TARGET_FAILED = 0;
-const TARGET_INGRESS_RATIO = 0.9;
+const PARTS = ["deploy", "data", "ingress", "fleet"] as const;
 
 const t0 = performance.now();
 const elapsed = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -49,15 +49,6 @@ interface LoadPhase {
   drainMs: number[];
 }
 
-interface Throughput {
-  label: "ingress" | "direct";
-  ok: number;
-  failed: number;
-  ms: number;
-  rps: number;
-  errors: string[];
-}
-
 interface Results {
   image: string;
   initial: DeployRun;
@@ -66,20 +57,6 @@ interface Results {
   auto: DeployRun[];
   reuse: DeployRun[];
   load: LoadPhase;
-  throughput: Throughput[];
-  directPort: number;
-}
-
-/** Requests answered within a window of `ms` (the counts are read at the end of the window; stragglers are not counted). */
-async function runLoad(port: number, host: string, ms: number, label: Throughput["label"]): Promise<Throughput> {
-  const start = performance.now();
-  const load = startLoad({ port, host, concurrency: CONCURRENCY, maxMs: ms + 60_000 });
-  await sleep(ms);
-  const ok = load.result.ok;
-  const failed = load.result.failed;
-  const took = performance.now() - start;
-  const r = await load.stop();
-  return { label, ok, failed, ms: took, rps: ok / (took / 1000), errors: r.errors.slice(0, 5) };
 }
 
 /** `drainMs` of the agent's "switched traffic" log lines, in order. */
@@ -101,19 +78,6 @@ function drainTimes(platform: Platform): number[] {
     }
   }
   return out;
-}
-
-/** The host port docker published for the environment's one web container. */
-function directPort(hostId: string): number {
-  const out = execFileSync(
-    "docker",
-    ["ps", "--filter", "label=io.slipway.environment=test", "--filter", `label=io.slipway.host=${hostId}`, "--format", "{{.Ports}}"],
-    { encoding: "utf8" },
-  ).trim();
-  const lines = out.split("\n").filter(Boolean);
-  const m = lines[0]?.match(/127\.0\.0\.1:(\d+)->/);
-  if (lines.length !== 1 || !m) throw new Error(`expected one published web container for test, docker ps says: ${JSON.stringify(out)}`);
-  return Number(m[1]);
 }
 
 async function measure(platform: Platform, repo: TestRepo, floor: Floor, app: string): Promise<Results> {
@@ -180,20 +144,7 @@ async function measure(platform: Platform, repo: TestRepo, floor: Floor, app: st
   const drainMs = drainTimes(platform).slice(-switching.length);
   if (loadResult.lastBody !== "v4") throw new Error(`after v4 the load still saw ${JSON.stringify(loadResult.lastBody)}`);
 
-  const port = directPort(agent.hostId!);
-  progress(`throughput: ${THROUGHPUT_MS / 1000} s loads, ingress :${agent.ingressPort} vs. the container's 127.0.0.1:${port} (order ${THROUGHPUT_ORDER.join(", ")})`);
-  const check = await getVia(port, host);
-  if (check.status !== 200 || check.body.trim() !== "v4") throw new Error(`direct GET of 127.0.0.1:${port} answered ${check.status} ${check.body}`);
-  // short warm-ups, not counted
-  await runLoad(agent.ingressPort, host, 500, "ingress");
-  await runLoad(port, host, 500, "direct");
-  const throughput: Throughput[] = [];
-  for (const which of THROUGHPUT_ORDER) {
-    const t = await runLoad(which === "ingress" ? agent.ingressPort : port, host, THROUGHPUT_MS, which);
-    throughput.push(t);
-    progress(`  ${which}: ${t.ok} ok, ${t.failed} failed in ${secs(t.ms)} s = ${fixed(t.rps, 0)} req/s`);
-  }
-  return { image, initial, floor: floorRuns, floorNet, auto, reuse, load: { result: loadResult, ms: loadMs, deployments: switching, drainMs }, throughput, directPort: port };
+  return { image, initial, floor: floorRuns, floorNet, auto, reuse, load: { result: loadResult, ms: loadMs, deployments: switching, drainMs } };
 }
 
 function verdict(pass: boolean, miss: string): string {
@@ -218,12 +169,6 @@ function report(r: Results): string {
   const u = deployRow('deploy `{"build":"reuse"}`', r.reuse);
   const L = r.load.result;
   const loadTotal = L.ok + L.failed;
-  const ingress = r.throughput.filter((t) => t.label === "ingress");
-  const direct = r.throughput.filter((t) => t.label === "direct");
-  const rate = (ts: Throughput[]) => ts.reduce((s, t) => s + t.ok, 0) / (ts.reduce((s, t) => s + t.ms, 0) / 1000);
-  const ingressRps = rate(ingress);
-  const directRps = rate(direct);
-  const tRatio = ingressRps / directRps;
 
   const summaryHeader = ["measure", "figure", "target", "result"];
   const summary: string[][] = [
@@ -242,12 +187,6 @@ function report(r: Results): string {
       `${L.failed} failed of ${loadTotal} (${fixed(loadTotal / (r.load.ms / 1000), 0)} req/s over ${secs(r.load.ms)} s)`,
       "0",
       verdict(L.failed <= TARGET_FAILED, `${L.failed - TARGET_FAILED} failed`),
-    ],
-    [
-      `requests/s through the ingress ÷ directly to the container (${CONCURRENCY} clients, ${THROUGHPUT_ORDER.length / 2} × ${THROUGHPUT_MS / 1000} s each)`,
-      `${fixed(ingressRps, 0)} ÷ ${fixed(directRps, 0)} = ${fixed(tRatio, 2)}`,
-      "≥ 0.9",
-      verdict(tRatio >= TARGET_INGRESS_RATIO, `${fixed(TARGET_INGRESS_RATIO - tRatio, 2)} below 0.9`),
     ],
   ];
 
@@ -285,8 +224,6 @@ function report(r: Results): string {
     ["  of which waiting for the old server to drain s (agent log)", r.load.drainMs.map((ms) => secs(ms)).join(", ") || "n/a"],
     ["first errors", L.errors.slice(0, 3).join("; ") || "none"],
   ];
-  const tpHeader = ["throughput window", "ok", "failed", "s", "req/s"];
-  const tpRows = r.throughput.map((t) => [t.label, String(t.ok), String(t.failed), secs(t.ms), fixed(t.rps, 0)]);
 
   const text = [
     "",
@@ -300,9 +237,6 @@ function report(r: Results): string {
     textTable(runsHeader, runsRows),
     "",
     textTable(loadHeader, loadRows),
-    "",
-    textTable(tpHeader, tpRows),
-    ...(r.throughput.some((t) => t.errors.length) ? ["throughput errors: " + r.throughput.flatMap((t) => t.errors).slice(0, 5).join("; ")] : []),
   ].join("\n");
 
   const cpu = os.cpus();
@@ -326,15 +260,15 @@ function report(r: Results): string {
     "",
     mdTable(loadHeader, loadRows),
     "",
-    "### Ingress vs. direct",
-    "",
-    mdTable(tpHeader, tpRows),
-    "",
   ].join("\n");
   return `${text}\n\n----- BENCHMARKS.md -----\n${md}`;
 }
 
 async function main(): Promise<number> {
+  const only = process.env.SLIPWAY_BENCH_ONLY?.split(",").map((p) => p.trim()).filter(Boolean);
+  const unknown = only?.filter((p) => !(PARTS as readonly string[]).includes(p)) ?? [];
+  if (unknown.length) throw new Error(`SLIPWAY_BENCH_ONLY: unknown part(s) ${unknown.join(", ")}; known: ${PARTS.join(", ")}`);
+  const runs = (part: (typeof PARTS)[number]) => (only ? only.includes(part) : part !== "fleet" || process.env.SLIPWAY_BENCH_FLEET !== "0");
   const platform = new Platform({ database: "postgres" });
   const repo = new TestRepo();
   const floor = new Floor(platform.label);
@@ -355,7 +289,7 @@ async function main(): Promise<number> {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => {
       progress(`${sig}: stopping`);
-      void cleanup().finally(() => process.exit(130));
+      void Promise.all([cleanup(), abortIngressBench()]).finally(() => process.exit(130));
     });
   }
   let timer: NodeJS.Timeout | undefined;
@@ -363,15 +297,25 @@ async function main(): Promise<number> {
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`runtime limit of ${RUNTIME_LIMIT_MS / 1000} s reached`)), RUNTIME_LIMIT_MS);
     });
-    const results = await Promise.race([measure(platform, repo, floor, app), limit]);
+    if (runs("deploy")) {
+      const results = await Promise.race([measure(platform, repo, floor, app), limit]);
+      progress("measurements done");
+      await cleanup();
+      process.stdout.write(report(results) + "\n");
+    }
     clearTimeout(timer);
-    progress("measurements done");
     await cleanup();
-    process.stdout.write(report(results) + "\n");
-    progress("data services benchmark (database copy, media copy, backup memory)");
-    const data = await runDataBench();
-    process.stdout.write(data.markdown + "\n");
-    if (process.env.SLIPWAY_BENCH_FLEET !== "0") {
+    if (runs("data")) {
+      progress("data services benchmark (database copy, media copy, backup memory)");
+      const data = await runDataBench();
+      process.stdout.write(data.markdown + "\n");
+    }
+    if (runs("ingress")) {
+      progress("ingress benchmark (wrk against a keep-alive Node app: ingress, direct, bare HAProxy)");
+      const ingress = await runIngressBench();
+      process.stdout.write(`${ingress.text}\n\n----- BENCHMARKS.md -----\n${ingress.markdown}\n`);
+    }
+    if (runs("fleet")) {
       progress("fleet benchmark (simulated agents); SLIPWAY_BENCH_FLEET=0 skips it");
       const fleet = await runFleetBench();
       process.stdout.write(fleet.markdown + "\n");

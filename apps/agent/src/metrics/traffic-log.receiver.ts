@@ -1,18 +1,22 @@
 import dgram from "node:dgram";
 import type { Logger } from "@slipway/core";
-import { parseTrafficLine, type TrafficLogLine } from "./traffic-log.js";
+import { TrafficLineParser, type TrafficLogLine } from "./traffic-log.js";
 
 /** Asked of the kernel for the socket's receive buffer: a burst of log lines must not overflow it between two event-loop turns. */
 const RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+const NEWLINE = 0x0a;
 
 /**
  * Receives HAProxy's per-request log lines on 127.0.0.1 (udp4) and hands each
  * parsed line to `onLine`. UDP, because HAProxy never blocks on a log target:
  * a slow or absent agent costs lines, never requests. Malformed datagrams are
- * counted and ignored.
+ * counted and ignored. `onLine` receives the same object every time, valid
+ * only during the call (one datagram arrives per proxied request, so nothing
+ * is allocated per line): copy what must outlive it.
  */
 export class TrafficLogReceiver {
   private readonly socket = dgram.createSocket("udp4");
+  private readonly parser = new TrafficLineParser();
   /** Datagrams that were not a line of the traffic format. */
   malformed = 0;
   /** Lines parsed. */
@@ -47,16 +51,21 @@ export class TrafficLogReceiver {
   }
 
   private onMessage(msg: Buffer): void {
-    // One line per datagram from HAProxy; splitting also accepts a relay that batches lines.
-    for (const raw of msg.toString("utf8").split("\n")) {
-      if (raw === "") continue;
-      const line = parseTrafficLine(raw);
-      if (!line) {
-        if (this.malformed++ === 0) this.log.warn({ sample: raw.slice(0, 200) }, "ignoring a datagram that is not a traffic log line");
-        continue;
+    // One line per datagram from HAProxy; splitting at newlines also accepts a relay that batches lines.
+    const n = msg.length;
+    let start = 0;
+    while (start < n) {
+      let end = start;
+      while (end < n && msg[end] !== NEWLINE) end++;
+      if (end > start) {
+        if (this.parser.parse(msg, start, end)) {
+          this.received++;
+          this.onLine(this.parser.line);
+        } else if (this.malformed++ === 0) {
+          this.log.warn({ sample: msg.toString("utf8", start, Math.min(end, start + 200)) }, "ignoring a datagram that is not a traffic log line");
+        }
       }
-      this.received++;
-      this.onLine(line);
+      start = end + 1;
     }
   }
 

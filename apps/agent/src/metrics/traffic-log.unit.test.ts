@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { haproxyPaths, renderHaproxyConfig } from "../ingress/haproxy.config.js";
-import { parseTrafficLine, TRAFFIC_LOG_FORMAT } from "./traffic-log.js";
+import { parseTrafficLine, TRAFFIC_LOG_FORMAT, TrafficLineParser } from "./traffic-log.js";
 
 describe("parseTrafficLine", () => {
   it("reads backend, server, status and active time of a raw line", () => {
@@ -32,6 +32,43 @@ describe("parseTrafficLine", () => {
     ["slipway2 shop--test s1 200 1", "another format version"],
   ])("ignores %j (%s)", (line) => {
     expect(parseTrafficLine(line)).toBeUndefined();
+  });
+});
+
+describe("TrafficLineParser (bytes of a datagram)", () => {
+  it("parses each line of a buffer between offsets, overwriting its one line object", () => {
+    const buf = Buffer.from("slipway1 a--test s1 200 3\nslipway1 b--live waker 503 12000\n");
+    const p = new TrafficLineParser();
+    const nl = buf.indexOf(10);
+    expect(p.parse(buf, 0, nl)).toBe(true);
+    const first = { ...p.line };
+    expect(p.parse(buf, nl + 1, buf.length)).toBe(true);
+    expect(first).toEqual({ backend: "a--test", server: "s1", status: 200, activeMs: 3 });
+    expect(p.line).toEqual({ backend: "b--live", server: "waker", status: 503, activeMs: 12000 });
+  });
+
+  it("refuses a line cut short by the end offset and a marker found only past it", () => {
+    const buf = Buffer.from("slipway1 a--test s1 200 3");
+    const p = new TrafficLineParser();
+    expect(p.parse(buf, 0, buf.length - 2)).toBe(false);
+    expect(p.parse(Buffer.from("xx slipway1 a--test s1 200 3"), 0, 5)).toBe(false);
+  });
+
+  it("returns the right names for many distinct backends (its name table is bounded and hashed)", () => {
+    const p = new TrafficLineParser();
+    for (let i = 0; i < 10_000; i++) {
+      const backend = `app${i}--env${i % 7}`;
+      const buf = Buffer.from(`slipway1 ${backend} s${(i % 3) + 1} 200 ${i % 100}`);
+      expect(p.parse(buf, 0, buf.length)).toBe(true);
+      expect(p.line.backend).toBe(backend);
+      expect(p.line.server).toBe(`s${(i % 3) + 1}`);
+    }
+  });
+
+  it("refuses names longer than 128 bytes and non-ASCII bytes", () => {
+    expect(parseTrafficLine(`slipway1 ${"a".repeat(129)} s1 200 1`)).toBeUndefined();
+    expect(parseTrafficLine(`slipway1 ${"a".repeat(128)} s1 200 1`)).toMatchObject({ status: 200 });
+    expect(parseTrafficLine("slipway1 shöp--test s1 200 1")).toBeUndefined();
   });
 });
 

@@ -72,10 +72,12 @@ export class TrafficAggregator {
     this.random = opts.random ?? Math.random;
   }
 
+  /** Counts one request; reads `line` during the call only (the receiver reuses it). */
   record(line: TrafficLogLine): void {
-    if (!isEnvironmentBackend(line.backend)) return;
     let acc = this.accs.get(line.backend);
     if (!acc) {
+      // Checked once per backend and interval, not per line: only environment backends get an accumulator.
+      if (!isEnvironmentBackend(line.backend)) return;
       if (this.accs.size >= this.maxBackends) {
         this.overflowed++;
         return;
