@@ -33,6 +33,8 @@ const RUNS = 5;
 const CONCURRENCY = 12;
 const RUNTIME_LIMIT_MS = 290_000;
 const TARGET_OVERHEAD_S = 0.3;
+/** issue 10: `succeeded` is what users wait for; the API shows it within this long of the switch. */
+const TARGET_SUCCEEDED_LAG_MS = 50;
 const TARGET_FAILED = 0;
 const PARTS = ["deploy", "data", "ingress", "fleet"] as const;
 
@@ -182,6 +184,16 @@ function report(r: Results): string {
         verdict(x.pass, x.miss),
       ];
     }),
+    (() => {
+      // What the API shows against what happened: the agent's switch step ends, then a 20 ms poll reads `succeeded`.
+      const lag = [...r.auto, ...r.reuse].map((d) => d.observedMs - d.toSwitchMs);
+      return [
+        `switch finished → the API shows succeeded (poll every 20 ms; ${lag.length} deployments)`,
+        `median ${fixed(median(lag), 0)} ms, max ${fixed(max(lag), 0)} ms`,
+        `≤ ${TARGET_SUCCEEDED_LAG_MS} ms`,
+        verdict(max(lag) <= TARGET_SUCCEEDED_LAG_MS, `max ${fixed(max(lag) - TARGET_SUCCEEDED_LAG_MS, 0)} ms over`),
+      ];
+    })(),
     [
       `failed requests, ${CONCURRENCY} keep-alive clients through the ingress across 3 switching deployments`,
       `${L.failed} failed of ${loadTotal} (${fixed(loadTotal / (r.load.ms / 1000), 0)} req/s over ${secs(r.load.ms)} s)`,
@@ -199,7 +211,7 @@ function report(r: Results): string {
     stepRow("between steps (to switch − dispatch − steps)", (d) => d.betweenStepsMs),
     stepRow("= POST → switch finished", (d) => d.toSwitchMs),
     stepRow("step cleanup (after the switch: old container stopped and removed)", (d) => d.stepMs.cleanup ?? 0),
-    stepRow("POST → poll sees succeeded (cleanup, 200 ms report batch, 20 ms poll)", (d) => d.observedMs),
+    stepRow("POST → poll sees succeeded (result sent at once after the switch; 20 ms poll)", (d) => d.observedMs),
   ];
   const floorHeader = ["floor phase (median ms of 5)", "ms"];
   const floorRows = [
