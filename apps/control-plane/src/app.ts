@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { SlipwayError, type Logger } from "@slipway/core";
-import type { AuthService, Principal } from "./services/auth.service.js";
+import { authorizeRequest, type AuthService, type Principal } from "./services/auth.service.js";
 import type { AppService } from "./services/app.service.js";
 import type { DeploymentService } from "./services/deployment.service.js";
 import type { EnvironmentService } from "./services/environment.service.js";
@@ -97,6 +97,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       v1.decorateRequest("principal", null as unknown as Principal);
       v1.addHook("onRequest", async (req) => {
         req.principal = await deps.auth.authenticate(req.headers.authorization);
+        // Role rules for every route, before the body is read: see authorizeRequest.
+        authorizeRequest(req.principal, { method: req.method, route: req.routeOptions.url, params: req.params as Record<string, string | undefined>, query: req.query as Record<string, unknown> });
       });
       await v1.register(tokenRoutes, { auth: deps.auth, joinTokenTtlMs: deps.joinTokenTtlMs });
       await v1.register(appRoutes, { apps: deps.apps, environments: deps.environments });

@@ -14,7 +14,7 @@ import type { BackupSchedule } from "../db/schema.js";
 import * as apps from "../repositories/apps.repository.js";
 import * as data from "./data.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
-import { requireApp, type Principal } from "../services/auth.service.js";
+import { requireAdmin, requireApp, type Principal } from "../services/auth.service.js";
 import type { SecretBox } from "../services/secret-box.js";
 import type { PlacementService } from "../services/placement.service.js";
 import { DatabaseProvisioner, databaseUrl } from "./provisioner.js";
@@ -273,6 +273,8 @@ export class DataService {
 
   async setSchedule(by: Principal, appName: string, envName: string, schedule: BackupSchedule): Promise<BackupSchedule> {
     requireApp(by, appName);
+    const { daily, weekly, monthly } = schedule.retention;
+    if (daily < 1 || weekly < 1 || monthly < 1) requireAdmin(by, "retention below 1 daily, 1 weekly, 1 monthly deletes scheduled backups at the next run: only an admin token may set it");
     const app = await apps.getAppByName(this.db, appName);
     const env = await apps.getEnvironment(this.db, app, envName);
     await apps.setBackupSchedule(this.db, env.id, schedule);

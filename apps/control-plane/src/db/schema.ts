@@ -6,11 +6,16 @@ type Json<T> = ColumnType<T, string, string>;
 export interface ApiTokensTable {
   id: string;
   name: string;
-  role: "admin" | "deployer";
+  role: "admin" | "deployer" | "viewer";
   apps: Json<string[]>;
   token_hash: string;
   created_at: Timestamp;
   revoked_at: Timestamp | null;
+  expires_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** Written at most once a minute per token. */
+  last_used_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** The bootstrap admin token (SLIPWAY_ADMIN_TOKEN or the generated one); replacing it revokes the previous one. */
+  bootstrap: ColumnType<boolean, boolean | undefined, boolean>;
 }
 export interface JoinTokensTable {
   id: string;
