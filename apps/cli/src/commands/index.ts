@@ -9,6 +9,7 @@ import { dataCommands } from "./data.js";
 import { shellCommands } from "./shell.js";
 import { logsCommands } from "./logs.js";
 import { hostsCommands } from "./hosts.js";
+import { tokensCommands } from "./tokens.js";
 
 /** Every command, in the order `slipway help` lists them. */
 export const COMMANDS: Command[] = [
@@ -22,4 +23,5 @@ export const COMMANDS: Command[] = [
   ...shellCommands,
   ...logsCommands,
   ...hostsCommands,
+  ...tokensCommands,
 ];
