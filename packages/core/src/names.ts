@@ -42,23 +42,80 @@ export function assertAppName(name: string): void {
   }
 }
 
-/** The default host name of an environment: `<app>-<env>.<base domain>`. */
-export function defaultHostname(app: string, env: string, baseDomain: string): string {
-  return `${app}-${env}.${baseDomain}`;
-}
+/*
+ * Identity. Names (app, environment) are for people: they may be renamed one
+ * day, and concatenated they collide (`shop-api` + `live` and `shop` +
+ * `api-live` both read `shop-api-live`; `a--b` + `c` and `a` + `b--c` both
+ * `a--b--c`). Everything the platform creates for an environment (database,
+ * role, Docker network, HAProxy backend, media and backup locations) is named
+ * after the environment's id, a UUID given at creation that never changes.
+ */
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** The HAProxy backend name of an environment. */
-export function environmentSlug(app: string, env: string): string {
-  return `${app}--${env}`;
+/** The 32 lowercase hex digits of an environment id (a UUID); throws on anything else. */
+export function environmentKey(environmentId: string): string {
+  if (!UUID_RE.test(environmentId)) throw new Error(`environment id '${environmentId}' is not a UUID`);
+  return environmentId.toLowerCase().replace(/-/g, "");
 }
 
 /**
- * The Docker network of an environment on one host. The host id is part of it
- * because hosts may share a Docker engine (tests, small set-ups): a move from
- * one host to another must not tear down the network the other one now uses.
+ * The name of an environment's HAProxy backend and the agent's key for it:
+ * `env-<32 hex>` (36 characters; HAProxy's name rules: lowercase letters,
+ * digits, `-`). Environments an agent recorded under an older scheme keep the
+ * name it recorded (the agent looks it up by id first).
  */
-export function environmentNetwork(app: string, env: string, hostId: string): string {
-  return `${app}--${env}--${hostId.replace(/-/g, "").slice(0, 8)}`;
+export function environmentSlug(environmentId: string): string {
+  return `env-${environmentKey(environmentId)}`;
+}
+
+/**
+ * The Docker network of an environment on one host: its slug and the host.
+ * The host id is part of it because hosts may share a Docker engine (tests,
+ * small set-ups): a move from one host to another must not tear down the
+ * network the other one now uses.
+ */
+export function environmentNetwork(slug: string, hostId: string): string {
+  return `${slug}--${hostId.replace(/-/g, "").slice(0, 8)}`;
+}
+
+/** Where an environment's media live in the media bucket: `envs/<id>/` (recorded per environment at creation). */
+export function environmentMediaPrefix(environmentId: string): string {
+  environmentKey(environmentId);
+  return `envs/${environmentId.toLowerCase()}/`;
+}
+
+/** Where one backup of an environment lives in the backup bucket (recorded per backup). */
+export function backupLocation(environmentId: string, backupId: string): string {
+  environmentKey(environmentId);
+  if (!UUID_RE.test(backupId)) throw new Error(`backup id '${backupId}' is not a UUID`);
+  return `envs/${environmentId.toLowerCase()}/${backupId.toLowerCase()}/`;
+}
+
+/** Prefix of the platform's database and role names (SLIPWAY_DATABASE_NAME_PREFIX): a letter, then up to 15 of a-z, 0-9, _. */
+export const DATABASE_NAME_PREFIX_PATTERN = "^[a-z][a-z0-9_]{0,15}$";
+const dbPrefixRe = new RegExp(DATABASE_NAME_PREFIX_PATTERN);
+
+/**
+ * The database (and login role) of an environment: `<prefix>_e_<32 hex>`, at
+ * most 51 bytes, within PostgreSQL's 63-byte identifier limit, no quoting needed.
+ */
+export function environmentDatabaseName(prefix: string, environmentId: string): string {
+  if (!dbPrefixRe.test(prefix)) throw new Error(`invalid database name prefix '${prefix}'`);
+  return `${prefix}_e_${environmentKey(environmentId)}`;
+}
+
+/**
+ * The label of an environment's default host name as first given: `<app>-<env>`
+ * (at most 61 characters, a DNS label). It is stored per environment, unique
+ * across the platform, so a label another environment holds is refused.
+ */
+export function defaultHostLabel(app: string, env: string): string {
+  return `${app}-${env}`;
+}
+
+/** A default host name: the environment's stored label under the platform's base domain. */
+export function defaultHostname(hostLabel: string, baseDomain: string): string {
+  return `${hostLabel}.${baseDomain}`;
 }
 
 /** NATS naming for jobs. */

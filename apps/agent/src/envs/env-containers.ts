@@ -17,7 +17,7 @@ export function webLabels(hostId: string, e: Pick<EnvironmentEntry, "app" | "env
     [LABELS.environment]: e.environment,
     [LABELS.deployment]: e.deploymentId,
     [LABELS.role]: "web",
-    ...(e.environmentId ? { [AGENT_LABELS.environmentId]: e.environmentId } : {}),
+    [AGENT_LABELS.environmentId]: e.environmentId,
   };
 }
 
@@ -61,7 +61,7 @@ export async function startWebContainers(
         );
       }
       logLine(`${missing} container(s) are gone; starting new ones from ${e.image}`);
-      await runtime.ensureNetwork(environmentNetwork(e.app, e.environment, hostId), { [LABELS.managed]: "true", [LABELS.app]: e.app, [LABELS.environment]: e.environment, [LABELS.host]: hostId });
+      await runtime.ensureNetwork(environmentNetwork(e.slug, hostId), { [LABELS.managed]: "true", [LABELS.app]: e.app, [LABELS.environment]: e.environment, [AGENT_LABELS.environmentId]: e.environmentId, [LABELS.host]: hostId });
       for (let i = 0; i < missing; i++) {
         running.push(
           await runtime.start({
@@ -69,7 +69,7 @@ export async function startWebContainers(
             image: e.image,
             env: { ...variables, PORT: String(e.webPort) },
             labels: webLabels(hostId, e),
-            network: environmentNetwork(e.app, e.environment, hostId),
+            network: environmentNetwork(e.slug, hostId),
             publishPort: e.webPort,
           }),
         );

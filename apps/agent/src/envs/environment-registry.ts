@@ -16,7 +16,11 @@ export interface EnvironmentEntry {
   app: string;
   environment: string;
   environmentId: string;
-  /** environmentSlug(app, environment): the ingress backend and the Docker network. */
+  /**
+   * The ingress backend's name and the key of everything the agent keeps for the environment
+   * (lock, network): core's environmentSlug(environmentId) when recorded by this version,
+   * `<app>--<env>` for environments an older agent recorded (kept: see slugFor).
+   */
   slug: string;
   image: string;
   webPort: number;
@@ -71,6 +75,13 @@ export class EnvironmentRegistry {
   get(slug: string): EnvironmentEntry | undefined {
     const e = this.entries.get(slug);
     return e ? structuredClone(e) : undefined;
+  }
+
+  /** The slug recorded for the environment with this id, if any. */
+  slugOf(environmentId: string): string | undefined {
+    if (!environmentId) return undefined;
+    for (const e of this.entries.values()) if (e.environmentId === environmentId) return e.slug;
+    return undefined;
   }
 
   all(): EnvironmentEntry[] {

@@ -1,4 +1,5 @@
 import { LABELS, StepFailure, environmentNetwork, environmentSlug, type Logger } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
 import type { BasicAuth, EnvironmentObservation } from "@slipway/proto";
 import type { ContainerRuntime, ContainerStatus, RunningContainer } from "../docker/container-runtime.js";
 import type { BackendTarget, Ingress } from "../ingress/ingress.js";
@@ -21,10 +22,20 @@ export class WakeRefused extends Error {
   }
 }
 
-/** What the control plane sends for routes: host names, basic auth, sleep setting. */
-export interface RoutesChange {
+/** Which environment a job acts on: identified by its id; app and environment names are for people (logs, labels). */
+export interface EnvironmentRef {
   app: string;
   environment: string;
+  environmentId: string;
+}
+
+/** The realm browsers show for an environment's basic auth: `<app>-<env>`, for people only. */
+export function authRealm(ref: Pick<EnvironmentRef, "app" | "environment">): string {
+  return `${ref.app}-${ref.environment}`;
+}
+
+/** What the control plane sends for routes: host names, basic auth, sleep setting. */
+export interface RoutesChange extends EnvironmentRef {
   hostnames: string[];
   basicAuth: EnvironmentAuth | null;
   sleepAfterSeconds: number;
@@ -80,6 +91,15 @@ export class Environments implements WakeService {
 
   get(slug: string): EnvironmentEntry | undefined {
     return this.opts.registry.get(slug);
+  }
+
+  /**
+   * The slug of the environment with this id: the one recorded for it (environments an
+   * older agent recorded keep their `<app>--<env>` backend and network, so an upgrade
+   * moves no traffic), else core's environmentSlug(environmentId). Never derived from names.
+   */
+  slugFor(environmentId: string): string {
+    return this.opts.registry.slugOf(environmentId) ?? environmentSlug(environmentId);
   }
 
   all(): EnvironmentEntry[] {
@@ -151,8 +171,9 @@ export class Environments implements WakeService {
   }
 
   /** Stops an environment by hand: requests get 503 until it is started. Missing is fine. */
-  stop(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
-    const slug = environmentSlug(app, environment);
+  stop(ref: EnvironmentRef, logLine: (line: string) => void): Promise<void> {
+    const { app, environment } = ref;
+    const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       const e = this.get(slug);
       if (!e) return logLine(`${app}/${environment} has no containers on this host; nothing to stop`);
@@ -163,8 +184,9 @@ export class Environments implements WakeService {
   }
 
   /** Starts a sleeping or stopped environment (start, probe, switch); running is a no-op. */
-  start(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
-    const slug = environmentSlug(app, environment);
+  start(ref: EnvironmentRef, logLine: (line: string) => void): Promise<void> {
+    const { app, environment } = ref;
+    const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       const e = this.get(slug);
       if (!e) return logLine(`${app}/${environment} has not been deployed on this host; the next deployment starts it`);
@@ -180,13 +202,13 @@ export class Environments implements WakeService {
    * backend there is nothing to route yet: the next deployment brings them.
    */
   routes(change: RoutesChange, logLine: (line: string) => void): Promise<void> {
-    const slug = environmentSlug(change.app, change.environment);
+    const slug = this.slugFor(change.environmentId);
     return this.exclusive(slug, async () => {
       const e = this.get(slug);
       if (!e && (await this.opts.ingress.stats(slug)) === undefined) {
         return logLine(`${change.app}/${change.environment} is not routed on this host yet; the next deployment applies these routes`);
       }
-      await this.opts.ingress.ensureBackend({ name: slug, hostnames: change.hostnames, basicAuth: change.basicAuth, maxServers: BACKEND_SLOTS });
+      await this.opts.ingress.ensureBackend({ name: slug, realm: authRealm(change), hostnames: change.hostnames, basicAuth: change.basicAuth, maxServers: BACKEND_SLOTS });
       if (e) await this.opts.registry.update(slug, { hostnames: change.hostnames, basicAuth: change.basicAuth, sleepAfterSeconds: change.sleepAfterSeconds });
       logLine(`routes: ${change.hostnames.join(", ") || "(no host names)"}; basic auth ${change.basicAuth ? `on (user ${change.basicAuth.username})` : "off"}; ${change.sleepAfterSeconds > 0 ? `sleeps after ${change.sleepAfterSeconds} s without requests` : "never sleeps"}`);
     });
@@ -198,35 +220,37 @@ export class Environments implements WakeService {
    * is kept), then the containers, network and entry go. Requests in flight on
    * the old containers complete (the switch drains them). Idempotent.
    */
-  handoff(app: string, environment: string, forwardTo: { host: string; port: number }, hostnames: string[], logLine: (line: string) => void): Promise<void> {
-    const slug = environmentSlug(app, environment);
+  handoff(ref: EnvironmentRef, forwardTo: { host: string; port: number }, hostnames: string[], logLine: (line: string) => void): Promise<void> {
+    const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       const { ingress } = this.opts;
-      await ingress.ensureBackend({ name: slug, hostnames, basicAuth: null, maxServers: BACKEND_SLOTS });
+      await ingress.ensureBackend({ name: slug, realm: authRealm(ref), hostnames, basicAuth: null, maxServers: BACKEND_SLOTS });
       await ingress.switchTraffic(slug, [{ id: `forward:${forwardTo.host}:${forwardTo.port}`, host: forwardTo.host, port: forwardTo.port }]);
       logLine(`traffic for ${hostnames.join(", ")} now forwarded to ${forwardTo.host}:${forwardTo.port}`);
-      await this.forget(app, environment, logLine);
+      await this.forget(ref, slug, logLine);
     });
   }
 
   /** Removes the backend, every container of the environment on this host (all roles), its network and its entry. Idempotent. */
-  remove(app: string, environment: string, logLine: (line: string) => void): Promise<void> {
-    const slug = environmentSlug(app, environment);
+  remove(ref: EnvironmentRef, logLine: (line: string) => void): Promise<void> {
+    const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       await this.opts.ingress.removeBackend(slug);
-      const removed = await this.forget(app, environment, logLine);
-      logLine(`${app}/${environment} removed from this host: backend, ${removed} container(s), network`);
+      const removed = await this.forget(ref, slug, logLine);
+      logLine(`${ref.app}/${ref.environment} removed from this host: backend, ${removed} container(s), network`);
     });
   }
 
-  /** Every container (all roles), the network and the registry entry of an environment on this host; returns how many containers. Caller holds the lock. */
-  private async forget(app: string, environment: string, logLine: (line: string) => void): Promise<number> {
+  /**
+   * Every container (all roles) of the environment on this host, found by its id label, its
+   * network and its registry entry; returns how many containers. Caller holds the lock.
+   */
+  private async forget(ref: EnvironmentRef, slug: string, logLine: (line: string) => void): Promise<number> {
     const { runtime, registry, hostId } = this.opts;
-    const containers = await runtime.list({ [LABELS.host]: hostId, [LABELS.app]: app, [LABELS.environment]: environment });
+    const containers = await runtime.list({ [LABELS.host]: hostId, [AGENT_LABELS.environmentId]: ref.environmentId });
     await Promise.all(containers.map((c) => runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
     for (const c of containers) logLine(`removed ${c.name}`);
-    await runtime.removeNetwork(environmentNetwork(app, environment, hostId));
-    const slug = environmentSlug(app, environment);
+    await runtime.removeNetwork(environmentNetwork(slug, hostId));
     await registry.delete(slug);
     this.activeAt.delete(slug);
     return containers.length;
@@ -248,7 +272,7 @@ export class Environments implements WakeService {
     const { ingress, runtime } = this.opts;
     if ((await ingress.stats(e.slug)) === undefined) {
       this.log.warn({ env: e.slug }, "ingress lost the environment's backend; restoring it from the registry");
-      await ingress.ensureBackend({ name: e.slug, hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
+      await ingress.ensureBackend({ name: e.slug, realm: authRealm(e), hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
     }
     const statuses = await Promise.all(e.containerIds.map((id) => runtime.inspect(id)));
     if (e.state === "running" && (await this.repoint(e, statuses)) !== "not_running") {
@@ -321,7 +345,7 @@ export class Environments implements WakeService {
       await this.opts.ingress.switchTraffic(e.slug, targets, { drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000 });
     } catch (err) {
       if (!(err instanceof StepFailure && err.type === "ingress_unknown_backend")) throw err;
-      await this.opts.ingress.ensureBackend({ name: e.slug, hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
+      await this.opts.ingress.ensureBackend({ name: e.slug, realm: authRealm(e), hostnames: e.hostnames, basicAuth: e.basicAuth, maxServers: BACKEND_SLOTS });
       await this.opts.ingress.switchTraffic(e.slug, targets);
     }
   }

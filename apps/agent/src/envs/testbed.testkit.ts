@@ -117,6 +117,7 @@ export class Testbed {
   envs!: Environments;
   sleeper?: Sleeper;
   private readonly extraIngresses: HaproxyIngress[] = [];
+  private readonly ids = new Map<string, string>();
 
   /** Builds the image (index page + a CGI that answers after `?<seconds>`), starts waker and HAProxy. */
   async start(): Promise<void> {
@@ -159,8 +160,16 @@ export class Testbed {
     return `${this.app}-${env}.localhost`;
   }
 
+  /** The id of this test bed's environment `env` (the control plane's id: one per environment, for good). */
+  id(env: string): string {
+    let id = this.ids.get(env);
+    if (!id) this.ids.set(env, (id = randomUUID()));
+    return id;
+  }
+
+  /** The environment's backend name and registry key, as the agent derives it from the id. */
   slug(env: string): string {
-    return `${this.app}--${env}`;
+    return this.envs.slugFor(this.id(env));
   }
 
   get(env: string, opts: Parameters<typeof get>[2] = {}): Promise<Reply> {
@@ -184,7 +193,7 @@ export class Testbed {
       variables: opts.variables ?? { GREETING: "hi" },
       hostnames: [this.host(env)],
       deploymentId: randomUUID(),
-      environmentId: randomUUID(),
+      environmentId: this.id(env),
       sleepAfterSeconds: opts.sleepAfterSeconds ?? 0,
       ...(opts.basicAuth ? { basicAuth: opts.basicAuth } : {}),
     };

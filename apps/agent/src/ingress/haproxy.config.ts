@@ -78,6 +78,8 @@ export interface BackendSpec {
   name: string;
   slots: number;
   basicAuth?: BasicAuthSpec | null;
+  /** The basic auth realm browsers show (default: derived from the name). */
+  realm?: string;
 }
 
 /** Name of the backup server that takes a backend's requests while none of its slots is up (the environment sleeps or is stopped). */
@@ -102,8 +104,10 @@ export interface HaproxyConfigSpec {
 const BACKEND_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const DIGEST = /^[0-9a-fA-F]{64}$/;
+/** Realms are written into the config inside quotes: nothing that could end or escape them. */
+const REALM = /^[A-Za-z0-9._/-]{1,100}$/;
 
-/** Whether a backend name can be used (lowercase, as produced by environmentSlug, and not reserved). */
+/** Whether a backend name can be used (lowercase, as environmentSlug gives them, and not reserved). */
 export function isValidBackendName(name: string): boolean {
   return BACKEND_NAME.test(name) && name !== DEFAULT_BACKEND;
 }
@@ -118,7 +122,12 @@ export function isValidDigest(digest: string): boolean {
   return DIGEST.test(digest);
 }
 
-/** The realm shown by browsers: `<app>-<env>` from the backend name `<app>--<env>`. */
+/** Whether a basic auth realm can be written into the config. */
+export function isValidRealm(realm: string): boolean {
+  return REALM.test(realm);
+}
+
+/** The realm shown by browsers when none is given: `<app>-<env>` from a backend name `<app>--<env>`. */
 export function realmOf(backend: string): string {
   return backend.replace("--", "-");
 }
@@ -143,7 +152,9 @@ function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] 
     // req.fhdr, not req.hdr: the whole header value, never split at commas.
     // HAProxy's hex converter prints uppercase.
     const digest = b.basicAuth.digest.toUpperCase();
-    lines.push(`  http-request auth realm "${realmOf(b.name)}" unless { req.fhdr(authorization),sha2(256),hex -m str ${digest} }`);
+    const realm = b.realm ?? realmOf(b.name);
+    if (!isValidRealm(realm)) throw new Error(`invalid basic auth realm '${realm}' of '${b.name}'`);
+    lines.push(`  http-request auth realm "${realm}" unless { req.fhdr(authorization),sha2(256),hex -m str ${digest} }`);
   }
   for (let i = 1; i <= b.slots; i++) lines.push(`  server ${slotName(i)} unassigned.invalid:1 init-addr last,127.0.0.1 disabled`);
   // A backup server gets requests only while no normal server is up: exactly when the environment sleeps or is stopped.
@@ -257,6 +268,8 @@ export interface SlotRecord extends BackendTarget {
 export interface BackendRecord {
   hostnames: string[];
   basicAuth: BasicAuthSpec | null;
+  /** Absent in state written before realms were given. */
+  realm?: string;
   maxServers: number;
   /** Occupied slots by slot name (s1…): which target is in which slot. */
   slots: Record<string, SlotRecord>;
@@ -272,6 +285,7 @@ export interface IngressStructure {
 export function validateBackend(cfg: BackendConfig, structure: IngressStructure): Omit<BackendRecord, "slots"> {
   const bad = (msg: string) => new StepFailure("ingress_invalid_backend", msg, false);
   if (!isValidBackendName(cfg.name)) throw bad(`invalid backend name '${cfg.name}'`);
+  if (cfg.realm !== undefined && !isValidRealm(cfg.realm)) throw bad(`invalid basic auth realm '${cfg.realm}' of '${cfg.name}'`);
   if (!Number.isInteger(cfg.maxServers) || cfg.maxServers < 1 || cfg.maxServers > 1000) throw bad(`maxServers of '${cfg.name}' must be 1-1000`);
   const hostnames = [...new Set(cfg.hostnames.map((h) => h.toLowerCase()))].sort();
   for (const host of hostnames) {
@@ -283,7 +297,7 @@ export function validateBackend(cfg: BackendConfig, structure: IngressStructure)
   if (auth && (!auth.username || auth.username.includes(":") || /[\x00-\x1f\x7f]/.test(auth.username) || !isValidDigest(auth.digest))) {
     throw bad(`basic auth of '${cfg.name}' needs a user name without ':' or control characters and a digest of 64 hex digits`);
   }
-  return { hostnames, basicAuth: auth, maxServers: cfg.maxServers };
+  return { hostnames, basicAuth: auth, maxServers: cfg.maxServers, ...(cfg.realm !== undefined ? { realm: cfg.realm } : {}) };
 }
 
 /** Targets must have unique ids, an IP address (the runtime API sets addresses, it does not resolve names) and a port. */
@@ -323,5 +337,6 @@ export function backendSpecs(structure: IngressStructure): BackendSpec[] {
     name,
     slots: slotCount(be),
     basicAuth: be.basicAuth ? { username: be.basicAuth.username, digest: be.basicAuth.digest } : null,
+    ...(be.realm !== undefined ? { realm: be.realm } : {}),
   }));
 }

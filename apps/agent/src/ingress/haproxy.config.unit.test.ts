@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, renderHaproxyConfig, renderHostMap, slotIndex, slotName,
+  DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, renderHaproxyConfig, renderHostMap, slotIndex, slotName, validateBackend,
   type HaproxyConfigSpec,
 } from "./haproxy.config.js";
 import { parseServersState, withoutServerRows } from "./haproxy-runtime.js";
@@ -128,5 +128,18 @@ describe("helpers", () => {
     expect(isValidDigest(digest.toUpperCase())).toBe(true);
     expect(isValidDigest("hunter2")).toBe(false);
     expect(realmOf("shop--qa")).toBe("shop-qa");
+  });
+
+  it("shows the realm it is given for a backend named after an environment's id, and refuses one that could break out of its quotes", () => {
+    const id = "env-0f8e2a4c1b3d4e5f8a9b0c1d2e3f4a5b";
+    const named = renderHaproxyConfig(spec({ backends: [{ name: id, slots: 1, basicAuth: { username: "bob", digest }, realm: "shop-api-live" }] }));
+    expect(named).toContain(`backend ${id}\n`);
+    expect(named).toContain(`  http-request auth realm "shop-api-live" unless`);
+    const structure = { version: 1 as const, backends: {} };
+    expect(validateBackend({ name: id, realm: "shop-api-live", hostnames: ["shop-api-live.localhost"], maxServers: 2 }, structure)).toMatchObject({ realm: "shop-api-live" });
+    for (const realm of ['x" unless { always_true }', "a b", "", "x\ny"]) {
+      expect(() => validateBackend({ name: id, realm, hostnames: [], maxServers: 2 }, structure), realm).toThrow(/invalid basic auth realm/);
+      expect(() => renderHaproxyConfig(spec({ backends: [{ name: id, slots: 1, basicAuth: { username: "bob", digest }, realm }] })), realm).toThrow(/invalid basic auth realm/);
+    }
   });
 });

@@ -20,15 +20,20 @@ export interface BackendStats {
 }
 
 export interface BackendConfig {
-  /** Backend name: environmentSlug(app, env), e.g. "shop--live". */
+  /**
+   * Backend name: the environment's slug, core's environmentSlug(environmentId), e.g.
+   * "env-0f8e2a4c1b3d4e5f8a9b0c1d2e3f4a5b" (older agents recorded "<app>--<env>").
+   */
   name: string;
+  /** The basic auth realm browsers show, for people (`<app>-<env>`); default derived from the name. */
+  realm?: string;
   /** Host names routed to this backend (exact match, case-insensitive, port ignored). */
   hostnames: string[];
   /**
    * Optional HTTP basic auth, checked by digest: `digest` is the hex sha256 of
    * the Authorization header value, sha256("Basic " + base64(user:password)),
    * so the password never reaches the agent. Requests without the matching
-   * header get 401 with a `WWW-Authenticate: Basic realm="<app>-<env>"`.
+   * header get 401 with a `WWW-Authenticate: Basic realm="<realm>"`.
    */
   basicAuth?: { username: string; digest: string } | null;
   /** The most servers this backend must hold at once (2 × replicas during a switch). */

@@ -10,12 +10,13 @@ import { environmentNetwork, LABELS } from "@slipway/core";
 import { HaproxyRuntime } from "../ingress/haproxy-runtime.js";
 import { authDigest, logger, logLines, memoryReporter, PAGE, resultOf, Testbed } from "../envs/testbed.testkit.js";
 import { runEnvironmentJob } from "./environment.runner.js";
+import { AGENT_LABELS } from "../docker/labels.js";
 
 const bed = new Testbed();
 
 async function job(env: string, action: string, extra: Partial<EnvironmentSpec> = {}): Promise<JobEvent[]> {
   const { reporter, events } = memoryReporter();
-  const spec: EnvironmentSpec = { action, app: bed.app, environment: env, environmentId: "", hostnames: [bed.host(env)], sleepAfterSeconds: 0, ...extra };
+  const spec: EnvironmentSpec = { action, app: bed.app, environment: env, environmentId: bed.id(env), hostnames: [bed.host(env)], sleepAfterSeconds: 0, ...extra };
   await runEnvironmentJob({ spec, envs: bed.envs, report: reporter, log: logger });
   await reporter.flush();
   reporter.close();
@@ -110,13 +111,13 @@ describe("environment jobs (real dockerd + HAProxy)", () => {
 
   it("remove: no container (any role), network, backend or registry entry remains; a second remove succeeds", async () => {
     // A leftover one-off container of the environment, as an interrupted release command would leave.
-    const network = environmentNetwork(bed.app, "qa", bed.hostId);
+    const network = environmentNetwork(bed.slug("qa"), bed.hostId);
     await bed.runtime.ensureNetwork(network, { [LABELS.host]: bed.hostId });
     await bed.runtime.start({
       name: `slipway-${bed.app}-qa-release-left`,
       image: bed.image,
       env: {},
-      labels: { [LABELS.host]: bed.hostId, [LABELS.app]: bed.app, [LABELS.environment]: "qa", [LABELS.role]: "release" },
+      labels: { [LABELS.host]: bed.hostId, [LABELS.app]: bed.app, [LABELS.environment]: "qa", [AGENT_LABELS.environmentId]: bed.id("qa"), [LABELS.role]: "release" },
       network,
     });
     expect((await bed.containers({ [LABELS.environment]: "qa" })).length).toBe(2);

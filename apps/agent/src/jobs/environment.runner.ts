@@ -22,28 +22,29 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
   const { spec, envs, report } = ctx;
   const action = spec.action;
   const logLine = (line: string) => report.logLine(line);
+  const ref = { app: spec.app, environment: spec.environment, environmentId: spec.environmentId };
   report.heading(action);
   report.step(action, "running");
   const started = Date.now();
   try {
     switch (action) {
       case "stop":
-        await envs.stop(spec.app, spec.environment, logLine);
+        await envs.stop(ref, logLine);
         break;
       case "start":
-        await envs.start(spec.app, spec.environment, logLine);
+        await envs.start(ref, logLine);
         break;
       case "routes":
         await envs.routes(
-          { app: spec.app, environment: spec.environment, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds },
+          { ...ref, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds },
           logLine,
         );
         break;
       case "remove":
-        await envs.remove(spec.app, spec.environment, logLine);
+        await envs.remove(ref, logLine);
         break;
       case "handoff":
-        await envs.handoff(spec.app, spec.environment, await resolveAddress(spec.forwardTo), spec.hostnames, logLine);
+        await envs.handoff(ref, await resolveAddress(spec.forwardTo), spec.hostnames, logLine);
         break;
       default:
         throw new StepFailure("unknown_action", `unknown environment action '${action}'`, false);

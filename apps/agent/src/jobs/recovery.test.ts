@@ -52,7 +52,7 @@ async function leftover(deploymentId: string, role: "web" | "release"): Promise<
     image: bed.image,
     env: {},
     labels: { ...webLabels(bed.hostId, { ...e, deploymentId }), [LABELS.role]: role },
-    network: environmentNetwork(bed.app, env, bed.hostId),
+    network: environmentNetwork(bed.slug(env), bed.hostId),
     ...(role === "web" ? { publishPort: 8080 } : { cmd: ["sleep", "60"] }),
   });
   return c.id;

@@ -22,9 +22,9 @@ export async function startTrafficCollector(port: number, log: Logger): Promise<
 
 /**
  * App and environment of a backend: from the environments this agent serves,
- * else split at the first `--` of environmentSlug(app, env) (a backend whose
- * deployment has not been recorded yet). Names may contain `--` themselves,
- * which is why the registry is asked first.
+ * else (a backend whose deployment has not been recorded yet) split at the
+ * first `--` of a name an older agent gave (`<app>--<env>`); backends named
+ * after the environment's id (`env-<hex>`) have none and are not guessed.
  */
 export function backendResolver(describe: (slug: string) => { app: string; environment: string } | undefined) {
   return (backend: string): { app: string; environment: string } | undefined => {

@@ -1,4 +1,5 @@
 import { LABELS } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
 import type { DeployContext } from "./context.js";
 
 /** Grace period for old web containers: in-flight requests were drained at the ingress already. */
@@ -12,7 +13,7 @@ const STOP_GRACE_SECONDS = 10;
 export async function cleanupAfterSwitch(ctx: DeployContext): Promise<number> {
   const { spec } = ctx;
   const keep = new Set(ctx.started.map((c) => c.id));
-  const all = await ctx.runtime.list({ [LABELS.host]: ctx.hostId, [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.role]: "web" });
+  const all = await ctx.runtime.list({ [LABELS.host]: ctx.hostId, [AGENT_LABELS.environmentId]: spec.environmentId, [LABELS.role]: "web" });
   const stale = all.filter((c) => !keep.has(c.id));
   await Promise.all(stale.map((c) => ctx.runtime.stopAndRemove(c.id, STOP_GRACE_SECONDS)));
   for (const c of stale) ctx.report.logLine(`removed ${c.name}`);

@@ -2,12 +2,14 @@ import { describe, expect, it } from "vitest";
 import { LABELS, StepFailure } from "@slipway/core";
 import { webLabels } from "../envs/env-containers.js";
 import { cleanupAfterSwitch, removeStarted } from "./cleanup.step.js";
-import { HOST_ID, fakeDeployment, withCurrentDeployment } from "../testing/deploy.fixture.js";
+import { ENV_ID, HOST_ID, fakeDeployment, withCurrentDeployment } from "../testing/deploy.fixture.js";
+
+const OTHER_ENV_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
 function switched() {
   const d = fakeDeployment();
   const old = withCurrentDeployment(d, 2);
-  const labels = webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: "env-1", deploymentId: "dep-new" });
+  const labels = webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: ENV_ID, deploymentId: "dep-new" });
   const fresh = [d.runtime.addContainer({ labels }), d.runtime.addContainer({ labels })];
   d.ctx.started = fresh.map((c) => ({ id: c.id, name: c.name }));
   d.ctx.switched = true;
@@ -17,7 +19,7 @@ function switched() {
 describe("cleanup after the switch", () => {
   it("removes the replaced containers and leftovers of interrupted deployments, keeping the new ones", async () => {
     const { d, old, fresh } = switched();
-    const leftover = d.runtime.addContainer({ running: false, labels: webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: "env-1", deploymentId: "dep-crashed" }) });
+    const leftover = d.runtime.addContainer({ running: false, labels: webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: ENV_ID, deploymentId: "dep-crashed" }) });
     expect(await cleanupAfterSwitch(d.ctx)).toBe(3);
     expect([...d.runtime.containers.keys()].sort()).toEqual(fresh.map((c) => c.id).sort());
     expect(d.runtime.removed.map((r) => r.id).sort()).toEqual([...old.containers.map((c) => c.id), leftover.id].sort());
@@ -25,12 +27,14 @@ describe("cleanup after the switch", () => {
     expect(d.report.lines()).toEqual(expect.arrayContaining(old.containers.map((c) => `removed ${c.name}`)));
   });
 
-  it("touches nothing of other environments, other hosts, or release one-offs", async () => {
+  it("touches nothing of other environments (by id, whatever their names), other hosts, or release one-offs", async () => {
     const { d } = switched();
     const others = [
-      d.runtime.addContainer({ labels: webLabels(HOST_ID, { app: "shop", environment: "live", environmentId: "env-2", deploymentId: "d" }) }),
-      d.runtime.addContainer({ labels: webLabels("host-2", { app: "shop", environment: "test", environmentId: "env-1", deploymentId: "d" }) }),
-      d.runtime.addContainer({ labels: { ...webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: "env-1", deploymentId: "d" }), [LABELS.role]: "release" } }),
+      // Same app and environment names, another environment: e.g. an app removed and created again.
+      d.runtime.addContainer({ labels: webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: OTHER_ENV_ID, deploymentId: "d" }) }),
+      d.runtime.addContainer({ labels: webLabels(HOST_ID, { app: "shop", environment: "live", environmentId: OTHER_ENV_ID, deploymentId: "d" }) }),
+      d.runtime.addContainer({ labels: webLabels("host-2", { app: "shop", environment: "test", environmentId: ENV_ID, deploymentId: "d" }) }),
+      d.runtime.addContainer({ labels: { ...webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: ENV_ID, deploymentId: "d" }), [LABELS.role]: "release" } }),
     ];
     await cleanupAfterSwitch(d.ctx);
     for (const c of others) expect(d.runtime.containers.has(c.id)).toBe(true);

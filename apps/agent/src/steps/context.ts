@@ -1,5 +1,6 @@
 import type { DeploySpec } from "@slipway/proto";
-import { StepFailure, type Logger } from "@slipway/core";
+import { LABELS, StepFailure, type Logger } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
 import type { ContainerRuntime, RunningContainer } from "../docker/container-runtime.js";
 import type { Ingress } from "../ingress/ingress.js";
 import type { SourceRepository } from "../git/source-repository.js";
@@ -10,7 +11,7 @@ import type { Environments } from "../envs/environments.js";
 export type DeployReporter = Pick<JobReporter, "heading" | "logLine" | "step" | "progress" | "backup" | "facts" | "result" | "cancelRequested">;
 
 /** What the steps use of the agent's environments (Environments in the agent, a fake in unit tests). */
-export type DeployEnvironments = Pick<Environments, "exclusive" | "get" | "recordDeployment">;
+export type DeployEnvironments = Pick<Environments, "exclusive" | "get" | "recordDeployment" | "slugFor">;
 
 /** Everything a deployment's steps share; each step reads what it needs and fills in what it learns. */
 export interface DeployContext {
@@ -52,6 +53,17 @@ export function checkCancelled(ctx: DeployContext): void {
     throw new StepFailure("cancelled", "deployment cancelled by request", false);
   }
   if (ctx.signal.aborted) throw new StepFailure("agent_shutdown", "the agent stopped before the deployment finished", true);
+}
+
+/** The environment's slug (backend, lock, network), by its id: see Environments.slugFor. */
+export function slugOf(ctx: Pick<DeployContext, "spec" | "envs">): string {
+  return ctx.envs.slugFor(ctx.spec.environmentId);
+}
+
+/** Labels of the environment's Docker network: who it belongs to (by id), and for people, app and environment. */
+export function networkLabels(ctx: Pick<DeployContext, "spec" | "hostId">): Record<string, string> {
+  const { spec } = ctx;
+  return { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [AGENT_LABELS.environmentId]: spec.environmentId, [LABELS.host]: ctx.hostId };
 }
 
 export function imageTag(app: string, commit: string): string {

@@ -1,5 +1,6 @@
-import { LABELS, environmentSlug } from "@slipway/core";
-import type { DeployContext } from "./context.js";
+import { LABELS } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
+import { slugOf, type DeployContext } from "./context.js";
 
 /** Release one-offs are killed at once: the deployment runs them again from the start. */
 const RELEASE_STOP_GRACE_SECONDS = 2;
@@ -21,7 +22,7 @@ const WEB_STOP_GRACE_SECONDS = 2;
  */
 export async function recoverEarlierAttempt(ctx: DeployContext): Promise<"finish" | "rerun"> {
   const { spec, report, runtime } = ctx;
-  const slug = environmentSlug(spec.app, spec.environment);
+  const slug = slugOf(ctx);
   return ctx.envs.exclusive(slug, async () => {
     const entry = ctx.envs.get(slug);
     if (entry?.deploymentId === spec.deploymentId) {
@@ -34,7 +35,7 @@ export async function recoverEarlierAttempt(ctx: DeployContext): Promise<"finish
       return "finish";
     }
     const keep = new Set([...(entry?.containerIds ?? []), ...(await ctx.ingress.current(slug)).map((t) => t.id)]);
-    const base = { [LABELS.host]: ctx.hostId, [LABELS.app]: spec.app, [LABELS.environment]: spec.environment };
+    const base = { [LABELS.host]: ctx.hostId, [AGENT_LABELS.environmentId]: spec.environmentId };
     const web = (await runtime.list({ ...base, [LABELS.role]: "web", [LABELS.deployment]: spec.deploymentId })).filter((c) => !keep.has(c.id));
     const release = await runtime.list({ ...base, [LABELS.role]: "release" });
     await Promise.all([

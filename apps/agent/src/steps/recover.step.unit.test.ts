@@ -2,9 +2,9 @@ import { describe, expect, it } from "vitest";
 import { LABELS } from "@slipway/core";
 import { routeTarget, webLabels } from "../envs/env-containers.js";
 import { recoverEarlierAttempt } from "./recover.step.js";
-import { HOST_ID, OLD_IMAGE, fakeDeployment, withCurrentDeployment } from "../testing/deploy.fixture.js";
+import { ENV_ID, HOST_ID, OLD_IMAGE, fakeDeployment, withCurrentDeployment } from "../testing/deploy.fixture.js";
 
-const newLabels = webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: "env-1", deploymentId: "dep-new" });
+const newLabels = webLabels(HOST_ID, { app: "shop", environment: "test", environmentId: ENV_ID, deploymentId: "dep-new" });
 const releaseLabels = { ...newLabels, [LABELS.role]: "release" };
 
 function redelivered() {

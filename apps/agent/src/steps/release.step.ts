@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
 import { AGENT_LABELS } from "../docker/labels.js";
 import type { DeployContext } from "./context.js";
-import { checkCancelled } from "./context.js";
+import { checkCancelled, networkLabels, slugOf } from "./context.js";
 
 /**
  * Runs the release commands in order, each in a fresh one-off container from
@@ -13,8 +13,8 @@ import { checkCancelled } from "./context.js";
 export async function releaseStep(ctx: DeployContext): Promise<boolean> {
   const { spec, report } = ctx;
   if (spec.releaseCommands.length === 0) return false;
-  const network = environmentNetwork(spec.app, spec.environment, ctx.hostId);
-  await ctx.runtime.ensureNetwork(network, { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.host]: ctx.hostId });
+  const network = environmentNetwork(slugOf(ctx), ctx.hostId);
+  await ctx.runtime.ensureNetwork(network, networkLabels(ctx));
   for (const [i, cmd] of spec.releaseCommands.entries()) {
     checkCancelled(ctx);
     report.logLine(`----- ${cmd.label} -----`);
@@ -33,7 +33,7 @@ export async function releaseStep(ctx: DeployContext): Promise<boolean> {
           [LABELS.environment]: spec.environment,
           [LABELS.deployment]: spec.deploymentId,
           [LABELS.role]: "release",
-          ...(spec.environmentId ? { [AGENT_LABELS.environmentId]: spec.environmentId } : {}),
+          [AGENT_LABELS.environmentId]: spec.environmentId,
         },
         network,
         cmd: ["sh", "-c", cmd.command],

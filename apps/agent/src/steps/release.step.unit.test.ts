@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { LABELS, environmentNetwork } from "@slipway/core";
+import { LABELS, environmentNetwork, environmentSlug } from "@slipway/core";
 import { AGENT_LABELS } from "../docker/labels.js";
 import { CANCEL_REASON } from "./context.js";
 import { releaseStep } from "./release.step.js";
-import { HOST_ID, fakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
+import { ENV_ID, HOST_ID, fakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
 
 const IMAGE = "slipway/shop:new";
 const commands = [
@@ -22,7 +22,7 @@ describe("release step", () => {
     const d = withCommands();
     d.runtime.oneOffScripts = [{ output: ["Applying shop.0002_price... OK"] }, { output: ["42 static files copied"] }];
     expect(await releaseStep(d.ctx)).toBe(true);
-    const network = environmentNetwork("shop", "test", HOST_ID);
+    const network = environmentNetwork(environmentSlug(ENV_ID), HOST_ID);
     expect(d.runtime.methods()).toEqual(["ensureNetwork", "runOneOff", "runOneOff"]);
     expect(d.runtime.networks.has(network)).toBe(true);
     expect(d.runtime.oneOffs.map((s) => s.cmd)).toEqual([
@@ -32,7 +32,7 @@ describe("release step", () => {
     for (const s of d.runtime.oneOffs) {
       expect(s).toMatchObject({ image: IMAGE, env: { GREETING: "hi" }, network });
       expect(s.publishPort).toBeUndefined();
-      expect(s.labels).toMatchObject({ [LABELS.role]: "release", [LABELS.host]: HOST_ID, [LABELS.deployment]: "dep-new", [AGENT_LABELS.environmentId]: "env-1" });
+      expect(s.labels).toMatchObject({ [LABELS.role]: "release", [LABELS.host]: HOST_ID, [LABELS.deployment]: "dep-new", [AGENT_LABELS.environmentId]: ENV_ID });
     }
     expect(new Set(d.runtime.oneOffs.map((s) => s.name)).size).toBe(2);
     expect(d.runtime.callsOf("runOneOff").map((a) => a[1])).toEqual([{ timeoutMs: 90_000 }, { timeoutMs: 90_000 }]);

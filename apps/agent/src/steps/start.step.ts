@@ -1,7 +1,7 @@
-import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
+import { StepFailure, environmentNetwork } from "@slipway/core";
 import { webContainerName, webLabels } from "../envs/env-containers.js";
 import type { DeployContext } from "./context.js";
-import { checkCancelled } from "./context.js";
+import { checkCancelled, networkLabels, slugOf } from "./context.js";
 
 /**
  * Starts the new web containers beside the old ones, each publishing the web
@@ -18,8 +18,8 @@ export async function startStep(ctx: DeployContext): Promise<void> {
   }
   ctx.webPort = webPort;
   report.logLine(`web port ${webPort}${spec.webPort ? " (from settings)" : " (from the image's EXPOSE)"}`);
-  const network = environmentNetwork(spec.app, spec.environment, ctx.hostId);
-  await ctx.runtime.ensureNetwork(network, { [LABELS.managed]: "true", [LABELS.app]: spec.app, [LABELS.environment]: spec.environment, [LABELS.host]: ctx.hostId });
+  const network = environmentNetwork(slugOf(ctx), ctx.hostId);
+  await ctx.runtime.ensureNetwork(network, networkLabels(ctx));
   const replicas = Math.max(1, spec.replicas);
   for (let i = 0; i < replicas; i++) {
     checkCancelled(ctx);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { LABELS, StepFailure, environmentNetwork } from "@slipway/core";
+import { LABELS, StepFailure } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
 import { startStep } from "./start.step.js";
-import { HOST_ID, fakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
+import { ENV_ID, HOST_ID, fakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
 
 const IMAGE = "slipway/shop:new";
 
@@ -16,13 +17,15 @@ describe("start step", () => {
   it("starts the replicas beside the old containers, on the environment's network, publishing the image's EXPOSEd port", async () => {
     const d = built({ replicas: 3 });
     await startStep(d.ctx);
-    const network = environmentNetwork("shop", "test", HOST_ID);
+    // Named after the environment's id and the host, never after app and environment names.
+    const network = "env-5b0e1d2c3a4f4e6d9c8b7a6f5e4d3c2b--host1";
     expect(d.runtime.networks.has(network)).toBe(true);
+    expect(d.runtime.callsOf("ensureNetwork")[0]![1]).toMatchObject({ [AGENT_LABELS.environmentId]: ENV_ID, [LABELS.app]: "shop", [LABELS.environment]: "test" });
     const specs = d.runtime.callsOf("start").map((a) => a[0]);
     expect(specs).toHaveLength(3);
     for (const s of specs) {
       expect(s).toMatchObject({ image: IMAGE, network, publishPort: 5000, env: { GREETING: "hi", PORT: "5000" } });
-      expect((s as { labels: Record<string, string> }).labels).toMatchObject({ [LABELS.role]: "web", [LABELS.deployment]: "dep-new", [LABELS.host]: HOST_ID });
+      expect((s as { labels: Record<string, string> }).labels).toMatchObject({ [LABELS.role]: "web", [LABELS.deployment]: "dep-new", [LABELS.host]: HOST_ID, [AGENT_LABELS.environmentId]: ENV_ID, [LABELS.app]: "shop", [LABELS.environment]: "test" });
     }
     expect(d.ctx.webPort).toBe(5000);
     expect(d.ctx.started.map((c) => c.id)).toEqual(d.runtime.withLabels({ [LABELS.deployment]: "dep-new" }).map((c) => c.id));

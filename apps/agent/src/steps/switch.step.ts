@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { environmentSlug } from "@slipway/core";
-import { authOf, BACKEND_SLOTS } from "../envs/environments.js";
+import { authOf, authRealm, BACKEND_SLOTS } from "../envs/environments.js";
 import { routeTarget } from "../envs/env-containers.js";
 import type { BackendTarget } from "../ingress/ingress.js";
 import type { DeployContext } from "./context.js";
-import { checkCancelled } from "./context.js";
+import { checkCancelled, slugOf } from "./context.js";
 
 /**
  * Moves the environment's traffic to the new containers in one step through
@@ -16,14 +15,14 @@ import { checkCancelled } from "./context.js";
  */
 export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
   const { spec, report } = ctx;
-  const slug = environmentSlug(spec.app, spec.environment);
+  const slug = slugOf(ctx);
   const basicAuth = authOf(spec.basicAuth);
   if (ctx.pauseBeforeSwitchMs) {
     ctx.log.warn({ ms: ctx.pauseBeforeSwitchMs }, "test hook: pausing before the switch");
     await sleep(ctx.pauseBeforeSwitchMs, undefined, { signal: ctx.signal }).catch(() => checkCancelled(ctx));
   }
   return ctx.envs.exclusive(slug, async () => {
-    await ctx.ingress.ensureBackend({ name: slug, hostnames: spec.hostnames, basicAuth, maxServers: BACKEND_SLOTS });
+    await ctx.ingress.ensureBackend({ name: slug, realm: authRealm(spec), hostnames: spec.hostnames, basicAuth, maxServers: BACKEND_SLOTS });
     const targets = ctx.started.map((c) => routeTarget(c, ctx.webPort!));
     const old = await ctx.ingress.switchTraffic(slug, targets, ctx.pauseMidSwitchMs ? { testPauseMidSwitchMs: ctx.pauseMidSwitchMs } : undefined);
     ctx.switched = true;

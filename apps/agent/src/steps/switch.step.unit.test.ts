@@ -35,8 +35,10 @@ describe("switch step", () => {
     const d = probed({ hostnames: ["shop-test.localhost", "test.shop.example"], basicAuth: { username: "bob", digest }, sleepAfterSeconds: 900 });
     await switchStep(d.ctx);
     expect(d.ingress.methods().slice(0, 2)).toEqual(["ensureBackend", "switchTraffic"]);
+    expect(d.slug).toBe("env-5b0e1d2c3a4f4e6d9c8b7a6f5e4d3c2b");
     expect(d.ingress.backends.get(d.slug)!.config).toEqual({
       name: d.slug,
+      realm: "shop-test",
       hostnames: ["shop-test.localhost", "test.shop.example"],
       basicAuth: { username: "bob", digest },
       maxServers: BACKEND_SLOTS,
@@ -53,6 +55,19 @@ describe("switch step", () => {
     });
     expect(d.envs.variables.get(d.slug)).toEqual({ GREETING: "hi" });
     expect(d.report.lines()).toEqual(expect.arrayContaining(["basic auth on (user bob)", "sleeps after 900 s without requests"]));
+  });
+
+  it("keeps the backend an older agent recorded for the environment's id (`<app>--<env>`), so an upgrade moves no traffic", async () => {
+    const d = probed();
+    const old = withCurrentDeployment(d, 1);
+    const legacy = d.envs.entries.get(d.slug)!;
+    d.envs.entries.delete(d.slug);
+    d.envs.entries.set("shop--test", { ...legacy, slug: "shop--test" });
+    d.ingress.route("shop--test", old.targets);
+    await switchStep(d.ctx);
+    expect(d.ingress.callsOf("switchTraffic").map((c) => c[0])).toEqual(["shop--test"]);
+    expect(d.envs.entries.get("shop--test")).toMatchObject({ slug: "shop--test", deploymentId: "dep-new" });
+    expect(d.envs.entries.has(d.slug)).toBe(false);
   });
 
   it("leaves routing and the recorded environment as they were when the switch fails", async () => {

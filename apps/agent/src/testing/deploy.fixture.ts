@@ -12,6 +12,8 @@ export const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 /** The image and deployment of the environment's current (previous) deployment, see withCurrentDeployment. */
 export const OLD_IMAGE = "slipway/shop:fedcba9876543210fedcba9876543210fedcba98";
 export const OLD_DEPLOYMENT = "dep-old";
+/** The id of the environment the fake deployments deploy (shop/test). */
+export const ENV_ID = "5b0e1d2c-3a4f-4e6d-9c8b-7a6f5e4d3c2b";
 
 /** A deploy job's spec: app shop, environment test, auto build of main, one replica, no release commands. */
 export function deploySpec(over: Partial<DeploySpec> = {}): DeploySpec {
@@ -30,7 +32,7 @@ export function deploySpec(over: Partial<DeploySpec> = {}): DeploySpec {
     variables: { GREETING: "hi" },
     hostnames: ["shop-test.localhost"],
     deploymentId: "dep-new",
-    environmentId: "env-1",
+    environmentId: ENV_ID,
     sleepAfterSeconds: 0,
     ...over,
   };
@@ -87,7 +89,7 @@ export function fakeDeployment(opts: FakeDeploymentOptions = {}): FakeDeployment
     },
     ...opts.ctx,
   };
-  return { ctx, runtime, ingress, git, report, envs, abort, slug: environmentSlug(spec.app, spec.environment), probes };
+  return { ctx, runtime, ingress, git, report, envs, abort, slug: environmentSlug(spec.environmentId), probes };
 }
 
 /**

@@ -5,7 +5,7 @@
 // asserts what a user would see: what is routed, what runs, what was reported.
 import { Readable } from "node:stream";
 import type { BackupFacts } from "@slipway/proto";
-import { StepFailure, toFailure, type FailureData, type StepState } from "@slipway/core";
+import { StepFailure, environmentSlug, toFailure, type FailureData, type StepState } from "@slipway/core";
 import type { ContainerRuntime, ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, RunningContainer } from "../docker/container-runtime.js";
 import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "../ingress/ingress.js";
 import type { SourceRepository } from "../git/source-repository.js";
@@ -371,6 +371,12 @@ export class FakeEnvironments extends Recorder<EnvMethod> implements DeployEnvir
     const result = prev.then(run, run);
     this.locks.set(slug, result.catch(() => undefined));
     return result;
+  }
+
+  /** Like Environments.slugFor: the recorded slug of the id, else core's environmentSlug (not recorded as a call: a pure lookup). */
+  slugFor(environmentId: string): string {
+    for (const e of this.entries.values()) if (e.environmentId === environmentId) return e.slug;
+    return environmentSlug(environmentId);
   }
 
   get(slug: string): EnvironmentEntry | undefined {

@@ -4,6 +4,7 @@ import {
   InvalidRequestError,
   NotFoundError,
   PreconditionFailedError,
+  backupLocation,
   backupsToKeep,
   defaultBackupSchedule,
   type Logger,
@@ -17,8 +18,8 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "../services/auth.service.js";
 import type { SecretBox } from "../services/secret-box.js";
 import type { PlacementService } from "../services/placement.service.js";
-import { DatabaseProvisioner, databaseUrl } from "./provisioner.js";
-import { backupPrefix, mediaPrefix, storageDsn, type ObjectStore } from "./object-store.js";
+import { DatabaseProvisioner, databaseUrl, type EnvironmentDatabase } from "./provisioner.js";
+import { storageDsn, type ObjectStore } from "./object-store.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "../services/lifecycle.service.js";
 
@@ -79,22 +80,59 @@ export class DataService {
     private readonly opts: { adminUrl: string; hostForContainers: string; onJobQueued: () => void; log: Logger },
   ) {}
 
-  /** Creates the environment's database and role when missing (idempotent); the password is kept encrypted. */
+  /**
+   * Creates the environment's database and role when missing (idempotent). At the first
+   * provisioning the names (from the environment's id) and the encrypted password are
+   * recorded on the environment; from then on only the recorded names are used, so no
+   * other environment's name can ever be derived here.
+   */
   async ensureDatabase(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
-    let sealed = env.db_password_encrypted;
-    if (!sealed) {
-      sealed = this.box.encrypt(randomBytes(24).toString("base64url"));
-      // Two callers at once: the first password stored wins.
-      if (!(await apps.setDatabasePasswordIfUnset(this.db, env.id, sealed))) sealed = (await apps.findEnvironmentById(this.db, env.id))!.db_password_encrypted!;
+    let row = env;
+    if (!row.db_password_encrypted) {
+      const names = this.provisioner.names(env.id);
+      const sealedPassword = this.box.encrypt(randomBytes(24).toString("base64url"));
+      // Two callers at once: the first one recorded wins.
+      row = (await apps.recordDatabaseIdentity(this.db, env.id, { sealedPassword, database: names.database, role: names.role }))
+        ? { ...row, db_password_encrypted: sealedPassword, database_name: names.database, database_role: names.role }
+        : await this.reload(env.id);
     }
-    await this.provisioner.ensure(this.provisioner.names(app.name, env.name), this.box.decrypt(sealed));
+    if (!recordedNames(row)) row = await this.recordLegacyNames(app, row);
+    await this.provisioner.ensure(recordedNames(row)!, this.box.decrypt(row.db_password_encrypted!));
   }
 
-  /** DATABASE_URL and DEFAULT_STORAGE_DSN as the app's containers see them. */
+  /**
+   * An environment provisioned before names were recorded (migration 0010) has its database
+   * under the name derived from app and environment names: record that, unless another
+   * environment recorded it first (two environments that collided before the fix); then
+   * this one gets no database until an operator sorts it out, and the 409 says whose it is.
+   */
+  private async recordLegacyNames(app: apps.AppRow, env: apps.EnvironmentRow): Promise<apps.EnvironmentRow> {
+    const names = this.provisioner.legacyNames(app.name, env.name);
+    try {
+      await apps.recordLegacyDatabaseNames(this.db, env.id, names);
+    } catch (err) {
+      if (!(err instanceof UniqueViolationError)) throw err;
+      const owner = await apps.findEnvironmentByDatabase(this.db, names);
+      throw new ConflictError(`database ${names.database} of ${app.name}/${env.name} (named before migration 0010) is already used by ${owner ? `${owner.app}/${owner.environment}` : "another environment"}`);
+    }
+    this.opts.log.info({ app: app.name, env: env.name, database: names.database }, "recorded the database name of an environment provisioned before names were recorded");
+    const row = await this.reload(env.id);
+    if (!recordedNames(row)) throw new ConflictError(`the database of ${app.name}/${env.name} could not be recorded`);
+    return row;
+  }
+
+  private async reload(id: string): Promise<apps.EnvironmentRow> {
+    const row = await apps.findEnvironmentById(this.db, id);
+    if (!row) throw new NotFoundError("the environment no longer exists");
+    return row;
+  }
+
+  /** DATABASE_URL (once provisioned) and DEFAULT_STORAGE_DSN as the app's containers see them. */
   containerVariables(app: apps.AppRow, env: apps.EnvironmentRow): Record<string, string> {
-    const out: Record<string, string> = { DEFAULT_STORAGE_DSN: storageDsn(this.store.cfg, mediaPrefix(app.name, env.name)) };
-    if (env.db_password_encrypted) {
-      out.DATABASE_URL = databaseUrl(this.opts.adminUrl, this.provisioner.names(app.name, env.name), this.box.decrypt(env.db_password_encrypted), this.opts.hostForContainers);
+    const out: Record<string, string> = { DEFAULT_STORAGE_DSN: storageDsn(this.store.cfg, env.media_prefix) };
+    const names = recordedNames(env);
+    if (env.db_password_encrypted && names) {
+      out.DATABASE_URL = databaseUrl(this.opts.adminUrl, names, this.box.decrypt(env.db_password_encrypted), this.opts.hostForContainers);
     }
     return out;
   }
@@ -107,7 +145,7 @@ export class DataService {
     await this.ensureDatabase(app, env);
     const id = randomUUID();
     await this.db.transaction().execute(async (trx) => {
-      await data.insertBackup(trx, { id, app: appName, environment: envName, environmentId: env.id, kind, database: input.database, media: input.media, prefix: backupPrefix(appName, envName, id), requestedBy: by.name });
+      await data.insertBackup(trx, { id, app: appName, environment: envName, environmentId: env.id, kind, database: input.database, media: input.media, prefix: backupLocation(env.id, id), requestedBy: by.name });
       const spec: DataJobSpec = { action: "backup", app: appName, environment: envName, targetEnvironmentId: env.id, database: input.database, media: input.media, backupId: id };
       const jobId = await this.enqueue(trx, env, spec);
       await data.setBackupJob(trx, id, jobId);
@@ -145,7 +183,7 @@ export class DataService {
     await this.db
       .transaction()
       .execute(async (trx) => {
-        await data.insertBackup(trx, { id: safetyId, app: appName, environment: target, environmentId: targetEnv.id, kind: "safety", database: input.database, media: input.media, prefix: backupPrefix(appName, target, safetyId), requestedBy: by.name });
+        await data.insertBackup(trx, { id: safetyId, app: appName, environment: target, environmentId: targetEnv.id, kind: "safety", database: input.database, media: input.media, prefix: backupLocation(targetEnv.id, safetyId), requestedBy: by.name });
         await data.insertContentCopy(trx, { id, app: appName, source: input.from, target, sourceEnvironmentId: sourceEnv.id, targetEnvironmentId: targetEnv.id, kind: "copy", database: input.database, media: input.media, safetyBackupId: safetyId, requestedBy: by.name });
         const spec: DataJobSpec = { action: "copy", app: appName, environment: target, targetEnvironmentId: targetEnv.id, sourceEnvironmentId: sourceEnv.id, database: input.database, media: input.media, safetyBackupId: safetyId };
         const jobId = await this.enqueue(trx, targetEnv, spec);
@@ -194,9 +232,10 @@ export class DataService {
   async dataSpec(spec: DataJobSpec): Promise<DataSpec> {
     const target = await apps.findEnvironmentById(this.db, spec.targetEnvironmentId);
     if (!target) throw new NotFoundError(`environment of the job no longer exists`);
-    const app = (await apps.findAppById(this.db, target.app_id))!;
-    const dbUrl = (env: apps.EnvironmentRow) =>
-      env.db_password_encrypted ? databaseUrl(this.opts.adminUrl, this.provisioner.names(app.name, env.name), this.box.decrypt(env.db_password_encrypted)) : "";
+    const dbUrl = (env: apps.EnvironmentRow) => {
+      const names = recordedNames(env);
+      return env.db_password_encrypted && names ? databaseUrl(this.opts.adminUrl, names, this.box.decrypt(env.db_password_encrypted)) : "";
+    };
     const s3 = (bucket: string, prefix: string) => ({
       endpoint: this.store.cfg.endpoint,
       region: this.store.cfg.region,
@@ -214,7 +253,7 @@ export class DataService {
       media: spec.media,
       sourceDatabaseUrl: "",
       targetDatabaseUrl: dbUrl(target),
-      targetMedia: s3(this.store.cfg.mediaBucket, mediaPrefix(app.name, target.name)),
+      targetMedia: s3(this.store.cfg.mediaBucket, target.media_prefix),
     };
     if (spec.action === "backup") {
       out.sourceDatabaseUrl = out.targetDatabaseUrl;
@@ -224,7 +263,7 @@ export class DataService {
       const source = await apps.findEnvironmentById(this.db, spec.sourceEnvironmentId);
       if (!source) throw new NotFoundError("the source environment no longer exists");
       out.sourceDatabaseUrl = dbUrl(source);
-      out.sourceMedia = s3(this.store.cfg.mediaBucket, mediaPrefix(app.name, source.name));
+      out.sourceMedia = s3(this.store.cfg.mediaBucket, source.media_prefix);
     }
     for (const [field, id] of [["backup", spec.backupId], ["safetyBackup", spec.safetyBackupId]] as const) {
       if (!id) continue;
@@ -234,14 +273,40 @@ export class DataService {
     return out;
   }
 
-  /** Drops an environment's database and role, its media and its backups (after the environment is gone). */
-  async removeEnvironmentData(app: string, env: string, environmentId: string): Promise<void> {
-    await this.provisioner.drop(this.provisioner.names(app, env)).catch((err: unknown) => this.opts.log.warn({ app, env, err: (err as Error).message }, "could not drop the environment's database"));
-    await this.store.deletePrefix(this.store.cfg.mediaBucket, mediaPrefix(app, env)).catch((err: unknown) => this.opts.log.warn({ app, env, err: (err as Error).message }, "could not delete media"));
-    for (const b of await data.listBackups(this.db, environmentId)) {
+  /**
+   * Drops a removed environment's database and role, its media and its backups: only what
+   * is recorded as its own (`env` is its row as it was before the removal). A database it
+   * never provisioned is not dropped, whatever its names would derive to.
+   */
+  async removeEnvironmentData(app: string, env: apps.EnvironmentRow): Promise<void> {
+    const warn = (what: string) => (err: unknown) => this.opts.log.warn({ app, env: env.name, err: (err as Error).message }, `could not ${what}`);
+    const names = await this.namesToDrop(app, env).catch((err: unknown) => (warn("find the environment's database")(err), undefined));
+    if (names) await this.provisioner.drop(names).catch(warn("drop the environment's database"));
+    await this.store.deletePrefix(this.store.cfg.mediaBucket, env.media_prefix).catch(warn("delete media"));
+    for (const b of await data.listBackups(this.db, env.id)) {
       await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix).catch(() => undefined);
     }
-    await data.deleteBackupsOf(this.db, environmentId);
+    await data.deleteBackupsOf(this.db, env.id);
+  }
+
+  /**
+   * The recorded names; for an environment provisioned before names were recorded, the
+   * derived ones, unless another environment recorded them or derives them too (then the
+   * database is someone else's as well, and stays).
+   */
+  private async namesToDrop(app: string, env: apps.EnvironmentRow): Promise<EnvironmentDatabase | undefined> {
+    const recorded = recordedNames(env);
+    if (recorded) return recorded;
+    if (!env.db_password_encrypted) return undefined;
+    const legacy = this.provisioner.legacyNames(app, env.name);
+    const owner = await apps.findEnvironmentByDatabase(this.db, legacy);
+    const sharer = (await apps.listUnrecordedDatabases(this.db)).find((e) => e.id !== env.id && this.provisioner.legacyNames(e.app, e.environment).database === legacy.database);
+    const other = owner ?? sharer;
+    if (other) {
+      this.opts.log.warn({ app, env: env.name, database: legacy.database, usedBy: `${other.app}/${other.environment}` }, "not dropping a database another environment uses");
+      return undefined;
+    }
+    return legacy;
   }
 
   /**
@@ -296,6 +361,11 @@ export class DataService {
     await this.lifecycle.createJob(trx, { id, kind: "data", deploymentId: null, hostId, spec, environmentId: env.id });
     return id;
   }
+}
+
+/** The database and role recorded on the environment, if any. */
+function recordedNames(env: Pick<apps.EnvironmentRow, "database_name" | "database_role">): EnvironmentDatabase | undefined {
+  return env.database_name && env.database_role ? { database: env.database_name, role: env.database_role } : undefined;
 }
 
 function conflictOnActive(app: string, env: string) {

@@ -11,14 +11,9 @@ export interface StorageConfig {
   backupBucket: string;
 }
 
-/** The media prefix of an environment: `<app>/<env>/` (environment ids are not used: prefixes stay readable). */
-export function mediaPrefix(app: string, env: string): string {
-  return `${app}/${env}/`;
-}
-/** Where one backup lives in the backup bucket. */
-export function backupPrefix(app: string, env: string, backupId: string): string {
-  return `${app}/${env}/${backupId}/`;
-}
+// Media and backup locations are named after ids (core's environmentMediaPrefix and
+// backupLocation) and recorded: an environment's media prefix on the environment, a
+// backup's on the backup. Only recorded prefixes are read or deleted.
 
 /**
  * DEFAULT_STORAGE_DSN: `s3://<key>:<secret>@<bucket>/<prefix>?endpoint=<url>&region=<region>&path_style=true`

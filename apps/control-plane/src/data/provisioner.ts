@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
-import type { Logger } from "@slipway/core";
+import { DATABASE_NAME_PREFIX_PATTERN, environmentDatabaseName, type Logger } from "@slipway/core";
 
 /** One environment's database: its own database and its own login role that owns it. */
 export interface EnvironmentDatabase {
@@ -29,11 +29,24 @@ export class DatabaseProvisioner {
     /** Prefix of every database and role name, so several platforms (or test runs) can share a cluster. */
     private readonly prefix = "slw",
   ) {
-    if (!/^[a-z][a-z0-9_]{0,15}$/.test(prefix)) throw new Error(`invalid database name prefix '${prefix}'`);
+    if (!new RegExp(DATABASE_NAME_PREFIX_PATTERN).test(prefix)) throw new Error(`invalid database name prefix '${prefix}'`);
   }
 
-  /** Names derived from app and environment, kept under PostgreSQL's 63-byte limit. */
-  names(app: string, env: string): EnvironmentDatabase {
+  /**
+   * The names a new environment's database and role get: `<prefix>_e_<32 hex of its id>`.
+   * Recorded on the environment at first provisioning; only the recorded names are used after.
+   */
+  names(environmentId: string): EnvironmentDatabase {
+    const name = environmentDatabaseName(this.prefix, environmentId);
+    return { database: name, role: name };
+  }
+
+  /**
+   * The names environments provisioned before migration 0010 got, derived from app and
+   * environment names (`shop-api`/`live` and `shop`/`api-live` both gave `<prefix>_shop_api_live`).
+   * Only for recording those environments' existing databases; never for a new one.
+   */
+  legacyNames(app: string, env: string): EnvironmentDatabase {
     const base = `${this.prefix}_${app}_${env}`.replace(/-/g, "_");
     if (base.length <= 55) return { database: base, role: base };
     const short = `${base.slice(0, 46)}_${createHash("sha256").update(base).digest("hex").slice(0, 8)}`;

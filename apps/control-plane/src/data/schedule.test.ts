@@ -7,7 +7,7 @@ import S3rver from "s3rver";
 import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { testControlPlane, type TestControlPlane } from "../testing/harness.js";
 import { ObjectStore } from "./object-store.js";
-import { backupPrefix } from "./object-store.js";
+import { backupLocation } from "@slipway/core";
 
 // Scheduled backups with retention, against a real S3 server (s3rver) and PostgreSQL.
 describe("scheduled backups and retention", () => {
@@ -40,7 +40,7 @@ describe("scheduled backups and retention", () => {
     for (let i = 2; i < 402; i++) {
       const id = randomUUID();
       ids.push(id);
-      const prefix = backupPrefix("shop", "live", id);
+      const prefix = backupLocation(live.id, id);
       await db
         .insertInto("backups")
         .values({ id, app: "shop", environment: "live", environment_id: live.id, kind: "scheduled", state: "succeeded", database: true, media: true, database_bytes: 10, media_bytes: 1, media_objects: 1, prefix, job_id: null, requested_by: "scheduler", created_at: new Date(now.getTime() - i * 86_400_000), finished_at: new Date() })
@@ -48,7 +48,7 @@ describe("scheduled backups and retention", () => {
       await store.client.send(new PutObjectCommand({ Bucket: "backups", Key: `${prefix}database.dump`, Body: "x" }));
     }
     const manual = randomUUID();
-    await db.insertInto("backups").values({ id: manual, app: "shop", environment: "live", environment_id: live.id, kind: "manual", state: "succeeded", database: true, media: false, prefix: backupPrefix("shop", "live", manual), job_id: null, requested_by: "ann", created_at: new Date(now.getTime() - 300 * 86_400_000), finished_at: new Date() }).execute();
+    await db.insertInto("backups").values({ id: manual, app: "shop", environment: "live", environment_id: live.id, kind: "manual", state: "succeeded", database: true, media: false, prefix: backupLocation(live.id, manual), job_id: null, requested_by: "ann", created_at: new Date(now.getTime() - 300 * 86_400_000), finished_at: new Date() }).execute();
 
     const r = await cp.services.data.runSchedule(now);
     expect(r.started).toBe(1); // live's last scheduled backup is 2 days old; test has no schedule

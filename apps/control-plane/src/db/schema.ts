@@ -75,6 +75,13 @@ export interface EnvironmentsTable {
   secret_key_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
   db_password_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
   backup_schedule: ColumnType<BackupSchedule | null, string | null | undefined, string | null>;
+  /** The environment's database and login role, recorded at first provisioning (null before; see migration 0010 for older ones). */
+  database_name: ColumnType<string | null, string | null | undefined, string | null>;
+  database_role: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Where its media live in the media bucket (ends in "/"). */
+  media_prefix: string;
+  /** Its default host name is `<host_label>.<base domain>`; unique across the platform. */
+  host_label: string;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -3,7 +3,7 @@ import { NotFoundError } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { AppsTable, EnvironmentsTable } from "../db/schema.js";
-import { insertOrConflict } from "./unique-violation.js";
+import { insertOrConflict, rethrowUnique } from "./unique-violation.js";
 
 export type AppRow = Selectable<AppsTable>;
 export type EnvironmentRow = Selectable<EnvironmentsTable>;
@@ -41,7 +41,12 @@ export async function deleteApp(db: Db, id: string): Promise<void> {
   await db.deleteFrom("apps").where("id", "=", id).execute();
 }
 
-export async function insertEnvironment(db: Db, row: { id: string; appId: string; name: string; branch: string; replicas: number; sleepAfterSeconds: number | null }): Promise<void> {
+/**
+ * Inserts an environment with its default host label and media prefix. A label another
+ * environment holds is refused by the unique constraint (UniqueViolationError
+ * "environments_host_label_unique"), so concurrent creators cannot both get it.
+ */
+export async function insertEnvironment(db: Db, row: { id: string; appId: string; name: string; branch: string; replicas: number; sleepAfterSeconds: number | null; hostLabel: string; mediaPrefix: string }): Promise<void> {
   const now = new Date();
   await insertOrConflict(db
     .insertInto("environments")
@@ -60,6 +65,8 @@ export async function insertEnvironment(db: Db, row: { id: string; appId: string
       deployed_commit: null,
       current_image: null,
       last_success_at: null,
+      host_label: row.hostLabel,
+      media_prefix: row.mediaPrefix,
       created_at: now,
       updated_at: now,
     })
@@ -100,10 +107,59 @@ export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial
 
 
 
-/** Stores a database password unless one is stored already; false when another caller was first. */
-export async function setDatabasePasswordIfUnset(db: Db, id: string, sealed: string): Promise<boolean> {
-  const r = await db.updateTable("environments").set({ db_password_encrypted: sealed }).where("id", "=", id).where("db_password_encrypted", "is", null).executeTakeFirst();
+/** The app and environment whose default host label this is, if any. */
+export function findEnvironmentByHostLabel(db: Db, hostLabel: string): Promise<{ app: string; environment: string } | undefined> {
+  return db
+    .selectFrom("environments")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["apps.name as app", "environments.name as environment"])
+    .where("environments.host_label", "=", hostLabel)
+    .executeTakeFirst();
+}
+
+/**
+ * Records the environment's database, role and (sealed) password at its first provisioning,
+ * unless they are recorded already; false when another caller was first.
+ */
+export async function recordDatabaseIdentity(db: Db, id: string, identity: { sealedPassword: string; database: string; role: string }): Promise<boolean> {
+  const r = await db
+    .updateTable("environments")
+    .set({ db_password_encrypted: identity.sealedPassword, database_name: identity.database, database_role: identity.role })
+    .where("id", "=", id)
+    .where("db_password_encrypted", "is", null)
+    .executeTakeFirst()
+    .catch(rethrowUnique);
   return Number(r.numUpdatedRows) > 0;
+}
+
+/**
+ * Records the names of a database provisioned before they were recorded (migration 0010).
+ * A name another environment recorded is refused by the unique constraints
+ * (UniqueViolationError "environments_database_name_unique" or "…_role_unique").
+ */
+export async function recordLegacyDatabaseNames(db: Db, id: string, names: { database: string; role: string }): Promise<void> {
+  await db.updateTable("environments").set({ database_name: names.database, database_role: names.role }).where("id", "=", id).where("database_name", "is", null).execute().catch(rethrowUnique);
+}
+
+/** The environment that recorded this database or role name, if any. */
+export function findEnvironmentByDatabase(db: Db, names: { database: string; role: string }): Promise<{ id: string; app: string; environment: string } | undefined> {
+  return db
+    .selectFrom("environments")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["environments.id", "apps.name as app", "environments.name as environment"])
+    .where((eb) => eb.or([eb("environments.database_name", "=", names.database), eb("environments.database_role", "=", names.role)]))
+    .executeTakeFirst();
+}
+
+/** Environments provisioned before their database names were recorded (migration 0010), with their app's name. */
+export function listUnrecordedDatabases(db: Db): Promise<Array<{ id: string; app: string; environment: string }>> {
+  return db
+    .selectFrom("environments")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["environments.id", "apps.name as app", "environments.name as environment"])
+    .where("environments.db_password_encrypted", "is not", null)
+    .where("environments.database_name", "is", null)
+    .execute();
 }
 export async function setBackupSchedule(db: Db, id: string, schedule: unknown): Promise<void> {
   await db.updateTable("environments").set({ backup_schedule: JSON.stringify(schedule) }).where("id", "=", id).execute();

@@ -21,6 +21,16 @@ export async function listDomains(db: Db, environmentId: string): Promise<string
 export function findDomain(db: Db, hostname: string) {
   return db.selectFrom("domains").selectAll().where("hostname", "=", hostname).executeTakeFirst();
 }
+/** The app and environment a custom domain belongs to, if any. */
+export function findDomainOwner(db: Db, hostname: string): Promise<{ environmentId: string; app: string; environment: string } | undefined> {
+  return db
+    .selectFrom("domains")
+    .innerJoin("environments", "environments.id", "domains.environment_id")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["environments.id as environmentId", "apps.name as app", "environments.name as environment"])
+    .where("domains.hostname", "=", hostname)
+    .executeTakeFirst();
+}
 export async function insertDomain(db: Db, environmentId: string, hostname: string): Promise<void> {
   await insertOrConflict(db.insertInto("domains").values({ hostname, environment_id: environmentId, created_at: new Date() }).execute());
 }

@@ -5,7 +5,9 @@ import {
   InvalidRequestError,
   assertAppName,
   defaultAppSettings,
+  defaultHostLabel,
   defaultHostname,
+  environmentMediaPrefix,
   environmentApiState,
   environmentStatus,
   isObservedEnvironmentState,
@@ -72,22 +74,30 @@ export class AppService {
     validateRepository(input.repository);
     const settings = mergeAppSettings(defaultAppSettings, input.settings ?? {});
     const id = randomUUID();
+    const labels = DEFAULT_ENVIRONMENTS.map((env) => defaultHostLabel(input.name, env));
     await this.db.transaction().execute(async (trx) => {
       if (await apps.findAppByName(trx, input.name)) throw new ConflictError(`app '${input.name}' already exists`);
+      for (const label of labels) await this.assertHostLabelFree(trx, by, label);
       await apps.insertApp(trx, { id, name: input.name, repository: input.repository, settings });
       for (const env of DEFAULT_ENVIRONMENTS) {
+        const envId = randomUUID();
         await apps.insertEnvironment(trx, {
-          id: randomUUID(),
+          id: envId,
           appId: id,
           name: env,
           branch: "main",
           replicas: 1,
           sleepAfterSeconds: env === "live" ? null : DEFAULT_SLEEP_AFTER_SECONDS,
+          hostLabel: defaultHostLabel(input.name, env),
+          mediaPrefix: environmentMediaPrefix(envId),
         });
       }
       await recordActivity(trx, { actor: by.name, app: input.name, action: "app.created", details: { repository: input.repository } });
-    }).catch((err: unknown) => {
-      // Two concurrent creates: the unique index decides, the loser gets a 409.
+    }).catch(async (err: unknown) => {
+      // Two concurrent creates: the unique indexes decide, the loser gets a 409 (the whole creation is rolled back).
+      if (err instanceof UniqueViolationError && err.constraint === HOST_LABEL_CONSTRAINT) {
+        for (const label of labels) await this.assertHostLabelFree(this.db, by, label);
+      }
       if (err instanceof UniqueViolationError) throw new ConflictError(`app '${input.name}' already exists`);
       throw err;
     });
@@ -140,8 +150,18 @@ export class AppService {
     };
   }
 
-  hostnames(app: string, env: string): string[] {
-    return [defaultHostname(app, env, this.urls.baseDomain)];
+  /** The environment's default host name: its recorded label under the base domain. */
+  defaultHostname(e: Pick<apps.EnvironmentRow, "host_label">): string {
+    return defaultHostname(e.host_label, this.urls.baseDomain);
+  }
+
+  /**
+   * Throws the 409 a user reads when another environment's default host name has this
+   * label. The check gives the message; the unique constraint on the label decides races.
+   */
+  async assertHostLabelFree(db: Db, by: Principal, label: string): Promise<void> {
+    const owner = await apps.findEnvironmentByHostLabel(db, label);
+    if (owner) throw hostnameTaken(by, defaultHostname(label, this.urls.baseDomain), owner);
   }
 
   async environmentView(a: apps.AppRow, e: apps.EnvironmentRow): Promise<EnvironmentView> {
@@ -159,7 +179,7 @@ export class AppService {
       unappliedChanges,
       ...(undeployedCommits !== undefined ? { undeployedCommits } : {}),
     });
-    const domains = [...this.hostnames(a.name, e.name), ...(await listDomains(this.db, e.id))];
+    const domains = [this.defaultHostname(e), ...(await listDomains(this.db, e.id))];
     const port = this.urls.ingressPublicPort;
     const defaultPort = this.urls.ingressScheme === "https" ? 443 : 80;
     // The agent is the source of truth for what runs; when its host is offline nobody knows.
@@ -190,6 +210,18 @@ export class AppService {
       image: e.current_image,
     };
   }
+}
+
+/** The unique constraint on environments' default host labels (migration 0010). */
+export const HOST_LABEL_CONSTRAINT = "environments_host_label_unique";
+
+/**
+ * "host name X is already used by app/env": the owner is named to whom may see that app
+ * (admins, and deployers of that app); other tokens learn only that it is taken.
+ */
+export function hostnameTaken(by: Principal, hostname: string, owner: { app: string; environment: string }): ConflictError {
+  const visible = by.role === "admin" || by.apps.includes(owner.app);
+  return new ConflictError(`host name ${hostname} is already used by ${visible ? `${owner.app}/${owner.environment}` : "another app"}`, { details: { hostname: "taken" } });
 }
 
 /** Accepts git URLs the agent can clone: http(s), ssh, git, file:// and absolute local paths. */

@@ -4,6 +4,7 @@ import {
   NotFoundError,
   InvalidRequestError,
   PreconditionFailedError,
+  backupLocation,
   isTerminalDeploymentState,
   formatLabels,
   labelsMatch,
@@ -21,7 +22,6 @@ import type { PlacementService } from "./placement.service.js";
 import type { EnvironmentService } from "./environment.service.js";
 import type { DataJobSpec } from "../data/data.service.js";
 import { insertBackup, insertContentCopy } from "../data/data.repository.js";
-import { backupPrefix } from "../data/object-store.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
 
@@ -173,7 +173,7 @@ export class DeploymentService {
           const safetyId = randomUUID();
           const database = content.database ?? true;
           const media = content.media ?? true;
-          await insertBackup(trx, { id: safetyId, app: appName, environment: envName, environmentId: env.id, kind: "safety", database, media, prefix: backupPrefix(appName, envName, safetyId), requestedBy: by.name, jobId });
+          await insertBackup(trx, { id: safetyId, app: appName, environment: envName, environmentId: env.id, kind: "safety", database, media, prefix: backupLocation(env.id, safetyId), requestedBy: by.name, jobId });
           await insertContentCopy(trx, { id: randomUUID(), app: appName, source: content.from, target: envName, sourceEnvironmentId: source.id, targetEnvironmentId: env.id, kind: "copy", database, media, safetyBackupId: safetyId, requestedBy: by.name, deploymentId: id, jobId });
           spec.content = { action: "copy", app: appName, environment: envName, targetEnvironmentId: env.id, sourceEnvironmentId: source.id, database, media, safetyBackupId: safetyId };
         }

@@ -6,8 +6,10 @@ import {
   PreconditionFailedError,
   DEFAULT_ENVIRONMENTS,
   VARIABLE_KEY_PATTERN,
+  defaultHostLabel,
   defaultHostname,
   defaultVariables,
+  environmentMediaPrefix,
   isValidEnvironmentName,
   labelsMatch,
 } from "@slipway/core";
@@ -17,7 +19,7 @@ import * as deployments from "../repositories/deployments.repository.js";
 import * as vars from "../repositories/variables.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
-import { DEFAULT_SLEEP_AFTER_SECONDS, type AppService, type EnvironmentView } from "./app.service.js";
+import { DEFAULT_SLEEP_AFTER_SECONDS, HOST_LABEL_CONSTRAINT, hostnameTaken, type AppService, type EnvironmentView } from "./app.service.js";
 import type { SecretBox } from "./secret-box.js";
 import type { DataService } from "../data/data.service.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
@@ -76,11 +78,13 @@ export class EnvironmentService {
     if (!isValidEnvironmentName(input.name)) {
       throw new InvalidRequestError(`invalid environment name '${input.name}': use 1-20 of a-z, 0-9 and '-'`, { details: { name: "invalid" } });
     }
+    const hostLabel = defaultHostLabel(appName, input.name);
     await this.db
       .transaction()
       .execute(async (trx) => {
         const app = await apps.getAppByName(trx, appName);
         if (await apps.findEnvironment(trx, app.id, input.name)) throw new ConflictError(`environment '${input.name}' of app '${appName}' already exists`);
+        await this.appService.assertHostLabelFree(trx, by, hostLabel);
         const base = input.basedOn ? await apps.getEnvironment(trx, app, input.basedOn) : undefined;
         const id = randomUUID();
         await apps.insertEnvironment(trx, {
@@ -90,6 +94,8 @@ export class EnvironmentService {
           branch: input.branch ?? base?.branch ?? "main",
           replicas: 1,
           sleepAfterSeconds: base && base.sleep_after_seconds !== null ? base.sleep_after_seconds : DEFAULT_SLEEP_AFTER_SECONDS,
+          hostLabel,
+          mediaPrefix: environmentMediaPrefix(id),
         });
         const hostLabels = input.hostLabels ?? base?.host_labels;
         if (hostLabels && Object.keys(hostLabels).length > 0) await apps.setHostLabels(trx, id, hostLabels);
@@ -101,7 +107,11 @@ export class EnvironmentService {
         }
         await recordActivity(trx, { actor: by.name, app: appName, environment: input.name, action: "environment.created", details: { branch: input.branch ?? base?.branch ?? "main", ...(base ? { basedOn: base.name } : {}) } });
       })
-      .catch(uniqueToConflict(`environment '${input.name}' of app '${appName}' already exists`));
+      .catch(async (err: unknown) => {
+        // A concurrent creator took the label between the check and the insert: the constraint decided.
+        if (err instanceof UniqueViolationError && err.constraint === HOST_LABEL_CONSTRAINT) await this.appService.assertHostLabelFree(this.db, by, hostLabel);
+        return uniqueToConflict(`environment '${input.name}' of app '${appName}' already exists`)(err);
+      });
     return this.appService.getEnvironment(by, appName, input.name);
   }
 
@@ -118,10 +128,10 @@ export class EnvironmentService {
       await this.enqueue(trx, app, env, "remove");
       await apps.deleteEnvironment(trx, env.id);
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.removed" });
-      return env.id;
+      return env;
     });
     this.opts.onJobQueued();
-    await this.data?.removeEnvironmentData(appName, envName, removed);
+    await this.data?.removeEnvironmentData(appName, removed);
   }
 
   /** Removes an app: every environment's containers and routes through remove jobs, then its records. */
@@ -141,7 +151,7 @@ export class EnvironmentService {
       return envs;
     });
     this.opts.onJobQueued();
-    for (const env of removedEnvs) await this.data?.removeEnvironmentData(appName, env.name, env.id);
+    for (const env of removedEnvs) await this.data?.removeEnvironmentData(appName, env);
   }
 
   async getVariables(by: Principal, appName: string, envName: string, reveal: boolean): Promise<Record<string, string>> {
@@ -187,20 +197,28 @@ export class EnvironmentService {
     if (!hostnameRe.test(host)) throw new InvalidRequestError(`invalid host name '${hostname}'`, { details: { hostname: "not a DNS name" } });
     const base = this.opts.baseDomain;
     if (host === base || host.endsWith(`.${base}`)) {
+      const label = host.slice(0, -base.length - 1);
+      const owner = label && !label.includes(".") ? await apps.findEnvironmentByHostLabel(this.db, label) : undefined;
+      if (owner && !(owner.app === appName && owner.environment === envName)) throw hostnameTaken(by, host, owner);
       throw new InvalidRequestError(`host names under ${base} are the platform's default domains and cannot be added`, { details: { hostname: "reserved" } });
     }
     await this.db
       .transaction()
       .execute(async (trx) => {
         const { app, env } = await this.load(trx, appName, envName);
-        const existing = await vars.findDomain(trx, host);
-        if (existing) throw new ConflictError(`host name ${host} is already in use${existing.environment_id === env.id ? " by this environment" : " by another environment"}`);
+        const existing = await vars.findDomainOwner(trx, host);
+        if (existing?.environmentId === env.id) throw new ConflictError(`host name ${host} is already a domain of ${appName}/${envName}`);
+        if (existing) throw hostnameTaken(by, host, existing);
         await vars.insertDomain(trx, env.id, host);
         await apps.updateEnvironmentConfig(trx, env.id, {});
         await this.enqueue(trx, app, env, "routes");
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "domain.added", details: { hostname: host } });
       })
-      .catch(uniqueToConflict(`host name ${host} is already in use`));
+      .catch(async (err: unknown) => {
+        const owner = err instanceof UniqueViolationError ? await vars.findDomainOwner(this.db, host) : undefined;
+        if (owner) throw hostnameTaken(by, host, owner);
+        return uniqueToConflict(`host name ${host} is already in use`)(err);
+      });
     this.opts.onJobQueued();
     return this.appService.getEnvironment(by, appName, envName);
   }
@@ -282,7 +300,7 @@ export class EnvironmentService {
 
   /** Host names, variables (sealed), auth and sleep of an environment as a deployment applies them. */
   async runtimeSpec(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow): Promise<RuntimeSpec> {
-    const hostnames = [defaultHostname(app.name, env.name, this.opts.baseDomain), ...(await vars.listDomains(trx, env.id))];
+    const hostnames = [defaultHostname(env.host_label, this.opts.baseDomain), ...(await vars.listDomains(trx, env.id))];
     let secretKey = env.secret_key_encrypted ? this.box.decrypt(env.secret_key_encrypted) : undefined;
     if (!secretKey) {
       secretKey = randomBytes(36).toString("base64url");
