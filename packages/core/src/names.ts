@@ -67,6 +67,11 @@ export function environmentKey(environmentId: string): string {
 export function environmentSlug(environmentId: string): string {
   return `env-${environmentKey(environmentId)}`;
 }
+const slugRe = /^env-[0-9a-f]{32}$/;
+/** Whether a name is an environment slug as environmentSlug gives them. */
+export function isEnvironmentSlug(name: string): boolean {
+  return slugRe.test(name);
+}
 
 /**
  * The Docker network of an environment on one host: its slug and the host.

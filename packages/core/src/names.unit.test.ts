@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backupLocation, defaultHostLabel, defaultHostname, environmentDatabaseName, environmentKey, environmentMediaPrefix, environmentNetwork, environmentSlug } from "./names.js";
+import { backupLocation, isEnvironmentSlug, defaultHostLabel, defaultHostname, environmentDatabaseName, environmentKey, environmentMediaPrefix, environmentNetwork, environmentSlug } from "./names.js";
 
 const ID = "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b";
 const OTHER = "1f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -12,6 +12,9 @@ describe("names derived from an environment's id", () => {
     expect(environmentKey(ID.toUpperCase())).toBe(environmentKey(ID));
     expect(environmentSlug(ID)).toBe("env-0f8e2a4c1b3d4e5f8a9b0c1d2e3f4a5b");
     expect(environmentSlug(ID)).toMatch(HAPROXY_NAME);
+    expect(isEnvironmentSlug(environmentSlug(ID))).toBe(true);
+    expect(isEnvironmentSlug("shop--live")).toBe(false);
+    expect(isEnvironmentSlug("env-shop")).toBe(false);
     expect(environmentDatabaseName("slw", ID)).toBe("slw_e_0f8e2a4c1b3d4e5f8a9b0c1d2e3f4a5b");
     // The longest prefix still fits PostgreSQL's 63-byte identifiers, unquoted (lowercase, digits, '_').
     const longest = environmentDatabaseName("p234567890123456", ID);

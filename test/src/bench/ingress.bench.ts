@@ -101,11 +101,15 @@ function getDirect(host: string, port: number): Promise<{ status: number; body: 
   });
 }
 
-/** Where the agent's HAProxy sends the environment's requests: the one active slot of its backend in the agent's persisted ingress state. */
-function routedTarget(haproxyDir: string, backend: string): { host: string; port: number } {
+/**
+ * Where the agent's HAProxy sends the environment's requests: the one active slot of the backend
+ * that routes its host name (backends are named after environment ids) in the agent's persisted ingress state.
+ */
+function routedTarget(haproxyDir: string, hostname: string): { host: string; port: number } {
   const state = JSON.parse(readFileSync(path.join(haproxyDir, "ingress-state.json"), "utf8")) as {
-    backends: Record<string, { slots: Record<string, { host: string; port: number; state: string }> }>;
+    backends: Record<string, { hostnames: string[]; slots: Record<string, { host: string; port: number; state: string }> }>;
   };
+  const backend = Object.keys(state.backends).find((name) => state.backends[name]!.hostnames.includes(hostname)) ?? `(none routes ${hostname})`;
   const slots = Object.values(state.backends[backend]?.slots ?? {}).filter((s) => s.state === "active");
   if (slots.length !== 1) throw new Error(`expected one active slot in ${backend}, found ${JSON.stringify(state.backends[backend])}`);
   return { host: slots[0]!.host, port: slots[0]!.port };
@@ -175,7 +179,6 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
   const agent = await platform.addAgent({ SLIPWAY_METRICS_INTERVAL_MS: String(METRICS_INTERVAL_MS) });
   const api = platform.api;
   const host = `${app}-${ENV}.localhost`;
-  const backend = `${app}--${ENV}`;
   repo.commit(keepAliveAppFiles, "keep-alive app");
   await api.call("POST", "/v1/apps", { name: app, repository: repo.url, settings: { startupProbe: { startupTimeoutSeconds: 30 } } });
   progress(`deploying ${app}/${ENV} (a Node keep-alive app on slipway/node:20)`);
@@ -189,7 +192,7 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
   let ingressWrkRuns = 0;
 
   const haproxyDir = path.join(agent.stateDir, "haproxy");
-  const direct = routedTarget(haproxyDir, backend);
+  const direct = routedTarget(haproxyDir, host);
   const viaIngress = await getVia(agent.ingressPort, host);
   expected++;
   const viaDirect = await getDirect(direct.host, direct.port);

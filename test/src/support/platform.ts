@@ -96,7 +96,7 @@ export class Platform {
   httpPort = 0;
   grpcPort = 0;
   s3Port = 0;
-  /** Environment databases of this platform are named `<prefix>_<app>_<env>` on the local cluster. */
+  /** Environment databases of this platform are named `<prefix>_e_<environment id hex>` on the local cluster. */
   readonly dbPrefix = `e${randomBytes(4).toString("hex")}`;
   api!: Api;
   agents: AgentHandle[] = [];

@@ -1,3 +1,4 @@
+import { isEnvironmentSlug } from "@slipway/core";
 import { isValidBackendName } from "../ingress/haproxy.config.js";
 import type { TrafficLogLine } from "./traffic-log.js";
 
@@ -33,7 +34,8 @@ interface Acc {
 }
 
 /**
- * Whether a logged backend is an environment's: `<app>--<env>`. Excluded are
+ * Whether a logged backend is an environment's: named after its id (core's
+ * environmentSlug), or `<app>--<env>` as older agents named them. Excluded are
  * the no-environment backend (unknown host names) and the frontend's own name,
  * which HAProxy logs for a request that failed before a backend was chosen.
  * Requests the waker served (a sleeping or stopped environment) count: HAProxy
@@ -41,7 +43,7 @@ interface Acc {
  * counted twice, and a wake-up is latency the client really waited.
  */
 export function isEnvironmentBackend(name: string): boolean {
-  return isValidBackendName(name) && name.includes("--");
+  return isValidBackendName(name) && (isEnvironmentSlug(name) || name.includes("--"));
 }
 
 /** Nearest-rank percentile of an ascending array (p in (0, 1]); 0 for an empty one. */

@@ -64,6 +64,8 @@ describe("TrafficAggregator", () => {
 
   it("ignores requests that reached no environment", () => {
     expect(isEnvironmentBackend("shop--test")).toBe(true);
+    expect(isEnvironmentBackend("env-0f8e2a4c1b3d4e5f8a9b0c1d2e3f4a5b")).toBe(true);
+    expect(isEnvironmentBackend("env-x")).toBe(false);
     expect(isEnvironmentBackend("slipway_no_environment")).toBe(false);
     expect(isEnvironmentBackend("http")).toBe(false);
     const agg = new TrafficAggregator();
