@@ -56,13 +56,13 @@ describe("TrafficLineParser (bytes of a datagram)", () => {
 
   it("returns the right names for many distinct backends (its name table is bounded and hashed)", () => {
     const p = new TrafficLineParser();
+    const wrong: string[] = [];
     for (let i = 0; i < 10_000; i++) {
       const backend = `app${i}--env${i % 7}`;
       const buf = Buffer.from(`slipway1 ${backend} s${(i % 3) + 1} 200 ${i % 100}`);
-      expect(p.parse(buf, 0, buf.length)).toBe(true);
-      expect(p.line.backend).toBe(backend);
-      expect(p.line.server).toBe(`s${(i % 3) + 1}`);
+      if (!p.parse(buf, 0, buf.length) || p.line.backend !== backend || p.line.server !== `s${(i % 3) + 1}`) wrong.push(backend);
     }
+    expect(wrong).toEqual([]);
   });
 
   it("refuses names longer than 128 bytes and non-ASCII bytes", () => {
