@@ -67,8 +67,11 @@ describe("content and backups (REST)", () => {
     expect(res.statusCode).toBe(202);
     const job = await cp.database.db.selectFrom("jobs").selectAll().where("deployment_id", "=", res.json().id).executeTakeFirstOrThrow();
     const vars = cp.services.environments.unseal((job.spec as { variablesSealed: string }).variablesSealed);
-    expect(vars.DATABASE_URL).toMatch(/^postgres:\/\/t[0-9a-f]{8}_shop_test:[^@]+@host\.docker\.internal:5432\/t[0-9a-f]{8}_shop_test$/);
-    expect(vars.DEFAULT_STORAGE_DSN).toMatch(/^s3:\/\/k:s@media\/shop\/test\/\?endpoint=http%3A%2F%2Fhost\.docker\.internal%3A9&region=us-east-1&path_style=true$/);
+    // Named after the environment's id (issue 11), never after app and environment names.
+    const id = (await cp.database.db.selectFrom("environments").innerJoin("apps", "apps.id", "environments.app_id").select("environments.id").where("apps.name", "=", "shop").where("environments.name", "=", "test").executeTakeFirstOrThrow()).id;
+    const name = `t[0-9a-f]{8}_e_${id.replace(/-/g, "")}`;
+    expect(vars.DATABASE_URL).toMatch(new RegExp(`^postgres://${name}:[^@]+@host\\.docker\\.internal:5432/${name}$`));
+    expect(vars.DEFAULT_STORAGE_DSN).toBe(`s3://k:s@media/envs/${id}/?endpoint=http%3A%2F%2Fhost.docker.internal%3A9&region=us-east-1&path_style=true`);
     expect(vars.STAGE).toBe("test");
   });
 

@@ -135,6 +135,44 @@ describe("identifiers that cannot collide (REST, PostgreSQL)", () => {
     expect(labels).toHaveLength(1);
   });
 
+  it("environments provisioned before names were recorded keep their database; a second claim on the same name is refused and drops nothing", async () => {
+    // Two environments as an installation before migration 0010 could have them: leg-a/live and leg/a-live,
+    // both provisioned under the name derived from their names, <prefix>_leg_a_live.
+    expect((await call("POST", "/v1/apps", { name: "leg-a", repository: "https://x.test/leg-a.git" })).statusCode).toBe(201);
+    expect((await call("POST", "/v1/apps", { name: "leg", repository: "https://x.test/leg.git" })).statusCode).toBe(201);
+    expect((await call("POST", "/v1/apps/leg/environments", { name: "zz" })).statusCode).toBe(201);
+    const db = cp.database.db;
+    await db.updateTable("environments").set({ name: "a-live" }).where("id", "=", await environmentId("leg", "zz")).execute();
+    const owner = await deployedDatabaseUrl("leg-a", "live");
+    const recorded = new URL(owner.url).pathname.slice(1);
+    const legacy = `${recorded.split("_e_")[0]}_leg_a_live`;
+    await withClient(PG_ADMIN, async (c) => {
+      await c.query(`ALTER DATABASE ${recorded} RENAME TO ${legacy}`);
+      await c.query(`ALTER ROLE ${recorded} RENAME TO ${legacy}`);
+    });
+    const ownerId = await environmentId("leg-a", "live");
+    const sealed = (await db.selectFrom("environments").select("db_password_encrypted").where("id", "=", ownerId).executeTakeFirstOrThrow()).db_password_encrypted;
+    await db.updateTable("environments").set({ database_name: null, database_role: null }).where("id", "=", ownerId).execute();
+    await db.updateTable("environments").set({ db_password_encrypted: sealed, database_name: null, database_role: null }).where("id", "=", await environmentId("leg", "a-live")).execute();
+    await withClient(onDatabase(PG_ADMIN, legacy), (c) => c.query("CREATE TABLE t (v text); INSERT INTO t VALUES ('from before 0010')"));
+
+    // The first to need it records the name it was created under, and keeps its data.
+    await call("POST", `/v1/deployments/${owner.deploymentId}/cancel`);
+    const again = await deployedDatabaseUrl("leg-a", "live");
+    expect(new URL(again.url).pathname).toBe(`/${legacy}`);
+    expect(await db.selectFrom("environments").select(["database_name", "database_role"]).where("id", "=", ownerId).executeTakeFirstOrThrow()).toEqual({ database_name: legacy, database_role: legacy });
+    await call("POST", `/v1/deployments/${again.deploymentId}/cancel`);
+
+    // The other one is refused, naming the owner; removing it leaves the database and its password alone.
+    const passwordBefore = await rolePassword(legacy);
+    const refused = await call("POST", "/v1/apps/leg/environments/a-live/deployments", {});
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect(refused.json().error.message).toBe(`database ${legacy} of leg/a-live (named before migration 0010) is already used by leg-a/live`);
+    expect((await call("DELETE", "/v1/apps/leg/environments/a-live?confirm=a-live")).statusCode).toBe(202);
+    expect(await withClient(onDatabase(PG_ADMIN, legacy), async (c) => (await c.query("SELECT v FROM t")).rows)).toEqual([{ v: "from before 0010" }]);
+    expect(await rolePassword(legacy)).toBe(passwordBefore);
+  });
+
   it("removing an environment drops only its own database: a colliding name of another app's environment stays", async () => {
     // HAProxy backends and Docker networks were `<app>--<env>`: a--b/c and a/b--c shared one.
     expect((await call("POST", "/v1/apps", { name: "a--b", repository: "https://x.test/ab.git" })).statusCode).toBe(201);

@@ -59,7 +59,7 @@ describe("scheduled backups and retention", () => {
     expect(keptScheduled.length).toBeLessThanOrEqual(23);
     expect(left.some((b) => b.id === manual)).toBe(true); // retention prunes scheduled backups only
     expect(left.filter((b) => b.kind === "scheduled" && b.state === "queued")).toHaveLength(1);
-    const objects = await store.client.send(new ListObjectsV2Command({ Bucket: "backups", Prefix: "shop/live/" }));
+    const objects = await store.client.send(new ListObjectsV2Command({ Bucket: "backups", Prefix: `envs/${live.id}/` }));
     expect((objects.Contents ?? []).length).toBe(keptScheduled.length);
 
     // A second run the same day starts nothing new and prunes nothing more.
