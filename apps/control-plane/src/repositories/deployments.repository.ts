@@ -56,6 +56,17 @@ export async function updateDeployment(db: Db, id: string, patch: Partial<Omit<D
 export async function appendLog(db: Db, deploymentId: string, seq: number, at: Date, text: string): Promise<void> {
   await db.insertInto("deployment_logs").values({ deployment_id: deploymentId, seq, at, text }).onConflict((oc) => oc.doNothing()).execute();
 }
+/** Stores a report's log lines in one statement; a line already stored (a retried batch) is skipped. */
+export async function appendLogs(db: Db, deploymentId: string, lines: Array<{ seq: number; at: Date; text: string }>): Promise<void> {
+  // 1,000 rows (4,000 parameters) a statement: far below PostgreSQL's 65,535, whatever a build prints in one batch.
+  for (let i = 0; i < lines.length; i += 1_000) {
+    await db
+      .insertInto("deployment_logs")
+      .values(lines.slice(i, i + 1_000).map((l) => ({ deployment_id: deploymentId, seq: l.seq, at: l.at, text: l.text })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+}
 export function readLog(db: Db, deploymentId: string, afterSeq: number): Promise<Array<{ seq: number; text: string }>> {
   return db.selectFrom("deployment_logs").select(["seq", "text"]).where("deployment_id", "=", deploymentId).where("seq", ">", afterSeq).orderBy("seq").limit(5000).execute();
 }

@@ -9,34 +9,45 @@ import { insertOrConflict } from "./unique-violation.js";
 // observed_state and host_id, deployments.state and jobs.state. Only the lifecycle
 // module (services/lifecycle.service.ts) imports this file (a lint rule says so).
 
-/** Locks the environment's row for the rest of the transaction. */
-export function lockEnvironment(db: Db, id: string): Promise<EnvironmentRow | undefined> {
-  return db.selectFrom("environments").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
+/**
+ * Locks the environment's row for the rest of the transaction and reads, in
+ * the same round trip, what its state derives from besides the row: whether a
+ * deployment runs (not one waiting behind it) and how the last one ended.
+ */
+export async function lockEnvironmentFacts(db: Db, id: string): Promise<(EnvironmentRow & { deploying: boolean; last_state: string | null }) | undefined> {
+  return db
+    .selectFrom("environments as e")
+    .selectAll("e")
+    .select((eb) => [
+      eb
+        .exists(
+          eb
+            .selectFrom("deployments as d")
+            .select("d.id")
+            .whereRef("d.environment_id", "=", "e.id")
+            .where("d.waiting", "=", false)
+            .where("d.state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"]),
+        )
+        .as("deploying"),
+      eb
+        .selectFrom("deployments as f")
+        .select("f.state")
+        .whereRef("f.environment_id", "=", "e.id")
+        .where("f.state", "in", ["succeeded", "failed", "cancelled"])
+        .orderBy("f.finished_at", "desc")
+        .limit(1)
+        .as("last_state"),
+    ])
+    .where("e.id", "=", id)
+    .forUpdate()
+    .executeTakeFirst() as Promise<(EnvironmentRow & { deploying: boolean; last_state: string | null }) | undefined>;
 }
 
-/** Whether a deployment of the environment runs or is about to (not one waiting behind it). */
-export async function hasActiveDeployment(db: Db, environmentId: string): Promise<boolean> {
-  const row = await db
-    .selectFrom("deployments")
-    .select("id")
-    .where("environment_id", "=", environmentId)
-    .where("waiting", "=", false)
-    .where("state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
-    .executeTakeFirst();
-  return row !== undefined;
-}
-
-/** The state of the environment's most recently finished deployment. */
-export async function lastFinishedDeploymentState(db: Db, environmentId: string): Promise<string | undefined> {
-  const row = await db
-    .selectFrom("deployments")
-    .select("state")
-    .where("environment_id", "=", environmentId)
-    .where("state", "in", ["succeeded", "failed", "cancelled"])
-    .orderBy("finished_at", "desc")
-    .limit(1)
-    .executeTakeFirst();
-  return row?.state;
+/** What an agent's report records on a deployment besides its state. */
+export interface DeploymentRecord {
+  steps?: unknown[];
+  commit?: string;
+  image?: string;
 }
 
 export async function writeEnvironmentState(db: Db, id: string, state: string): Promise<void> {
@@ -104,11 +115,15 @@ export async function insertDeploymentRow(db: Db, row: { id: string; appId: stri
     .execute());
 }
 
-export async function writeDeploymentState(db: Db, id: string, state: string, extra: { startedAt?: Date; finishedAt?: Date; error?: unknown } = {}): Promise<void> {
+/** The deployment's state, with what the same report recorded (steps, commit, image) in the same statement. */
+export async function writeDeploymentState(db: Db, id: string, state: string, extra: { startedAt?: Date; finishedAt?: Date; error?: unknown; record?: DeploymentRecord } = {}): Promise<void> {
   await db
     .updateTable("deployments")
     .set({
       state,
+      ...(extra.record?.steps ? { steps: json(extra.record.steps) } : {}),
+      ...(extra.record?.commit ? { commit: extra.record.commit } : {}),
+      ...(extra.record?.image ? { image: extra.record.image } : {}),
       ...(extra.startedAt ? { started_at: extra.startedAt } : {}),
       ...(extra.finishedAt ? { finished_at: extra.finishedAt } : {}),
       ...(extra.error !== undefined ? { error: extra.error === null ? null : json(extra.error) } : {}),

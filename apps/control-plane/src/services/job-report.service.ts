@@ -108,6 +108,7 @@ export class JobReportService {
     const facts: { commit?: string; image?: string } = {};
     let result: Extract<JobEventInput, { kind: "result" }> | undefined;
     let released = false;
+    const logLines: Array<{ seq: number; at: Date; text: string }> = [];
 
     for (const e of events) {
       if (e.seq <= lastSeq) continue;
@@ -121,7 +122,7 @@ export class JobReportService {
           await this.applyContentEvent(trx, job.id, e);
           break;
         case "log":
-          await deployments.appendLog(trx, d.id, e.seq, e.at, e.text);
+          logLines.push({ seq: e.seq, at: e.at, text: e.text });
           break;
         case "facts":
           if (e.commit) facts.commit = e.commit;
@@ -149,23 +150,33 @@ export class JobReportService {
     }
     if (result?.commit) facts.commit = result.commit;
     if (result?.image) facts.image = result.image;
-    await deployments.updateDeployment(trx, d.id, { steps, ...facts });
-    Object.assign(d, facts);
+    await deployments.appendLogs(trx, d.id, logLines);
+    // A result is on the path users wait on: its steps and facts go into the same statement as the state.
+    let recorded = false;
     if (result && !isTerminalDeploymentState(d.state as DeploymentState)) {
+      Object.assign(d, facts);
       const outcome = await this.lifecycle.finishDeployment(
         trx,
         d,
         job,
         { state: result.state, at: result.at, ...(result.failure ? { error: result.failure } : {}), commit: d.commit, image: d.image },
         this.onMoved,
+        { steps, ...facts },
       );
+      recorded = outcome.finished;
       released = outcome.released;
-      if (outcome.finished) await this.recordOutcome(trx, d, result);
-      // The content step either finished (the content was replaced, whatever came after) or not.
-      const contentStep = steps.find((x) => x.name === "content");
-      const contentState = contentStep?.state === "succeeded" ? "succeeded" : result.state === "cancelled" ? "cancelled" : "failed";
-      const error = contentState === "succeeded" ? null : JSON.stringify(result.failure ?? { type: "not_run", message: "the deployment ended before its content step" });
-      await dataRecords.finishDataRecords(trx, jobId, result.at, contentState, error, "failed");
+      if (outcome.finished) await this.recordOutcome(trx, job, d, result);
+      if ((job.spec as DeployJobSpec).content) {
+        // The content step either finished (the content was replaced, whatever came after) or not.
+        const contentStep = steps.find((x) => x.name === "content");
+        const contentState = contentStep?.state === "succeeded" ? "succeeded" : result.state === "cancelled" ? "cancelled" : "failed";
+        const error = contentState === "succeeded" ? null : JSON.stringify(result.failure ?? { type: "not_run", message: "the deployment ended before its content step" });
+        await dataRecords.finishDataRecords(trx, jobId, result.at, contentState, error, "failed");
+      }
+    }
+    if (!recorded) {
+      await deployments.updateDeployment(trx, d.id, { steps, ...facts });
+      Object.assign(d, facts);
     }
     await deployments.setJobLastSeq(trx, jobId, lastSeq);
     return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(d.state as DeploymentState), released };
@@ -249,14 +260,12 @@ export class JobReportService {
     return { lastSeq, cancelRequested: false, released: false };
   }
 
-  private async recordOutcome(trx: Db, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>): Promise<void> {
-    const env = await apps.findEnvironmentById(trx, d.environment_id);
-    if (!env) return;
-    const app = await apps.findAppById(trx, env.app_id);
+  private async recordOutcome(trx: Db, job: deployments.JobRow, d: deployments.DeploymentRow, result: Extract<JobEventInput, { kind: "result" }>): Promise<void> {
+    const spec = job.spec as DeployJobSpec;
     await recordActivity(trx, {
       actor: "platform",
-      ...(app ? { app: app.name } : {}),
-      environment: env.name,
+      app: spec.app,
+      environment: spec.environment,
       action: `deployment.${result.state}`,
       details: { deployment: d.id, commit: d.commit, ...(result.failure ? { error: result.failure.message } : {}) },
     });

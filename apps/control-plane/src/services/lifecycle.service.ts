@@ -74,7 +74,7 @@ export class Lifecycle {
    * (undefined when the environment is gone).
    */
   async settleEnvironment(trx: Db, environmentId: string, cause: string, change: { desired?: DesiredEnvironmentState; observed?: ObservedEnvironmentState } = {}): Promise<EnvironmentState | undefined> {
-    const env = await lc.lockEnvironment(trx, environmentId);
+    const env = await lc.lockEnvironmentFacts(trx, environmentId);
     if (!env) return undefined;
     const stored = env.observed_state && isObservedEnvironmentState(env.observed_state) ? env.observed_state : null;
     const desired = change.desired ?? (env.desired_state === "stopped" ? "stopped" : "running");
@@ -82,9 +82,9 @@ export class Lifecycle {
     const next = environmentState({
       desired,
       observed,
-      deploying: await lc.hasActiveDeployment(trx, environmentId),
+      deploying: Boolean(env.deploying),
       serving: env.current_image !== null,
-      lastDeploymentFailed: (await lc.lastFinishedDeploymentState(trx, environmentId)) === "failed",
+      lastDeploymentFailed: env.last_state === "failed",
     });
     const from = env.state as EnvironmentState;
     if (!this.allowed("environment", environmentTransitions, from, next, { environmentId, cause })) return from;
@@ -137,11 +137,11 @@ export class Lifecycle {
   }
 
   /** Moves a deployment forward (a step began); false when the move is illegal (refused, logged). */
-  async advanceDeployment(trx: Db, d: Pick<DeploymentRow, "id" | "state">, to: DeploymentState, at: Date): Promise<boolean> {
+  async advanceDeployment(trx: Db, d: Pick<DeploymentRow, "id" | "state">, to: DeploymentState, at: Date, record?: lc.DeploymentRecord): Promise<boolean> {
     const from = d.state as DeploymentState;
     if (from === to) return true;
     if (!this.allowed("deployment", deploymentTransitions, from, to, { deploymentId: d.id })) return false;
-    await lc.writeDeploymentState(trx, d.id, to, from === "queued" ? { startedAt: at } : {});
+    await lc.writeDeploymentState(trx, d.id, to, { ...(from === "queued" ? { startedAt: at } : {}), ...(record ? { record } : {}) });
     d.state = to;
     this.log.info({ machine: "deployment", deploymentId: d.id, from, to }, "deployment state changed");
     return true;
@@ -152,11 +152,18 @@ export class Lifecycle {
    * environment's (and, for a move, the new host its home); the next
    * deployment waiting behind it is released. Returns whether one was.
    */
-  async finishDeployment(trx: Db, d: DeploymentRow, job: JobRow, outcome: DeploymentOutcome, onMoved?: (trx: Db, environmentId: string, from: string, to: string) => Promise<void>): Promise<{ finished: boolean; released: boolean }> {
+  async finishDeployment(
+    trx: Db,
+    d: DeploymentRow,
+    job: JobRow,
+    outcome: DeploymentOutcome,
+    onMoved?: (trx: Db, environmentId: string, from: string, to: string) => Promise<void>,
+    record?: lc.DeploymentRecord,
+  ): Promise<{ finished: boolean; released: boolean }> {
     const from = d.state as DeploymentState;
     if (isTerminalDeploymentState(from)) return { finished: false, released: false };
     if (!this.allowed("deployment", deploymentTransitions, from, outcome.state, { deploymentId: d.id })) return { finished: false, released: false };
-    await lc.writeDeploymentState(trx, d.id, outcome.state, { finishedAt: outcome.at, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
+    await lc.writeDeploymentState(trx, d.id, outcome.state, { finishedAt: outcome.at, ...(outcome.error !== undefined ? { error: outcome.error } : {}), ...(record ? { record } : {}) });
     d.state = outcome.state;
     this.log.info({ machine: "deployment", deploymentId: d.id, from, to: outcome.state }, "deployment state changed");
     await this.moveJob(trx, job, outcome.state, outcome.at);
