@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { DataSpec } from "@slipway/proto";
 import { LABELS, StepFailure } from "@slipway/core";
+import { AGENT_LABELS } from "../docker/labels.js";
 import { runDataJob } from "../data/data.runner.js";
 import { CANCEL_REASON } from "../steps/context.js";
 import { runDeployment } from "./deploy.runner.js";
@@ -251,5 +252,5 @@ describe("a redelivered deployment", () => {
 });
 
 function newLabelsOf(d: FakeDeployment): Record<string, string> {
-  return { [LABELS.host]: d.ctx.hostId, [LABELS.app]: "shop", [LABELS.environment]: "test", [LABELS.deployment]: "dep-new" };
+  return { [LABELS.host]: d.ctx.hostId, [LABELS.app]: "shop", [LABELS.environment]: "test", [AGENT_LABELS.environmentId]: d.ctx.spec.environmentId, [LABELS.deployment]: "dep-new" };
 }
