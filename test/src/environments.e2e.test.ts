@@ -74,13 +74,13 @@ describe("environments end to end", () => {
     expect((await getVia(agent.ingressPort, "envs-qa.localhost", "/cgi-bin/env")).body).toContain("GREETING=hello-two-secret-value");
     const qaContainers = docker("ps", "-aq", "--filter", `label=io.slipway.host=${agent.hostId}`, "--filter", "label=io.slipway.environment=qa");
     expect(qaContainers).not.toBe("");
-    expect(docker("network", "ls", "-q", "--filter", "name=envs--qa")).not.toBe("");
+    expect(docker("network", "ls", "-q", "--filter", `label=io.slipway.host=${agent.hostId}`, "--filter", "label=io.slipway.app=envs", "--filter", "label=io.slipway.environment=qa")).not.toBe("");
 
     expect((await api().raw("DELETE", "/v1/apps/envs/environments/live?confirm=live")).status).toBe(409);
     expect((await api().raw("DELETE", "/v1/apps/envs/environments/qa")).status).toBe(422);
     expect((await api().raw("DELETE", "/v1/apps/envs/environments/qa?confirm=qa")).status).toBe(200);
     await waitFor("qa's containers to go", async () => docker("ps", "-aq", "--filter", `label=io.slipway.host=${agent.hostId}`, "--filter", "label=io.slipway.environment=qa") === "", 30_000);
-    expect(docker("network", "ls", "-q", "--filter", "name=envs--qa")).toBe("");
+    expect(docker("network", "ls", "-q", "--filter", `label=io.slipway.host=${agent.hostId}`, "--filter", "label=io.slipway.app=envs", "--filter", "label=io.slipway.environment=qa")).toBe("");
     expect((await getVia(agent.ingressPort, "envs-qa.localhost")).status).toBe(404);
     expect((await api().raw("GET", "/v1/apps/envs/environments/qa")).status).toBe(404);
     expect((await getVia(agent.ingressPort, "envs-test.localhost")).body).toBe("main v1");
