@@ -78,8 +78,10 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const placement = new PlacementService(() => hosts.onlineWindowMs());
     const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
-    const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), () => hosts.onlineWindowMs());
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
+    const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), () => hosts.onlineWindowMs(), box);
+    const sealedRepositories = await apps.sealStoredRepositoryCredentials();
+    if (sealedRepositories > 0) log.info({ apps: sealedRepositories }, "repository credentials moved out of plain text into the encrypted column");
     const storage = await startStorage(config, log, cleanups);
     const store = new ObjectStore(storage);
     cleanups.push(async () => store.close());
@@ -109,7 +111,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), dataSpec: (spec) => data.dataSpec(spec), metrics }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryUrl: (r, c) => apps.repositoryUrlForGit(r, c), dataSpec: (spec) => data.dataSpec(spec), metrics }),
       {
         host: config.grpcHost,
         port: config.grpcPort,

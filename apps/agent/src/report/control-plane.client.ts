@@ -13,6 +13,9 @@ import {
   type ReportJobEventsResponse,
 } from "@slipway/proto";
 
+/** Events per ReportJobEvents stream: well below the control plane's limit per stream (10,000). */
+export const REPORT_EVENTS_PER_STREAM = 1000;
+
 /**
  * The agent's side of the AgentService. The credential travels as per-call
  * metadata (not call credentials as well: grpc-js refuses two values).
@@ -58,8 +61,22 @@ export class ControlPlaneClient {
     );
   }
 
-  /** Sends one batch of events on a client stream; resolves with what the control plane stored. */
-  reportJobEvents(events: JobEvent[]): Promise<ReportJobEventsResponse> {
+  /**
+   * Sends a batch of events; resolves with what the control plane stored. A batch longer than
+   * REPORT_EVENTS_PER_STREAM goes out on several streams, one after the other (the control plane
+   * ends a stream of more than 10,000 messages), and the answers are merged.
+   */
+  async reportJobEvents(events: JobEvent[]): Promise<ReportJobEventsResponse> {
+    const merged: ReportJobEventsResponse = { acked: {}, cancelRequested: [] };
+    for (let i = 0; i < events.length || i === 0; i += REPORT_EVENTS_PER_STREAM) {
+      const res = await this.reportStream(events.slice(i, i + REPORT_EVENTS_PER_STREAM));
+      Object.assign(merged.acked, res.acked);
+      for (const id of res.cancelRequested) if (!merged.cancelRequested.includes(id)) merged.cancelRequested.push(id);
+    }
+    return merged;
+  }
+
+  private reportStream(events: JobEvent[]): Promise<ReportJobEventsResponse> {
     return new Promise((resolve, reject) => {
       const call = this.client.reportJobEvents(this.md(), { deadline: this.deadline(30_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
       for (const e of events) call.write(e);

@@ -41,7 +41,9 @@ export interface HostsTable {
 export interface AppsTable {
   id: string;
   name: string;
+  /** Without any credential: that is in repository_credential_encrypted (migration 0012). */
   repository: string;
+  repository_credential_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
   settings: Json<unknown>;
   settings_revision: number;
   created_at: Timestamp;

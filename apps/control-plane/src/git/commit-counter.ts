@@ -6,6 +6,7 @@ export interface CommitCounter {
   /**
    * Commits on `branch` that `deployedCommit` does not contain; undefined when
    * it cannot be known (repository unreachable, branch or commit missing).
+   * `repository` may carry a credential: never stored, logged or shown.
    */
   undeployedCommits(app: string, repository: string, branch: string, deployedCommit: string): Promise<number | undefined>;
 }

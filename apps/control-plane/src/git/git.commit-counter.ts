@@ -3,11 +3,13 @@ import { mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@slipway/core";
 import type { CommitCounter } from "./commit-counter.js";
+import { redactUrls } from "../services/repository-credential.js";
 
 function git(args: string[], opts: { cwd?: string; timeoutMs: number }): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile("git", args, { cwd: opts.cwd, timeout: opts.timeoutMs, env: { ...process.env, GIT_TERMINAL_PROMPT: "0" }, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`git ${args[0]}: ${String(stderr || err.message).trim().slice(-500)}`)) : resolve(stdout.trim()),
+      // The URL git was given may carry a credential: git repeats it in some messages.
+      err ? reject(new Error(redactUrls(`git ${args.find((a) => !a.startsWith("-") && !a.includes("="))}: ${String(stderr || err.message).trim().slice(-500)}`))) : resolve(stdout.trim()),
     );
   });
 }
@@ -15,11 +17,15 @@ function git(args: string[], opts: { cwd?: string; timeoutMs: number }): Promise
 /**
  * A bare mirror per app under `dir`, fetched at most every `refreshMs` (on
  * demand, when a status is computed). A failing fetch falls back to the last
- * mirror state; a mirror that never synced gives "unknown".
+ * mirror state; a mirror that never synced gives "unknown". The repository
+ * URL is handed to each fetch and never written into the mirror (no origin,
+ * no FETCH_HEAD): it may carry a credential.
  */
 export class GitCommitCounter implements CommitCounter {
   private readonly lastFetch = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Mirrors checked for an origin remote this run (earlier versions cloned with one). */
+  private readonly noOrigin = new Set<string>();
 
   constructor(private readonly opts: { dir: string; log: Logger; refreshMs?: number; timeoutMs?: number; maxWaitMs?: number }) {}
 
@@ -39,14 +45,16 @@ export class GitCommitCounter implements CommitCounter {
         const exists = await stat(dir).then(() => true, () => false);
         if (!exists) {
           await mkdir(this.opts.dir, { recursive: true });
-          await git(["clone", "--mirror", "--quiet", repository, dir], { timeoutMs }).catch(async (err: unknown) => {
+          await git(["init", "--bare", "--quiet", dir], { timeoutMs }).catch(async (err: unknown) => {
             await rm(dir, { recursive: true, force: true });
             throw err;
           });
-        } else {
-          await git(["remote", "set-url", "origin", repository], { cwd: dir, timeoutMs });
-          await git(["fetch", "--prune", "--quiet", "origin"], { cwd: dir, timeoutMs });
+        } else if (!this.noOrigin.has(app)) {
+          await git(["config", "--remove-section", "remote.origin"], { cwd: dir, timeoutMs }).catch(() => undefined);
         }
+        this.noOrigin.add(app);
+        // No credential helper either: one configured for this user could store the credential.
+        await git(["-c", "credential.helper=", "fetch", "--prune", "--quiet", "--no-tags", "--no-write-fetch-head", "--", repository, "+refs/heads/*:refs/heads/*"], { cwd: dir, timeoutMs });
         this.lastFetch.set(app, Date.now());
       } catch (err) {
         this.opts.log.warn({ app, err: (err as Error).message }, "could not refresh the repository mirror; commit counts may be stale");

@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import { Server, ServerCredentials, status as grpcStatus, type Metadata, type ServerErrorResponse } from "@grpc/grpc-js";
 import {
   AgentServiceService,
@@ -38,6 +39,97 @@ function bearer(md: Metadata): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+/**
+ * Bytes one message may have: grpc-js' default, stated. The largest an agent sends is a
+ * MetricsBatch (60 samples; a host with hundreds of containers stays near 1 MB); a job event
+ * carries at most one 8,000-character log line.
+ */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Messages one stream may carry; one more ends it with RESOURCE_EXHAUSTED. The agent sends a
+ * report of at most 1,000 events and one metrics batch per stream; a heartbeat stream lasts
+ * about six days at the default interval, then the agent reopens it.
+ */
+export const STREAM_MESSAGE_LIMITS = { reportJobEvents: 10_000, pushMetrics: 100, heartbeat: 100_000 } as const;
+/** Events of a report applied per round while the stream arrives. */
+const REPORT_CHUNK = 500;
+
+function resourceExhausted(message: string): ServerErrorResponse {
+  const e = new Error(message) as ServerErrorResponse;
+  e.code = grpcStatus.RESOURCE_EXHAUSTED;
+  return e;
+}
+
+type AgentHost = Awaited<ReturnType<HostService["authenticateAgent"]>>;
+
+/**
+ * Authenticates a stream from its metadata before a single message is read: handlers attach no
+ * "data" listener until this resolves, and grpc-js reads from the HTTP/2 stream only when asked,
+ * so what an unauthenticated client streams stays in its own flow-control window. On failure
+ * `fail` ends the call (UNAUTHENTICATED) and this resolves undefined.
+ */
+async function authenticateStream(hosts: HostService, call: { metadata: Metadata }, fail: (err: ServerErrorResponse) => void): Promise<AgentHost | undefined> {
+  try {
+    return await hosts.authenticateAgent(bearer(call.metadata));
+  } catch (err) {
+    fail(toGrpcError(err));
+    return undefined;
+  }
+}
+
+interface StreamConsumer<T, R> {
+  /** Handles one message; while a returned promise runs the stream is paused, so one message at a time is in hand. */
+  onMessage(message: T): Promise<void> | undefined;
+  /** Runs after the client's last message, once every message was handled. */
+  finish(): Promise<R>;
+  /** Called once: with finish()'s answer, or with the first error (a failed message, the message limit). */
+  settle(err: ServerErrorResponse | null, res?: R): void;
+}
+
+/** Reads an authenticated stream incrementally, at most `limit` messages; nothing is buffered beyond the message in hand. */
+function consumeStream<T, R>(call: Readable, limit: number, c: StreamConsumer<T, R>): void {
+  let settled = false;
+  let count = 0;
+  let busy: Promise<void> = Promise.resolve();
+  const settle = (err: ServerErrorResponse | null, res?: R) => {
+    if (settled) return;
+    settled = true;
+    // Nothing more is read: the status ends the call and grpc-js discards what still arrives.
+    call.pause();
+    c.settle(err, res);
+  };
+  call.on("cancelled", () => {
+    settled = true;
+  });
+  call.on("data", (m: T) => {
+    if (settled) return;
+    if (++count > limit) return settle(resourceExhausted(`more than ${limit} messages on one stream`));
+    let pending: Promise<void> | undefined;
+    try {
+      pending = c.onMessage(m);
+    } catch (err) {
+      return settle(toGrpcError(err));
+    }
+    if (!pending) return;
+    call.pause();
+    busy = pending.then(
+      () => {
+        if (!settled) call.resume();
+      },
+      (err: unknown) => settle(toGrpcError(err)),
+    );
+  });
+  call.on("end", () => {
+    void busy.then(() => {
+      if (settled) return;
+      c.finish().then(
+        (res) => settle(null, res),
+        (err: unknown) => settle(toGrpcError(err)),
+      );
+    });
+  });
+}
+
 export interface AgentGrpcDeps {
   hosts: HostService;
   reports: JobReportService;
@@ -47,6 +139,8 @@ export interface AgentGrpcDeps {
   heartbeatIntervalMs: number;
   /** Opens the sealed variables of a job spec; only GetJobSpec ever sees them in plain text. */
   unseal: (sealed: string) => Record<string, string>;
+  /** The repository URL a deploy job's agent clones, its credential opened (never published on NATS). */
+  repositoryUrl: (repository: string, credentialSealed: string | undefined) => string;
   /** Resolves a data job's spec with its credentials. */
   dataSpec: (spec: DataJobSpec) => Promise<DataSpec>;
   /** Stores pushed metrics samples; absent = samples are accepted and dropped. */
@@ -107,16 +201,15 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
     },
 
     heartbeat(call) {
-      let hostId: string | undefined;
-      let chain = Promise.resolve();
-      call.on("data", (req: HeartbeatRequest) => {
-        chain = chain.then(async () => {
-          try {
-            if (!hostId) {
-              const h = await hosts.authenticateAgent(bearer(call.metadata));
-              hostId = h.id;
-              log.info({ hostId, name: h.name }, "agent heartbeat stream opened");
-            }
+      call.on("error", () => undefined);
+      void authenticateStream(hosts, call, (err) => {
+        call.emit("error", err);
+      }).then((host) => {
+        if (!host) return;
+        log.info({ hostId: host.id, name: host.name }, "agent heartbeat stream opened");
+        const hostId = host.id;
+        consumeStream(call, STREAM_MESSAGE_LIMITS.heartbeat, {
+          onMessage: async (req: HeartbeatRequest) => {
             const answer = await hosts.heartbeat(hostId, {
               version: req.version,
               capacity: { cpus: req.capacity?.cpus ?? 0, memoryBytes: req.capacity?.memoryBytes ?? 0, diskBytes: req.capacity?.diskBytes ?? 0 },
@@ -125,50 +218,62 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               ...(req.ingressAddress ? { ingressAddress: req.ingressAddress } : {}),
             });
             call.write({ serverTime: new Date(), cancelRequested: answer.cancelRequested });
-          } catch (err) {
-            call.emit("error", toGrpcError(err));
-            call.end();
-          }
+          },
+          finish: async () => undefined,
+          settle: (err) => {
+            // The status follows the last answer: a Duplex ends its writable side after what it queued.
+            if (err) call.emit("error", err);
+            else call.end();
+          },
         });
       });
-      call.on("end", () => {
-        void chain.then(() => call.end());
-      });
-      call.on("error", () => undefined);
     },
 
     reportJobEvents(call, callback) {
-      const events: JobEventInput[] = [];
-      let bad = false;
-      call.on("data", (e: JobEvent) => {
-        const d = decodeEvent(e);
-        if (d) events.push(d);
-        else bad = true;
-      });
       call.on("error", () => undefined);
-      call.on("end", () => {
-        (async () => {
-          const host = await hosts.authenticateAgent(bearer(call.metadata));
-          if (bad) log.warn({ hostId: host.id }, "ignored malformed job events");
-          return reports.apply(host.id, events);
-        })().then(
-          (r) => callback(null, { acked: r.acked, cancelRequested: r.cancelRequested }),
-          (err) => callback(toGrpcError(err)),
-        );
+      void authenticateStream(hosts, call, (err) => callback(err)).then((host) => {
+        if (!host) return;
+        const pending: JobEventInput[] = [];
+        const acked: Record<string, number> = {};
+        const cancelRequested = new Set<string>();
+        let bad = false;
+        // Applied a chunk at a time while the stream arrives (seqs are in order, so chunks apply as the whole would).
+        const apply = async () => {
+          if (pending.length === 0) return;
+          const r = await reports.apply(host.id, pending.splice(0));
+          Object.assign(acked, r.acked);
+          for (const id of r.cancelRequested) cancelRequested.add(id);
+        };
+        consumeStream(call, STREAM_MESSAGE_LIMITS.reportJobEvents, {
+          onMessage: (e: JobEvent) => {
+            const d = decodeEvent(e);
+            if (d) pending.push(d);
+            else bad = true;
+            return pending.length >= REPORT_CHUNK ? apply() : undefined;
+          },
+          finish: async () => {
+            await apply();
+            if (bad) log.warn({ hostId: host.id }, "ignored malformed job events");
+            return { acked, cancelRequested: [...cancelRequested] };
+          },
+          settle: (err, res) => (err ? callback(err) : callback(null, res)),
+        });
       });
     },
 
     pushMetrics(call, callback) {
-      const batches: MetricsBatch[] = [];
-      call.on("data", (b: MetricsBatch) => batches.push(b));
       call.on("error", () => undefined);
-      call.on("end", () => {
-        (async () => {
-          const host = await hosts.authenticateAgent(bearer(call.metadata));
-          const samples = batches.flatMap((b) => b.samples);
-          await deps.metrics?.ingest(host.id, samples);
-          return { accepted: samples.length };
-        })().then((r) => callback(null, r), (err) => callback(toGrpcError(err)));
+      void authenticateStream(hosts, call, (err) => callback(err)).then((host) => {
+        if (!host) return;
+        let accepted = 0;
+        consumeStream(call, STREAM_MESSAGE_LIMITS.pushMetrics, {
+          onMessage: async (b: MetricsBatch) => {
+            await deps.metrics?.ingest(host.id, b.samples);
+            accepted += b.samples.length;
+          },
+          finish: async () => ({ accepted }),
+          settle: (err, res) => (err ? callback(err) : callback(null, res)),
+        });
       });
     },
 
@@ -185,7 +290,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               deploymentId: d.deploymentId,
               app: d.app,
               environment: d.environment,
-              repository: d.repository,
+              repository: deps.repositoryUrl(d.repository, d.repositoryCredentialSealed),
               branch: d.branch,
               buildMode: d.buildMode,
               currentImage: d.currentImage ?? "",
@@ -234,7 +339,13 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
 
 /** Starts the gRPC server; resolves with the bound port. TLS when cert and key are given. */
 export async function startGrpcServer(impl: AgentServiceServer, opts: { host: string; port: number; tls?: { cert: Buffer; key: Buffer; ca?: Buffer } }): Promise<{ server: Server; port: number }> {
-  const server = new Server({ "grpc.keepalive_time_ms": 20_000, "grpc.keepalive_permit_without_calls": 1 });
+  const server = new Server({
+    "grpc.keepalive_time_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    // An agent holds a heartbeat, a few reports and a metrics push at a time.
+    "grpc.max_concurrent_streams": 100,
+  });
   server.addService(AgentServiceService, impl);
   // With a client CA, every agent must present a certificate it signed (mTLS); the bearer credential is still checked.
   const creds = opts.tls

@@ -25,6 +25,9 @@ import type { CommitCounter } from "../git/commit-counter.js";
 import { listDomains } from "../repositories/variables.repository.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import { findHost } from "../repositories/hosts.repository.js";
+import { setCreatedActivityRepository, setRepository } from "../repositories/app-credentials.repository.js";
+import type { SecretBox } from "./secret-box.js";
+import { joinRepositoryCredential, splitRepositoryCredential } from "./repository-credential.js";
 
 export interface EnvironmentView {
   name: string;
@@ -44,7 +47,10 @@ export interface EnvironmentView {
 }
 export interface AppView {
   name: string;
+  /** Without any credential (see repository-credential.ts). */
   repository: string;
+  /** The repository URL was given with a credential, kept encrypted. */
+  repositoryCredentials: boolean;
   settings: AppSettings;
   environments: EnvironmentView[];
   createdAt: string;
@@ -66,19 +72,22 @@ export class AppService {
     private readonly commits?: CommitCounter,
     /** How long after its last heartbeat a host still counts as online. */
     private readonly onlineWindowMs: () => number = () => 15_000,
+    /** Seals repository credentials (tokens in URLs); without it a URL with a credential is refused. */
+    private readonly box?: SecretBox,
   ) {}
 
   async create(by: Principal, input: { name: string; repository: string; settings?: AppSettingsPatch }): Promise<AppView> {
     requireAdmin(by);
     assertAppName(input.name);
-    validateRepository(input.repository);
+    const repository = this.sealRepository(input.repository);
     const settings = mergeAppSettings(defaultAppSettings, input.settings ?? {});
     const id = randomUUID();
     const labels = DEFAULT_ENVIRONMENTS.map((env) => defaultHostLabel(input.name, env));
     await this.db.transaction().execute(async (trx) => {
       if (await apps.findAppByName(trx, input.name)) throw new ConflictError(`app '${input.name}' already exists`);
       for (const label of labels) await this.assertHostLabelFree(trx, by, label);
-      await apps.insertApp(trx, { id, name: input.name, repository: input.repository, settings });
+      await apps.insertApp(trx, { id, name: input.name, repository: repository.url, settings });
+      if (repository.sealed) await setRepository(trx, id, repository.url, repository.sealed);
       for (const env of DEFAULT_ENVIRONMENTS) {
         const envId = randomUUID();
         await apps.insertEnvironment(trx, {
@@ -92,7 +101,7 @@ export class AppService {
           mediaPrefix: environmentMediaPrefix(envId),
         });
       }
-      await recordActivity(trx, { actor: by.name, app: input.name, action: "app.created", details: { repository: input.repository } });
+      await recordActivity(trx, { actor: by.name, app: input.name, action: "app.created", details: repositoryDetails(repository) });
     }).catch(async (err: unknown) => {
       // Two concurrent creates: the unique indexes decide, the loser gets a 409 (the whole creation is rolled back).
       if (err instanceof UniqueViolationError && err.constraint === HOST_LABEL_CONSTRAINT) {
@@ -139,11 +148,48 @@ export class AppService {
     return this.environmentView(row, await apps.getEnvironment(this.db, row, env));
   }
 
+  /** Splits a credential out of a repository URL and seals it; validates the URL that remains. */
+  private sealRepository(repository: string): { url: string; sealed: string | null } {
+    const { url, credential } = splitRepositoryCredential(repository);
+    validateRepository(url);
+    if (credential === undefined) return { url, sealed: null };
+    if (!this.box) throw new Error("repository credentials need the secret box");
+    return { url, sealed: this.box.encrypt(credential) };
+  }
+
+  /** The URL git is given, credential included: only for git processes (the mirror, GetJobSpec), never shown or logged. */
+  repositoryUrlForGit(repository: string, sealed: string | null | undefined): string {
+    if (!sealed) return repository;
+    if (!this.box) throw new Error("repository credentials need the secret box");
+    return joinRepositoryCredential(repository, this.box.decrypt(sealed));
+  }
+
+  /**
+   * Moves credentials still in plain text in `apps.repository` (apps created before migration
+   * 0012) into the sealed column, and out of their "app.created" activity entries. Idempotent;
+   * called at start. Answers how many apps it changed.
+   */
+  async sealStoredRepositoryCredentials(): Promise<number> {
+    let changed = 0;
+    for (const a of await apps.listApps(this.db)) {
+      const { url, credential } = splitRepositoryCredential(a.repository);
+      if (credential === undefined || !this.box) continue;
+      const sealed = this.box.encrypt(credential);
+      await this.db.transaction().execute(async (trx) => {
+        await setRepository(trx, a.id, url, sealed);
+        await setCreatedActivityRepository(trx, a.name, url);
+      });
+      changed++;
+    }
+    return changed;
+  }
+
   private async view(a: apps.AppRow): Promise<AppView> {
     const envs = await apps.listEnvironments(this.db, a.id);
     return {
       name: a.name,
       repository: a.repository,
+      repositoryCredentials: a.repository_credential_encrypted !== null,
       settings: a.settings as AppSettings,
       environments: await Promise.all(envs.map((e) => this.environmentView(a, e))),
       createdAt: a.created_at.toISOString(),
@@ -171,7 +217,7 @@ export class AppService {
       everSucceeded && (e.deployed_config_revision !== e.config_revision || e.deployed_settings_revision !== a.settings_revision);
     const undeployedCommits =
       everSucceeded && e.deployed_commit && this.commits
-        ? await this.commits.undeployedCommits(a.name, a.repository, e.branch, e.deployed_commit)
+        ? await this.commits.undeployedCommits(a.name, this.repositoryUrlForGit(a.repository, a.repository_credential_encrypted), e.branch, e.deployed_commit)
         : undefined;
     const status = environmentStatus({
       ...(last && last.finished_at ? { lastDeployment: { state: last.state as "succeeded" | "failed" | "cancelled", finishedAt: last.finished_at } } : {}),
@@ -222,6 +268,11 @@ export const HOST_LABEL_CONSTRAINT = "environments_host_label_unique";
 export function hostnameTaken(by: Principal, hostname: string, owner: { app: string; environment: string }): ConflictError {
   const visible = by.role === "admin" || by.apps.includes(owner.app);
   return new ConflictError(`host name ${hostname} is already used by ${visible ? `${owner.app}/${owner.environment}` : "another app"}`, { details: { hostname: "taken" } });
+}
+
+/** What the activity feed records about a repository: never its credential. */
+function repositoryDetails(r: { url: string; sealed: string | null }): Record<string, unknown> {
+  return r.sealed ? { repository: r.url, repositoryCredentials: true } : { repository: r.url };
 }
 
 /** Accepts git URLs the agent can clone: http(s), ssh, git, file:// and absolute local paths. */

@@ -32,7 +32,9 @@ export interface DeployJobSpec {
   deploymentId: string;
   app: string;
   environment: string;
+  /** Without its credential: that stays sealed here and is joined in only by GetJobSpec. */
   repository: string;
+  repositoryCredentialSealed?: string;
   branch: string;
   buildMode: BuildMode;
   currentImage: string | null;
@@ -156,6 +158,7 @@ export class DeploymentService {
           app: app.name,
           environment: env.name,
           repository: app.repository,
+          ...(app.repository_credential_encrypted ? { repositoryCredentialSealed: app.repository_credential_encrypted } : {}),
           branch: env.branch,
           buildMode,
           currentImage: env.current_image,

@@ -61,9 +61,9 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const hosts = new HostService(db, log, { lifecycle, heartbeatIntervalMs: 5000, heartbeatMissLimit: 3 });
   const placement = new PlacementService(() => hosts.onlineWindowMs());
   const auth = new AuthService(db, log);
-  const apps = new AppService(db, { baseDomain: "example.test", ingressScheme: "http", ingressPublicPort: 80 });
-  const tcp: Partial<TestControlPlane> = { published: 0 };
   const box = new SecretBox(randomBytes(32));
+  const apps = new AppService(db, { baseDomain: "example.test", ingressScheme: "http", ingressPublicPort: 80 }, undefined, undefined, box);
+  const tcp: Partial<TestControlPlane> = { published: 0 };
   // Real provisioning on the local cluster, under a prefix of this run's own; dropped at close.
   const dbPrefix = `t${randomBytes(4).toString("hex")}`;
   const provisioner = new DatabaseProvisioner(PG_ADMIN, log, dbPrefix);

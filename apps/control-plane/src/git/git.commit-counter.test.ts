@@ -1,0 +1,122 @@
+import { execFileSync, spawn } from "node:child_process";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "@slipway/core";
+import { GitCommitCounter } from "./git.commit-counter.js";
+
+const TOKEN = "ghp_mirrorS3cretT0ken";
+
+/** Every file under `dir` that contains `needle`. */
+function filesContaining(dir: string, needle: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = path.join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...filesContaining(p, needle));
+    else if (readFileSync(p).includes(needle)) out.push(p);
+  }
+  return out;
+}
+
+/** A git smart-HTTP server (git http-backend as CGI) that wants basic auth `bot:<TOKEN>`. */
+function gitHttpServer(root: string): http.Server {
+  return http.createServer((req, res) => {
+    if (req.headers.authorization !== `Basic ${Buffer.from(`bot:${TOKEN}`).toString("base64")}`) {
+      res.writeHead(401, { "www-authenticate": 'Basic realm="git"' }).end();
+      return;
+    }
+    const u = new URL(req.url ?? "/", "http://localhost");
+    const child = spawn("git", ["http-backend"], {
+      env: {
+        ...process.env,
+        GIT_PROJECT_ROOT: root,
+        GIT_HTTP_EXPORT_ALL: "1",
+        PATH_INFO: u.pathname,
+        QUERY_STRING: u.search.slice(1),
+        REQUEST_METHOD: req.method ?? "GET",
+        CONTENT_TYPE: req.headers["content-type"] ?? "",
+        HTTP_CONTENT_ENCODING: req.headers["content-encoding"] ?? "",
+        REMOTE_USER: "bot",
+        REMOTE_ADDR: "127.0.0.1",
+      },
+    });
+    req.pipe(child.stdin);
+    let head = Buffer.alloc(0);
+    let started = false;
+    child.stdout.on("data", (chunk: Buffer) => {
+      if (started) return void res.write(chunk);
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      started = true;
+      let statusCode = 200;
+      for (const line of head.subarray(0, end).toString("latin1").split("\r\n")) {
+        const i = line.indexOf(":");
+        const [name, value] = [line.slice(0, i).trim(), line.slice(i + 1).trim()];
+        if (name.toLowerCase() === "status") statusCode = Number.parseInt(value, 10);
+        else res.setHeader(name, value);
+      }
+      res.writeHead(statusCode);
+      res.write(head.subarray(end + 4));
+    });
+    child.stdout.on("end", () => res.end());
+  });
+}
+
+// Issue 11, finding 7: the control plane's mirror of a private repository needs the credential to
+// fetch, and used to keep the URL with it as its origin in the mirror's config. It is handed to
+// each fetch now and written nowhere.
+describe("GitCommitCounter with a repository that needs a credential", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "slipway-mirror-"));
+  const mirrors = path.join(dir, "mirrors");
+  const logged: string[] = [];
+  let server: http.Server;
+  let base = "";
+  let first = "";
+
+  beforeAll(async () => {
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: dir, encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" } }).trim();
+    git("init", "--quiet", "-b", "main", "src");
+    for (const n of [1, 2, 3]) git("-C", "src", "commit", "--quiet", "--allow-empty", "-m", `commit ${n}`);
+    first = git("-C", "src", "rev-list", "--max-parents=0", "HEAD");
+    git("clone", "--quiet", "--bare", "src", "repo.git");
+    server = gitHttpServer(dir);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    base = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const counter = () => new GitCommitCounter({ dir: mirrors, refreshMs: 0, maxWaitMs: 30_000, log: createLogger("t", "info", { write: (l: string) => void logged.push(l) }) });
+
+  it("fetches with the credential, and the mirror on disk holds no trace of it", async () => {
+    const c = counter();
+    expect(await c.undeployedCommits("shop", `http://bot:${TOKEN}@${base}/repo.git`, "main", first)).toBe(2);
+    // A second round fetches into the existing mirror.
+    expect(await c.undeployedCommits("shop", `http://bot:${TOKEN}@${base}/repo.git`, "main", first)).toBe(2);
+    expect(filesContaining(mirrors, TOKEN)).toEqual([]);
+    expect(filesContaining(mirrors, Buffer.from(`bot:${TOKEN}`).toString("base64"))).toEqual([]);
+  });
+
+  it("a refused credential gives an unknown count and a warning without the credential", async () => {
+    const c = counter();
+    logged.length = 0;
+    expect(await c.undeployedCommits("other", `http://bot:${TOKEN}-revoked@${base}/repo.git`, "main", first)).toBeUndefined();
+    expect(logged.join("\n")).toContain("could not refresh the repository mirror");
+    expect(logged.join("\n")).not.toContain(TOKEN);
+  });
+
+  it("removes the origin (and the credential in it) that mirrors cloned by earlier versions kept", async () => {
+    execFileSync("git", ["clone", "--quiet", "--mirror", path.join(dir, "repo.git"), path.join(mirrors, "old.git")]);
+    execFileSync("git", ["-C", path.join(mirrors, "old.git"), "remote", "set-url", "origin", `http://bot:${TOKEN}@${base}/repo.git`]);
+    expect(filesContaining(path.join(mirrors, "old.git"), TOKEN)).not.toEqual([]);
+    expect(await counter().undeployedCommits("old", `http://bot:${TOKEN}@${base}/repo.git`, "main", first)).toBe(2);
+    expect(filesContaining(path.join(mirrors, "old.git"), TOKEN)).toEqual([]);
+  });
+});
