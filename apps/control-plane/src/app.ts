@@ -50,6 +50,8 @@ export interface AppDeps {
   /** Extra readiness checks (database, NATS); each throws when not ready. */
   readiness: Array<() => Promise<void>>;
   logPollIntervalMs?: number;
+  /** TLS for the REST API (PEM certificate chain and key); absent = plain HTTP. */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 /** Builds the REST API without listening, so tests can use `inject()`. */
@@ -58,7 +60,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log.child({ component: "http" }) as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: true } },
     bodyLimit: 1024 * 1024,
-  });
+    ...(deps.https ? { https: deps.https } : {}),
+  }) as unknown as FastifyInstance;
 
   await app.register(swagger, {
     openapi: {

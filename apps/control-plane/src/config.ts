@@ -15,6 +15,9 @@ export interface ControlPlaneConfig {
   natsPublicUrl?: string;
   httpHost: string;
   httpPort: number;
+  /** PEM files for the REST API's TLS (certificate chain and key); unset = plain HTTP. */
+  httpTlsCert?: string;
+  httpTlsKey?: string;
   grpcHost: string;
   grpcPort: number;
   baseDomain: string;
@@ -129,6 +132,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (Boolean(env.SLIPWAY_GRPC_TLS_CERT) !== Boolean(env.SLIPWAY_GRPC_TLS_KEY)) {
     throw new ConfigError("SLIPWAY_GRPC_TLS_CERT", "SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY go together");
   }
+  if (Boolean(env.SLIPWAY_HTTP_TLS_CERT) !== Boolean(env.SLIPWAY_HTTP_TLS_KEY)) {
+    throw new ConfigError("SLIPWAY_HTTP_TLS_CERT", "SLIPWAY_HTTP_TLS_CERT and SLIPWAY_HTTP_TLS_KEY go together");
+  }
   if (env.SLIPWAY_GRPC_TLS_CLIENT_CA && !env.SLIPWAY_GRPC_TLS_CERT) {
     throw new ConfigError("SLIPWAY_GRPC_TLS_CLIENT_CA", "client certificates (mTLS) need SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY");
   }
@@ -141,6 +147,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     natsPublicUrl: url(env, "SLIPWAY_NATS_PUBLIC_URL", ["nats:", "tls:"]),
     httpHost: env.SLIPWAY_HTTP_HOST || defaults.httpHost,
     httpPort: int(env, "SLIPWAY_HTTP_PORT", defaults.httpPort, 0, 65535),
+    httpTlsCert: env.SLIPWAY_HTTP_TLS_CERT || undefined,
+    httpTlsKey: env.SLIPWAY_HTTP_TLS_KEY || undefined,
     grpcHost: env.SLIPWAY_GRPC_HOST || defaults.grpcHost,
     grpcPort: int(env, "SLIPWAY_GRPC_PORT", defaults.grpcPort, 0, 65535),
     baseDomain,
@@ -175,4 +183,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
   });
+}
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * What is wrong with how the control plane listens: one message per listener reachable beyond
+ * loopback that speaks plain text (an empty host or 0.0.0.0 is every interface). Logged as
+ * warnings at start; API tokens, agent credentials and job specs with their secrets cross
+ * those listeners.
+ */
+export function plaintextListenerWarnings(c: Pick<ControlPlaneConfig, "httpHost" | "httpPort" | "httpTlsCert" | "grpcHost" | "grpcPort" | "grpcTlsCert">): string[] {
+  const out: string[] = [];
+  if (!c.httpTlsCert && !isLoopbackHost(c.httpHost)) {
+    out.push(
+      `INSECURE: the REST API listens on ${c.httpHost}:${c.httpPort} beyond loopback WITHOUT TLS: API tokens, variables and shell sessions cross the network in plain text. ` +
+        "Set SLIPWAY_HTTP_TLS_CERT and SLIPWAY_HTTP_TLS_KEY, or bind SLIPWAY_HTTP_HOST to 127.0.0.1 behind a TLS-terminating proxy.",
+    );
+  }
+  if (!c.grpcTlsCert && !isLoopbackHost(c.grpcHost)) {
+    out.push(
+      `INSECURE: the gRPC AgentService listens on ${c.grpcHost}:${c.grpcPort} beyond loopback WITHOUT TLS: agent credentials and job specs with their secrets (variables, database passwords, repository credentials) cross the network in plain text. ` +
+        "Set SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY (and SLIPWAY_GRPC_TLS_CLIENT_CA for mTLS).",
+    );
+  }
+  return out;
 }

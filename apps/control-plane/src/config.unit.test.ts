@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, isLoopbackHost, loadConfig, plaintextListenerWarnings } from "./config.js";
 
 describe("control plane configuration", () => {
   it("has embedded defaults", () => {
@@ -24,8 +24,53 @@ describe("control plane configuration", () => {
     ["SLIPWAY_METRICS_RETENTION_HOURS", "0"],
     ["SLIPWAY_METRICS_RETENTION_HOURS", "1.5"],
     ["SLIPWAY_JOB_ACK_WAIT_SECONDS", "0"],
+    ["SLIPWAY_HTTP_TLS_CERT", "/etc/slipway/api.crt"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  it("reads the REST API's TLS certificate and key, which go together", () => {
+    expect(loadConfig({ SLIPWAY_HTTP_TLS_CERT: "/c.pem", SLIPWAY_HTTP_TLS_KEY: "/k.pem" })).toMatchObject({ httpTlsCert: "/c.pem", httpTlsKey: "/k.pem" });
+    expect(() => loadConfig({ SLIPWAY_HTTP_TLS_KEY: "/k.pem" })).toThrow("SLIPWAY_HTTP_TLS_CERT");
+  });
+
+  it.each([
+    ["127.0.0.1", true],
+    ["127.1.2.3", true],
+    ["localhost", true],
+    ["::1", true],
+    ["[::1]", true],
+    ["0.0.0.0", false],
+    ["::", false],
+    ["", false],
+    ["10.0.0.5", false],
+    ["cp.example.com", false],
+  ])("%s is loopback: %s", (host, loopback) => {
+    expect(isLoopbackHost(host)).toBe(loopback);
+  });
+
+  describe("warns about plain-text listeners beyond loopback", () => {
+    const warnings = (env: NodeJS.ProcessEnv) => plaintextListenerWarnings(loadConfig(env));
+    it("none on the loopback defaults", () => {
+      expect(warnings({})).toEqual([]);
+    });
+    it("one for the REST API on every interface without TLS, naming the variables that fix it", () => {
+      const w = warnings({ SLIPWAY_HTTP_HOST: "0.0.0.0" });
+      expect(w).toHaveLength(1);
+      expect(w[0]).toMatch(/^INSECURE: the REST API listens on 0\.0\.0\.0:7700 .*WITHOUT TLS/);
+      expect(w[0]).toContain("SLIPWAY_HTTP_TLS_CERT");
+      expect(warnings({ SLIPWAY_HTTP_HOST: "0.0.0.0", SLIPWAY_HTTP_TLS_CERT: "/c", SLIPWAY_HTTP_TLS_KEY: "/k" })).toEqual([]);
+    });
+    it("one for gRPC on a public address without TLS", () => {
+      const w = warnings({ SLIPWAY_GRPC_HOST: "10.0.0.5", SLIPWAY_GRPC_PORT: "9000" });
+      expect(w).toHaveLength(1);
+      expect(w[0]).toMatch(/^INSECURE: the gRPC AgentService listens on 10\.0\.0\.5:9000 .*WITHOUT TLS/);
+      expect(w[0]).toContain("SLIPWAY_GRPC_TLS_CERT");
+      expect(warnings({ SLIPWAY_GRPC_HOST: "10.0.0.5", SLIPWAY_GRPC_TLS_CERT: "/c", SLIPWAY_GRPC_TLS_KEY: "/k" })).toEqual([]);
+    });
+    it("both when both are exposed", () => {
+      expect(warnings({ SLIPWAY_HTTP_HOST: "::", SLIPWAY_GRPC_HOST: "0.0.0.0" })).toHaveLength(2);
+    });
   });
 });

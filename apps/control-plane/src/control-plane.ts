@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Server } from "@grpc/grpc-js";
 import type { Logger } from "@slipway/core";
-import type { ControlPlaneConfig } from "./config.js";
+import { plaintextListenerWarnings, type ControlPlaneConfig } from "./config.js";
 import { openDatabase, ping, type DatabaseHandle } from "./db/database.js";
 import { startEmbeddedNats, type EmbeddedNats } from "./embedded/nats-server.js";
 import { NatsJobBus } from "./bus/nats.job-bus.js";
@@ -46,6 +46,8 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
   const stop = async () => {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup step failed"));
   };
+  // Loud on purpose: the first lines an operator sees.
+  for (const warning of plaintextListenerWarnings(config)) log.warn({ insecure: true }, warning);
   try {
     const database = await openDatabase({
       ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
@@ -141,6 +143,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       shells: shellRelay,
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [() => ping(db)],
+      ...(config.httpTlsCert && config.httpTlsKey ? { https: { cert: readFileSync(config.httpTlsCert), key: readFileSync(config.httpTlsKey) } } : {}),
     });
     const address = await app.listen({ host: config.httpHost, port: config.httpPort });
     cleanups.push(() => app.close());
