@@ -14,18 +14,17 @@ export interface ShellStreams {
  * environment: one streamed POST whose request body carries the input and
  * whose response body carries the output, both as frames. With a terminal,
  * stdin is put in raw mode (every key goes to the container, Ctrl-C too) and
- * the terminal's size follows. Answers the command's exit status.
+ * the terminal's size follows. Answers the command's exit status. The
+ * command goes in the body's first frame (Open), never in the URL, which
+ * request logs keep.
  */
 export function runShell(o: { url: string; token: string; app: string; env: string; command: string[]; tty: boolean; streams: ShellStreams }): Promise<number> {
   const { stdin, stdout, stderr } = o.streams;
-  const q = new URLSearchParams();
-  if (o.command.length > 0) q.set("command", JSON.stringify(o.command));
-  if (o.tty) {
-    q.set("tty", "true");
-    q.set("rows", String(stdout.rows ?? 24));
-    q.set("cols", String(stdout.columns ?? 80));
-  }
-  const target = new URL(`${o.url}/v1/apps/${encodeURIComponent(o.app)}/environments/${encodeURIComponent(o.env)}/shell?${q}`);
+  const open = {
+    ...(o.command.length > 0 ? { command: o.command } : {}),
+    ...(o.tty ? { tty: true, rows: stdout.rows ?? 24, cols: stdout.columns ?? 80 } : {}),
+  };
+  const target = new URL(`${o.url}/v1/apps/${encodeURIComponent(o.app)}/environments/${encodeURIComponent(o.env)}/shell`);
   const lib = target.protocol === "https:" ? https : http;
   return new Promise<number>((resolve, reject) => {
     let code: number | undefined;
@@ -94,6 +93,6 @@ export function runShell(o: { url: string; token: string; app: string; env: stri
         resolve(code ?? 1);
       });
     });
-    req.flushHeaders();
+    req.write(encodeShellFrame(ShellFrame.Open, JSON.stringify(open)));
   });
 }

@@ -16,6 +16,12 @@ export const ShellFrame = {
   Exit: 4,
   /** → client: the session could not start or broke (UTF-8 message); the last frame. */
   Error: 5,
+  /**
+   * client → control plane: the first frame of the request body, the session's options (JSON
+   * `{command?, tty?, rows?, cols?}`); the command travels here, not in the URL, so it stays out
+   * of request logs. Never forwarded to the agent.
+   */
+  Open: 9,
   /** client → agent */
   Stdin: 10,
   /** client → agent: stdin is at its end. */
