@@ -67,7 +67,8 @@ export async function runDeployment(ctx: DeployContext): Promise<"succeeded" | "
     // containers is housekeeping after it; a failure there must not fail the deployment.
     ctx.log.info({ replaced: old.length }, "deployment succeeded");
     ctx.report.logLine(`deployment succeeded: ${ctx.image}`);
-    ctx.report.result("succeeded", { ...(ctx.commit ? { commit: ctx.commit } : {}), ...(ctx.image ? { image: ctx.image } : {}) });
+    // The cleanup (stopping containers) competes for the CPU: it starts once the result is stored.
+    await ctx.report.result("succeeded", { ...(ctx.commit ? { commit: ctx.commit } : {}), ...(ctx.image ? { image: ctx.image } : {}) });
     ctx.report.heading(stepHeadings.cleanup);
     ctx.report.step("cleanup", "running");
     try {

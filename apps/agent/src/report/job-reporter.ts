@@ -55,7 +55,12 @@ export class JobReporter {
   facts(commit: string, image: string): void {
     this.push({ $case: "facts", value: { commit, image } });
   }
-  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): void {
+  /**
+   * The job's outcome. It is sent at once, not with the next batch; the
+   * promise resolves when it is stored, or when sending failed (it is then
+   * sent again by the next flush): it never rejects.
+   */
+  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): Promise<void> {
     const f = info.error !== undefined ? toFailure(info.error) : undefined;
     this.push({
       $case: "result",
@@ -67,7 +72,7 @@ export class JobReporter {
       },
     });
     // A job's outcome is what users wait for: it goes out now, not at the next batch.
-    void this.flush().catch((err: unknown) => this.log.warn({ jobId: this.jobId, err: (err as Error).message }, "could not report the result yet; it is sent again with the next flush"));
+    return this.flush().catch((err: unknown) => this.log.warn({ jobId: this.jobId, err: (err as Error).message }, "could not report the result yet; it is sent again with the next flush"));
   }
 
   /** Sends everything buffered; retries until stored or `deadlineMs` passes (then throws). */

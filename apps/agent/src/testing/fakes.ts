@@ -316,7 +316,7 @@ export class FakeJobReporter extends Recorder<ReportMethod> implements DeployRep
     this.enterSync("facts", [commit, image]);
     this.events.push({ kind: "facts", commit, image });
   }
-  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): void {
+  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): Promise<void> {
     this.enterSync("result", [state, info]);
     this.events.push({
       kind: "result",
@@ -325,6 +325,7 @@ export class FakeJobReporter extends Recorder<ReportMethod> implements DeployRep
       ...(info.image ? { image: info.image } : {}),
       ...(info.error !== undefined ? { failure: toFailure(info.error) } : {}),
     });
+    return Promise.resolve();
   }
 
   /** The log lines, in order. */
