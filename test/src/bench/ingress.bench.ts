@@ -28,7 +28,7 @@ import { Platform, type AgentHandle } from "../support/platform.js";
 import { TestRepo } from "../support/git-repo.js";
 import { getVia } from "../support/load.js";
 import { freePort, startProcess, waitFor, type Proc } from "../support/processes.js";
-import { childPids, cpuSecondsOf, machineCpuSeconds } from "../support/proc-stat.js";
+import { childPids, cpuSecondsOf, machineCpuSeconds, waitedChildrenCpuSeconds } from "../support/proc-stat.js";
 import { haproxyCommand } from "../support/haproxy-admin.js";
 import { runWrk, type WrkResult } from "../support/wrk.js";
 import { fixed, max, mdTable, median, min, textTable } from "./stats.js";
@@ -76,7 +76,7 @@ interface Run {
   phase: "max" | "paced";
   wrk: WrkResult;
   /** CPU seconds during the run */
-  cpu: { haproxy: number; agent: number; bare: number; app: number; machineBusy: number; machineTotal: number };
+  cpu: { haproxy: number; agent: number; bare: number; app: number; wrk: number; machineBusy: number; machineTotal: number };
 }
 
 interface Measured {
@@ -248,7 +248,7 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
     bare: `http://127.0.0.1:${barePort}/`,
   };
   const one = async (target: Target, phase: Run["phase"], durationS: number): Promise<Run> => {
-    const before = { haproxy: cpuSecondsOf(pids.haproxy), agent: cpuSecondsOf(pids.agent), bare: cpuSecondsOf(pids.bare), app: cpuSecondsOf(pids.app), m: machineCpuSeconds() };
+    const before = { haproxy: cpuSecondsOf(pids.haproxy), agent: cpuSecondsOf(pids.agent), bare: cpuSecondsOf(pids.bare), app: cpuSecondsOf(pids.app), wrk: waitedChildrenCpuSeconds(), m: machineCpuSeconds() };
     const wrk = await runWrk({ url: urls[target], host, connections: CONNECTIONS, threads: THREADS, durationS, ...(phase === "paced" ? { pauseMs: PAUSE_MS } : {}) });
     const m = machineCpuSeconds();
     const cpu = {
@@ -256,6 +256,7 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
       agent: cpuSecondsOf(pids.agent) - before.agent,
       bare: cpuSecondsOf(pids.bare) - before.bare,
       app: cpuSecondsOf(pids.app) - before.app,
+      wrk: waitedChildrenCpuSeconds() - before.wrk,
       machineBusy: m.busy - before.m.busy,
       machineTotal: m.total - before.m.total,
     };
@@ -279,7 +280,7 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
         const L = r.wrk.latencyMs;
         progress(
           `${phase} round ${round + 1}/${ROUNDS} ${t.padEnd(7)} ${fixed(r.wrk.rps, 0).padStart(6)} req/s  p50 ${fixed(L.p50, 3)} p99 ${fixed(L.p99, 3)} ms  ` +
-            `CPU s: haproxy ${fixed(r.cpu.haproxy, 2)} agent ${fixed(r.cpu.agent, 2)} bare ${fixed(r.cpu.bare, 2)} app ${fixed(r.cpu.app, 2)} machine ${fixed(r.cpu.machineBusy, 1)}/${fixed(r.cpu.machineTotal, 1)}`,
+            `CPU s: haproxy ${fixed(r.cpu.haproxy, 2)} agent ${fixed(r.cpu.agent, 2)} bare ${fixed(r.cpu.bare, 2)} app ${fixed(r.cpu.app, 2)} wrk ${fixed(r.cpu.wrk, 2)} other ${fixed(otherCpu(r), 1)}; machine ${fixed(r.cpu.machineBusy, 1)}/${fixed(r.cpu.machineTotal, 1)}`,
         );
       }
     }
@@ -310,6 +311,12 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
     agentIdleCpuPerS,
     agentLog: trafficLogLine(platform),
   };
+}
+
+/** CPU seconds of everything else on the machine during a run: other people's work, dockerd, the platform's other processes. */
+function otherCpu(r: Run): number {
+  const c = r.cpu;
+  return c.machineBusy - c.haproxy - c.agent - c.bare - c.app - c.wrk;
 }
 
 function verdict(pass: boolean, miss: string): string {
@@ -374,7 +381,7 @@ function report(m: Measured): { text: string; markdown: string; pass: boolean } 
     ["req/s through the ingress ÷ directly (saturating)", `${fixed(rps(maxIngress), 0)} ÷ ${fixed(rps(maxDirect), 0)} = ${fixed(rps(maxIngress) / rps(maxDirect), 2)}; bare HAProxy ${fixed(rps(maxBare), 0)} (${fixed(rps(maxBare) / rps(maxDirect), 2)})`, "—", "—"],
   ];
 
-  const tHeader = ["target (saturating wrk)", "req/s: median (min–max)", "HAProxy CPU s / 1,000 req", "agent CPU s / 1,000 req", "app CPU s / 1,000 req", "machine busy %"];
+  const tHeader = ["target (saturating wrk)", "req/s: median (min–max)", "HAProxy CPU s / 1,000 req", "agent CPU s / 1,000 req", "app CPU s / 1,000 req", "machine busy %", "of which other processes %"];
   const tRows = TARGETS.map((t) => {
     const rs = of(t, "max");
     return [
@@ -384,6 +391,7 @@ function report(m: Measured): { text: string; markdown: string; pass: boolean } 
       t === "ingress" ? `${fixed(agentK, 3)} (${fixed(agentNetK, 3)} above its idle ${fixed(m.agentIdleCpuPerS * 100, 1)} % of a core)` : "—",
       fixed(perK(rs, (r) => r.cpu.app), 3),
       spread(rs.map((r) => (r.cpu.machineBusy / r.cpu.machineTotal) * 100)),
+      spread(rs.map((r) => (otherCpu(r) / r.cpu.machineTotal) * 100)),
     ];
   });
   const lHeader = ["target (paced wrk)", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "HAProxy + agent CPU s / 1,000 req"];
@@ -392,8 +400,8 @@ function report(m: Measured): { text: string; markdown: string; pass: boolean } 
     const cpuK = t === "ingress" ? perK(rs, (r) => r.cpu.haproxy + r.cpu.agent) : t === "bare" ? perK(rs, (r) => r.cpu.bare) : NaN;
     return [t, spread(rs.map((r) => r.wrk.rps)), spread(rs.map((r) => r.wrk.latencyMs.p50), 3), spread(rs.map((r) => r.wrk.latencyMs.p90), 3), spread(rs.map((r) => r.wrk.latencyMs.p99), 3), spread(rs.map((r) => r.wrk.latencyMs.p999), 3), t === "direct" ? "—" : fixed(cpuK, 3)];
   });
-  const runHeader = ["phase", "target", "requests", "s", "req/s", "p50 ms", "p99 ms", "HAProxy CPU s", "agent CPU s", "bare CPU s", "app CPU s", "machine busy CPU s"];
-  const runRows = m.runs.map((r) => [r.phase, r.target, String(r.wrk.requests), fixed(r.wrk.seconds, 2), fixed(r.wrk.rps, 0), fixed(r.wrk.latencyMs.p50, 3), fixed(r.wrk.latencyMs.p99, 3), fixed(r.cpu.haproxy, 2), fixed(r.cpu.agent, 2), fixed(r.cpu.bare, 2), fixed(r.cpu.app, 2), fixed(r.cpu.machineBusy, 1)]);
+  const runHeader = ["phase", "target", "requests", "s", "req/s", "p50 ms", "p99 ms", "HAProxy CPU s", "agent CPU s", "bare CPU s", "app CPU s", "wrk CPU s", "other CPU s", "machine busy CPU s"];
+  const runRows = m.runs.map((r) => [r.phase, r.target, String(r.wrk.requests), fixed(r.wrk.seconds, 2), fixed(r.wrk.rps, 0), fixed(r.wrk.latencyMs.p50, 3), fixed(r.wrk.latencyMs.p99, 3), fixed(r.cpu.haproxy, 2), fixed(r.cpu.agent, 2), fixed(r.cpu.bare, 2), fixed(r.cpu.app, 2), fixed(r.cpu.wrk, 2), fixed(otherCpu(r), 1), fixed(r.cpu.machineBusy, 1)]);
 
   const cpu = os.cpus();
   const header = [

@@ -22,6 +22,17 @@ export function cpuSeconds(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : 0;
 }
 
+/**
+ * CPU seconds of this process's terminated and waited-for children so far
+ * (cutime + cstime of /proc/self/stat): the CPU of a tool run with execFile,
+ * such as wrk, once it has exited.
+ */
+export function waitedChildrenCpuSeconds(): number {
+  const f = statFields(process.pid);
+  // cutime(16) and cstime(17): indices 13 and 14 after the comm.
+  return f ? (Number(f[13]) + Number(f[14])) / CLK_TCK : 0;
+}
+
 /** Pids whose parent is `ppid` (e.g. an HAProxy master's workers). */
 export function childPids(ppid: number): number[] {
   const out: number[] = [];
