@@ -63,6 +63,9 @@ describe("content and backups (REST)", () => {
   });
 
   it("provisions the environment's own database and hands its URL and storage DSN to the deployment", async () => {
+    // The copy into test queued above must end first: one operation per environment (issue 11).
+    await sql`UPDATE content_copies SET state = 'succeeded', finished_at = now() WHERE target = 'test'`.execute(cp.database.db);
+    await sql`UPDATE backups SET state = 'succeeded', finished_at = now() WHERE environment = 'test'`.execute(cp.database.db);
     const res = await call("POST", "/v1/apps/shop/environments/test/deployments", {});
     expect(res.statusCode).toBe(202);
     const job = await cp.database.db.selectFrom("jobs").selectAll().where("deployment_id", "=", res.json().id).executeTakeFirstOrThrow();

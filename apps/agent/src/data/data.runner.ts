@@ -234,6 +234,8 @@ class DataJob {
     const manifest = await this.readManifest(b);
     if (this.spec.database && !manifest.database) throw new StepFailure("backup_unusable", `backup ${b.backupId} has no database`, false);
     if (this.spec.media && !manifest.media) throw new StepFailure("backup_unusable", `backup ${b.backupId} has no media`, false);
+    // Issue 11: like a content copy, the target's current content is kept first (older control planes send none).
+    if (this.spec.safetyBackup) await this.safetyBackup(this.spec.safetyBackup);
     if (this.spec.database) {
       const target = need(this.spec.targetDatabaseUrl, "target database URL");
       await this.stage("database", "database restore", async () => {
@@ -252,8 +254,7 @@ class DataJob {
     }
   }
 
-  async copy(): Promise<void> {
-    const safety = need(this.spec.safetyBackup, "safety backup");
+  private async safetyBackup(safety: BackupLocation): Promise<void> {
     await this.stage(
       "safety-backup",
       `safety backup ${safety.backupId} of the target`,
@@ -261,6 +262,10 @@ class DataJob {
       "safety backup",
     );
     this.done.push(`safety backup ${safety.backupId} of the target written`);
+  }
+
+  async copy(): Promise<void> {
+    await this.safetyBackup(need(this.spec.safetyBackup, "safety backup"));
     if (this.spec.database) {
       const source = need(this.spec.sourceDatabaseUrl, "source database URL");
       const target = need(this.spec.targetDatabaseUrl, "target database URL");
@@ -284,7 +289,7 @@ class DataJob {
   summary(err: unknown): string {
     const parts = [...this.done, failedText(this.current, err)];
     let tail = "";
-    if (this.spec.action === "copy") {
+    if (this.spec.action === "copy" || (this.spec.action === "restore" && this.spec.safetyBackup)) {
       tail = this.done.length > 0 ? `. The safety backup ${this.spec.safetyBackup?.backupId} restores the target's previous content.` : ". The target was not touched.";
     }
     return parts.join("; ") + tail;

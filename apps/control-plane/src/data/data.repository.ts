@@ -101,3 +101,51 @@ export async function deleteBackupsOf(db: Db, environmentId: string): Promise<vo
 export function backupSchedules(db: Db): Promise<Array<{ id: string; name: string; backup_schedule: unknown; app: string }>> {
   return db.selectFrom("environments").innerJoin("apps", "apps.id", "environments.app_id").select(["environments.id", "environments.name", "environments.backup_schedule", "apps.name as app"]).execute();
 }
+
+// ---- one operation per environment at a time (issue 11) ----
+
+/** What is changing an environment's code or content right now. */
+export interface ActiveOperation {
+  kind: "deployment" | "backup" | "copy" | "restore";
+  id: string;
+  state: string;
+}
+
+/**
+ * Locks the environment's row (SELECT … FOR UPDATE) until the transaction ends, so two
+ * requests that both check activeOperation cannot both pass. False when it no longer exists.
+ */
+export async function lockEnvironment(trx: Db, environmentId: string): Promise<boolean> {
+  return (await trx.selectFrom("environments").select("id").where("id", "=", environmentId).forUpdate().executeTakeFirst()) !== undefined;
+}
+
+/**
+ * The deployment (not one waiting behind another) or data operation (a backup of it, a
+ * content copy or restore into it) that is queued or running on the environment, if any.
+ * A queued job counts: the agent may pick it up at any moment. Call it after lockEnvironment,
+ * in the transaction that writes the new operation.
+ */
+export async function activeOperation(trx: Db, environmentId: string): Promise<ActiveOperation | undefined> {
+  const deployment = await trx
+    .selectFrom("deployments")
+    .select(["id", "state"])
+    .where("environment_id", "=", environmentId)
+    .where("waiting", "=", false)
+    .where("state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
+    .executeTakeFirst();
+  if (deployment) return { kind: "deployment", ...deployment };
+  const copy = await trx
+    .selectFrom("content_copies")
+    .select(["id", "state", "kind"])
+    .where("target_environment_id", "=", environmentId)
+    .where("state", "in", ["queued", "running"])
+    .executeTakeFirst();
+  if (copy) return { kind: copy.kind === "restore" ? "restore" : "copy", id: copy.id, state: copy.state };
+  const backup = await trx
+    .selectFrom("backups")
+    .select(["id", "state"])
+    .where("environment_id", "=", environmentId)
+    .where("state", "in", ["queued", "running"])
+    .executeTakeFirst();
+  return backup ? { kind: "backup", ...backup } : undefined;
+}

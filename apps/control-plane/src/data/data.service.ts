@@ -14,6 +14,7 @@ import type { Db } from "../db/database.js";
 import type { BackupSchedule } from "../db/schema.js";
 import * as apps from "../repositories/apps.repository.js";
 import * as data from "./data.repository.js";
+import type { ActiveOperation } from "./data.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "../services/auth.service.js";
 import type { SecretBox } from "../services/secret-box.js";
@@ -145,6 +146,7 @@ export class DataService {
     await this.ensureDatabase(app, env);
     const id = randomUUID();
     await this.db.transaction().execute(async (trx) => {
+      await refuseWhileActive(trx, env.id, `${appName}/${envName}`);
       await data.insertBackup(trx, { id, app: appName, environment: envName, environmentId: env.id, kind, database: input.database, media: input.media, prefix: backupLocation(env.id, id), requestedBy: by.name });
       const spec: DataJobSpec = { action: "backup", app: appName, environment: envName, targetEnvironmentId: env.id, database: input.database, media: input.media, backupId: id };
       const jobId = await this.enqueue(trx, env, spec);
@@ -183,6 +185,7 @@ export class DataService {
     await this.db
       .transaction()
       .execute(async (trx) => {
+        await refuseWhileActive(trx, targetEnv.id, `${appName}/${target}`);
         await data.insertBackup(trx, { id: safetyId, app: appName, environment: target, environmentId: targetEnv.id, kind: "safety", database: input.database, media: input.media, prefix: backupLocation(targetEnv.id, safetyId), requestedBy: by.name });
         await data.insertContentCopy(trx, { id, app: appName, source: input.from, target, sourceEnvironmentId: sourceEnv.id, targetEnvironmentId: targetEnv.id, kind: "copy", database: input.database, media: input.media, safetyBackupId: safetyId, requestedBy: by.name });
         const spec: DataJobSpec = { action: "copy", app: appName, environment: target, targetEnvironmentId: targetEnv.id, sourceEnvironmentId: sourceEnv.id, database: input.database, media: input.media, safetyBackupId: safetyId };
@@ -207,14 +210,19 @@ export class DataService {
     if (input.confirm !== true) throw new PreconditionFailedError(`restoring replaces the content of ${backup.app}/${target.name}: send "confirm": true`);
     await this.ensureDatabase(app, target);
     const id = randomUUID();
+    // Like a content copy: the target's current content is backed up first, by the same job.
+    const safetyId = randomUUID();
     await this.db
       .transaction()
       .execute(async (trx) => {
-        await data.insertContentCopy(trx, { id, app: backup.app, source: `backup:${backupId}`, target: target.name, sourceEnvironmentId: backup.environment_id, targetEnvironmentId: target.id, kind: "restore", database: backup.database, media: backup.media, safetyBackupId: null, requestedBy: by.name });
-        const spec: DataJobSpec = { action: "restore", app: backup.app, environment: target.name, targetEnvironmentId: target.id, database: backup.database, media: backup.media, backupId };
+        await refuseWhileActive(trx, target.id, `${backup.app}/${target.name}`);
+        await data.insertBackup(trx, { id: safetyId, app: backup.app, environment: target.name, environmentId: target.id, kind: "safety", database: backup.database, media: backup.media, prefix: backupLocation(target.id, safetyId), requestedBy: by.name });
+        await data.insertContentCopy(trx, { id, app: backup.app, source: `backup:${backupId}`, target: target.name, sourceEnvironmentId: backup.environment_id, targetEnvironmentId: target.id, kind: "restore", database: backup.database, media: backup.media, safetyBackupId: safetyId, requestedBy: by.name });
+        const spec: DataJobSpec = { action: "restore", app: backup.app, environment: target.name, targetEnvironmentId: target.id, database: backup.database, media: backup.media, backupId, safetyBackupId: safetyId };
         const jobId = await this.enqueue(trx, target, spec);
         await data.setContentCopyJob(trx, id, jobId);
-        await recordActivity(trx, { actor: by.name, app: backup.app, environment: target.name, action: "backup.restore_requested", details: { backup: backupId, restore: id } });
+        await data.setBackupJob(trx, safetyId, jobId);
+        await recordActivity(trx, { actor: by.name, app: backup.app, environment: target.name, action: "backup.restore_requested", details: { backup: backupId, restore: id, safetyBackup: safetyId } });
       })
       .catch(conflictOnActive(backup.app, target.name));
     this.opts.onJobQueued();
@@ -323,7 +331,13 @@ export class DataService {
       const scheduled = (await data.listBackups(this.db, e.id)).filter((b) => b.kind === "scheduled");
       const last = scheduled[0];
       if (!last || now.getTime() - last.created_at.getTime() >= 24 * 3600_000) {
-        await this.createBackup(system, e.app, e.name, { database: true, media: true }, "scheduled").then(() => started++, (err: unknown) => this.opts.log.warn({ app: e.app, env: e.name, err: (err as Error).message }, "scheduled backup not started"));
+        await this.createBackup(system, e.app, e.name, { database: true, media: true }, "scheduled").then(
+          () => started++,
+          (err: unknown) =>
+            err instanceof ConflictError
+              ? this.opts.log.info({ app: e.app, env: e.name, reason: err.message }, "scheduled backup skipped: another operation is running; tried again at the next run")
+              : this.opts.log.warn({ app: e.app, env: e.name, err: (err as Error).message }, "scheduled backup not started"),
+        );
       }
       const done = scheduled.filter((b) => b.state === "succeeded");
       const keep = backupsToKeep(done.map((b) => ({ id: b.id, createdAt: b.created_at })), schedule.retention);
@@ -366,6 +380,21 @@ export class DataService {
 /** The database and role recorded on the environment, if any. */
 function recordedNames(env: Pick<apps.EnvironmentRow, "database_name" | "database_role">): EnvironmentDatabase | undefined {
   return env.database_name && env.database_role ? { database: env.database_name, role: env.database_role } : undefined;
+}
+
+/**
+ * The one rule of issue 11: an environment runs one deployment or data operation at a time,
+ * and is not removed under one. Locks the environment's row for the rest of `trx` (so two
+ * requests racing cannot both pass), then throws a 409 naming what is running. `except`
+ * lets a deployment queue behind a deployment. Returns the operation it let through, if any.
+ */
+export async function refuseWhileActive(trx: Db, environmentId: string, label: string, except?: ActiveOperation["kind"]): Promise<ActiveOperation | undefined> {
+  if (!(await data.lockEnvironment(trx, environmentId))) throw new NotFoundError(`environment ${label} no longer exists`);
+  const op = await data.activeOperation(trx, environmentId);
+  if (!op || op.kind === except) return op;
+  throw new ConflictError(`${op.kind === "copy" ? "content copy" : op.kind} ${op.id} of ${label} is ${op.state}: wait for it to finish, one deployment or data operation per environment at a time`, {
+    details: { operation: op.kind, id: op.id, state: op.state },
+  });
 }
 
 function conflictOnActive(app: string, env: string) {

@@ -20,7 +20,7 @@ import { requireApp, type Principal } from "./auth.service.js";
 import type { AppService } from "./app.service.js";
 import type { PlacementService } from "./placement.service.js";
 import type { EnvironmentService } from "./environment.service.js";
-import type { DataJobSpec } from "../data/data.service.js";
+import { refuseWhileActive, type DataJobSpec } from "../data/data.service.js";
 import { insertBackup, insertContentCopy } from "../data/data.repository.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
@@ -144,6 +144,8 @@ export class DeploymentService {
       .execute(async (trx) => {
         const app = await apps.getAppByName(trx, appName);
         const env = await apps.getEnvironment(trx, app, envName);
+        // A data operation refuses it (a deployment with content is itself one); a deployment may queue behind another.
+        await refuseWhileActive(trx, env.id, `${appName}/${envName}`, "deployment");
         const active = await deployments.findActiveDeployment(trx, env.id);
         if (active && !input.queue) {
           throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is still ${active.state}; wait for it, cancel it, or pass "queue": true to run this one after it`, { details: { deployment: active.id } });
