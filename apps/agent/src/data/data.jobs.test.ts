@@ -182,6 +182,24 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     expect(await readDigests(media("envB/"))).toEqual(before.media);
   });
 
+  it("a restore with a safety backup keeps the target's content first, and that backup brings it back exactly (issue 11)", async () => {
+    await fillItems(dbB, 55, "changed");
+    await putObjects(media("envB/"), 3, (i) => 100 + i, (i) => `uploads/r-${i}.bin`);
+    const before = { db: await itemsDigest(dbB), media: await readDigests(media("envB/")) };
+    const restore = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("s1"), safetyBackup: backupAt("r1") }));
+    expect(restore.outcome, restore.report.lines().join("\n")).toBe("succeeded");
+    expect(restore.report.events.filter((e) => e.kind === "step" && (e.value as { state: string }).state === "succeeded").map((e) => (e.value as { name: string }).name)).toEqual([
+      "safety-backup",
+      "database",
+      "media",
+    ]);
+    expect(await itemsDigest(dbB)).not.toEqual(before.db);
+    const back = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("r1") }));
+    expect(back.outcome, back.report.lines().join("\n")).toBe("succeeded");
+    expect(await itemsDigest(dbB)).toEqual(before.db);
+    expect(await readDigests(media("envB/"))).toEqual(before.media);
+  });
+
   it("a copy that fails midway says what was done, fails, and leaves the safety backup usable", async () => {
     const before = { db: await itemsDigest(dbB), media: await readDigests(media("envB/")) };
     // The database copies; the media source is a bucket that does not exist.
