@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { SlipwayError, type Logger } from "@slipway/core";
@@ -60,6 +60,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log.child({ component: "http" }) as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: true } },
     bodyLimit: 1024 * 1024,
+    // The router's own refusals (a malformed percent-encoding, a path parameter over 100 characters)
+    // answer with the API's error body too, not fastify's default one (found by fuzz.api.test.ts).
+    frameworkErrors: (err, _req, reply) => {
+      void (reply as unknown as FastifyReply).status(err.statusCode ?? 400).send(errorBody("invalid_request", err.message));
+    },
     ...(deps.https ? { https: deps.https } : {}),
   }) as unknown as FastifyInstance;
 
