@@ -71,23 +71,34 @@ export class DatabaseProvisioner {
       const role = pg.escapeIdentifier(names.role);
       const db = pg.escapeIdentifier(names.database);
       const lit = pg.escapeLiteral(password);
-      const exists = await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [names.role]);
-      // INHERIT: on PostgreSQL 15 the right to create in `public` comes from the implicit
-      // pg_database_owner membership of the database's owner, which NOINHERIT would cut.
-      if (exists.rowCount) await c.query(`ALTER ROLE ${role} WITH LOGIN INHERIT PASSWORD ${lit}`);
-      else await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${lit}`);
-      const dbExists = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [names.database]);
-      // CREATE DATABASE cannot run in a transaction; a concurrent creator makes this fail with 42P04, which is fine.
-      if (!dbExists.rowCount) {
-        await c.query(`CREATE DATABASE ${db} OWNER ${role}`).catch((err: { code?: string }) => {
-          if (err.code !== "42P04") throw err;
-        });
-        this.log.info({ database: names.database }, "created environment database");
+      // Two first provisionings at once (two requests, or two control planes) would both try CREATE ROLE
+      // and the loser would fail: one at a time per role, across every process on the cluster.
+      await c.query("SELECT pg_advisory_lock(hashtext($1))", [`slipway-provision:${names.role}`]);
+      try {
+        await this.provisionLocked(c, names, role, db, lit);
+      } finally {
+        await c.query("SELECT pg_advisory_unlock(hashtext($1))", [`slipway-provision:${names.role}`]);
       }
-      await c.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
-      await c.query(`GRANT ALL ON DATABASE ${db} TO ${role}`);
     });
     this.provisioned.set(names.database, fingerprint);
+  }
+
+  private async provisionLocked(c: pg.Client, names: EnvironmentDatabase, role: string, db: string, lit: string): Promise<void> {
+    const exists = await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [names.role]);
+    // INHERIT: on PostgreSQL 15 the right to create in `public` comes from the implicit
+    // pg_database_owner membership of the database's owner, which NOINHERIT would cut.
+    if (exists.rowCount) await c.query(`ALTER ROLE ${role} WITH LOGIN INHERIT PASSWORD ${lit}`);
+    else await c.query(`CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${lit}`);
+    const dbExists = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [names.database]);
+    // CREATE DATABASE cannot run in a transaction; a concurrent creator makes this fail with 42P04, which is fine.
+    if (!dbExists.rowCount) {
+      await c.query(`CREATE DATABASE ${db} OWNER ${role}`).catch((err: { code?: string }) => {
+        if (err.code !== "42P04") throw err;
+      });
+      this.log.info({ database: names.database }, "created environment database");
+    }
+    await c.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
+    await c.query(`GRANT ALL ON DATABASE ${db} TO ${role}`);
   }
 
   /** Drops the database (terminating its sessions) and the role. Missing ones are fine. */
