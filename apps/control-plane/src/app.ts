@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import { SlipwayError, type Logger } from "@slipway/core";
+import { InvalidRequestError, SlipwayError, type Logger } from "@slipway/core";
 import { authorizeRequest, type AuthService, type Principal } from "./services/auth.service.js";
 import type { AppService } from "./services/app.service.js";
 import type { DeploymentService } from "./services/deployment.service.js";
@@ -19,6 +19,7 @@ import { shellRoutes } from "./routes/shell.routes.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
 import { errorBody } from "./routes/error-body.js";
+import { unacceptableValueAt } from "./routes/schemas.js";
 import { tokenRoutes } from "./routes/tokens.routes.js";
 import { appRoutes } from "./routes/apps.routes.js";
 import { deploymentRoutes } from "./routes/deployments.routes.js";
@@ -95,6 +96,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
     req.log.error({ err }, "unhandled error");
     return reply.status(500).send(errorBody("internal", "internal error; see the control plane's log"));
+  });
+  // After validation: what passed the schemas yet cannot be taken (Infinity, U+0000; see unacceptableValueAt).
+  app.addHook("preHandler", async (req) => {
+    for (const [part, value] of [["querystring", req.query], ["params", req.params], ["body", req.body]] as const) {
+      const bad = unacceptableValueAt(value);
+      if (bad) throw new InvalidRequestError(`invalid ${part}: ${bad.at} ${bad.problem}`, { details: { [bad.at]: bad.problem } });
+    }
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
 

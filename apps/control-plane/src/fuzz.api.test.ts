@@ -18,8 +18,8 @@ import { testControlPlane, type DbKind, type TestControlPlane } from "./testing/
 // Not reached, by design: the NATS relays (runtime logs, shell) — the seeded environments were
 // never deployed, so those routes answer 409 before any relay is used: their validation, auth and
 // look-ups are fuzzed, their streams are not. `GET /v1/deployments/{id}/log?follow=true` streams
-// until the deployment ends (no agent ends it here): `follow` is never sent true. No host is
-// registered (that needs an agent's gRPC registration): host routes see only unknown ids.
+// until the deployment ends (no agent ends it here): `follow` is never sent true. No
+// heartbeat is sent for the one registered host, so nothing is ever placed on it.
 
 type Db = TestControlPlane["database"]["db"];
 type Schema = Record<string, unknown> & { type?: string; properties?: Record<string, Schema>; required?: string[] };
@@ -27,7 +27,7 @@ interface Param { name: string; in: "path" | "query" | "header"; schema: Schema 
 interface Operation { method: string; path: string; params: Param[]; body?: Schema }
 interface Case { method: string; url: string; headers: Record<string, string>; payload?: string }
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 60);
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : undefined;
 
 /** The tables a request could change, as sorted JSON rows (a token's last use is not a change the caller made). */
@@ -45,7 +45,7 @@ async function snapshot(db: Db): Promise<Record<string, string[]>> {
 const HOSTILE = [
   "", " ", "..", "../..", "../../etc/passwd", "%00", "\u0000", "a\u0000b", "%2e%2e%2f", "\\", "/", "//", "?", "#", "%",
   "' OR 1=1 --", "'; DROP TABLE apps; --", "\"", "$(id)", "`id`", "; rm -rf /", "| cat /etc/passwd", "${HOME}", "{{7*7}}",
-  "é", "中文", "🙂", "\u202e", "\ud83d", "\uffff", "Ω≈ç√", "null", "undefined", "true", "-1", "0", "1e309", "NaN",
+  "é", "中文", "🙂", "\u202e", "\ud83d", "\uffff", "Ω≈ç√", "null", "undefined", "true", "-1", "0", "1e309", "-1e309", "Infinity", "NaN",
   "shop\n", "SHOP", "shop ", "a".repeat(41), "a".repeat(300), "x".repeat(5000), "00000000-0000-0000-0000-000000000000",
 ];
 const hostile = fc.oneof(fc.constantFrom(...HOSTILE), fc.string({ unit: "grapheme", maxLength: 40 }), fc.string({ unit: "binary-ascii", maxLength: 40 }));
@@ -129,6 +129,8 @@ function payload(value: fc.Arbitrary<unknown>): fc.Arbitrary<{ payload?: string;
     { arbitrary: fc.constantFrom("{", "{\"a\":", "nul", "\u0000", "[1,]", "{\"__proto__\": {\"x\": 1}}", "1".repeat(1_100_000)).map((p) => ({ payload: p, contentType: "application/json" })), weight: 1 },
     { arbitrary: fc.tuple(value, fc.constantFrom("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/json; charset=latin1", "application/vnd.slipway.shell", "")).map(([v, ct]) => ({ payload: JSON.stringify(v) ?? "x", contentType: ct })), weight: 1 },
     { arbitrary: fc.constant({}), weight: 1 },
+    // A number JSON.parse reads as Infinity (JSON.stringify never writes one).
+    { arbitrary: value.map((v) => ({ payload: (JSON.stringify(v) ?? "null").replace(/(?<=[:[,]|^)-?\d+(\.\d+)?(e[+-]?\d+)?(?=[,\]}]|$)/i, "1e309"), contentType: "application/json" })), weight: 1 },
   );
 }
 
@@ -155,7 +157,7 @@ function caseFor(op: Operation, names: Names, tokens: { admin: string; deployer:
   });
   const queryValue = (p: Param) => {
     // follow=true streams until the deployment ends: never sent (see the header).
-    const v = p.name === "follow" ? fc.constantFrom("false", "0", "no", "yes", "2", "") : fc.oneof(valid(p.schema, p.name, names).map(String), hostile, fc.constantFrom("-1", "0", "501", "1e9", "abc", "true"));
+    const v = p.name === "follow" ? fc.constantFrom("false", "0", "no", "yes", "2", "") : fc.oneof({ arbitrary: valid(p.schema, p.name, names).map(String), weight: 3 }, { arbitrary: hostile, weight: 1 }, { arbitrary: fc.constantFrom("-1", "0", "501", "1e9", "abc", "true"), weight: 1 });
     return fc.option(v, { nil: undefined });
   };
   const queryArb = fc.tuple(
@@ -182,6 +184,26 @@ function caseFor(op: Operation, names: Names, tokens: { admin: string; deployer:
   });
 }
 
+/**
+ * KNOWN BUG, reported (deployment.service.ts, being edited by another engineer): a deployment
+ * request with `content` provisions the source environment's database (database_name,
+ * database_role, db_password_encrypted, and the real database and role) before it checks that the
+ * target environment exists, so a 404 leaves that behind. Tolerated here only in that exact shape,
+ * counted and printed; the `it.fails` below holds the strict expectation and fails once it is fixed.
+ */
+const LAZY_PROVISIONING = new Set(["database_name", "database_role", "db_password_encrypted"]);
+function onlyLazyProvisioning(op: Operation, before: Record<string, string[]>, after: Record<string, string[]>): boolean {
+  if (op.method !== "POST" || !op.path.endsWith("/deployments")) return false;
+  if (TABLES.some((t) => t !== "environments" && JSON.stringify(before[t]) !== JSON.stringify(after[t]))) return false;
+  const byId = (rows: string[]) => new Map(rows.map((r) => [(JSON.parse(r) as { id: string }).id, JSON.parse(r) as Record<string, unknown>]));
+  const [b, a] = [byId(before.environments!), byId(after.environments!)];
+  if (b.size !== a.size) return false;
+  return [...a].every(([id, row]) => {
+    const old = b.get(id);
+    return old !== undefined && Object.keys(row).every((k) => JSON.stringify(row[k]) === JSON.stringify(old[k]) || (LAZY_PROVISIONING.has(k) && old[k] === null));
+  });
+}
+
 async function documentedOperations(app: FastifyInstance): Promise<Operation[]> {
   const doc = (await app.inject({ method: "GET", url: "/docs/json" })).json() as { paths: Record<string, Record<string, { parameters?: Param[]; requestBody?: { content?: Record<string, { schema?: Schema }> } }>> };
   return Object.entries(doc.paths).flatMap(([path, ops]) =>
@@ -198,15 +220,19 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
   let cp: TestControlPlane;
   let app: FastifyInstance;
   let db: Db;
-  const seeded = { deployment: "", backup: "", copy: "", token: "", deployerToken: "", hostname: "www.shop.test" };
+  const seeded = { deployment: "", backup: "", copy: "", token: "", deployerToken: "", host: "", hostname: "www.shop.test" };
   let cases = 0;
   let resets = 0;
   let fuzzMs = 0;
+  let knownBug = 0;
   const statuses = new Map<number, number>();
   const admin = (method: string, url: string, body?: unknown) =>
     app.inject({ method: method as "GET", url, headers: { authorization: `Bearer ${cp.adminToken}` }, ...(body !== undefined ? { payload: body as object } : {}) });
 
-  /** App `shop` (test, live, qa), a variable, a domain, a deployment, a content copy and its safety backup, a deployer token. */
+  /**
+   * App `shop` (test, live, qa), a variable, a domain, a deployment, a content copy and its safety backup, a deployer token;
+   * app `other` (test, live, qa) with nothing running, so that removing it or its qa can succeed.
+   */
   async function seed(): Promise<void> {
     const must = async (method: string, url: string, body: unknown, status: number) => {
       const res = await admin(method, url, body);
@@ -221,6 +247,8 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
     const copy = await must("POST", "/v1/apps/shop/environments/test/content-copies", { from: "live", confirm: true }, 202);
     seeded.copy = copy.id!;
     seeded.backup = copy.safetyBackupId!;
+    await must("POST", "/v1/apps", { name: "other", repository: "https://git.example.test/other.git" }, 201);
+    await must("POST", "/v1/apps/other/environments", { name: "qa" }, 201);
     await seedToken();
   }
   async function seedToken(): Promise<void> {
@@ -231,9 +259,9 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
   }
   /** Whether a 2xx left the seed usable; if not, everything but the bootstrap token is wiped and seeded again. */
   async function reseedIfBroken(): Promise<void> {
-    const envs = await sql<{ n: number }>`SELECT count(*)::int AS n FROM environments e JOIN apps a ON a.id = e.app_id WHERE a.name = 'shop' AND e.name IN ('test', 'live', 'qa')`.execute(db);
+    const envs = await sql<{ n: number }>`SELECT count(*)::int AS n FROM environments e JOIN apps a ON a.id = e.app_id WHERE a.name IN ('shop', 'other') AND e.name IN ('test', 'live', 'qa')`.execute(db);
     const domains = await sql<{ n: number }>`SELECT count(*)::int AS n FROM domains WHERE hostname = ${seeded.hostname}`.execute(db);
-    if (Number(envs.rows[0]!.n) === 3 && Number(domains.rows[0]!.n) === 1) {
+    if (Number(envs.rows[0]!.n) === 6 && Number(domains.rows[0]!.n) === 1) {
       // Cheap repairs: the deployer token (revoked by a DELETE) and the variable (replaced by a PUT).
       const token = await sql<{ n: number }>`SELECT count(*)::int AS n FROM api_tokens WHERE id = ${seeded.token} AND revoked_at IS NULL`.execute(db);
       if (Number(token.rows[0]!.n) === 0) await seedToken();
@@ -246,11 +274,11 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
   }
 
   const names: Names = {
-    ids: () => [seeded.deployment, seeded.backup, seeded.copy, seeded.token].filter(Boolean),
+    ids: () => [seeded.deployment, seeded.backup, seeded.copy, seeded.token, seeded.host].filter(Boolean),
     byKey: (key) => {
       switch (key) {
         case "app":
-          return ["shop", "nope"];
+          return ["shop", "other", "nope"];
         case "env":
         case "from":
         case "into":
@@ -263,7 +291,7 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
         case "repository":
           return ["https://git.example.test/x.git", "https://user:pw@git.example.test/x.git", "file:///etc", "ssh://git@h/x"];
         case "confirm":
-          return ["shop", "qa", "test", "yes"];
+          return ["shop", "other", "qa", "test", "yes"];
         case "since":
           return ["2020-01-01T00:00:00Z", "1h", "5m"];
         default:
@@ -288,12 +316,23 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
       readiness: [],
     });
     await seed();
+    // A registered host that never sent a heartbeat: host routes find it, nothing is placed on it.
+    const join = await admin("POST", "/v1/join-tokens");
+    seeded.host = (await cp.services.hosts.register({ joinToken: join.json().token, hostname: "h1", labels: {}, capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, version: "t" })).hostId;
   });
   afterAll(async () => {
     const byStatus = [...statuses.entries()].sort(([a], [b]) => a - b).map(([s, n]) => `${s}: ${n}`).join(", ");
-    console.log(`API fuzz on ${kind}: ${cases} cases in ${(fuzzMs / 1000).toFixed(1)} s, ${resets} re-seeds; statuses ${byStatus}`);
+    console.log(`API fuzz on ${kind}: ${cases} cases in ${(fuzzMs / 1000).toFixed(1)} s, ${resets} re-seeds, ${knownBug} refused deployments that provisioned a database (known bug); statuses ${byStatus}`);
     await app?.close();
     await cp?.close();
+  });
+
+  it.fails("KNOWN BUG (deployment.service.ts): a deployment with content into an environment that does not exist provisions nothing", async () => {
+    await reseedIfBroken();
+    const before = await snapshot(db);
+    const res = await admin("POST", "/v1/apps/other/environments/nope/deployments", { content: { from: "live", confirm: true } });
+    expect(res.statusCode).toBe(404);
+    expect(await snapshot(db)).toEqual(before);
   });
 
   it("every documented operation: never a 5xx, every 4xx with the error body and no change", async () => {
@@ -301,28 +340,33 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
     const ops = await documentedOperations(app);
     // The document lists every route (a route added later is fuzzed too); these are the ones known today.
     expect(ops.map((o) => `${o.method} ${o.path}`)).toEqual(expect.arrayContaining(["POST /v1/apps", "POST /v1/apps/{app}/environments/{env}/shell", "GET /v1/apps/{app}/environments/{env}/logs"]));
-    for (const op of ops) {
-      const arb = caseFor(op, names, { admin: cp.adminToken, deployer: () => seeded.deployerToken });
-      await fc.assert(
-        fc.asyncProperty(arb, async (c) => {
-          const before = await snapshot(db);
-          const res = await app.inject({ method: c.method as "GET", url: c.url, headers: c.headers, ...(c.payload !== undefined ? { payload: c.payload } : {}) });
-          cases += 1;
-          statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
-          const what = `${op.method} ${op.path} as ${c.method} ${c.url.slice(0, 300)} → ${res.statusCode} ${res.body.slice(0, 500)}`;
-          expect(res.statusCode, what).toBeLessThan(500);
-          if (res.statusCode >= 400) {
-            const parsed = JSON.parse(res.body) as { error?: { code?: unknown; message?: unknown } };
-            expect(typeof parsed.error?.code, what).toBe("string");
-            expect(typeof parsed.error?.message, what).toBe("string");
-            expect(await snapshot(db), `${what}: a refused request changed the database`).toEqual(before);
-          } else if (res.statusCode < 300 && op.method !== "GET") {
-            await reseedIfBroken();
-          }
-        }),
-        { numRuns: RUNS, ...(SEED !== undefined ? { seed: SEED } : {}), endOnFailure: true },
-      );
+    try {
+      for (const op of ops) {
+        const arb = caseFor(op, names, { admin: cp.adminToken, deployer: () => seeded.deployerToken });
+        await fc.assert(
+          fc.asyncProperty(arb, async (c) => {
+            const before = await snapshot(db);
+            const res = await app.inject({ method: c.method as "GET", url: c.url, headers: c.headers, ...(c.payload !== undefined ? { payload: c.payload } : {}) });
+            cases += 1;
+            statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+            const what = `${op.method} ${op.path} as ${c.method} ${c.url.slice(0, 300)} → ${res.statusCode} ${res.body.slice(0, 500)}`;
+            expect(res.statusCode, what).toBeLessThan(500);
+            if (res.statusCode >= 400) {
+              const parsed = JSON.parse(res.body) as { error?: { code?: unknown; message?: unknown } };
+              expect(typeof parsed.error?.code, what).toBe("string");
+              expect(typeof parsed.error?.message, what).toBe("string");
+              const after = await snapshot(db);
+              if (JSON.stringify(after) !== JSON.stringify(before) && onlyLazyProvisioning(op, before, after)) knownBug += 1;
+              else expect(after, `${what}: a refused request changed the database`).toEqual(before);
+            } else if (res.statusCode < 300 && op.method !== "GET") {
+              await reseedIfBroken();
+            }
+          }),
+          { numRuns: RUNS, ...(SEED !== undefined ? { seed: SEED } : {}), endOnFailure: true },
+        );
+      }
+    } finally {
+      fuzzMs = Date.now() - started;
     }
-    fuzzMs = Date.now() - started;
   });
 });
