@@ -98,25 +98,28 @@ export class DeploymentService {
    * yet) the environment is simply placed again.
    */
   private async hostFor(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, moveTo?: string): Promise<{ hostId: string | undefined; movedFrom: string | null }> {
+    const p = await this.placementFor(trx, app, env, moveTo);
+    if (p.place) await this.lifecycle.place(trx, [env.id], p.hostId!, p.place);
+    return { hostId: p.hostId, movedFrom: p.movedFrom };
+  }
+
+  /** Where the deployment runs, and whether the environment is placed there now (why), without writing: 409 when it cannot run. */
+  private async placementFor(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, moveTo?: string): Promise<{ hostId: string | undefined; movedFrom: string | null; place?: string }> {
     if (moveTo) return { hostId: moveTo, movedFrom: env.host_id && env.host_id !== moveTo ? env.host_id : null };
     const wanted = env.host_labels ?? {};
     if (env.host_id) {
-      const current = await findHost(trx, env.host_id);
+      const current = await findHost(db, env.host_id);
       if (!current || labelsMatch(current.labels, wanted)) return { hostId: env.host_id, movedFrom: null };
-      const target = await this.placement.choose(trx, wanted);
+      const target = await this.placement.choose(db, wanted);
       const labels = formatLabels(wanted);
       if (!target) {
         throw new ConflictError(`${app.name}/${env.name} must move: its host ${current.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
       }
-      if (!env.current_image) {
-        await this.lifecycle.place(trx, [env.id], target, "its host lacks its labels and nothing runs yet");
-        return { hostId: target, movedFrom: null };
-      }
+      if (!env.current_image) return { hostId: target, movedFrom: null, place: "its host lacks its labels and nothing runs yet" };
       return { hostId: target, movedFrom: env.host_id };
     }
-    const placed = await this.placement.choose(trx, wanted);
-    if (placed) await this.lifecycle.place(trx, [env.id], placed, "first deployment");
-    return { hostId: placed, movedFrom: null };
+    const placed = await this.placement.choose(db, wanted);
+    return { hostId: placed, movedFrom: null, ...(placed ? { place: "first deployment" } : {}) };
   }
 
   /**
@@ -130,29 +133,26 @@ export class DeploymentService {
     const buildMode = input.build ?? "auto";
     const id = randomUUID();
     const content = input.content;
+    // Everything that refuses the request is checked before the databases are provisioned: a refused
+    // request changes nothing (the transaction below checks again, under the environment's lock).
+    const app0 = await apps.getAppByName(this.db, appName);
+    const target = await apps.getEnvironment(this.db, app0, envName);
     if (content) {
       if (content.from === envName) throw new InvalidRequestError(`cannot deploy the content of ${appName}/${envName} into itself`, { details: { "content.from": "same as the target" } });
       if (content.database === false && content.media === false) throw new InvalidRequestError("content needs database, media or both");
-      const app = await apps.getAppByName(this.db, appName);
-      await apps.getEnvironment(this.db, app, content.from);
+      await apps.getEnvironment(this.db, app0, content.from);
       if (content.confirm !== true) throw new PreconditionFailedError(`deploying the content of ${content.from} replaces the content of ${appName}/${envName}: send "content": {"confirm": true, ...}`);
-      await this.ensureData?.(appName, content.from);
     }
+    await this.refusals(this.db, app0, target, buildMode, input.queue === true);
+    await this.placementFor(this.db, app0, target, input.moveTo);
+    if (content) await this.ensureData?.(appName, content.from);
     await this.ensureData?.(appName, envName);
     await this.db
       .transaction()
       .execute(async (trx) => {
         const app = await apps.getAppByName(trx, appName);
         const env = await apps.getEnvironment(trx, app, envName);
-        // A data operation refuses it (a deployment with content is itself one); a deployment may queue behind another.
-        await refuseWhileActive(trx, env.id, `${appName}/${envName}`, "deployment");
-        const active = await deployments.findActiveDeployment(trx, env.id);
-        if (active && !input.queue) {
-          throw new ConflictError(`deployment ${active.id} of ${appName}/${envName} is still ${active.state}; wait for it, cancel it, or pass "queue": true to run this one after it`, { details: { deployment: active.id } });
-        }
-        if (buildMode === "reuse" && !env.current_image) {
-          throw new ConflictError(`environment '${envName}' has never been deployed: there is no image to reuse`);
-        }
+        const active = await this.refusals(trx, app, env, buildMode, input.queue === true);
         const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo);
         const rt = await this.runtime().runtimeSpec(trx, app, env);
         const spec: DeployJobSpec = {
@@ -196,6 +196,22 @@ export class DeploymentService {
       });
     this.onJobQueued();
     return this.get(by, id);
+  }
+
+  /**
+   * Why `create` refuses, if it does: a data operation runs (a deployment with content is itself
+   * one), another deployment runs and this one may not queue, or there is no image to reuse.
+   * Returns the running deployment this one queues behind. Checked first without a lock (before
+   * anything is provisioned), then again in the writing transaction under the environment's lock.
+   */
+  private async refusals(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, buildMode: BuildMode, queue: boolean): Promise<deployments.DeploymentRow | undefined> {
+    await refuseWhileActive(db, env.id, `${app.name}/${env.name}`, "deployment");
+    const active = await deployments.findActiveDeployment(db, env.id);
+    if (active && !queue) {
+      throw new ConflictError(`deployment ${active.id} of ${app.name}/${env.name} is still ${active.state}; wait for it, cancel it, or pass "queue": true to run this one after it`, { details: { deployment: active.id } });
+    }
+    if (buildMode === "reuse" && !env.current_image) throw new ConflictError(`environment '${env.name}' has never been deployed: there is no image to reuse`);
+    return active;
   }
 
   async list(by: Principal, appName: string, envName: string, limit = 50): Promise<DeploymentView[]> {
