@@ -173,9 +173,22 @@ export function clientIdleLimitMs(config: string): number | undefined {
   return limits.length > 0 ? Math.max(...limits) : undefined;
 }
 
-async function poll<T>(what: string, deadline: number, logTail: () => Promise<string>, probe: () => Promise<T | undefined>): Promise<T> {
+/**
+ * Calls `probe` until it answers (not undefined) or `deadline` passes (then
+ * StepFailure "ingress_unavailable" with the last error and HAProxy's log);
+ * `aborted` names a reason to give up at once (the master exited).
+ */
+export async function poll<T>(
+  what: string,
+  deadline: number,
+  logTail: () => Promise<string>,
+  probe: () => Promise<T | undefined>,
+  opts: { aborted?: () => string | undefined; intervalMs?: number } = {},
+): Promise<T> {
   let last: unknown;
   for (;;) {
+    const reason = opts.aborted?.();
+    if (reason) throw new StepFailure("ingress_start_failed", `${reason}; log: ${await logTail()}`, true);
     try {
       const v = await probe();
       if (v !== undefined) return v;
@@ -186,7 +199,7 @@ async function poll<T>(what: string, deadline: number, logTail: () => Promise<st
       const cause = last ? ` (last error: ${errorMessage(last)})` : "";
       throw new StepFailure("ingress_unavailable", `timed out waiting for ${what}${cause}; log: ${await logTail()}`, true);
     }
-    await sleep(POLL_MS);
+    await sleep(opts.intervalMs ?? POLL_MS);
   }
 }
 

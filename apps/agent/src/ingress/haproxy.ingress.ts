@@ -9,7 +9,7 @@ import {
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
 import { HaproxyRuntime, isDrain, isMaint, withoutServerRows } from "./haproxy-runtime.js";
-import { clientIdleLimitMs, WorkerGenerations } from "./haproxy-workers.js";
+import { clientIdleLimitMs, poll, WorkerGenerations } from "./haproxy-workers.js";
 
 /** Options of the HAProxy adapter. */
 export interface HaproxyIngressOptions {
@@ -436,24 +436,8 @@ export class HaproxyIngress implements Ingress {
     });
   }
 
-  private async waitFor<T>(what: string, aborted: () => string | undefined, probe: () => Promise<T | undefined>): Promise<T> {
-    const deadline = Date.now() + this.readyTimeoutMs;
-    let last: unknown;
-    for (;;) {
-      const reason = aborted();
-      if (reason) throw new StepFailure("ingress_start_failed", `${reason}; log: ${await logTail(this.paths)}`, true);
-      try {
-        const v = await probe();
-        if (v !== undefined) return v;
-      } catch (err) {
-        last = err;
-      }
-      if (Date.now() >= deadline) {
-        const cause = last ? ` (last error: ${errorMessage(last)})` : "";
-        throw new StepFailure("ingress_unavailable", `timed out after ${this.readyTimeoutMs} ms waiting for ${what}${cause}; log: ${await logTail(this.paths)}`, true);
-      }
-      await sleep(50);
-    }
+  private waitFor<T>(what: string, aborted: () => string | undefined, probe: () => Promise<T | undefined>): Promise<T> {
+    return poll(`${what} (${this.readyTimeoutMs} ms)`, Date.now() + this.readyTimeoutMs, () => logTail(this.paths), probe, { aborted, intervalMs: 50 });
   }
 
   private async loadState(): Promise<IngressStructure> {

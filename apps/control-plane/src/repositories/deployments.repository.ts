@@ -53,9 +53,6 @@ export async function updateDeployment(db: Db, id: string, patch: Partial<Omit<D
     .execute();
 }
 
-export async function appendLog(db: Db, deploymentId: string, seq: number, at: Date, text: string): Promise<void> {
-  await db.insertInto("deployment_logs").values({ deployment_id: deploymentId, seq, at, text }).onConflict((oc) => oc.doNothing()).execute();
-}
 /** Stores a report's log lines in one statement; a line already stored (a retried batch) is skipped. */
 export async function appendLogs(db: Db, deploymentId: string, lines: Array<{ seq: number; at: Date; text: string }>): Promise<void> {
   // 1,000 rows (4,000 parameters) a statement: far below PostgreSQL's 65,535, whatever a build prints in one batch.
