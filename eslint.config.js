@@ -56,8 +56,8 @@ const LAYERS = [
   {
     name: "nats",
     modules: ["@nats-io/*", "nats"],
-    message: "NATS only in its adapters: the control plane's bus/, the agent's jobs/job-consumer.ts and logs/ (runtime log and shell transport)",
-    allowed: [`${CP}/bus/**`, `${AGENT}/jobs/job-consumer.ts`, `${AGENT}/logs/**`],
+    message: "NATS only in its adapters: the control plane's bus/, the agent's nats/ (connections, its nkey), jobs/job-consumer.ts and logs/ (runtime log and shell transport)",
+    allowed: [`${CP}/bus/**`, `${AGENT}/nats/**`, `${AGENT}/jobs/job-consumer.ts`, `${AGENT}/logs/**`],
   },
   {
     name: "grpc",

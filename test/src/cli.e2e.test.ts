@@ -7,8 +7,7 @@ import { Platform, repoRoot, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
 import { waitFor } from "./support/processes.js";
-import { connect } from "@nats-io/transport-node";
-import { ShellFrameReader, shellSubject, signShellRequest } from "@slipway/core";
+import { ShellFrameReader, hostInboxPrefix, shellSubject, signHostRequest } from "@slipway/core";
 import pg from "pg";
 
 const CLI = path.join(repoRoot, "bin/slipway");
@@ -186,7 +185,7 @@ describe("slipway CLI", () => {
   });
 
   it("the agent refuses shell requests the control plane did not sign, and replays of those it did", async () => {
-    const nc = await connect({ servers: platform.nats.url });
+    const nc = await platform.natsAsControlPlane();
     try {
       /** Publishes a request as the control plane would, answers the agent's first frame as `type:payload`. */
       const ask = async (payload: { request: { inbox: string }; signature: string }): Promise<string> => {
@@ -201,19 +200,23 @@ describe("slipway CLI", () => {
         return "no answer";
       };
       let n = 0;
-      const request = () => ({ app: "web", environment: "test", command: ["id"], tty: false, rows: 0, cols: 0, inbox: `_INBOX.cli-test.${Date.now()}.${n++}`, issuedAt: Date.now() });
+      const request = () => ({ app: "web", environment: "test", command: ["id"], tty: false, rows: 0, cols: 0, inbox: `${hostInboxPrefix(agent.hostId!)}.cli-test.${Date.now()}.${n++}`, issuedAt: Date.now() });
       // Unsigned, and signed with a wrong key (a guess of the credential hash).
       expect(await ask({ request: request(), signature: "0".repeat(64) })).toMatch(/^5:the agent refused the request/);
-      expect(await ask(signShellRequest("f".repeat(64), request()))).toMatch(/^5:the agent refused the request/);
+      expect(await ask(signHostRequest("shell", "f".repeat(64), request()))).toMatch(/^5:the agent refused the request/);
       // Signed with the host's key (as the control plane does) but stale.
       const db = new pg.Client({ connectionString: platform.databaseUrl });
       await db.connect();
       const host = (await db.query<{ credential_hash: string }>("SELECT credential_hash FROM hosts WHERE id = $1", [agent.hostId])).rows[0]!.credential_hash;
       await db.end();
-      const stale = signShellRequest(host, { ...request(), issuedAt: Date.now() - 60_000 });
+      const stale = signHostRequest("shell", host, { ...request(), issuedAt: Date.now() - 60_000 });
       expect(await ask(stale)).toMatch(/^5:the agent refused the request/);
       // A valid one opens a session once; the same message again is refused.
-      const fresh = signShellRequest(host, request());
+      // Signed as a log request: the kind is part of what is signed.
+      expect(await ask(signHostRequest("logs", host, request()))).toMatch(/^5:the agent refused the request/);
+      // Signed, but answering on an inbox outside the host's prefix (where another party could listen): no answer at all.
+      expect(await ask(signHostRequest("shell", host, { ...request(), inbox: `_INBOX.elsewhere.${n++}` }))).toBe("no answer");
+      const fresh = signHostRequest("shell", host, request());
       expect(await ask(fresh)).toMatch(/^1:/);
       expect(await ask(fresh)).toMatch(/^5:the agent refused the request/);
       nc.publish(`${fresh.request.inbox}.close`, "");

@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, envApp } from "./support/git-repo.js";
 import { getVia, startLoad } from "./support/load.js";
@@ -21,7 +20,7 @@ describe("environments end to end", () => {
     await platform.start();
     agent = await platform.addAgent();
     // Everything published on the job subjects, as a plain NATS subscriber sees it.
-    const nc = await connect({ servers: platform.nats.url });
+    const nc = await platform.natsAsControlPlane();
     const sub = nc.subscribe("slipway.jobs.>");
     void (async () => {
       for await (const m of sub) seenOnNats.push(Buffer.from(m.data).toString("latin1"));

@@ -2,7 +2,6 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { JobMessage } from "@slipway/proto";
 import { Platform, type AgentHandle } from "./support/platform.js";
@@ -50,7 +49,7 @@ describe("job delivery", () => {
     // Publish the finished job again, as a redelivery would (new msg id to pass the dedupe window).
     const jobId = jobOf(platform, last.id).id;
     const logFrom = agentLog().length;
-    const nc = await connect({ servers: platform.nats.url });
+    const nc = await platform.natsAsControlPlane();
     await jetstream(nc).publish(`slipway.jobs.${agent.hostId}`, JobMessage.encode({ jobId, kind: "deploy", hostId: agent.hostId!, deploymentId: last.id }).finish(), { msgID: `${jobId}-again` });
     await nc.close();
     // The agent received it and acknowledged it without running it.

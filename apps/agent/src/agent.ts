@@ -3,7 +3,7 @@ import path from "node:path";
 import type { Logger } from "@slipway/core";
 import type { AgentConfig } from "./config.js";
 import { ControlPlaneClient } from "./report/control-plane.client.js";
-import { refusedForGood } from "./report/refusal.js";
+import { refusedByControlPlane, refusedForGood } from "./report/refusal.js";
 import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
 import { JobReporter } from "./report/job-reporter.js";
 import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
@@ -17,7 +17,7 @@ import { Waker } from "./envs/waker.js";
 import { CANCEL_REASON } from "./steps/context.js";
 import { runDataJob } from "./data/data.runner.js";
 import { LogServer } from "./logs/log-server.js";
-import { connectRequests } from "./logs/requests-connection.js";
+import { connectRequests, createNatsSeed, natsPublicKey, type AgentNats } from "./nats/connection.js";
 import { ShellServer } from "./logs/shell-server.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
 import { GitSource } from "./git/git.source.js";
@@ -35,6 +35,10 @@ export interface AgentIdentity {
   jobsStream: string;
   jobsConsumer: string;
   heartbeatIntervalMs: number;
+  /** This host's NATS nkey seed (generated here; only its public key leaves the agent). */
+  natsSeed?: string;
+  /** The inbox prefix this host's NATS user may use, as the control plane last answered. */
+  natsInboxPrefix?: string;
 }
 
 export interface RunningAgent {
@@ -54,8 +58,18 @@ export interface RunningAgent {
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
+function identityFile(config: AgentConfig): string {
+  return path.join(config.stateDir, "identity.json");
+}
+
+async function saveIdentity(config: AgentConfig, identity: AgentIdentity): Promise<void> {
+  const file = identityFile(config);
+  await writeFile(file + ".tmp", JSON.stringify(identity, null, 2), { mode: 0o600 });
+  await rename(file + ".tmp", file);
+}
+
 async function loadOrRegister(config: AgentConfig, client: ControlPlaneClient, log: Logger): Promise<AgentIdentity> {
-  const file = path.join(config.stateDir, "identity.json");
+  const file = identityFile(config);
   try {
     return JSON.parse(await readFile(file, "utf8")) as AgentIdentity;
   } catch {
@@ -78,10 +92,43 @@ async function loadOrRegister(config: AgentConfig, client: ControlPlaneClient, l
     jobsConsumer: res.jobsConsumer,
     heartbeatIntervalMs: res.heartbeatIntervalMs,
   };
-  await writeFile(file + ".tmp", JSON.stringify(identity, null, 2), { mode: 0o600 });
-  await rename(file + ".tmp", file);
+  await saveIdentity(config, identity);
   log.info({ hostId: identity.hostId }, "registered with the control plane");
   return identity;
+}
+
+/**
+ * This host's NATS identity: an nkey pair generated here on first use (the seed stays in the
+ * identity file), whose public key the control plane makes this host's NATS user, allowed only
+ * its own subjects and inbox prefix. Asked at every start (the control plane answers at once when
+ * nothing changed); when the control plane cannot be reached, what it answered last is used.
+ */
+async function configureNats(config: AgentConfig, client: ControlPlaneClient, identity: AgentIdentity, log: Logger): Promise<AgentNats> {
+  if (!identity.natsSeed) {
+    identity.natsSeed = createNatsSeed();
+    await saveIdentity(config, identity);
+  }
+  const seed = identity.natsSeed;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await client.configureNats(natsPublicKey(seed));
+      if (identity.natsInboxPrefix !== res.inboxPrefix || identity.natsUrl !== res.natsUrl) {
+        identity.natsInboxPrefix = res.inboxPrefix;
+        identity.natsUrl = res.natsUrl;
+        await saveIdentity(config, identity);
+      }
+      if (!res.perHostUsers) log.warn("the control plane does not give this host its own NATS user (an external NATS it does not configure)");
+      return { url: config.natsUrl ?? res.natsUrl, seed, inboxPrefix: res.inboxPrefix };
+    } catch (err) {
+      if (refusedByControlPlane(err)) throw new Error(`the control plane refused this host's NATS key: ${(err as Error).message}`);
+      if (identity.natsInboxPrefix) {
+        log.warn({ err: (err as Error).message }, "cannot reach the control plane to confirm this host's NATS key; using the one it accepted last");
+        return { url: config.natsUrl ?? identity.natsUrl, seed, inboxPrefix: identity.natsInboxPrefix };
+      }
+      log.warn({ err: (err as Error).message, attempt }, "cannot configure this host's NATS user yet; retrying in 2 s");
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
 }
 
 /** Starts the agent: identity, ingress, heartbeats, job consumption. */
@@ -99,6 +146,7 @@ export async function startAgent(
   const identity = await loadOrRegister(config, client, log);
   client.setCredential(identity.credential);
   const hostLog = log.child({ hostId: identity.hostId });
+  const nats = await configureNats(config, client, identity, hostLog);
 
   // Runtime logs, shells and container stats always read the local engine, also when tests fake the runtime.
   const docker = new DockerRuntime({ logger: hostLog });
@@ -219,17 +267,17 @@ export async function startAgent(
   };
 
   const consumer = new JobConsumer(
-    { natsUrl: config.natsUrl ?? identity.natsUrl, stream: identity.jobsStream, consumer: identity.jobsConsumer, concurrency: config.jobConcurrency, log: hostLog.child({ component: "jobs" }) },
+    { nats, stream: identity.jobsStream, consumer: identity.jobsConsumer, concurrency: config.jobConcurrency, log: hostLog.child({ component: "jobs" }) },
     handler,
   );
   await consumer.start();
   // Runtime logs and shells are NATS core requests addressed to this host: one connection serves both.
-  const requests = await connectRequests(config.natsUrl ?? identity.natsUrl, identity.hostId);
-  const logServer = new LogServer({ nc: requests, hostId: identity.hostId, log: hostLog.child({ component: "logs" }), containers: docker });
+  const requests = await connectRequests(nats, identity.hostId);
+  const logServer = new LogServer({ nc: requests, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "logs" }), containers: docker });
   logServer.start();
   const shellServer = new ShellServer({ nc: requests, hostId: identity.hostId, credential: identity.credential, log: hostLog.child({ component: "shell" }), containers: docker });
   shellServer.start();
-  hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: config.natsUrl ?? identity.natsUrl }, "agent ready");
+  hostLog.info({ ingressPort: ingress.httpPort, wakerPort, nats: nats.url }, "agent ready");
 
   return {
     identity,

@@ -31,6 +31,16 @@ export interface ControlPlaneConfig {
   joinTokenTtlMs: number;
   publishIntervalMs: number;
   natsServerBin: string;
+  /**
+   * With an external NATS (natsUrl set): a file the nats-server's configuration includes, which the
+   * control plane keeps filled with one user per host (bus/nats-users.ts), and the command that makes
+   * the server reload it. Unset = the external server is not configured by the control plane (agents
+   * then share whatever access it grants: a warning at start).
+   */
+  natsUsersFile?: string;
+  natsReloadCommand?: string;
+  /** The control plane's own NATS nkey seed (created on first use); replicas sharing one NATS share it. */
+  natsSeedFile: string;
   /** Port of the embedded nats-server (0 = any free port); stable so agents reconnect after a restart. */
   embeddedNatsPort: number;
   /** Port the ingress of every agent serves HTTP on, used to build environment URLs (0 = omit). */
@@ -135,13 +145,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (Boolean(env.SLIPWAY_HTTP_TLS_CERT) !== Boolean(env.SLIPWAY_HTTP_TLS_KEY)) {
     throw new ConfigError("SLIPWAY_HTTP_TLS_CERT", "SLIPWAY_HTTP_TLS_CERT and SLIPWAY_HTTP_TLS_KEY go together");
   }
+  if (env.SLIPWAY_NATS_USERS_FILE && !env.NATS_URL) {
+    throw new ConfigError("SLIPWAY_NATS_USERS_FILE", "is for an external NATS (NATS_URL); the embedded server's users are always managed");
+  }
+  if (Boolean(env.SLIPWAY_NATS_USERS_FILE) !== Boolean(env.SLIPWAY_NATS_RELOAD_COMMAND)) {
+    throw new ConfigError("SLIPWAY_NATS_USERS_FILE", "SLIPWAY_NATS_USERS_FILE and SLIPWAY_NATS_RELOAD_COMMAND go together (e.g. 'nats-server --signal reload=/var/run/nats-server.pid')");
+  }
   if (env.SLIPWAY_GRPC_TLS_CLIENT_CA && !env.SLIPWAY_GRPC_TLS_CERT) {
     throw new ConfigError("SLIPWAY_GRPC_TLS_CLIENT_CA", "client certificates (mTLS) need SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY");
   }
   const scheme = env.SLIPWAY_INGRESS_SCHEME || defaults.ingressScheme;
   if (scheme !== "http" && scheme !== "https") throw new ConfigError("SLIPWAY_INGRESS_SCHEME", "must be http or https");
+  const dataDir = path.resolve(env.SLIPWAY_DATA_DIR || path.join(homedir(), ".slipway", "control-plane"));
   return Object.freeze({
-    dataDir: path.resolve(env.SLIPWAY_DATA_DIR || path.join(homedir(), ".slipway", "control-plane")),
+    dataDir,
     databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
     natsUrl: url(env, "NATS_URL", ["nats:", "tls:"]),
     natsPublicUrl: url(env, "SLIPWAY_NATS_PUBLIC_URL", ["nats:", "tls:"]),
@@ -160,6 +177,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     joinTokenTtlMs: int(env, "SLIPWAY_JOIN_TOKEN_TTL_SECONDS", defaults.joinTokenTtlMs / 1000, 60, 30 * 86400) * 1000,
     publishIntervalMs: defaults.publishIntervalMs,
     natsServerBin: env.SLIPWAY_NATS_SERVER_BIN || defaults.natsServerBin,
+    natsUsersFile: env.SLIPWAY_NATS_USERS_FILE ? path.resolve(env.SLIPWAY_NATS_USERS_FILE) : undefined,
+    natsReloadCommand: env.SLIPWAY_NATS_RELOAD_COMMAND || undefined,
+    natsSeedFile: path.resolve(env.SLIPWAY_NATS_SEED_FILE || path.join(dataDir, "nats-control-plane.nk")),
     embeddedNatsPort: int(env, "SLIPWAY_EMBEDDED_NATS_PORT", defaults.embeddedNatsPort, 0, 65535),
     ingressPublicPort: int(env, "SLIPWAY_INGRESS_PUBLIC_PORT", defaults.ingressPublicPort, 0, 65535),
     ingressScheme: scheme,

@@ -35,6 +35,18 @@ describe("control plane configuration", () => {
     expect(() => loadConfig({ SLIPWAY_HTTP_TLS_KEY: "/k.pem" })).toThrow("SLIPWAY_HTTP_TLS_CERT");
   });
 
+  it("manages an external NATS's users only with a users file and a reload command, which go together", () => {
+    const external = { NATS_URL: "nats://nats.internal:4222" };
+    expect(loadConfig(external).natsUsersFile).toBeUndefined();
+    const managed = loadConfig({ ...external, SLIPWAY_NATS_USERS_FILE: "/etc/nats/slipway-users.conf", SLIPWAY_NATS_RELOAD_COMMAND: "nats-server --signal reload=/run/nats.pid" });
+    expect(managed).toMatchObject({ natsUsersFile: "/etc/nats/slipway-users.conf", natsReloadCommand: "nats-server --signal reload=/run/nats.pid" });
+    expect(() => loadConfig({ ...external, SLIPWAY_NATS_USERS_FILE: "/etc/nats/u.conf" })).toThrow("SLIPWAY_NATS_RELOAD_COMMAND");
+    expect(() => loadConfig({ ...external, SLIPWAY_NATS_RELOAD_COMMAND: "true" })).toThrow("SLIPWAY_NATS_USERS_FILE");
+    // The embedded server's users are always managed: a users file makes no sense without NATS_URL.
+    expect(() => loadConfig({ SLIPWAY_NATS_USERS_FILE: "/u.conf", SLIPWAY_NATS_RELOAD_COMMAND: "true" })).toThrow("SLIPWAY_NATS_USERS_FILE");
+    expect(loadConfig({ SLIPWAY_DATA_DIR: "/srv/cp" }).natsSeedFile).toBe("/srv/cp/nats-control-plane.nk");
+  });
+
   it.each([
     ["127.0.0.1", true],
     ["127.1.2.3", true],

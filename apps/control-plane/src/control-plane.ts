@@ -5,6 +5,9 @@ import { plaintextListenerWarnings, type ControlPlaneConfig } from "./config.js"
 import { openDatabase, ping, type DatabaseHandle } from "./db/database.js";
 import { startEmbeddedNats, type EmbeddedNats } from "./embedded/nats-server.js";
 import { NatsJobBus } from "./bus/nats.job-bus.js";
+import { NatsUserDirectory, accessWithSeed, loadOrCreateSeed, reloadByCommand, type NatsAccess } from "./bus/nats-users.js";
+import { listNatsUsers } from "./repositories/hosts.repository.js";
+import type { Db } from "./db/database.js";
 import { OutboxPublisher } from "./bus/outbox.publisher.js";
 import { AuthService } from "./services/auth.service.js";
 import { AppService } from "./services/app.service.js";
@@ -57,14 +60,10 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(() => database.close());
     log.info({ database: database.kind }, "database ready");
 
-    let embedded: EmbeddedNats | undefined;
-    let natsUrl = config.natsUrl;
-    if (!natsUrl) {
-      embedded = await startEmbeddedNats({ dataDir: config.dataDir, bin: config.natsServerBin, ...(config.embeddedNatsPort ? { port: config.embeddedNatsPort } : {}), log });
-      cleanups.push(() => embedded!.stop());
-      natsUrl = embedded.url;
-    }
-    const bus = new NatsJobBus(natsUrl, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs });
+    const db = database.db;
+    const nats = await startNats(config, db, log, cleanups);
+    const natsUrl = nats.access.url;
+    const bus = new NatsJobBus(nats.access, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs });
     // Not awaited: an unreachable NATS must not keep the API down; jobs wait in the outbox.
     const connecting = bus.connect().catch((err: unknown) => log.error({ err }, "nats connect failed"));
     cleanups.push(async () => {
@@ -72,9 +71,12 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       await bus.close();
     });
 
-    const db = database.db;
     const lifecycle = new Lifecycle(log.child({ component: "lifecycle" }));
-    const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, onRevoked: (id) => bus.deleteConsumer(id) });
+    const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, onRevoked: async (id) => {
+      // Its NATS user goes at once (its connections are closed), then its consumer.
+      await nats.users?.sync();
+      await bus.deleteConsumer(id);
+    } });
     // Runs after the gRPC server closed (cleanups run in reverse): the last beats are written before the database closes.
     cleanups.push(() => hosts.flushHeartbeats());
     const placement = new PlacementService(() => hosts.onlineWindowMs());
@@ -106,14 +108,14 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(async () => clearInterval(metricsPruner));
     const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
     const drains = new DrainService(db, lifecycle, deployments, placement, log.child({ component: "drain" }));
-    const logRelay = new LogRelay(() => natsUrl!, log.child({ component: "logs" }));
+    const logRelay = new LogRelay(() => nats.access, log.child({ component: "logs" }));
     cleanups.push(() => logRelay.close());
     const shellRelay = new ShellRelay(() => logRelay.conn(), log.child({ component: "shell" }));
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl!, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryUrl: (r, c) => apps.repositoryUrlForGit(r, c), dataSpec: (spec) => data.dataSpec(spec), metrics }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl, natsUsers: nats.users, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryUrl: (r, c) => apps.repositoryUrlForGit(r, c), dataSpec: (spec) => data.dataSpec(spec), metrics }),
       {
         host: config.grpcHost,
         port: config.grpcPort,
@@ -153,6 +155,45 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     await stop();
     throw err;
   }
+}
+
+/**
+ * NATS with one user per host: the embedded server (its users file written before it starts),
+ * or an external one whose users file and reload command are configured. An external server
+ * the control plane does not configure is used as it is, with a warning.
+ */
+async function startNats(config: Readonly<ControlPlaneConfig>, db: Db, log: Logger, cleanups: Array<() => Promise<void>>): Promise<{ access: NatsAccess; users?: NatsUserDirectory }> {
+  const nlog = log.child({ component: "nats-users" });
+  const hostUsers = async () => (await listNatsUsers(db)).map((h) => ({ hostId: h.id, publicKey: h.nats_public_key }));
+  if (config.natsUrl && !config.natsUsersFile) {
+    log.warn(
+      { insecure: true },
+      "INSECURE: the external NATS (NATS_URL) is used as it is: the control plane does not give each host its own NATS user, so every agent gets whatever access the server grants. " +
+        "Set SLIPWAY_NATS_USERS_FILE (included by the server's configuration) and SLIPWAY_NATS_RELOAD_COMMAND to let the control plane manage one user per host.",
+    );
+    return { access: { url: config.natsUrl } };
+  }
+  const seed = await loadOrCreateSeed(config.natsSeedFile);
+  const access: NatsAccess = accessWithSeed(config.natsUrl ?? "", seed);
+  let reload: () => Promise<void>;
+  let embedded: EmbeddedNats | undefined;
+  const usersFile = config.natsUsersFile ?? path.join(config.dataDir, "nats", "users.conf");
+  if (config.natsUrl) reload = reloadByCommand(config.natsReloadCommand!);
+  else reload = () => (embedded ? embedded.reload() : Promise.reject(new Error("the embedded nats-server is not running")));
+  const users = new NatsUserDirectory({ file: usersFile, controlPlaneSeed: seed, hosts: hostUsers, reload, url: () => access.url, log: nlog });
+  if (!config.natsUrl) {
+    await users.writeInitial();
+    embedded = await startEmbeddedNats({ dataDir: config.dataDir, bin: config.natsServerBin, usersFile, ...(config.embeddedNatsPort ? { port: config.embeddedNatsPort } : {}), log });
+    cleanups.push(() => embedded!.stop());
+    access.url = embedded.url;
+  } else {
+    // Not awaited: an unreachable NATS must not keep the API down (connections retry until the server runs the file).
+    void users.sync().catch((err: unknown) => nlog.error({ err: (err as Error).message }, "could not update the NATS users yet; retrying every 30 s"));
+  }
+  // Another replica may have changed the fleet, or a sync failed: checked every 30 s (a write only when something changed).
+  const resync = setInterval(() => void users.sync().catch((err: unknown) => nlog.error({ err: (err as Error).message }, "could not update the NATS users")), 30_000);
+  cleanups.push(async () => clearInterval(resync));
+  return { access, users };
 }
 
 function shutdownGrpc(server: Server): Promise<void> {

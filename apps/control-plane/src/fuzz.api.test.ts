@@ -291,7 +291,7 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
       db,
       log,
       ...cp.services,
-      logs: new LogRelay(() => "nats://127.0.0.1:9", log),
+      logs: new LogRelay(() => ({ url: "nats://127.0.0.1:9" }), log),
       shells: new ShellRelay(() => Promise.reject(new Error("no NATS in this test")), log),
       joinTokenTtlMs: 60_000,
       readiness: [],

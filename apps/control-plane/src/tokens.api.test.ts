@@ -80,7 +80,7 @@ describe.each<DbKind>(["pglite", "postgres"])("tokens and roles on %s", (kind) =
       ...cp.services,
       auth: new AuthService(db, log, () => new Date(Date.now() + clockOffsetMs)),
       drains: new DrainService(db, lifecycle, cp.services.deployments, placement, log),
-      logs: new LogRelay(() => "nats://127.0.0.1:9", log),
+      logs: new LogRelay(() => ({ url: "nats://127.0.0.1:9" }), log),
       shells: new ShellRelay(() => Promise.reject(new Error("no NATS in this test")), log),
       joinTokenTtlMs: 60_000,
       readiness: [],

@@ -8,5 +8,6 @@ export * from "./variables.js";
 export * from "./retention.js";
 export * from "./process.js";
 export * from "./shell.js";
+export * from "./host-requests.js";
 export * from "./environment-state.js";
 export * from "./protocol.js";

@@ -1,3 +1,6 @@
+import { JOBS_STREAM, jobsConsumer } from "./names.js";
+import { shellSubject } from "./shell.js";
+
 /**
  * Names on the wire between the CLI, the control plane and the agents, kept in
  * one place so both ends of every hop agree: NATS core subjects of the runtime
@@ -7,24 +10,49 @@
  * (`shellSubject`).
  */
 
-/** Runtime log requests for the host: JSON `{app, environment, follow, since, tail, inbox}`. */
+/** Runtime log requests for the host: a signed `LogRequest` (see host-requests.ts). */
 export function logsSubject(hostId: string): string {
   return `slipway.logs.${hostId}`;
 }
 
-/** NATS's prefix for reply subjects. */
-export const INBOX_PREFIX = "_INBOX.";
+/**
+ * Every reply subject of one host starts with this: the inboxes of its own
+ * JetStream requests (nats.js' `inboxPrefix`) and the inboxes the control
+ * plane opens for a log stream or shell session on that host. A host's NATS
+ * user may use only its own prefix (`natsHostPermissions`), so no other host
+ * can read or write a session it is not part of.
+ */
+export function hostInboxPrefix(hostId: string): string {
+  return `_INBOX_${hostId}`;
+}
+
+/** True when `inbox` lies under the host's own prefix: the agent answers nowhere else. */
+export function isHostInbox(hostId: string, inbox: unknown): inbox is string {
+  return typeof inbox === "string" && inbox.startsWith(`${hostInboxPrefix(hostId)}.`) && !/[\s*>]/.test(inbox);
+}
+
+/** A fresh inbox for one log stream or shell session on the host (`token`: random hex). */
+export function logsInbox(hostId: string, token: string): string {
+  return `${hostInboxPrefix(hostId)}.logs.${token}`;
+}
+export function shellInbox(hostId: string, token: string): string {
+  return `${hostInboxPrefix(hostId)}.shell.${token}`;
+}
 
 /**
- * A fresh inbox for one log stream or shell session (`token`: random hex). The
- * agent answers only on inboxes: it refuses a request whose inbox does not
- * start with `INBOX_PREFIX`.
+ * What one host's NATS user may do, and nothing more: pull and acknowledge
+ * its own jobs, read its own consumer's settings, receive the log and shell
+ * requests addressed to it, and publish and subscribe under its own inbox
+ * prefix. Everything else (other hosts' subjects, `_INBOX.>`, the streams'
+ * management API) is refused by the server.
  */
-export function logsInbox(token: string): string {
-  return `${INBOX_PREFIX}slipway.logs.${token}`;
-}
-export function shellInbox(token: string): string {
-  return `${INBOX_PREFIX}slipway.shell.${token}`;
+export function natsHostPermissions(hostId: string): { publish: string[]; subscribe: string[] } {
+  const consumer = `${JOBS_STREAM}.${jobsConsumer(hostId)}`;
+  const inboxes = `${hostInboxPrefix(hostId)}.>`;
+  return {
+    publish: [`$JS.API.CONSUMER.MSG.NEXT.${consumer}`, `$JS.API.CONSUMER.INFO.${consumer}`, `$JS.ACK.${consumer}.>`, inboxes],
+    subscribe: [logsSubject(hostId), shellSubject(hostId), inboxes],
+  };
 }
 
 /**

@@ -1,5 +1,3 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-
 /**
  * The interactive shell ("SSH" of the hosted platform): a command in one of an
  * environment's running containers, its input and output relayed
@@ -70,36 +68,10 @@ export interface ShellRequest {
   cols: number;
   /** Where the agent sends frames; the client's frames come on `<inbox>.in`, pings on `<inbox>.ping`. */
   inbox: string;
-  /** Unix ms; requests older than SHELL_REQUEST_MAX_AGE_MS are refused (no replay). */
+  /** Unix ms; the request is signed as kind "shell" (host-requests.ts): stale or replayed ones are refused. */
   issuedAt: number;
 }
 
-export const SHELL_REQUEST_MAX_AGE_MS = 30_000;
-
 export function shellSubject(hostId: string): string {
   return `slipway.shell.${hostId}`;
-}
-
-/**
- * A shell runs code in an app's container, so the agent accepts only requests
- * signed by the control plane: HMAC-SHA256 keyed with the SHA-256 of the
- * host's credential (the control plane keeps exactly that hash; the agent
- * computes it from its credential). Someone who can only publish on NATS
- * cannot open a shell.
- */
-export function signShellRequest(credentialHash: string, req: ShellRequest): { request: ShellRequest; signature: string } {
-  return { request: req, signature: createHmac("sha256", credentialHash).update(JSON.stringify(req)).digest("hex") };
-}
-
-export function credentialHashOf(credential: string): string {
-  return createHash("sha256").update(credential).digest("hex");
-}
-
-export function verifyShellRequest(credentialHash: string, signed: { request: ShellRequest; signature: string }, now = Date.now()): boolean {
-  if (typeof signed?.signature !== "string" || typeof signed.request !== "object" || signed.request === null) return false;
-  const want = Buffer.from(createHmac("sha256", credentialHash).update(JSON.stringify(signed.request)).digest("hex"));
-  const got = Buffer.from(signed.signature);
-  if (want.length !== got.length || !timingSafeEqual(want, got)) return false;
-  const age = now - signed.request.issuedAt;
-  return age >= -5_000 && age <= SHELL_REQUEST_MAX_AGE_MS;
 }

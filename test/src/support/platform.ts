@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
+import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { NatsServer } from "./nats.js";
 import { createTestDatabase, dropDatabasesWithPrefix } from "./postgres.js";
 import { startProcess, StopWaiting, waitFor, type Proc } from "./processes.js";
@@ -125,6 +126,8 @@ export class Platform {
         SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
         ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
         NATS_URL: this.nats.url,
+        SLIPWAY_NATS_USERS_FILE: this.nats.usersFile,
+        SLIPWAY_NATS_RELOAD_COMMAND: this.nats.reloadCommand,
         SLIPWAY_HTTP_PORT: String(this.httpPort),
         SLIPWAY_GRPC_PORT: String(this.grpcPort),
         SLIPWAY_ADMIN_TOKEN: this.adminToken,
@@ -194,6 +197,18 @@ export class Platform {
     this.agents.push(handle);
     await handle.start();
     return handle;
+  }
+
+  /** A NATS connection with the control plane's own identity (every permission): tests that play the control plane. */
+  natsAsControlPlane(): Promise<NatsConnection> {
+    const seed = readFileSync(path.join(this.dir, "cp", "nats-control-plane.nk"), "utf8").trim();
+    return connect({ servers: this.nats.url, authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
+  }
+
+  /** A NATS connection with the identity of agent `n` (its seed and inbox prefix, from its identity file). */
+  natsAsAgent(n: number, opts: { reconnect?: boolean } = {}): Promise<NatsConnection> {
+    const id = JSON.parse(readFileSync(path.join(this.agents[n]!.stateDir, "identity.json"), "utf8")) as { natsSeed: string; natsInboxPrefix: string };
+    return connect({ servers: this.nats.url, authenticator: nkeyAuthenticator(new TextEncoder().encode(id.natsSeed)), inboxPrefix: id.natsInboxPrefix, reconnect: opts.reconnect ?? false });
   }
 
   tail(file: string, lines = 30): string {

@@ -1,4 +1,5 @@
 import { connect } from "@nats-io/transport-node";
+import { natsOptions, type AgentNats } from "../nats/connection.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { JobMessage } from "@slipway/proto";
@@ -34,12 +35,12 @@ export class JobConsumer {
   private workingMs = MAX_WORKING_INTERVAL_MS;
 
   constructor(
-    private readonly opts: { natsUrl: string; stream: string; consumer: string; concurrency: number; log: Logger },
+    private readonly opts: { nats: AgentNats; stream: string; consumer: string; concurrency: number; log: Logger },
     private readonly handler: JobHandler,
   ) {}
 
   async start(): Promise<void> {
-    this.nc = await connect({ servers: this.opts.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-${this.opts.consumer}` });
+    this.nc = await connect(natsOptions(this.opts.nats, `slipway-agent-${this.opts.consumer}`));
     this.loop = this.consumeForever();
   }
 

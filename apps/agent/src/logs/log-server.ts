@@ -1,18 +1,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { INBOX_CONTROL, LABELS, inboxControlOf, inboxControlWildcard, logsSubject, type Logger } from "@slipway/core";
+import { INBOX_CONTROL, LABELS, ReplayGuard, credentialHashOf, inboxControlOf, inboxControlWildcard, isHostInbox, logsSubject, verifyHostRequest, type LogRequest, type Logger } from "@slipway/core";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
 import type { ContainerLogReader } from "../docker/container-access.js";
-
-/** A log request from the control plane (JSON on `slipway.logs.<hostId>`). */
-export interface LogRequest {
-  app: string;
-  environment: string;
-  follow: boolean;
-  /** Unix seconds; 0 = from the start (bounded by tail). */
-  since: number;
-  tail: number;
-  inbox: string;
-}
 
 /** How long a followed stream lives without a ping from the control plane. */
 const PING_TIMEOUT_MS = 30_000;
@@ -25,17 +14,24 @@ const MAX_FOLLOW_MS = 6 * 3600_000;
  * are published to the request's inbox as `{"line": …}` messages, after a
  * first `{"start": true}` and before a last `{"end": true}`. A followed
  * stream ends on `<inbox>.stop`, when pings stop for 30 s, or after 6 h.
- * Subjects are core's (`logsSubject`, `INBOX_CONTROL`).
+ * Subjects are core's (`logsSubject`, `INBOX_CONTROL`). Like shells, log
+ * requests must be signed by the control plane (core `verifyHostRequest`),
+ * fresh, seen once, and name an inbox under this host's prefix; others are
+ * refused without an answer.
  */
 export class LogServer {
   private sub?: Subscription;
   private readonly active = new Set<() => void>();
+  private readonly key: string;
+  private readonly replays = new ReplayGuard();
 
   /**
    * `nc`: the agent's NATS core connection, shared with the shell server; the agent closes it.
    * `containers`: lists the environment's containers and reads their output (DockerRuntime).
    */
-  constructor(private readonly opts: { nc: NatsConnection; hostId: string; log: Logger; containers: Pick<ContainerRuntime, "list"> & ContainerLogReader }) {}
+  constructor(private readonly opts: { nc: NatsConnection; hostId: string; credential: string; log: Logger; containers: Pick<ContainerRuntime, "list"> & ContainerLogReader }) {
+    this.key = credentialHashOf(opts.credential);
+  }
 
   private get nc(): NatsConnection {
     return this.opts.nc;
@@ -45,12 +41,16 @@ export class LogServer {
     this.sub = this.nc.subscribe(logsSubject(this.opts.hostId));
     void (async () => {
       for await (const m of this.sub!) {
-        let req: LogRequest;
+        let signed: unknown;
         try {
-          req = JSON.parse(new TextDecoder().decode(m.data)) as LogRequest;
-          if (!req.inbox || !req.app || !req.environment) throw new Error("incomplete");
+          signed = JSON.parse(new TextDecoder().decode(m.data));
         } catch {
           this.opts.log.warn("ignored a malformed log request");
+          continue;
+        }
+        const req = (signed as { request?: LogRequest } | null)?.request;
+        if (!verifyHostRequest("logs", this.key, signed) || !isHostInbox(this.opts.hostId, req?.inbox) || typeof req?.app !== "string" || typeof req.environment !== "string" || this.replays.replayed(signed.signature)) {
+          this.opts.log.warn({ app: req?.app, environment: req?.environment }, "refused a log request that is not signed by the control plane, is stale, was replayed or names another host's inbox");
           continue;
         }
         void this.serve(req).catch((err: unknown) => {

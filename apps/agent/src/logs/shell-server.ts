@@ -1,17 +1,17 @@
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import {
   INBOX_CONTROL,
-  INBOX_PREFIX,
   LABELS,
-  SHELL_REQUEST_MAX_AGE_MS,
+  ReplayGuard,
   ShellFrame,
   ShellFrameReader,
   credentialHashOf,
   encodeShellFrame,
   inboxControlOf,
   inboxControlWildcard,
+  isHostInbox,
   shellSubject,
-  verifyShellRequest,
+  verifyHostRequest,
   type Logger,
   type ShellRequest,
 } from "@slipway/core";
@@ -27,8 +27,9 @@ const OUTPUT_CHUNK = 32 * 1024;
 
 /**
  * Runs shells in this host's environments' containers for the control plane:
- * a signed request on `slipway.shell.<hostId>` (see core `verifyShellRequest`;
- * unsigned, stale or replayed ones are refused) starts `docker exec` in a
+ * a signed request on `slipway.shell.<hostId>` (see core `verifyHostRequest`;
+ * unsigned, stale or replayed ones are refused, and so is an inbox outside
+ * this host's prefix) starts `docker exec` in a
  * running web container of the environment; its output goes to the request's
  * inbox as frames, input and terminal resizes come on `<inbox>.in`. The
  * session ends with the command (an Exit frame with its code), on
@@ -38,7 +39,7 @@ const OUTPUT_CHUNK = 32 * 1024;
 export class ShellServer {
   private sub?: Subscription;
   private readonly key: string;
-  private readonly seen = new Map<string, number>();
+  private readonly replays = new ReplayGuard();
   private readonly active = new Set<() => void>();
 
   /**
@@ -57,34 +58,27 @@ export class ShellServer {
     this.sub = this.nc.subscribe(shellSubject(this.opts.hostId));
     void (async () => {
       for await (const m of this.sub!) {
-        let signed: { request: ShellRequest; signature: string };
+        let signed: unknown;
         try {
-          signed = JSON.parse(new TextDecoder().decode(m.data)) as { request: ShellRequest; signature: string };
+          signed = JSON.parse(new TextDecoder().decode(m.data));
         } catch {
           this.opts.log.warn("ignored a malformed shell request");
           continue;
         }
-        const req = signed?.request;
-        if (!verifyShellRequest(this.key, signed) || this.replayed(signed.signature)) {
-          this.opts.log.warn({ app: req?.app, environment: req?.environment }, "refused a shell request that is not signed by the control plane, is stale or was replayed");
-          if (typeof req?.inbox === "string" && req.inbox.startsWith(INBOX_PREFIX)) this.nc.publish(req.inbox, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale or replayed"));
+        const req = (signed as { request?: Partial<ShellRequest> } | null)?.request;
+        const hostInbox = isHostInbox(this.opts.hostId, req?.inbox);
+        if (!verifyHostRequest("shell", this.key, signed) || !hostInbox || this.replays.replayed(signed.signature)) {
+          this.opts.log.warn({ app: req?.app, environment: req?.environment }, "refused a shell request that is not signed by the control plane, is stale, was replayed or names another host's inbox");
+          if (hostInbox) this.nc.publish(req!.inbox!, encodeShellFrame(ShellFrame.Error, "the agent refused the request: bad signature, stale, replayed or not this host's inbox"));
           continue;
         }
-        void this.serve(req).catch((err: unknown) => {
-          this.opts.log.warn({ app: req.app, environment: req.environment, err: (err as Error).message }, "shell session failed");
-          this.nc.publish(req.inbox, encodeShellFrame(ShellFrame.Error, (err as Error).message));
+        const request = signed.request as ShellRequest;
+        void this.serve(request).catch((err: unknown) => {
+          this.opts.log.warn({ app: request.app, environment: request.environment, err: (err as Error).message }, "shell session failed");
+          this.nc.publish(request.inbox, encodeShellFrame(ShellFrame.Error, (err as Error).message));
         });
       }
     })();
-  }
-
-  /** Each signed request opens one session: a second delivery of the same one is refused. */
-  private replayed(signature: string): boolean {
-    const now = Date.now();
-    for (const [s, until] of this.seen) if (until < now) this.seen.delete(s);
-    if (this.seen.has(signature)) return true;
-    this.seen.set(signature, now + SHELL_REQUEST_MAX_AGE_MS + 10_000);
-    return false;
   }
 
   private async serve(req: ShellRequest): Promise<void> {

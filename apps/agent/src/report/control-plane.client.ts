@@ -8,6 +8,7 @@ import {
   type JobEvent,
   type MetricsBatch,
   type PushMetricsResponse,
+  type ConfigureNatsResponse,
   type RegisterRequest,
   type RegisterResponse,
   type ReportJobEventsResponse,
@@ -52,6 +53,13 @@ export class ControlPlaneClient {
   register(req: RegisterRequest): Promise<RegisterResponse> {
     return new Promise((resolve, reject) =>
       this.client.register(req, new Metadata(), { deadline: this.deadline(15_000) }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+  }
+
+  /** Makes `publicKey` this host's NATS user; resolves once the NATS server enforces it. */
+  configureNats(publicKey: string): Promise<ConfigureNatsResponse> {
+    return new Promise((resolve, reject) =>
+      this.client.configureNats({ publicKey }, this.md(), { deadline: this.deadline(30_000) }, (err, res) => (err ? reject(err) : resolve(res!))),
     );
   }
 

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { PassThrough, type Readable } from "node:stream";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { INBOX_CONTROL, UnavailableError, inboxControl, logsInbox, logsSubject, type Logger } from "@slipway/core";
+import type { NatsAccess } from "./nats-users.js";
+import { INBOX_CONTROL, UnavailableError, inboxControl, logsInbox, logsSubject, signHostRequest, type LogRequest, type Logger } from "@slipway/core";
 
 /** How long to wait for the host's first answer. */
 const FIRST_ANSWER_MS = 5000;
@@ -18,17 +19,21 @@ const PING_INTERVAL_MS = 10_000;
 export class LogRelay {
   private nc?: Promise<NatsConnection>;
 
-  constructor(private readonly url: () => string, private readonly log: Logger) {}
+  /** `access`: how to reach NATS (read at the first use). */
+  constructor(private readonly access: () => NatsAccess, private readonly log: Logger) {}
 
   /** The relay's NATS connection (core, not JetStream), shared with the shell relay. */
   conn(): Promise<NatsConnection> {
-    this.nc ??= connect({ servers: this.url(), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "slipway-control-plane-logs" });
+    const access = this.access();
+    this.nc ??= connect({ servers: access.url, ...(access.authenticator ? { authenticator: access.authenticator } : {}), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "slipway-control-plane-logs" });
     return this.nc;
   }
 
-  async stream(hostId: string, req: { app: string; environment: string; follow: boolean; since: number; tail: number }): Promise<{ body: Readable; close: () => void }> {
+  /** `host`: its id and the hash of its credential, which signs the request (the agent checks it). */
+  async stream(host: { id: string; credentialHash: string }, req: Omit<LogRequest, "inbox" | "issuedAt">): Promise<{ body: Readable; close: () => void }> {
+    const hostId = host.id;
     const nc = await this.conn();
-    const inbox = logsInbox(randomBytes(8).toString("hex"));
+    const inbox = logsInbox(hostId, randomBytes(8).toString("hex"));
     const sub = nc.subscribe(inbox);
     const out = new PassThrough({ highWaterMark: 256 * 1024 });
     let dropped = 0;
@@ -70,7 +75,7 @@ export class LogRelay {
         close();
       });
     });
-    nc.publish(logsSubject(hostId), JSON.stringify({ ...req, inbox }));
+    nc.publish(logsSubject(hostId), JSON.stringify(signHostRequest("logs", host.credentialHash, { ...req, inbox, issuedAt: Date.now() })));
     try {
       await first;
     } catch (err) {

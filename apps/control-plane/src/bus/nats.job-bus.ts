@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { JOBS_STREAM, JOBS_SUBJECT_PREFIX, jobsConsumer, jobsSubject, type Logger } from "@slipway/core";
 import type { JobBus } from "./job-bus.js";
+import type { NatsAccess } from "./nats-users.js";
 
 /** Default ack_wait of agents' consumers: an agent that dies mid-job gets it redelivered after this. */
 export const JOB_ACK_WAIT_MS = 60_000;
@@ -16,13 +17,13 @@ export class NatsJobBus implements JobBus {
 
   private readonly ackWaitMs: number;
 
-  constructor(private readonly url: string, private readonly log: Logger, opts: { ackWaitMs?: number } = {}) {
+  constructor(private readonly access: NatsAccess, private readonly log: Logger, opts: { ackWaitMs?: number } = {}) {
     this.ackWaitMs = opts.ackWaitMs ?? JOB_ACK_WAIT_MS;
   }
 
   /** Connects, retrying for ever in the background: a NATS outage delays jobs, it never stops the control plane. */
   async connect(): Promise<void> {
-    this.nc = await connect({ servers: this.url, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: "slipway-control-plane" });
+    this.nc = await connect({ servers: this.access.url, ...(this.access.authenticator ? { authenticator: this.access.authenticator } : {}), maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: "slipway-control-plane" });
     this.js = jetstream(this.nc);
     (async () => {
       for await (const s of this.nc!.status()) {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { INBOX_CONTROL, ShellFrame, ShellFrameReader, UnavailableError, inboxControl, shellInbox, shellSubject, signShellRequest, type Logger, type ShellRequest } from "@slipway/core";
+import { INBOX_CONTROL, ShellFrame, ShellFrameReader, UnavailableError, inboxControl, shellInbox, shellSubject, signHostRequest, type Logger, type ShellRequest } from "@slipway/core";
 
 /** How long to wait for the agent to start the session. */
 const START_TIMEOUT_MS = 10_000;
@@ -19,7 +19,7 @@ export interface ShellSession {
 
 /**
  * Shells in environments' containers, relayed over NATS core like runtime
- * logs: a request signed for the host (core `signShellRequest`) on
+ * logs: a request signed for the host (core `signHostRequest`) on
  * `slipway.shell.<hostId>`, the agent's frames on a per-session inbox, the
  * client's frames on `<inbox>.in`, a ping every 10 s on `<inbox>.ping`,
  * `<inbox>.close` when the client goes. Any control plane replica can serve
@@ -30,7 +30,7 @@ export class ShellRelay {
 
   async open(host: { id: string; credentialHash: string }, req: Omit<ShellRequest, "inbox" | "issuedAt">, onFrame: (type: number, payload: Buffer) => void): Promise<ShellSession> {
     const nc = await this.conn();
-    const inbox = shellInbox(randomBytes(12).toString("hex"));
+    const inbox = shellInbox(host.id, randomBytes(12).toString("hex"));
     const sub = nc.subscribe(inbox);
     const reader = new ShellFrameReader();
     let closed = false;
@@ -70,7 +70,7 @@ export class ShellRelay {
         finish();
       });
     });
-    nc.publish(shellSubject(host.id), JSON.stringify(signShellRequest(host.credentialHash, { ...req, inbox, issuedAt: Date.now() })));
+    nc.publish(shellSubject(host.id), JSON.stringify(signHostRequest("shell", host.credentialHash, { ...req, inbox, issuedAt: Date.now() })));
     let container: string;
     try {
       container = await started;

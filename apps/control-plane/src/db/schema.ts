@@ -37,6 +37,8 @@ export interface HostsTable {
   last_heartbeat_at: Timestamp | null;
   registered_at: Timestamp;
   ingress_address: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The host's NATS user: the public nkey its agent generated (migration 0013); null until the agent configured NATS. */
+  nats_public_key: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export interface AppsTable {
   id: string;

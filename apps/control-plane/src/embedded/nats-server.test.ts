@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -26,10 +26,13 @@ describe("embedded nats-server", () => {
   it("reclaims its port from a nats-server an earlier control plane of the same data dir left running", async () => {
     const port = await freePort();
     const log = createLogger("t", "silent");
-    const first = await startEmbeddedNats({ dataDir: dir, bin: "nats-server", port, log });
+    const usersFile = path.join(dir, "nats", "users.conf");
+    mkdirSync(path.dirname(usersFile), { recursive: true });
+    writeFileSync(usersFile, "");
+    const first = await startEmbeddedNats({ dataDir: dir, bin: "nats-server", port, usersFile, log });
     started.push(first);
     // The first control plane "dies" here without calling stop().
-    const second = await startEmbeddedNats({ dataDir: dir, bin: "nats-server", port, log });
+    const second = await startEmbeddedNats({ dataDir: dir, bin: "nats-server", port, usersFile, log });
     started.push(second);
     expect(second.pid).not.toBe(first.pid);
     expect(alive(first.pid)).toBe(false);

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { credentials, Metadata, status, type Server } from "@grpc/grpc-js";
-import { AgentServiceClient, type GetJobSpecResponse, type JobEvent, type ReportJobEventsResponse } from "@slipway/proto";
-import { createLogger } from "@slipway/core";
+import { AgentServiceClient, type ConfigureNatsResponse, type GetJobSpecResponse, type JobEvent, type ReportJobEventsResponse } from "@slipway/proto";
+import { createLogger, hostInboxPrefix } from "@slipway/core";
+import { nkeys } from "@nats-io/nats-core";
 import { testControlPlane, type TestControlPlane } from "../testing/harness.js";
 import { agentServiceImpl, startGrpcServer } from "./agent.grpc.js";
 import type { JobBus } from "../bus/job-bus.js";
@@ -36,10 +37,14 @@ describe("gRPC AgentService authentication", () => {
       call.end();
     });
 
+  const configureNats = (publicKey: string, credential?: string) =>
+    new Promise<ConfigureNatsResponse>((resolve, reject) => client.configureNats({ publicKey }, md(credential), (err, res) => (err ? reject(err) : resolve(res!))));
+  let syncs = 0;
+
   beforeAll(async () => {
     cp = await testControlPlane("pglite");
     const started = await startGrpcServer(
-      agentServiceImpl({ hosts: cp.services.hosts, reports: cp.services.reports, bus: noBus, log: createLogger("t", "silent"), natsPublicUrl: () => "nats://127.0.0.1:4222", heartbeatIntervalMs: 5000, unseal: (v) => cp.services.environments.unseal(v), repositoryUrl: (r, c) => cp.services.apps.repositoryUrlForGit(r, c), dataSpec: (s) => cp.services.data.dataSpec(s) }),
+      agentServiceImpl({ hosts: cp.services.hosts, reports: cp.services.reports, bus: noBus, log: createLogger("t", "silent"), natsPublicUrl: () => "nats://127.0.0.1:4222", natsUsers: { sync: async () => void syncs++ }, heartbeatIntervalMs: 5000, unseal: (v) => cp.services.environments.unseal(v), repositoryUrl: (r, c) => cp.services.apps.repositoryUrlForGit(r, c), dataSpec: (s) => cp.services.data.dataSpec(s) }),
       { host: "127.0.0.1", port: 0 },
     );
     server = started.server;
@@ -104,5 +109,34 @@ describe("gRPC AgentService authentication", () => {
     const dep = await cp.app.inject({ method: "GET", url: `/v1/deployments/${d.id}`, headers: { authorization: `Bearer ${cp.adminToken}` } });
     expect(dep.json().state).toBe("preparing");
     expect((await getSpec(job.id, a.credential)).lastSeq).toBe(3);
+  });
+
+  it("makes an agent's nkey its host's NATS user: once per key, never another host's key, never for a revoked host", async () => {
+    const a = await register(await joinToken(), "nats-a");
+    const b = await register(await joinToken(), "nats-b");
+    const keyA = nkeys.createUser().getPublicKey();
+    const before = syncs;
+    const res = await configureNats(keyA, a.credential);
+    expect(res).toEqual({ natsUrl: "nats://127.0.0.1:4222", inboxPrefix: hostInboxPrefix(a.hostId), perHostUsers: true });
+    expect(syncs).toBe(before + 1);
+    const row = () => cp.database.db.selectFrom("hosts").select(["id", "nats_public_key"]).where("id", "in", [a.hostId, b.hostId]).orderBy("name").execute();
+    expect((await row()).map((h) => h.nats_public_key)).toEqual([keyA, null]);
+    // The same key again (every agent start) changes nothing.
+    await configureNats(keyA, a.credential);
+    // Refused, nothing written: no credential, a key that is not an nkey user key, A's key for B.
+    await expect(configureNats(keyA)).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    for (const bad of ["", "not-a-key", nkeys.createAccount().getPublicKey(), keyA.slice(0, -1) + (keyA.endsWith("A") ? "B" : "A"), new TextDecoder().decode(nkeys.createUser().getSeed())]) {
+      await expect(configureNats(bad, b.credential), bad).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    }
+    await expect(configureNats(keyA, b.credential)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/belongs to another host/) });
+    expect((await row()).map((h) => h.nats_public_key)).toEqual([keyA, null]);
+    // A replaced key (the agent's state was lost) is recorded in the activity feed.
+    const keyA2 = nkeys.createUser().getPublicKey();
+    await configureNats(keyA2, a.credential);
+    expect((await row()).map((h) => h.nats_public_key)).toEqual([keyA2, null]);
+    const activity = await cp.database.db.selectFrom("activity").select(["action", "details"]).where("action", "=", "host.nats_key_replaced").execute();
+    expect(activity.map((x) => x.details)).toEqual([{ hostId: a.hostId, publicKey: keyA2 }]);
+    await cp.app.inject({ method: "POST", url: `/v1/hosts/${a.hostId}/revoke`, headers: { authorization: `Bearer ${cp.adminToken}` } });
+    await expect(configureNats(nkeys.createUser().getPublicKey(), a.credential)).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
   });
 });

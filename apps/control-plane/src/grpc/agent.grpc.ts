@@ -10,7 +10,8 @@ import {
   type MetricsSample,
   type JobEvent,
 } from "@slipway/proto";
-import { InvalidRequestError, SlipwayError, jobsConsumer, jobsSubject, JOBS_STREAM, type Logger } from "@slipway/core";
+import { InvalidRequestError, SlipwayError, hostInboxPrefix, jobsConsumer, jobsSubject, JOBS_STREAM, type Logger } from "@slipway/core";
+import { isNatsUserKey } from "../bus/nats-users.js";
 import type { HostService } from "../services/host.service.js";
 import type { JobEventInput, JobReportService } from "../services/job-report.service.js";
 import type { JobBus } from "../bus/job-bus.js";
@@ -136,6 +137,8 @@ export interface AgentGrpcDeps {
   bus: JobBus;
   log: Logger;
   natsPublicUrl: () => string;
+  /** The NATS server's users, one per host; absent = an external NATS the control plane does not configure. */
+  natsUsers?: { sync(): Promise<void> };
   heartbeatIntervalMs: number;
   /** Opens the sealed variables of a job spec; only GetJobSpec ever sees them in plain text. */
   unseal: (sealed: string) => Record<string, string>;
@@ -197,6 +200,18 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
           jobsSubject: jobsSubject(hostId),
           heartbeatIntervalMs: deps.heartbeatIntervalMs,
         };
+      })().then((res) => callback(null, res), (err) => callback(toGrpcError(err)));
+    },
+
+    configureNats(call, callback) {
+      (async () => {
+        const host = await hosts.authenticateAgent(bearer(call.metadata));
+        const key = call.request.publicKey;
+        if (!isNatsUserKey(key)) throw new InvalidRequestError("public_key must be an nkey user public key ('U' and 55 base32 characters)");
+        await hosts.setNatsKey(host, key);
+        // Answered once the server enforces the key: the agent connects right after.
+        await deps.natsUsers?.sync();
+        return { natsUrl: deps.natsPublicUrl(), inboxPrefix: hostInboxPrefix(host.id), perHostUsers: deps.natsUsers !== undefined };
       })().then((res) => callback(null, res), (err) => callback(toGrpcError(err)));
     },
 

@@ -2,6 +2,7 @@ import { sql, type Selectable } from "kysely";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { HostsTable } from "../db/schema.js";
+import { insertOrConflict } from "./unique-violation.js";
 
 export type HostRow = Selectable<HostsTable>;
 
@@ -32,6 +33,22 @@ export function findHost(db: Db, id: string): Promise<HostRow | undefined> {
 }
 export function listHosts(db: Db): Promise<HostRow[]> {
   return db.selectFrom("hosts").selectAll().orderBy("registered_at").execute();
+}
+
+/** Makes `publicKey` the host's NATS user; a key another host holds violates hosts_nats_public_key_key. */
+export async function setHostNatsKey(db: Db, id: string, publicKey: string): Promise<void> {
+  await insertOrConflict(db.updateTable("hosts").set({ nats_public_key: publicKey }).where("id", "=", id).execute());
+}
+
+/** The NATS users of the fleet: every host not revoked whose agent gave a key. */
+export function listNatsUsers(db: Db): Promise<Array<{ id: string; nats_public_key: string }>> {
+  return db
+    .selectFrom("hosts")
+    .select(["id", "nats_public_key"])
+    .where("admin_state", "!=", "revoked")
+    .where("nats_public_key", "is not", null)
+    .orderBy("id")
+    .execute() as Promise<Array<{ id: string; nats_public_key: string }>>;
 }
 
 export interface HeartbeatRecord {

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { ConflictError, InvalidRequestError, LOG_MEDIA_TYPE } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
+import { findHost } from "../repositories/hosts.repository.js";
 import { requireApp } from "../services/auth.service.js";
 import type { LogRelay } from "../bus/log-relay.js";
 import { envParams } from "./schemas.js";
@@ -32,7 +33,9 @@ export const logsRoutes: FastifyPluginAsync<{ db: Db; relay: LogRelay }> = async
         if (Number.isNaN(t)) throw new InvalidRequestError(`since '${req.query.since}' is not a time (use ISO 8601)`, { details: { since: "not a time" } });
         since = Math.floor(t / 1000);
       }
-      const { body, close } = await relay.stream(env.host_id, { app: a.name, environment: env.name, follow: req.query.follow === true, since, tail: req.query.tail ?? 1000 });
+      const host = await findHost(db, env.host_id);
+      if (!host || host.admin_state === "revoked") throw new ConflictError(`the host of ${a.name}/${env.name} is not available`);
+      const { body, close } = await relay.stream({ id: host.id, credentialHash: host.credential_hash }, { app: a.name, environment: env.name, follow: req.query.follow === true, since, tail: req.query.tail ?? 1000 });
       // The response closes when the client goes away; the request stream closes as soon as it is read.
       reply.raw.on("close", close);
       return sendStream(reply, body, LOG_MEDIA_TYPE);

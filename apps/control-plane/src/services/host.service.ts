@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { UnauthenticatedError, NotFoundError, type HostState, type Logger } from "@slipway/core";
+import { ConflictError, UnauthenticatedError, NotFoundError, type HostState, type Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
+import { UniqueViolationError } from "../repositories/unique-violation.js";
 import { consumeJoinToken } from "../repositories/tokens.repository.js";
 import { HeartbeatWriter, type HeartbeatInput } from "./heartbeat-writer.js";
 import { recordActivity } from "../repositories/activity.repository.js";
@@ -53,6 +54,26 @@ export class HostService {
     });
     this.log.info({ hostId, hostname: input.hostname }, "host registered");
     return { hostId, credential };
+  }
+
+  /**
+   * Makes `publicKey` (an nkey the agent generated; checked by the caller) the host's NATS user.
+   * Answers whether it changed; a key another host holds is refused. A replaced key is in the
+   * activity feed (the agent's state was lost, or someone holding its credential set one).
+   */
+  async setNatsKey(host: hosts.HostRow, publicKey: string): Promise<boolean> {
+    if (host.nats_public_key === publicKey) return false;
+    await this.db.transaction().execute(async (trx) => {
+      try {
+        await hosts.setHostNatsKey(trx, host.id, publicKey);
+      } catch (err) {
+        if (err instanceof UniqueViolationError) throw new ConflictError("this NATS key belongs to another host: generate a new one");
+        throw err;
+      }
+      if (host.nats_public_key) await recordActivity(trx, { actor: `host:${host.name}`, action: "host.nats_key_replaced", details: { hostId: host.id, publicKey } });
+    });
+    this.log.info({ hostId: host.id, publicKey, replaced: Boolean(host.nats_public_key) }, "host's NATS key recorded");
+    return true;
   }
 
   /** Resolves an agent's bearer credential to its host; revoked hosts are refused. */
