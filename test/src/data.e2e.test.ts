@@ -73,6 +73,8 @@ describe("data services end to end", () => {
     const safety = backups.find((b: { id: string }) => b.id === done.safetyBackupId);
     expect(safety).toMatchObject({ kind: "safety", state: "succeeded", database: true, media: true, mediaObjects: 4 });
     expect(safety.databaseBytes).toBeGreaterThan(0);
+    // Recorded apart from the archive: the restore below checks the archive against it first.
+    expect(safety.databaseSha256).toMatch(/^[0-9a-f]{64}$/);
     const restore = await api().call("POST", `/v1/backups/${safety.id}/restore`, { confirm: true });
     expect((await waitCopy(restore.id)).state).toBe("succeeded");
     expect(await checksum("live")).toEqual(liveBefore);
@@ -87,6 +89,7 @@ describe("data services end to end", () => {
     }, 60_000, 300);
     expect(backup).toMatchObject({ state: "succeeded", kind: "manual", mediaObjects: 25 });
     expect(backup.sizeBytes).toBe(backup.databaseBytes + backup.mediaBytes);
+    expect(backup.databaseSha256).toMatch(/^[0-9a-f]{64}$/);
     const qa = await api().call("POST", "/v1/apps/data/environments", { name: "qa", basedOn: "test" });
     expect(qa.name).toBe("qa");
     const d = await api().deploy("data", "qa", { content: { from: "live", confirm: true } });

@@ -6,7 +6,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { DataSpec, S3Location } from "@slipway/proto";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { SourceData } from "@smithy/types";
@@ -14,6 +14,7 @@ import { createLogger } from "@slipway/core";
 import { runDataJob, type BackupManifest } from "./data.runner.js";
 import { copyPrefix, deletePrefix, makeS3Client, PartialCopyError } from "./s3.js";
 import { pgConnection } from "./pg-tools.js";
+import { dumpToS3 } from "./database.js";
 import { uploadStream } from "./s3-upload.js";
 import { CopyObjectClient, encodeKey } from "./s3-copy.js";
 import {
@@ -37,6 +38,8 @@ const run = rand();
 const dbA = `slipway_data_test_${run}_a`;
 const dbB = `slipway_data_test_${run}_b`;
 let s3: S3rverHandle | undefined;
+/** The sha256 the first test's backup b1 reported for its database archive. */
+let b1Sha256 = "";
 
 function spec(over: Partial<DataSpec>): DataSpec {
   return {
@@ -56,7 +59,8 @@ function spec(over: Partial<DataSpec>): DataSpec {
 }
 
 const media = (prefix: string, bucket = "media"): S3Location => s3!.location(bucket, prefix);
-const backupAt = (id: string) => ({ backupId: id, location: s3!.location("backups", `shop/${id}/`) });
+/** A backup's location; `sha256`: the database archive's sha256 as the control plane recorded it ("" = none: the manifest's counts). */
+const backupAt = (id: string, sha256 = "") => ({ backupId: id, location: s3!.location("backups", `shop/${id}/`), databaseSha256: sha256 });
 
 async function runJob(s: DataSpec) {
   const report = recordingReporter();
@@ -121,10 +125,14 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     expect(facts).toHaveLength(2);
     expect(facts[0]).toMatchObject({ backupId: "b1", database: true, media: false });
     expect(facts[0].databaseBytes).toBeGreaterThan(10_000);
+    expect(facts[0].databaseSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(facts[1]).toMatchObject({ databaseSha256: "" });
     expect(facts[1]).toMatchObject({ backupId: "b1", media: true, mediaObjects: 50 });
     const manifest = await readManifest("b1");
     expect(manifest.media).toEqual({ objects: 50, bytes: facts[1].mediaBytes });
     expect(manifest.database?.bytes).toBe(facts[0].databaseBytes);
+    expect(manifest.database?.sha256).toBe(facts[0].databaseSha256);
+    b1Sha256 = facts[0].databaseSha256 as string;
     expect(await readDigests(s3!.location("backups", "shop/b1/media/"))).toEqual(source);
 
     // Progress: cumulative per phase, and the last media figure is the whole.
@@ -141,9 +149,10 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     }
 
     const restore = await runJob(
-      spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("b1") }),
+      spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("b1", b1Sha256) }),
     );
     expect(restore.outcome, restore.report.lines().join("\n")).toBe("succeeded");
+    expect(restore.report.lines()).toContain("===== checking backup b1 =====");
     expect(await itemsDigest(dbB)).toEqual(await itemsDigest(dbA));
     expect(await readDigests(media("envB/"))).toEqual(source);
   });
@@ -189,6 +198,7 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     const restore = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("s1"), safetyBackup: backupAt("r1") }));
     expect(restore.outcome, restore.report.lines().join("\n")).toBe("succeeded");
     expect(restore.report.events.filter((e) => e.kind === "step" && (e.value as { state: string }).state === "succeeded").map((e) => (e.value as { name: string }).name)).toEqual([
+      "verify",
       "safety-backup",
       "database",
       "media",
@@ -282,6 +292,40 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
     const restore = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("b2") }));
     expect(restore.outcome).toBe("failed");
     expect(restore.report.lines().at(-1)).toMatch(/backup b2 has no readable manifest/);
+  });
+
+  it("a restore refuses a database archive that is not the one the backup wrote, before touching anything (issue 11)", async () => {
+    // An archive swapped for another valid one (a dump of another database), with and without its manifest rewritten to match.
+    await fillItems(dbB, 5, "swap");
+    const forged = await dumpToS3(dbUrl(dbB), s3!.location("backups", "shop/b1/"), "database.dump");
+    expect(forged.sha256).not.toBe(b1Sha256);
+    await withDb(dbB, (c) => c.query("TRUNCATE items RESTART IDENTITY"));
+    await fillItems(dbB, 9, "target before");
+    const before = { db: await itemsDigest(dbB), media: await readDigests(media("envB/")) };
+    const attempt = async (recorded: string, safetyId: string) => {
+      const r = await runJob(spec({ action: "restore", targetDatabaseUrl: dbUrl(dbB), targetMedia: media("envB/"), backup: backupAt("b1", recorded), safetyBackup: backupAt(safetyId) }));
+      expect(r.outcome).toBe("failed");
+      expect(r.report.lines().at(-1)).toMatch(/^checking backup b1 failed: .*database archive is not the one the backup wrote \(sha256 [0-9a-f]{64}, recorded [0-9a-f]{64}\).*The target was not touched\.$/);
+      expect(r.report.events.find((e) => e.kind === "result")!.value).toMatchObject({ state: "failed", error: { type: "backup_unusable" } });
+      // Nothing ran after the check: no safety backup written, target database and media as they were.
+      expect(r.report.events.filter((e) => e.kind === "step").map((e) => e.value)).toEqual([{ name: "verify", state: "running" }, { name: "verify", state: "failed" }]);
+      expect(await readDigests(s3!.location("backups", `shop/${safetyId}/`))).toEqual(new Map());
+      expect(await itemsDigest(dbB)).toEqual(before.db);
+      expect(await readDigests(media("envB/"))).toEqual(before.media);
+    };
+    // The control plane's record catches it.
+    await attempt(b1Sha256, "t1");
+    // Without a record (an older backup), the manifest does.
+    await attempt("", "t2");
+    // Manifest rewritten to match the forged archive: the control plane's record still refuses it.
+    const client = makeS3Client(s3!.location("backups", ""));
+    try {
+      const manifest = await readManifest("b1");
+      await client.send(new PutObjectCommand({ Bucket: "backups", Key: "shop/b1/manifest.json", Body: JSON.stringify({ ...manifest, database: { bytes: forged.bytes, sha256: forged.sha256 } }) }));
+    } finally {
+      client.destroy();
+    }
+    await attempt(b1Sha256, "t3");
   });
 
   it("copyPrefix reports how far it got when an object fails midway", async () => {

@@ -11,12 +11,13 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import ts from "typescript";
 import type { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
-import { dumpToS3, restoreFromS3 } from "./database.js";
+import { downloadArchive, dumpToS3, restoreFromFile } from "./database.js";
 import { makeS3Client } from "./s3.js";
 import { createDb, dbUrl, dropDb, rand, REPO_ROOT, startS3rver, withDb, type S3rverHandle } from "./data.testkit.js";
 
@@ -124,7 +125,13 @@ describe("[memory] backup of a ≥ 200 MB database", () => {
       client.destroy();
     }
 
-    await restoreFromS3(s3!.location("backups", "big/"), "database.dump", dbUrl(restored));
+    const file = path.join(mkdtempSync(path.join(tmpdir(), "slipway-restore-")), "database.dump");
+    try {
+      expect(await downloadArchive(s3!.location("backups", "big/"), "database.dump", file)).toEqual({ bytes: r.bytes, sha256: r.sha256 });
+      await restoreFromFile(file, dbUrl(restored));
+    } finally {
+      rmSync(path.dirname(file), { recursive: true, force: true });
+    }
     expect(await contentDigest(restored)).toEqual(await contentDigest(big));
   });
 

@@ -1,7 +1,10 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { BackupFacts, BackupLocation, DataSpec, S3Location } from "@slipway/proto";
 import { StepFailure, type Logger, type StepState } from "@slipway/core";
-import { copyDatabase, dumpToS3, restoreFromS3 } from "./database.js";
+import { copyDatabase, downloadArchive, dumpToS3, restoreFromFile } from "./database.js";
 import { copyPrefix, deletePrefix, errorText, isAbort, makeS3Client, normalizePrefix, PartialCopyError, under } from "./s3.js";
 import { pgConnection } from "./pg-tools.js";
 
@@ -25,6 +28,8 @@ export interface DataJobContext {
   progressIntervalMs?: number;
   /** parallel server-side copies for media */
   concurrency?: number;
+  /** where a restore keeps the downloaded archive while it runs (default: the OS's temporary directory) */
+  workDir?: string;
 }
 
 export const DUMP_KEY = "database.dump";
@@ -131,7 +136,7 @@ class DataJob {
     const p = this.phase(phase);
     const r = await dumpToS3(url, loc, DUMP_KEY, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) }).finally(() => p.flush());
     this.report.logLine(`database dump: ${formatBytes(r.bytes)} (sha256 ${r.sha256})`);
-    this.report.backup({ backupId: b.backupId, database: true, databaseBytes: r.bytes, media: false, mediaBytes: 0, mediaObjects: 0 });
+    this.report.backup({ backupId: b.backupId, database: true, databaseBytes: r.bytes, databaseSha256: r.sha256, media: false, mediaBytes: 0, mediaObjects: 0 });
     return r;
   }
 
@@ -189,7 +194,7 @@ class DataJob {
       if (this.spec.media) {
         const run = async () => {
           const r = await this.copyMedia(need(media, "media location"), under(loc, MEDIA_DIR), phase("media"));
-          this.report.backup({ backupId: b.backupId, database: false, databaseBytes: 0, media: true, mediaBytes: r.bytes, mediaObjects: r.objects });
+          this.report.backup({ backupId: b.backupId, database: false, databaseBytes: 0, databaseSha256: "", media: true, mediaBytes: r.bytes, mediaObjects: r.objects });
           return { objects: r.objects, bytes: r.bytes };
         };
         manifest.media = kind === "backup" ? await this.stage("media", "media backup", run) : await run();
@@ -228,12 +233,44 @@ class DataJob {
     }
   }
 
+  /**
+   * Downloads the backup's database archive into a private directory and checks it against the
+   * sha256 the control plane recorded when the backup was written (kept apart from the archive;
+   * for older backups, the manifest's): a changed or damaged archive fails the restore before
+   * anything of the target is touched, and what is restored is the very file checked.
+   */
+  private async verifiedArchive(b: BackupLocation, manifest: BackupManifest, dir: string): Promise<string> {
+    const loc = need(b.location, "backup location");
+    const expected = b.databaseSha256 || manifest.database!.sha256;
+    const file = path.join(dir, DUMP_KEY);
+    return this.stage("verify", `checking backup ${b.backupId}`, async () => {
+      if (!b.databaseSha256) this.report.logLine("the control plane has no sha256 on record for this backup (made before it was recorded): checking the archive against its manifest");
+      const p = this.phase("verify");
+      const r = await downloadArchive(loc, DUMP_KEY, file, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) }).finally(() => p.flush());
+      if (r.sha256 !== expected) {
+        throw new StepFailure("backup_unusable", `backup ${b.backupId}'s database archive is not the one the backup wrote (sha256 ${r.sha256}, recorded ${expected}): it was changed or damaged; nothing was restored`, false);
+      }
+      this.report.logLine(`database archive ${formatBytes(r.bytes)}, sha256 ${r.sha256}: as recorded`);
+      return file;
+    });
+  }
+
   async restore(): Promise<void> {
     const b = need(this.spec.backup, "backup");
-    const loc = need(b.location, "backup location");
     const manifest = await this.readManifest(b);
     if (this.spec.database && !manifest.database) throw new StepFailure("backup_unusable", `backup ${b.backupId} has no database`, false);
     if (this.spec.media && !manifest.media) throw new StepFailure("backup_unusable", `backup ${b.backupId} has no media`, false);
+    const dir = await mkdtemp(path.join(this.ctx.workDir ?? tmpdir(), "slipway-restore-"));
+    try {
+      const archive = this.spec.database ? await this.verifiedArchive(b, manifest, dir) : undefined;
+      await this.restoreChecked(b, manifest, archive);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async restoreChecked(b: BackupLocation, manifest: BackupManifest, archive: string | undefined): Promise<void> {
+    const loc = need(b.location, "backup location");
     // Issue 11: like a content copy, the target's current content is kept first (older control planes send none).
     if (this.spec.safetyBackup) await this.safetyBackup(this.spec.safetyBackup);
     if (this.spec.database) {
@@ -241,9 +278,7 @@ class DataJob {
       await this.stage("database", "database restore", async () => {
         this.report.logLine(`restoring backup ${b.backupId} (${formatBytes(manifest.database!.bytes)}) into ${pgConnection(target).label}`);
         const p = this.phase("database");
-        const r = await restoreFromS3(loc, DUMP_KEY, target, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) }).finally(() =>
-          p.flush(),
-        );
+        const r = await restoreFromFile(archive!, target, { signal: this.ctx.signal, onProgress: (bytes) => p.update(bytes, 0) }).finally(() => p.flush());
         this.report.logLine(`database restored: ${formatBytes(r.bytes)} read`);
       });
       this.done.push("database restored");

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
@@ -41,6 +42,33 @@ function whenAborted(signal: AbortSignal | undefined, stop: () => void): () => v
   if (signal.aborted) stop();
   signal.addEventListener("abort", stop, { once: true });
   return () => signal.removeEventListener("abort", stop);
+}
+
+/**
+ * Downloads `<src.prefix><key>` into `file` (mode 0600: it holds the data) and answers its
+ * size and sha256. A restore reads the archive from there, so what it restores is exactly
+ * what was checked.
+ */
+export async function downloadArchive(src: S3Location, key: string, file: string, opts: DbOptions = {}): Promise<DumpResult> {
+  if (opts.signal?.aborted) throw abortError();
+  const client = makeS3Client(src);
+  try {
+    const got = await client.send(new GetObjectCommand({ Bucket: src.bucket, Key: normalizePrefix(src.prefix) + key }), { abortSignal: opts.signal });
+    const hash = createHash("sha256");
+    let bytes = 0;
+    const count = counter((chunk) => {
+      bytes += chunk.length;
+      hash.update(chunk);
+      opts.onProgress?.(bytes);
+    });
+    await pipeline(got.Body as Readable, count, createWriteStream(file, { mode: 0o600 }), { signal: opts.signal });
+    return { bytes, sha256: hash.digest("hex") };
+  } catch (err) {
+    if (opts.signal?.aborted) throw abortError();
+    throw err;
+  } finally {
+    client.destroy();
+  }
 }
 
 /**
@@ -92,47 +120,38 @@ export async function dumpToS3(databaseUrl: string, dst: S3Location, key: string
 }
 
 /**
- * GetObject streamed into `pg_restore` on stdin. See RESTORE_FLAGS: the
- * restore is one transaction, so a failure (a bad archive, a broken download)
- * leaves the target database as it was.
+ * A downloaded archive (see downloadArchive) streamed into `pg_restore` on stdin. See
+ * RESTORE_FLAGS: the restore is one transaction, so a failure (a bad archive) leaves the
+ * target database as it was.
  */
-export async function restoreFromS3(src: S3Location, key: string, targetUrl: string, opts: DbOptions = {}): Promise<{ bytes: number }> {
+export async function restoreFromFile(file: string, targetUrl: string, opts: DbOptions = {}): Promise<{ bytes: number }> {
   if (opts.signal?.aborted) throw abortError();
   const conn = pgConnection(targetUrl);
-  const client = makeS3Client(src);
+  const restore = new PgChild("pg_restore", [...RESTORE_FLAGS, ...conn.args], conn, { stdin: "pipe", stdout: "ignore" });
+  let bytes = 0;
+  const source = createReadStream(file);
+  const count = counter((chunk) => {
+    bytes += chunk.length;
+    opts.onProgress?.(bytes);
+  });
+  const unlisten = whenAborted(opts.signal, () => {
+    restore.kill();
+    source.destroy(abortError());
+  });
   try {
-    const got = await client.send(new GetObjectCommand({ Bucket: src.bucket, Key: normalizePrefix(src.prefix) + key }), {
-      abortSignal: opts.signal,
-    });
-    const restore = new PgChild("pg_restore", [...RESTORE_FLAGS, ...conn.args], conn, { stdin: "pipe", stdout: "ignore" });
-    let bytes = 0;
-    const source = got.Body as Readable;
-    const count = counter((chunk) => {
-      bytes += chunk.length;
-      opts.onProgress?.(bytes);
-    });
-    const unlisten = whenAborted(opts.signal, () => {
-      restore.kill();
-      source.destroy(abortError());
-    });
-    try {
-      const piped = await pipeline(source, count, restore.proc.stdin!).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      if (piped) restore.kill();
-      await restore.exited;
-      if (opts.signal?.aborted) throw abortError();
-      // A download that broke off makes pg_restore fail on a truncated archive: the download error is the cause.
-      if (piped && !isPipeClosed(piped)) throw piped;
-      if (restore.failed) throw restore.failed;
-      if (piped) throw piped;
-      return { bytes };
-    } finally {
-      unlisten();
-    }
+    const piped = await pipeline(source, count, restore.proc.stdin!).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    if (piped) restore.kill();
+    await restore.exited;
+    if (opts.signal?.aborted) throw abortError();
+    if (piped && !isPipeClosed(piped)) throw piped;
+    if (restore.failed) throw restore.failed;
+    if (piped) throw piped;
+    return { bytes };
   } finally {
-    client.destroy();
+    unlisten();
   }
 }
 

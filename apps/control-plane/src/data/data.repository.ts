@@ -67,10 +67,10 @@ export async function recordCopyProgress(db: Db, jobId: string, p: { phase: stri
  * carries; the backup is complete (and restorable, even if the job fails
  * later) once every requested part reported.
  */
-export async function recordBackupFacts(db: Db, jobId: string, at: Date, f: { backupId: string; database: boolean; databaseBytes: number; media: boolean; mediaBytes: number; mediaObjects: number }): Promise<void> {
+export async function recordBackupFacts(db: Db, jobId: string, at: Date, f: { backupId: string; database: boolean; databaseBytes: number; databaseSha256?: string; media: boolean; mediaBytes: number; mediaObjects: number }): Promise<void> {
   await db
     .updateTable("backups")
-    .set({ ...(f.database ? { database_bytes: f.databaseBytes } : {}), ...(f.media ? { media_bytes: f.mediaBytes, media_objects: f.mediaObjects } : {}) })
+    .set({ ...(f.database ? { database_bytes: f.databaseBytes, database_sha256: f.databaseSha256 || null } : {}), ...(f.media ? { media_bytes: f.mediaBytes, media_objects: f.mediaObjects } : {}) })
     .where("id", "=", f.backupId)
     .where("job_id", "=", jobId)
     .execute();

@@ -46,6 +46,8 @@ export interface BackupView {
   database: boolean;
   media: boolean;
   databaseBytes: number | null;
+  /** sha256 of the database archive; a restore checks the archive against it first. */
+  databaseSha256: string | null;
   mediaBytes: number | null;
   mediaObjects: number | null;
   sizeBytes: number | null;
@@ -276,7 +278,7 @@ export class DataService {
     for (const [field, id] of [["backup", spec.backupId], ["safetyBackup", spec.safetyBackupId]] as const) {
       if (!id) continue;
       const b = await data.findBackup(this.db, id);
-      if (b) out[field] = { backupId: id, location: s3(this.store.cfg.backupBucket, b.prefix) };
+      if (b) out[field] = { backupId: id, location: s3(this.store.cfg.backupBucket, b.prefix), databaseSha256: b.database_sha256 ?? "" };
     }
     return out;
   }
@@ -417,6 +419,7 @@ export function toBackupView(b: data.BackupRow): BackupView {
     database: b.database,
     media: b.media,
     databaseBytes: db,
+    databaseSha256: b.database_sha256,
     mediaBytes: media,
     mediaObjects: b.media_objects,
     sizeBytes: db === null && media === null ? null : (db ?? 0) + (media ?? 0),

@@ -162,6 +162,8 @@ export interface BackupsTable {
   database_bytes: ColumnType<string | number | null, number | null | undefined, number | null>;
   media_bytes: ColumnType<string | number | null, number | null | undefined, number | null>;
   media_objects: number | null;
+  /** sha256 of the database archive (migration 0014); null for media-only backups and older ones. */
+  database_sha256: ColumnType<string | null, string | null | undefined, string | null>;
   prefix: string;
   job_id: string | null;
   error: ColumnType<unknown, string | null | undefined, string | null>;

@@ -164,7 +164,7 @@ export function decodeEvent(e: JobEvent): JobEventInput | undefined {
     case "progress":
       return { ...base, kind: "progress", phase: ev.value.phase, bytes: ev.value.bytes, objects: ev.value.objects };
     case "backup":
-      return { ...base, kind: "backup", backupId: ev.value.backupId, database: ev.value.database, databaseBytes: ev.value.databaseBytes, media: ev.value.media, mediaBytes: ev.value.mediaBytes, mediaObjects: ev.value.mediaObjects };
+      return { ...base, kind: "backup", backupId: ev.value.backupId, database: ev.value.database, databaseBytes: ev.value.databaseBytes, databaseSha256: ev.value.databaseSha256, media: ev.value.media, mediaBytes: ev.value.mediaBytes, mediaObjects: ev.value.mediaObjects };
     case "result": {
       const st = ev.value.state;
       if (st !== "succeeded" && st !== "failed" && st !== "cancelled") return undefined;

@@ -25,7 +25,7 @@ export type JobEventInput =
   | { jobId: string; seq: number; at: Date; kind: "log"; text: string }
   | { jobId: string; seq: number; at: Date; kind: "facts"; commit: string; image: string }
   | { jobId: string; seq: number; at: Date; kind: "progress"; phase: string; bytes: number; objects: number }
-  | { jobId: string; seq: number; at: Date; kind: "backup"; backupId: string; database: boolean; databaseBytes: number; media: boolean; mediaBytes: number; mediaObjects: number }
+  | { jobId: string; seq: number; at: Date; kind: "backup"; backupId: string; database: boolean; databaseBytes: number; databaseSha256?: string; media: boolean; mediaBytes: number; mediaObjects: number }
   | { jobId: string; seq: number; at: Date; kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit: string; image: string; failure?: { type: string; message: string; retryable: boolean; details?: string } };
 
 export interface JobSpecView {
