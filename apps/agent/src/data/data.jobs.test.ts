@@ -393,7 +393,7 @@ describe("data jobs with a real PostgreSQL and a real s3rver", () => {
         port: 8443,
         path,
         query: {},
-        headers: { host: "s3.example.test:8443", "x-amz-content-sha256": ours["x-amz-content-sha256"], "x-amz-copy-source": "media/src/key.bin" },
+        headers: { host: "s3.example.test:8443", "x-amz-acl": "bucket-owner-full-control", "x-amz-content-sha256": ours["x-amz-content-sha256"], "x-amz-copy-source": "media/src/key.bin" },
       },
       { signingDate: at },
     );

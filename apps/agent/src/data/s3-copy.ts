@@ -5,6 +5,13 @@ import type { S3Location } from "@slipway/proto";
 
 const EMPTY_SHA256 = createHash("sha256").update("").digest("hex");
 const ATTEMPTS = 4;
+/**
+ * Every object the platform writes into a bucket gives the bucket's owner full control: an
+ * environment owns its media bucket (per-environment storage identities), and without it the
+ * objects a restore or content copy writes there would belong to the platform, unreadable
+ * with the environment's own keys.
+ */
+export const OWNER_FULL_CONTROL = "bucket-owner-full-control";
 
 /** RFC 3986 encoding of one path segment, as SigV4 and S3 expect it. */
 export function encodeSegment(s: string): string {
@@ -65,6 +72,7 @@ export class CopyObjectClient {
     const day = now.slice(0, 8);
     const signed: [string, string][] = [
       ["host", this.base.host],
+      ["x-amz-acl", OWNER_FULL_CONTROL],
       ["x-amz-content-sha256", EMPTY_SHA256],
       ["x-amz-copy-source", copySource],
       ["x-amz-date", now],

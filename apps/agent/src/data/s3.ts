@@ -8,7 +8,7 @@ import {
 import type { S3Location } from "@slipway/proto";
 import { setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
-import { CopyObjectClient } from "./s3-copy.js";
+import { CopyObjectClient, OWNER_FULL_CONTROL } from "./s3-copy.js";
 
 export interface S3Object {
   key: string;
@@ -180,6 +180,7 @@ async function copyObject(c: Clients, src: S3Location, srcKey: string, dst: S3Lo
       Key: dstKey,
       Body: got.Body as Readable,
       ContentLength: got.ContentLength,
+      ACL: OWNER_FULL_CONTROL,
       ...(got.ContentType ? { ContentType: got.ContentType } : {}),
     }),
     { abortSignal: signal },
