@@ -33,8 +33,8 @@ describe("npm run up", () => {
 
   it("starts the platform on embedded defaults, deploys hello to test and live, and stops everything on Ctrl-C", async () => {
     // `npm run up` takes fixed ports (it is the user's demo): reserved ones, not probed ones (ports.ts).
-    for (let i = 0; i < 5; i++) ports.push(await reservePort());
-    const [httpPort, grpcPort, ingressPort, natsPort, s3Port] = ports;
+    for (let i = 0; i < 6; i++) ports.push(await reservePort());
+    const [httpPort, grpcPort, ingressPort, natsPort, s3Port, s3BackupPort] = ports;
     let out = "";
     child = spawn(process.execPath, [path.join(repoRoot, "scripts/up.mjs")], {
       cwd: repoRoot,
@@ -48,6 +48,7 @@ describe("npm run up", () => {
         SLIPWAY_INGRESS_PUBLIC_PORT: String(ingressPort),
         SLIPWAY_EMBEDDED_NATS_PORT: String(natsPort),
         SLIPWAY_EMBEDDED_S3_PORT: String(s3Port),
+        SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(s3BackupPort),
         SLIPWAY_DATABASE_NAME_PREFIX: dbPrefix,
         DATABASE_URL: "",
         NATS_URL: "",

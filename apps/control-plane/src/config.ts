@@ -64,7 +64,20 @@ export interface ControlPlaneConfig {
   s3SecretAccessKey?: string;
   s3MediaBucket: string;
   s3BackupBucket: string;
+  /**
+   * How environments' containers reach their media: "shared" = every container gets the platform's
+   * key (a single-user S3 server such as the embedded one); "radosgw" = each environment its own
+   * user and bucket on a Ceph Object Gateway (SLIPWAY_S3_ENDPOINT, whose keys must be a user with the
+   * admin flag and the users=*;buckets=* caps).
+   */
+  s3Provider: "shared" | "radosgw";
+  /** Where backups live when not on the media endpoint (default: the media endpoint and keys). */
+  s3BackupEndpoint?: string;
+  s3BackupAccessKeyId?: string;
+  s3BackupSecretAccessKey?: string;
   embeddedS3Port: number;
+  /** The embedded backup store (a second s3rver on loopback only: containers cannot reach it). */
+  embeddedS3BackupPort: number;
   embeddedS3Bind: string;
   /** PEM files for gRPC TLS (server certificate and key); with grpcTlsClientCa, agents must present a certificate (mTLS). */
   grpcTlsCert?: string;
@@ -139,6 +152,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (env.SLIPWAY_S3_ENDPOINT && (!env.SLIPWAY_S3_ACCESS_KEY_ID || !env.SLIPWAY_S3_SECRET_ACCESS_KEY)) {
     throw new ConfigError("SLIPWAY_S3_ACCESS_KEY_ID", "SLIPWAY_S3_ENDPOINT needs SLIPWAY_S3_ACCESS_KEY_ID and SLIPWAY_S3_SECRET_ACCESS_KEY");
   }
+  const s3Provider = env.SLIPWAY_S3_PROVIDER || "shared";
+  if (s3Provider !== "shared" && s3Provider !== "radosgw") throw new ConfigError("SLIPWAY_S3_PROVIDER", "must be shared or radosgw");
+  if (s3Provider === "radosgw" && !env.SLIPWAY_S3_ENDPOINT) {
+    throw new ConfigError("SLIPWAY_S3_PROVIDER", "radosgw needs SLIPWAY_S3_ENDPOINT (the Object Gateway) and the keys of a platform user with the admin flag and the users=*;buckets=* caps");
+  }
+  if (env.SLIPWAY_S3_BACKUP_ENDPOINT && (!env.SLIPWAY_S3_BACKUP_ACCESS_KEY_ID || !env.SLIPWAY_S3_BACKUP_SECRET_ACCESS_KEY)) {
+    throw new ConfigError("SLIPWAY_S3_BACKUP_ACCESS_KEY_ID", "SLIPWAY_S3_BACKUP_ENDPOINT needs SLIPWAY_S3_BACKUP_ACCESS_KEY_ID and SLIPWAY_S3_BACKUP_SECRET_ACCESS_KEY");
+  }
   if (Boolean(env.SLIPWAY_GRPC_TLS_CERT) !== Boolean(env.SLIPWAY_GRPC_TLS_KEY)) {
     throw new ConfigError("SLIPWAY_GRPC_TLS_CERT", "SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY go together");
   }
@@ -194,7 +215,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     s3SecretAccessKey: env.SLIPWAY_S3_SECRET_ACCESS_KEY || undefined,
     s3MediaBucket: bucket(env, "SLIPWAY_S3_MEDIA_BUCKET", "slipway-media"),
     s3BackupBucket: bucket(env, "SLIPWAY_S3_BACKUP_BUCKET", "slipway-backups"),
+    s3Provider,
+    s3BackupEndpoint: url(env, "SLIPWAY_S3_BACKUP_ENDPOINT", ["http:", "https:"]),
+    s3BackupAccessKeyId: env.SLIPWAY_S3_BACKUP_ACCESS_KEY_ID || undefined,
+    s3BackupSecretAccessKey: env.SLIPWAY_S3_BACKUP_SECRET_ACCESS_KEY || undefined,
     embeddedS3Port: int(env, "SLIPWAY_EMBEDDED_S3_PORT", 7703, 0, 65535),
+    embeddedS3BackupPort: int(env, "SLIPWAY_EMBEDDED_S3_BACKUP_PORT", 7704, 0, 65535),
     embeddedS3Bind: env.SLIPWAY_EMBEDDED_S3_BIND || "0.0.0.0",
     grpcTlsCert: env.SLIPWAY_GRPC_TLS_CERT || undefined,
     grpcTlsKey: env.SLIPWAY_GRPC_TLS_KEY || undefined,

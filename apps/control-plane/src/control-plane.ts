@@ -17,6 +17,8 @@ import { SecretBox, loadSecretKey } from "./services/secret-box.js";
 import { DataService } from "./data/data.service.js";
 import { DatabaseProvisioner } from "./data/provisioner.js";
 import { ObjectStore, type StorageConfig } from "./data/object-store.js";
+import { sharedStorage, type StorageProvider } from "./data/storage-provider.js";
+import { RadosGwProvider } from "./data/radosgw.provider.js";
 import { S3RVER_CREDENTIALS, startEmbeddedS3 } from "./embedded/s3-server.js";
 import { getAppByName, getEnvironment } from "./repositories/apps.repository.js";
 import { HostService } from "./services/host.service.js";
@@ -88,15 +90,16 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     if (sealedRepositories > 0) log.info({ apps: sealedRepositories }, "repository credentials moved out of plain text into the encrypted column");
     const storage = await startStorage(config, log, cleanups);
     const store = new ObjectStore(storage);
+    const provider = storageProvider(config, storage, log);
     cleanups.push(async () => store.close());
     await store.ensureBuckets();
     const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
-    const data = new DataService(db, lifecycle, box, provisioner, store, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }) });
+    const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }) });
     const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data);
     const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
       const app = await getAppByName(db, appName);
       const env = await getEnvironment(db, app, envName);
-      await data.ensureDatabase(app, env);
+      await data.ensureData(app, env);
     });
     const scheduler = setInterval(() => void data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed")), config.backupSchedulerIntervalMs);
     cleanups.push(async () => clearInterval(scheduler));
@@ -209,24 +212,44 @@ function shutdownGrpc(server: Server): Promise<void> {
   });
 }
 
-/** The configured S3 endpoint, or the embedded s3rver (reached by containers through the host gateway). */
+/**
+ * The configured S3 endpoint(s), or the embedded ones: two s3rvers, one for media that containers
+ * reach through the host gateway, one for backups on loopback only (s3rver has one key for
+ * everything, so the backups' protection is that no container can reach that server at all).
+ */
 async function startStorage(config: Readonly<ControlPlaneConfig>, log: Logger, cleanups: Array<() => Promise<void>>): Promise<StorageConfig> {
-  const buckets = { mediaBucket: config.s3MediaBucket, backupBucket: config.s3BackupBucket, region: config.s3Region };
+  const region = config.s3Region;
   if (config.s3Endpoint) {
+    const media = { endpoint: config.s3Endpoint, region, accessKeyId: config.s3AccessKeyId!, secretAccessKey: config.s3SecretAccessKey! };
     return {
-      ...buckets,
-      endpoint: config.s3Endpoint,
-      endpointForContainers: config.s3EndpointForContainers ?? config.s3Endpoint,
-      accessKeyId: config.s3AccessKeyId!,
-      secretAccessKey: config.s3SecretAccessKey!,
+      media: { ...media, bucket: config.s3MediaBucket, endpointForContainers: config.s3EndpointForContainers ?? config.s3Endpoint },
+      backups: {
+        ...(config.s3BackupEndpoint ? { endpoint: config.s3BackupEndpoint, region, accessKeyId: config.s3BackupAccessKeyId!, secretAccessKey: config.s3BackupSecretAccessKey! } : media),
+        bucket: config.s3BackupBucket,
+      },
     };
   }
-  const s3 = await startEmbeddedS3({ dataDir: config.dataDir, address: config.embeddedS3Bind, port: config.embeddedS3Port, buckets: [config.s3MediaBucket, config.s3BackupBucket], log });
+  const s3 = await startEmbeddedS3({ dataDir: config.dataDir, name: "s3", address: config.embeddedS3Bind, port: config.embeddedS3Port, buckets: [config.s3MediaBucket], log });
   cleanups.push(() => s3.stop());
+  const backups = await startEmbeddedS3({ dataDir: config.dataDir, name: "s3-backups", address: "127.0.0.1", port: config.embeddedS3BackupPort, buckets: [config.s3BackupBucket], log });
+  cleanups.push(() => backups.stop());
   return {
-    ...buckets,
-    endpoint: s3.endpoint,
-    endpointForContainers: config.s3EndpointForContainers ?? `http://${config.databaseHostForContainers}:${s3.port}`,
-    ...S3RVER_CREDENTIALS,
+    media: { endpoint: s3.endpoint, region, ...S3RVER_CREDENTIALS, bucket: config.s3MediaBucket, endpointForContainers: config.s3EndpointForContainers ?? `http://${config.databaseHostForContainers}:${s3.port}` },
+    backups: { endpoint: backups.endpoint, region, ...S3RVER_CREDENTIALS, bucket: config.s3BackupBucket },
   };
+}
+
+/** Who hands out the environments' media keys, and the warning the shared one deserves. */
+function storageProvider(config: Readonly<ControlPlaneConfig>, storage: StorageConfig, log: Logger): StorageProvider {
+  if (config.s3Provider === "radosgw") {
+    return new RadosGwProvider({ endpoint: storage.media.endpoint, region: storage.media.region, admin: storage.media, log: log.child({ component: "storage" }) });
+  }
+  const backupsApart = storage.backups.endpoint !== storage.media.endpoint || storage.backups.accessKeyId !== storage.media.accessKeyId;
+  log.warn(
+    { insecure: !backupsApart, storageProvider: "shared" },
+    `${backupsApart ? "" : "INSECURE: "}media storage is shared: every environment's containers get the same S3 key (DEFAULT_STORAGE_DSN), so any app can read and change every app's media` +
+      (backupsApart ? "; backups are on another S3 server or key, out of their reach." : " AND every backup (same endpoint and key).") +
+      " Set SLIPWAY_S3_PROVIDER=radosgw (a Ceph Object Gateway) to give each environment its own key and bucket.",
+  );
+  return sharedStorage;
 }

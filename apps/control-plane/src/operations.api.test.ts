@@ -155,7 +155,7 @@ describe.each<DbKind>(["pglite", "postgres"])("one operation per environment (%s
     const app = await newApp();
     // Provisioned first: two first provisionings at once collide on CREATE ROLE, a separate matter.
     const appRow = await cp.database.db.selectFrom("apps").selectAll().where("name", "=", app).executeTakeFirstOrThrow();
-    for (const env of await cp.database.db.selectFrom("environments").selectAll().where("app_id", "=", appRow.id).execute()) await cp.services.data.ensureDatabase(appRow, env);
+    for (const env of await cp.database.db.selectFrom("environments").selectAll().where("app_id", "=", appRow.id).execute()) await cp.services.data.ensureData(appRow, env);
     const results = await Promise.all([
       call("POST", `/v1/apps/${app}/environments/live/backups`, { database: true, media: true }),
       call("POST", `/v1/apps/${app}/environments/live/content-copies`, { from: "test", confirm: true }),

@@ -32,6 +32,7 @@ export class FleetPlatform extends Platform {
         SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs),
         SLIPWAY_INGRESS_PUBLIC_PORT: "0",
         SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
+        SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(this.s3BackupPort),
         SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
         LOG_LEVEL: this.fleet.logLevel,
       },

@@ -97,6 +97,7 @@ export class Platform {
   httpPort = 0;
   grpcPort = 0;
   s3Port = 0;
+  s3BackupPort = 0;
   /** Environment databases of this platform are named `<prefix>_e_<environment id hex>` on the local cluster. */
   readonly dbPrefix = `e${randomBytes(4).toString("hex")}`;
   api!: Api;
@@ -134,6 +135,7 @@ export class Platform {
         SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
         SLIPWAY_INGRESS_PUBLIC_PORT: "0",
         SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
+        SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(this.s3BackupPort),
         SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
         LOG_LEVEL: "info",
         ...this.opts.cpEnv,
@@ -150,6 +152,8 @@ export class Platform {
     this.grpcPort = Number(ready.grpcPort);
     const s3 = logRecords(logFile, logStart).find((r) => r.msg === "embedded S3 server started");
     if (s3) this.s3Port = Number(s3.port);
+    const backups = logRecords(logFile, logStart).find((r) => r.msg === "embedded S3 server started (s3-backups)");
+    if (backups) this.s3BackupPort = Number(backups.port);
     this.api = new Api(`http://127.0.0.1:${this.httpPort}`, this.adminToken);
     await waitFor("control plane /readyz", async () => (await fetch(`${this.api.baseUrl}/readyz`)).ok, { timeoutMs: 10_000, intervalMs: 50 });
   }

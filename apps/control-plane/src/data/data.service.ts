@@ -4,6 +4,7 @@ import {
   InvalidRequestError,
   NotFoundError,
   PreconditionFailedError,
+  UnavailableError,
   backupLocation,
   backupsToKeep,
   defaultBackupSchedule,
@@ -20,7 +21,8 @@ import { requireAdmin, requireApp, type Principal } from "../services/auth.servi
 import type { SecretBox } from "../services/secret-box.js";
 import type { PlacementService } from "../services/placement.service.js";
 import { DatabaseProvisioner, databaseUrl, type EnvironmentDatabase } from "./provisioner.js";
-import { storageDsn, type ObjectStore } from "./object-store.js";
+import { storageDsn, type ObjectStore, type S3Place } from "./object-store.js";
+import { environmentBucket, newStorageCredentials, type S3Credentials, type StorageProvider } from "./storage-provider.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "../services/lifecycle.service.js";
 
@@ -79,9 +81,20 @@ export class DataService {
     private readonly box: SecretBox,
     private readonly provisioner: DatabaseProvisioner,
     private readonly store: ObjectStore,
+    private readonly storage: StorageProvider,
     private readonly placement: PlacementService,
     private readonly opts: { adminUrl: string; hostForContainers: string; onJobQueued: () => void; log: Logger },
   ) {}
+
+  /**
+   * The environment's data services, created when missing (idempotent): its database and role,
+   * and (under an isolating storage provider) its storage identity and media bucket. Called
+   * before anything that hands them out: a deployment, a backup, a copy, a restore.
+   */
+  async ensureData(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
+    await this.ensureDatabase(app, env);
+    await this.ensureMedia(app, env);
+  }
 
   /**
    * Creates the environment's database and role when missing (idempotent). At the first
@@ -89,7 +102,7 @@ export class DataService {
    * recorded on the environment; from then on only the recorded names are used, so no
    * other environment's name can ever be derived here.
    */
-  async ensureDatabase(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
+  private async ensureDatabase(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
     let row = env;
     if (!row.db_password_encrypted) {
       const names = this.provisioner.names(env.id);
@@ -130,9 +143,55 @@ export class DataService {
     return row;
   }
 
+  /**
+   * Creates the environment's storage identity and bucket under an isolating provider, once
+   * (idempotent): the keys are recorded first (sealed; the first caller wins), then the
+   * provider is asked, then the environment is marked ready. A provider that fails leaves the
+   * keys recorded and the environment not ready: the next call asks again with the same keys.
+   */
+  private async ensureMedia(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
+    if (!this.storage.isolates || env.storage_ready) return;
+    let row = env;
+    if (!row.storage_access_key) {
+      const keys = newStorageCredentials();
+      const identity = { bucket: environmentBucket(env.id), accessKeyId: keys.accessKeyId, sealedSecret: this.box.encrypt(keys.secretAccessKey) };
+      row = (await apps.recordStorageIdentity(this.db, env.id, identity))
+        ? { ...row, media_bucket: identity.bucket, storage_access_key: identity.accessKeyId, storage_secret_encrypted: identity.sealedSecret }
+        : await this.reload(env.id);
+      if (row.storage_ready) return;
+    }
+    try {
+      await this.storage.provision({
+        environmentId: env.id,
+        bucket: row.media_bucket!,
+        credentials: { accessKeyId: row.storage_access_key!, secretAccessKey: this.box.decrypt(row.storage_secret_encrypted!) },
+      });
+    } catch (err) {
+      this.opts.log.warn({ app: app.name, env: env.name, err: (err as Error).message }, "could not create the environment's media storage");
+      throw new UnavailableError(`the media storage of ${app.name}/${env.name} could not be created (${(err as Error).message}); nothing else was changed, try again`);
+    }
+    await apps.markStorageReady(this.db, env.id);
+  }
+
+  /**
+   * The keys and bucket an environment's containers get for their media: its own under an
+   * isolating provider (none until provisioned: the platform's keys never reach a container
+   * there), the platform's under the shared one.
+   */
+  private containerMedia(env: apps.EnvironmentRow): { keys: S3Credentials; bucket: string } | undefined {
+    if (this.storage.isolates) {
+      if (!env.storage_ready || !env.media_bucket || !env.storage_access_key || !env.storage_secret_encrypted) return undefined;
+      return { bucket: env.media_bucket, keys: { accessKeyId: env.storage_access_key, secretAccessKey: this.box.decrypt(env.storage_secret_encrypted) } };
+    }
+    return { bucket: env.media_bucket ?? this.store.cfg.media.bucket, keys: this.store.cfg.media };
+  }
+
   /** DATABASE_URL (once provisioned) and DEFAULT_STORAGE_DSN as the app's containers see them. */
   containerVariables(app: apps.AppRow, env: apps.EnvironmentRow): Record<string, string> {
-    const out: Record<string, string> = { DEFAULT_STORAGE_DSN: storageDsn(this.store.cfg, env.media_prefix) };
+    const out: Record<string, string> = {};
+    const media = this.containerMedia(env);
+    if (media) out.DEFAULT_STORAGE_DSN = storageDsn(this.store.cfg.media, media.keys, media.bucket, env.media_prefix);
+    else this.opts.log.warn({ app: app.name, env: env.name }, "the environment's media storage is not provisioned yet: its containers get no DEFAULT_STORAGE_DSN");
     const names = recordedNames(env);
     if (env.db_password_encrypted && names) {
       out.DATABASE_URL = databaseUrl(this.opts.adminUrl, names, this.box.decrypt(env.db_password_encrypted), this.opts.hostForContainers);
@@ -145,7 +204,7 @@ export class DataService {
     if (!input.database && !input.media) throw new InvalidRequestError("a backup needs database, media or both", { details: { database: "false", media: "false" } });
     const app = await apps.getAppByName(this.db, appName);
     const env = await apps.getEnvironment(this.db, app, envName);
-    await this.ensureDatabase(app, env);
+    await this.ensureData(app, env);
     const id = randomUUID();
     await this.db.transaction().execute(async (trx) => {
       await refuseWhileActive(trx, env.id, `${appName}/${envName}`);
@@ -180,8 +239,8 @@ export class DataService {
     if (input.confirm !== true) {
       throw new PreconditionFailedError(`this replaces the ${[input.database && "database", input.media && "media"].filter(Boolean).join(" and ")} of ${appName}/${target}: send "confirm": true`);
     }
-    await this.ensureDatabase(app, targetEnv);
-    await this.ensureDatabase(app, sourceEnv);
+    await this.ensureData(app, targetEnv);
+    await this.ensureData(app, sourceEnv);
     const id = randomUUID();
     const safetyId = randomUUID();
     await this.db
@@ -210,7 +269,7 @@ export class DataService {
     const app = await apps.getAppByName(this.db, backup.app);
     const target = await apps.getEnvironment(this.db, app, input.into ?? backup.environment);
     if (input.confirm !== true) throw new PreconditionFailedError(`restoring replaces the content of ${backup.app}/${target.name}: send "confirm": true`);
-    await this.ensureDatabase(app, target);
+    await this.ensureData(app, target);
     const id = randomUUID();
     // Like a content copy: the target's current content is backed up first, by the same job.
     const safetyId = randomUUID();
@@ -246,15 +305,17 @@ export class DataService {
       const names = recordedNames(env);
       return env.db_password_encrypted && names ? databaseUrl(this.opts.adminUrl, names, this.box.decrypt(env.db_password_encrypted)) : "";
     };
-    const s3 = (bucket: string, prefix: string) => ({
-      endpoint: this.store.cfg.endpoint,
-      region: this.store.cfg.region,
-      accessKeyId: this.store.cfg.accessKeyId,
-      secretAccessKey: this.store.cfg.secretAccessKey,
+    // The platform's keys: they reach every environment's media and the backups (the agent copies between them).
+    const s3 = (place: S3Place, bucket: string, prefix: string) => ({
+      endpoint: place.endpoint,
+      region: place.region,
+      accessKeyId: place.accessKeyId,
+      secretAccessKey: place.secretAccessKey,
       bucket,
       prefix,
       forcePathStyle: true,
     });
+    const mediaOf = (env: apps.EnvironmentRow) => s3(this.store.cfg.media, env.media_bucket ?? this.store.cfg.media.bucket, env.media_prefix);
     const out: DataSpec = {
       action: spec.action,
       app: spec.app,
@@ -263,7 +324,7 @@ export class DataService {
       media: spec.media,
       sourceDatabaseUrl: "",
       targetDatabaseUrl: dbUrl(target),
-      targetMedia: s3(this.store.cfg.mediaBucket, target.media_prefix),
+      targetMedia: mediaOf(target),
     };
     if (spec.action === "backup") {
       out.sourceDatabaseUrl = out.targetDatabaseUrl;
@@ -273,12 +334,12 @@ export class DataService {
       const source = await apps.findEnvironmentById(this.db, spec.sourceEnvironmentId);
       if (!source) throw new NotFoundError("the source environment no longer exists");
       out.sourceDatabaseUrl = dbUrl(source);
-      out.sourceMedia = s3(this.store.cfg.mediaBucket, source.media_prefix);
+      out.sourceMedia = mediaOf(source);
     }
     for (const [field, id] of [["backup", spec.backupId], ["safetyBackup", spec.safetyBackupId]] as const) {
       if (!id) continue;
       const b = await data.findBackup(this.db, id);
-      if (b) out[field] = { backupId: id, location: s3(this.store.cfg.backupBucket, b.prefix), databaseSha256: b.database_sha256 ?? "" };
+      if (b) out[field] = { backupId: id, location: s3(this.store.cfg.backups, this.store.cfg.backups.bucket, b.prefix), databaseSha256: b.database_sha256 ?? "" };
     }
     return out;
   }
@@ -292,9 +353,11 @@ export class DataService {
     const warn = (what: string) => (err: unknown) => this.opts.log.warn({ app, env: env.name, err: (err as Error).message }, `could not ${what}`);
     const names = await this.namesToDrop(app, env).catch((err: unknown) => (warn("find the environment's database")(err), undefined));
     if (names) await this.provisioner.drop(names).catch(warn("drop the environment's database"));
-    await this.store.deletePrefix(this.store.cfg.mediaBucket, env.media_prefix).catch(warn("delete media"));
+    await this.store.deletePrefix("media", env.media_bucket ?? this.store.cfg.media.bucket, env.media_prefix).catch(warn("delete media"));
+    // Its own bucket and storage identity go with it (what is left in the bucket too).
+    if (env.media_bucket && this.storage.isolates) await this.storage.remove({ environmentId: env.id, bucket: env.media_bucket }).catch(warn("remove the environment's storage identity and bucket"));
     for (const b of await data.listBackups(this.db, env.id)) {
-      await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix).catch(() => undefined);
+      await this.store.deletePrefix("backups", this.store.cfg.backups.bucket, b.prefix).catch(() => undefined);
     }
     await data.deleteBackupsOf(this.db, env.id);
   }
@@ -344,7 +407,7 @@ export class DataService {
       const done = scheduled.filter((b) => b.state === "succeeded");
       const keep = backupsToKeep(done.map((b) => ({ id: b.id, createdAt: b.created_at })), schedule.retention);
       for (const b of done.filter((x) => !keep.has(x.id))) {
-        await this.store.deletePrefix(this.store.cfg.backupBucket, b.prefix);
+        await this.store.deletePrefix("backups", this.store.cfg.backups.bucket, b.prefix);
         await data.deleteBackup(this.db, b.id);
         pruned++;
       }

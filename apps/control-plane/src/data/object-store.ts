@@ -1,63 +1,78 @@
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client, CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
 
-/** The S3 settings of the platform: one media bucket (a prefix per environment) and one backup bucket. */
-export interface StorageConfig {
+/** One S3 endpoint with the platform's keys to it, and a bucket there. */
+export interface S3Place {
   endpoint: string;
-  endpointForContainers: string;
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
-  mediaBucket: string;
-  backupBucket: string;
+  bucket: string;
+}
+
+/**
+ * The S3 settings of the platform. Media: where environments' media live (each in a bucket of
+ * its own under an isolating provider, else under a prefix of `media.bucket`), with the
+ * platform's keys, which reach every environment's media. Backups: a place no environment's
+ * keys reach (another bucket of the same server under an isolating provider, or another server).
+ */
+export interface StorageConfig {
+  media: S3Place & { endpointForContainers: string };
+  backups: S3Place;
 }
 
 // Media and backup locations are named after ids (core's environmentMediaPrefix and
-// backupLocation) and recorded: an environment's media prefix on the environment, a
-// backup's on the backup. Only recorded prefixes are read or deleted.
+// backupLocation) and recorded: an environment's media bucket and prefix on the environment, a
+// backup's on the backup. Only recorded locations are read or deleted.
 
 /**
  * DEFAULT_STORAGE_DSN: `s3://<key>:<secret>@<bucket>/<prefix>?endpoint=<url>&region=<region>&path_style=true`
  * (key and secret URL-encoded; the prefix ends in "/").
  */
-export function storageDsn(cfg: StorageConfig, prefix: string): string {
-  const q = new URLSearchParams({ endpoint: cfg.endpointForContainers, region: cfg.region, path_style: "true" });
-  return `s3://${encodeURIComponent(cfg.accessKeyId)}:${encodeURIComponent(cfg.secretAccessKey)}@${cfg.mediaBucket}/${prefix}?${q.toString()}`;
+export function storageDsn(media: StorageConfig["media"], keys: { accessKeyId: string; secretAccessKey: string }, bucket: string, prefix: string): string {
+  const q = new URLSearchParams({ endpoint: media.endpointForContainers, region: media.region, path_style: "true" });
+  return `s3://${encodeURIComponent(keys.accessKeyId)}:${encodeURIComponent(keys.secretAccessKey)}@${bucket}/${prefix}?${q.toString()}`;
+}
+
+function client(p: S3Place): S3Client {
+  return new S3Client({
+    endpoint: p.endpoint,
+    region: p.region,
+    credentials: { accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey },
+    forcePathStyle: true,
+    // The SDK's default checksums corrupt objects on some S3-compatible servers (s3rver).
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
 }
 
 /** The control plane's own S3 work: buckets at start, deleting an environment's media and backups. */
 export class ObjectStore {
-  readonly client: S3Client;
+  readonly clients: Record<"media" | "backups", S3Client>;
   constructor(readonly cfg: StorageConfig) {
-    this.client = new S3Client({
-      endpoint: cfg.endpoint,
-      region: cfg.region,
-      credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey },
-      forcePathStyle: true,
-      // The SDK's default checksums corrupt objects on some S3-compatible servers (s3rver).
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-    });
+    this.clients = { media: client(cfg.media), backups: client(cfg.backups) };
   }
 
   async ensureBuckets(): Promise<void> {
-    for (const Bucket of [this.cfg.mediaBucket, this.cfg.backupBucket]) {
+    for (const store of ["media", "backups"] as const) {
+      const Bucket = this.cfg[store].bucket;
       try {
-        await this.client.send(new HeadBucketCommand({ Bucket }));
+        await this.clients[store].send(new HeadBucketCommand({ Bucket }));
       } catch {
-        await this.client.send(new CreateBucketCommand({ Bucket }));
+        await this.clients[store].send(new CreateBucketCommand({ Bucket }));
       }
     }
   }
 
-  /** Deletes every object under a prefix; returns how many. */
-  async deletePrefix(bucket: string, prefix: string): Promise<number> {
+  /** Deletes every object under a prefix of a bucket of the media or the backup store; returns how many. */
+  async deletePrefix(store: "media" | "backups", bucket: string, prefix: string): Promise<number> {
+    const c = this.clients[store];
     let deleted = 0;
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await c.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
       const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
       if (keys.length) {
-        await this.client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+        await c.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
         deleted += keys.length;
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
@@ -66,6 +81,7 @@ export class ObjectStore {
   }
 
   close(): void {
-    this.client.destroy();
+    this.clients.media.destroy();
+    this.clients.backups.destroy();
   }
 }

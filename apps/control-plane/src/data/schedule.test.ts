@@ -19,7 +19,8 @@ describe("scheduled backups and retention", () => {
   beforeAll(async () => {
     s3 = new S3rver({ directory: dir, address: "127.0.0.1", port: 0, silent: true, vhostBuckets: false, configureBuckets: [{ name: "media", configs: [] }, { name: "backups", configs: [] }] });
     const { port } = await s3.run();
-    const storage = { endpoint: `http://127.0.0.1:${port}`, endpointForContainers: `http://127.0.0.1:${port}`, region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER", mediaBucket: "media", backupBucket: "backups" };
+    const place = { endpoint: `http://127.0.0.1:${port}`, region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+    const storage = { media: { ...place, endpointForContainers: place.endpoint, bucket: "media" }, backups: { ...place, bucket: "backups" } };
     store = new ObjectStore(storage);
     cp = await testControlPlane("postgres", { storage });
     await cp.app.inject({ method: "POST", url: "/v1/apps", headers: { authorization: `Bearer ${cp.adminToken}` }, payload: { name: "shop", repository: "https://x.test/shop.git" } });
@@ -45,7 +46,7 @@ describe("scheduled backups and retention", () => {
         .insertInto("backups")
         .values({ id, app: "shop", environment: "live", environment_id: live.id, kind: "scheduled", state: "succeeded", database: true, media: true, database_bytes: 10, media_bytes: 1, media_objects: 1, prefix, job_id: null, requested_by: "scheduler", created_at: new Date(now.getTime() - i * 86_400_000), finished_at: new Date() })
         .execute();
-      await store.client.send(new PutObjectCommand({ Bucket: "backups", Key: `${prefix}database.dump`, Body: "x" }));
+      await store.clients.backups.send(new PutObjectCommand({ Bucket: "backups", Key: `${prefix}database.dump`, Body: "x" }));
     }
     const manual = randomUUID();
     await db.insertInto("backups").values({ id: manual, app: "shop", environment: "live", environment_id: live.id, kind: "manual", state: "succeeded", database: true, media: false, prefix: backupLocation(live.id, manual), job_id: null, requested_by: "ann", created_at: new Date(now.getTime() - 300 * 86_400_000), finished_at: new Date() }).execute();
@@ -59,7 +60,7 @@ describe("scheduled backups and retention", () => {
     expect(keptScheduled.length).toBeLessThanOrEqual(23);
     expect(left.some((b) => b.id === manual)).toBe(true); // retention prunes scheduled backups only
     expect(left.filter((b) => b.kind === "scheduled" && b.state === "queued")).toHaveLength(1);
-    const objects = await store.client.send(new ListObjectsV2Command({ Bucket: "backups", Prefix: `envs/${live.id}/` }));
+    const objects = await store.clients.backups.send(new ListObjectsV2Command({ Bucket: "backups", Prefix: `envs/${live.id}/` }));
     expect((objects.Contents ?? []).length).toBe(keptScheduled.length);
 
     // A second run the same day starts nothing new and prunes nothing more.

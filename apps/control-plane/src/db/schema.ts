@@ -84,6 +84,13 @@ export interface EnvironmentsTable {
   database_role: ColumnType<string | null, string | null | undefined, string | null>;
   /** Where its media live in the media bucket (ends in "/"). */
   media_prefix: string;
+  /** The environment's own media bucket under an isolating storage provider (migration 0015); null = the platform's shared media bucket. */
+  media_bucket: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Its containers' S3 keys under an isolating provider (the secret sealed); null = the platform's keys. */
+  storage_access_key: ColumnType<string | null, string | null | undefined, string | null>;
+  storage_secret_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The provider confirmed the identity and the bucket. */
+  storage_ready: ColumnType<boolean, boolean | undefined, boolean>;
   /** Its default host name is `<host_label>.<base domain>`; unique across the platform. */
   host_label: string;
   created_at: Timestamp;

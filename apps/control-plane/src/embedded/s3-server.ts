@@ -17,12 +17,13 @@ export interface EmbeddedS3 {
 export const S3RVER_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } as const;
 
 /**
- * Starts the embedded S3 server (s3rver) as a child process with its data in
- * `<dataDir>/s3`. It binds `address` (the embedded default binds all
- * addresses so containers reach it through the host gateway).
+ * Starts an embedded S3 server (s3rver) as a child process with its data in
+ * `<dataDir>/<name>`. It binds `address` (the media server binds all addresses
+ * so containers reach it through the host gateway; the backup server binds
+ * loopback only).
  */
-export async function startEmbeddedS3(opts: { dataDir: string; address: string; port: number; buckets: string[]; log: Logger }): Promise<EmbeddedS3> {
-  const dir = path.join(opts.dataDir, "s3");
+export async function startEmbeddedS3(opts: { dataDir: string; name: string; address: string; port: number; buckets: string[]; log: Logger }): Promise<EmbeddedS3> {
+  const dir = path.join(opts.dataDir, opts.name);
   mkdirSync(dir, { recursive: true });
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), "s3-server.main.js");
   // stdin is a pipe only so that the child sees it close when the control plane dies, even by SIGKILL.
@@ -44,7 +45,7 @@ export async function startEmbeddedS3(opts: { dataDir: string; address: string; 
     });
   });
   const host = opts.address === "0.0.0.0" || opts.address === "::" ? "127.0.0.1" : opts.address;
-  opts.log.info({ port, pid: child.pid, dir }, "embedded S3 server started");
+  opts.log.info({ port, pid: child.pid, dir, address: opts.address, buckets: opts.buckets }, opts.name === "s3" ? "embedded S3 server started" : `embedded S3 server started (${opts.name})`);
   return {
     endpoint: `http://${host}:${port}`,
     port,

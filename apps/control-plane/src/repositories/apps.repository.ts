@@ -133,6 +133,26 @@ export async function recordDatabaseIdentity(db: Db, id: string, identity: { sea
 }
 
 /**
+ * Records an environment's storage identity (bucket and keys) before the provider creates it:
+ * the first caller wins (answers true), so concurrent provisionings agree on one identity.
+ */
+export async function recordStorageIdentity(db: Db, id: string, identity: { bucket: string; accessKeyId: string; sealedSecret: string }): Promise<boolean> {
+  const r = await db
+    .updateTable("environments")
+    .set({ media_bucket: identity.bucket, storage_access_key: identity.accessKeyId, storage_secret_encrypted: identity.sealedSecret })
+    .where("id", "=", id)
+    .where("storage_access_key", "is", null)
+    .executeTakeFirst()
+    .catch(rethrowUnique);
+  return Number(r.numUpdatedRows) > 0;
+}
+
+/** The provider created the environment's storage identity and bucket. */
+export async function markStorageReady(db: Db, id: string): Promise<void> {
+  await db.updateTable("environments").set({ storage_ready: true }).where("id", "=", id).execute();
+}
+
+/**
  * Records the names of a database provisioned before they were recorded (migration 0010).
  * A name another environment recorded is refused by the unique constraints
  * (UniqueViolationError "environments_database_name_unique" or "…_role_unique").

@@ -14,6 +14,7 @@ import { SecretBox } from "../services/secret-box.js";
 import { DataService } from "../data/data.service.js";
 import { DatabaseProvisioner, dropAllWithPrefix } from "../data/provisioner.js";
 import { ObjectStore, type StorageConfig } from "../data/object-store.js";
+import { sharedStorage, type StorageProvider } from "../data/storage-provider.js";
 import { getAppByName, getEnvironment, type EnvironmentRow } from "../repositories/apps.repository.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
@@ -53,7 +54,7 @@ export interface TestControlPlane {
 }
 
 /** The REST API over a real database, without NATS or agents (the outbox is only poked). */
-export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig } = {}): Promise<TestControlPlane> {
+export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig; storageProvider?: StorageProvider } = {}): Promise<TestControlPlane> {
   const database = await testDatabase(kind);
   const log = createLogger("test", "silent");
   const db = database.db;
@@ -67,12 +68,13 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   // Real provisioning on the local cluster, under a prefix of this run's own; dropped at close.
   const dbPrefix = `t${randomBytes(4).toString("hex")}`;
   const provisioner = new DatabaseProvisioner(PG_ADMIN, log, dbPrefix);
-  const store = new ObjectStore(opts.storage ?? { endpoint: "http://127.0.0.1:9", endpointForContainers: "http://host.docker.internal:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", mediaBucket: "media", backupBucket: "backups" });
-  const data = new DataService(db, lifecycle, box, provisioner, store, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
+  const nowhere = { endpoint: "http://127.0.0.1:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s" };
+  const store = new ObjectStore(opts.storage ?? { media: { ...nowhere, endpointForContainers: "http://host.docker.internal:9", bucket: "media" }, backups: { ...nowhere, bucket: "backups" } });
+  const data = new DataService(db, lifecycle, box, provisioner, store, opts.storageProvider ?? sharedStorage, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
   const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
   const deployments = new DeploymentService(db, lifecycle, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
     const appRow = await getAppByName(db, a);
-    await data.ensureDatabase(appRow, await getEnvironment(db, appRow, e));
+    await data.ensureData(appRow, await getEnvironment(db, appRow, e));
   });
   const reports = new JobReportService(db, log, lifecycle);
   const metrics = new MetricsService(db, { retentionMs: 168 * 3_600_000, log });
