@@ -66,7 +66,7 @@ import("s3rver").then(async ({ default: S3rver }) => {
   process.on("SIGTERM", () => server.close().then(() => process.exit(0), () => process.exit(1)));
 });`;
 
-async function startS3rver(dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
+export async function startS3rver(dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
   // --openssl-legacy-provider: s3rver's ListObjectsV2 pagination needs it on Node 20.
   const child = spawn(process.execPath, ["--openssl-legacy-provider", "-e", S3RVER_MAIN, dir], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve, reject) => {

@@ -8,9 +8,10 @@
  *   2. a deployment of an already built image, API call → traffic switched,
  *      and the overhead over the floor, with per-step timings;
  *   3. failed requests under a keep-alive load across 3 switching deployments.
- * Then the data services benchmark (data.bench.ts), the ingress benchmark
+ * Then the data services benchmark (data.bench.ts), the storage benchmark
+ * (storage.bench.ts: radosgw against s3rver), the ingress benchmark
  * with wrk (ingress.bench.ts) and the fleet benchmark (fleet.bench.ts).
- * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, ingress, fleet) runs only
+ * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, storage, ingress, fleet) runs only
  * those parts; SLIPWAY_BENCH_FLEET=0 skips the fleet part.
  * Progress goes to stderr; the results table and BENCHMARKS.md-ready markdown
  * go to stdout. Exit code 0 even when a target is missed; non-zero on errors.
@@ -20,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { runDataBench } from "./data.bench.js";
 import { runFleetBench } from "./fleet.bench.js";
+import { runStorageBench } from "./storage.bench.js";
 import { abortIngressBench, runIngressBench } from "./ingress.bench.js";
 import Dockerode from "dockerode";
 import { Platform, type AgentHandle } from "../support/platform.js";
@@ -36,7 +38,7 @@ const TARGET_OVERHEAD_S = 0.3;
 /** issue 10: `succeeded` is what users wait for; the API shows it within this long of the switch. */
 const TARGET_SUCCEEDED_LAG_MS = 50;
 const TARGET_FAILED = 0;
-const PARTS = ["deploy", "data", "ingress", "fleet"] as const;
+const PARTS = ["deploy", "data", "storage", "ingress", "fleet"] as const;
 
 const t0 = performance.now();
 const elapsed = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -321,6 +323,11 @@ async function main(): Promise<number> {
       progress("data services benchmark (database copy, media copy, backup memory)");
       const data = await runDataBench();
       process.stdout.write(data.markdown + "\n");
+    }
+    if (runs("storage")) {
+      progress("storage benchmark (radosgw against s3rver: start, memory, per-environment provisioning)");
+      const storage = await runStorageBench();
+      process.stdout.write(storage.markdown + "\n");
     }
     if (runs("ingress")) {
       progress("ingress benchmark (wrk against a keep-alive Node app: ingress, direct, bare HAProxy)");

@@ -171,3 +171,6 @@ export class RadosGwProvider implements StorageProvider {
     this.opts.log.info({ environmentId: p.environmentId, user: uid, bucket: p.bucket }, "environment's storage identity and bucket removed");
   }
 }
+
+// For the storage benchmark (the package's "./radosgw-provider" entry point).
+export { environmentBucket, newStorageCredentials } from "./storage-provider.js";

@@ -61,8 +61,12 @@ async function until(what: string, ok: () => Promise<boolean>, timeoutMs: number
   throw new Error(`${what} did not happen within ${timeoutMs} ms; logs in ${logDir}`);
 }
 
-/** Starts the cluster; `bind`: where the gateway listens (0.0.0.0 lets containers reach it through the host gateway). */
-export async function startRadosGw(opts: { bind?: string } = {}): Promise<RadosGw> {
+/**
+ * Starts the cluster; `bind`: where the gateway listens (0.0.0.0 lets containers reach it through
+ * the host gateway); `objectstore`: memstore (RAM, the default for tests) or bluestore on a sparse
+ * file in the directory (what a persistent set-up would use; the storage benchmark compares them).
+ */
+export async function startRadosGw(opts: { bind?: string; objectstore?: "memstore" | "bluestore" } = {}): Promise<RadosGw> {
   const started = performance.now();
   const dir = mkdtempSync(path.join(tmpdir(), "slipway-rgw-"));
   const children: ChildProcess[] = [];
@@ -109,8 +113,9 @@ export async function startRadosGw(opts: { bind?: string } = {}): Promise<RadosG
         `keyring = ${dir}/$name.keyring`,
         `mon data = ${dir}/mon/$cluster-$id`,
         `osd data = ${dir}/osd/$cluster-$id`,
-        "osd objectstore = memstore",
-        "memstore device bytes = 2147483648",
+        ...(opts.objectstore === "bluestore"
+          ? ["osd objectstore = bluestore", "bluestore block create = true", "bluestore block size = 10737418240"]
+          : ["osd objectstore = memstore", "memstore device bytes = 2147483648"]),
         "[mon]",
         "keyring = $mon_data/keyring",
         "[client.rgw.gw]",
