@@ -124,6 +124,28 @@ describe.each<DbKind>(["pglite", "postgres"])("one operation per environment (%s
     expect((await call("GET", `/v1/apps/${other}/environments/qa`)).statusCode).toBe(200);
   });
 
+  it("refuses to remove the environment a running copy or restore reads from (its data, or the backup), writing nothing", async () => {
+    const app = await newApp();
+    expect((await call("POST", `/v1/apps/${app}/environments`, { name: "qa" })).statusCode).toBe(201);
+    // qa is the source: the copy into test dumps qa's database and copies its media.
+    const copy = await call("POST", `/v1/apps/${app}/environments/test/content-copies`, { from: "qa", confirm: true });
+    expect(copy.statusCode).toBe(202);
+    let before = await counts();
+    expectConflictNaming(await call("DELETE", `/v1/apps/${app}/environments/qa?confirm=qa`), "copy", copy.json().id);
+    expect(await counts()).toEqual(before);
+    expect((await call("GET", `/v1/apps/${app}/environments/qa`)).statusCode).toBe(200);
+
+    // A restore into test of a backup of staging: removing staging would delete the backup it reads.
+    const other = await newApp();
+    expect((await call("POST", `/v1/apps/${other}/environments`, { name: "staging" })).statusCode).toBe(201);
+    const done = await finishedBackup(other, "staging");
+    const restore = await call("POST", `/v1/backups/${done}/restore`, { into: "test", confirm: true });
+    expect(restore.statusCode).toBe(202);
+    before = await counts();
+    expectConflictNaming(await call("DELETE", `/v1/apps/${other}/environments/staging?confirm=staging`), "restore", restore.json().id);
+    expect(await counts()).toEqual(before);
+  });
+
   it("takes a safety backup of the target before a restore, and the restore names it", async () => {
     const app = await newApp();
     const backup = await finishedBackup(app, "live");

@@ -120,6 +120,20 @@ export async function lockEnvironment(trx: Db, environmentId: string): Promise<b
 }
 
 /**
+ * A content copy or restore, queued or running, that reads this environment's data: a copy
+ * from it, or a restore of one of its backups (the backup goes when the environment does).
+ */
+export async function activeReader(trx: Db, environmentId: string): Promise<ActiveOperation | undefined> {
+  const copy = await trx
+    .selectFrom("content_copies")
+    .select(["id", "state", "kind"])
+    .where("source_environment_id", "=", environmentId)
+    .where("state", "in", ["queued", "running"])
+    .executeTakeFirst();
+  return copy ? { kind: copy.kind === "restore" ? "restore" : "copy", id: copy.id, state: copy.state } : undefined;
+}
+
+/**
  * The deployment (not one waiting behind another) or data operation (a backup of it, a
  * content copy or restore into it) that is queued or running on the environment, if any.
  * A queued job counts: the agent may pick it up at any moment. Call it after lockEnvironment,

@@ -462,6 +462,20 @@ export async function refuseWhileActive(trx: Db, environmentId: string, label: s
   });
 }
 
+/**
+ * Before removing an environment: nothing may be changing it (refuseWhileActive), and nothing
+ * may be reading it either, a content copy from it or a restore of one of its backups.
+ */
+export async function refuseRemovalWhileBusy(trx: Db, environmentId: string, label: string): Promise<void> {
+  await refuseWhileActive(trx, environmentId, label);
+  const reader = await data.activeReader(trx, environmentId);
+  if (reader) {
+    throw new ConflictError(`${reader.kind === "copy" ? "content copy" : reader.kind} ${reader.id} reads ${label}'s data and is ${reader.state}: wait for it to finish before removing it`, {
+      details: { operation: reader.kind, id: reader.id, state: reader.state },
+    });
+  }
+}
+
 function conflictOnActive(app: string, env: string) {
   return (err: unknown) => {
     if (err instanceof UniqueViolationError && err.constraint === "content_one_active") throw new ConflictError(`a content copy or restore into ${app}/${env} is already running`);

@@ -21,7 +21,7 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
 import { DEFAULT_SLEEP_AFTER_SECONDS, HOST_LABEL_CONSTRAINT, hostnameTaken, type AppService, type EnvironmentView } from "./app.service.js";
 import type { SecretBox } from "./secret-box.js";
-import { refuseWhileActive, type DataService } from "../data/data.service.js";
+import { refuseRemovalWhileBusy, type DataService } from "../data/data.service.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
 import { findHost } from "../repositories/hosts.repository.js";
@@ -123,7 +123,7 @@ export class EnvironmentService {
       const app = await apps.getAppByName(trx, appName);
       const env = await apps.getEnvironment(trx, app, envName);
       if (confirm !== envName) throw new PreconditionFailedError(`removing '${envName}' deletes its containers and data: repeat its name in ?confirm=${envName}`);
-      await refuseWhileActive(trx, env.id, `${appName}/${envName}`);
+      await refuseRemovalWhileBusy(trx, env.id, `${appName}/${envName}`);
       await this.enqueue(trx, app, env, "remove");
       await apps.deleteEnvironment(trx, env.id);
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.removed" });
@@ -141,7 +141,7 @@ export class EnvironmentService {
       if (confirm !== appName) throw new PreconditionFailedError(`removing app '${appName}' deletes all its environments: repeat its name in ?confirm=${appName}`);
       const envs = await apps.listEnvironments(trx, app.id);
       for (const env of envs) {
-        await refuseWhileActive(trx, env.id, `${appName}/${env.name}`);
+        await refuseRemovalWhileBusy(trx, env.id, `${appName}/${env.name}`);
         await this.enqueue(trx, app, env, "remove");
       }
       await apps.deleteApp(trx, app.id);
