@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -149,5 +151,88 @@ describe("GitSource against the real git", () => {
     expect(redactUrl("fatal: unable to access 'https://user:tok3n@git.example.com/a.git/'")).toBe(
       "fatal: unable to access 'https://***@git.example.com/a.git/'",
     );
+  });
+});
+
+/** Every file under `dir` whose bytes contain `needle`. */
+async function filesContaining(dir: string, needle: string): Promise<string[]> {
+  const hits: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const file = join(entry.parentPath, entry.name);
+    if ((await readFile(file)).includes(needle)) hits.push(file);
+  }
+  return hits;
+}
+
+// Issue 11, found 7: a token in the repository URL reaches the remote and nothing else: not the
+// mirror's git config, nor any other file the agent keeps. A real git over HTTP (the "dumb"
+// protocol, served statically) behind basic auth.
+describe("GitSource with credentials in the repository URL", () => {
+  const SECRET = "s3cret-token-4f9a";
+  let dir: string;
+  let server: Server;
+  let port = 0;
+  const unauthorised: string[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "slipway-git-auth-"));
+    const work = join(dir, "work");
+    await mkdir(work);
+    await exec("git", ["init", "-q", "-b", "main"], { cwd: work, env: gitEnv });
+    await writeFile(join(work, "a.txt"), "one");
+    await exec("git", ["add", "-A"], { cwd: work, env: gitEnv });
+    await exec("git", ["commit", "-q", "-m", "one"], { cwd: work, env: gitEnv });
+    await exec("git", ["clone", "-q", "--bare", work, join(dir, "served", "repo.git")], { env: gitEnv });
+    await exec("git", ["update-server-info"], { cwd: join(dir, "served", "repo.git"), env: gitEnv });
+    const expected = `Basic ${Buffer.from(`deploy:${SECRET}`).toString("base64")}`;
+    server = createServer((req, res) => {
+      if (req.headers.authorization !== expected) {
+        unauthorised.push(req.url ?? "");
+        res.writeHead(401, { "www-authenticate": 'Basic realm="git"' }).end();
+        return;
+      }
+      const file = join(dir, "served", decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
+      readFile(file).then(
+        (b) => res.writeHead(200).end(b),
+        () => res.writeHead(404).end(),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server?.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("clones and fetches with the credential, and keeps it in no file of the mirror", async () => {
+    const mirrors = join(dir, "mirrors");
+    const src = new GitSource({ dir: mirrors, logger: pino({ level: "silent" }) });
+    const url = `http://deploy:${SECRET}@127.0.0.1:${port}/repo.git`;
+    await src.sync("private", url);
+    expect(await src.resolve("private", "main")).toMatch(/^[0-9a-f]{40}$/);
+    expect(await filesContaining(mirrors, SECRET)).toEqual([]);
+    // The remote is recorded without the credential; a fetch sends it again.
+    const config = await readFile(join(mirrors, "private.git", "config"), "utf8").catch(async () => readFile(join(mirrors, (await readdir(mirrors))[0]!, "config"), "utf8"));
+    expect(config).toContain(`http://127.0.0.1:${port}/repo.git`);
+    await src.sync("private", url);
+    expect(await filesContaining(mirrors, SECRET)).toEqual([]);
+    // A wrong credential is refused by the remote, and the message does not show it either.
+    const wrong = await failureOf(src.sync("private", `http://deploy:wrong-${SECRET}@127.0.0.1:${port}/repo.git`));
+    expect(wrong.message).not.toContain(SECRET);
+    expect(unauthorised.length).toBeGreaterThan(0);
+  });
+
+  it("removes a credential an older agent left in a mirror's config at the next sync", async () => {
+    const mirrors = join(dir, "old-mirrors");
+    const src = new GitSource({ dir: mirrors, logger: pino({ level: "silent" }) });
+    const url = `http://deploy:${SECRET}@127.0.0.1:${port}/repo.git`;
+    await src.sync("legacy", url);
+    const mirror = join(mirrors, (await readdir(mirrors))[0]!);
+    await exec("git", ["-C", mirror, "remote", "set-url", "origin", url], { env: gitEnv });
+    expect(await filesContaining(mirrors, SECRET)).not.toEqual([]);
+    await src.sync("legacy", url);
+    expect(await filesContaining(mirrors, SECRET)).toEqual([]);
   });
 });

@@ -46,10 +46,31 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/**
+ * An HTTP(S) repository URL's credential (`https://user:token@host/…` or `https://token@host/…`)
+ * taken out of it: the URL git records (in the mirror's config) has none, and the credential
+ * travels to git as an `Authorization: Basic` header through GIT_CONFIG_* environment variables
+ * (readable by this user only, unlike the command line), for that one command. Other URLs
+ * (ssh, file, paths) are left as they are.
+ */
+export function splitCredential(url: string): { url: string; env: Record<string, string> } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { url, env: {} };
+  }
+  if ((u.protocol !== "http:" && u.protocol !== "https:") || (!u.username && !u.password)) return { url, env: {} };
+  const basic = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString("base64");
+  u.username = "";
+  u.password = "";
+  return { url: u.toString(), env: { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` } };
+}
+
 /** Runs git to completion, collecting its output; rejects only when git cannot be run or times out. */
-function runGit(args: string[], timeoutMs?: number): Promise<GitResult> {
+function runGit(args: string[], timeoutMs?: number, env: Record<string, string> = {}): Promise<GitResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn("git", args, { env: gitEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("git", args, { env: { ...gitEnv, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -159,34 +180,37 @@ export class GitSource implements SourceRepository {
     const started = Date.now();
     const mirror = this.mirrorPath(app);
     const fresh = !(await exists(join(mirror, "HEAD")));
-    if (fresh) await this.clone(url, mirror);
-    else await this.fetch(url, mirror);
+    // The credential never reaches the mirror's config: git records the bare URL.
+    const remote = splitCredential(url);
+    if (fresh) await this.clone(remote.url, mirror, remote.env);
+    else await this.fetch(remote.url, mirror, remote.env);
     this.log.info({ app, url: redactUrl(url), clone: fresh, ms: Date.now() - started }, "source synced");
   }
 
   /** Clones beside the target and renames, so a crash mid-clone never leaves a half mirror in place. */
-  private async clone(url: string, mirror: string): Promise<void> {
+  private async clone(url: string, mirror: string, env: Record<string, string>): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await rm(mirror, { recursive: true, force: true });
     const tmp = `${mirror}.tmp-${randomBytes(4).toString("hex")}`;
     try {
-      await this.gitOrFail(["clone", "--mirror", "--quiet", "--", url, tmp], "git clone");
+      await this.gitOrFail(["clone", "--mirror", "--quiet", "--", url, tmp], "git clone", env);
       await rename(tmp, mirror);
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
   }
 
-  private async fetch(url: string, mirror: string): Promise<void> {
-    // The URL may have changed in the app's settings since the clone.
+  private async fetch(url: string, mirror: string, env: Record<string, string>): Promise<void> {
+    // The URL may have changed in the app's settings since the clone (and an older agent may
+    // have recorded it with its credential): set it, bare, every time.
     await this.gitOrFail(["-C", mirror, "remote", "set-url", "origin", url], "git remote set-url");
-    await this.gitOrFail(["-C", mirror, "fetch", "--prune", "--quiet", "origin"], "git fetch");
+    await this.gitOrFail(["-C", mirror, "fetch", "--prune", "--quiet", "origin"], "git fetch", env);
   }
 
-  private async gitOrFail(args: string[], what: string): Promise<void> {
+  private async gitOrFail(args: string[], what: string, env: Record<string, string> = {}): Promise<void> {
     let res: GitResult;
     try {
-      res = await runGit(args, this.syncTimeoutMs);
+      res = await runGit(args, this.syncTimeoutMs, env);
     } catch (err) {
       throw new StepFailure("git_sync_failed", redactUrl(`${what}: ${(err as Error).message}`), true, undefined, { cause: err });
     }
