@@ -168,6 +168,12 @@ export async function startAgent(
       logger: hostLog.child({ component: "ingress" }),
     });
   await ingress.start();
+  // Counts from HAProxy's own counters, the request log thinned to a latency sample (issue 10).
+  if (ingress instanceof HaproxyIngress) {
+    await traffic.countWith(ingress.counterSource(), (changes) => ingress.setLogSampling(changes)).catch((err: unknown) =>
+      hostLog.warn({ err: (err as Error).message }, "cannot read HAProxy's counters; counting requests from the log"),
+    );
+  }
   const registry = new EnvironmentRegistry(config.stateDir);
   await registry.load();
   const envs = new Environments({ hostId: identity.hostId, registry, runtime, ingress, log: hostLog.child({ component: "environments" }) });

@@ -3,11 +3,12 @@
  * Debian's wrk against a keep-alive Node app deployed through the real
  * platform (control plane, agent, the agent's HAProxy). In one run, three
  * targets for the same container:
- *   - ingress: the agent's HAProxy (per-request log to the agent over UDP);
+ *   - ingress: the agent's HAProxy (its counters read by the agent; a request
+ *              log thinned to a latency sample sent to the agent over UDP);
  *   - direct:  the container's address on its Docker network and its web port
  *              (what HAProxy connects to; no docker-proxy);
  *   - bare:    a second HAProxy started here from the agent's own rendered
- *              config minus the request log (same binary, host map, backend,
+ *              config minus the request log and its sampling rules (same binary, host map, backend,
  *              server address, keep-alive on both sides), on its own port.
  * Phase 1 (saturating): wrk as fast as it goes; req/s and CPU seconds per
  * 1,000 requests of each HAProxy, the agent and the app (from /proc/<pid>/stat).
@@ -149,7 +150,7 @@ function appPids(hostId: string, app: string): number[] {
 
 /**
  * The bare HAProxy's config: the agent's rendered haproxy.cfg with the request
- * log removed (the `log` lines, `option dontlognull`, `log-format`), its own
+ * log removed (the `log` lines, `option dontlognull`, `log-format`, the sampling rules), its own
  * port and its own copies of the host map, sockets and server-state file.
  * Returns the config and the lines that differ, so the report can show them.
  */
@@ -158,7 +159,7 @@ export function bareConfig(platformCfg: string, platformDir: string, bareDir: st
   const out: string[] = [];
   for (const line of platformCfg.split("\n")) {
     const t = line.trim();
-    if (/^log\s/.test(t) || t === "option dontlognull" || /^log-format\s/.test(t)) {
+    if (/^log\s/.test(t) || t === "option dontlognull" || /^log-format\s/.test(t) || t.includes("txn.slw_keep")) {
       diff.push(`- ${t}`);
       continue;
     }

@@ -27,18 +27,26 @@ frontend http
   use_backend %[req.hdr(host),lower,word(1,:),map(/s/agent/haproxy/hosts.map)]
   default_backend slipway_no_environment
 
+backend slipway_no_environment
+  http-request set-var(txn.slw_keep) be_name,map_str_int(/s/agent/haproxy/log-sample.map,1000)
+  http-request set-log-level silent if { rand(1000),sub(txn.slw_keep) -m int ge 0 }
+  http-request return status 404 content-type text/plain string "no environment is served at this host name"
+
 backend shop--test
   balance roundrobin
+  http-request set-var(txn.slw_keep) be_name,map_str_int(/s/agent/haproxy/log-sample.map,1000)
+  http-request set-log-level silent if { rand(1000),sub(txn.slw_keep) -m int ge 0 }
   server s1 unassigned.invalid:1 init-addr last,127.0.0.1 disabled
 `;
 
 describe("the bare HAProxy's config", () => {
   const { cfg, diff } = bareConfig(AGENT_CFG, "/s/agent/haproxy", "/tmp/bare", 8080, 9090);
 
-  it("has no request log and nothing else removed", () => {
+  it("has no request log (nor its sampling rules) and nothing else removed", () => {
     expect(cfg).not.toMatch(/^\s*log/m);
     expect(cfg).not.toContain("dontlognull");
-    const kept = (text: string) => text.split("\n").filter((l) => !/^\s*(log|log-format|option dontlognull)\b/.test(l.trim()));
+    expect(cfg).not.toContain("slw_keep");
+    const kept = (text: string) => text.split("\n").filter((l) => !/^\s*(log|log-format|option dontlognull)\b/.test(l.trim()) && !l.includes("txn.slw_keep"));
     expect(cfg.split("\n")).toHaveLength(kept(AGENT_CFG).length);
     expect(cfg).toContain("  http-reuse safe\n");
     expect(cfg).toContain("  server s1 unassigned.invalid:1 init-addr last,127.0.0.1 disabled");
@@ -50,7 +58,8 @@ describe("the bare HAProxy's config", () => {
     expect(cfg).toContain("stats socket /tmp/bare/admin.sock ");
     expect(cfg).toContain("server-state-file /tmp/bare/server-state\n");
     expect(cfg).not.toContain("/s/agent");
-    expect(diff.filter((d) => d.startsWith("- "))).toEqual(["- log 127.0.0.1:41234 len 4096 format raw local0 info", "- log global", "- option dontlognull", '- log-format "slipway1 %b %s %ST %Ta"']);
+    expect(diff.filter((d) => d.startsWith("- ")).slice(0, 4)).toEqual(["- log 127.0.0.1:41234 len 4096 format raw local0 info", "- log global", "- option dontlognull", '- log-format "slipway1 %b %s %ST %Ta"']);
+    expect(diff.filter((d) => d.startsWith("- ")).slice(4)).toHaveLength(4);
     expect(diff.filter((d) => d.startsWith("~ "))).toHaveLength(4);
   });
 });

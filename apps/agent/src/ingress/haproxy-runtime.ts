@@ -107,6 +107,23 @@ export function parseShowStat(text: string): StatRow[] {
   });
 }
 
+/** A backend's HTTP counters in one worker: requests received and responses by status class (1xx…5xx). */
+export interface BackendCounters {
+  requests: number;
+  status: [number, number, number, number, number];
+}
+
+/** The BACKEND rows of `show stat` as counters by backend name. */
+export function backendCounters(rows: StatRow[]): Map<string, BackendCounters> {
+  const out = new Map<string, BackendCounters>();
+  const n = (v: string | undefined) => (v ? Number(v) || 0 : 0);
+  for (const r of rows) {
+    if (r["svname"] !== "BACKEND" || !r["pxname"]) continue;
+    out.set(r["pxname"], { requests: n(r["req_tot"]), status: [n(r["hrsp_1xx"]), n(r["hrsp_2xx"]), n(r["hrsp_3xx"]), n(r["hrsp_4xx"]), n(r["hrsp_5xx"])] });
+  }
+  return out;
+}
+
 /** Parses `show servers state` (version line, `# be_id be_name …` header, one row per server). */
 export function parseServersState(text: string): ServerState[] {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
@@ -299,6 +316,18 @@ export class HaproxyRuntime {
     const info = parseShowInfo(out);
     if (info["Pid"] !== String(pid)) throw new HaproxyRuntimeError(`unexpected answer to '${cmd}': ${out.trim().slice(0, 200)}`, this.masterSocket, cmd);
     return info;
+  }
+
+  /**
+   * The HTTP counters of every backend of one worker, old ones included (`@!<pid> show stat
+   * -1 2 -1`: backends only). Undefined when the master has no such worker (it has exited).
+   */
+  async workerBackendCounters(pid: number): Promise<Map<string, BackendCounters> | undefined> {
+    const cmd = `@!${pid} show stat -1 2 -1`;
+    const out = await this.master(cmd);
+    if (/can't find the target/i.test(out)) return undefined;
+    if (!out.startsWith("# ")) throw new HaproxyRuntimeError(`unexpected answer to '${cmd}': ${out.trim().slice(0, 200)}`, this.masterSocket, cmd);
+    return backendCounters(parseShowStat(out));
   }
 
   /**

@@ -7,6 +7,7 @@ import net from "node:net";
 import path from "node:path";
 import { StepFailure } from "@slipway/core";
 import { TRAFFIC_LOG_FORMAT } from "../metrics/traffic-log.js";
+import { KEEP_ALL } from "../metrics/log-sampler.js";
 import type { BackendConfig, BackendTarget } from "./ingress.js";
 
 /** Name of the backend that answers requests for unknown host names. */
@@ -19,6 +20,8 @@ export interface HaproxyPaths {
   dir: string;
   config: string;
   hostsMap: string;
+  /** Per backend, how many requests in 1,000 are logged (the latency sample); absent = all. */
+  sampleMap: string;
   adminSocket: string;
   masterSocket: string;
   pidFile: string;
@@ -42,6 +45,7 @@ export function haproxyPaths(dir: string): HaproxyPaths {
     dir: abs,
     config: path.join(abs, "haproxy.cfg"),
     hostsMap: path.join(abs, "hosts.map"),
+    sampleMap: path.join(abs, "log-sample.map"),
     adminSocket: path.join(abs, "admin.sock"),
     masterSocket: path.join(abs, "master.sock"),
     pidFile: path.join(abs, "haproxy.pid"),
@@ -95,7 +99,10 @@ export interface HaproxyConfigSpec {
   backends: BackendSpec[];
   /** Port of the agent's waker on 127.0.0.1, rendered as every backend's backup server; none when unset. */
   wakerPort?: number;
-  /** UDP port on 127.0.0.1 that receives one log line per request (the agent's traffic metrics); no request log when unset. */
+  /**
+   * UDP port on 127.0.0.1 that receives the request log (the agent's latency sample: a share of each
+   * backend's requests set by the sample map; counts come from HAProxy's counters); no log when unset.
+   */
   trafficLogPort?: number;
   /** Upper bound on the life of a previous worker after a reload (default 300). */
   hardStopAfterSeconds?: number;
@@ -143,10 +150,11 @@ export function slotIndex(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-function renderBackend(b: BackendSpec, wakerPort: number | undefined): string[] {
+function renderBackend(b: BackendSpec, wakerPort: number | undefined, sampling: string[]): string[] {
   if (!isValidBackendName(b.name)) throw new Error(`invalid backend name '${b.name}'`);
   if (!Number.isInteger(b.slots) || b.slots < 1 || b.slots > 1000) throw new Error(`backend '${b.name}' needs 1-1000 server slots, got ${b.slots}`);
-  const lines = [`backend ${b.name}`, "  balance roundrobin", `  http-request set-header ${BACKEND_HEADER} ${b.name}`];
+  // The sample decision comes first, so that requests the backend answers itself (401) are in it too.
+  const lines = [`backend ${b.name}`, "  balance roundrobin", ...sampling, `  http-request set-header ${BACKEND_HEADER} ${b.name}`];
   if (b.basicAuth) {
     if (!isValidDigest(b.basicAuth.digest)) throw new Error(`basic auth digest of '${b.name}' must be 64 hex digits`);
     // req.fhdr, not req.hdr: the whole header value, never split at commas.
@@ -183,6 +191,38 @@ function trafficLogDefaults(port: number | undefined): string[] {
   return ["  log global", "  option dontlognull", `  log-format "${TRAFFIC_LOG_FORMAT}"`];
 }
 
+/** Requests in 1,000 whose log line is kept when the sample map does not name the backend: all of them. */
+export const SAMPLE_ALL = KEEP_ALL;
+
+/**
+ * The request log is a latency sample, not a count (counts are HAProxy's own counters): of each
+ * backend's requests, a random `keep` in 1,000 are logged, `keep` read from the sample map by
+ * backend name (SAMPLE_ALL when absent). Rendered into every environment's backend (HAProxy 2.6
+ * has no set-log-level after the response, and the frontend does not know the backend yet);
+ * requests that reach no environment are logged and ignored. The agent lowers it for busy backends at runtime
+ * (`set map`), so the log costs HAProxy and the agent little at any rate while quiet
+ * environments keep every latency.
+ */
+function trafficLogSampling(port: number | undefined, sampleMap: string): string[] {
+  if (port === undefined) return [];
+  return [
+    `  http-request set-var(txn.slw_keep) be_name,map_str_int(${sampleMap},${SAMPLE_ALL})`,
+    "  http-request set-log-level silent if { rand(1000),sub(txn.slw_keep) -m int ge 0 }",
+  ];
+}
+
+/** The sample map (`<backend> <keep in 1000>` per line, sorted); the no-environment backend is never logged. */
+export function renderSampleMap(keep: ReadonlyMap<string, number>): string {
+  const lines = ["# Rendered by the Slipway agent: backend -> requests in 1000 whose log line is kept.", `${DEFAULT_BACKEND} 0`];
+  for (const backend of [...keep.keys()].sort()) {
+    const k = keep.get(backend)!;
+    if (!isValidBackendName(backend)) throw new Error(`invalid backend name '${backend}' in the sample map`);
+    if (!Number.isInteger(k) || k < 0 || k > SAMPLE_ALL) throw new Error(`invalid sample of ${k} in 1000 for '${backend}'`);
+    if (k !== SAMPLE_ALL) lines.push(`${backend} ${k}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
 /** Renders haproxy.cfg. Backends are sorted by name so equal structures render byte-identical text. */
 export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
   const { paths: p } = spec;
@@ -195,6 +235,7 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     if (seen.has(b.name)) throw new Error(`duplicate backend '${b.name}'`);
     seen.add(b.name);
   }
+  const sampling = trafficLogSampling(spec.trafficLogPort, p.sampleMap);
   const lines = [
     "# Rendered by the Slipway agent; changes are overwritten.",
     "global",
@@ -235,13 +276,15 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     `  default_backend ${DEFAULT_BACKEND}`,
     "",
     `backend ${DEFAULT_BACKEND}`,
+    // Never logged (0 in the sample map): unknown host names are no environment's traffic.
+    ...trafficLogSampling(spec.trafficLogPort, p.sampleMap),
     `  http-request return status 404 content-type text/plain string "${NO_ENVIRONMENT_BODY}"`,
     "",
   ];
   if (spec.wakerPort !== undefined && (!Number.isInteger(spec.wakerPort) || spec.wakerPort < 1 || spec.wakerPort > 65535)) {
     throw new Error(`invalid waker port ${spec.wakerPort}`);
   }
-  for (const b of backends) lines.push(...renderBackend(b, spec.wakerPort));
+  for (const b of backends) lines.push(...renderBackend(b, spec.wakerPort, sampling));
   return lines.join("\n");
 }
 

@@ -4,12 +4,14 @@ import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
 import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "./ingress.js";
 import {
-  backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, routes, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
+  backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, renderSampleMap, routes, SAMPLE_ALL, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
   WAKER_SERVER, type HaproxyPaths, type IngressStructure,
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
 import { HaproxyRuntime, isDrain, isMaint, withoutServerRows } from "./haproxy-runtime.js";
 import { clientIdleLimitMs, poll, WorkerGenerations } from "./haproxy-workers.js";
+import type { CounterSource } from "../metrics/traffic-counters.js";
+import { WorkerPins } from "./haproxy-pins.js";
 
 /** Options of the HAProxy adapter. */
 export interface HaproxyIngressOptions {
@@ -54,6 +56,8 @@ export class HaproxyIngress implements Ingress {
   private readonly wakerPort: number | undefined;
   private readonly trafficLogPort: number | undefined;
   private state: IngressStructure = { version: 1, backends: {} };
+  /** The latency sample: backends whose log is thinned, with their requests-in-1000 kept (the sample map). */
+  private readonly sampling = new Map<string, number>();
   /** The config the running master has loaded; undefined when not running. */
   private appliedConfig: string | undefined;
   private masterPid: number | undefined;
@@ -227,6 +231,7 @@ export class HaproxyIngress implements Ingress {
     await fs.rm(this.paths.pidFile, { force: true });
     const config = this.render(this.state);
     await writeAtomic(this.paths.hostsMap, this.renderMap(this.state));
+    await writeAtomic(this.paths.sampleMap, renderSampleMap(this.sampling));
     await this.validate(config);
     await fs.rename(this.paths.config + ".next", this.paths.config);
     const child = spawnMaster(this.bin, this.paths);
@@ -272,6 +277,7 @@ export class HaproxyIngress implements Ingress {
 
   private async reload(config: string, map: string, reason: string): Promise<void> {
     const started = Date.now();
+    await writeAtomic(this.paths.sampleMap, renderSampleMap(this.sampling));
     await this.validate(config);
     const oldWorker = await this.runtime.workerPid();
     // The new worker restores server addresses and states from this file;
@@ -306,6 +312,60 @@ export class HaproxyIngress implements Ingress {
     }
     await writeAtomic(this.paths.hostsMap, map);
     if (changes.length > 0) this.log.info({ changes }, "host map updated at runtime");
+  }
+
+  /**
+   * Sets how many requests in 1,000 of each backend are logged (SAMPLE_ALL: every one): the file
+   * a reload reads first, then the running worker's map. The log is only the latency sample, so a
+   * change that fails is logged and tried again with the next one.
+   */
+  setLogSampling(changes: ReadonlyMap<string, number>): Promise<void> {
+    return this.serial(async () => {
+      for (const [backend, keep] of changes) {
+        if (keep >= SAMPLE_ALL) this.sampling.delete(backend);
+        else this.sampling.set(backend, keep);
+      }
+      await writeAtomic(this.paths.sampleMap, renderSampleMap(this.sampling));
+      if (this.masterPid === undefined) return;
+      for (const [backend, keep] of changes) {
+        if (keep >= SAMPLE_ALL) await this.runtime.delMap(this.paths.sampleMap, backend);
+        else await this.runtime.setMap(this.paths.sampleMap, backend, String(keep)).catch(() => this.runtime.addMap(this.paths.sampleMap, backend, String(keep)));
+      }
+    });
+  }
+
+  /**
+   * HAProxy's own request counters, per worker (old ones included), for the agent's traffic
+   * metrics. Read-only and outside the queue: a read that meets a reload fails and is retried.
+   * The current worker is pinned (haproxy-pins.ts), so that after a reload it lives on until the
+   * read that follows its last client connection: its final counts are read, not lost.
+   */
+  counterSource(): CounterSource {
+    const pins = new WorkerPins({ host: this.bindAddress, port: this.httpPort, runtime: this.runtime, log: this.log });
+    return {
+      workers: async () => {
+        const procs = await this.runtime.showProc();
+        const alive = new Set([...procs.workers, ...procs.oldWorkers]);
+        for (const pid of pins.pids()) if (!alive.has(pid)) pins.release(pid);
+        if (procs.workers.length === 1) await pins.ensure(procs.workers[0]!);
+        return { current: procs.workers, old: procs.oldWorkers };
+      },
+      counters: async (pid, old) => {
+        if (!old) return this.runtime.workerBackendCounters(pid);
+        // Quiet first (no longer listening, no client connection but ours), then the read:
+        // nothing can be served after it, so it is the worker's last.
+        const info = await this.runtime.workerInfo(pid);
+        if (!info) {
+          pins.release(pid);
+          return undefined;
+        }
+        const quiet = info["Stopping"] === "1" && Number(info["CurrConns"]) <= (pins.holds(pid) ? 1 : 0);
+        const counters = await this.runtime.workerBackendCounters(pid);
+        if (quiet && counters) pins.release(pid);
+        return counters;
+      },
+      close: () => pins.close(),
+    };
   }
 
   /** Makes the worker's slots match the persisted records (after a fresh start, an adoption or as a check). */

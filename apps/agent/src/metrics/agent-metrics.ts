@@ -2,22 +2,46 @@ import type { Logger } from "@slipway/core";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
 import { ContainerSampler, type ContainerStatsReader } from "./container-stats.js";
 import { MetricsReporter, type MetricsSink } from "./metrics.reporter.js";
-import { TrafficAggregator } from "./traffic.aggregator.js";
+import { TrafficAggregator, isEnvironmentBackend, withCounts, type BackendTraffic } from "./traffic.aggregator.js";
+import { TrafficCounters, type CounterSource } from "./traffic-counters.js";
+import { LogSampler, type SamplingTargets } from "./log-sampler.js";
 import { TrafficLogReceiver } from "./traffic-log.receiver.js";
 
-/** The traffic side, started before the ingress because its port is part of the HAProxy config. */
+/**
+ * The traffic side, started before the ingress because its log port is part of the HAProxy config.
+ * Once the ingress runs, `countWith` hands it HAProxy's counters: counts then come from them
+ * (exact) and the request log becomes a latency sample the collector keeps small (LogSampler).
+ * Without them (an ingress that is not HAProxy), the log counts every request as before.
+ */
 export interface TrafficCollector {
   port: number;
   aggregator: TrafficAggregator;
+  countWith(source: CounterSource, setSampling: (changes: Map<string, number>) => Promise<void>): Promise<void>;
+  /** The traffic since the previous call. */
+  take(): Promise<BackendTraffic[]>;
   close(): Promise<void>;
 }
 
 /** Listens for HAProxy's request log on 127.0.0.1:port (0 = any free port). */
-export async function startTrafficCollector(port: number, log: Logger): Promise<TrafficCollector> {
+export async function startTrafficCollector(port: number, log: Logger, opts: { sampling?: SamplingTargets; counterPollMs?: number } = {}): Promise<TrafficCollector> {
   const aggregator = new TrafficAggregator();
   const receiver = new TrafficLogReceiver((line) => aggregator.record(line), log);
   const bound = await receiver.listen(port);
-  return { port: bound, aggregator, close: () => receiver.close() };
+  let counters: TrafficCounters | undefined;
+  return {
+    port: bound,
+    aggregator,
+    countWith: async (source, setSampling) => {
+      const sampler = new LogSampler({ apply: setSampling, ...(opts.sampling ? { targets: opts.sampling } : {}), log });
+      counters = new TrafficCounters({ source, log, ...(opts.counterPollMs ? { pollMs: opts.counterPollMs } : {}), onRates: (rates) => sampler.onRates(new Map([...rates].filter(([b]) => isEnvironmentBackend(b)))) });
+      await counters.start();
+    },
+    take: async () => (counters ? withCounts(await counters.take(), aggregator.drain()) : aggregator.drain()),
+    close: async () => {
+      counters?.stop();
+      await receiver.close();
+    },
+  };
 }
 
 /**
@@ -50,7 +74,7 @@ export function startMetricsReporting(opts: {
   const sampler = new ContainerSampler({ runtime: opts.runtime, reader: opts.reader, hostId: opts.hostId, log: opts.log });
   const reporter = new MetricsReporter({
     sink: opts.sink,
-    traffic: () => opts.traffic.aggregator.drain(),
+    traffic: () => opts.traffic.take(),
     containers: () => sampler.sample(),
     resolve: backendResolver(opts.describe),
     intervalMs: opts.intervalMs,

@@ -10,8 +10,8 @@ export interface MetricsSink {
 
 export interface MetricsReporterOptions {
   sink: MetricsSink;
-  /** Traffic since the previous call (TrafficAggregator.drain). */
-  traffic: () => BackendTraffic[];
+  /** Traffic since the previous call (TrafficCollector.take). */
+  traffic: () => BackendTraffic[] | Promise<BackendTraffic[]>;
   /** One reading of the host's containers (ContainerSampler.sample); omitted = none. */
   containers?: () => Promise<ContainerMetrics[]>;
   /** App and environment of an ingress backend; undefined drops the backend's traffic. */
@@ -79,7 +79,12 @@ export class MetricsReporter {
 
   /** Collects one sample and pushes the buffer. Exposed for tests; the timer calls it otherwise. */
   async tick(): Promise<void> {
-    const traffic = this.opts.traffic();
+    let traffic: BackendTraffic[] = [];
+    try {
+      traffic = await this.opts.traffic();
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, "could not read the ingress traffic for this interval");
+    }
     const at = this.now();
     let containers: ContainerMetrics[] = [];
     try {

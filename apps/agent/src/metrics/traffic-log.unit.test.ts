@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { haproxyPaths, renderHaproxyConfig } from "../ingress/haproxy.config.js";
+import { haproxyPaths, renderHaproxyConfig, renderSampleMap } from "../ingress/haproxy.config.js";
 import { parseTrafficLine, TRAFFIC_LOG_FORMAT, TrafficLineParser } from "./traffic-log.js";
 
 describe("parseTrafficLine", () => {
@@ -84,6 +84,18 @@ describe("HAProxy request log in the rendered config", () => {
     expect(defaults).toContain("  option dontlognull\n");
     expect(defaults).toContain(`  log-format "${TRAFFIC_LOG_FORMAT}"\n`);
     expect(TRAFFIC_LOG_FORMAT).toBe("slipway1 %b %s %ST %Ta");
+  });
+
+  it("logs a random share of each backend's requests, read from the sample map (all when absent)", () => {
+    const cfg = renderHaproxyConfig({ ...base, trafficLogPort: 41234 });
+    const backend = cfg.slice(cfg.indexOf("backend shop--test"));
+    expect(backend).toContain("  http-request set-var(txn.slw_keep) be_name,map_str_int(/var/lib/slipway/ingress/log-sample.map,1000)\n");
+    expect(backend).toContain("  http-request set-log-level silent if { rand(1000),sub(txn.slw_keep) -m int ge 0 }\n");
+    expect(renderSampleMap(new Map([["shop--test", 14], ["b--x", 1000], ["a--y", 1]]))).toBe(
+      "# Rendered by the Slipway agent: backend -> requests in 1000 whose log line is kept.\nslipway_no_environment 0\na--y 1\nshop--test 14\n",
+    );
+    expect(() => renderSampleMap(new Map([["shop--test", 1001]]))).toThrow(/invalid sample/);
+    expect(() => renderSampleMap(new Map([["Bad Name", 5]]))).toThrow(/invalid backend/);
   });
 
   it("renders no request log without a port and refuses a bad one", () => {

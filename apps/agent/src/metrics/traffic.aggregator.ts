@@ -46,6 +46,30 @@ export function isEnvironmentBackend(name: string): boolean {
   return isValidBackendName(name) && (isEnvironmentSlug(name) || name.includes("--"));
 }
 
+/**
+ * An interval's traffic from both sources: the counts (requests, status classes) are HAProxy's
+ * own counters, exact; the percentiles come from the request log, a sample of each backend's
+ * requests. Only environments' backends; those without requests are left out.
+ */
+export function withCounts(counts: ReadonlyMap<string, { requests: number; status: readonly number[] }>, sampled: readonly BackendTraffic[]): BackendTraffic[] {
+  const latencies = new Map(sampled.map((t) => [t.backend, t]));
+  const out: BackendTraffic[] = [];
+  for (const [backend, c] of counts) {
+    if (c.requests <= 0 || !isEnvironmentBackend(backend)) continue;
+    const l = latencies.get(backend);
+    out.push({
+      backend,
+      requests: c.requests,
+      status: [c.status[0] ?? 0, c.status[1] ?? 0, c.status[2] ?? 0, c.status[3] ?? 0, c.status[4] ?? 0],
+      p50: l?.p50 ?? 0,
+      p95: l?.p95 ?? 0,
+      p99: l?.p99 ?? 0,
+      latencySamples: l?.latencySamples ?? 0,
+    });
+  }
+  return out;
+}
+
 /** Nearest-rank percentile of an ascending array (p in (0, 1]); 0 for an empty one. */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;

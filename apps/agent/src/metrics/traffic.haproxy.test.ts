@@ -178,3 +178,102 @@ describe("traffic metrics from a real HAProxy", () => {
     expect(collectors[0]!.aggregator.drain()).toEqual([]);
   });
 });
+
+// Issue 10: counts from HAProxy's own counters, the request log a thinned latency sample.
+describe("traffic counted by HAProxy, the log thinned to a latency sample (real HAProxy)", () => {
+  let dir: string;
+  let httpPort: number;
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let collector: TrafficCollector;
+  let ingress: HaproxyIngress;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "slipway-counters-"));
+    httpPort = await freePort();
+    upstream = await startUpstream();
+    // Small targets so that a few thousand requests are "busy": 20 lines a second at most.
+    collector = await startTrafficCollector(0, logger, { sampling: { perBackend: 20, total: 20 }, counterPollMs: 200 });
+    ingress = new HaproxyIngress({ dir, httpPort, trafficLogPort: collector.port, logger });
+    await ingress.start();
+    await ingress.ensureBackend({ name: BACKEND, hostnames: [HOST], maxServers: 2 });
+    await ingress.switchTraffic(BACKEND, [{ id: "u1", host: "127.0.0.1", port: upstream.port }]);
+    await collector.countWith(ingress.counterSource(), (changes) => ingress.setLogSampling(changes));
+  });
+  afterAll(async () => {
+    await ingress?.stop().catch(() => undefined);
+    await collector?.close();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Takes the collector's traffic of BACKEND until nothing more arrives for 300 ms. */
+  async function takeAll(): Promise<BackendTraffic> {
+    const total: BackendTraffic = { backend: BACKEND, requests: 0, status: [0, 0, 0, 0, 0], p50: 0, p95: 0, p99: 0, latencySamples: 0 };
+    for (let quiet = 0; quiet < 3; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      const got = (await collector.take()).find((t) => t.backend === BACKEND);
+      if (!got) {
+        quiet++;
+        continue;
+      }
+      quiet = 0;
+      total.requests += got.requests;
+      got.status.forEach((v, i) => (total.status[i] += v));
+      total.latencySamples += got.latencySamples;
+      if (got.p99 > total.p99) Object.assign(total, { p50: got.p50, p95: got.p95, p99: got.p99 });
+    }
+    return total;
+  }
+
+  it("counts every request exactly while logging only a sample of a busy backend", async () => {
+    await takeAll();
+    await send(httpPort, "nobody.localhost", ["/", "/"]);
+    const paths = Array.from({ length: 4000 }, (_, i) => (i % 10 === 0 ? "/missing" : i % 40 === 5 ? "/unavailable" : "/"));
+    const seen = await send(httpPort, HOST, paths);
+    const t = await takeAll();
+    console.info(`4000 requests → counted ${t.requests}, status ${JSON.stringify(t.status)}; ${t.latencySamples} log lines; sample map: ${readFileSync(path.join(dir, "log-sample.map"), "utf8").trim().split("\n").slice(1).join(", ")}`);
+    expect(t.requests).toBe(4000);
+    expect(t.status).toEqual([0, seen.get(200), 0, seen.get(404), seen.get(503)]);
+    // The log was thinned once the rate was known: far fewer lines than requests, but some.
+    expect(t.latencySamples).toBeGreaterThan(0);
+    expect(t.latencySamples).toBeLessThan(3000);
+    expect(readFileSync(path.join(dir, "log-sample.map"), "utf8")).toMatch(new RegExp(`^${BACKEND} \\d+$`, "m"));
+  });
+
+  it("counts the requests of an old worker after a reload, under a keep-alive load", async () => {
+    await takeAll();
+    let sent = 0;
+    let failed = 0;
+    let stop = false;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+    const loop = async () => {
+      while (!stop) {
+        await new Promise<void>((resolve, reject) => {
+          const req = http.get({ host: "127.0.0.1", port: httpPort, path: "/", agent, headers: { host: HOST } }, (res) => {
+            res.resume();
+            res.on("end", () => {
+              if (res.statusCode === 200) sent++;
+              resolve();
+            });
+          });
+          req.on("error", () => {
+            failed++;
+            resolve();
+          });
+          void reject;
+        });
+      }
+    };
+    const clients = Array.from({ length: 10 }, () => loop());
+    await new Promise((r) => setTimeout(r, 500));
+    // A structure change reloads HAProxy: the old worker finishes each connection's request in flight.
+    await ingress.ensureBackend({ name: "other--test", hostnames: ["other-test.localhost"], maxServers: 2 });
+    await new Promise((r) => setTimeout(r, 1000));
+    stop = true;
+    await Promise.all(clients);
+    agent.destroy();
+    const t = await takeAll();
+    console.info(`across a reload: ${sent} answered, ${failed} failed, ${t.requests} counted (${t.requests - sent})`);
+    expect(t.requests).toBe(sent);
+  });
+});
