@@ -199,7 +199,8 @@ function order(round: number): Target[] {
 async function measure(platform: Platform, repo: TestRepo, app: string, bare: { current?: Awaited<ReturnType<typeof startBareHaproxy>> }): Promise<Measured> {
   progress("starting nats-server, PostgreSQL database, control plane and an agent (and its HAProxy)");
   await platform.start();
-  const agent = await platform.addAgent({ SLIPWAY_METRICS_INTERVAL_MS: String(METRICS_INTERVAL_MS) });
+  // INGRESS_AGENT_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": where the agent's CPU goes.
+  const agent = await platform.addAgent({ SLIPWAY_METRICS_INTERVAL_MS: String(METRICS_INTERVAL_MS) }, { nodeArgs: (process.env.INGRESS_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean) });
   const api = platform.api;
   const host = `${app}-${ENV}.localhost`;
   repo.commit(keepAliveAppFiles, "keep-alive app");
@@ -234,14 +235,15 @@ async function measure(platform: Platform, repo: TestRepo, app: string, bare: { 
   progress(`bare HAProxy on :${barePort}; its config differs from the agent's in: ${bare.current.diff.join("; ")}`);
 
   const platformMaster = Number(readFileSync(path.join(haproxyDir, "haproxy.pid"), "utf8").trim().split("\n")[0]);
+  // Masters too: the agent reads HAProxy's counters through its master's CLI every second.
   const pids = {
-    haproxy: childPids(platformMaster),
+    haproxy: [platformMaster, ...childPids(platformMaster)],
     agent: [agent.proc.pid],
-    bare: childPids(bare.current.masterPid),
+    bare: [bare.current.masterPid, ...childPids(bare.current.masterPid)],
     app: appPids(agent.hostId!, app),
   };
-  if (pids.haproxy.length === 0 || pids.bare.length === 0) throw new Error(`no HAProxy workers found (agent's master ${platformMaster}: ${pids.haproxy}, bare master ${bare.current.masterPid}: ${pids.bare})`);
-  progress(`pids: agent's HAProxy workers ${pids.haproxy.join(",")}, agent ${pids.agent}, bare HAProxy workers ${pids.bare.join(",")}, app ${pids.app.join(",")}`);
+  if (pids.haproxy.length < 2 || pids.bare.length < 2) throw new Error(`no HAProxy workers found (agent's master ${platformMaster}: ${pids.haproxy}, bare master ${bare.current.masterPid}: ${pids.bare})`);
+  progress(`pids: agent's HAProxy master and workers ${pids.haproxy.join(",")}, agent ${pids.agent}, bare HAProxy master and workers ${pids.bare.join(",")}, app ${pids.app.join(",")}`);
 
   const urls: Record<Target, string> = {
     ingress: `http://127.0.0.1:${agent.ingressPort}/`,

@@ -158,7 +158,8 @@ export class Platform {
     await waitFor("control plane /readyz", async () => (await fetch(`${this.api.baseUrl}/readyz`)).ok, { timeoutMs: 10_000, intervalMs: 50 });
   }
 
-  async addAgent(env: Record<string, string> = {}): Promise<AgentHandle> {
+  /** `nodeArgs`: options for the agent's node (e.g. --cpu-prof for a benchmark). */
+  async addAgent(env: Record<string, string> = {}, opts: { nodeArgs?: string[] } = {}): Promise<AgentHandle> {
     const n = this.agents.length;
     const stateDir = path.join(this.dir, `agent-${n}`);
     const ingressPort = await reservePort();
@@ -172,7 +173,7 @@ export class Platform {
         const logFile = path.join(this.dir, `agent-${n}.log`);
         // A restart appends to the same log: only this start's "agent ready" counts.
         const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
-        handle.proc = startProcess(process.execPath, [AGENT_MAIN], {
+        handle.proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), AGENT_MAIN], {
           env: {
             ...process.env,
             SLIPWAY_CONTROL_PLANE: `127.0.0.1:${this.grpcPort}`,

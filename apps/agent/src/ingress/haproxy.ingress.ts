@@ -56,6 +56,8 @@ export class HaproxyIngress implements Ingress {
   private readonly wakerPort: number | undefined;
   private readonly trafficLogPort: number | undefined;
   private state: IngressStructure = { version: 1, backends: {} };
+  /** Called after every reload (the traffic counters read the old worker at once). */
+  private readonly reloadListeners: Array<() => void> = [];
   /** The latency sample: backends whose log is thinned, with their requests-in-1000 kept (the sample map). */
   private readonly sampling = new Map<string, number>();
   /** The config the running master has loaded; undefined when not running. */
@@ -292,6 +294,7 @@ export class HaproxyIngress implements Ingress {
     this.generations.replaced(oldWorker, this.state);
     this.appliedConfig = config;
     this.log.info({ reason, oldWorker, newWorker, attempts, ms: Date.now() - started }, "haproxy reloaded");
+    for (const listener of this.reloadListeners) listener();
   }
 
   /** Brings the worker's host map to `next` with add/set/del map, then writes the file a reload will read. */
@@ -365,6 +368,7 @@ export class HaproxyIngress implements Ingress {
         return counters;
       },
       close: () => pins.close(),
+      onReload: (listener) => void this.reloadListeners.push(listener),
     };
   }
 

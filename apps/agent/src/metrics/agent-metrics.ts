@@ -35,6 +35,7 @@ export async function startTrafficCollector(port: number, log: Logger, opts: { s
       const sampler = new LogSampler({ apply: setSampling, ...(opts.sampling ? { targets: opts.sampling } : {}), log });
       counters = new TrafficCounters({ source, log, ...(opts.counterPollMs ? { pollMs: opts.counterPollMs } : {}), onRates: (rates) => sampler.onRates(new Map([...rates].filter(([b]) => isEnvironmentBackend(b)))) });
       await counters.start();
+      receiver.asSample();
     },
     take: async () => (counters ? withCounts(await counters.take(), aggregator.drain()) : aggregator.drain()),
     close: async () => {

@@ -42,7 +42,8 @@ function differs(now: number, next: number): boolean {
 
 /**
  * Keeps the proxy's request log a bounded latency sample: fed each backend's request rate (exact,
- * from HAProxy's counters, every second), it smooths the rates (half of each new reading), decides
+ * from HAProxy's counters, every second), it follows a rising rate at once and a falling one by
+ * half of each reading, decides
  * the share logged per backend (sampleKeeps) and asks the proxy to apply the changes worth making.
  * One change at a time; a failed one is logged and the next reading tries again.
  */
@@ -68,7 +69,10 @@ export class LogSampler {
   /** One reading of every backend's requests per second (backends without requests may be left out). */
   onRates(rates: ReadonlyMap<string, number>): void {
     for (const backend of new Set([...this.rates.keys(), ...rates.keys()])) {
-      const smoothed = ((this.rates.get(backend) ?? 0) + (rates.get(backend) ?? 0)) / 2;
+      // A rise counts at once (thinning late logs a burst whole), a fall by half (a pause in traffic does not).
+      const before = this.rates.get(backend) ?? 0;
+      const now = rates.get(backend) ?? 0;
+      const smoothed = now >= before ? now : (before + now) / 2;
       if (smoothed < 0.01) this.rates.delete(backend);
       else this.rates.set(backend, smoothed);
     }

@@ -32,17 +32,17 @@ describe("LogSampler", () => {
     const s = new LogSampler({ apply: async (ch) => void applied.push(Object.fromEntries(ch)), targets: { perBackend: 100, total: 2000 }, log });
     s.onRates(new Map([["env-a", 8000]]));
     await flush();
-    // Smoothed: half of the first reading (4000/s) → 25 in 1000.
-    expect(applied).toEqual([{ "env-a": 25 }]);
-    s.onRates(new Map([["env-a", 8000]]));
+    // A rise counts at once: 8000/s → 12 in 1000.
+    expect(applied).toEqual([{ "env-a": 12 }]);
+    s.onRates(new Map([["env-a", 6000]]));
     await flush();
-    // 6000/s → 16: more than a quarter away, applied.
-    expect(applied.at(-1)).toEqual({ "env-a": 16 });
-    s.onRates(new Map([["env-a", 8000]]));
+    // A fall by half (7000/s → 14): less than a quarter away, left.
+    expect(applied).toHaveLength(1);
+    s.onRates(new Map([["env-a", 2000]]));
     await flush();
-    // 7000/s → 14: less than a quarter away, left.
-    expect(applied).toHaveLength(2);
-    expect(s.current.get("env-a")).toBe(16);
+    // 4500/s → 22: more than a quarter away, applied.
+    expect(applied.at(-1)).toEqual({ "env-a": 22 });
+    expect(s.current.get("env-a")).toBe(22);
     for (let i = 0; i < 12; i++) {
       s.onRates(new Map());
       await flush();
@@ -67,6 +67,6 @@ describe("LogSampler", () => {
     fail = false;
     s.onRates(new Map([["env-a", 10_000]]));
     await flush();
-    expect(applied).toEqual([{ "env-a": 13 }]);
+    expect(applied).toEqual([{ "env-a": 10 }]);
   });
 });

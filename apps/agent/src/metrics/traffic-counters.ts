@@ -11,6 +11,8 @@ export interface CounterSource {
   counters(pid: number, old: boolean): Promise<Map<string, BackendCounters> | undefined>;
   /** No more reads: let go of whatever the source holds. */
   close?(): void;
+  /** Calls `listener` after each reload, when an old worker has just appeared. */
+  onReload?(listener: () => void): void;
 }
 
 export interface TrafficCountersOptions {
@@ -60,6 +62,10 @@ export class TrafficCounters {
 
   /** Reads the baseline and starts polling. */
   async start(): Promise<void> {
+    // Right after a reload the old worker is read (and let go) without waiting for the next period.
+    this.opts.source.onReload?.(() => {
+      if (!this.stopped) void this.poll();
+    });
     await this.poll();
     this.timer = setInterval(() => void this.poll(), this.opts.pollMs ?? 1000);
     this.timer.unref?.();

@@ -85,7 +85,9 @@ export class TrafficLogReceiver {
   batches = 0;
   /** Datagrams the kernel dropped because the receive buffer was full, as of the last check. */
   dropped = 0;
-  private readonly maxPauseMs: number;
+  private maxPauseMs: number;
+  /** The log is a latency sample (counts come from elsewhere): long pauses, and a lost line loses a sample, not a count. */
+  private sampleOnly = false;
   private switch: ReceiveSwitch | undefined;
   private queueCapacity = 0;
   private port = 0;
@@ -164,8 +166,20 @@ export class TrafficLogReceiver {
     this.switch!.recvStart();
   };
 
+  /**
+   * The log is a latency sample from now on (HAProxy's counters count the requests, and the proxy
+   * logs a bounded share of them): read it in batches every `pauseMs` (default 200 ms), whatever a
+   * burst would need. A burst that overflows the kernel's queue costs latency samples only.
+   */
+  asSample(pauseMs = 200): void {
+    this.sampleOnly = true;
+    this.maxPauseMs = pauseMs;
+    if (!this.switch && pauseMs > 0) this.switch = receiveSwitch(this.socket);
+  }
+
   /** The longest pause in which the last cycle's rate, or the assumed burst rate, fills at most QUEUE_SHARE of the kernel's queue. */
   private pauseMs(): number {
+    if (this.sampleOnly) return this.maxPauseMs;
     const now = performance.now();
     const perMs = Math.max(BURST_LINES_PER_MS, this.cycleDatagrams / Math.max(1, now - this.cycleStarted));
     this.cycleDatagrams = 0;
@@ -176,7 +190,8 @@ export class TrafficLogReceiver {
   private async checkDrops(): Promise<void> {
     const drops = await kernelDrops(this.port);
     if (drops === undefined || drops <= this.dropped) return;
-    this.log.warn({ dropped: drops - this.dropped, total: drops }, "the kernel dropped traffic log datagrams (receive buffer full): request counts are low");
+    if (this.sampleOnly) this.log.info({ dropped: drops - this.dropped, total: drops }, "the kernel dropped traffic log datagrams (receive buffer full): fewer latency samples, counts unaffected");
+    else this.log.warn({ dropped: drops - this.dropped, total: drops }, "the kernel dropped traffic log datagrams (receive buffer full): request counts are low");
     this.dropped = drops;
   }
 

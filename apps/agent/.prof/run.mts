@@ -1,0 +1,38 @@
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pino } from "pino";
+import { HaproxyIngress } from "../src/ingress/haproxy.ingress.ts";
+import { startTrafficCollector } from "../src/metrics/agent-metrics.ts";
+const mode = process.argv[2]; // none | log | counters
+const logger = pino({ level: "silent" });
+const upPort = 19555, httpPort = 19556;
+const up = spawn(process.execPath, ["/tmp/prof/upstream.mjs", String(upPort)], { stdio: "ignore" });
+const dir = mkdtempSync(path.join(os.tmpdir(), "prof-"));
+const collector = await startTrafficCollector(0, logger);
+const ingress = new HaproxyIngress({ dir, httpPort, ...(mode === "none" ? {} : { trafficLogPort: collector.port }), logger });
+await ingress.start();
+await ingress.ensureBackend({ name: "shop--test", hostnames: ["shop-test.localhost"], maxServers: 2 });
+await ingress.switchTraffic("shop--test", [{ id: "u1", host: "127.0.0.1", port: upPort }]);
+if (mode === "counters") await collector.countWith(ingress.counterSource(), (c) => ingress.setLogSampling(c));
+const drain = setInterval(() => void collector.take(), 10_000);
+writeFileSync("/tmp/prof/p.lua", 'wrk.headers["Host"] = "shop-test.localhost"\ndelay = function() return 10 end\n');
+await new Promise((r) => setTimeout(r, 3000));
+const c0 = process.cpuUsage();
+const t0 = performance.now();
+const hp = (ingress as any).masterPid;
+const workersCpu = () => { let sum = 0; for (const pid of execFileSync("pgrep", ["-P", String(hp)], { encoding: "utf8" }).trim().split("\n")) { const f = (await0(pid)); sum += f; } return sum; };
+function await0(pid: string) { const st = execFileSync("cat", [`/proc/${pid}/stat`], { encoding: "utf8" }).split(") ")[1]!.split(" "); return (Number(st[11]) + Number(st[12])) / 100; }
+const masterCpu = () => await0(String(hp));
+const w0 = workersCpu(), m0 = masterCpu();
+const out = execFileSync("wrk", ["-t", "2", "-c", "12", "-d", "20s", "-s", "/tmp/prof/p.lua", `http://127.0.0.1:${httpPort}/`], { encoding: "utf8" });
+const c1 = process.cpuUsage(c0);
+const reqs = Number(/(\d+) requests in/.exec(out)![1]);
+const agentMs = (c1.user + c1.system) / 1000;
+console.log(`${mode}: ${reqs} req in ${((performance.now() - t0) / 1000).toFixed(1)} s; agent ${agentMs.toFixed(0)} ms (${(agentMs * 1000 / reqs).toFixed(2)} µs/req); haproxy workers ${((workersCpu() - w0) * 1000).toFixed(0)} ms, master ${((masterCpu() - m0) * 1000).toFixed(0)} ms`);
+clearInterval(drain);
+await collector.close();
+await ingress.stop();
+up.kill();
+process.exit(0);
