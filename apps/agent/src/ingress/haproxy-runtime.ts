@@ -319,6 +319,20 @@ export class HaproxyRuntime {
   }
 
   /**
+   * The current worker's pid and the HTTP counters of its backends, read in one connection to
+   * the admin socket (`show info;show stat -1 2 -1`), so both come from the same worker even
+   * when a reload happens meanwhile; the master is not involved.
+   */
+  async currentWorkerCounters(): Promise<{ pid: number; counters: Map<string, BackendCounters> }> {
+    const cmd = "show info;show stat -1 2 -1";
+    const out = await this.command(cmd);
+    const split = out.indexOf("\n# pxname");
+    const pid = Number(parseShowInfo(split < 0 ? out : out.slice(0, split))["Pid"]);
+    if (split < 0 || !Number.isInteger(pid) || pid <= 0) throw new HaproxyRuntimeError(`unexpected answer to '${cmd}': ${out.trim().slice(0, 200)}`, this.adminSocket, cmd);
+    return { pid, counters: backendCounters(parseShowStat(out.slice(split + 1))) };
+  }
+
+  /**
    * The HTTP counters of every backend of one worker, old ones included (`@!<pid> show stat
    * -1 2 -1`: backends only). Undefined when the master has no such worker (it has exited).
    */

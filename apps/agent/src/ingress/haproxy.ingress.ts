@@ -346,15 +346,18 @@ export class HaproxyIngress implements Ingress {
   counterSource(): CounterSource {
     const pins = new WorkerPins({ host: this.bindAddress, port: this.httpPort, runtime: this.runtime, log: this.log });
     return {
-      workers: async () => {
+      current: async () => {
+        const now = await this.runtime.currentWorkerCounters();
+        await pins.ensure(now.pid);
+        return now;
+      },
+      oldWorkers: async () => {
         const procs = await this.runtime.showProc();
         const alive = new Set([...procs.workers, ...procs.oldWorkers]);
         for (const pid of pins.pids()) if (!alive.has(pid)) pins.release(pid);
-        if (procs.workers.length === 1) await pins.ensure(procs.workers[0]!);
-        return { current: procs.workers, old: procs.oldWorkers };
+        return procs.oldWorkers;
       },
-      counters: async (pid, old) => {
-        if (!old) return this.runtime.workerBackendCounters(pid);
+      oldCounters: async (pid) => {
         // Quiet first (no longer listening, no client connection but ours), then the read:
         // nothing can be served after it, so it is the worker's last.
         const info = await this.runtime.workerInfo(pid);

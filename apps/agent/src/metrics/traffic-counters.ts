@@ -3,12 +3,14 @@ import type { BackendCounters } from "../ingress/haproxy-runtime.js";
 
 export type { BackendCounters } from "../ingress/haproxy-runtime.js";
 
-/** What the proxy's workers count, read through its master. */
+/** What the proxy's workers count. */
 export interface CounterSource {
-  /** Pids of the current worker(s) and of old ones still finishing their connections. */
-  workers(): Promise<{ current: number[]; old: number[] }>;
-  /** One worker's counters by backend (`old`: a worker a reload replaced); undefined when it has exited. */
-  counters(pid: number, old: boolean): Promise<Map<string, BackendCounters> | undefined>;
+  /** The current worker's pid and counters by backend, in one reading (cheap: read every period). */
+  current(): Promise<{ pid: number; counters: Map<string, BackendCounters> }>;
+  /** Pids of workers a reload replaced that still finish their connections (asked only around reloads). */
+  oldWorkers(): Promise<number[]>;
+  /** An old worker's counters by backend; undefined when it has exited. */
+  oldCounters(pid: number): Promise<Map<string, BackendCounters> | undefined>;
   /** No more reads: let go of whatever the source holds. */
   close?(): void;
   /** Calls `listener` after each reload, when an old worker has just appeared. */
@@ -57,6 +59,9 @@ export class TrafficCounters {
   private reading?: Promise<void>;
   private lastPollAt = 0;
   private stopped = false;
+  /** The current worker at the last read, and whether old workers may exist (then the master is asked). */
+  private lastCurrent?: number;
+  private oldMayExist = true;
 
   constructor(private readonly opts: TrafficCountersOptions) {}
 
@@ -64,6 +69,7 @@ export class TrafficCounters {
   async start(): Promise<void> {
     // Right after a reload the old worker is read (and let go) without waiting for the next period.
     this.opts.source.onReload?.(() => {
+      this.oldMayExist = true;
       if (!this.stopped) void this.poll();
     });
     await this.poll();
@@ -93,25 +99,32 @@ export class TrafficCounters {
   }
 
   private async read(): Promise<void> {
-    let workers: { current: number[]; old: number[] };
+    let current: { pid: number; counters: Map<string, BackendCounters> };
+    let old: number[] = [];
     try {
-      workers = await this.opts.source.workers();
+      current = await this.opts.source.current();
+      // A new current worker means a reload (by this agent or not): the one before may still run.
+      if (current.pid !== this.lastCurrent) this.oldMayExist = true;
+      if (this.oldMayExist) old = (await this.opts.source.oldWorkers()).filter((pid) => pid !== current.pid);
     } catch (err) {
-      this.opts.log.debug({ err: (err as Error).message }, "cannot list the proxy's workers; counting at the next read");
+      this.opts.log.debug({ err: (err as Error).message }, "cannot read the proxy's counters; counting at the next read");
       return;
     }
+    this.lastCurrent = current.pid;
+    this.oldMayExist = old.length > 0;
     const now = performance.now();
     const seconds = this.lastPollAt ? (now - this.lastPollAt) / 1000 : 0;
     this.lastPollAt = now;
     const interval = new Map<string, BackendCounters>();
     const alive = new Set<number>();
-    for (const pid of [...workers.current, ...workers.old]) {
+    for (const pid of [current.pid, ...old]) {
       let counters: Map<string, BackendCounters> | undefined;
       try {
-        counters = await this.opts.source.counters(pid, !workers.current.includes(pid));
+        counters = pid === current.pid ? current.counters : await this.opts.source.oldCounters(pid);
       } catch (err) {
         this.opts.log.debug({ pid, err: (err as Error).message }, "cannot read a worker's counters; counting at the next read");
         alive.add(pid);
+        this.oldMayExist = true;
         continue;
       }
       if (!counters) continue;
@@ -135,7 +148,7 @@ export class TrafficCounters {
     if (this.opts.onRates && seconds > 0) this.opts.onRates(new Map([...interval].map(([b, d]) => [b, d.requests / seconds])));
     // Old workers serve their last requests within moments of a reload: follow them closely.
     clearTimeout(this.oldTimer);
-    if (workers.old.some((pid) => alive.has(pid)) && !this.stopped) {
+    if (old.some((pid) => alive.has(pid)) && !this.stopped) {
       this.oldTimer = setTimeout(() => void this.poll(), this.opts.oldWorkerPollMs ?? 100);
       this.oldTimer.unref?.();
     }

@@ -7,13 +7,19 @@ const c = (requests: number, ok = requests, notFound = 0): BackendCounters => ({
 
 /** A proxy whose workers and counters the test sets; a worker not in `counters` has exited. */
 function fakeProxy() {
-  const state = { current: [] as number[], old: [] as number[], counters: new Map<number, Map<string, BackendCounters>>(), failWorkers: false };
+  const state = { current: [] as number[], old: [] as number[], counters: new Map<number, Map<string, BackendCounters>>(), failWorkers: false, masterAsked: 0 };
   const source: CounterSource = {
-    workers: async () => {
-      if (state.failWorkers) throw new Error("master re-executing");
-      return { current: [...state.current], old: [...state.old] };
+    current: async () => {
+      if (state.failWorkers) throw new Error("worker busy");
+      const pid = state.current[0]!;
+      return { pid, counters: new Map(state.counters.get(pid)) };
     },
-    counters: async (pid) => state.counters.get(pid),
+    oldWorkers: async () => {
+      state.masterAsked++;
+      if (state.failWorkers) throw new Error("master re-executing");
+      return [...state.old];
+    },
+    oldCounters: async (pid) => state.counters.get(pid),
   };
   return { state, source };
 }
@@ -56,6 +62,32 @@ describe("TrafficCounters", () => {
     state.counters.delete(10);
     state.counters.set(11, new Map([["env-a", c(45)], ["env-new", c(3)]]));
     expect(plain(await counters.take())).toEqual({ "env-a": c(50 + 10 + 40 + 2 + 5), "env-new": c(3) });
+  });
+
+  it("asks the master for old workers only around a reload, not at every read", async () => {
+    const { state, source } = fakeProxy();
+    state.current = [10];
+    state.counters.set(10, new Map([["env-a", c(1)]]));
+    const counters = new TrafficCounters({ source, log });
+    await counters.start();
+    counters.stop();
+    const asked = state.masterAsked;
+    for (let i = 0; i < 5; i++) await counters.poll();
+    expect(state.masterAsked).toBe(asked);
+    // A new current worker: the master is asked, and again while the old one lives.
+    state.current = [11];
+    state.old = [10];
+    state.counters.set(11, new Map([["env-a", c(2)]]));
+    await counters.poll();
+    await counters.poll();
+    expect(state.masterAsked).toBe(asked + 2);
+    state.old = [];
+    state.counters.delete(10);
+    await counters.poll();
+    await counters.poll();
+    await counters.poll();
+    expect(state.masterAsked).toBe(asked + 3);
+    expect(plain(await counters.take())).toEqual({ "env-a": c(2) });
   });
 
   it("takes counters that went down for a new start of the object (everything counted since)", async () => {
