@@ -9,9 +9,10 @@
  *      and the overhead over the floor, with per-step timings;
  *   3. failed requests under a keep-alive load across 3 switching deployments.
  * Then the data services benchmark (data.bench.ts), the storage benchmark
- * (storage.bench.ts: radosgw against s3rver), the ingress benchmark
+ * (storage.bench.ts: radosgw against s3rver), the NATS users benchmark
+ * (nats-users.bench.ts), the ingress benchmark
  * with wrk (ingress.bench.ts) and the fleet benchmark (fleet.bench.ts).
- * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, storage, ingress, fleet) runs only
+ * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, storage, nats, ingress, fleet) runs only
  * those parts; SLIPWAY_BENCH_FLEET=0 skips the fleet part.
  * Progress goes to stderr; the results table and BENCHMARKS.md-ready markdown
  * go to stdout. Exit code 0 even when a target is missed; non-zero on errors.
@@ -22,6 +23,7 @@ import path from "node:path";
 import { runDataBench } from "./data.bench.js";
 import { runFleetBench } from "./fleet.bench.js";
 import { runStorageBench } from "./storage.bench.js";
+import { runNatsUsersBench } from "./nats-users.bench.js";
 import { abortIngressBench, runIngressBench } from "./ingress.bench.js";
 import Dockerode from "dockerode";
 import { Platform, type AgentHandle } from "../support/platform.js";
@@ -38,7 +40,7 @@ const TARGET_OVERHEAD_S = 0.3;
 /** issue 10: `succeeded` is what users wait for; the API shows it within this long of the switch. */
 const TARGET_SUCCEEDED_LAG_MS = 50;
 const TARGET_FAILED = 0;
-const PARTS = ["deploy", "data", "storage", "ingress", "fleet"] as const;
+const PARTS = ["deploy", "data", "storage", "nats", "ingress", "fleet"] as const;
 
 const t0 = performance.now();
 const elapsed = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -328,6 +330,11 @@ async function main(): Promise<number> {
       progress("storage benchmark (radosgw against s3rver: start, memory, per-environment provisioning)");
       const storage = await runStorageBench();
       process.stdout.write(storage.markdown + "\n");
+    }
+    if (runs("nats")) {
+      progress("NATS users benchmark (one user per host: reload and confirm with 10 to 8,000 hosts)");
+      const nats = await runNatsUsersBench();
+      process.stdout.write(nats.markdown + "\n");
     }
     if (runs("ingress")) {
       progress("ingress benchmark (wrk against a keep-alive Node app: ingress, direct, bare HAProxy)");
