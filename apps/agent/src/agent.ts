@@ -1,11 +1,13 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { Logger } from "@slipway/core";
+import { LABELS, type Logger } from "@slipway/core";
 import type { AgentConfig } from "./config.js";
 import { ControlPlaneClient } from "./report/control-plane.client.js";
 import { refusedByControlPlane, refusedForGood } from "./report/refusal.js";
 import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
 import { JobReporter } from "./report/job-reporter.js";
+import { IncidentQueue } from "./report/incidents.js";
+import { AGENT_LABELS } from "./docker/labels.js";
 import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
 import { runDeployment } from "./jobs/deploy.runner.js";
 import { runEnvironmentJob } from "./jobs/environment.runner.js";
@@ -184,6 +186,13 @@ export async function startAgent(
   const reconciler = new Reconciler({ envs, log: hostLog.child({ component: "reconcile" }), intervalMs: config.reconcileIntervalMs });
   reconciler.start();
 
+  // Web containers killed for memory: logged here, reported with the next heartbeats (the engine restarts them).
+  const incidents = new IncidentQueue();
+  const stopWatchingOom = docker.watchOomKills({ [LABELS.managed]: "true", [LABELS.host]: identity.hostId, [LABELS.role]: "web" }, (kill) => {
+    hostLog.warn({ container: kill.name, app: kill.labels[LABELS.app], environment: kill.labels[LABELS.environment] }, "container killed: out of memory (the engine restarts it)");
+    incidents.add({ environmentId: kill.labels[AGENT_LABELS.environmentId] ?? "", container: kill.name, reason: "killed: out of memory", at: kill.at });
+  });
+
   // Per running job: aborting with CANCEL_REASON cancels it at once (a release command is killed, a probe stops).
   const cancellers = new Map<string, AbortController>();
   const heartbeater = new Heartbeater(client, runtime, {
@@ -195,6 +204,7 @@ export async function startAgent(
     onCancelRequested: (ids) => ids.forEach((id) => cancellers.get(id)?.abort(CANCEL_REASON)),
     environments: () => envs.observations(),
     ingressAddress: config.ingressAdvertise,
+    incidents,
   });
   heartbeater.start();
   const metrics = startMetricsReporting({
@@ -298,6 +308,7 @@ export async function startAgent(
       await sleeper.stop();
       await reconciler.stop();
       heartbeater.stop();
+      stopWatchingOom();
       await metrics.stop();
       await traffic.close();
       await waker.close();

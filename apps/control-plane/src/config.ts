@@ -1,6 +1,7 @@
 import { homedir } from "node:os";
 import path from "node:path";
-import { ConfigError, intFromEnv as int, logLevelFromEnv } from "@slipway/core";
+import { ConfigError, InvalidRequestError, intFromEnv as int, logLevelFromEnv, parseLimits, type ResourceLimits } from "@slipway/core";
+import { DEFAULT_RESOURCE_POLICY, type ResourcePolicy } from "./services/resource-policy.js";
 
 export { ConfigError };
 
@@ -89,6 +90,8 @@ export interface ControlPlaneConfig {
   metricsRetentionMs: number;
   /** ack_wait of the agents' job consumers: how long after an agent dies mid-job the job is redelivered. */
   jobAckWaitMs: number;
+  /** Limits of environments that set none, live's, and the CPU overcommit of placement. */
+  resources: ResourcePolicy;
 }
 
 const defaults = {
@@ -132,6 +135,24 @@ function bucket(env: NodeJS.ProcessEnv, name: string, fallback: string): string 
   const v = env[name] || fallback;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v)) throw new ConfigError(name, `'${v}' is not an S3 bucket name`);
   return v;
+}
+
+function limits(env: NodeJS.ProcessEnv, name: string, base: ResourceLimits): ResourceLimits {
+  const raw = env[name];
+  if (!raw) return base;
+  try {
+    return { ...base, ...parseLimits(raw, name) };
+  } catch (err) {
+    if (err instanceof InvalidRequestError) throw new ConfigError(name, err.message.replace(`${name}: `, "").replace(`${name}.`, ""));
+    throw err;
+  }
+}
+
+function resources(env: NodeJS.ProcessEnv): ResourcePolicy {
+  const defaults = limits(env, "SLIPWAY_DEFAULT_LIMITS", DEFAULT_RESOURCE_POLICY.defaults);
+  const overcommit = Number(env.SLIPWAY_CPU_OVERCOMMIT || DEFAULT_RESOURCE_POLICY.cpuOvercommit);
+  if (!Number.isFinite(overcommit) || overcommit < 1 || overcommit > 100) throw new ConfigError("SLIPWAY_CPU_OVERCOMMIT", "must be a number from 1 to 100");
+  return { defaults, liveDefaults: limits(env, "SLIPWAY_DEFAULT_LIVE_LIMITS", defaults), cpuOvercommit: overcommit };
 }
 
 /** Reads and validates the configuration once; throws ConfigError naming the variable. */
@@ -228,6 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
+    resources: resources(env),
   });
 }
 

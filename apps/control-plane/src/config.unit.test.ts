@@ -47,6 +47,15 @@ describe("control plane configuration", () => {
     expect(loadConfig({ SLIPWAY_DATA_DIR: "/srv/cp" }).natsSeedFile).toBe("/srv/cp/nats-control-plane.nk");
   });
 
+  it("reads the default limits (live's default to the others) and the CPU overcommit", () => {
+    expect(loadConfig({}).resources).toEqual({ defaults: { memoryMb: 512, cpus: 1, pids: 512 }, liveDefaults: { memoryMb: 512, cpus: 1, pids: 512 }, cpuOvercommit: 8 });
+    const c = loadConfig({ SLIPWAY_DEFAULT_LIMITS: "memoryMb=256,cpus=0.5", SLIPWAY_DEFAULT_LIVE_LIMITS: "memoryMb=1024", SLIPWAY_CPU_OVERCOMMIT: "4" });
+    expect(c.resources).toEqual({ defaults: { memoryMb: 256, cpus: 0.5, pids: 512 }, liveDefaults: { memoryMb: 1024, cpus: 0.5, pids: 512 }, cpuOvercommit: 4 });
+    expect(() => loadConfig({ SLIPWAY_DEFAULT_LIMITS: "memoryMb=4" })).toThrow("SLIPWAY_DEFAULT_LIMITS");
+    expect(() => loadConfig({ SLIPWAY_DEFAULT_LIVE_LIMITS: "ram=1g" })).toThrow("SLIPWAY_DEFAULT_LIVE_LIMITS");
+    expect(() => loadConfig({ SLIPWAY_CPU_OVERCOMMIT: "0.5" })).toThrow("SLIPWAY_CPU_OVERCOMMIT");
+  });
+
   it.each([
     ["127.0.0.1", true],
     ["127.1.2.3", true],

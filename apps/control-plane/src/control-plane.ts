@@ -74,14 +74,14 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
 
     const lifecycle = new Lifecycle(log.child({ component: "lifecycle" }));
-    const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, onRevoked: async (id) => {
+    const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, resources: config.resources, onRevoked: async (id) => {
       // Its NATS user goes at once (its connections are closed), then its consumer.
       await nats.users?.sync();
       await bus.deleteConsumer(id);
     } });
     // Runs after the gRPC server closed (cleanups run in reverse): the last beats are written before the database closes.
     cleanups.push(() => hosts.flushHeartbeats());
-    const placement = new PlacementService(() => hosts.onlineWindowMs());
+    const placement = new PlacementService(() => hosts.onlineWindowMs(), config.resources);
     const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));

@@ -299,7 +299,7 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
     await seed();
     // A registered host that never sent a heartbeat: host routes find it, nothing is placed on it.
     const join = await admin("POST", "/v1/join-tokens");
-    seeded.host = (await cp.services.hosts.register({ joinToken: join.json().token, hostname: "h1", labels: {}, capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, version: "t" })).hostId;
+    seeded.host = (await cp.services.hosts.register({ joinToken: join.json().token, hostname: "h1", labels: {}, capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 }, version: "t" })).hostId;
   });
   afterAll(async () => {
     const byStatus = [...statuses.entries()].sort(([a], [b]) => a - b).map(([s, n]) => `${s}: ${n}`).join(", ");

@@ -64,9 +64,9 @@ describe("repository credentials", () => {
 
     // A deployment: its job spec in the jobs table holds the credential sealed; GetJobSpec opens it for the job's host only.
     const token = (await cp.app.inject({ method: "POST", url: "/v1/join-tokens", headers: admin() })).json().token as string;
-    const host = await cp.services.hosts.register({ joinToken: token, hostname: "builder", labels: {}, capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, version: "t" });
+    const host = await cp.services.hosts.register({ joinToken: token, hostname: "builder", labels: {}, capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 }, version: "t" });
     await cp.database.db.updateTable("hosts").set({ last_heartbeat_at: new Date(0) }).where("id", "!=", host.hostId).execute();
-    await recordHeartbeat(cp.database.db, host.hostId, { at: new Date(), version: "t", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, load: { cpu: 0, memoryUsedBytes: 0, diskUsedBytes: 0, containers: 0 } });
+    await recordHeartbeat(cp.database.db, host.hostId, { at: new Date(), version: "t", capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 }, load: { cpu: 0, memoryUsedBytes: 0, diskUsedBytes: 0, containers: 0 } });
     const d = (await cp.app.inject({ method: "POST", url: "/v1/apps/shop/environments/test/deployments", headers: admin(), payload: {} })).json();
     const job = await cp.database.db.selectFrom("jobs").selectAll().where("deployment_id", "=", d.id).executeTakeFirstOrThrow();
     expect(job.host_id).toBe(host.hostId);

@@ -2,6 +2,7 @@ export * from "./errors.js";
 export * from "./states.js";
 export * from "./names.js";
 export * from "./settings.js";
+export * from "./limits.js";
 export * from "./status.js";
 export * from "./logging.js";
 export * from "./variables.js";

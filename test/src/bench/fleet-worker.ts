@@ -137,6 +137,7 @@ class SimAgent {
       capacity: { cpus: 4, memoryBytes: 8 * 2 ** 30, diskBytes: 100 * 2 ** 30 },
       containers: [],
       environments: [],
+      incidents: [],
       ingressAddress: `127.0.0.1:${10_000 + (this.seed.idx % 50_000)}`,
     });
   }

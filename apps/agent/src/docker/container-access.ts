@@ -19,6 +19,23 @@ export interface ContainerLogReader {
   logs(id: string, opts: { follow: boolean; since: number; tail: number; signal?: AbortSignal }, onLine: (line: string) => void): Promise<void>;
 }
 
+/** A container the kernel killed for exceeding its memory limit (Docker's `oom` event). */
+export interface OomKill {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  at: Date;
+}
+
+/** Watches the engine for containers killed for memory. */
+export interface ContainerEventWatcher {
+  /**
+   * Calls onOom for every container carrying all `labels` that the kernel kills for its memory
+   * limit, from now on; reconnects to the engine when its event stream breaks. Returns a stop function.
+   */
+  watchOomKills(labels: Record<string, string>, onOom: (kill: OomKill) => void): () => void;
+}
+
 /** Starts commands in running containers, for shells. */
 export interface ContainerExecutor {
   /**

@@ -12,6 +12,15 @@ export interface ContainerSpec {
   publishPort?: number;
   /** Command override, e.g. ["sh", "-c", "python manage.py migrate"]. */
   cmd?: string[];
+  /** What the container may take; absent = unbounded. */
+  limits?: ContainerLimits;
+}
+
+/** Enforced by the engine: memory (swap included: none beyond it), CPU (1e9 nano-CPUs = one core), processes. */
+export interface ContainerLimits {
+  memoryBytes: number;
+  nanoCpus: number;
+  pids: number;
 }
 
 export interface RunningContainer {
@@ -27,10 +36,19 @@ export interface ContainerStatus {
   id: string;
   running: boolean;
   exitCode: number | null;
+  /** The kernel killed it for exceeding its memory limit (its last exit, when it was restarted since). */
+  oomKilled: boolean;
   /** How often the engine restarted it (restart policy); > 0 means its process exited at least once. */
   restartCount: number;
   hostPort?: number;
   address?: string;
+}
+
+/** How a one-off ended: its exit code (null when killed for the timeout), and whether the kernel killed it for memory. */
+export interface OneOffResult {
+  exitCode: number | null;
+  timedOut: boolean;
+  oomKilled: boolean;
 }
 
 export interface ContainerSummary {
@@ -70,7 +88,7 @@ export interface ContainerRuntime {
    * Runs a one-off container to completion, streaming its output (stdout and
    * stderr) to onLog line by line; kills it after timeoutMs; always removes it.
    */
-  runOneOff(spec: ContainerSpec, opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal }): Promise<{ exitCode: number | null; timedOut: boolean }>;
+  runOneOff(spec: ContainerSpec, opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal }): Promise<OneOffResult>;
   /** undefined when the container does not exist. */
   inspect(id: string): Promise<ContainerStatus | undefined>;
   /** The last `lines` lines of the container's output. */

@@ -8,9 +8,10 @@ import type {
   ContainerStatus,
   ContainerSummary,
   ImageInfo,
+  OneOffResult,
   RunningContainer,
 } from "./container-runtime.js";
-import type { ContainerExecutor, ContainerLogReader, ContainerStatsReader, DockerStats, ExecSession } from "./container-access.js";
+import type { ContainerEventWatcher, ContainerExecutor, ContainerLogReader, ContainerStatsReader, DockerStats, ExecSession, OomKill } from "./container-access.js";
 import { DockerExecSession } from "./docker.exec.js";
 
 export interface DockerRuntimeOptions {
@@ -73,7 +74,7 @@ function loopbackPort(ports: PortMap, port?: number): number | undefined {
 }
 
 /** The container runtime on the Docker Engine, and the access to running containers (logs, exec, stats). */
-export class DockerRuntime implements ContainerRuntime, ContainerLogReader, ContainerExecutor, ContainerStatsReader {
+export class DockerRuntime implements ContainerRuntime, ContainerLogReader, ContainerExecutor, ContainerStatsReader, ContainerEventWatcher {
   private readonly docker: Dockerode;
   private readonly log: Logger;
   private readonly networkLocks = new Map<string, Promise<void>>();
@@ -225,7 +226,7 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
   async runOneOff(
     spec: ContainerSpec,
     opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal },
-  ): Promise<{ exitCode: number | null; timedOut: boolean }> {
+  ): Promise<OneOffResult> {
     if (opts.signal?.aborted) throw new StepFailure("cancelled", `one-off ${spec.name} cancelled before it started`, false);
     const container = await this.create({ ...spec, publishPort: undefined }, true);
     const started = Date.now();
@@ -244,7 +245,7 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
     container: Dockerode.Container,
     spec: ContainerSpec,
     opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal },
-  ): Promise<{ exitCode: number | null; timedOut: boolean }> {
+  ): Promise<OneOffResult> {
     // Attach before start so the first lines of output are not lost.
     const output = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
     const stdout = lineSink(opts.onLog);
@@ -289,7 +290,8 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
       stdout.flush();
       stderr.flush();
       if (aborted) throw new StepFailure("cancelled", `one-off ${spec.name} was cancelled`, false);
-      return { exitCode: timedOut || !exit ? null : exit.StatusCode, timedOut };
+      const oomKilled = running ? Boolean((await container.inspect().catch(() => undefined))?.State?.OOMKilled) : false;
+      return { exitCode: timedOut || !exit ? null : exit.StatusCode, timedOut, oomKilled };
     } finally {
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
@@ -313,7 +315,9 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
         NetworkMode: spec.network,
         // The environment's database and S3 endpoint on this host are reached through the host gateway.
         ExtraHosts: ["host.docker.internal:host-gateway"],
+        // A web container that dies (killed for memory too) is restarted by the engine, with its backoff.
         ...(oneOff ? {} : { RestartPolicy: { Name: "unless-stopped" } }),
+        ...(spec.limits ? { Memory: spec.limits.memoryBytes, MemorySwap: spec.limits.memoryBytes, NanoCpus: spec.limits.nanoCpus, PidsLimit: spec.limits.pids } : {}),
         ...(exposed ? { PortBindings: { [`${spec.publishPort}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
       },
     };
@@ -347,6 +351,7 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
         // A container in a restart loop shows Running between crashes; Restarting and RestartCount tell.
         running: info.State.Running && !info.State.Restarting,
         exitCode: info.State.Running || info.State.Status === "created" ? null : info.State.ExitCode,
+        oomKilled: Boolean(info.State.OOMKilled),
         restartCount: info.RestartCount ?? 0,
         ...(hostPort !== undefined ? { hostPort } : {}),
         ...(address ? { address } : {}),
@@ -427,6 +432,50 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
     } catch (err) {
       throw toStepFailure(err, "list containers");
     }
+  }
+
+  watchOomKills(labels: Record<string, string>, onOom: (kill: OomKill) => void): () => void {
+    let stopped = false;
+    let current: Readable | undefined;
+    const filters = { type: ["container" as const], event: ["oom"], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
+    const run = async (): Promise<void> => {
+      while (!stopped) {
+        try {
+          const stream = (await this.docker.getEvents({ filters })) as unknown as Readable;
+          current = stream;
+          let buf = "";
+          await new Promise<void>((resolve) => {
+            stream.on("data", (chunk: Buffer) => {
+              buf += chunk.toString("utf8");
+              for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+                const line = buf.slice(0, nl).trim();
+                buf = buf.slice(nl + 1);
+                if (!line) continue;
+                try {
+                  const ev = JSON.parse(line) as { id?: string; time?: number; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+                  const attrs = ev.Actor?.Attributes ?? {};
+                  const { name = "", image: _image, ...rest } = attrs;
+                  onOom({ id: ev.Actor?.ID ?? ev.id ?? "", name, labels: rest, at: ev.time ? new Date(ev.time * 1000) : new Date() });
+                } catch (err) {
+                  this.log.warn({ err: (err as Error).message }, "unreadable docker event");
+                }
+              }
+            });
+            stream.once("end", resolve);
+            stream.once("close", resolve);
+            stream.once("error", () => resolve());
+          });
+        } catch (err) {
+          if (!stopped) this.log.warn({ err: (err as Error).message }, "cannot watch docker events; retrying in 1 s");
+        }
+        if (!stopped) await new Promise((r) => setTimeout(r, 1000));
+      }
+    };
+    void run();
+    return () => {
+      stopped = true;
+      current?.destroy();
+    };
   }
 
   async logs(id: string, opts: { follow: boolean; since: number; tail: number; signal?: AbortSignal }, onLine: (line: string) => void): Promise<void> {

@@ -5,6 +5,7 @@ import type { EnvironmentObservation, HeartbeatRequest, HeartbeatResponse } from
 import { LABELS, type Logger } from "@slipway/core";
 import type { ControlPlaneClient } from "./control-plane.client.js";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
+import type { IncidentQueue } from "./incidents.js";
 
 export async function hostCapacity(dir: string): Promise<{ cpus: number; memoryBytes: number; diskBytes: number }> {
   const fs = await statfs(dir).catch(() => undefined);
@@ -35,6 +36,8 @@ export class Heartbeater {
       environments?: () => EnvironmentObservation[];
       /** host:port of this host's ingress, for drains. */
       ingressAddress?: string;
+      /** Incidents to report (killed containers), settled when a beat that carried them is answered. */
+      incidents?: IncidentQueue;
     },
   ) {}
 
@@ -49,11 +52,13 @@ export class Heartbeater {
     const s = this.client.heartbeat();
     s.on("data", (res: HeartbeatResponse) => {
       this.lastAnsweredAt = new Date();
+      this.opts.incidents?.answered();
       if (res.cancelRequested.length) this.opts.onCancelRequested?.(res.cancelRequested);
     });
     const reopen = (why: string) => {
       if (this.stream !== s) return;
       this.stream = undefined;
+      this.opts.incidents?.reset();
       if (!this.stopped) {
         this.opts.log.warn({ why }, "heartbeat stream closed; reopening");
         setTimeout(() => this.open(), 1000);
@@ -85,6 +90,7 @@ export class Heartbeater {
           state: c.state,
         })),
         environments: this.opts.environments?.() ?? [],
+        incidents: this.opts.incidents?.take() ?? [],
       });
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, "heartbeat failed");

@@ -37,6 +37,7 @@ export async function releaseStep(ctx: DeployContext): Promise<boolean> {
         },
         network,
         cmd: ["sh", "-c", cmd.command],
+        ...(spec.limits ? { limits: spec.limits } : {}),
       },
       { timeoutMs: spec.releaseCommandTimeoutMs, onLog: (line) => report.logLine(line), signal: ctx.signal },
       )
@@ -49,6 +50,10 @@ export async function releaseStep(ctx: DeployContext): Promise<boolean> {
     const note = i > 0 || r.exitCode !== 0 ? " Release commands may already have changed the database or media; the site keeps serving the previous version." : "";
     if (r.timedOut) {
       throw new StepFailure("release_command_timeout", `release command '${cmd.label}' ran past its timeout of ${spec.releaseCommandTimeoutMs / 1000} s and was killed.${note}`, false);
+    }
+    if (r.oomKilled) {
+      const limit = spec.limits ? ` (limit ${Math.round(spec.limits.memoryBytes / 1048576)} MiB)` : "";
+      throw new StepFailure("release_command_oom", `release command '${cmd.label}' was killed: out of memory${limit}.${note}`, false, { exitCode: r.exitCode });
     }
     if (r.exitCode !== 0) {
       throw new StepFailure("release_command_failed", `release command '${cmd.label}' exited with code ${r.exitCode}.${note}`, false, { exitCode: r.exitCode });

@@ -42,6 +42,19 @@ describe("release step", () => {
     expect(lines).toContainEqual(expect.stringMatching(/^\(collectstatic: exit 0 in \d+\.\d s\)$/));
   });
 
+  it("runs each one-off within the environment's limits, and fails saying so when one is killed for memory", async () => {
+    const limits = { memoryBytes: 256 * 1048576, nanoCpus: 500_000_000, pids: 128 };
+    const d = withCommands({ spec: { limits } });
+    d.runtime.oneOffScripts = [{ oomKilled: true, output: ["Killed"] }];
+    const err = await releaseStep(d.ctx).catch((e: unknown) => e);
+    expect(d.runtime.oneOffs.map((s) => s.limits)).toEqual([limits]);
+    expect(err).toMatchObject({ type: "release_command_oom", retryable: false });
+    expect((err as Error).message).toBe(
+      "release command 'migrate' was killed: out of memory (limit 256 MiB). Release commands may already have changed the database or media; the site keeps serving the previous version.",
+    );
+    expect(d.runtime.oneOffs).toHaveLength(1);
+  });
+
   it("fails on a non-zero exit and runs no later command", async () => {
     const d = withCommands();
     d.runtime.oneOffScripts = [{ exitCode: 3, output: ["django.db.utils.OperationalError"] }];

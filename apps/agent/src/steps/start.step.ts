@@ -30,6 +30,7 @@ export async function startStep(ctx: DeployContext): Promise<void> {
       labels: webLabels(ctx.hostId, spec),
       network,
       publishPort: webPort,
+      ...(spec.limits ? { limits: spec.limits } : {}),
     });
     ctx.started.push(c);
     report.logLine(`started ${c.name} (${c.id.slice(0, 12)}) on 127.0.0.1:${c.hostPort}`);

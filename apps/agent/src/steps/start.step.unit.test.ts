@@ -14,6 +14,16 @@ function built(spec: FakeDeploymentOptions["spec"] = {}, exposed: number[] = [50
 }
 
 describe("start step", () => {
+  it("starts every replica within the environment's limits (none given: unbounded, as jobs of older control planes)", async () => {
+    const limits = { memoryBytes: 512 * 1048576, nanoCpus: 1_000_000_000, pids: 512 };
+    const d = built({ replicas: 2, limits });
+    await startStep(d.ctx);
+    expect(d.runtime.callsOf("start").map((a) => (a[0] as { limits?: unknown }).limits)).toEqual([limits, limits]);
+    const old = built({});
+    await startStep(old.ctx);
+    expect((old.runtime.callsOf("start")[0]![0] as { limits?: unknown }).limits).toBeUndefined();
+  });
+
   it("starts the replicas beside the old containers, on the environment's network, publishing the image's EXPOSEd port", async () => {
     const d = built({ replicas: 3 });
     await startStep(d.ctx);

@@ -6,7 +6,7 @@
 import { Readable } from "node:stream";
 import type { BackupFacts } from "@slipway/proto";
 import { StepFailure, environmentSlug, toFailure, type FailureData, type StepState } from "@slipway/core";
-import type { ContainerRuntime, ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, RunningContainer } from "../docker/container-runtime.js";
+import type { ContainerRuntime, ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, OneOffResult, RunningContainer } from "../docker/container-runtime.js";
 import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "../ingress/ingress.js";
 import type { SourceRepository } from "../git/source-repository.js";
 import type { EnvironmentEntry } from "../envs/environment-registry.js";
@@ -37,6 +37,8 @@ export interface FakeContainer {
 export interface OneOffScript {
   exitCode?: number | null;
   timedOut?: boolean;
+  /** Killed by the kernel for its memory limit (exit code 137). */
+  oomKilled?: boolean;
   output?: string[];
   hang?: boolean;
 }
@@ -129,7 +131,7 @@ export class FakeContainerRuntime extends Recorder<RuntimeMethod> implements Con
     return { id: c.id, name: c.name, ...(c.hostPort ? { hostPort: c.hostPort } : {}), ...(c.address ? { address: c.address } : {}) };
   }
 
-  async runOneOff(spec: ContainerSpec, opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal }): Promise<{ exitCode: number | null; timedOut: boolean }> {
+  async runOneOff(spec: ContainerSpec, opts: { timeoutMs: number; onLog: (line: string) => void; signal?: AbortSignal }): Promise<OneOffResult> {
     await this.enter("runOneOff", [spec, { timeoutMs: opts.timeoutMs }]);
     if (opts.signal?.aborted) throw new StepFailure("cancelled", `one-off ${spec.name} cancelled before it started`, false);
     this.oneOffs.push(spec);
@@ -143,14 +145,14 @@ export class FakeContainerRuntime extends Recorder<RuntimeMethod> implements Con
         opts.signal?.addEventListener("abort", abort, { once: true });
       });
     }
-    return { exitCode: script.timedOut ? null : (script.exitCode ?? 0), timedOut: script.timedOut ?? false };
+    return { exitCode: script.timedOut ? null : script.oomKilled ? 137 : (script.exitCode ?? 0), timedOut: script.timedOut ?? false, oomKilled: script.oomKilled ?? false };
   }
 
   async inspect(id: string): Promise<ContainerStatus | undefined> {
     await this.enter("inspect", [id]);
     const c = this.containers.get(id);
     if (!c) return undefined;
-    return { id, running: c.running, exitCode: c.exitCode, restartCount: c.restartCount, ...(c.hostPort ? { hostPort: c.hostPort } : {}), ...(c.address ? { address: c.address } : {}) };
+    return { id, running: c.running, exitCode: c.exitCode, oomKilled: false, restartCount: c.restartCount, ...(c.hostPort ? { hostPort: c.hostPort } : {}), ...(c.address ? { address: c.address } : {}) };
   }
 
   async logsTail(id: string, lines: number): Promise<string> {

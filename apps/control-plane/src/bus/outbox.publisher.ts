@@ -68,12 +68,14 @@ export class OutboxPublisher {
         const d = job.deployment_id ? await deployments.findDeployment(this.db, job.deployment_id) : undefined;
         const envId = d?.environment_id ?? job.environment_id;
         const env = envId ? await apps.findEnvironmentById(this.db, envId) : undefined;
-        hostId = (await this.placement.choose(this.db, env?.host_labels ?? {})) ?? null;
-        if (!hostId) {
+        const choice = await this.placement.place(this.db, { constraints: env?.host_labels ?? {}, ...(env ? { request: this.placement.requestOf(env), environmentId: env.id } : {}) });
+        if ("reason" in choice) {
           const labels = formatLabels(env?.host_labels ?? {});
-          await deployments.updateJob(this.db, job.id, { last_publish_error: labels ? `no online host with the labels ${labels} to place the job on` : "no online host to place the job on" });
+          const error = choice.reason === "no_room" ? `${choice.message}: the job waits for room` : labels ? `no online host with the labels ${labels} to place the job on` : "no online host to place the job on";
+          await deployments.updateJob(this.db, job.id, { last_publish_error: error });
           continue;
         }
+        hostId = choice.hostId;
         await deployments.updateJob(this.db, job.id, { host_id: hostId });
         if (d && env && !env.host_id) await this.lifecycle.place(this.db, [env.id], hostId, `its deployment ${d.id} was published`);
       }

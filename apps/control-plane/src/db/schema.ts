@@ -1,4 +1,14 @@
 import type { ColumnType, Generated } from "kysely";
+import type { ResourceLimits } from "@slipway/core";
+
+/** A container of the environment killed or dead: `reason` as users read it ("killed: out of memory"). */
+export interface EnvironmentIncident {
+  at: string;
+  reason: string;
+  container: string;
+  /** How many such incidents so far (since the environment was created). */
+  count: number;
+}
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type Json<T> = ColumnType<T, string, string>;
@@ -91,6 +101,10 @@ export interface EnvironmentsTable {
   storage_secret_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
   /** The provider confirmed the identity and the bucket. */
   storage_ready: ColumnType<boolean, boolean | undefined, boolean>;
+  /** The environment's own resource limits (migration 0016); null = the platform's defaults. */
+  limits: ColumnType<Partial<ResourceLimits> | null, string | null | undefined, string | null>;
+  /** The last time one of its containers was killed (out of memory) or died: shown on the environment. */
+  last_incident: ColumnType<EnvironmentIncident | null, string | null | undefined, string | null>;
   /** Its default host name is `<host_label>.<base domain>`; unique across the platform. */
   host_label: string;
   created_at: Timestamp;

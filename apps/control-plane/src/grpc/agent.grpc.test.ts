@@ -68,7 +68,7 @@ describe("gRPC AgentService authentication", () => {
   it("refuses a missing, wrong or revoked credential, and another host's jobs", async () => {
     const a = await register(await joinToken(), "host-a");
     const b = await register(await joinToken(), "host-b");
-    await recordHeartbeat(cp.database.db, a.hostId, { at: new Date(), version: "t", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, load: { cpu: 0, memoryUsedBytes: 0, diskUsedBytes: 0, containers: 0 } });
+    await recordHeartbeat(cp.database.db, a.hostId, { at: new Date(), version: "t", capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 }, load: { cpu: 0, memoryUsedBytes: 0, diskUsedBytes: 0, containers: 0 } });
     await cp.database.db.updateTable("hosts").set({ last_heartbeat_at: new Date(0) }).where("id", "!=", a.hostId).execute();
     await cp.app.inject({ method: "POST", url: "/v1/apps", headers: { authorization: `Bearer ${cp.adminToken}` }, payload: { name: "grpcapp", repository: "https://x.test/r.git" } });
     const d = (await cp.app.inject({ method: "POST", url: "/v1/apps/grpcapp/environments/test/deployments", headers: { authorization: `Bearer ${cp.adminToken}` }, payload: {} })).json();

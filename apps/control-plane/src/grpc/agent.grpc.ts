@@ -232,6 +232,9 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               environments: req.environments.map((e) => ({ environmentId: e.environmentId, state: e.state })),
               ...(req.ingressAddress ? { ingressAddress: req.ingressAddress } : {}),
             });
+            if (req.incidents.length) {
+              await hosts.recordIncidents(hostId, req.incidents.slice(0, 100).map((i) => ({ environmentId: i.environmentId, container: i.container.slice(0, 255), reason: i.reason, at: i.at ?? new Date() })));
+            }
             call.write({ serverTime: new Date(), cancelRequested: answer.cancelRequested });
           },
           finish: async () => undefined,
@@ -320,6 +323,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               releaseCommands: d.settings.releaseCommands,
               releaseCommandTimeoutMs: d.settings.releaseCommandTimeoutSeconds * 1000,
               replicas: d.replicas,
+              ...(d.limits ? { limits: { memoryBytes: d.limits.memoryMb * 1048576, nanoCpus: Math.round(d.limits.cpus * 1e9), pids: d.limits.pids } } : {}),
               variables: deps.unseal(d.variablesSealed),
               hostnames: d.hostnames,
               environmentId: d.environmentId,

@@ -137,7 +137,7 @@ describe("gRPC streams from a client without a valid credential", () => {
   });
 
   it("Heartbeat: an anonymous 100 MB stream is cut off at once and nothing piles up", async () => {
-    const beat = (): HeartbeatRequest => ({ version: text, cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, containers: [], environments: [], ingressAddress: "" });
+    const beat = (): HeartbeatRequest => ({ version: text, cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, containers: [], environments: [], ingressAddress: "", incidents: [] });
     expectCutOff(await flood(() => client.heartbeat(anonymous(), deadline()), beat, CHUNK, FLOOD));
     expectCutOff(await flood(() => client.heartbeat(forged(), deadline()), beat, CHUNK, FLOOD));
   });
@@ -177,7 +177,7 @@ describe("gRPC streams from a client without a valid credential", () => {
     it("a report stream is applied as it arrives: more events than one chunk all stored, in order", async () => {
       const hostId = (await cp.services.hosts.authenticateAgent(`Bearer ${credential}`)).id;
       await cp.database.db.updateTable("hosts").set({ last_heartbeat_at: new Date(0) }).where("id", "!=", hostId).execute();
-      await recordHeartbeat(cp.database.db, hostId, { at: new Date(), version: "t", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, load: { cpu: 0, memoryUsedBytes: 0, diskUsedBytes: 0, containers: 0 } });
+      await recordHeartbeat(cp.database.db, hostId, { at: new Date(), version: "t", capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 }, load: { cpu: 0, memoryUsedBytes: 0, diskUsedBytes: 0, containers: 0 } });
       await cp.app.inject({ method: "POST", url: "/v1/apps", headers: { authorization: `Bearer ${cp.adminToken}` }, payload: { name: "chunked", repository: "https://x.test/r.git" } });
       const d = (await cp.app.inject({ method: "POST", url: "/v1/apps/chunked/environments/test/deployments", headers: { authorization: `Bearer ${cp.adminToken}` }, payload: {} })).json();
       const job = await cp.database.db.selectFrom("jobs").selectAll().where("deployment_id", "=", d.id).executeTakeFirstOrThrow();
@@ -195,7 +195,7 @@ describe("gRPC streams from a client without a valid credential", () => {
 
     it("a heartbeat stream is answered beat by beat", async () => {
       const call = client.heartbeat(md(), deadline());
-      const beat: HeartbeatRequest = { version: "t", cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, containers: [], environments: [], ingressAddress: "" };
+      const beat: HeartbeatRequest = { version: "t", cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, containers: [], environments: [], ingressAddress: "", incidents: [] };
       call.write(beat);
       await once(call, "data");
       call.write(beat);

@@ -97,7 +97,7 @@ export function findEnvironmentById(db: Db, id: string): Promise<EnvironmentRow 
 }
 
 /** Applies user-visible changes that a deployment must apply, bumping the config revision. */
-export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "branch" | "replicas" | "sleep_after_seconds">> & { host_labels?: string }): Promise<void> {
+export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "branch" | "replicas" | "sleep_after_seconds">> & { host_labels?: string; limits?: string | null }): Promise<void> {
   await db
     .updateTable("environments")
     .set((eb) => ({ ...patch, config_revision: eb("config_revision", "+", 1), updated_at: new Date() }))
@@ -145,6 +145,22 @@ export async function recordStorageIdentity(db: Db, id: string, identity: { buck
     .executeTakeFirst()
     .catch(rethrowUnique);
   return Number(r.numUpdatedRows) > 0;
+}
+
+/** Records a killed container of the environment (shown as its last incident). */
+export async function setLastIncident(db: Db, id: string, incident: { at: string; reason: string; container: string; count: number }): Promise<void> {
+  await db.updateTable("environments").set({ last_incident: json(incident) }).where("id", "=", id).execute();
+}
+
+/** Environments with incidents, for Prometheus: app, environment and how many. */
+export async function incidentCounts(db: Db): Promise<Array<{ app: string; environment: string; count: number }>> {
+  const rows = await db
+    .selectFrom("environments")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["apps.name as app", "environments.name as environment", "environments.last_incident"])
+    .where("environments.last_incident", "is not", null)
+    .execute();
+  return rows.map((r) => ({ app: r.app, environment: r.environment, count: Number(r.last_incident?.count ?? 0) }));
 }
 
 /** The provider created the environment's storage identity and bucket. */

@@ -3,6 +3,7 @@ import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { HostsTable } from "../db/schema.js";
 import { insertOrConflict } from "./unique-violation.js";
+import type { ResourceLimits } from "@slipway/core";
 
 export type HostRow = Selectable<HostsTable>;
 
@@ -105,16 +106,23 @@ export async function setHostAdminState(db: Db, id: string, state: HostRow["admi
 }
 
 /** Placement candidates: active hosts seen since `since`, with how many environments each holds. */
-export async function placementCandidates(db: Db, since: Date): Promise<Array<{ id: string; labels: Record<string, string>; environments: number; cpu: number }>> {
+export async function placementCandidates(db: Db, since: Date): Promise<Array<{ id: string; name: string; labels: Record<string, string>; cpu: number; capacity: HostRow["capacity"] }>> {
   const rows = await db
     .selectFrom("hosts")
-    .leftJoin("environments", "environments.host_id", "hosts.id")
-    .select((eb) => ["hosts.id", "hosts.labels", "hosts.load", eb.fn.count("environments.id").as("n")])
-    .where("hosts.admin_state", "=", "active")
-    .where("hosts.last_heartbeat_at", ">", since)
-    .groupBy(["hosts.id", "hosts.labels", "hosts.load"])
+    .select(["id", "name", "labels", "load", "capacity"])
+    .where("admin_state", "=", "active")
+    .where("last_heartbeat_at", ">", since)
     .execute();
-  return rows.map((r) => ({ id: r.id, labels: r.labels, environments: Number(r.n), cpu: Number((r.load as { cpu?: number }).cpu ?? 0) }));
+  return rows.map((r) => ({ id: r.id, name: r.name, labels: r.labels, cpu: Number((r.load as { cpu?: number }).cpu ?? 0), capacity: { cpus: Number(r.capacity?.cpus ?? 0), memoryBytes: Number(r.capacity?.memoryBytes ?? 0), diskBytes: Number(r.capacity?.diskBytes ?? 0) } }));
+}
+
+/** The environments placed on these hosts, with what decides their request (name for live's defaults, limits, replicas). */
+export async function placedEnvironments(db: Db, hostIds: string[]): Promise<Map<string, Array<{ id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number }>>> {
+  const out = new Map<string, Array<{ id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number }>>();
+  if (hostIds.length === 0) return out;
+  const rows = await db.selectFrom("environments").select(["id", "name", "limits", "replicas", "host_id"]).where("host_id", "in", hostIds).execute();
+  for (const r of rows) out.set(r.host_id!, [...(out.get(r.host_id!) ?? []), { id: r.id, name: r.name, limits: r.limits, replicas: r.replicas }]);
+  return out;
 }
 
 /** The environments placed on each of these hosts (all hosts when none are given), by host id. */
@@ -134,11 +142,11 @@ export async function environmentsOnHosts(db: Db, hostIds?: string[]): Promise<M
 }
 
 /** The environments placed on a host, with what a drain needs to move them. */
-export function environmentsPlacedOn(db: Db, hostId: string): Promise<Array<{ id: string; name: string; current_image: string | null; host_labels: Record<string, string>; app: string }>> {
+export function environmentsPlacedOn(db: Db, hostId: string): Promise<Array<{ id: string; name: string; current_image: string | null; host_labels: Record<string, string>; limits: Partial<ResourceLimits> | null; replicas: number; app: string }>> {
   return db
     .selectFrom("environments")
     .innerJoin("apps", "apps.id", "environments.app_id")
-    .select(["environments.id", "environments.name", "environments.current_image", "environments.host_labels", "apps.name as app"])
+    .select(["environments.id", "environments.name", "environments.current_image", "environments.host_labels", "environments.limits", "environments.replicas", "apps.name as app"])
     .where("environments.host_id", "=", hostId)
     .execute();
 }

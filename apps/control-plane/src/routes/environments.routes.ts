@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
-import { ENV_NAME_PATTERN, HOST_LABEL_KEY_PATTERN, HOST_LABEL_VALUE_PATTERN, NAME_PATTERN } from "@slipway/core";
+import { ENV_NAME_PATTERN, HOST_LABEL_KEY_PATTERN, HOST_LABEL_VALUE_PATTERN, NAME_PATTERN, resourceLimitsPatchSchema, type ResourceLimits } from "@slipway/core";
 import type { EnvironmentService } from "../services/environment.service.js";
 import { appParams, branchSchema, envParams } from "./schemas.js";
 
@@ -52,7 +52,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
       return reply.status(202).send({ removed: req.params.app });
     },
   );
-  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string> } }>(
+  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null } }>(
     "/apps/:app/environments/:env",
     {
       schema: {
@@ -65,6 +65,8 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
             replicas: { type: "integer", minimum: 1, maximum: 10 },
             sleepAfterSeconds: { anyOf: [{ type: "integer", minimum: 1, maximum: 30 * 86400 }, { type: "null" }] },
             hostLabels: hostLabelsSchema,
+            // Memory (MiB), CPU (cores) and processes per container; null = the platform's defaults again.
+            limits: resourceLimitsPatchSchema,
             basicAuth: {
               anyOf: [
                 {

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { Db } from "../db/database.js";
 import type { EnvironmentSnapshot } from "../metrics/metrics.service.js";
 import { platformCounts } from "../repositories/stats.repository.js";
+import { incidentCounts } from "../repositories/apps.repository.js";
 
 type Sample = { labels?: Record<string, string>; value: number };
 type Family = { name: string; help: string; type: "gauge" | "counter"; samples: Sample[] };
@@ -74,6 +75,12 @@ export const metricsRoutes: FastifyPluginAsync<{ db: Db; onlineWindowMs: () => n
       { name: "slipway_environments", help: "Environments by state.", type: "gauge", samples: envs.map((r) => ({ labels: { state: r.state }, value: r.n })) },
       { name: "slipway_deployments_total", help: "Deployments ever requested, by state.", type: "counter", samples: deps.map((r) => ({ labels: { state: r.state }, value: r.n })) },
       { name: "slipway_jobs_unpublished", help: "Jobs waiting in the outbox (NATS unreachable or no host online).", type: "gauge", samples: [{ value: unpublishedJobs }] },
+      {
+        name: "slipway_container_kills_total",
+        help: "Web containers of the environment killed (out of memory) since it was created.",
+        type: "counter",
+        samples: (await incidentCounts(db)).map((r) => ({ labels: { app: r.app, environment: r.environment, reason: "oom" }, value: r.count })),
+      },
       ...(environments ? environmentFamilies(await environments()) : []),
     ]);
     return reply.header("content-type", "text/plain; version=0.0.4; charset=utf-8").send(body);

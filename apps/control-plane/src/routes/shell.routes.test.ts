@@ -32,7 +32,7 @@ describe("POST /v1/apps/{app}/environments/{env}/shell", () => {
     const admin = { authorization: `Bearer ${cp.adminToken}` };
     await cp.app.inject({ method: "POST", url: "/v1/apps", headers: admin, payload: { name: "web", repository: "https://x.test/r.git" } });
     const joinToken = (await cp.app.inject({ method: "POST", url: "/v1/join-tokens", headers: admin })).json().token as string;
-    const { hostId } = await cp.services.hosts.register({ joinToken, hostname: "h1", labels: {}, capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, version: "t" });
+    const { hostId } = await cp.services.hosts.register({ joinToken, hostname: "h1", labels: {}, capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 }, version: "t" });
     const row = await getAppByName(cp.database.db, "web");
     await setEnvironmentRow(cp.database.db, (await getEnvironment(cp.database.db, row, "test")).id, { state: "running", host_id: hostId });
     // The request log as it is written: every line the HTTP server logs.

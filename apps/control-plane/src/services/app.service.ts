@@ -15,6 +15,7 @@ import {
   type AppSettings,
   type AppSettingsPatch,
   type EnvironmentStatus,
+  type ResourceLimits,
 } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -27,6 +28,7 @@ import { UniqueViolationError } from "../repositories/unique-violation.js";
 import { findHost } from "../repositories/hosts.repository.js";
 import { setCreatedActivityRepository, setRepository } from "../repositories/app-credentials.repository.js";
 import type { SecretBox } from "./secret-box.js";
+import { DEFAULT_RESOURCE_POLICY, limitsOf, type ResourcePolicy } from "./resource-policy.js";
 import { joinRepositoryCredential, splitRepositoryCredential } from "./repository-credential.js";
 
 export interface EnvironmentView {
@@ -42,6 +44,12 @@ export interface EnvironmentView {
   host: string | null;
   /** Placement constraints: labels a host must have to run this environment. */
   hostLabels: Record<string, string>;
+  /** What each container may take (the environment's own limits over the platform's defaults). */
+  limits: ResourceLimits;
+  /** Whether those are all the platform's defaults (no limit of its own). */
+  limitsDefault: boolean;
+  /** The last time one of its containers was killed ("killed: out of memory"), if ever. */
+  lastIncident: { at: string; reason: string; container: string; count: number } | null;
   deployedCommit: string | null;
   image: string | null;
 }
@@ -60,6 +68,8 @@ export interface UrlOptions {
   baseDomain: string;
   ingressScheme: string;
   ingressPublicPort: number;
+  /** The platform's default limits (DEFAULT_RESOURCE_POLICY when absent). */
+  resources?: ResourcePolicy;
 }
 
 /** Default sleep after 15 minutes without a request; live never sleeps. */
@@ -252,6 +262,9 @@ export class AppService {
       basicAuth: e.basic_auth_username ? { username: e.basic_auth_username } : null,
       host: e.host_id,
       hostLabels: e.host_labels ?? {},
+      limits: limitsOf(this.urls.resources ?? DEFAULT_RESOURCE_POLICY, e),
+      limitsDefault: !e.limits || Object.keys(e.limits).length === 0,
+      lastIncident: e.last_incident ?? null,
       deployedCommit: e.deployed_commit,
       image: e.current_image,
     };

@@ -10,6 +10,7 @@ import {
   labelsMatch,
   type AppSettings,
   type DeploymentState,
+  type ResourceLimits,
 } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -18,7 +19,8 @@ import { findHost } from "../repositories/hosts.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireApp, type Principal } from "./auth.service.js";
 import type { AppService } from "./app.service.js";
-import type { PlacementService } from "./placement.service.js";
+import { describeRequest, type PlacementService } from "./placement.service.js";
+import { limitsOf } from "./resource-policy.js";
 import type { EnvironmentService } from "./environment.service.js";
 import { refuseWhileActive, type DataJobSpec } from "../data/data.service.js";
 import { insertBackup, insertContentCopy } from "../data/data.repository.js";
@@ -40,6 +42,8 @@ export interface DeployJobSpec {
   currentImage: string | null;
   settings: AppSettings;
   replicas: number;
+  /** What each container may take (optional: jobs written before limits ran without them). */
+  limits?: ResourceLimits;
   environmentId: string;
   hostnames: string[];
   /** Defaults and the user's variables, encrypted: no secret sits in plain text in the jobs table. */
@@ -103,23 +107,35 @@ export class DeploymentService {
     return { hostId: p.hostId, movedFrom: p.movedFrom };
   }
 
-  /** Where the deployment runs, and whether the environment is placed there now (why), without writing: 409 when it cannot run. */
+  /**
+   * Where the deployment runs, and whether the environment is placed there now (why), without
+   * writing: 409 when it cannot run. An environment stays on its host while the host has its labels
+   * and room for its request (limits × replicas, itself left out); otherwise it moves to the host
+   * with the most room that has both, or the deployment is refused naming why.
+   */
   private async placementFor(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, moveTo?: string): Promise<{ hostId: string | undefined; movedFrom: string | null; place?: string }> {
     if (moveTo) return { hostId: moveTo, movedFrom: env.host_id && env.host_id !== moveTo ? env.host_id : null };
     const wanted = env.host_labels ?? {};
+    const request = this.placement.requestOf(env);
+    const label = `${app.name}/${env.name}`;
     if (env.host_id) {
       const current = await findHost(db, env.host_id);
-      if (!current || labelsMatch(current.labels, wanted)) return { hostId: env.host_id, movedFrom: null };
-      const target = await this.placement.choose(db, wanted);
-      const labels = formatLabels(wanted);
-      if (!target) {
-        throw new ConflictError(`${app.name}/${env.name} must move: its host ${current.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
+      const hasLabels = !current || labelsMatch(current.labels, wanted);
+      if (hasLabels && (await this.placement.fits(db, env.host_id, request, env.id))) return { hostId: env.host_id, movedFrom: null };
+      const target = await this.placement.place(db, { constraints: wanted, request, environmentId: env.id });
+      const why = hasLabels ? `its host ${current!.name} has no room for ${describeRequest(request)}` : `its host ${current!.name} lacks the labels ${formatLabels(wanted)}`;
+      if ("reason" in target) {
+        const labels = formatLabels(wanted);
+        if (!hasLabels && target.reason === "no_host") throw new ConflictError(`${label} must move: its host ${current!.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
+        throw new ConflictError(`${label} must move: ${why}, and ${target.message}`, { details: { reason: target.reason, ...(labels ? { hostLabels: labels } : {}) } });
       }
-      if (!env.current_image) return { hostId: target, movedFrom: null, place: "its host lacks its labels and nothing runs yet" };
-      return { hostId: target, movedFrom: env.host_id };
+      if (!env.current_image) return { hostId: target.hostId, movedFrom: null, place: `${why} and nothing runs yet` };
+      return { hostId: target.hostId, movedFrom: env.host_id };
     }
-    const placed = await this.placement.choose(db, wanted);
-    return { hostId: placed, movedFrom: null, ...(placed ? { place: "first deployment" } : {}) };
+    const placed = await this.placement.place(db, { constraints: wanted, request, environmentId: env.id });
+    // No host online yet: the job waits in the outbox. Hosts, but none with room: refused now.
+    if ("reason" in placed && placed.reason === "no_room") throw new ConflictError(`${label} cannot be placed: ${placed.message}`, { details: { reason: "no_room" } });
+    return { hostId: placed.hostId, movedFrom: null, ...(placed.hostId ? { place: "first deployment" } : {}) };
   }
 
   /**
@@ -166,6 +182,7 @@ export class DeploymentService {
           currentImage: env.current_image,
           settings: app.settings as AppSettings,
           replicas: env.replicas,
+          limits: limitsOf(this.placement.resources, env),
           environmentId: env.id,
           hostnames: rt.hostnames,
           variablesSealed: rt.variablesSealed,

@@ -40,12 +40,13 @@ export class DrainService {
     const moves: Array<{ app: string; env: string; target: string }> = [];
     for (const e of envs) {
       if (!e.current_image) continue;
-      const target = await this.placement.choose(this.db, e.host_labels ?? {}, hostId);
-      if (!target) {
+      const choice = await this.placement.place(this.db, { constraints: e.host_labels ?? {}, exclude: hostId, request: this.placement.requestOf(e), environmentId: e.id });
+      if ("reason" in choice) {
         const labels = formatLabels(e.host_labels ?? {});
+        if (choice.reason === "no_room") throw new ConflictError(`no other host can take ${e.app}/${e.name}: ${choice.message}; nothing was drained`);
         throw new ConflictError(`no other online, active host${labels ? ` with the labels ${labels}` : ""} can take ${e.app}/${e.name}; nothing was drained`);
       }
-      moves.push({ app: e.app, env: e.name, target });
+      moves.push({ app: e.app, env: e.name, target: choice.hostId });
     }
     await hosts.setHostAdminState(this.db, hostId, "draining");
     await recordActivity(this.db, { actor: by.name, action: "host.draining", details: { hostId, name: host.name } });

@@ -12,6 +12,8 @@ import {
   environmentMediaPrefix,
   isValidEnvironmentName,
   labelsMatch,
+  assertLimits,
+  type ResourceLimits,
 } from "@slipway/core";
 import { json, type Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -241,7 +243,7 @@ export class EnvironmentService {
     by: Principal,
     appName: string,
     envName: string,
-    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string> },
+    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null },
   ): Promise<EnvironmentView> {
     requireApp(by, appName);
     let routesChanged = false;
@@ -258,9 +260,16 @@ export class EnvironmentService {
       if (patch.replicas !== undefined && patch.replicas !== e.replicas) changes.replicas = patch.replicas;
       // New constraints apply at the next deployment: it moves the environment when its host no longer matches.
       if (patch.hostLabels !== undefined && !(labelsMatch(patch.hostLabels, e.host_labels) && labelsMatch(e.host_labels, patch.hostLabels))) changes.host_labels = json(patch.hostLabels);
+      // Limits apply at the next deployment (an unapplied change); given ones are merged into the environment's own, null drops them.
+      if (patch.limits !== undefined) {
+        if (patch.limits) assertLimits(patch.limits);
+        const own = patch.limits === null ? null : { ...(e.limits ?? {}), ...patch.limits };
+        const ownOrNull = own && Object.keys(own).length > 0 ? own : null;
+        if (JSON.stringify(ownOrNull) !== JSON.stringify(e.limits ?? null)) changes.limits = ownOrNull ? json(ownOrNull) : null;
+      }
       if (Object.keys(changes).length) {
         await apps.updateEnvironmentConfig(trx, e.id, changes);
-        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.changed", details: { ...changes, ...(changes.host_labels !== undefined ? { host_labels: patch.hostLabels } : {}) } });
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.changed", details: { ...changes, ...(changes.host_labels !== undefined ? { host_labels: patch.hostLabels } : {}), ...(changes.limits !== undefined ? { limits: patch.limits } : {}) } });
       }
       // Sleep and basic auth apply at once through the ingress: they are not "unapplied changes".
       if (patch.sleepAfterSeconds !== undefined && patch.sleepAfterSeconds !== e.sleep_after_seconds) {

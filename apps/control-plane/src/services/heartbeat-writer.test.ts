@@ -23,7 +23,7 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
   beforeAll(async () => {
     cp = await testControlPlane(kind);
     const db = cp.database.db;
-    for (let i = 1; i <= 3; i++) await insertHost(db, { id: host(i), name: `h${i}`, labels: {}, credentialHash: `hash-${i}`, version: "0", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 } });
+    for (let i = 1; i <= 3; i++) await insertHost(db, { id: host(i), name: `h${i}`, labels: {}, credentialHash: `hash-${i}`, version: "0", capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 } });
     await setHostAdminState(db, host(3), "revoked");
     await cp.app.inject({ method: "POST", url: "/v1/apps", headers: admin(), payload: { name: "beats", repository: "https://x.test/r.git" } });
   });
@@ -70,7 +70,7 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
   it("writes a burst of beats in a few flushes and drains what is buffered", async () => {
     const db = cp.database.db;
     const n = 300;
-    for (let i = 10; i < 10 + n; i++) await insertHost(db, { id: host(i), name: `b${i}`, labels: {}, credentialHash: `hash-${i}`, version: "0", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 } });
+    for (let i = 10; i < 10 + n; i++) await insertHost(db, { id: host(i), name: `b${i}`, labels: {}, credentialHash: `hash-${i}`, version: "0", capacity: { cpus: 4, memoryBytes: 16 * 2 ** 30, diskBytes: 2 ** 40 } });
     let transactions = 0;
     const counting = new Proxy(db, { get: (t, p, r) => (p === "transaction" ? () => (transactions++, t.transaction()) : Reflect.get(t, p, r)) });
     const writer = new HeartbeatWriter(counting, createLogger("t", "silent"), 1_000, new Lifecycle(createLogger("t", "silent")));

@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { ConflictError, UnauthenticatedError, NotFoundError, type HostState, type Logger } from "@slipway/core";
+import { ConflictError, UnauthenticatedError, NotFoundError, requestOf, type HostState, type Logger } from "@slipway/core";
+import { DEFAULT_RESOURCE_POLICY, limitsOf, type ResourcePolicy } from "./resource-policy.js";
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
+import { findAppById, findEnvironmentById, setLastIncident } from "../repositories/apps.repository.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import { consumeJoinToken } from "../repositories/tokens.repository.js";
 import { HeartbeatWriter, type HeartbeatInput } from "./heartbeat-writer.js";
@@ -21,6 +23,9 @@ export interface HostView {
   ingressAddress: string | null;
   version: string;
   capacity: unknown;
+  /** What its environments request (limits × replicas), against what placement allows: memory, and cores × the CPU overcommit. */
+  requested: { memoryBytes: number; cpus: number };
+  allocatable: { memoryBytes: number; cpus: number };
   load: unknown;
   environments: Array<{ app: string; environment: string }>;
 }
@@ -31,7 +36,7 @@ export class HostService {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; heartbeatFlushMs?: number; lifecycle: Lifecycle; onRevoked?: (hostId: string) => Promise<void> },
+    private readonly opts: { heartbeatIntervalMs: number; heartbeatMissLimit: number; heartbeatFlushMs?: number; lifecycle: Lifecycle; onRevoked?: (hostId: string) => Promise<void>; resources?: ResourcePolicy },
   ) {
     this.writer = new HeartbeatWriter(db, log, opts.heartbeatFlushMs ?? 100, opts.lifecycle);
   }
@@ -76,6 +81,31 @@ export class HostService {
     return true;
   }
 
+  /**
+   * Containers of the host's environments that were killed ("killed: out of memory"): each
+   * becomes the environment's last incident (with a running count) and an activity entry. Only
+   * the host's own environments; one already recorded (a beat sent again) is ignored.
+   */
+  async recordIncidents(hostId: string, incidents: Array<{ environmentId: string; container: string; reason: string; at: Date }>): Promise<number> {
+    let recorded = 0;
+    for (const i of incidents) {
+      const reason = i.reason.slice(0, 200);
+      await this.db.transaction().execute(async (trx) => {
+        const env = /^[0-9a-f-]{36}$/i.test(i.environmentId) ? await findEnvironmentById(trx, i.environmentId) : undefined;
+        if (!env || env.host_id !== hostId) return;
+        const at = i.at.toISOString();
+        const last = env.last_incident;
+        if (last && last.at === at && last.container === i.container) return;
+        const app = await findAppById(trx, env.app_id);
+        await setLastIncident(trx, env.id, { at, reason, container: i.container, count: (last?.count ?? 0) + 1 });
+        await recordActivity(trx, { actor: `host:${hostId}`, app: app?.name ?? "", environment: env.name, action: "container.killed", details: { container: i.container, reason, at } });
+        recorded++;
+      });
+    }
+    if (recorded) this.log.warn({ hostId, recorded }, "containers killed on a host");
+    return recorded;
+  }
+
   /** Resolves an agent's bearer credential to its host; revoked hosts are refused. */
   async authenticateAgent(authorization: string | undefined): Promise<hosts.HostRow> {
     const m = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization) : null;
@@ -104,14 +134,15 @@ export class HostService {
     requireAdmin(by);
     const rows = await hosts.listHosts(this.db);
     const placed = await hosts.environmentsOnHosts(this.db);
-    return rows.map((h) => this.view(h, placed.get(h.id) ?? []));
+    const requests = await this.requests(rows.map((h) => h.id));
+    return rows.map((h) => this.view(h, placed.get(h.id) ?? [], requests.get(h.id)));
   }
 
   async get(by: Principal, id: string): Promise<HostView> {
     requireAdmin(by);
     const h = await hosts.findHost(this.db, id);
     if (!h) throw new NotFoundError(`host '${id}' does not exist`);
-    return this.view(h, (await hosts.environmentsOnHosts(this.db, [h.id])).get(h.id) ?? []);
+    return this.view(h, (await hosts.environmentsOnHosts(this.db, [h.id])).get(h.id) ?? [], (await this.requests([h.id])).get(h.id));
   }
 
   async setAdminState(by: Principal, id: string, state: "active" | "cordoned" | "draining" | "revoked"): Promise<HostView> {
@@ -135,7 +166,24 @@ export class HostService {
     return "online";
   }
 
-  private view(h: hosts.HostRow, environments: HostView["environments"]): HostView {
+  /** What the environments on each host request. */
+  private async requests(hostIds: string[]): Promise<Map<string, { memoryBytes: number; cpus: number }>> {
+    const policy = this.opts.resources ?? DEFAULT_RESOURCE_POLICY;
+    const out = new Map<string, { memoryBytes: number; cpus: number }>();
+    for (const [hostId, envs] of await hosts.placedEnvironments(this.db, hostIds)) {
+      const sum = { memoryBytes: 0, cpus: 0 };
+      for (const e of envs) {
+        const r = requestOf(limitsOf(policy, e), e.replicas);
+        sum.memoryBytes += r.memoryBytes;
+        sum.cpus += r.cpus;
+      }
+      out.set(hostId, { memoryBytes: sum.memoryBytes, cpus: Math.round(sum.cpus * 100) / 100 });
+    }
+    return out;
+  }
+
+  private view(h: hosts.HostRow, environments: HostView["environments"], requested = { memoryBytes: 0, cpus: 0 }): HostView {
+    const cap = h.capacity as { cpus?: number; memoryBytes?: number } | null;
     return {
       id: h.id,
       name: h.name,
@@ -145,6 +193,8 @@ export class HostService {
       ingressAddress: h.ingress_address,
       version: h.version,
       capacity: h.capacity,
+      requested,
+      allocatable: { memoryBytes: Number(cap?.memoryBytes ?? 0), cpus: Number(cap?.cpus ?? 0) * (this.opts.resources ?? DEFAULT_RESOURCE_POLICY).cpuOvercommit },
       load: h.load,
       environments,
     };
