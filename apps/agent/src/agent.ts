@@ -188,7 +188,12 @@ export async function startAgent(
 
   // Web containers killed for memory: logged here, reported with the next heartbeats (the engine restarts them).
   const incidents = new IncidentQueue();
+  // The engine may report one kill more than once (an event per process the kernel killed in the container).
+  const lastKill = new Map<string, number>();
   const stopWatchingOom = docker.watchOomKills({ [LABELS.managed]: "true", [LABELS.host]: identity.hostId, [LABELS.role]: "web" }, (kill) => {
+    const seen = lastKill.get(kill.id);
+    lastKill.set(kill.id, kill.at.getTime());
+    if (seen !== undefined && kill.at.getTime() - seen < 5000) return;
     hostLog.warn({ container: kill.name, app: kill.labels[LABELS.app], environment: kill.labels[LABELS.environment] }, "container killed: out of memory (the engine restarts it)");
     incidents.add({ environmentId: kill.labels[AGENT_LABELS.environmentId] ?? "", container: kill.name, reason: "killed: out of memory", at: kill.at });
   });

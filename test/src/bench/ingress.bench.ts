@@ -27,6 +27,7 @@ import { pathToFileURL } from "node:url";
 import Dockerode from "dockerode";
 import { Platform, type AgentHandle } from "../support/platform.js";
 import { TestRepo } from "../support/git-repo.js";
+import { keepAliveAppFiles } from "../support/keepalive-app.js";
 import { getVia } from "../support/load.js";
 import { freePort, startProcess, waitFor, type Proc } from "../support/processes.js";
 import { childPids, cpuSecondsOf, machineCpuSeconds, waitedChildrenCpuSeconds } from "../support/proc-stat.js";
@@ -53,24 +54,6 @@ const TARGETS: Target[] = ["ingress", "direct", "bare"];
 
 const t0 = performance.now();
 const progress = (msg: string) => process.stderr.write(`ingress bench [${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
-
-/** A keep-alive Node app: a 3-byte answer, idle connections kept longer than HAProxy keeps its idle server connections. */
-export const keepAliveAppFiles: Record<string, string> = {
-  Dockerfile: ["FROM slipway/node:20", "WORKDIR /app", "COPY server.js /app/server.js", "EXPOSE 3000", 'CMD ["node", "server.js"]', ""].join("\n"),
-  "server.js": [
-    'const http = require("http");',
-    'const body = Buffer.from("ok\\n");',
-    "const server = http.createServer((req, res) => {",
-    '  res.writeHead(200, { "content-type": "text/plain", "content-length": body.length });',
-    "  res.end(body);",
-    "});",
-    "server.keepAliveTimeout = 75000;",
-    "server.headersTimeout = 76000;",
-    "server.listen(3000);",
-    'process.on("SIGTERM", () => server.close(() => process.exit(0)));',
-    "",
-  ].join("\n"),
-};
 
 interface Run {
   target: Target;

@@ -117,7 +117,7 @@ describe("DockerRuntime against the real dockerd", () => {
     expect(raw.HostConfig.RestartPolicy?.Name).toBe("unless-stopped");
     expect(raw.HostConfig.NetworkMode).toBe(network);
     expect(raw.Config.Env).toContain("GREETING=hi");
-    expect(await runtime.inspect(web.id)).toEqual({ id: web.id, running: true, exitCode: null, restartCount: 0, hostPort: web.hostPort, address: web.address });
+    expect(await runtime.inspect(web.id)).toEqual({ id: web.id, running: true, exitCode: null, oomKilled: false, restartCount: 0, hostPort: web.hostPort, address: web.address });
 
     // Stopped and kept (as an environment that sleeps), then started again: same container, same env, a fresh port.
     await runtime.stop(web.id, 5);
@@ -182,7 +182,7 @@ describe("DockerRuntime against the real dockerd", () => {
       { name, image: BASE_IMAGE, env: {}, labels: testLabels, network, cmd: ["sh", "-c", "echo one; echo two >&2; exit 3"] },
       { timeoutMs: 30_000, onLog: (l) => lines.push(l) },
     );
-    expect(result).toEqual({ exitCode: 3, timedOut: false });
+    expect(result).toEqual({ exitCode: 3, timedOut: false, oomKilled: false });
     // stdout and stderr are copied concurrently by docker, so only the set of lines is certain.
     expect([...lines].sort()).toEqual(["one", "two"]);
     expect(await containerNamesByLabel()).not.toContain(name);
@@ -197,7 +197,7 @@ describe("DockerRuntime against the real dockerd", () => {
       { timeoutMs: 1_500, onLog: () => undefined },
     );
     const elapsed = Date.now() - t0;
-    expect(result).toEqual({ exitCode: null, timedOut: true });
+    expect(result).toEqual({ exitCode: null, timedOut: true, oomKilled: false });
     expect(elapsed).toBeGreaterThanOrEqual(1_400);
     expect(elapsed).toBeLessThan(6_000);
     expect(await containerNamesByLabel()).not.toContain(name);

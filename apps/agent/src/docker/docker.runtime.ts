@@ -1,6 +1,7 @@
 import { PassThrough, Writable, type Readable } from "node:stream";
 import Dockerode from "dockerode";
-import { createLogger, StepFailure, type Logger } from "@slipway/core";
+import { LABELS, createLogger, StepFailure, type Logger } from "@slipway/core";
+import { chooseCpuset, coreLoad, parseCpuset } from "./cpuset.js";
 import { contextFailure, isGone, messageOf, statusOf, toStepFailure } from "./docker.errors.js";
 import type {
   ContainerRuntime,
@@ -299,8 +300,38 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
     }
   }
 
+  /** The engine's CPU count, read once. */
+  private cores?: Promise<number>;
+  /** One cpuset choice at a time, so that two containers started together do not pick the same idle core. */
+  private cpusetChain: Promise<unknown> = Promise.resolve();
+
+  /**
+   * The cores a container limited to `cpus` may run on (cpuset.ts): the least loaded of this
+   * host's, by what the running containers confined so far were given; undefined when it may
+   * use every core.
+   */
+  private cpusetFor(cpus: number): Promise<string | undefined> {
+    const run = this.cpusetChain.then(async () => {
+      this.cores ??= this.docker.info().then((i: { NCPU?: number }) => Number(i.NCPU) || 1);
+      const cores = await this.cores;
+      if (Math.ceil(cpus - 1e-9) >= cores) return undefined;
+      const running = await this.docker.listContainers({ filters: { label: [`${LABELS.managed}=true`], status: ["running", "created"] } });
+      const confined: Array<{ cpus: number; cpuset: number[] }> = [];
+      for (const c of running) {
+        const info = await this.docker.getContainer(c.Id).inspect().catch(() => undefined);
+        const hc = info?.HostConfig as { CpusetCpus?: string; NanoCpus?: number } | undefined;
+        if (!hc?.CpusetCpus || !hc.NanoCpus) continue;
+        confined.push({ cpus: hc.NanoCpus / 1e9, cpuset: parseCpuset(hc.CpusetCpus) });
+      }
+      return chooseCpuset(cpus, coreLoad(cores, confined));
+    });
+    this.cpusetChain = run.catch(() => undefined);
+    return run;
+  }
+
   /** Creates (not starts) a container; a missing image is a non-retryable failure. */
   private async create(spec: ContainerSpec, oneOff: boolean): Promise<Dockerode.Container> {
+    const cpuset = spec.limits ? await this.cpusetFor(spec.limits.nanoCpus / 1e9).catch(() => undefined) : undefined;
     const exposed = spec.publishPort !== undefined ? { [`${spec.publishPort}/tcp`]: {} } : undefined;
     const options: Dockerode.ContainerCreateOptions = {
       name: spec.name,
@@ -317,7 +348,12 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
         ExtraHosts: ["host.docker.internal:host-gateway"],
         // A web container that dies (killed for memory too) is restarted by the engine, with its backoff.
         ...(oneOff ? {} : { RestartPolicy: { Name: "unless-stopped" } }),
-        ...(spec.limits ? { Memory: spec.limits.memoryBytes, MemorySwap: spec.limits.memoryBytes, NanoCpus: spec.limits.nanoCpus, PidsLimit: spec.limits.pids } : {}),
+        // CPU: a quota (Docker's 100 ms period), a weight in proportion (1024 a core, as Kubernetes
+        // derives cpu.shares from a request) and ceil(limit) cores of the host's (cpuset.ts).
+        ...(spec.limits
+          ? { Memory: spec.limits.memoryBytes, MemorySwap: spec.limits.memoryBytes, NanoCpus: spec.limits.nanoCpus, CpuShares: Math.max(2, Math.round((spec.limits.nanoCpus / 1e9) * 1024)), PidsLimit: spec.limits.pids }
+          : {}),
+        ...(cpuset ? { CpusetCpus: cpuset } : {}),
         ...(exposed ? { PortBindings: { [`${spec.publishPort}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
       },
     };

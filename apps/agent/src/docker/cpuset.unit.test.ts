@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { chooseCpuset, coreLoad, parseCpuset } from "./cpuset.js";
+
+describe("confining a container's CPU to ceil(limit) cores", () => {
+  it("reads Docker's cpuset notation", () => {
+    expect(parseCpuset("0-2,5")).toEqual([0, 1, 2, 5]);
+    expect(parseCpuset("1")).toEqual([1]);
+    expect(parseCpuset("")).toEqual([]);
+  });
+
+  it("spreads each confined container's limit over its cores", () => {
+    expect(coreLoad(4, [{ cpus: 1, cpuset: [0] }, { cpus: 1, cpuset: [1, 2] }, { cpus: 0.5, cpuset: [0] }, { cpus: 3, cpuset: [9] }])).toEqual([1.5, 0.5, 0.5, 0]);
+  });
+
+  it("picks the least loaded cores, as many as the limit rounds up to, and leaves a container of every core unconfined", () => {
+    expect(chooseCpuset(0.5, [0, 0])).toBe("0");
+    expect(chooseCpuset(0.5, [0.5, 0])).toBe("1");
+    expect(chooseCpuset(1, [1, 0.5, 0.25, 2])).toBe("2");
+    expect(chooseCpuset(1.5, [1, 0.5, 0.25, 2])).toBe("1,2");
+    expect(chooseCpuset(2, [0, 0])).toBeUndefined();
+    expect(chooseCpuset(3, [0, 0])).toBeUndefined();
+    expect(chooseCpuset(1, [0])).toBeUndefined();
+  });
+});
