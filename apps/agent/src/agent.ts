@@ -151,7 +151,7 @@ export async function startAgent(
   const nats = await configureNats(config, client, identity, hostLog);
 
   // Runtime logs, shells and container stats always read the local engine, also when tests fake the runtime.
-  const docker = new DockerRuntime({ logger: hostLog });
+  const docker = new DockerRuntime({ logger: hostLog, logRotation: { maxMb: config.containerLogMaxMb, maxFiles: config.containerLogMaxFiles } });
   const runtime = adapters.runtime ?? docker;
   const git = adapters.git ?? new GitSource({ dir: path.join(config.stateDir, "git"), logger: hostLog });
   // The waker listens first: its port is part of the HAProxy config.

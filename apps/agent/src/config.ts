@@ -40,6 +40,16 @@ export interface AgentConfig {
   metricsIntervalMs: number;
   /** UDP port on 127.0.0.1 where HAProxy sends one log line per request; 0 = any free port. */
   metricsLogPort: number;
+  /** Containers' logs (Docker's json-file driver): rotated at this size, in MB… */
+  containerLogMaxMb: number;
+  /** …keeping this many files: a container's log never takes more than size × files. */
+  containerLogMaxFiles: number;
+  /** Docker's build cache is pruned down to this many MB (the least recently used first). */
+  buildCacheMaxMb: number;
+  /** Below this much free space (MB) on Docker's data root, the agent prunes before a build. */
+  diskMinFreeMb: number;
+  /** How often the agent prunes what no environment needs (images, stopped containers, build cache); 0 = only before builds. */
+  pruneIntervalMs: number;
 }
 
 export const AGENT_VERSION = "0.1.0";
@@ -94,5 +104,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     reconcileIntervalMs: int(env, "SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", 5, 0, 3600) * 1000,
     testPauseBeforeSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", 0, 0, 600_000),
     testPauseMidSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS", 0, 0, 600_000),
+    containerLogMaxMb: int(env, "SLIPWAY_CONTAINER_LOG_MAX_MB", 10, 1, 10_240),
+    containerLogMaxFiles: int(env, "SLIPWAY_CONTAINER_LOG_MAX_FILES", 5, 1, 100),
+    buildCacheMaxMb: int(env, "SLIPWAY_BUILD_CACHE_MAX_MB", 5120, 0, 10_485_760),
+    diskMinFreeMb: int(env, "SLIPWAY_DISK_MIN_FREE_MB", 2048, 0, 10_485_760),
+    pruneIntervalMs: int(env, "SLIPWAY_PRUNE_INTERVAL_MINUTES", 60, 0, 10_080) * 60_000,
   });
 }

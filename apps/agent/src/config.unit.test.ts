@@ -12,6 +12,16 @@ describe("agent configuration", () => {
     expect(loadConfig({})).toMatchObject({ metricsIntervalMs: 10_000, metricsLogPort: 0 });
     expect(loadConfig({ SLIPWAY_METRICS_INTERVAL_MS: "500", SLIPWAY_AGENT_METRICS_LOG_PORT: "7791" })).toMatchObject({ metricsIntervalMs: 500, metricsLogPort: 7791 });
   });
+  it("has log, build cache and disk defaults and reads them", () => {
+    expect(loadConfig({})).toMatchObject({ containerLogMaxMb: 10, containerLogMaxFiles: 5, buildCacheMaxMb: 5120, diskMinFreeMb: 2048, pruneIntervalMs: 3_600_000 });
+    expect(loadConfig({ SLIPWAY_CONTAINER_LOG_MAX_MB: "1", SLIPWAY_CONTAINER_LOG_MAX_FILES: "2", SLIPWAY_BUILD_CACHE_MAX_MB: "0", SLIPWAY_DISK_MIN_FREE_MB: "100", SLIPWAY_PRUNE_INTERVAL_MINUTES: "0" })).toMatchObject({
+      containerLogMaxMb: 1,
+      containerLogMaxFiles: 2,
+      buildCacheMaxMb: 0,
+      diskMinFreeMb: 100,
+      pruneIntervalMs: 0,
+    });
+  });
   it("reads the waker port", () => {
     expect(loadConfig({ SLIPWAY_AGENT_WAKER_PORT: "7790" }).wakerPort).toBe(7790);
   });
@@ -30,6 +40,10 @@ describe("agent configuration", () => {
     ["SLIPWAY_AGENT_METRICS_LOG_PORT", "65536"],
     ["SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS", "1.5"],
     ["SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS", "700000"],
+    ["SLIPWAY_CONTAINER_LOG_MAX_MB", "0"],
+    ["SLIPWAY_CONTAINER_LOG_MAX_FILES", "0.5"],
+    ["SLIPWAY_BUILD_CACHE_MAX_MB", "-1"],
+    ["SLIPWAY_PRUNE_INTERVAL_MINUTES", "x"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

@@ -117,6 +117,7 @@ describe("DockerRuntime against the real dockerd", () => {
     expect(raw.HostConfig.RestartPolicy?.Name).toBe("unless-stopped");
     expect(raw.HostConfig.NetworkMode).toBe(network);
     expect(raw.Config.Env).toContain("GREETING=hi");
+    expect(raw.HostConfig.LogConfig).toEqual({ Type: "json-file", Config: { "max-size": "10m", "max-file": "5" } });
     expect(await runtime.inspect(web.id)).toEqual({ id: web.id, running: true, exitCode: null, oomKilled: false, restartCount: 0, hostPort: web.hostPort, address: web.address });
 
     // Stopped and kept (as an environment that sleeps), then started again: same container, same env, a fresh port.

@@ -2,6 +2,7 @@ import { PassThrough, Writable, type Readable } from "node:stream";
 import Dockerode from "dockerode";
 import { LABELS, createLogger, StepFailure, type Logger } from "@slipway/core";
 import { chooseCpuset, coreLoad, parseCpuset } from "./cpuset.js";
+import { DeliveredFilter, logTimestampNs, sinceArg } from "./log-follow.js";
 import { contextFailure, isGone, messageOf, statusOf, toStepFailure } from "./docker.errors.js";
 import type {
   ContainerRuntime,
@@ -19,6 +20,8 @@ export interface DockerRuntimeOptions {
   /** Defaults to the local socket (DOCKER_HOST is honoured by dockerode). */
   docker?: Dockerode;
   logger?: Logger;
+  /** Containers' logs are rotated at maxMb, keeping maxFiles files (Docker's json-file driver); default 10 MB × 5. */
+  logRotation?: { maxMb: number; maxFiles: number };
 }
 
 interface BuildEvent {
@@ -79,9 +82,11 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
   private readonly docker: Dockerode;
   private readonly log: Logger;
   private readonly networkLocks = new Map<string, Promise<void>>();
+  private readonly logRotation: { maxMb: number; maxFiles: number };
 
   constructor(opts: DockerRuntimeOptions = {}) {
     this.docker = opts.docker ?? new Dockerode();
+    this.logRotation = opts.logRotation ?? { maxMb: 10, maxFiles: 5 };
     this.log = (opts.logger ?? createLogger("agent")).child({ component: "docker" });
   }
 
@@ -354,6 +359,9 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
           ? { Memory: spec.limits.memoryBytes, MemorySwap: spec.limits.memoryBytes, NanoCpus: spec.limits.nanoCpus, CpuShares: Math.max(2, Math.round((spec.limits.nanoCpus / 1e9) * 1024)), PidsLimit: spec.limits.pids }
           : {}),
         ...(cpuset ? { CpusetCpus: cpuset } : {}),
+        // Whatever the daemon's default driver, a container's log is bounded: json-file (which
+        // `docker logs` and the runtime-log API read, following across a rotation), rotated.
+        LogConfig: { Type: "json-file", Config: { "max-size": `${this.logRotation.maxMb}m`, "max-file": String(this.logRotation.maxFiles) } },
         ...(exposed ? { PortBindings: { [`${spec.publishPort}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
       },
     };
@@ -516,30 +524,76 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
 
   async logs(id: string, opts: { follow: boolean; since: number; tail: number; signal?: AbortSignal }, onLine: (line: string) => void): Promise<void> {
     if (opts.signal?.aborted) return;
-    const got = (await this.docker
-      .getContainer(id)
-      .logs({ follow: opts.follow as true, stdout: true, stderr: true, timestamps: true, since: opts.since, tail: opts.tail })) as unknown;
-    if (Buffer.isBuffer(got)) {
+    if (!opts.follow) {
+      const got = (await this.docker.getContainer(id).logs({ follow: false, stdout: true, stderr: true, timestamps: true, since: opts.since, tail: opts.tail })) as unknown;
       // Without follow, dockerode hands back the whole multiplexed log as one buffer.
-      for (const line of demuxBuffer(got).split("\n").filter(Boolean)) onLine(line);
+      for (const line of demuxBuffer(got as Buffer).split("\n").filter(Boolean)) onLine(line);
       return;
     }
-    const raw = got as NodeJS.ReadableStream & { destroy?: () => void };
-    const sink = lineSink(onLine);
+    // Followed: anew from the last delivered line whenever the engine's follow is stuck behind a rotation (log-follow.ts).
+    const delivered = new DeliveredFilter();
+    let from: { since: number | string; tail: number | "all" } = { since: opts.since, tail: opts.tail };
+    while (!opts.signal?.aborted) {
+      const stuck = await this.followOnce(id, from, delivered, opts.signal, onLine);
+      if (!stuck) return;
+      const last = delivered.lastNs;
+      from = { since: last !== undefined ? sinceArg(last) : opts.since, tail: "all" };
+      this.log.info({ container: id }, "a followed log went silent behind a rotation; following anew from its last delivered line");
+    }
+  }
+
+  /** How long a followed log may be silent before it is checked against the log's last line (and how often, while silent). */
+  static followCheckMs = 2000;
+
+  /** One engine follow; resolves true when it was found stuck (the log has newer lines than it delivered), false when it ended. */
+  private async followOnce(id: string, from: { since: number | string; tail: number | "all" }, delivered: DeliveredFilter, signal: AbortSignal | undefined, onLine: (line: string) => void): Promise<boolean> {
+    const container = this.docker.getContainer(id);
+    const raw = (await container.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: from.since as number, tail: from.tail as number })) as unknown as NodeJS.ReadableStream & { destroy?: () => void };
+    let lastActivity = Date.now();
+    let stuck = false;
+    // Activity is a new line: after a rotation the engine may also re-read what it delivered.
+    const sink = lineSink((line) => {
+      if (!delivered.admit(line)) return;
+      lastActivity = Date.now();
+      onLine(line);
+    });
     this.docker.modem.demuxStream(raw, sink, sink);
     const stop = () => raw.destroy?.();
-    opts.signal?.addEventListener("abort", stop, { once: true });
+    signal?.addEventListener("abort", stop, { once: true });
+    let checking = false;
+    const check = setInterval(() => {
+      if (checking || Date.now() - lastActivity < DockerRuntime.followCheckMs) return;
+      checking = true;
+      const last = delivered.lastNs;
+      void container
+        .logs({ follow: false, stdout: true, stderr: true, timestamps: true, tail: 1, since: (last !== undefined ? sinceArg(last) : from.since) as number })
+        .then((got) => {
+          const line = demuxBuffer(got as unknown as Buffer).split("\n").find(Boolean);
+          const ts = line !== undefined ? logTimestampNs(line) : undefined;
+          // Only a line newer than any delivered, while the follow stayed silent, says it is stuck.
+          if (ts !== undefined && (last === undefined || ts > last) && Date.now() - lastActivity >= DockerRuntime.followCheckMs) {
+            stuck = true;
+            stop();
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          checking = false;
+        });
+    }, DockerRuntime.followCheckMs);
     try {
       await new Promise<void>((resolve) => {
         raw.on("end", resolve);
         raw.on("close", resolve);
         raw.on("error", () => resolve());
-        if (opts.signal?.aborted) stop();
+        if (signal?.aborted) stop();
       });
     } finally {
-      opts.signal?.removeEventListener("abort", stop);
-      sink.flush();
+      clearInterval(check);
+      signal?.removeEventListener("abort", stop);
+      if (!stuck) sink.flush();
     }
+    return stuck && !signal?.aborted;
   }
 
   async exec(id: string, opts: { cmd: string[]; tty: boolean; rows: number; cols: number }, onOutput: (stream: "stdout" | "stderr", chunk: Buffer) => void): Promise<ExecSession> {

@@ -1,0 +1,44 @@
+/**
+ * Following a container's log across rotations. Docker 20.10's json-file reader (Debian
+ * bookworm's docker.io) stops delivering after the file it follows is rotated: `docker logs -f`
+ * goes silent for good while the container keeps writing (measured: a follower that saw a flood
+ * through dozens of rotations never saw the line written after it; a new follow did). So the
+ * agent checks a silent follow against the log's last line (a `tail: 1` read, cheap at any log
+ * size) and, when the log has a newer line than the follow delivered, follows anew from the last
+ * line it delivered, skipping what was already sent (by timestamp: Docker stamps every line in
+ * nanoseconds).
+ */
+
+/** The nanoseconds since the epoch of a `timestamps: true` log line ("2026-12-06T16:20:01.1234Z text"), or undefined. */
+export function logTimestampNs(line: string): bigint | undefined {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)\s/.exec(line);
+  if (!m) return undefined;
+  const seconds = Date.parse(`${m[1]}${m[3]}`);
+  if (Number.isNaN(seconds)) return undefined;
+  return BigInt(seconds) * 1_000_000n + BigInt((m[2] ?? "").padEnd(9, "0"));
+}
+
+/** Docker's `since` for a time in nanoseconds: "seconds.nanoseconds" (the form the CLI sends; inclusive). */
+export function sinceArg(ns: bigint): string {
+  const s = ns / 1_000_000_000n;
+  return `${s}.${(ns % 1_000_000_000n).toString().padStart(9, "0")}`;
+}
+
+/** Lines already delivered by an earlier follow are dropped: those stamped at or before the last one delivered. */
+export class DeliveredFilter {
+  private last?: bigint;
+
+  /** True when `line` is new (and remembers its time). Lines without a timestamp always pass. */
+  admit(line: string): boolean {
+    const ts = logTimestampNs(line);
+    if (ts === undefined) return true;
+    if (this.last !== undefined && ts <= this.last) return false;
+    this.last = ts;
+    return true;
+  }
+
+  /** The last delivered line's time, in nanoseconds. */
+  get lastNs(): bigint | undefined {
+    return this.last;
+  }
+}
