@@ -27,6 +27,7 @@ import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
 import { startMetricsReporting, startTrafficCollector } from "./metrics/agent-metrics.js";
 import type { ContainerRuntime } from "./docker/container-runtime.js";
 import type { Ingress } from "./ingress/ingress.js";
+import { DiskJanitor } from "./disk/janitor.js";
 import type { SourceRepository } from "./git/source-repository.js";
 
 /** What the agent keeps in its state dir after registering (mode 0600). */
@@ -200,6 +201,18 @@ export async function startAgent(
 
   // Per running job: aborting with CANCEL_REASON cancels it at once (a release command is killed, a probe stops).
   const cancellers = new Map<string, AbortController>();
+  // Disk hygiene (issue 12): what no environment needs goes, on a schedule, after deployments and when space is short.
+  const diskEngine = docker.disk();
+  const janitor = new DiskJanitor({
+    engine: diskEngine,
+    hostId: identity.hostId,
+    environments: () => envs.all(),
+    keepImages: config.rollbackImages,
+    buildCacheMaxBytes: config.buildCacheMaxMb * 1024 * 1024,
+    minFreeBytes: config.diskMinFreeMb * 1024 * 1024,
+    log: hostLog.child({ component: "disk" }),
+  });
+  janitor.start(config.pruneIntervalMs);
   const heartbeater = new Heartbeater(client, runtime, {
     hostId: identity.hostId,
     intervalMs: identity.heartbeatIntervalMs,
@@ -210,6 +223,7 @@ export async function startAgent(
     environments: () => envs.observations(),
     ingressAddress: config.ingressAdvertise,
     incidents,
+    dataRoot: () => diskEngine.dataRoot(),
   });
   heartbeater.start();
   const metrics = startMetricsReporting({
@@ -257,7 +271,7 @@ export async function startAgent(
       } else if (jobSpec.$case === "data") {
         await runDataJob(jobSpec.value, { report: reporter, log: jlog, signal: ac.signal });
       } else {
-        await runDeployment({
+        const outcome = await runDeployment({
           spec: jobSpec.value,
           hostId: identity.hostId,
           jobId: job.jobId,
@@ -273,7 +287,10 @@ export async function startAgent(
           earlierAttempt: spec.lastSeq > 0,
           pauseBeforeSwitchMs: config.testPauseBeforeSwitchMs,
           pauseMidSwitchMs: config.testPauseMidSwitchMs,
+          disk: janitor,
         });
+        // The images it replaced may now be beyond what rollback keeps.
+        if (outcome === "succeeded") void janitor.prune("after a deployment").catch((err: unknown) => jlog.warn({ err: (err as Error).message }, "disk prune failed"));
       }
       await reporter.flush(10 * 60_000);
       return "ack";
@@ -281,6 +298,7 @@ export async function startAgent(
       jlog.error({ err: (err as Error).message }, "could not report the job's final state; it will be redelivered");
       return { nakDelayMs: 5000 };
     } finally {
+      janitor.release(job.jobId);
       cancellers.delete(job.jobId);
       signal.removeEventListener("abort", onShutdown);
       reporter.close();
@@ -313,6 +331,7 @@ export async function startAgent(
       await sleeper.stop();
       await reconciler.stop();
       heartbeater.stop();
+      await janitor.stop();
       stopWatchingOom();
       await metrics.stop();
       await traffic.close();

@@ -44,6 +44,8 @@ export interface AgentConfig {
   containerLogMaxMb: number;
   /** …keeping this many files: a container's log never takes more than size × files. */
   containerLogMaxFiles: number;
+  /** Images kept per environment for rollback: those of its last N successful deployments, the current one included. */
+  rollbackImages: number;
   /** Docker's build cache is pruned down to this many MB (the least recently used first). */
   buildCacheMaxMb: number;
   /** Below this much free space (MB) on Docker's data root, the agent prunes before a build. */
@@ -106,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     testPauseMidSwitchMs: int(env, "SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS", 0, 0, 600_000),
     containerLogMaxMb: int(env, "SLIPWAY_CONTAINER_LOG_MAX_MB", 10, 1, 10_240),
     containerLogMaxFiles: int(env, "SLIPWAY_CONTAINER_LOG_MAX_FILES", 5, 1, 100),
+    rollbackImages: int(env, "SLIPWAY_ROLLBACK_IMAGES", 5, 1, 50),
     buildCacheMaxMb: int(env, "SLIPWAY_BUILD_CACHE_MAX_MB", 5120, 0, 10_485_760),
     diskMinFreeMb: int(env, "SLIPWAY_DISK_MIN_FREE_MB", 2048, 0, 10_485_760),
     pruneIntervalMs: int(env, "SLIPWAY_PRUNE_INTERVAL_MINUTES", 60, 0, 10_080) * 60_000,

@@ -134,6 +134,7 @@ class SimAgent {
       cpuLoad: this.cpuLoad,
       memoryUsedBytes: 2 * 2 ** 30,
       diskUsedBytes: 10 * 2 ** 30,
+      diskFreeBytes: 90 * 2 ** 30,
       capacity: { cpus: 4, memoryBytes: 8 * 2 ** 30, diskBytes: 100 * 2 ** 30 },
       containers: [],
       environments: [],

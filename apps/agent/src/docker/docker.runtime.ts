@@ -2,6 +2,7 @@ import { PassThrough, Writable, type Readable } from "node:stream";
 import Dockerode from "dockerode";
 import { LABELS, createLogger, StepFailure, type Logger } from "@slipway/core";
 import { chooseCpuset, coreLoad, parseCpuset } from "./cpuset.js";
+import { DockerDisk } from "./docker.disk.js";
 import { DeliveredFilter, logTimestampNs, sinceArg } from "./log-follow.js";
 import { contextFailure, isGone, messageOf, statusOf, toStepFailure } from "./docker.errors.js";
 import type {
@@ -88,6 +89,11 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
     this.docker = opts.docker ?? new Dockerode();
     this.logRotation = opts.logRotation ?? { maxMb: 10, maxFiles: 5 };
     this.log = (opts.logger ?? createLogger("agent")).child({ component: "docker" });
+  }
+
+  /** The engine's disk: its data root's space, images, build cache (the disk janitor's view). */
+  disk(): DockerDisk {
+    return new DockerDisk(this.docker);
   }
 
   async imageInfo(tag: string): Promise<ImageInfo | undefined> {

@@ -23,6 +23,8 @@ export interface EnvironmentEntry {
    */
   slug: string;
   image: string;
+  /** Images of its last successful deployments here, most recent first (the current one included): what rollback keeps. */
+  recentImages?: string[];
   webPort: number;
   probe: ProbeSpec;
   /** The web containers of the routed deployment (kept while sleeping or stopped, for a fast start). */

@@ -8,6 +8,9 @@ import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, Environmen
 import { routeTarget, startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
 import type { WakeService } from "./waker.js";
 
+
+/** How many of an environment's deployed images the registry remembers (the janitor keeps the first SLIPWAY_ROLLBACK_IMAGES). */
+const RECENT_IMAGES = 50;
 /** Server slots per backend: room for the old and the new containers of the largest replica count (10). */
 export const BACKEND_SLOTS = 20;
 
@@ -118,8 +121,10 @@ export class Environments implements WakeService {
   }
 
   /** Records the environment after a deployment switched traffic to its containers. Call under the lock. */
-  async recordDeployment(entry: Omit<EnvironmentEntry, "state">, variables: Record<string, string>): Promise<void> {
-    await this.opts.registry.put({ ...entry, state: "running" }, variables);
+  async recordDeployment(entry: Omit<EnvironmentEntry, "state" | "recentImages">, variables: Record<string, string>): Promise<void> {
+    const before = this.opts.registry.get(entry.slug);
+    const recentImages = [entry.image, ...(before?.recentImages ?? (before ? [before.image] : [])).filter((i) => i !== entry.image)].slice(0, RECENT_IMAGES);
+    await this.opts.registry.put({ ...entry, recentImages, state: "running" }, variables);
     this.activeAt.set(entry.slug, Date.now());
   }
 

@@ -38,6 +38,8 @@ export class Heartbeater {
       ingressAddress?: string;
       /** Incidents to report (killed containers), settled when a beat that carried them is answered. */
       incidents?: IncidentQueue;
+      /** Space on Docker's data root (what fills with images and logs); the state directory's file system when unknown. */
+      dataRoot?: () => Promise<{ freeBytes: number; totalBytes: number } | undefined>;
     },
   ) {}
 
@@ -75,13 +77,18 @@ export class Heartbeater {
       const containers = await this.runtime.list({ [LABELS.host]: this.opts.hostId });
       const fs = await statfs(this.opts.stateDir).catch(() => undefined);
       const cap = await hostCapacity(this.opts.stateDir);
+      const root = await this.opts.dataRoot?.().catch(() => undefined);
+      const disk = root
+        ? { total: root.totalBytes, free: root.freeBytes }
+        : { total: cap.diskBytes, free: fs ? fs.bavail * fs.bsize : 0 };
       this.stream?.write({
         version: this.opts.version,
         ingressAddress: this.opts.ingressAddress ?? "",
         cpuLoad: os.loadavg()[0]! / Math.max(1, cap.cpus),
         memoryUsedBytes: os.totalmem() - os.freemem(),
-        diskUsedBytes: fs ? (fs.blocks - fs.bfree) * fs.bsize : 0,
-        capacity: cap,
+        diskUsedBytes: root ? root.totalBytes - root.freeBytes : fs ? (fs.blocks - fs.bfree) * fs.bsize : 0,
+        diskFreeBytes: disk.free,
+        capacity: { ...cap, diskBytes: disk.total },
         containers: containers.map((c) => ({
           id: c.id,
           app: c.labels[LABELS.app] ?? "",

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { LABELS, StepFailure } from "@slipway/core";
 import { buildStep } from "./build.step.js";
-import { COMMIT, fakeDeployment } from "../testing/deploy.fixture.js";
+import { COMMIT, HOST_ID, fakeDeployment } from "../testing/deploy.fixture.js";
+import type { DeployDisk } from "./context.js";
 
 const TAG = `slipway/shop:${COMMIT}`;
 
@@ -16,7 +17,7 @@ describe("build step", () => {
     const d = resolved("auto");
     expect(await buildStep(d.ctx)).toBe(true);
     expect(d.runtime.builds).toEqual([
-      { tag: TAG, context: `tree of shop@${COMMIT}`, noCache: false, labels: { [LABELS.managed]: "true", [LABELS.app]: "shop", "io.slipway.commit": COMMIT } },
+      { tag: TAG, context: `tree of shop@${COMMIT}`, noCache: false, labels: { [LABELS.managed]: "true", [LABELS.app]: "shop", [LABELS.host]: HOST_ID, "io.slipway.commit": COMMIT } },
     ]);
     expect(d.ctx.image).toBe(TAG);
     expect(d.report.lines()).toEqual([`building ${TAG}`, ...d.runtime.buildOutput, `built ${TAG}`]);
@@ -52,5 +53,30 @@ describe("build step", () => {
     d.runtime.fail("buildImage", new StepFailure("build_failed", "Dockerfile:2 unknown instruction: FROBNICATE", false));
     await expect(buildStep(d.ctx)).rejects.toMatchObject({ type: "build_failed", retryable: false });
     expect(d.runtime.images.has(TAG)).toBe(false);
+  });
+
+  it("holds the image for the job, prunes first when the janitor says space is short, and fails a build that ran out of space saying so", async () => {
+    const d = resolved("auto");
+    const calls: string[] = [];
+    const disk: DeployDisk = {
+      hold: async (job, image) => void calls.push(`hold ${job} ${image}`),
+      beforeBuild: async (say) => {
+        calls.push("beforeBuild");
+        say("pruned before");
+      },
+      afterNoSpace: async (say) => {
+        calls.push("afterNoSpace");
+        say("pruned after");
+      },
+    };
+    d.ctx.disk = disk;
+    // A RUN step that fills the disk: Docker reports only its exit code, the step's output says why.
+    d.runtime.buildImage = async (_context, _tag, opts) => {
+      for (const line of ["Step 2/2 : RUN dd if=/dev/zero of=/big", "dd: error writing '/big': No space left on device"]) opts.onLog(line);
+      throw new StepFailure("build_failed", "The command '/bin/sh -c dd if=/dev/zero of=/big' returned a non-zero code: 1", false);
+    };
+    await expect(buildStep(d.ctx)).rejects.toMatchObject({ type: "no_space", message: expect.stringMatching(/^no space left on device: the build ran out of disk space/) });
+    expect(calls).toEqual([`hold ${d.ctx.jobId} ${TAG}`, "beforeBuild", "afterNoSpace"]);
+    expect(d.report.lines()).toContain("pruned after");
   });
 });

@@ -38,10 +38,19 @@ export interface DeployContext {
   earlierAttempt?: boolean;
   /** Sends one startup probe, resolving with the HTTP status (default: GET 127.0.0.1:<port><path>); unit tests pass a fake. */
   sendProbe?: (port: number, path: string, timeoutMs: number) => Promise<number>;
+  /** The host's disk janitor (DiskJanitor in the agent): holds the job's image, prunes before a build when space is short. */
+  disk?: DeployDisk;
   /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS): wait this long before switching traffic. */
   pauseBeforeSwitchMs?: number;
   /** Test hook (SLIPWAY_AGENT_TEST_PAUSE_MID_SWITCH_MS): wait this long once the new servers are ready and the old ones draining. */
   pauseMidSwitchMs?: number;
+}
+
+/** What a deployment asks of the disk janitor (disk/janitor.ts). */
+export interface DeployDisk {
+  hold(jobId: string, image: string): Promise<void>;
+  beforeBuild(say: (line: string) => void): Promise<void>;
+  afterNoSpace(say: (line: string) => void): Promise<void>;
 }
 
 /** The abort reason used when a user cancels; any other reason means the agent is shutting down. */

@@ -7,6 +7,7 @@ export async function sourceStep(ctx: DeployContext): Promise<void> {
   if (spec.buildMode === "reuse") {
     if (!spec.currentImage) throw new StepFailure("nothing_to_reuse", "the environment has no image to reuse", false);
     ctx.image = spec.currentImage;
+    await ctx.disk?.hold(ctx.jobId, spec.currentImage);
     ctx.commit = spec.currentImage.split(":").pop();
     report.logLine(`reusing the environment's current image ${spec.currentImage}; the branch is not consulted`);
     return;

@@ -41,7 +41,7 @@ export interface HostsTable {
   credential_hash: string;
   version: string;
   capacity: Json<{ cpus: number; memoryBytes: number; diskBytes: number }>;
-  load: Json<{ cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number }>;
+  load: Json<{ cpu: number; memoryUsedBytes: number; diskUsedBytes: number; diskFreeBytes?: number; containers: number }>;
   /** Desired/admin state; online/offline is derived from last_heartbeat_at. */
   admin_state: "active" | "cordoned" | "draining" | "revoked";
   last_heartbeat_at: Timestamp | null;

@@ -228,7 +228,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
             const answer = await hosts.heartbeat(hostId, {
               version: req.version,
               capacity: { cpus: req.capacity?.cpus ?? 0, memoryBytes: req.capacity?.memoryBytes ?? 0, diskBytes: req.capacity?.diskBytes ?? 0 },
-              load: { cpu: req.cpuLoad, memoryUsedBytes: req.memoryUsedBytes, diskUsedBytes: req.diskUsedBytes, containers: req.containers.length },
+              load: { cpu: req.cpuLoad, memoryUsedBytes: req.memoryUsedBytes, diskUsedBytes: req.diskUsedBytes, diskFreeBytes: req.diskFreeBytes, containers: req.containers.length },
               environments: req.environments.map((e) => ({ environmentId: e.environmentId, state: e.state })),
               ...(req.ingressAddress ? { ingressAddress: req.ingressAddress } : {}),
             });

@@ -11,7 +11,7 @@ export interface HeartbeatInput {
   environments?: Array<{ environmentId: string; state: string }>;
   version: string;
   capacity: { cpus: number; memoryBytes: number; diskBytes: number };
-  load: { cpu: number; memoryUsedBytes: number; diskUsedBytes: number; containers: number };
+  load: { cpu: number; memoryUsedBytes: number; diskUsedBytes: number; diskFreeBytes?: number; containers: number };
 }
 
 interface Pending {

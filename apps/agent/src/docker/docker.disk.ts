@@ -1,0 +1,125 @@
+import { statfs } from "node:fs/promises";
+import type Dockerode from "dockerode";
+import { isGone, statusOf } from "./docker.errors.js";
+
+/** Space on the file system of Docker's data root (images, containers, their logs, build cache). */
+export interface DataRootSpace {
+  path: string;
+  freeBytes: number;
+  totalBytes: number;
+}
+
+export interface EngineImage {
+  id: string;
+  /** "repo:tag" names; empty for a dangling image. */
+  tags: string[];
+  labels: Record<string, string>;
+  /** Seconds since the epoch. */
+  created: number;
+  /** What removing it gives back: its layers that no other image shares. */
+  uniqueBytes: number;
+  /** Containers (in any state) made from it. */
+  containers: number;
+}
+
+export interface EngineContainer {
+  id: string;
+  name: string;
+  state: string;
+  labels: Record<string, string>;
+  /** Seconds since the epoch. */
+  created: number;
+}
+
+/** What the disk janitor needs of the engine (DockerDisk; a fake in unit tests). */
+export interface DiskEngine {
+  /** undefined when the data root is not visible from here (a remote engine). */
+  dataRoot(): Promise<DataRootSpace | undefined>;
+  images(): Promise<EngineImage[]>;
+  /** Bytes of BuildKit's cache (the classic builder's cache is dangling images). */
+  buildCacheBytes(): Promise<number>;
+  /** False when the engine refused (the image is in use, or has dependent children). */
+  removeImage(id: string): Promise<boolean>;
+  containers(labels: Record<string, string>): Promise<EngineContainer[]>;
+  removeContainer(id: string): Promise<void>;
+  /** Prunes BuildKit's cache down to `keepBytes`; returns what it freed. */
+  pruneBuildCache(keepBytes: number): Promise<number>;
+}
+
+interface DfImage {
+  Id: string;
+  RepoTags?: string[] | null;
+  Labels?: Record<string, string> | null;
+  Created: number;
+  Size: number;
+  SharedSize: number;
+  Containers: number;
+}
+
+/** DiskEngine on the Docker Engine API. */
+export class DockerDisk implements DiskEngine {
+  private root?: Promise<string>;
+
+  constructor(private readonly docker: Dockerode) {}
+
+  async dataRoot(): Promise<DataRootSpace | undefined> {
+    this.root ??= this.docker.info().then((i: { DockerRootDir?: string }) => i.DockerRootDir ?? "/var/lib/docker");
+    const path = await this.root.catch(() => undefined);
+    if (!path) return undefined;
+    const fs = await statfs(path).catch(() => undefined);
+    if (!fs) return undefined;
+    return { path, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
+  }
+
+  async images(): Promise<EngineImage[]> {
+    // /system/df: the only listing with shared sizes and container counts filled in.
+    const df = (await this.docker.df()) as { Images?: DfImage[] | null };
+    return (df.Images ?? []).map((i) => ({
+      id: i.Id,
+      tags: (i.RepoTags ?? []).filter((t) => t !== "<none>:<none>"),
+      labels: i.Labels ?? {},
+      created: i.Created,
+      uniqueBytes: Math.max(0, i.Size - Math.max(0, i.SharedSize)),
+      containers: Math.max(0, i.Containers),
+    }));
+  }
+
+  async buildCacheBytes(): Promise<number> {
+    const df = (await this.docker.df()) as { BuildCache?: Array<{ Size: number; Shared?: boolean }> | null };
+    return (df.BuildCache ?? []).filter((c) => !c.Shared).reduce((n, c) => n + c.Size, 0);
+  }
+
+  async removeImage(id: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(id).remove({ force: false, noprune: false });
+      return true;
+    } catch (err) {
+      if (isGone(err)) return true;
+      if (statusOf(err) === 409) return false;
+      throw err;
+    }
+  }
+
+  async containers(labels: Record<string, string>): Promise<EngineContainer[]> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) } });
+    return list.map((c) => ({ id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ""), state: c.State, labels: c.Labels ?? {}, created: c.Created }));
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: false, v: true });
+    } catch (err) {
+      if (!isGone(err)) throw err;
+    }
+  }
+
+  async pruneBuildCache(keepBytes: number): Promise<number> {
+    const res = await new Promise<{ SpaceReclaimed?: number }>((resolve, reject) => {
+      this.docker.modem.dial(
+        { path: "/build/prune?", method: "POST", options: { "keep-storage": keepBytes }, statusCodes: { 200: true, 500: "server error" } },
+        (err: unknown, data: unknown) => (err ? reject(err) : resolve((data ?? {}) as { SpaceReclaimed?: number })),
+      );
+    });
+    return res.SpaceReclaimed ?? 0;
+  }
+}
