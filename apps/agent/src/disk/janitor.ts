@@ -36,7 +36,7 @@ export interface PruneResult {
   buildLayers: number;
   /** BuildKit cache given back. */
   buildCacheBytes: number;
-  /** What the removed images and caches held (the engine's figures). */
+  /** Space given back: the data root's free space after minus before (the engine's figures when the data root is not visible). */
   freedBytes: number;
   freeBefore?: number;
   freeAfter?: number;
@@ -141,41 +141,46 @@ export class DiskJanitor {
       );
     }
 
-    // Images this host built that nothing keeps, the oldest first.
+    // Images this host built that nothing keeps, the oldest first. The engine refuses those a container uses.
     const images = await engine.images();
     const keep = this.keep();
     const unneeded = images
-      .filter((i) => i.labels[LABELS.managed] === "true" && i.labels[LABELS.host] === hostId && i.tags.length > 0 && i.containers === 0 && !i.tags.some((t) => keep.has(t)))
+      .filter((i) => i.labels[LABELS.managed] === "true" && i.labels[LABELS.host] === hostId && i.tags.length > 0 && !i.tags.some((t) => keep.has(t)))
       .sort((a, b) => a.created - b.created);
+    let removedBytes = 0;
     for (const img of unneeded) {
       if (this.isHeld(img)) continue;
       if (await engine.removeImage(img.id).catch(() => false)) {
         result.images.push(img.tags[0]!);
-        result.freedBytes += img.uniqueBytes;
+        removedBytes += img.sizeBytes;
       }
     }
 
     // Build cache: dangling layers kept newest first while they fit under the limit, with BuildKit's cache.
     const buildkit = await engine.buildCacheBytes().catch(() => 0);
     let budget = Math.max(0, cacheMax - buildkit);
-    const dangling = images.filter((i) => i.tags.length === 0 && i.containers === 0).sort((a, b) => b.created - a.created);
+    const dangling = images.filter((i) => i.tags.length === 0).sort((a, b) => b.created - a.created);
+    // Their own sizes only when they might not fit (sizes with shared layers bound them from above).
+    const own = dangling.reduce((n, i) => n + i.sizeBytes, 0) > budget ? await engine.uniqueBytes().catch(() => new Map<string, number>()) : new Map<string, number>();
     for (const img of dangling) {
-      if (img.uniqueBytes <= budget) {
-        budget -= img.uniqueBytes;
+      const bytes = own.get(img.id) ?? img.sizeBytes;
+      if (bytes <= budget) {
+        budget -= bytes;
         continue;
       }
       budget = 0;
       if (await engine.removeImage(img.id).catch(() => false)) {
         result.buildLayers++;
-        result.freedBytes += img.uniqueBytes;
+        removedBytes += bytes;
       }
     }
     if (buildkit > cacheMax) {
       result.buildCacheBytes = await engine.pruneBuildCache(cacheMax).catch(() => 0);
-      result.freedBytes += result.buildCacheBytes;
+      removedBytes += result.buildCacheBytes;
     }
 
     result.freeAfter = (await engine.dataRoot().catch(() => undefined))?.freeBytes;
+    result.freedBytes = result.freeBefore !== undefined && result.freeAfter !== undefined ? Math.max(0, result.freeAfter - result.freeBefore) : removedBytes;
     const removed = result.containers.length + result.images.length + result.buildLayers + (result.buildCacheBytes > 0 ? 1 : 0);
     const fields = { reason, containers: result.containers, images: result.images, buildLayers: result.buildLayers, buildCacheBytes: result.buildCacheBytes, freedBytes: result.freedBytes, freeBytes: result.freeAfter };
     if (removed > 0) log.info(fields, `disk pruned: ${summary(result)}`);

@@ -11,6 +11,10 @@ const now = () => Math.floor(Date.now() / 1000);
 /** An engine of images and containers in memory; removing an image used by a container is refused, as Docker does. */
 class FakeEngine implements DiskEngine {
   images_: EngineImage[] = [];
+  /** Own bytes by image id (/system/df); images in use by a container. */
+  own = new Map<string, number>();
+  inUse = new Set<string>();
+  dfCalls = 0;
   containers_: EngineContainer[] = [];
   buildkit = 0;
   free = 100 * MB;
@@ -22,16 +26,20 @@ class FakeEngine implements DiskEngine {
   async images() {
     return this.images_.map((i) => ({ ...i }));
   }
+  async uniqueBytes() {
+    this.dfCalls++;
+    return new Map(this.own);
+  }
   async buildCacheBytes() {
     return this.buildkit;
   }
   async removeImage(id: string) {
     const img = this.images_.find((i) => i.id === id);
     if (!img) return true;
-    if (img.containers > 0) return false;
+    if (this.inUse.has(id)) return false;
     this.images_ = this.images_.filter((i) => i.id !== id);
     this.removedImages.push(img.tags[0] ?? id);
-    this.free += img.uniqueBytes;
+    this.free += this.own.get(id) ?? img.sizeBytes;
     return true;
   }
   async containers(labels: Record<string, string>) {
@@ -46,18 +54,15 @@ class FakeEngine implements DiskEngine {
     this.buildkit -= freed;
     return freed;
   }
-  built(tag: string, ageS: number, opts: { host?: string; containers?: number; mb?: number } = {}): void {
-    this.images_.push({
-      id: `sha256:${tag}`,
-      tags: [tag],
-      labels: { [LABELS.managed]: "true", [LABELS.host]: opts.host ?? HOST },
-      created: now() - ageS,
-      uniqueBytes: (opts.mb ?? 10) * MB,
-      containers: opts.containers ?? 0,
-    });
+  built(tag: string, ageS: number, opts: { host?: string; inUse?: boolean; mb?: number } = {}): void {
+    const id = `sha256:${tag}`;
+    this.images_.push({ id, tags: [tag], labels: { [LABELS.managed]: "true", [LABELS.host]: opts.host ?? HOST }, created: now() - ageS, sizeBytes: (opts.mb ?? 10) * MB });
+    if (opts.inUse) this.inUse.add(id);
   }
+  /** A dangling layer of `mb` own bytes on a 100 MB base. */
   dangling(id: string, ageS: number, mb: number): void {
-    this.images_.push({ id, tags: [], labels: {}, created: now() - ageS, uniqueBytes: mb * MB, containers: 0 });
+    this.images_.push({ id, tags: [], labels: {}, created: now() - ageS, sizeBytes: (100 + mb) * MB });
+    this.own.set(id, mb * MB);
   }
 }
 
@@ -71,13 +76,15 @@ describe("the disk janitor", () => {
     for (let v = 1; v <= 6; v++) e.built(`slipway/a:v${v}`, 600 - v * 60);
     e.built("slipway/b:v1", 900);
     e.built("slipway/other-host:v1", 900, { host: "host-b" });
-    e.built("slipway/a:running-elsewhere", 900, { containers: 1 });
+    e.built("slipway/a:running-elsewhere", 900, { inUse: true });
     const j = janitor(e, [{ image: "slipway/a:v6", recentImages: ["slipway/a:v6", "slipway/a:v5", "slipway/a:v4", "slipway/a:v3"], containerIds: [] }]);
     const r = await j.prune("test");
     // a:v6, v5, v4 kept (3 with the current); b (no environment here any more), a:v1–v3 go; another host's build and an image in use stay.
     expect(e.removedImages).toEqual(["slipway/b:v1", "slipway/a:v1", "slipway/a:v2", "slipway/a:v3"]);
     expect(r.images).toHaveLength(4);
     expect(r.freedBytes).toBe(40 * MB);
+    // No dangling layer: the costly per-image sizes were not asked for.
+    expect(e.dfCalls).toBe(0);
     expect(r.freeAfter! - r.freeBefore!).toBe(40 * MB);
     expect(summary(r)).toBe("pruned 4 images, 0 stopped containers, 0 build layers: 40 MB freed; 140 MB free");
   });
@@ -120,6 +127,7 @@ describe("the disk janitor", () => {
     const r = await janitor(e, [], { cacheMb: 20 }).prune("test");
     expect(e.removedImages).toEqual(["d-mid", "d-old"]);
     expect(r.buildLayers).toBe(2);
+    expect(r.freedBytes).toBe(16 * MB);
     expect(e.buildkit).toBe(10 * MB);
     // After a build ran out of space: every layer and all of BuildKit's cache.
     const r0 = await janitor(e, []).prune("no space", 0);

@@ -16,10 +16,8 @@ export interface EngineImage {
   labels: Record<string, string>;
   /** Seconds since the epoch. */
   created: number;
-  /** What removing it gives back: its layers that no other image shares. */
-  uniqueBytes: number;
-  /** Containers (in any state) made from it. */
-  containers: number;
+  /** Its size, layers shared with other images included (what removing it gives back is at most this). */
+  sizeBytes: number;
 }
 
 export interface EngineContainer {
@@ -35,7 +33,10 @@ export interface EngineContainer {
 export interface DiskEngine {
   /** undefined when the data root is not visible from here (a remote engine). */
   dataRoot(): Promise<DataRootSpace | undefined>;
+  /** Top-level images (a cheap listing). */
   images(): Promise<EngineImage[]>;
+  /** Each image's own bytes, those no other image shares (/system/df: costly on a busy host, so asked only when needed). */
+  uniqueBytes(): Promise<Map<string, number>>;
   /** Bytes of BuildKit's cache (the classic builder's cache is dangling images). */
   buildCacheBytes(): Promise<number>;
   /** False when the engine refused (the image is in use, or has dependent children). */
@@ -48,12 +49,8 @@ export interface DiskEngine {
 
 interface DfImage {
   Id: string;
-  RepoTags?: string[] | null;
-  Labels?: Record<string, string> | null;
-  Created: number;
   Size: number;
   SharedSize: number;
-  Containers: number;
 }
 
 /** DiskEngine on the Docker Engine API. */
@@ -72,16 +69,19 @@ export class DockerDisk implements DiskEngine {
   }
 
   async images(): Promise<EngineImage[]> {
-    // /system/df: the only listing with shared sizes and container counts filled in.
-    const df = (await this.docker.df()) as { Images?: DfImage[] | null };
-    return (df.Images ?? []).map((i) => ({
+    const list = await this.docker.listImages({ all: false });
+    return list.map((i) => ({
       id: i.Id,
       tags: (i.RepoTags ?? []).filter((t) => t !== "<none>:<none>"),
       labels: i.Labels ?? {},
       created: i.Created,
-      uniqueBytes: Math.max(0, i.Size - Math.max(0, i.SharedSize)),
-      containers: Math.max(0, i.Containers),
+      sizeBytes: i.Size,
     }));
+  }
+
+  async uniqueBytes(): Promise<Map<string, number>> {
+    const df = (await this.docker.df()) as { Images?: DfImage[] | null };
+    return new Map((df.Images ?? []).map((i) => [i.Id, Math.max(0, i.Size - Math.max(0, i.SharedSize))]));
   }
 
   async buildCacheBytes(): Promise<number> {
