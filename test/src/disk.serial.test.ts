@@ -26,9 +26,17 @@ function versionFiles(v: number): Record<string, string> {
   };
 }
 
-/** A private dockerd on a loop-mounted file system; stopped, unmounted and removed by stop(). */
+/**
+ * A private dockerd on a loop-mounted file system; stopped, unmounted and removed by stop(). It
+ * brings its own default bridge: a dockerd started with `--bridge=none` deletes the interface named
+ * docker0 at start (found the hard way: the machine's dockerd lost its bridge, and every container
+ * of the other suites its network).
+ */
 class SmallDockerd {
   readonly dir = mkdtempSync(path.join(tmpdir(), "slipway-small-docker-"));
+  /** Its default bridge (Linux interface names are at most 15 characters). */
+  readonly bridge = `slwdisk${process.pid % 100000}`;
+  private bridgeMade = false;
   readonly mnt = path.join(this.dir, "mnt");
   readonly sock = path.join(this.dir, "docker.sock");
   private pid?: number;
@@ -39,7 +47,7 @@ class SmallDockerd {
   }
 
   docker(...args: string[]): string {
-    return execFileSync("docker", ["-H", this.host, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+    return execFileSync("docker", ["-H", this.host, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 }).trim();
   }
 
   async start(): Promise<void> {
@@ -49,6 +57,10 @@ class SmallDockerd {
     execFileSync("mkfs.ext4", ["-q", "-F", img]);
     execFileSync("mount", ["-o", "loop", img, this.mnt]);
     this.mounted = true;
+    execFileSync("ip", ["link", "add", this.bridge, "type", "bridge"]);
+    this.bridgeMade = true;
+    execFileSync("ip", ["addr", "add", "10.214.0.1/24", "dev", this.bridge]);
+    execFileSync("ip", ["link", "set", this.bridge, "up"]);
     const log = openSync(path.join(this.dir, "dockerd.log"), "a");
     const dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"].find((p) => existsSync(p)) ?? "dockerd";
     // Its own containerd (namespaces), no default bridge, no iptables: nothing shared with the machine's dockerd.
@@ -59,9 +71,8 @@ class SmallDockerd {
         "--exec-root", path.join(this.dir, "exec"),
         "--pidfile", path.join(this.dir, "docker.pid"),
         "-H", this.host,
-        "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false",
+        "--bridge", this.bridge, "--iptables=false", "--ip-masq=false", "--ip6tables=false",
         "--default-address-pool", "base=10.213.0.0/16,size=24",
-        "--host-gateway-ip", "10.213.0.1",
         "--containerd-namespace", "slipway-disk-test",
         "--containerd-plugins-namespace", "slipway-disk-test-plugins",
       ],
@@ -77,14 +88,24 @@ class SmallDockerd {
       }
     }, { timeoutMs: 60_000, intervalMs: 250 });
     // The base image, from the machine's dockerd (no registry).
-    execFileSync("sh", ["-c", `docker save slipway/busybox:1 | docker -H ${this.host} load -q`], { stdio: "ignore" });
+    execFileSync("sh", ["-c", `docker save slipway/busybox:1 | docker -H ${this.host} load -q`], { stdio: "ignore", timeout: 120_000 });
   }
 
   freeBytes(): number {
-    return Number(execFileSync("df", ["-B1", "--output=avail", this.mnt], { encoding: "utf8" }).trim().split("\n").pop());
+    return Number(execFileSync("df", ["-B1", "--output=avail", this.mnt], { encoding: "utf8", timeout: 10_000 }).trim().split("\n").pop());
   }
 
   async stop(): Promise<void> {
+    // Its containers and networks first (each network is a bridge interface of the machine's).
+    if (this.pid !== undefined) {
+      try {
+        const ids = this.docker("ps", "-aq").split("\n").filter(Boolean);
+        if (ids.length) this.docker("rm", "-f", ...ids);
+        this.docker("network", "prune", "-f");
+      } catch {
+        // a daemon that does not answer is stopped below all the same
+      }
+    }
     if (this.pid !== undefined) {
       const pid = this.pid;
       try {
@@ -102,14 +123,24 @@ class SmallDockerd {
       }, { timeoutMs: 60_000, intervalMs: 200 }).catch(() => process.kill(pid, "SIGKILL"));
     }
     if (this.mounted) {
-      await waitFor("the loop file system to unmount", async () => {
+      const unmounted = await waitFor("the loop file system to unmount", async () => {
         try {
-          execFileSync("umount", [this.mnt], { stdio: "ignore" });
+          execFileSync("umount", [this.mnt], { stdio: "ignore", timeout: 10_000 });
           return true;
         } catch {
           return false;
         }
-      }, { timeoutMs: 30_000, intervalMs: 500 });
+      }, { timeoutMs: 30_000, intervalMs: 500 }).catch(() => false);
+      // Still busy: detached now, released by the kernel once the last user is gone.
+      if (!unmounted) execFileSync("umount", ["-l", this.mnt], { stdio: "ignore", timeout: 10_000 });
+      this.mounted = false;
+    }
+    if (this.bridgeMade) {
+      try {
+        execFileSync("ip", ["link", "del", this.bridge], { stdio: "ignore" });
+      } catch {
+        // gone already
+      }
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -136,8 +167,11 @@ describe("a host's disk", () => {
     await api().call("POST", "/v1/apps", { name: "tidy", repository: repo.url });
   });
   afterAll(async () => {
-    await platform.stop();
-    await small.stop();
+    try {
+      await platform.stop();
+    } finally {
+      await small.stop();
+    }
   });
 
   const images = () =>
@@ -146,13 +180,21 @@ describe("a host's disk", () => {
       .split("\n")
       .filter(Boolean)
       .sort();
-  /** Dangling images' own bytes (the classic builder's cache), from the engine's /system/df. */
-  const danglingBytes = () => {
-    const df = JSON.parse(execFileSync("curl", ["-sf", "--unix-socket", small.sock, "http://localhost/system/df"], { encoding: "utf8" })) as {
-      Images: Array<{ RepoTags: string[] | null; Size: number; SharedSize: number; Containers: number }>;
-    };
-    return df.Images.filter((i) => (i.RepoTags ?? []).every((t) => t === "<none>:<none>")).reduce((n, i) => n + i.Size - Math.max(0, i.SharedSize), 0);
-  };
+  /**
+   * Dangling images' own bytes (the classic builder's cache), from the engine's /system/df (which
+   * refuses while another df runs, e.g. the janitor's: asked again then).
+   */
+  const danglingBytes = () =>
+    waitFor("the engine's disk usage", async () => {
+      try {
+        const df = JSON.parse(execFileSync("curl", ["-sf", "--max-time", "30", "--unix-socket", small.sock, "http://localhost/system/df"], { encoding: "utf8", timeout: 40_000 })) as {
+          Images: Array<{ RepoTags: string[] | null; Size: number; SharedSize: number }>;
+        };
+        return df.Images.filter((i) => (i.RepoTags ?? []).every((t) => t === "<none>:<none>")).reduce((n, i) => n + i.Size - Math.max(0, i.SharedSize), 0);
+      } catch {
+        return undefined;
+      }
+    }, { timeoutMs: 60_000, intervalMs: 500 });
 
   it("after 10 deployments holds only the image in use and those rollback keeps, with the build cache under its limit", async () => {
     for (let v = 1; v <= 10; v++) {
@@ -164,7 +206,7 @@ describe("a host's disk", () => {
         repo.commit({ Dockerfile: ["FROM slipway/busybox:1", "RUN head -c 3000000 /dev/urandom > /half-done", "RUN exit 7", ""].join("\n") }, "broken");
         const broken = await api().deploy("tidy", "test");
         expect(broken.state).toBe("failed");
-        expect(danglingBytes()).toBeGreaterThan(CACHE_MB * MB);
+        expect(await danglingBytes()).toBeGreaterThan(CACHE_MB * MB);
         // The next version restores the Dockerfile.
       }
     }
@@ -174,7 +216,7 @@ describe("a host's disk", () => {
     await waitFor("the images beyond rollback to be pruned", async () => JSON.stringify(images()) === JSON.stringify(kept), { timeoutMs: 30_000, intervalMs: 500 }).catch(() => {
       throw new Error(`images on the host: ${images().join(", ")}; expected ${kept.join(", ")}`);
     });
-    expect(danglingBytes()).toBeLessThanOrEqual(CACHE_MB * MB);
+    expect(await danglingBytes()).toBeLessThanOrEqual(CACHE_MB * MB);
     const log = readFileSync(path.join(platform.dir, "agent-0.log"), "utf8");
     expect(log).toMatch(/"msg":"disk pruned: pruned 1 image, 0 stopped containers, 0 build layers: [\d.]+ MB freed; \d+ MB free"/);
     expect(log).toMatch(/disk pruned: pruned \d+ images?, 0 stopped containers, 1 build layer/);

@@ -100,17 +100,22 @@ describe("environments bounded by their limits", () => {
   it("kills a container that allocates past its memory limit, restarts it, and says so, while the neighbour serves a keep-alive load without a failed request", async () => {
     const before = webContainer("hog");
     const load = startLoad({ port: agent.ingressPort, host: "calm-test.localhost", concurrency: 8, maxMs: 60_000 });
-    await load.more(500);
-    // 400 MB in a container of 128 MB: the kernel kills node mid-request.
-    expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/alloc?mb=400")).not.toBe("status 200");
-    const env = await waitFor("the hog's incident in the API", async () => {
-      const e = await api().call("GET", "/v1/apps/hog/environments/test");
-      return e.lastIncident ? e : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 250 });
-    // The engine restarts it (its restart policy, with backoff): the same container serves again.
-    await waitFor("the hog to serve again", async () => (await getVia(agent.ingressPort, "hog-test.localhost", "/")).body === "hog ok\n", { timeoutMs: 30_000, intervalMs: 250 });
-    await load.more(500);
-    const result = await load.stop();
+    let env: any;
+    let result: Awaited<ReturnType<typeof load.stop>> | undefined;
+    try {
+      await load.more(500);
+      // 400 MB in a container of 128 MB: the kernel kills node mid-request.
+      expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/alloc?mb=400")).not.toBe("status 200");
+      env = await waitFor("the hog's incident in the API", async () => {
+        const e = await api().call("GET", "/v1/apps/hog/environments/test");
+        return e.lastIncident ? e : undefined;
+      }, { timeoutMs: 30_000, intervalMs: 250 });
+      // The engine restarts it (its restart policy, with backoff): the same container serves again.
+      await waitFor("the hog to serve again", async () => (await getVia(agent.ingressPort, "hog-test.localhost", "/")).body === "hog ok\n", { timeoutMs: 30_000, intervalMs: 250 });
+      await load.more(500);
+    } finally {
+      result = await load.stop();
+    }
     expect(result.failed, result.errors.slice(0, 5).join("; ")).toBe(0);
     expect(result.ok).toBeGreaterThan(1000);
 
@@ -138,11 +143,14 @@ describe("environments bounded by their limits", () => {
       idle.push(await measure());
       // Two busy threads: on this 2-core machine, without its limit the hog would take every core.
       expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/burn?workers=2")).toBe("status 200");
-      await new Promise((r) => setTimeout(r, 1000));
-      busy.push(await measure());
-      // What the hog takes meanwhile: about half a core, though its two threads want two.
-      cpu.push(Number(execFileSync("docker", ["stats", "--no-stream", "--format", "{{.CPUPerc}}", webContainer("hog")], { encoding: "utf8" }).trim().replace("%", "")));
-      expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/rest")).toBe("status 200");
+      try {
+        await new Promise((r) => setTimeout(r, 1000));
+        busy.push(await measure());
+        // What the hog takes meanwhile: about half a core, though its two threads want two.
+        cpu.push(Number(execFileSync("docker", ["stats", "--no-stream", "--format", "{{.CPUPerc}}", webContainer("hog")], { encoding: "utf8", timeout: 30_000 }).trim().replace("%", "")));
+      } finally {
+        expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/rest")).toBe("status 200");
+      }
     }
     console.info(`calm p99 idle ${idle.map((x) => x.toFixed(2)).join(", ")} ms; with the hog burning ${busy.map((x) => x.toFixed(2)).join(", ")} ms; hog CPU ${cpu.join(", ")} %`);
     for (const c of cpu) {

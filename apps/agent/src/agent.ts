@@ -193,8 +193,9 @@ export async function startAgent(
   const lastKill = new Map<string, number>();
   const stopWatchingOom = docker.watchOomKills({ [LABELS.managed]: "true", [LABELS.host]: identity.hostId, [LABELS.role]: "web" }, (kill) => {
     const seen = lastKill.get(kill.id);
-    lastKill.set(kill.id, kill.at.getTime());
     if (seen !== undefined && kill.at.getTime() - seen < 5000) return;
+    lastKill.set(kill.id, kill.at.getTime());
+    for (const [id, at] of lastKill) if (kill.at.getTime() - at > 60_000) lastKill.delete(id);
     hostLog.warn({ container: kill.name, app: kill.labels[LABELS.app], environment: kill.labels[LABELS.environment] }, "container killed: out of memory (the engine restarts it)");
     incidents.add({ environmentId: kill.labels[AGENT_LABELS.environmentId] ?? "", container: kill.name, reason: "killed: out of memory", at: kill.at });
   });

@@ -50,13 +50,16 @@ export function mb(bytes: number): string {
 /**
  * Keeps a host's disk from filling with what no environment needs (issue 12): images of this host's
  * builds that no environment runs and rollback does not keep, stopped containers this host owns
- * and no environment keeps, and build cache beyond its limit (the oldest first). It runs on a
+ * and no environment keeps, and build cache beyond its limit (the oldest first; dangling build
+ * layers and BuildKit's cache each kept under it). It runs on a
  * schedule, after each deployment, before a build when space is short and after a build that ran
  * out of space; one prune at a time. An image a running job uses is held and never removed.
  * Nothing is forced: the engine refuses to remove an image a container uses, and that is fine.
  */
 export class DiskJanitor {
   private readonly held = new Map<string, Set<string>>();
+  /** Builds in progress: their intermediate layers look dangling between two steps. */
+  private builds = 0;
   private running?: Promise<PruneResult>;
   private task?: PeriodicTask;
 
@@ -110,15 +113,30 @@ export class DiskJanitor {
     return this.running;
   }
 
-  /** Before a build: prunes when the data root has less free space than the minimum; says so through `say`. */
+  /**
+   * Before a build: prunes when the data root has less free space than the minimum, saying so
+   * through `say` (a failed prune is said too, and the build goes on); then counts the build in
+   * until buildEnded().
+   */
   async beforeBuild(say: (line: string) => void): Promise<void> {
-    const space = await this.opts.engine.dataRoot().catch(() => undefined);
-    if (!space || space.freeBytes >= this.opts.minFreeBytes) return;
-    say(`only ${mb(space.freeBytes)} free for Docker (below the minimum of ${mb(this.opts.minFreeBytes)}): pruning what no environment needs first`);
-    say(summary(await this.prune("before a build: disk short")));
+    try {
+      const space = await this.opts.engine.dataRoot().catch(() => undefined);
+      if (!space || space.freeBytes >= this.opts.minFreeBytes) return;
+      say(`only ${mb(space.freeBytes)} free for Docker (below the minimum of ${mb(this.opts.minFreeBytes)}): pruning what no environment needs first`);
+      say(summary(await this.prune("before a build: disk short")));
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, "prune before a build failed");
+      say(`warning: could not prune before the build (${(err as Error).message})`);
+    } finally {
+      this.builds++;
+    }
   }
 
-  /** After a build that ran out of space: gives back what it left and every build layer; says so through `say`. */
+  buildEnded(): void {
+    this.builds = Math.max(0, this.builds - 1);
+  }
+
+  /** After a build that ran out of space (and buildEnded): gives back what it left and every build layer; says so through `say`. */
   async afterNoSpace(say: (line: string) => void): Promise<void> {
     await this.running?.catch(() => undefined);
     say(summary(await this.prune("a build ran out of space", 0)));
@@ -156,10 +174,12 @@ export class DiskJanitor {
       }
     }
 
-    // Build cache: dangling layers kept newest first while they fit under the limit, with BuildKit's cache.
-    const buildkit = await engine.buildCacheBytes().catch(() => 0);
-    let budget = Math.max(0, cacheMax - buildkit);
-    const dangling = images.filter((i) => i.tags.length === 0).sort((a, b) => b.created - a.created);
+    // Build cache: dangling layers kept newest first while they fit under the limit. While a build
+    // runs, recent ones may be its steps so far: they stay.
+    let budget = cacheMax;
+    const dangling = images
+      .filter((i) => i.tags.length === 0 && i.digests.length === 0 && !(this.builds > 0 && now - i.created < graceS))
+      .sort((a, b) => b.created - a.created);
     // Their own sizes only when they might not fit (sizes with shared layers bound them from above).
     const own = dangling.reduce((n, i) => n + i.sizeBytes, 0) > budget ? await engine.uniqueBytes().catch(() => new Map<string, number>()) : new Map<string, number>();
     for (const img of dangling) {
@@ -174,10 +194,9 @@ export class DiskJanitor {
         removedBytes += bytes;
       }
     }
-    if (buildkit > cacheMax) {
-      result.buildCacheBytes = await engine.pruneBuildCache(cacheMax).catch(() => 0);
-      removedBytes += result.buildCacheBytes;
-    }
+    // BuildKit's cache (builds an operator ran by hand; Slipway's use the classic builder), to the same limit.
+    result.buildCacheBytes = await engine.pruneBuildCache(cacheMax).catch(() => 0);
+    removedBytes += result.buildCacheBytes;
 
     result.freeAfter = (await engine.dataRoot().catch(() => undefined))?.freeBytes;
     result.freedBytes = result.freeBefore !== undefined && result.freeAfter !== undefined ? Math.max(0, result.freeAfter - result.freeBefore) : removedBytes;

@@ -30,9 +30,6 @@ class FakeEngine implements DiskEngine {
     this.dfCalls++;
     return new Map(this.own);
   }
-  async buildCacheBytes() {
-    return this.buildkit;
-  }
   async removeImage(id: string) {
     const img = this.images_.find((i) => i.id === id);
     if (!img) return true;
@@ -56,12 +53,12 @@ class FakeEngine implements DiskEngine {
   }
   built(tag: string, ageS: number, opts: { host?: string; inUse?: boolean; mb?: number } = {}): void {
     const id = `sha256:${tag}`;
-    this.images_.push({ id, tags: [tag], labels: { [LABELS.managed]: "true", [LABELS.host]: opts.host ?? HOST }, created: now() - ageS, sizeBytes: (opts.mb ?? 10) * MB });
+    this.images_.push({ id, tags: [tag], digests: [], labels: { [LABELS.managed]: "true", [LABELS.host]: opts.host ?? HOST }, created: now() - ageS, sizeBytes: (opts.mb ?? 10) * MB });
     if (opts.inUse) this.inUse.add(id);
   }
   /** A dangling layer of `mb` own bytes on a 100 MB base. */
   dangling(id: string, ageS: number, mb: number): void {
-    this.images_.push({ id, tags: [], labels: {}, created: now() - ageS, sizeBytes: (100 + mb) * MB });
+    this.images_.push({ id, tags: [], digests: [], labels: {}, created: now() - ageS, sizeBytes: (100 + mb) * MB });
     this.own.set(id, mb * MB);
   }
 }
@@ -117,22 +114,37 @@ describe("the disk janitor", () => {
     expect(r.containers).toEqual(["slipway-a-release-1"]);
   });
 
-  it("keeps the newest dangling build layers under the cache limit and prunes BuildKit's cache to what is left", async () => {
+  it("keeps the newest dangling build layers under the cache limit, and BuildKit's cache under the same limit", async () => {
     const e = new FakeEngine();
     e.dangling("d-new", 10, 8);
     e.dangling("d-mid", 100, 8);
     e.dangling("d-old", 1000, 8);
-    e.buildkit = 10 * MB;
-    // Limit 20 MB: BuildKit's 10 MB leave 10 MB for layers: the newest (8) fits, the others go.
+    e.buildkit = 30 * MB;
+    // Limit 20 MB: the two newest layers (16 MB) fit, the oldest goes; BuildKit's 30 MB are cut to 20.
     const r = await janitor(e, [], { cacheMb: 20 }).prune("test");
-    expect(e.removedImages).toEqual(["d-mid", "d-old"]);
-    expect(r.buildLayers).toBe(2);
-    expect(r.freedBytes).toBe(16 * MB);
-    expect(e.buildkit).toBe(10 * MB);
+    expect(e.removedImages).toEqual(["d-old"]);
+    expect(r.buildLayers).toBe(1);
+    expect(r.buildCacheBytes).toBe(10 * MB);
+    expect(e.buildkit).toBe(20 * MB);
     // After a build ran out of space: every layer and all of BuildKit's cache.
     const r0 = await janitor(e, []).prune("no space", 0);
-    expect(e.removedImages).toContain("d-new");
-    expect(r0.buildCacheBytes).toBe(10 * MB);
+    expect(e.removedImages).toEqual(["d-old", "d-new", "d-mid"]);
+    expect(r0.buildCacheBytes).toBe(20 * MB);
+  });
+
+  it("leaves an untagged image pulled by digest, and a recent layer while a build runs (it may be that build's last step)", async () => {
+    const e = new FakeEngine();
+    e.dangling("d-fresh", 5, 8);
+    e.dangling("d-old", 1000, 8);
+    e.images_.push({ id: "pulled", tags: [], digests: ["postgres@sha256:abc"], labels: {}, created: now() - 5000, sizeBytes: 300 * MB });
+    e.own.set("pulled", 300 * MB);
+    const j = janitor(e, []);
+    await j.beforeBuild(() => undefined);
+    await j.prune("during a build", 0);
+    expect(e.removedImages).toEqual(["d-old"]);
+    j.buildEnded();
+    await j.prune("after it", 0);
+    expect(e.removedImages).toEqual(["d-old", "d-fresh"]);
   });
 
   it("prunes before a build only when space is short, and says what it freed", async () => {

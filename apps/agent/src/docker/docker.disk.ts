@@ -13,6 +13,8 @@ export interface EngineImage {
   id: string;
   /** "repo:tag" names; empty for a dangling image. */
   tags: string[];
+  /** Registry digests (an image pulled by digest has no tag but is not dangling). */
+  digests: string[];
   labels: Record<string, string>;
   /** Seconds since the epoch. */
   created: number;
@@ -37,8 +39,6 @@ export interface DiskEngine {
   images(): Promise<EngineImage[]>;
   /** Each image's own bytes, those no other image shares (/system/df: costly on a busy host, so asked only when needed). */
   uniqueBytes(): Promise<Map<string, number>>;
-  /** Bytes of BuildKit's cache (the classic builder's cache is dangling images). */
-  buildCacheBytes(): Promise<number>;
   /** False when the engine refused (the image is in use, or has dependent children). */
   removeImage(id: string): Promise<boolean>;
   containers(labels: Record<string, string>): Promise<EngineContainer[]>;
@@ -61,7 +61,10 @@ export class DockerDisk implements DiskEngine {
 
   async dataRoot(): Promise<DataRootSpace | undefined> {
     this.root ??= this.docker.info().then((i: { DockerRootDir?: string }) => i.DockerRootDir ?? "/var/lib/docker");
-    const path = await this.root.catch(() => undefined);
+    const path = await this.root.catch(() => {
+      this.root = undefined; // asked again next time: the engine may be restarting
+      return undefined;
+    });
     if (!path) return undefined;
     const fs = await statfs(path).catch(() => undefined);
     if (!fs) return undefined;
@@ -73,6 +76,7 @@ export class DockerDisk implements DiskEngine {
     return list.map((i) => ({
       id: i.Id,
       tags: (i.RepoTags ?? []).filter((t) => t !== "<none>:<none>"),
+      digests: (i.RepoDigests ?? []).filter((d) => !d.startsWith("<none>@")),
       labels: i.Labels ?? {},
       created: i.Created,
       sizeBytes: i.Size,
@@ -82,11 +86,6 @@ export class DockerDisk implements DiskEngine {
   async uniqueBytes(): Promise<Map<string, number>> {
     const df = (await this.docker.df()) as { Images?: DfImage[] | null };
     return new Map((df.Images ?? []).map((i) => [i.Id, Math.max(0, i.Size - Math.max(0, i.SharedSize))]));
-  }
-
-  async buildCacheBytes(): Promise<number> {
-    const df = (await this.docker.df()) as { BuildCache?: Array<{ Size: number; Shared?: boolean }> | null };
-    return (df.BuildCache ?? []).filter((c) => !c.Shared).reduce((n, c) => n + c.Size, 0);
   }
 
   async removeImage(id: string): Promise<boolean> {

@@ -313,7 +313,7 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
 
   /** The engine's CPU count, read once. */
   private cores?: Promise<number>;
-  /** One cpuset choice at a time, so that two containers started together do not pick the same idle core. */
+  /** One cpuset choice and create at a time, so that two containers started together do not pick the same idle core. */
   private cpusetChain: Promise<unknown> = Promise.resolve();
 
   /**
@@ -321,10 +321,13 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
    * host's, by what the running containers confined so far were given; undefined when it may
    * use every core.
    */
-  private cpusetFor(cpus: number): Promise<string | undefined> {
-    const run = this.cpusetChain.then(async () => {
+  private async cpusetFor(cpus: number): Promise<string | undefined> {
+    {
       this.cores ??= this.docker.info().then((i: { NCPU?: number }) => Number(i.NCPU) || 1);
-      const cores = await this.cores;
+      const cores = await this.cores.catch((err: unknown) => {
+        this.cores = undefined; // asked again next time
+        throw err;
+      });
       if (Math.ceil(cpus - 1e-9) >= cores) return undefined;
       const running = await this.docker.listContainers({ filters: { label: [`${LABELS.managed}=true`], status: ["running", "created"] } });
       const confined: Array<{ cpus: number; cpuset: number[] }> = [];
@@ -335,14 +338,23 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
         confined.push({ cpus: hc.NanoCpus / 1e9, cpuset: parseCpuset(hc.CpusetCpus) });
       }
       return chooseCpuset(cpus, coreLoad(cores, confined));
-    });
+    }
+  }
+
+  /** Runs `create` with the container's cpuset, one at a time: the next choice sees this container. */
+  private withCpuset<T>(limits: ContainerSpec["limits"], create: (cpuset: string | undefined) => Promise<T>): Promise<T> {
+    if (!limits) return create(undefined);
+    const run = this.cpusetChain.then(async () => create(await this.cpusetFor(limits.nanoCpus / 1e9).catch(() => undefined)));
     this.cpusetChain = run.catch(() => undefined);
     return run;
   }
 
   /** Creates (not starts) a container; a missing image is a non-retryable failure. */
-  private async create(spec: ContainerSpec, oneOff: boolean): Promise<Dockerode.Container> {
-    const cpuset = spec.limits ? await this.cpusetFor(spec.limits.nanoCpus / 1e9).catch(() => undefined) : undefined;
+  private create(spec: ContainerSpec, oneOff: boolean): Promise<Dockerode.Container> {
+    return this.withCpuset(spec.limits, (cpuset) => this.createWith(spec, oneOff, cpuset));
+  }
+
+  private async createWith(spec: ContainerSpec, oneOff: boolean, cpuset: string | undefined): Promise<Dockerode.Container> {
     const exposed = spec.publishPort !== undefined ? { [`${spec.publishPort}/tcp`]: {} } : undefined;
     const options: Dockerode.ContainerCreateOptions = {
       name: spec.name,
@@ -543,6 +555,7 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
       const stuck = await this.followOnce(id, from, delivered, opts.signal, onLine);
       if (!stuck) return;
       const last = delivered.lastNs;
+      delivered.resume();
       from = { since: last !== undefined ? sinceArg(last) : opts.since, tail: "all" };
       this.log.info({ container: id }, "a followed log went silent behind a rotation; following anew from its last delivered line");
     }

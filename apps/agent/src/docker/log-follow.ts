@@ -5,8 +5,8 @@
  * through dozens of rotations never saw the line written after it; a new follow did). So the
  * agent checks a silent follow against the log's last line (a `tail: 1` read, cheap at any log
  * size) and, when the log has a newer line than the follow delivered, follows anew from the last
- * line it delivered, skipping what was already sent (by timestamp: Docker stamps every line in
- * nanoseconds).
+ * line it delivered, skipping the replay of what was already sent (by timestamp: Docker stamps
+ * every line in nanoseconds).
  */
 
 /** The nanoseconds since the epoch of a `timestamps: true` log line ("2026-12-06T16:20:01.1234Z text"), or undefined. */
@@ -24,21 +24,34 @@ export function sinceArg(ns: bigint): string {
   return `${s}.${(ns % 1_000_000_000n).toString().padStart(9, "0")}`;
 }
 
-/** Lines already delivered by an earlier follow are dropped: those stamped at or before the last one delivered. */
+/**
+ * What a follow delivered, so that a new follow after a stuck one skips the replay. Only the replay
+ * is filtered: within one follow, lines arrive as Docker wrote them (stdout and stderr are copied
+ * concurrently, so their timestamps may be slightly out of order, and all are delivered).
+ */
 export class DeliveredFilter {
-  private last?: bigint;
+  private newest?: bigint;
+  private replayUntil?: bigint;
 
-  /** True when `line` is new (and remembers its time). Lines without a timestamp always pass. */
+  /** True when `line` is to be delivered (and remembers its time). */
   admit(line: string): boolean {
     const ts = logTimestampNs(line);
-    if (ts === undefined) return true;
-    if (this.last !== undefined && ts <= this.last) return false;
-    this.last = ts;
+    if (ts === undefined) return this.replayUntil === undefined;
+    if (this.replayUntil !== undefined) {
+      if (ts <= this.replayUntil) return false;
+      this.replayUntil = undefined; // past the replay: everything from here on is new
+    }
+    if (this.newest === undefined || ts > this.newest) this.newest = ts;
     return true;
   }
 
-  /** The last delivered line's time, in nanoseconds. */
+  /** A new follow starts from the newest delivered line: lines up to it are a replay. */
+  resume(): void {
+    this.replayUntil = this.newest;
+  }
+
+  /** The newest delivered line's time, in nanoseconds. */
   get lastNs(): bigint | undefined {
-    return this.last;
+    return this.newest;
   }
 }

@@ -71,6 +71,7 @@ export async function startWebContainers(
             labels: webLabels(hostId, e),
             network: environmentNetwork(e.slug, hostId),
             publishPort: e.webPort,
+            ...(e.limits ? { limits: e.limits } : {}),
           }),
         );
       }

@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { ProbeSpec } from "@slipway/proto";
+import type { ContainerLimits } from "../docker/container-runtime.js";
 
 /** running: routed to its containers; sleeping: containers stopped, the next request wakes it; stopped: stopped by hand, requests get 503. */
 export type EnvironmentState = "running" | "sleeping" | "stopped";
@@ -25,6 +26,8 @@ export interface EnvironmentEntry {
   image: string;
   /** Images of its last successful deployments here, most recent first (the current one included): what rollback keeps. */
   recentImages?: string[];
+  /** What its containers may take (recreated containers get the same). */
+  limits?: ContainerLimits;
   webPort: number;
   probe: ProbeSpec;
   /** The web containers of the routed deployment (kept while sleeping or stopped, for a fast start). */

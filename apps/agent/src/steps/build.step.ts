@@ -17,9 +17,14 @@ export async function buildStep(ctx: DeployContext): Promise<boolean> {
   if (spec.buildMode !== "force" && (await ctx.runtime.imageInfo(tag))) return false;
   await ctx.disk?.beforeBuild((line) => report.logLine(line));
   report.logLine(`building ${tag}${spec.buildMode === "force" ? " without cache" : ""}`);
-  // The last lines of output: a RUN step that fills the disk fails with its own words ("No space
+  // The last lines of output (the failing step's): a RUN step that fills the disk fails with its own words ("No space
   // left on device") and Docker only says that it "returned a non-zero code".
   const recent: string[] = [];
+  let ended = false;
+  const end = () => {
+    if (!ended) ctx.disk?.buildEnded();
+    ended = true;
+  };
   try {
     await ctx.runtime.buildImage(ctx.git.archive(spec.app, ctx.commit!), tag, {
       // The host that built it: its janitor prunes only its own builds.
@@ -27,17 +32,20 @@ export async function buildStep(ctx: DeployContext): Promise<boolean> {
       noCache: spec.buildMode === "force",
       onLog: (line) => {
         recent.push(line);
-        if (recent.length > 20) recent.shift();
+        if (recent.length > 10) recent.shift();
         report.logLine(line);
       },
     });
   } catch (err) {
+    end();
     if (isNoSpace(err) || recent.some((l) => isNoSpace(l))) {
       // What the build left (its layers so far) is given back at once; the failure says why.
       await ctx.disk?.afterNoSpace((line) => report.logLine(line)).catch(() => undefined);
       throw new StepFailure("no_space", `no space left on device: the build ran out of disk space (${(err as Error).message})`, false);
     }
     throw err;
+  } finally {
+    end();
   }
   report.logLine(`built ${tag}`);
   return true;

@@ -64,6 +64,7 @@ describe("build step", () => {
         calls.push("beforeBuild");
         say("pruned before");
       },
+      buildEnded: () => void calls.push("buildEnded"),
       afterNoSpace: async (say) => {
         calls.push("afterNoSpace");
         say("pruned after");
@@ -76,7 +77,7 @@ describe("build step", () => {
       throw new StepFailure("build_failed", "The command '/bin/sh -c dd if=/dev/zero of=/big' returned a non-zero code: 1", false);
     };
     await expect(buildStep(d.ctx)).rejects.toMatchObject({ type: "no_space", message: expect.stringMatching(/^no space left on device: the build ran out of disk space/) });
-    expect(calls).toEqual([`hold ${d.ctx.jobId} ${TAG}`, "beforeBuild", "afterNoSpace"]);
+    expect(calls).toEqual([`hold ${d.ctx.jobId} ${TAG}`, "beforeBuild", "buildEnded", "afterNoSpace"]);
     expect(d.report.lines()).toContain("pruned after");
   });
 });

@@ -50,6 +50,7 @@ export interface DeployContext {
 export interface DeployDisk {
   hold(jobId: string, image: string): Promise<void>;
   beforeBuild(say: (line: string) => void): Promise<void>;
+  buildEnded(): void;
   afterNoSpace(say: (line: string) => void): Promise<void>;
 }
 

@@ -41,6 +41,7 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
         hostnames: spec.hostnames,
         basicAuth,
         sleepAfterSeconds: spec.sleepAfterSeconds,
+        ...(spec.limits ? { limits: spec.limits } : {}),
       },
       spec.variables,
     );
