@@ -83,7 +83,7 @@ async function loadOrRegister(config: AgentConfig, client: ControlPlaneClient, l
     joinToken: config.joinToken,
     hostname: config.name,
     labels: config.labels,
-    capacity: await hostCapacity(config.stateDir),
+    capacity: await hostCapacity(config.stateDir, allocatableOf(config)),
     version: config.version,
     ingressAddress: config.ingressAdvertise,
   });
@@ -219,6 +219,7 @@ export async function startAgent(
     intervalMs: identity.heartbeatIntervalMs,
     version: config.version,
     stateDir: config.stateDir,
+    allocatable: allocatableOf(config),
     log: hostLog.child({ component: "heartbeat" }),
     onCancelRequested: (ids) => ids.forEach((id) => cancellers.get(id)?.abort(CANCEL_REASON)),
     environments: () => envs.observations(),
@@ -340,4 +341,9 @@ export async function startAgent(
       client.close();
     },
   };
+}
+
+/** The operator's SLIPWAY_AGENT_CPUS / SLIPWAY_AGENT_MEMORY_MB. */
+function allocatableOf(config: AgentConfig): { cpus?: number; memoryMb?: number } {
+  return { ...(config.allocatableCpus !== undefined ? { cpus: config.allocatableCpus } : {}), ...(config.allocatableMemoryMb !== undefined ? { memoryMb: config.allocatableMemoryMb } : {}) };
 }

@@ -44,6 +44,9 @@ export interface AgentConfig {
   containerLogMaxMb: number;
   /** …keeping this many files: a container's log never takes more than size × files. */
   containerLogMaxFiles: number;
+  /** What the platform may place on this host (memory in MB, CPU cores); undefined = all of the machine's. */
+  allocatableMemoryMb?: number;
+  allocatableCpus?: number;
   /** Images kept per environment for rollback: those of its last N successful deployments, the current one included. */
   rollbackImages: number;
   /** Docker's build cache is pruned down to this many MB (the least recently used first). */
@@ -109,6 +112,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     containerLogMaxMb: int(env, "SLIPWAY_CONTAINER_LOG_MAX_MB", 10, 1, 10_240),
     containerLogMaxFiles: int(env, "SLIPWAY_CONTAINER_LOG_MAX_FILES", 5, 1, 100),
     rollbackImages: int(env, "SLIPWAY_ROLLBACK_IMAGES", 5, 1, 50),
+    ...(env.SLIPWAY_AGENT_MEMORY_MB ? { allocatableMemoryMb: int(env, "SLIPWAY_AGENT_MEMORY_MB", 0, 64, 16_777_216) } : {}),
+    ...(env.SLIPWAY_AGENT_CPUS ? { allocatableCpus: int(env, "SLIPWAY_AGENT_CPUS", 0, 1, 4096) } : {}),
     buildCacheMaxMb: int(env, "SLIPWAY_BUILD_CACHE_MAX_MB", 5120, 0, 10_485_760),
     diskMinFreeMb: int(env, "SLIPWAY_DISK_MIN_FREE_MB", 2048, 0, 10_485_760),
     pruneIntervalMs: int(env, "SLIPWAY_PRUNE_INTERVAL_MINUTES", 60, 0, 10_080) * 60_000,

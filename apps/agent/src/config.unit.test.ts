@@ -22,6 +22,12 @@ describe("agent configuration", () => {
       pruneIntervalMs: 0,
     });
   });
+  it("offers the whole machine unless told what the platform may place here", () => {
+    const c = loadConfig({});
+    expect(c.allocatableMemoryMb).toBeUndefined();
+    expect(c.allocatableCpus).toBeUndefined();
+    expect(loadConfig({ SLIPWAY_AGENT_MEMORY_MB: "2048", SLIPWAY_AGENT_CPUS: "2" })).toMatchObject({ allocatableMemoryMb: 2048, allocatableCpus: 2 });
+  });
   it("reads the waker port", () => {
     expect(loadConfig({ SLIPWAY_AGENT_WAKER_PORT: "7790" }).wakerPort).toBe(7790);
   });
@@ -44,6 +50,8 @@ describe("agent configuration", () => {
     ["SLIPWAY_CONTAINER_LOG_MAX_FILES", "0.5"],
     ["SLIPWAY_BUILD_CACHE_MAX_MB", "-1"],
     ["SLIPWAY_PRUNE_INTERVAL_MINUTES", "x"],
+    ["SLIPWAY_AGENT_MEMORY_MB", "10"],
+    ["SLIPWAY_AGENT_CPUS", "0"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

@@ -7,9 +7,17 @@ import type { ControlPlaneClient } from "./control-plane.client.js";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
 import type { IncidentQueue } from "./incidents.js";
 
-export async function hostCapacity(dir: string): Promise<{ cpus: number; memoryBytes: number; diskBytes: number }> {
+/**
+ * What this host offers: its cores and memory (or what the operator lets the platform place here,
+ * SLIPWAY_AGENT_CPUS / SLIPWAY_AGENT_MEMORY_MB, e.g. to keep room for other services), and its disk.
+ */
+export async function hostCapacity(dir: string, allocatable: { cpus?: number; memoryMb?: number } = {}): Promise<{ cpus: number; memoryBytes: number; diskBytes: number }> {
   const fs = await statfs(dir).catch(() => undefined);
-  return { cpus: os.cpus().length, memoryBytes: os.totalmem(), diskBytes: fs ? fs.blocks * fs.bsize : 0 };
+  return {
+    cpus: allocatable.cpus ?? os.cpus().length,
+    memoryBytes: allocatable.memoryMb !== undefined ? allocatable.memoryMb * 1024 * 1024 : os.totalmem(),
+    diskBytes: fs ? fs.blocks * fs.bsize : 0,
+  };
 }
 
 /**
@@ -30,6 +38,8 @@ export class Heartbeater {
       intervalMs: number;
       version: string;
       stateDir: string;
+      /** SLIPWAY_AGENT_CPUS / SLIPWAY_AGENT_MEMORY_MB, when set. */
+      allocatable?: { cpus?: number; memoryMb?: number };
       log: Logger;
       onCancelRequested?: (jobIds: string[]) => void;
       /** The environments this agent serves, sent with every beat. */
@@ -76,7 +86,7 @@ export class Heartbeater {
     try {
       const containers = await this.runtime.list({ [LABELS.host]: this.opts.hostId });
       const fs = await statfs(this.opts.stateDir).catch(() => undefined);
-      const cap = await hostCapacity(this.opts.stateDir);
+      const cap = await hostCapacity(this.opts.stateDir, this.opts.allocatable);
       const root = await this.opts.dataRoot?.().catch(() => undefined);
       const disk = root
         ? { total: root.totalBytes, free: root.freeBytes }
