@@ -4,7 +4,7 @@
  * both cores of a 2-core host in bursts (its 50 ms of each 100 ms period spent in 25 ms on both),
  * and every neighbour waits meanwhile (measured through HAProxy: a neighbour's p99 from ~0.6 ms to
  * 2.6–4.1 ms). Confined to ceil(limit) cores, it leaves the other cores to its neighbours whatever
- * it does (test/src/limits.serial.test.ts: busy p99 1.2–1.8× the idle figure, what remains being
+ * it does (test/src/limits.serial.test.ts: busy p99 1.4–1.8× the idle figure, what remains being
  * the wake-ups that land on its core and wait out the scheduler's slice). The cores are those with
  * the least CPU already given to confined containers.
  */
