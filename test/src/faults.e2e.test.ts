@@ -195,11 +195,15 @@ describe("surviving faults", () => {
 
   it("runs no finished job again", async () => {
     const logs = await Promise.all(finished.map((id) => api().log(id)));
-    const received = agentLog().split("\n").filter((l) => l.includes('"job received"')).length;
+    // Deliveries of these deployments' jobs only: the backup scheduler may start a job of its own meanwhile
+    // (live's first daily backup: seen once in CI as a 13th "job received" of kind data).
+    const receivedOf = () => agentLog().split("\n").filter((l) => l.includes('"job received"') && finished.some((id) => l.includes(`"deploymentId":"${id}"`))).length;
+    const received = receivedOf();
+    expect(received).toBeGreaterThanOrEqual(finished.length);
     // The behaviour under test is an absence over time: past the ack wait, nothing was delivered again.
     await sleep((ACK_WAIT_SECONDS + 2) * 1000);
     expect(await Promise.all(finished.map((id) => api().log(id)))).toEqual(logs);
-    expect(agentLog().split("\n").filter((l) => l.includes('"job received"')).length).toBe(received);
+    expect(receivedOf()).toBe(received);
     const states = await Promise.all(finished.map(async (id) => (await api().call("GET", `/v1/deployments/${id}`)).state));
     expect(states).toEqual(finished.map(() => "succeeded"));
   });
