@@ -428,6 +428,12 @@ describe("HaproxyIngress reloads against a real haproxy", () => {
         await ingress.ensureBackend({ name: "shop--qa", hostnames: ["shop-qa.localhost"], maxServers: 2 });
         await ingress.switchTraffic("shop--qa", [app.target]);
         const ms = Date.now() - started;
+        // The switch returns once the old worker has closed the idle connection (HAProxy counts it
+        // gone); the client, in this same process, learns of the close from its own socket events.
+        // Reused within the same event-loop turn, before those ran, the request would be written
+        // into a closed connection ("socket hang up", seen once in CI): a real client is another
+        // process that sees the close as it happens.
+        await new Promise((r) => setTimeout(r, 50));
         const replies = await Promise.all([get(port, "shop-qa.localhost", { agent: held }), ...Array.from({ length: 10 }, () => get(port, "shop-qa.localhost"))]);
         expect(replies.map((r) => `${r.status} ${r.body}`)).toEqual(new Array(11).fill("200 qa"));
         expect(await runtime.workerPid()).not.toBe(oldWorker);
