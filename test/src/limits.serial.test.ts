@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, type AgentHandle } from "./support/platform.js";
-import { TestRepo } from "./support/git-repo.js";
+import { TestRepo, nodeServerApp } from "./support/git-repo.js";
 import { getVia, startLoad } from "./support/load.js";
 import { waitFor } from "./support/processes.js";
 import { runWrk } from "./support/wrk.js";
@@ -13,9 +13,7 @@ import { keepAliveAppFiles } from "./support/keepalive-app.js";
 // so that nothing else on the machine competes with the figures. Real dockerd, HAProxy, agent.
 
 /** A Node app that eats memory (/alloc?mb=N, held) or CPU (/burn?workers=N, busy threads) on request. */
-const hogFiles: Record<string, string> = {
-  Dockerfile: ["FROM slipway/node:20", "WORKDIR /app", "COPY server.js /app/server.js", "EXPOSE 3000", 'CMD ["node", "server.js"]', ""].join("\n"),
-  "server.js": String.raw`
+const hogFiles: Record<string, string> = nodeServerApp(String.raw`
 const http = require("http");
 const { Worker } = require("worker_threads");
 const held = [];
@@ -44,8 +42,7 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 75000;
 server.listen(3000);
 process.on("SIGTERM", () => process.exit(0));
-`,
-};
+`);
 
 /** A request that may never be answered (its container is killed): the status, or the error. */
 function tryGet(port: number, host: string, path: string): Promise<string> {

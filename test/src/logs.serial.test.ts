@@ -3,7 +3,7 @@ import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, type AgentHandle } from "./support/platform.js";
-import { TestRepo } from "./support/git-repo.js";
+import { TestRepo, nodeServerApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
 import { openStream } from "./support/streams.js";
 
@@ -18,9 +18,7 @@ const CAP = MAX_MB * 1024 * 1024 * MAX_FILES;
 const FLOOD_SECONDS = 60;
 
 /** A Node app that, on /flood?seconds=N, writes numbered lines to stdout as fast as the pipe takes them. */
-const chattyFiles: Record<string, string> = {
-  Dockerfile: ["FROM slipway/node:20", "WORKDIR /app", "COPY server.js /app/server.js", "EXPOSE 3000", 'CMD ["node", "server.js"]', ""].join("\n"),
-  "server.js": String.raw`
+const chattyFiles: Record<string, string> = nodeServerApp(String.raw`
 const http = require("http");
 const pad = "x".repeat(100);
 let seq = 0;
@@ -64,8 +62,7 @@ http.createServer((req, res) => {
   res.end("chatty ok\n");
 }).listen(3000);
 process.on("SIGTERM", () => process.exit(0));
-`,
-};
+`);
 
 /** The container's json-file log and its rotated siblings (<id>-json.log, .1, .2, …), by size. */
 function logFiles(container: string): Array<{ name: string; size: number }> {

@@ -29,6 +29,14 @@ export class TestRepo {
   }
 }
 
+/** A Node app: `server.js` (listening on 3000) in the local base image slipway/node:20. */
+export function nodeServerApp(serverJs: string): Record<string, string> {
+  return {
+    Dockerfile: ["FROM slipway/node:20", "WORKDIR /app", "COPY server.js /app/server.js", "EXPOSE 3000", 'CMD ["node", "server.js"]', ""].join("\n"),
+    "server.js": serverJs,
+  };
+}
+
 /** A busybox httpd app serving `body` at / on port 8080. */
 export function helloApp(body: string, extra: { cmd?: string; expose?: boolean } = {}): Record<string, string> {
   return {

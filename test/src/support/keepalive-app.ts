@@ -1,7 +1,8 @@
+import { nodeServerApp } from "./git-repo.js";
+
 /** A keep-alive Node app: a 3-byte answer, idle connections kept longer than HAProxy keeps its idle server connections. */
-export const keepAliveAppFiles: Record<string, string> = {
-  Dockerfile: ["FROM slipway/node:20", "WORKDIR /app", "COPY server.js /app/server.js", "EXPOSE 3000", 'CMD ["node", "server.js"]', ""].join("\n"),
-  "server.js": [
+export const keepAliveAppFiles: Record<string, string> = nodeServerApp(
+  [
     'const http = require("http");',
     'const body = Buffer.from("ok\\n");',
     "const server = http.createServer((req, res) => {",
@@ -14,4 +15,4 @@ export const keepAliveAppFiles: Record<string, string> = {
     'process.on("SIGTERM", () => server.close(() => process.exit(0)));',
     "",
   ].join("\n"),
-};
+);

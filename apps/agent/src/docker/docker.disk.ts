@@ -1,6 +1,7 @@
 import { statfs } from "node:fs/promises";
 import type Dockerode from "dockerode";
 import { isGone, statusOf } from "./docker.errors.js";
+import { labelFilters } from "./labels.js";
 
 /** Space on the file system of Docker's data root (images, containers, their logs, build cache). */
 export interface DataRootSpace {
@@ -100,7 +101,7 @@ export class DockerDisk implements DiskEngine {
   }
 
   async containers(labels: Record<string, string>): Promise<EngineContainer[]> {
-    const list = await this.docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) } });
+    const list = await this.docker.listContainers({ all: true, filters: { label: labelFilters(labels) } });
     return list.map((c) => ({ id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ""), state: c.State, labels: c.Labels ?? {}, created: c.Created }));
   }
 

@@ -3,6 +3,7 @@ import Dockerode from "dockerode";
 import { LABELS, createLogger, StepFailure, type Logger } from "@slipway/core";
 import { chooseCpuset, coreLoad, parseCpuset } from "./cpuset.js";
 import { DockerDisk } from "./docker.disk.js";
+import { labelFilters } from "./labels.js";
 import { DeliveredFilter, logTimestampNs, sinceArg } from "./log-follow.js";
 import { contextFailure, isGone, messageOf, statusOf, toStepFailure } from "./docker.errors.js";
 import type {
@@ -52,10 +53,6 @@ function lineSink(onLine: (line: string) => void): Writable & { flush(): void } 
       pending = "";
     },
   });
-}
-
-function labelFilters(labels: Record<string, string>): string[] {
-  return Object.entries(labels).map(([k, v]) => `${k}=${v}`);
 }
 
 function tcpPorts(exposed: Record<string, unknown> | undefined | null): number[] {
@@ -322,23 +319,21 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
    * use every core.
    */
   private async cpusetFor(cpus: number): Promise<string | undefined> {
-    {
-      this.cores ??= this.docker.info().then((i: { NCPU?: number }) => Number(i.NCPU) || 1);
-      const cores = await this.cores.catch((err: unknown) => {
-        this.cores = undefined; // asked again next time
-        throw err;
-      });
-      if (Math.ceil(cpus - 1e-9) >= cores) return undefined;
-      const running = await this.docker.listContainers({ filters: { label: [`${LABELS.managed}=true`], status: ["running", "created"] } });
-      const confined: Array<{ cpus: number; cpuset: number[] }> = [];
-      for (const c of running) {
-        const info = await this.docker.getContainer(c.Id).inspect().catch(() => undefined);
-        const hc = info?.HostConfig as { CpusetCpus?: string; NanoCpus?: number } | undefined;
-        if (!hc?.CpusetCpus || !hc.NanoCpus) continue;
-        confined.push({ cpus: hc.NanoCpus / 1e9, cpuset: parseCpuset(hc.CpusetCpus) });
-      }
-      return chooseCpuset(cpus, coreLoad(cores, confined));
+    this.cores ??= this.docker.info().then((i: { NCPU?: number }) => Number(i.NCPU) || 1);
+    const cores = await this.cores.catch((err: unknown) => {
+      this.cores = undefined; // asked again next time
+      throw err;
+    });
+    if (Math.ceil(cpus - 1e-9) >= cores) return undefined;
+    const running = await this.docker.listContainers({ filters: { label: labelFilters({ [LABELS.managed]: "true" }), status: ["running", "created"] } });
+    const confined: Array<{ cpus: number; cpuset: number[] }> = [];
+    for (const c of running) {
+      const info = await this.docker.getContainer(c.Id).inspect().catch(() => undefined);
+      const hc = info?.HostConfig as { CpusetCpus?: string; NanoCpus?: number } | undefined;
+      if (!hc?.CpusetCpus || !hc.NanoCpus) continue;
+      confined.push({ cpus: hc.NanoCpus / 1e9, cpuset: parseCpuset(hc.CpusetCpus) });
     }
+    return chooseCpuset(cpus, coreLoad(cores, confined));
   }
 
   /** Runs `create` with the container's cpuset, one at a time: the next choice sees this container. */

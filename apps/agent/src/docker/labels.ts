@@ -6,3 +6,8 @@ export const AGENT_LABELS = {
   /** The control plane's id of the environment a container belongs to. */
   environmentId: "io.slipway.environment-id",
 } as const;
+
+/** Docker's label filter values for `labels`: ["key=value", …]. */
+export function labelFilters(labels: Record<string, string>): string[] {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+}

@@ -8,9 +8,9 @@ import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, Environmen
 import { routeTarget, startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
 import type { WakeService } from "./waker.js";
 
-
 /** How many of an environment's deployed images the registry remembers (the janitor keeps the first SLIPWAY_ROLLBACK_IMAGES). */
 const RECENT_IMAGES = 50;
+
 /** Server slots per backend: room for the old and the new containers of the largest replica count (10). */
 export const BACKEND_SLOTS = 20;
 

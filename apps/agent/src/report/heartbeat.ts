@@ -89,14 +89,14 @@ export class Heartbeater {
       const cap = await hostCapacity(this.opts.stateDir, this.opts.allocatable);
       const root = await this.opts.dataRoot?.().catch(() => undefined);
       const disk = root
-        ? { total: root.totalBytes, free: root.freeBytes }
-        : { total: cap.diskBytes, free: fs ? fs.bavail * fs.bsize : 0 };
+        ? { total: root.totalBytes, free: root.freeBytes, used: root.totalBytes - root.freeBytes }
+        : { total: cap.diskBytes, free: fs ? fs.bavail * fs.bsize : 0, used: fs ? (fs.blocks - fs.bfree) * fs.bsize : 0 };
       this.stream?.write({
         version: this.opts.version,
         ingressAddress: this.opts.ingressAddress ?? "",
         cpuLoad: os.loadavg()[0]! / Math.max(1, cap.cpus),
         memoryUsedBytes: os.totalmem() - os.freemem(),
-        diskUsedBytes: root ? root.totalBytes - root.freeBytes : fs ? (fs.blocks - fs.bfree) * fs.bsize : 0,
+        diskUsedBytes: disk.used,
         diskFreeBytes: disk.free,
         capacity: { ...cap, diskBytes: disk.total },
         containers: containers.map((c) => ({

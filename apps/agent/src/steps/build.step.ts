@@ -20,11 +20,7 @@ export async function buildStep(ctx: DeployContext): Promise<boolean> {
   // The last lines of output (the failing step's): a RUN step that fills the disk fails with its own words ("No space
   // left on device") and Docker only says that it "returned a non-zero code".
   const recent: string[] = [];
-  let ended = false;
-  const end = () => {
-    if (!ended) ctx.disk?.buildEnded();
-    ended = true;
-  };
+  let failure: unknown;
   try {
     await ctx.runtime.buildImage(ctx.git.archive(spec.app, ctx.commit!), tag, {
       // The host that built it: its janitor prunes only its own builds.
@@ -37,15 +33,17 @@ export async function buildStep(ctx: DeployContext): Promise<boolean> {
       },
     });
   } catch (err) {
-    end();
-    if (isNoSpace(err) || recent.some((l) => isNoSpace(l))) {
+    failure = err;
+  } finally {
+    ctx.disk?.buildEnded();
+  }
+  if (failure !== undefined) {
+    if (isNoSpace(failure) || recent.some((l) => isNoSpace(l))) {
       // What the build left (its layers so far) is given back at once; the failure says why.
       await ctx.disk?.afterNoSpace((line) => report.logLine(line)).catch(() => undefined);
-      throw new StepFailure("no_space", `no space left on device: the build ran out of disk space (${(err as Error).message})`, false);
+      throw new StepFailure("no_space", `no space left on device: the build ran out of disk space (${(failure as Error).message})`, false);
     }
-    throw err;
-  } finally {
-    end();
+    throw failure;
   }
   report.logLine(`built ${tag}`);
   return true;
