@@ -10,6 +10,7 @@ export type ErrorCode =
   | "not_found"
   | "conflict"
   | "precondition_failed"
+  | "payload_too_large"
   | "illegal_state"
   | "unavailable"
   | "internal";
@@ -49,6 +50,11 @@ export class PreconditionFailedError extends SlipwayError {
   override readonly code = "precondition_failed";
   override readonly httpStatus = 422;
 }
+/** A request body beyond what the route takes (an uploaded backup over the configured limit). */
+export class PayloadTooLargeError extends SlipwayError {
+  override readonly code = "payload_too_large";
+  override readonly httpStatus = 413;
+}
 /** An illegal state transition: a bug or a race, never the user's fault. */
 export class IllegalStateError extends SlipwayError {
   override readonly code = "illegal_state";
@@ -66,6 +72,7 @@ export const errorCatalogue = [
   NotFoundError,
   ConflictError,
   PreconditionFailedError,
+  PayloadTooLargeError,
   IllegalStateError,
   UnavailableError,
 ] as const;

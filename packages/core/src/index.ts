@@ -12,3 +12,4 @@ export * from "./shell.js";
 export * from "./host-requests.js";
 export * from "./environment-state.js";
 export * from "./protocol.js";
+export * from "./pg-archive.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { BackupFacts, BackupLocation, DataSpec, S3Location } from "@slipway/proto";
-import { StepFailure, type Logger, type StepState } from "@slipway/core";
+import { BACKUP_DATABASE_KEY, BACKUP_MANIFEST_KEY, StepFailure, type BackupManifest, type Logger, type StepState } from "@slipway/core";
 import { copyDatabase, downloadArchive, dumpToS3, restoreFromFile } from "./database.js";
 import { copyPrefix, deletePrefix, errorText, isAbort, makeS3Client, normalizePrefix, PartialCopyError, under } from "./s3.js";
 import { pgConnection } from "./pg-tools.js";
@@ -32,19 +32,10 @@ export interface DataJobContext {
   workDir?: string;
 }
 
-export const DUMP_KEY = "database.dump";
-export const MANIFEST_KEY = "manifest.json";
+export const DUMP_KEY = BACKUP_DATABASE_KEY;
+export const MANIFEST_KEY = BACKUP_MANIFEST_KEY;
 export const MEDIA_DIR = "media/";
-
-/** `<backup prefix>manifest.json`, written last: a backup without one is incomplete. */
-export interface BackupManifest {
-  backupId: string;
-  app: string;
-  environment: string;
-  createdAt: string;
-  database: { bytes: number; sha256: string } | null;
-  media: { objects: number; bytes: number } | null;
-}
+export type { BackupManifest };
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

@@ -1,51 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import type { PgConnection } from "@slipway/core";
 
-/** How pg_dump/pg_restore reach a database: arguments for everything but the password, which goes in the child's env. */
-export interface PgConnection {
-  args: string[];
-  env: Record<string, string>;
-  /** host:port/db, safe to log */
-  label: string;
-}
-
-const QUERY_ENV: Record<string, string> = {
-  sslmode: "PGSSLMODE",
-  sslrootcert: "PGSSLROOTCERT",
-  connect_timeout: "PGCONNECT_TIMEOUT",
-  application_name: "PGAPPNAME",
-};
-
-/**
- * Takes a postgres:// URL apart. Command lines are visible to every user in
- * `ps`, so the password travels only as PGPASSWORD in the child's environment.
- */
-export function pgConnection(url: string): PgConnection {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new Error("the database URL is not a valid URL");
-  }
-  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") throw new Error(`unsupported database URL scheme '${u.protocol}'`);
-  const host = u.searchParams.get("host") ?? u.hostname.replace(/^\[(.*)\]$/, "$1");
-  const port = u.port || "5432";
-  const user = decodeURIComponent(u.username);
-  const db = decodeURIComponent(u.pathname.replace(/^\//, ""));
-  if (!db) throw new Error("the database URL names no database");
-  // A --dbname containing "=" or "://" would be parsed by libpq as a connection string.
-  const dbArg = db.includes("=") || db.includes("://") ? `dbname='${db.replace(/(['\\])/g, "\\$1")}'` : db;
-  const env: Record<string, string> = { PGCONNECT_TIMEOUT: "15" };
-  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
-  for (const [param, name] of Object.entries(QUERY_ENV)) {
-    const v = u.searchParams.get(param);
-    if (v !== null) env[name] = v;
-  }
-  return {
-    args: ["--host", host, "--port", port, ...(user ? ["--username", user] : []), "--no-password", `--dbname=${dbArg}`],
-    env,
-    label: `${host}:${port}/${db}`,
-  };
-}
+// Shared with the control plane and the CLI: one way to turn a URL into arguments and environment.
+export { pgConnection, type PgConnection } from "@slipway/core";
 
 export class PgToolError extends Error {
   constructor(
