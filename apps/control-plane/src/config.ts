@@ -86,6 +86,8 @@ export interface ControlPlaneConfig {
   grpcTlsClientCa?: string;
   /** How often the scheduler looks for due backups. */
   backupSchedulerIntervalMs: number;
+  /** Bytes a database archive uploaded through the API may have (POST …/backups/upload). */
+  backupUploadMaxBytes: number;
   /** How long environment metrics (per minute) are kept. */
   metricsRetentionMs: number;
   /** ack_wait of the agents' job consumers: how long after an agent dies mid-job the job is redelivered. */
@@ -247,6 +249,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     grpcTlsKey: env.SLIPWAY_GRPC_TLS_KEY || undefined,
     grpcTlsClientCa: env.SLIPWAY_GRPC_TLS_CLIENT_CA || undefined,
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
+    // At most 10,000 multipart parts of 8 MiB (object-store.ts): 80,000 MiB.
+    backupUploadMaxBytes: int(env, "SLIPWAY_BACKUP_UPLOAD_MAX_MB", 10240, 1, 80_000) * 1024 * 1024,
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
     resources: resources(env),

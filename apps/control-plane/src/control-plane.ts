@@ -94,7 +94,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(async () => store.close());
     await store.ensureBuckets();
     const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
-    const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }) });
+    const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }), uploadMaxBytes: config.backupUploadMaxBytes });
     const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data);
     const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
       const app = await getAppByName(db, appName);

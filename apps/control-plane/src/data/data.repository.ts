@@ -12,6 +12,29 @@ export async function insertBackup(db: Db, r: { id: string; app: string; environ
     .values({ id: r.id, app: r.app, environment: r.environment, environment_id: r.environmentId, kind: r.kind, state: "queued", database: r.database, media: r.media, prefix: r.prefix, job_id: r.jobId ?? null, requested_by: r.requestedBy, created_at: new Date(), finished_at: null })
     .execute();
 }
+/** A backup whose database archive is already stored (an upload): recorded finished, with its size and sha256. */
+export async function insertFinishedDatabaseBackup(db: Db, r: { id: string; app: string; environment: string; environmentId: string; kind: BackupRow["kind"]; prefix: string; requestedBy: string; databaseBytes: number; databaseSha256: string; at: Date }): Promise<void> {
+  await db
+    .insertInto("backups")
+    .values({
+      id: r.id,
+      app: r.app,
+      environment: r.environment,
+      environment_id: r.environmentId,
+      kind: r.kind,
+      state: "succeeded",
+      database: true,
+      media: false,
+      database_bytes: r.databaseBytes,
+      database_sha256: r.databaseSha256,
+      prefix: r.prefix,
+      job_id: null,
+      requested_by: r.requestedBy,
+      created_at: r.at,
+      finished_at: r.at,
+    })
+    .execute();
+}
 export function findBackup(db: Db, id: string): Promise<BackupRow | undefined> {
   return db.selectFrom("backups").selectAll().where("id", "=", id).executeTakeFirst();
 }

@@ -25,6 +25,7 @@ import { storageDsn, type ObjectStore, type S3Place } from "./object-store.js";
 import { environmentBucket, newStorageCredentials, type S3Credentials, type StorageProvider } from "./storage-provider.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "../services/lifecycle.service.js";
+import { DEFAULT_UPLOAD_MAX_BYTES, openDatabaseArchive, uploadDatabaseArchive, type DatabaseArchive, type TransferDeps } from "./backup-transfer.js";
 
 /** The stored spec of a data job: ids only, no secrets (GetJobSpec resolves them). */
 export interface DataJobSpec {
@@ -83,7 +84,7 @@ export class DataService {
     private readonly store: ObjectStore,
     private readonly storage: StorageProvider,
     private readonly placement: PlacementService,
-    private readonly opts: { adminUrl: string; hostForContainers: string; onJobQueued: () => void; log: Logger },
+    private readonly opts: { adminUrl: string; hostForContainers: string; onJobQueued: () => void; log: Logger; uploadMaxBytes?: number },
   ) {}
 
   /**
@@ -260,6 +261,27 @@ export class DataService {
     return this.getContentCopy(by, id);
   }
 
+  async getBackup(by: Principal, backupId: string): Promise<BackupView> {
+    const backup = await data.findBackup(this.db, backupId);
+    if (!backup) throw new NotFoundError(`backup '${backupId}' does not exist`);
+    requireApp(by, backup.app);
+    return toBackupView(backup);
+  }
+
+  /** A finished backup's database archive, to stream to the client (backup-transfer.ts). */
+  openBackupDatabase(by: Principal, backupId: string): Promise<DatabaseArchive> {
+    return openDatabaseArchive(this.transferDeps(), by, backupId);
+  }
+
+  /** A client's database archive stored as a finished backup of kind "upload" (backup-transfer.ts). */
+  async uploadBackup(by: Principal, appName: string, envName: string, body: AsyncIterable<Buffer> | undefined, declaredBytes?: number): Promise<BackupView> {
+    return toBackupView(await uploadDatabaseArchive(this.transferDeps(), by, appName, envName, body, declaredBytes));
+  }
+
+  private transferDeps(): TransferDeps {
+    return { db: this.db, store: this.store, log: this.opts.log, uploadMaxBytes: this.opts.uploadMaxBytes ?? DEFAULT_UPLOAD_MAX_BYTES };
+  }
+
   /** Restores a backup into its own environment or another environment of the same app. */
   async restore(by: Principal, backupId: string, input: { into?: string; confirm?: boolean }): Promise<ContentCopyView> {
     const backup = await data.findBackup(this.db, backupId);
@@ -393,6 +415,7 @@ export class DataService {
     for (const e of envs) {
       const schedule = (e.backup_schedule as BackupSchedule | null) ?? defaultBackupSchedule(e.name);
       if (!schedule.enabled) continue;
+      // Retention is about scheduled backups only: manual, safety and uploaded ones stay until the environment goes.
       const scheduled = (await data.listBackups(this.db, e.id)).filter((b) => b.kind === "scheduled");
       const last = scheduled[0];
       if (!last || now.getTime() - last.created_at.getTime() >= 24 * 3600_000) {

@@ -1,4 +1,6 @@
-import { DeleteObjectsCommand, ListObjectsV2Command, S3Client, CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
+import type { Readable } from "node:stream";
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, S3Client, CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
+import { uploadStream } from "./s3-multipart.js";
 
 /** One S3 endpoint with the platform's keys to it, and a bucket there. */
 export interface S3Place {
@@ -45,7 +47,21 @@ function client(p: S3Place): S3Client {
   });
 }
 
-/** The control plane's own S3 work: buckets at start, deleting an environment's media and backups. */
+/** An object being read: its body streams from the S3 server as it is consumed. */
+export interface OpenObject {
+  body: Readable;
+  bytes: number;
+  contentType: string;
+}
+
+/** S3 multipart parts of streamed uploads: 8 MiB, 3 in flight (32 MiB of buffers an upload; 10,000 parts = 78 GiB at most). */
+export const UPLOAD_PART_SIZE = 8 * 1024 * 1024;
+export const UPLOAD_QUEUE_SIZE = 3;
+
+/**
+ * The control plane's own S3 work: buckets at start, deleting an environment's media and
+ * backups, and backup archives streamed in from and out to API clients.
+ */
 export class ObjectStore {
   readonly clients: Record<"media" | "backups", S3Client>;
   constructor(readonly cfg: StorageConfig) {
@@ -78,6 +94,29 @@ export class ObjectStore {
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return deleted;
+  }
+
+  /** Opens an object for reading; undefined when there is no such key. The caller consumes or destroys `body`. */
+  async openObject(store: "media" | "backups", bucket: string, key: string): Promise<OpenObject | undefined> {
+    try {
+      const got = await this.clients[store].send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return { body: got.Body as Readable, bytes: Number(got.ContentLength ?? 0), contentType: got.ContentType || "application/octet-stream" };
+    } catch (err) {
+      if (err instanceof NoSuchKey || (err as { name?: string }).name === "NoSuchKey") return undefined;
+      throw err;
+    }
+  }
+
+  async putObject(store: "media" | "backups", bucket: string, key: string, body: string | Buffer, contentType: string): Promise<void> {
+    await this.clients[store].send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+  }
+
+  /**
+   * Streams `source` into one object with bounded memory (s3-multipart.ts). When `source`
+   * throws, nothing is stored and its error is thrown.
+   */
+  upload(store: "media" | "backups", bucket: string, key: string, source: AsyncIterable<Buffer>, contentType: string): Promise<{ bytes: number; parts: number }> {
+    return uploadStream(this.clients[store], bucket, key, source, { partSize: UPLOAD_PART_SIZE, queueSize: UPLOAD_QUEUE_SIZE, contentType });
   }
 
   close(): void {

@@ -176,7 +176,8 @@ export interface BackupsTable {
   app: string;
   environment: string;
   environment_id: string;
-  kind: "manual" | "scheduled" | "safety";
+  /** upload: a database archive sent by a client (POST …/backups/upload), never pruned by retention. */
+  kind: "manual" | "scheduled" | "safety" | "upload";
   state: string;
   database: boolean;
   media: boolean;

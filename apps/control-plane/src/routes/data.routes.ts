@@ -1,7 +1,11 @@
+import type { Readable } from "node:stream";
 import type { FastifyPluginAsync } from "fastify";
 import { ENV_NAME_PATTERN } from "@slipway/core";
 import type { DataService } from "../data/data.service.js";
 import { envParams, idParams } from "./schemas.js";
+
+/** The most of a refused upload's body that is read and dropped rather than the connection closed. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
 
 export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app, { data }) => {
   app.post<{ Params: { app: string; env: string }; Body: { database?: boolean; media?: boolean } }>(
@@ -18,6 +22,60 @@ export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app,
   app.get<{ Params: { app: string; env: string } }>("/apps/:app/environments/:env/backups", { schema: { summary: "Backups, newest first", params: envParams } }, async (req) =>
     data.listBackups(req.principal, req.params.app, req.params.env),
   );
+  app.get<{ Params: { id: string } }>("/backups/:id", { schema: { summary: "One backup", params: idParams } }, async (req) => data.getBackup(req.principal, req.params.id));
+  app.get<{ Params: { id: string } }>(
+    "/backups/:id/database",
+    {
+      schema: {
+        summary: "A finished backup's database archive (pg_dump custom format), as stored",
+        description:
+          "Streams the archive with its length and, when the backup recorded one, its sha256 in `x-slipway-sha256`. Admins and deployers of the app only (a viewer gets 403). 409 while the backup is not finished or when it has no database.",
+        params: idParams,
+      },
+    },
+    async (req, reply) => {
+      const archive = await data.openBackupDatabase(req.principal, req.params.id);
+      void reply
+        .header("content-type", archive.contentType)
+        .header("content-length", String(archive.bytes))
+        .header("content-disposition", `attachment; filename="${archive.filename}"`)
+        .header("cache-control", "no-store");
+      if (archive.sha256) void reply.header("x-slipway-sha256", archive.sha256);
+      return reply.send(archive.body);
+    },
+  );
+  // The upload takes the body as a stream, whatever its size and content type: no parser reads
+  // it (the service checks its first bytes, counts it against its own limit and streams it into
+  // the backup store), so fastify's bodyLimit does not apply here, and only here.
+  await app.register(async (upload) => {
+    upload.removeAllContentTypeParsers();
+    upload.addContentTypeParser("*", (_req, payload, done) => done(null, payload));
+    // A refusal may come before the client has sent all of its body. Node reads and drops the
+    // rest after the answer, which keeps the connection clean (a socket closed with unread data
+    // is reset, and the client may lose the answer): fine for a body of a few MiB, not for
+    // gigabytes, or an unknown length. Then the connection is closed after the answer.
+    upload.addHook("onSend", async (req, reply, payload) => {
+      if (reply.statusCode >= 400 && !req.raw.complete && !(Number(req.headers["content-length"]) <= DRAIN_MAX_BYTES)) void reply.header("connection", "close");
+      return payload;
+    });
+    upload.post<{ Params: { app: string; env: string } }>(
+      "/apps/:app/environments/:env/backups/upload",
+      {
+        schema: {
+          summary: "Store a database archive (pg_dump -Fc, the raw body as application/octet-stream) as a finished backup of kind 'upload'",
+          description:
+            "The body is streamed into the backup store, never held in memory. It must start like a pg_dump custom-format archive (PGDMP), else 400; beyond SLIPWAY_BACKUP_UPLOAD_MAX_MB (default 10 GiB) 413; either way nothing is stored. Answers 201 with the backup, which POST /v1/backups/{id}/restore restores (after a safety backup of the target). Retention never prunes uploads.",
+          consumes: ["application/octet-stream"],
+          params: envParams,
+        },
+      },
+      async (req, reply) => {
+        const length = req.headers["content-length"];
+        const declared = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+        return reply.status(201).send(await data.uploadBackup(req.principal, req.params.app, req.params.env, req.body as Readable | undefined, declared));
+      },
+    );
+  });
   app.post<{ Params: { id: string }; Body: { into?: string; confirm?: boolean } }>(
     "/backups/:id/restore",
     {

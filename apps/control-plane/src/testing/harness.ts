@@ -54,7 +54,7 @@ export interface TestControlPlane {
 }
 
 /** The REST API over a real database, without NATS or agents (the outbox is only poked). */
-export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig; storageProvider?: StorageProvider } = {}): Promise<TestControlPlane> {
+export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig; storageProvider?: StorageProvider; uploadMaxBytes?: number } = {}): Promise<TestControlPlane> {
   const database = await testDatabase(kind);
   const log = createLogger("test", "silent");
   const db = database.db;
@@ -70,7 +70,7 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const provisioner = new DatabaseProvisioner(PG_ADMIN, log, dbPrefix);
   const nowhere = { endpoint: "http://127.0.0.1:9", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s" };
   const store = new ObjectStore(opts.storage ?? { media: { ...nowhere, endpointForContainers: "http://host.docker.internal:9", bucket: "media" }, backups: { ...nowhere, bucket: "backups" } });
-  const data = new DataService(db, lifecycle, box, provisioner, store, opts.storageProvider ?? sharedStorage, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log });
+  const data = new DataService(db, lifecycle, box, provisioner, store, opts.storageProvider ?? sharedStorage, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log, ...(opts.uploadMaxBytes ? { uploadMaxBytes: opts.uploadMaxBytes } : {}) });
   const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
   const deployments = new DeploymentService(db, lifecycle, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
     const appRow = await getAppByName(db, a);
