@@ -114,7 +114,7 @@ describe("slipway CLI", () => {
   it("sets and removes variables, and manages domains", async () => {
     expect((await cli(["vars", "set", "web", "test", "GREETING=hello world", "LEVEL=3"])).code).toBe(0);
     expect((await cli(["vars", "list", "web", "test", "--reveal"])).out).toContain("GREETING=hello world\nLEVEL=3\n");
-    expect((await cli(["status", "web", "test"])).out).toMatch(/status\s+0 undeployed commits and unapplied changes\n/);
+    expect((await cli(["status", "web", "test"])).out).toMatch(/status\s+All commits deployed, unapplied changes\n/);
     expect((await cli(["vars", "unset", "web", "test", "LEVEL"])).code).toBe(0);
     const vars = JSON.parse((await cli(["vars", "list", "web", "test", "--reveal", "--json"])).out);
     expect(vars.GREETING).toBe("hello world");

@@ -48,7 +48,7 @@ describe("environments end to end", () => {
     await api().call("PATCH", "/v1/apps/envs/environments/test/variables", { GREETING: "hello-two-secret-value" });
     const env = await api().call("GET", "/v1/apps/envs/environments/test");
     expect(env.status.unappliedChanges).toBe(true);
-    expect(env.status.message).toBe("0 undeployed commits and unapplied changes");
+    expect(env.status.message).toBe("All commits deployed, unapplied changes");
     const second = await api().deploy("envs", "test", { build: "reuse" });
     expect(second.state).toBe("succeeded");
     page = await getVia(agent.ingressPort, "envs-test.localhost", "/cgi-bin/env");

@@ -26,6 +26,9 @@ import { deploymentRoutes } from "./routes/deployments.routes.js";
 import { hostRoutes } from "./routes/hosts.routes.js";
 import { activityRoutes } from "./routes/activity.routes.js";
 import { metricsRoutes } from "./routes/metrics.routes.js";
+import { hookReceiverRoutes, hookRoutes } from "./routes/hooks.routes.js";
+import type { HookService } from "./hooks/hook.service.js";
+import type { GitAccess } from "./git/git-access.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -51,6 +54,8 @@ export interface AppDeps {
   /** Extra readiness checks (database, NATS); each throws when not ready. */
   readiness: Array<() => Promise<void>>;
   logPollIntervalMs?: number;
+  /** Push webhooks, deploy keys and git host keys; absent = none of those routes. */
+  hooks?: { hooks: HookService; access: GitAccess };
   /** TLS for the REST API (PEM certificate chain and key); absent = plain HTTP. */
   https?: { cert: Buffer; key: Buffer };
 }
@@ -108,6 +113,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(systemRoutes, { readiness: deps.readiness });
   await app.register(metricsRoutes, { db: deps.db, onlineWindowMs: () => deps.hosts.onlineWindowMs(), ...(deps.metrics ? { environments: () => deps.metrics!.snapshot() } : {}) });
+  // Outside the token-authenticated scope: a delivery is authenticated by its signature.
+  if (deps.hooks) await app.register(hookReceiverRoutes, { prefix: "/v1", hooks: deps.hooks.hooks });
   await app.register(
     async (v1) => {
       v1.decorateRequest("principal", null as unknown as Principal);
@@ -125,6 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (deps.logs) await v1.register(logsRoutes, { db: deps.db, relay: deps.logs });
       if (deps.shells) await v1.register(shellRoutes, { db: deps.db, relay: deps.shells });
       await v1.register(activityRoutes, { db: deps.db });
+      if (deps.hooks) await v1.register(hookRoutes, deps.hooks);
     },
     { prefix: "/v1" },
   );

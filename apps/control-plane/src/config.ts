@@ -86,6 +86,12 @@ export interface ControlPlaneConfig {
   grpcTlsClientCa?: string;
   /** How often the scheduler looks for due backups. */
   backupSchedulerIntervalMs: number;
+  /** How often an app's repository is fetched in the background unless the app sets its own (seconds; 0 = never: webhooks only). */
+  gitPollSeconds: number;
+  /** The API's address as git hosts reach it (webhook URLs); default: the address a request came to. */
+  publicUrl?: string;
+  /** Successful deployments per environment that can be rolled back to (the agents keep their images: the agent's SLIPWAY_ROLLBACK_IMAGES). */
+  rollbackImages: number;
   /** Bytes a database archive uploaded through the API may have (POST …/backups/upload). */
   backupUploadMaxBytes: number;
   /** How long environment metrics (per minute) are kept. */
@@ -249,6 +255,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     grpcTlsKey: env.SLIPWAY_GRPC_TLS_KEY || undefined,
     grpcTlsClientCa: env.SLIPWAY_GRPC_TLS_CLIENT_CA || undefined,
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
+    gitPollSeconds: int(env, "SLIPWAY_GIT_POLL_SECONDS", 60, 0, 86400),
+    publicUrl: url(env, "SLIPWAY_PUBLIC_URL", ["http:", "https:"]),
+    rollbackImages: int(env, "SLIPWAY_ROLLBACK_IMAGES", 5, 1, 100),
     // At most 10,000 multipart parts of 8 MiB (object-store.ts): 80,000 MiB.
     backupUploadMaxBytes: int(env, "SLIPWAY_BACKUP_UPLOAD_MAX_MB", 10240, 1, 80_000) * 1024 * 1024,
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,

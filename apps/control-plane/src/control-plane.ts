@@ -20,7 +20,7 @@ import { ObjectStore, type StorageConfig } from "./data/object-store.js";
 import { sharedStorage, type StorageProvider } from "./data/storage-provider.js";
 import { RadosGwProvider } from "./data/radosgw.provider.js";
 import { S3RVER_CREDENTIALS, startEmbeddedS3 } from "./embedded/s3-server.js";
-import { getAppByName, getEnvironment } from "./repositories/apps.repository.js";
+import { getAppByName, getEnvironment, pruneWebhookDeliveries } from "./repositories/apps.repository.js";
 import { HostService } from "./services/host.service.js";
 import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
@@ -32,7 +32,10 @@ import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
 import path from "node:path";
 import { readFileSync } from "node:fs";
-import { GitCommitCounter } from "./git/git.commit-counter.js";
+import { GitAccess } from "./git/git-access.js";
+import { RepositoryMirrors } from "./git/repository-mirrors.js";
+import { SourceSync } from "./git/source-sync.js";
+import { HookService } from "./hooks/hook.service.js";
 import { Lifecycle } from "./services/lifecycle.service.js";
 
 export interface RunningControlPlane {
@@ -85,7 +88,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
-    const apps = new AppService(db, config, new GitCommitCounter({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), () => hosts.onlineWindowMs(), box);
+    const gitAccess = new GitAccess(db, box, log.child({ component: "git" }));
+    const sources = new SourceSync(db, new RepositoryMirrors({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), gitAccess, config.gitPollSeconds);
+    const apps = new AppService(db, config, sources, () => hosts.onlineWindowMs(), box);
     const sealedRepositories = await apps.sealStoredRepositoryCredentials();
     if (sealedRepositories > 0) log.info({ apps: sealedRepositories }, "repository credentials moved out of plain text into the encrypted column");
     const storage = await startStorage(config, log, cleanups);
@@ -100,7 +105,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       const app = await getAppByName(db, appName);
       const env = await getEnvironment(db, app, envName);
       await data.ensureData(app, env);
-    });
+    }, config.rollbackImages);
     const scheduler = setInterval(() => void data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed")), config.backupSchedulerIntervalMs);
     cleanups.push(async () => clearInterval(scheduler));
     const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
@@ -118,7 +123,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl, natsUsers: nats.users, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryUrl: (r, c) => apps.repositoryUrlForGit(r, c), dataSpec: (spec) => data.dataSpec(spec), metrics }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl, natsUsers: nats.users, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics }),
       {
         host: config.grpcHost,
         port: config.grpcPort,
@@ -132,9 +137,16 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
 
     publisher.start();
     cleanups.push(() => publisher.stop());
+    sources.start();
+    cleanups.push(async () => sources.stop());
 
+    const hooks = new HookService(db, box, sources, gitAccess, deployments, log.child({ component: "hooks" }), { ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}), defaultPollSeconds: config.gitPollSeconds });
+    // A redelivery after a week is a new push (and the table stays small).
+    const pruneDeliveries = setInterval(() => void pruneWebhookDeliveries(db, new Date(Date.now() - 7 * 86_400_000)).catch((err: unknown) => log.warn({ err }, "webhook delivery pruning failed")), 3_600_000);
+    cleanups.push(async () => clearInterval(pruneDeliveries));
     const app = await buildApp({
       db,
+      hooks: { hooks, access: gitAccess },
       log,
       auth,
       apps,

@@ -12,4 +12,5 @@ export * from "./shell.js";
 export * from "./host-requests.js";
 export * from "./environment-state.js";
 export * from "./protocol.js";
+export * from "./git-auth.js";
 export * from "./pg-archive.js";

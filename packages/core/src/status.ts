@@ -34,6 +34,7 @@ function commitsLine(f: StatusFacts): string | undefined {
   if (n === undefined && !f.unappliedChanges) return undefined;
   const count = n ?? 0;
   if (count === 0 && !f.unappliedChanges) return "All commits deployed";
+  if (count === 0) return "All commits deployed, unapplied changes";
   const commits = `${count} undeployed commit${count === 1 ? "" : "s"}`;
   return f.unappliedChanges ? `${commits} and unapplied changes` : commits;
 }

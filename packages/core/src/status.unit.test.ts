@@ -16,7 +16,7 @@ describe("environment status line", () => {
     [{ everSucceeded: true, unappliedChanges: false, undeployedCommits: 3, lastDeployment: ok }, "3 undeployed commits"],
     [{ everSucceeded: true, unappliedChanges: false, undeployedCommits: 1, lastDeployment: ok }, "1 undeployed commit"],
     [{ everSucceeded: true, unappliedChanges: true, undeployedCommits: 2, lastDeployment: ok }, "2 undeployed commits and unapplied changes"],
-    [{ everSucceeded: true, unappliedChanges: true, undeployedCommits: 0, lastDeployment: ok }, "0 undeployed commits and unapplied changes"],
+    [{ everSucceeded: true, unappliedChanges: true, undeployedCommits: 0, lastDeployment: ok }, "All commits deployed, unapplied changes"],
     [{ everSucceeded: true, unappliedChanges: false, undeployedCommits: 0, lastDeployment: cancelled }, "All commits deployed"],
   ])("%j → %s", (facts, message) => {
     expect(environmentStatusMessage(facts)).toBe(message);

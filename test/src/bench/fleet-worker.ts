@@ -188,7 +188,7 @@ class SimAgent {
       }
       await new Promise<void>((resolve, reject) => {
         const call = this.client.reportJobEvents(this.md, { deadline: new Date(Date.now() + 30_000) }, (err) => (err ? reject(err) : resolve()));
-        call.write({ jobId: job.jobId, seq: 1, at: new Date(), event: { $case: "result", value: { state: "succeeded", commit: "", image: "" } } });
+        call.write({ jobId: job.jobId, seq: 1, at: new Date(), event: { $case: "result", value: { state: "succeeded", commit: "", image: "", imageDigest: "" } } });
         call.end();
       });
       stats.jobsReported++;

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { access, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
-import { createLogger, isValidAppName, StepFailure, type Logger } from "@slipway/core";
+import { createLogger, explainGitFailure, gitAuthEnv, isValidAppName, StepFailure, type GitAuth, type Logger } from "@slipway/core";
 import type { SourceRepository } from "./source-repository.js";
 
 export interface GitSourceOptions {
@@ -109,8 +109,8 @@ export class GitSource implements SourceRepository {
     this.syncTimeoutMs = opts.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
   }
 
-  sync(app: string, url: string): Promise<void> {
-    return this.serial(app, () => this.doSync(app, url));
+  sync(app: string, url: string, auth?: GitAuth): Promise<void> {
+    return this.serial(app, () => this.doSync(app, url, auth));
   }
 
   resolve(app: string, branch: string): Promise<string> {
@@ -175,16 +175,29 @@ export class GitSource implements SourceRepository {
     return run;
   }
 
-  private async doSync(app: string, url: string): Promise<void> {
+  private async doSync(app: string, url: string, auth?: GitAuth): Promise<void> {
     if (url.startsWith("-")) throw new StepFailure("git_sync_failed", `invalid repository url '${redactUrl(url)}'`, false);
     const started = Date.now();
     const mirror = this.mirrorPath(app);
     const fresh = !(await exists(join(mirror, "HEAD")));
     // The credential never reaches the mirror's config: git records the bare URL.
     const remote = splitCredential(url);
-    if (fresh) await this.clone(remote.url, mirror, remote.env);
-    else await this.fetch(remote.url, mirror, remote.env);
-    this.log.info({ app, url: redactUrl(url), clone: fresh, ms: Date.now() - started }, "source synced");
+    // The deploy key and the pinned host keys live in a private directory for this one command.
+    await mkdir(this.dir, { recursive: true });
+    const ssh = await gitAuthEnv(this.dir, auth);
+    try {
+      const env = { ...remote.env, ...ssh.env };
+      if (fresh) await this.clone(remote.url, mirror, env);
+      else await this.fetch(remote.url, mirror, env);
+    } catch (err) {
+      // What the git host said, in words a user can act on (a refused key, a changed host key).
+      const explained = err instanceof StepFailure ? explainGitFailure(err.message, url) : undefined;
+      if (explained) throw new StepFailure("git_sync_failed", `cannot read ${redactUrl(remote.url)}: ${explained.reason}\n${err instanceof Error ? err.message : ""}`.trim(), explained.retryable, undefined, { cause: err });
+      throw err;
+    } finally {
+      await ssh.cleanup();
+    }
+    this.log.info({ app, url: redactUrl(url), clone: fresh, ssh: auth?.sshPrivateKey !== undefined, ms: Date.now() - started }, "source synced");
   }
 
   /** Clones beside the target and renames, so a crash mid-clone never leaves a half mirror in place. */

@@ -30,9 +30,12 @@ async function step(ctx: DeployContext, name: StepName, fn: () => Promise<unknow
 
 /** source → build → (content) → release → start → probe → switch; returns the replaced targets. */
 async function runUpToSwitch(ctx: DeployContext): Promise<Awaited<ReturnType<typeof switchStep>>> {
+  for (const line of ctx.spec.preamble ?? []) ctx.report.logLine(line);
   await step(ctx, "source", () => sourceStep(ctx));
   await step(ctx, "build", () => buildStep(ctx));
-  ctx.report.facts(ctx.commit ?? "", ctx.image ?? "");
+  // The image's id is what was shipped: the same tag rebuilt later is another image.
+  ctx.imageDigest = ctx.image ? (await ctx.runtime.imageInfo(ctx.image))?.id : undefined;
+  ctx.report.facts(ctx.commit ?? "", ctx.image ?? "", ctx.imageDigest ?? "");
   if (ctx.spec.content) await step(ctx, "content", () => contentStep(ctx));
   await step(ctx, "release", () => releaseStep(ctx));
   await step(ctx, "start", () => startStep(ctx));
@@ -68,7 +71,7 @@ export async function runDeployment(ctx: DeployContext): Promise<"succeeded" | "
     ctx.log.info({ replaced: old.length }, "deployment succeeded");
     ctx.report.logLine(`deployment succeeded: ${ctx.image}`);
     // The cleanup (stopping containers) competes for the CPU: it starts once the result is stored.
-    await ctx.report.result("succeeded", { ...(ctx.commit ? { commit: ctx.commit } : {}), ...(ctx.image ? { image: ctx.image } : {}) });
+    await ctx.report.result("succeeded", { ...(ctx.commit ? { commit: ctx.commit } : {}), ...(ctx.image ? { image: ctx.image } : {}), ...(ctx.imageDigest ? { imageDigest: ctx.imageDigest } : {}) });
     ctx.report.heading(stepHeadings.cleanup);
     ctx.report.step("cleanup", "running");
     try {

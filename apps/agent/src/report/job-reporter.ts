@@ -52,15 +52,15 @@ export class JobReporter {
   backup(f: BackupFacts): void {
     this.push({ $case: "backup", value: f });
   }
-  facts(commit: string, image: string): void {
-    this.push({ $case: "facts", value: { commit, image } });
+  facts(commit: string, image: string, imageDigest = ""): void {
+    this.push({ $case: "facts", value: { commit, image, imageDigest } });
   }
   /**
    * The job's outcome. It is sent at once, not with the next batch; the
    * promise resolves when it is stored, or when sending failed (it is then
    * sent again by the next flush): it never rejects.
    */
-  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): Promise<void> {
+  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; imageDigest?: string; error?: unknown }): Promise<void> {
     const f = info.error !== undefined ? toFailure(info.error) : undefined;
     this.push({
       $case: "result",
@@ -68,6 +68,7 @@ export class JobReporter {
         state,
         commit: info.commit ?? "",
         image: info.image ?? "",
+        imageDigest: info.imageDigest ?? "",
         ...(f ? { failure: { type: f.type, message: f.message, retryable: f.retryable, details: f.details !== undefined ? JSON.stringify(f.details) : "" } } : {}),
       },
     });

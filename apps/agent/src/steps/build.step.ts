@@ -4,12 +4,12 @@ import { imageTag } from "./context.js";
 
 /**
  * Builds the image of the commit. `auto` builds only when the host has no image
- * for that commit; `force` builds without cache; `reuse` never builds.
+ * for that commit; `force` builds without cache; `reuse` and `image` never build.
  * Returns false when the step was skipped.
  */
 export async function buildStep(ctx: DeployContext): Promise<boolean> {
   const { spec, report } = ctx;
-  if (spec.buildMode === "reuse") return false;
+  if (spec.buildMode === "reuse" || spec.buildMode === "image") return false;
   const tag = imageTag(spec.app, ctx.commit!);
   ctx.image = tag;
   // Held from here to the job's end: no prune removes it meanwhile.

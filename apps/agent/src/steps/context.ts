@@ -29,6 +29,8 @@ export interface DeployContext {
   signal: AbortSignal;
   commit?: string;
   image?: string;
+  /** The image's id (sha256:…): what the deployment shipped. */
+  imageDigest?: string;
   webPort?: number;
   /** Containers this deployment started; removed on failure before the switch. */
   started: RunningContainer[];

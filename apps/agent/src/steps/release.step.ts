@@ -13,6 +13,10 @@ import { checkCancelled, networkLabels, slugOf } from "./context.js";
 export async function releaseStep(ctx: DeployContext): Promise<boolean> {
   const { spec, report } = ctx;
   if (spec.releaseCommands.length === 0) return false;
+  if (spec.skipRelease) {
+    report.logLine(`the release commands are not run (${spec.releaseCommands.map((c) => c.label).join(", ")}): a rollback runs them only when asked ("runReleaseCommands": true)`);
+    return false;
+  }
   const network = environmentNetwork(slugOf(ctx), ctx.hostId);
   await ctx.runtime.ensureNetwork(network, networkLabels(ctx));
   for (const [i, cmd] of spec.releaseCommands.entries()) {

@@ -12,8 +12,25 @@ export async function sourceStep(ctx: DeployContext): Promise<void> {
     report.logLine(`reusing the environment's current image ${spec.currentImage}; the branch is not consulted`);
     return;
   }
+  if (spec.buildMode === "image") {
+    // A rollback or a promotion: exactly this image, which must still be on this host.
+    if (!spec.image) throw new StepFailure("nothing_to_reuse", "no image given to deploy", false);
+    const info = await ctx.runtime.imageInfo(spec.image);
+    if (!info) {
+      throw new StepFailure(
+        "image_not_on_host",
+        `image ${spec.image} is no longer on this host (the disk janitor keeps the images of the last deployments of each environment, see SLIPWAY_ROLLBACK_IMAGES, and an image built on another host is not copied here): deploy from the branch instead`,
+        false,
+      );
+    }
+    ctx.image = spec.image;
+    await ctx.disk?.hold(ctx.jobId, spec.image);
+    ctx.commit = spec.image.split(":").pop();
+    report.logLine(`deploying image ${spec.image} (${info.id}); the branch is not consulted and nothing is built`);
+    return;
+  }
   report.logLine(`fetching ${redact(spec.repository)}`);
-  await ctx.git.sync(spec.app, spec.repository);
+  await ctx.git.sync(spec.app, spec.repository, spec.gitSshKey ? { sshPrivateKey: spec.gitSshKey, knownHosts: spec.gitKnownHosts } : undefined);
   ctx.commit = await ctx.git.resolve(spec.app, spec.branch);
   report.logLine(`branch ${spec.branch} is at ${ctx.commit}`);
 }

@@ -34,6 +34,11 @@ export function deploySpec(over: Partial<DeploySpec> = {}): DeploySpec {
     deploymentId: "dep-new",
     environmentId: ENV_ID,
     sleepAfterSeconds: 0,
+    gitSshKey: "",
+    gitKnownHosts: "",
+    image: "",
+    skipRelease: false,
+    preamble: [],
     ...over,
   };
 }

@@ -56,6 +56,13 @@ export interface AppsTable {
   /** Without any credential: that is in repository_credential_encrypted (migration 0012). */
   repository: string;
   repository_credential_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The app's SSH deploy key (migration 0017): the public key in OpenSSH format, the private one sealed. */
+  deploy_key_public: ColumnType<string | null, string | null | undefined, string | null>;
+  deploy_key_private_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The secret its push webhooks are signed with, sealed; null until first asked for. */
+  webhook_secret_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Seconds between background fetches of its repository; null = the platform's default, 0 = never (webhooks only). */
+  poll_interval_seconds: ColumnType<number | null, number | null | undefined, number | null>;
   settings: Json<unknown>;
   settings_revision: number;
   created_at: Timestamp;
@@ -105,6 +112,8 @@ export interface EnvironmentsTable {
   limits: ColumnType<Partial<ResourceLimits> | null, string | null | undefined, string | null>;
   /** The last time one of its containers was killed (out of memory) or died: shown on the environment. */
   last_incident: ColumnType<EnvironmentIncident | null, string | null | undefined, string | null>;
+  /** Whether a push to its branch deploys it; null = the default (on, except for live). */
+  auto_deploy: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
   /** Its default host name is `<host_label>.<base domain>`; unique across the platform. */
   host_label: string;
   created_at: Timestamp;
@@ -138,11 +147,35 @@ export interface DeploymentsTable {
   /** The host that runs it, and the host the environment leaves when this deployment moves it (drain). */
   host_id: ColumnType<string | null, string | null | undefined, string | null>;
   moved_from_host_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** deploy (from its branch), promote (another environment's image) or rollback (an earlier deployment's image). */
+  kind: ColumnType<DeploymentKind, DeploymentKind | undefined, DeploymentKind>;
+  /** rollback: the deployment rolled back to; promote: the source environment's deployment whose image it ships. */
+  source_deployment_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** promote: the environment promoted from. */
+  promoted_from: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The image id (sha256:…) of what it shipped, as the agent's Docker reports it. */
+  image_digest: ColumnType<string | null, string | null | undefined, string | null>;
   /** Queued behind the environment's running deployment; published when it ends. */
   waiting: ColumnType<boolean, boolean | undefined, boolean>;
   queued_at: Timestamp;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
+}
+export type DeploymentKind = "deploy" | "promote" | "rollback";
+/** An SSH host key of a git host (migration 0017): `host` as in known_hosts ("github.com", "[git.example]:2222"). */
+export interface GitHostKeysTable {
+  host: string;
+  /** known_hosts lines for that host, one per key type. */
+  keys: string;
+  source: "first-use" | "admin";
+  pinned_by: string;
+  pinned_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+export interface WebhookDeliveriesTable {
+  app_id: string;
+  delivery_id: string;
+  provider: string;
+  received_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 export interface DeploymentLogsTable {
   deployment_id: string;
@@ -276,4 +309,6 @@ export interface Database {
   environment_metrics: EnvironmentMetricsTable;
   environment_traffic_totals: EnvironmentTrafficTotalsTable;
   metrics_host_watermarks: MetricsHostWatermarksTable;
+  git_host_keys: GitHostKeysTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

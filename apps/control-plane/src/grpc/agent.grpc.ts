@@ -10,7 +10,7 @@ import {
   type MetricsSample,
   type JobEvent,
 } from "@slipway/proto";
-import { InvalidRequestError, SlipwayError, hostInboxPrefix, jobsConsumer, jobsSubject, JOBS_STREAM, type Logger } from "@slipway/core";
+import { InvalidRequestError, SlipwayError, hostInboxPrefix, jobsConsumer, jobsSubject, JOBS_STREAM, type GitAuth, type Logger } from "@slipway/core";
 import { isNatsUserKey } from "../bus/nats-users.js";
 import type { HostService } from "../services/host.service.js";
 import type { JobEventInput, JobReportService } from "../services/job-report.service.js";
@@ -142,8 +142,11 @@ export interface AgentGrpcDeps {
   heartbeatIntervalMs: number;
   /** Opens the sealed variables of a job spec; only GetJobSpec ever sees them in plain text. */
   unseal: (sealed: string) => Record<string, string>;
-  /** The repository URL a deploy job's agent clones, its credential opened (never published on NATS). */
-  repositoryUrl: (repository: string, credentialSealed: string | undefined) => string;
+  /**
+   * How a deploy job's agent reads the app's repository: the URL with its token opened, or the deploy
+   * key and the git host's pinned keys (never published on NATS).
+   */
+  repositoryAccess: (app: string, repository: string, credentialSealed: string | undefined) => Promise<{ url: string; auth?: GitAuth }>;
   /** Resolves a data job's spec with its credentials. */
   dataSpec: (spec: DataJobSpec) => Promise<DataSpec>;
   /** Stores pushed metrics samples; absent = samples are accepted and dropped. */
@@ -160,7 +163,7 @@ export function decodeEvent(e: JobEvent): JobEventInput | undefined {
     case "step":
       return { ...base, kind: "step", name: ev.value.name, state: ev.value.state };
     case "facts":
-      return { ...base, kind: "facts", commit: ev.value.commit, image: ev.value.image };
+      return { ...base, kind: "facts", commit: ev.value.commit, image: ev.value.image, ...(ev.value.imageDigest ? { imageDigest: ev.value.imageDigest } : {}) };
     case "progress":
       return { ...base, kind: "progress", phase: ev.value.phase, bytes: ev.value.bytes, objects: ev.value.objects };
     case "backup":
@@ -169,7 +172,7 @@ export function decodeEvent(e: JobEvent): JobEventInput | undefined {
       const st = ev.value.state;
       if (st !== "succeeded" && st !== "failed" && st !== "cancelled") return undefined;
       const f = ev.value.failure;
-      return { ...base, kind: "result", state: st, commit: ev.value.commit, image: ev.value.image, ...(f ? { failure: { type: f.type, message: f.message, retryable: f.retryable, ...(f.details ? { details: f.details } : {}) } } : {}) };
+      return { ...base, kind: "result", state: st, commit: ev.value.commit, image: ev.value.image, ...(ev.value.imageDigest ? { imageDigest: ev.value.imageDigest } : {}), ...(f ? { failure: { type: f.type, message: f.message, retryable: f.retryable, ...(f.details ? { details: f.details } : {}) } } : {}) };
     }
   }
 }
@@ -302,13 +305,20 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
         const res: GetJobSpecResponse = { jobId: spec.jobId, kind: spec.kind, state: spec.state, lastSeq: spec.lastSeq };
         const d = spec.deploy;
         if (d) {
+          // A deployment of an image reads no repository.
+          const access = d.buildMode === "image" ? { url: "" } : await deps.repositoryAccess(d.app, d.repository, d.repositoryCredentialSealed);
           res.spec = {
             $case: "deploy",
             value: {
               deploymentId: d.deploymentId,
               app: d.app,
               environment: d.environment,
-              repository: deps.repositoryUrl(d.repository, d.repositoryCredentialSealed),
+              repository: access.url,
+              gitSshKey: access.auth?.sshPrivateKey ?? "",
+              gitKnownHosts: access.auth?.knownHosts ?? "",
+              image: d.image ?? "",
+              skipRelease: d.skipRelease ?? false,
+              preamble: d.preamble ?? [],
               branch: d.branch,
               buildMode: d.buildMode,
               currentImage: d.currentImage ?? "",

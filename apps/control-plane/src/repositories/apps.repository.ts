@@ -217,3 +217,26 @@ export async function setSecretKey(db: Db, id: string, sealed: string): Promise<
 export async function deleteEnvironment(db: Db, id: string): Promise<void> {
   await db.deleteFrom("environments").where("id", "=", id).execute();
 }
+
+export async function setAutoDeploy(db: Db, environmentId: string, autoDeploy: boolean): Promise<void> {
+  await db.updateTable("environments").set({ auto_deploy: autoDeploy, updated_at: new Date() }).where("id", "=", environmentId).execute();
+}
+
+export async function setPollInterval(db: Db, appId: string, seconds: number | null): Promise<void> {
+  await db.updateTable("apps").set({ poll_interval_seconds: seconds, updated_at: new Date() }).where("id", "=", appId).execute();
+}
+
+export async function setWebhookSecret(db: Db, appId: string, sealed: string): Promise<void> {
+  await db.updateTable("apps").set({ webhook_secret_encrypted: sealed, updated_at: new Date() }).where("id", "=", appId).execute();
+}
+
+/** Records a webhook delivery; false when the app received it before (a redelivery). */
+export async function recordWebhookDelivery(db: Db, appId: string, deliveryId: string, provider: string): Promise<boolean> {
+  const r = await db.insertInto("webhook_deliveries").values({ app_id: appId, delivery_id: deliveryId, provider }).onConflict((oc) => oc.columns(["app_id", "delivery_id"]).doNothing()).executeTakeFirst();
+  return Number(r?.numInsertedOrUpdatedRows ?? 0) > 0;
+}
+
+/** Deliveries older than `before` are forgotten (a redelivery that late is a new push). */
+export async function pruneWebhookDeliveries(db: Db, before: Date): Promise<void> {
+  await db.deleteFrom("webhook_deliveries").where("received_at", "<", before).execute();
+}

@@ -43,6 +43,34 @@ export function latestFinishedDeployment(db: Db, environmentId: string): Promise
     .limit(1)
     .executeTakeFirst();
 }
+/**
+ * The environment's successful deployments whose images the agent keeps, newest first: one per
+ * image (its newest), the last `images` distinct images.
+ */
+export async function rollbackCandidates(db: Db, environmentId: string, images: number): Promise<DeploymentRow[]> {
+  const rows = await db
+    .selectFrom("deployments")
+    .selectAll()
+    .where("environment_id", "=", environmentId)
+    .where("state", "=", "succeeded")
+    .where("image", "is not", null)
+    .orderBy("finished_at", "desc")
+    .limit(images * 10)
+    .execute();
+  const seen = new Set<string>();
+  const out: DeploymentRow[] = [];
+  for (const r of rows) {
+    if (seen.has(r.image!)) continue;
+    seen.add(r.image!);
+    out.push(r);
+    if (out.length === images) break;
+  }
+  return out;
+}
+/** The newest successful deployment of the environment that shipped `image`. */
+export function latestSucceededWithImage(db: Db, environmentId: string, image: string): Promise<DeploymentRow | undefined> {
+  return db.selectFrom("deployments").selectAll().where("environment_id", "=", environmentId).where("state", "=", "succeeded").where("image", "=", image).orderBy("finished_at", "desc").limit(1).executeTakeFirst();
+}
 /** Everything but the lifecycle (state, started/finished times, error): those are the lifecycle module's. */
 export async function updateDeployment(db: Db, id: string, patch: Partial<Omit<DeploymentRow, "steps" | "error" | "state" | "started_at" | "finished_at">> & { steps?: StepRecord[] }): Promise<void> {
   const { steps, ...rest } = patch;

@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
+import type { DeploymentKind } from "../db/schema.js";
 import type { EnvironmentRow } from "./apps.repository.js";
 import type { DeploymentRow, JobRow } from "./deployments.repository.js";
 import { insertOrConflict } from "./unique-violation.js";
@@ -48,6 +49,7 @@ export interface DeploymentRecord {
   steps?: unknown[];
   commit?: string;
   image?: string;
+  imageDigest?: string;
 }
 
 export async function writeEnvironmentState(db: Db, id: string, state: string): Promise<void> {
@@ -88,7 +90,7 @@ export async function changedObservations(db: Db, observed: Array<{ hostId: stri
   return r.rows.map((x) => ({ environmentId: x.id, state: x.state }));
 }
 
-export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null }): Promise<void> {
+export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null; kind?: DeploymentKind; sourceDeploymentId?: string | null; promotedFrom?: string | null }): Promise<void> {
   await insertOrConflict(db
     .insertInto("deployments")
     .values({
@@ -108,6 +110,9 @@ export async function insertDeploymentRow(db: Db, row: { id: string; appId: stri
       waiting: row.waiting,
       host_id: row.hostId,
       moved_from_host_id: row.movedFromHostId,
+      kind: row.kind ?? "deploy",
+      source_deployment_id: row.sourceDeploymentId ?? null,
+      promoted_from: row.promotedFrom ?? null,
       queued_at: new Date(),
       started_at: null,
       finished_at: null,
@@ -124,6 +129,7 @@ export async function writeDeploymentState(db: Db, id: string, state: string, ex
       ...(extra.record?.steps ? { steps: json(extra.record.steps) } : {}),
       ...(extra.record?.commit ? { commit: extra.record.commit } : {}),
       ...(extra.record?.image ? { image: extra.record.image } : {}),
+      ...(extra.record?.imageDigest ? { image_digest: extra.record.imageDigest } : {}),
       ...(extra.startedAt ? { started_at: extra.startedAt } : {}),
       ...(extra.finishedAt ? { finished_at: extra.finishedAt } : {}),
       ...(extra.error !== undefined ? { error: extra.error === null ? null : json(extra.error) } : {}),

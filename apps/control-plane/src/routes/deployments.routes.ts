@@ -1,12 +1,12 @@
 import { PassThrough } from "node:stream";
 import type { FastifyPluginAsync } from "fastify";
 import { ENV_NAME_PATTERN, LOG_MEDIA_TYPE } from "@slipway/core";
-import type { BuildMode, DeploymentContentInput, DeploymentService } from "../services/deployment.service.js";
+import type { DeploymentInput, DeploymentService } from "../services/deployment.service.js";
 import { envParams, idParams } from "./schemas.js";
 import { sendStream } from "./streaming.js";
 
 export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentService; pollIntervalMs: number }> = async (app, { deployments, pollIntervalMs }) => {
-  app.post<{ Params: { app: string; env: string }; Body: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput } }>(
+  app.post<{ Params: { app: string; env: string }; Body: Omit<DeploymentInput, "moveTo"> }>(
     "/apps/:app/environments/:env/deployments",
     {
       schema: {
@@ -18,6 +18,9 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
           properties: {
             build: { type: "string", enum: ["auto", "force", "reuse"] },
             queue: { type: "boolean", description: "when a deployment of the environment runs, run this one after it instead of answering 409" },
+            promoteFrom: { type: "string", pattern: ENV_NAME_PATTERN, description: "deploy exactly the image this other environment of the app runs: no build, this environment's own variables, release commands as usual" },
+            rollbackTo: { type: "string", minLength: 1, maxLength: 64, description: "deploy an earlier successful deployment of this environment again: its image, settings and variables; no build; the database is not rolled back" },
+            runReleaseCommands: { type: "boolean", description: "a rollback runs the release commands only when this is true" },
             content: {
               type: "object",
               additionalProperties: false,

@@ -52,7 +52,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
       return reply.status(202).send({ removed: req.params.app });
     },
   );
-  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null } }>(
+  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null; autoDeploy?: boolean } }>(
     "/apps/:app/environments/:env",
     {
       schema: {
@@ -65,6 +65,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
             replicas: { type: "integer", minimum: 1, maximum: 10 },
             sleepAfterSeconds: { anyOf: [{ type: "integer", minimum: 1, maximum: 30 * 86400 }, { type: "null" }] },
             hostLabels: hostLabelsSchema,
+            autoDeploy: { type: "boolean", description: "a push to the environment's branch deploys it (default: on, off for live)" },
             // Memory (MiB), CPU (cores) and processes per container; null = the platform's defaults again.
             limits: resourceLimitsPatchSchema,
             basicAuth: {
@@ -83,6 +84,11 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
       },
     },
     async (req) => environments.patch(req.principal, req.params.app, req.params.env, req.body),
+  );
+  app.get<{ Params: { app: string; env: string } }>(
+    "/apps/:app/environments/:env/pending",
+    { schema: { summary: "What the next deployment would bring: undeployed commits and unapplied changes (by name, never values)", params: envParams } },
+    async (req) => environments.pending(req.principal, req.params.app, req.params.env),
   );
 
   app.get<{ Params: { app: string; env: string }; Querystring: { reveal?: boolean } }>(

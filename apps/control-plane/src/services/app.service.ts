@@ -22,7 +22,7 @@ import * as apps from "../repositories/apps.repository.js";
 import * as deployments from "../repositories/deployments.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
-import type { CommitCounter } from "../git/commit-counter.js";
+import type { SourceView } from "../git/source-sync.js";
 import { listDomains } from "../repositories/variables.repository.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import { findHost } from "../repositories/hosts.repository.js";
@@ -35,7 +35,10 @@ export interface EnvironmentView {
   name: string;
   branch: string;
   state: string;
-  status: EnvironmentStatus;
+  /** With when the platform's mirror of the repository last synced, and why its last fetch failed. */
+  status: EnvironmentStatus & { syncedAt: string | null; syncError: string | null };
+  /** Whether a push to its branch deploys it (the default: on, except for live). */
+  autoDeploy: boolean;
   url: string;
   domains: string[];
   replicas: number;
@@ -79,7 +82,7 @@ export class AppService {
   constructor(
     private readonly db: Db,
     private readonly urls: UrlOptions,
-    private readonly commits?: CommitCounter,
+    private readonly source?: SourceView,
     /** How long after its last heartbeat a host still counts as online. */
     private readonly onlineWindowMs: () => number = () => 15_000,
     /** Seals repository credentials (tokens in URLs); without it a URL with a credential is refused. */
@@ -206,6 +209,16 @@ export class AppService {
     };
   }
 
+  /** The undeployed commits of the environment, from the mirror (never the git host); undefined when unknown. */
+  async pendingCommits(a: apps.AppRow, e: Pick<apps.EnvironmentRow, "branch" | "deployed_commit">): Promise<Array<{ sha: string; author: string; at: string; message: string }> | undefined> {
+    return this.source?.pendingCommits(a.name, e.branch, e.deployed_commit);
+  }
+
+  /** The platform's default limits. */
+  resources(): ResourcePolicy {
+    return this.urls.resources ?? DEFAULT_RESOURCE_POLICY;
+  }
+
   /** The environment's default host name: its recorded label under the base domain. */
   defaultHostname(e: Pick<apps.EnvironmentRow, "host_label">): string {
     return defaultHostname(e.host_label, this.urls.baseDomain);
@@ -225,10 +238,11 @@ export class AppService {
     const everSucceeded = e.last_success_at !== null;
     const unappliedChanges =
       everSucceeded && (e.deployed_config_revision !== e.config_revision || e.deployed_settings_revision !== a.settings_revision);
-    const undeployedCommits =
-      everSucceeded && e.deployed_commit && this.commits
-        ? await this.commits.undeployedCommits(a.name, this.repositoryUrlForGit(a.repository, a.repository_credential_encrypted), e.branch, e.deployed_commit)
-        : undefined;
+    // The mirror as it is: a status never waits on the git host (it is refreshed in the background).
+    const undeployedCommits = everSucceeded && e.deployed_commit && this.source ? await this.source.undeployedCommits(a.name, e.branch, e.deployed_commit) : undefined;
+    // A commit deployed since the last refresh is not in the mirror yet: refresh it now, for the next read.
+    if (undeployedCommits === undefined && e.deployed_commit && this.source && !this.source.syncState(a.name).syncing) this.source.kick(a);
+    const sync = this.source?.syncState(a.name);
     const status = environmentStatus({
       ...(last && last.finished_at ? { lastDeployment: { state: last.state as "succeeded" | "failed" | "cancelled", finishedAt: last.finished_at } } : {}),
       everSucceeded,
@@ -254,7 +268,8 @@ export class AppService {
       name: e.name,
       branch: e.branch,
       state,
-      status,
+      status: { ...status, syncedAt: sync?.syncedAt ?? null, syncError: sync?.error ?? null },
+      autoDeploy: autoDeployOf(e),
       url: `${this.urls.ingressScheme}://${domains[0]}${port && port !== defaultPort ? `:${port}` : ""}/`,
       domains,
       replicas: e.replicas,
@@ -269,6 +284,11 @@ export class AppService {
       image: e.current_image,
     };
   }
+}
+
+/** A push to the branch deploys the environment unless turned off; live only when turned on. */
+export function autoDeployOf(e: Pick<apps.EnvironmentRow, "auto_deploy" | "name">): boolean {
+  return e.auto_deploy ?? e.name !== "live";
 }
 
 /** The unique constraint on environments' default host labels (migration 0010). */

@@ -10,7 +10,6 @@ import {
   labelsMatch,
   type AppSettings,
   type DeploymentState,
-  type ResourceLimits,
 } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -22,36 +21,38 @@ import type { AppService } from "./app.service.js";
 import { describeRequest, type PlacementService } from "./placement.service.js";
 import { limitsOf } from "./resource-policy.js";
 import type { EnvironmentService } from "./environment.service.js";
-import { refuseWhileActive, type DataJobSpec } from "../data/data.service.js";
+import { refuseWhileActive } from "../data/data.service.js";
 import { insertBackup, insertContentCopy } from "../data/data.repository.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
+import type { BuildMode, DeployJobSpec } from "./deploy-spec.js";
 
-export type BuildMode = "auto" | "force" | "reuse";
+export type { BuildMode, DeployJobSpec } from "./deploy-spec.js";
 
-/** What the agent needs to run a deployment, frozen when it is requested (secrets resolved at GetJobSpec). */
-export interface DeployJobSpec {
-  deploymentId: string;
-  app: string;
-  environment: string;
-  /** Without its credential: that stays sealed here and is joined in only by GetJobSpec. */
-  repository: string;
-  repositoryCredentialSealed?: string;
-  branch: string;
-  buildMode: BuildMode;
-  currentImage: string | null;
-  settings: AppSettings;
-  replicas: number;
-  /** What each container may take (optional: jobs written before limits ran without them). */
-  limits?: ResourceLimits;
-  environmentId: string;
-  hostnames: string[];
-  /** Defaults and the user's variables, encrypted: no secret sits in plain text in the jobs table. */
-  variablesSealed: string;
-  basicAuth: { username: string; digest: string } | null;
-  sleepAfterSeconds: number;
-  /** Content copied into the environment before the new containers start. */
-  content?: DataJobSpec;
+export interface DeploymentInput {
+  build?: BuildMode;
+  queue?: boolean;
+  content?: DeploymentContentInput;
+  /** Deploy exactly the image this environment of the app runs. */
+  promoteFrom?: string;
+  /** Deploy an earlier successful deployment of the environment again (its image, settings and variables). */
+  rollbackTo?: string;
+  /** A rollback runs the release commands only when asked. */
+  runReleaseCommands?: boolean;
+  /** Drains only: run this deployment on another host. */
+  moveTo?: string;
+}
+
+/** Where a promotion's or a rollback's image comes from. */
+interface ImageOrigin {
+  kind: "promote" | "rollback";
+  image: string;
+  sourceDeploymentId: string | null;
+  promotedFrom: string | null;
+  /** An environment never placed goes where the image is. */
+  placeOn?: string;
+  rollback?: { row: deployments.DeploymentRow; spec: DeployJobSpec };
+  preamble: string[];
 }
 
 export interface DeploymentContentInput {
@@ -72,8 +73,18 @@ export interface DeploymentView {
   steps: deployments.StepRecord[];
   error: unknown;
   requestedBy: string;
+  /** deploy (from the branch), promote (another environment's image) or rollback (an earlier deployment's image). */
+  kind: string;
+  /** rollback: the deployment rolled back to; promote: the source environment's deployment whose image it ships. */
+  sourceDeployment: string | null;
+  /** promote: the environment promoted from. */
+  promotedFrom: string | null;
+  /** The image id (sha256:…) it shipped. */
+  imageDigest: string | null;
   /** Queued behind the environment's running deployment. */
   waiting: boolean;
+  /** In listings: its image is still kept and it can be rolled back to (`{"rollbackTo": id}`). */
+  rollbackable?: boolean;
   queuedAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -87,9 +98,11 @@ export class DeploymentService {
     private readonly placement: PlacementService,
     private readonly onJobQueued: () => void,
     /** Resolved lazily: the environment service and this one know each other. */
-    private readonly runtime: () => Pick<EnvironmentService, "runtimeSpec">,
+    private readonly runtime: () => Pick<EnvironmentService, "runtimeSpec" | "rollbackVariablesSealed">,
     /** Creates the environment's database before its first deployment (idempotent). */
     private readonly ensureData?: (app: string, env: string) => Promise<void>,
+    /** Successful deployments per environment whose images the agents keep for rollbacks (SLIPWAY_ROLLBACK_IMAGES). */
+    private readonly rollbackImages = 5,
   ) {}
 
   /**
@@ -144,9 +157,14 @@ export class DeploymentService {
    * `moveTo` (drains only): run this deployment on another host; when it succeeds the
    * environment belongs to that host and the old one hands its traffic over.
    */
-  async create(by: Principal, appName: string, envName: string, input: { build?: BuildMode; queue?: boolean; content?: DeploymentContentInput; moveTo?: string }): Promise<DeploymentView> {
+  async create(by: Principal, appName: string, envName: string, input: DeploymentInput): Promise<DeploymentView> {
     requireApp(by, appName);
-    const buildMode = input.build ?? "auto";
+    if (input.build === "image") throw new InvalidRequestError(`build "image" is not asked for: use "promoteFrom" or "rollbackTo"`, { details: { build: "invalid" } });
+    if (input.promoteFrom !== undefined && input.rollbackTo !== undefined) throw new InvalidRequestError("a deployment promotes or rolls back, not both", { details: { promoteFrom: "with rollbackTo" } });
+    if ((input.promoteFrom !== undefined || input.rollbackTo !== undefined) && input.build !== undefined) throw new InvalidRequestError(`"build" does not go with "promoteFrom" or "rollbackTo": they build nothing`, { details: { build: "with promoteFrom or rollbackTo" } });
+    if (input.rollbackTo !== undefined && input.content) throw new InvalidRequestError("a rollback copies no content: restore a backup for that", { details: { content: "with rollbackTo" } });
+    if (input.runReleaseCommands !== undefined && input.rollbackTo === undefined) throw new InvalidRequestError(`"runReleaseCommands" is for rollbacks (other deployments always run them)`, { details: { runReleaseCommands: "without rollbackTo" } });
+    const buildMode: BuildMode = input.promoteFrom !== undefined || input.rollbackTo !== undefined ? "image" : (input.build ?? "auto");
     const id = randomUUID();
     const content = input.content;
     // Everything that refuses the request is checked before the databases are provisioned: a refused
@@ -160,7 +178,9 @@ export class DeploymentService {
       if (content.confirm !== true) throw new PreconditionFailedError(`deploying the content of ${content.from} replaces the content of ${appName}/${envName}: send "content": {"confirm": true, ...}`);
     }
     await this.refusals(this.db, app0, target, buildMode, input.queue === true);
-    await this.placementFor(this.db, app0, target, input.moveTo);
+    const origin0 = await this.imageOrigin(this.db, app0, target, input);
+    const moveTo = input.moveTo ?? origin0?.placeOn;
+    await this.placementFor(this.db, app0, target, moveTo);
     if (content) await this.ensureData?.(appName, content.from);
     await this.ensureData?.(appName, envName);
     await this.db
@@ -169,7 +189,8 @@ export class DeploymentService {
         const app = await apps.getAppByName(trx, appName);
         const env = await apps.getEnvironment(trx, app, envName);
         const active = await this.refusals(trx, app, env, buildMode, input.queue === true);
-        const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo);
+        const origin = await this.imageOrigin(trx, app, env, input);
+        const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo ?? origin?.placeOn);
         const rt = await this.runtime().runtimeSpec(trx, app, env);
         const spec: DeployJobSpec = {
           deploymentId: id,
@@ -189,6 +210,18 @@ export class DeploymentService {
           basicAuth: rt.basicAuth,
           sleepAfterSeconds: rt.sleepAfterSeconds,
         };
+        if (origin) {
+          spec.image = origin.image;
+          spec.preamble = origin.preamble;
+          if (origin.rollback) {
+            // As it was then: its settings, replicas and (the user's) variables; the data services as they are now.
+            const old = origin.rollback.spec;
+            spec.settings = old.settings;
+            spec.replicas = old.replicas;
+            spec.variablesSealed = this.runtime().rollbackVariablesSealed(app, env, old.variablesSealed);
+            spec.skipRelease = input.runReleaseCommands !== true;
+          }
+        }
         const jobId = randomUUID();
         if (content) {
           const source = await apps.getEnvironment(trx, app, content.from);
@@ -201,10 +234,29 @@ export class DeploymentService {
         }
         await this.lifecycle.createDeployment(
           trx,
-          { id, appId: app.id, environmentId: env.id, buildMode, configRevision: env.config_revision, settingsRevision: app.settings_revision, requestedBy: by.name, waiting: active !== undefined, hostId: hostId ?? null, movedFromHostId: movedFrom },
+          {
+            id,
+            appId: app.id,
+            environmentId: env.id,
+            buildMode,
+            // A rollback deploys the configuration of its deployment: what changed since shows as unapplied.
+            configRevision: origin?.rollback ? origin.rollback.row.config_revision : env.config_revision,
+            settingsRevision: origin?.rollback ? origin.rollback.row.settings_revision : app.settings_revision,
+            requestedBy: by.name,
+            waiting: active !== undefined,
+            hostId: hostId ?? null,
+            movedFromHostId: movedFrom,
+            ...(origin ? { kind: origin.kind, sourceDeploymentId: origin.sourceDeploymentId, promotedFrom: origin.promotedFrom } : {}),
+          },
           { id: jobId, hostId: hostId ?? null, spec, environmentId: env.id },
         );
-        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "deployment.requested", details: { deployment: id, build: buildMode, ...(active ? { queuedBehind: active.id } : {}) } });
+        await recordActivity(trx, {
+          actor: by.name,
+          app: appName,
+          environment: envName,
+          action: "deployment.requested",
+          details: { deployment: id, build: buildMode, ...(origin ? { kind: origin.kind, image: origin.image, ...(origin.sourceDeploymentId ? { from: origin.sourceDeploymentId } : {}), ...(origin.promotedFrom ? { promotedFrom: origin.promotedFrom } : {}) } : {}), ...(active ? { queuedBehind: active.id } : {}) },
+        });
       })
       .catch((err: unknown) => {
         if (err instanceof UniqueViolationError && err.constraint === "content_one_active") throw new ConflictError(`a content copy or restore into ${appName}/${envName} is already running`);
@@ -231,12 +283,67 @@ export class DeploymentService {
     return active;
   }
 
+  /**
+   * What a promotion or a rollback deploys (undefined for a deployment from the branch), or why it
+   * cannot: 404 for an unknown environment or deployment, 409 when there is no image to take.
+   */
+  private async imageOrigin(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, input: DeploymentInput): Promise<ImageOrigin | undefined> {
+    const label = `${app.name}/${env.name}`;
+    if (input.promoteFrom !== undefined) {
+      if (input.promoteFrom === env.name) throw new InvalidRequestError(`cannot promote ${label} to itself`, { details: { promoteFrom: "same as the target" } });
+      const source = await apps.getEnvironment(db, app, input.promoteFrom);
+      if (!source.current_image) throw new ConflictError(`${app.name}/${source.name} runs no image yet: deploy it first`);
+      // Images are not copied between hosts: the target runs where the source's image is.
+      if (env.host_id && source.host_id && env.host_id !== source.host_id && env.current_image) {
+        throw new ConflictError(`${app.name}/${source.name} and ${label} run on different hosts, and images are not copied between hosts: deploy ${label} from its branch`, { details: { promoteFrom: "on another host" } });
+      }
+      const shipped = await deployments.latestSucceededWithImage(db, source.id, source.current_image);
+      const digest = shipped?.image_digest ? ` (${shipped.image_digest})` : "";
+      return {
+        kind: "promote",
+        image: source.current_image,
+        sourceDeploymentId: shipped?.id ?? null,
+        promotedFrom: source.name,
+        ...(!env.host_id && source.host_id ? { placeOn: source.host_id } : {}),
+        preamble: [
+          `promoting ${app.name}/${source.name}'s image ${source.current_image}${digest} to ${label}: nothing is built`,
+          `${label} runs it with its own variables and settings; the release commands run as usual`,
+        ],
+      };
+    }
+    if (input.rollbackTo !== undefined) {
+      const row = await deployments.findDeployment(db, input.rollbackTo);
+      if (!row || row.environment_id !== env.id) throw new NotFoundError(`deployment '${input.rollbackTo}' is not a deployment of ${label}`);
+      if (row.state !== "succeeded" || !row.image) throw new ConflictError(`deployment ${row.id} did not succeed (${row.state}): only a successful deployment can be rolled back to`);
+      const kept = await deployments.rollbackCandidates(db, env.id, this.rollbackImages);
+      if (!kept.some((k) => k.id === row.id)) {
+        throw new ConflictError(`deployment ${row.id} is older than the last ${this.rollbackImages} images kept for ${label}: deploy its commit from the branch instead`, { details: { rollbackTo: "image not kept" } });
+      }
+      const job = await deployments.findJobByDeployment(db, row.id);
+      if (!job) throw new ConflictError(`deployment ${row.id} has no recorded specification to roll back to`);
+      return {
+        kind: "rollback",
+        image: row.image,
+        sourceDeploymentId: row.id,
+        promotedFrom: null,
+        rollback: { row, spec: job.spec as DeployJobSpec },
+        preamble: [
+          `rolling ${label} back to deployment ${row.id} (${row.finished_at?.toISOString() ?? "?"}): image ${row.image}${row.image_digest ? ` (${row.image_digest})` : ""}, commit ${row.commit ?? "?"}, with its settings and variables of then`,
+          "the database is NOT rolled back: its schema and data stay as they are now (restore a backup for that)",
+        ],
+      };
+    }
+    return undefined;
+  }
+
   async list(by: Principal, appName: string, envName: string, limit = 50): Promise<DeploymentView[]> {
     requireApp(by, appName);
     const app = await apps.getAppByName(this.db, appName);
     const env = await apps.getEnvironment(this.db, app, envName);
     const rows = await deployments.listDeployments(this.db, env.id, limit);
-    return rows.map((d) => toView(d, app.name, env.name));
+    // What can be rolled back to: the kept images, except the one serving now.
+    const kept = new Set((await deployments.rollbackCandidates(this.db, env.id, this.rollbackImages)).filter((d) => d.image !== env.current_image).map((d) => d.id));
+    return rows.map((d) => ({ ...toView(d, app.name, env.name), rollbackable: kept.has(d.id) }));
   }
 
   async get(by: Principal, id: string): Promise<DeploymentView> {
@@ -318,6 +425,10 @@ export function toView(d: deployments.DeploymentRow, app: string, env: string): 
     steps: d.steps as deployments.StepRecord[],
     error: d.error,
     requestedBy: d.requested_by,
+    kind: d.kind,
+    sourceDeployment: d.source_deployment_id,
+    promotedFrom: d.promoted_from,
+    imageDigest: d.image_digest,
     waiting: d.waiting,
     queuedAt: d.queued_at.toISOString(),
     startedAt: d.started_at ? d.started_at.toISOString() : null,

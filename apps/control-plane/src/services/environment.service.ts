@@ -21,7 +21,10 @@ import * as deployments from "../repositories/deployments.repository.js";
 import * as vars from "../repositories/variables.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
-import { DEFAULT_SLEEP_AFTER_SECONDS, HOST_LABEL_CONSTRAINT, hostnameTaken, type AppService, type EnvironmentView } from "./app.service.js";
+import { DEFAULT_SLEEP_AFTER_SECONDS, HOST_LABEL_CONSTRAINT, autoDeployOf, hostnameTaken, type AppService, type EnvironmentView } from "./app.service.js";
+import type { DeployJobSpec } from "./deploy-spec.js";
+import type { PendingCommit } from "../git/repository-mirrors.js";
+import { limitsOf } from "./resource-policy.js";
 import type { SecretBox } from "./secret-box.js";
 import { refuseRemovalWhileBusy, type DataService } from "../data/data.service.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
@@ -57,6 +60,25 @@ export interface RuntimeSpec {
   variablesSealed: string;
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
+}
+
+/** What an environment's next deployment would bring (GET …/pending). */
+export interface PendingView {
+  app: string;
+  environment: string;
+  branch: string;
+  deployedCommit: string | null;
+  status: EnvironmentView["status"];
+  /** Newest first (at most 100); null when the mirror cannot tell (never synced, or the deployed commit is not in it). */
+  commits: PendingCommit[] | null;
+  changes: {
+    branch?: { from: string; to: string };
+    variables?: { added: string[]; changed: string[]; removed: string[] };
+    settings?: string[];
+    domains?: { added: string[]; removed: string[] };
+    replicas?: { from: number; to: number };
+    limits?: { from: ResourceLimits; to: ResourceLimits };
+  };
 }
 
 /** hex(sha256("Basic " + base64(user:pass))): what the ingress compares; the password itself is never stored. */
@@ -243,7 +265,7 @@ export class EnvironmentService {
     by: Principal,
     appName: string,
     envName: string,
-    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null },
+    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null; autoDeploy?: boolean },
   ): Promise<EnvironmentView> {
     requireApp(by, appName);
     let routesChanged = false;
@@ -283,10 +305,63 @@ export class EnvironmentService {
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: auth ? "basic_auth.enabled" : "basic_auth.disabled", details: auth ? { username: auth.username } : {} });
         routesChanged = true;
       }
+      // Whether a push deploys it: a setting of the platform's, not of what runs.
+      if (patch.autoDeploy !== undefined && patch.autoDeploy !== autoDeployOf(e)) {
+        await apps.setAutoDeploy(trx, e.id, patch.autoDeploy);
+        await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.auto_deploy_changed", details: { autoDeploy: patch.autoDeploy } });
+      }
       if (routesChanged) await this.enqueue(trx, app, (await apps.findEnvironmentById(trx, e.id))!, "routes");
     });
     if (routesChanged) this.opts.onJobQueued();
     return this.appService.getEnvironment(by, appName, envName);
+  }
+
+  /**
+   * What the next deployment would bring: the commits on the branch the running deployment does not
+   * contain (from the platform's mirror, as of `syncedAt`), and the changes made since it, by name:
+   * branch, variable keys (never their values), settings, domains, replicas, limits.
+   */
+  async pending(by: Principal, appName: string, envName: string): Promise<PendingView> {
+    requireApp(by, appName);
+    const app = await apps.getAppByName(this.db, appName);
+    const env = await apps.getEnvironment(this.db, app, envName);
+    const view = await this.appService.environmentView(app, env);
+    const deployed = await deployments.latestSucceededWithImage(this.db, env.id, env.current_image ?? "");
+    const job = deployed ? await deployments.findJobByDeployment(this.db, deployed.id) : undefined;
+    const then = job?.spec as DeployJobSpec | undefined;
+    const commits = await this.appService.pendingCommits(app, env);
+    const changes: PendingView["changes"] = {};
+    if (then) {
+      if (then.branch !== env.branch) changes.branch = { from: then.branch, to: env.branch };
+      const now = await this.db.transaction().execute((trx) => this.runtimeSpec(trx, app, env));
+      const before = this.unseal(then.variablesSealed);
+      const after = this.unseal(now.variablesSealed);
+      const added = Object.keys(after).filter((k) => !(k in before));
+      const removed = Object.keys(before).filter((k) => !(k in after));
+      const changed = Object.keys(after).filter((k) => k in before && before[k] !== after[k]);
+      if (added.length + removed.length + changed.length > 0) changes.variables = { added: added.sort(), changed: changed.sort(), removed: removed.sort() };
+      const settingsBefore = then.settings as unknown as Record<string, unknown>;
+      const settingsNow = app.settings as Record<string, unknown>;
+      const settings = [...new Set([...Object.keys(settingsBefore), ...Object.keys(settingsNow)])].filter((k) => JSON.stringify(settingsBefore[k]) !== JSON.stringify(settingsNow[k])).sort();
+      if (settings.length) changes.settings = settings;
+      const domainsBefore = new Set(then.hostnames);
+      const domainsNow = new Set(now.hostnames);
+      const domAdded = now.hostnames.filter((h) => !domainsBefore.has(h));
+      const domRemoved = then.hostnames.filter((h) => !domainsNow.has(h));
+      if (domAdded.length + domRemoved.length > 0) changes.domains = { added: domAdded, removed: domRemoved };
+      if (then.replicas !== env.replicas) changes.replicas = { from: then.replicas, to: env.replicas };
+      const limitsNow = limitsOf(this.appService.resources(), env);
+      if (then.limits && JSON.stringify(then.limits) !== JSON.stringify(limitsNow)) changes.limits = { from: then.limits, to: limitsNow };
+    }
+    return {
+      app: app.name,
+      environment: env.name,
+      branch: env.branch,
+      deployedCommit: env.deployed_commit,
+      status: view.status,
+      commits: commits ?? null,
+      changes,
+    };
   }
 
   /** Stops or starts a deployed environment by hand (202: the agent does it). */
@@ -327,6 +402,15 @@ export class EnvironmentService {
       basicAuth: env.basic_auth_username && env.basic_auth_digest ? { username: env.basic_auth_username, digest: env.basic_auth_digest } : null,
       sleepAfterSeconds: env.name === "live" ? 0 : (env.sleep_after_seconds ?? 0),
     };
+  }
+
+  /**
+   * A rollback's variables: the user's variables as they were at `oldSealed`'s deployment, with the
+   * platform's data services as they are now (a database password or storage key rotated since
+   * must not be rolled back with them).
+   */
+  rollbackVariablesSealed(app: apps.AppRow, env: apps.EnvironmentRow, oldSealed: string): string {
+    return this.box.encrypt(JSON.stringify({ ...this.unseal(oldSealed), ...(this.data?.containerVariables(app, env) ?? {}) }));
   }
 
   unseal(sealed: string): Record<string, string> {

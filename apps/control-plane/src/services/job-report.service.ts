@@ -23,10 +23,10 @@ import type { DataJobSpec } from "../data/data.service.js";
 export type JobEventInput =
   | { jobId: string; seq: number; at: Date; kind: "step"; name: string; state: string }
   | { jobId: string; seq: number; at: Date; kind: "log"; text: string }
-  | { jobId: string; seq: number; at: Date; kind: "facts"; commit: string; image: string }
+  | { jobId: string; seq: number; at: Date; kind: "facts"; commit: string; image: string; imageDigest?: string }
   | { jobId: string; seq: number; at: Date; kind: "progress"; phase: string; bytes: number; objects: number }
   | { jobId: string; seq: number; at: Date; kind: "backup"; backupId: string; database: boolean; databaseBytes: number; databaseSha256?: string; media: boolean; mediaBytes: number; mediaObjects: number }
-  | { jobId: string; seq: number; at: Date; kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit: string; image: string; failure?: { type: string; message: string; retryable: boolean; details?: string } };
+  | { jobId: string; seq: number; at: Date; kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit: string; image: string; imageDigest?: string; failure?: { type: string; message: string; retryable: boolean; details?: string } };
 
 export interface JobSpecView {
   jobId: string;
@@ -105,7 +105,7 @@ export class JobReportService {
     if (!d) throw new NotFoundError(`deployment of job '${jobId}' does not exist`);
     let lastSeq = job.last_seq;
     const steps = [...(d.steps as deployments.StepRecord[])];
-    const facts: { commit?: string; image?: string } = {};
+    const facts: { commit?: string; image?: string; imageDigest?: string } = {};
     let result: Extract<JobEventInput, { kind: "result" }> | undefined;
     let released = false;
     const logLines: Array<{ seq: number; at: Date; text: string }> = [];
@@ -127,6 +127,7 @@ export class JobReportService {
         case "facts":
           if (e.commit) facts.commit = e.commit;
           if (e.image) facts.image = e.image;
+          if (e.imageDigest) facts.imageDigest = e.imageDigest;
           break;
         case "step": {
           const iso = e.at.toISOString();
@@ -150,11 +151,12 @@ export class JobReportService {
     }
     if (result?.commit) facts.commit = result.commit;
     if (result?.image) facts.image = result.image;
+    if (result?.imageDigest) facts.imageDigest = result.imageDigest;
     await deployments.appendLogs(trx, d.id, logLines);
     // A result is on the path users wait on: its steps and facts go into the same statement as the state.
     let recorded = false;
     if (result && !isTerminalDeploymentState(d.state as DeploymentState)) {
-      Object.assign(d, facts);
+      assignFacts(d, facts);
       const outcome = await this.lifecycle.finishDeployment(
         trx,
         d,
@@ -175,8 +177,9 @@ export class JobReportService {
       }
     }
     if (!recorded) {
-      await deployments.updateDeployment(trx, d.id, { steps, ...facts });
-      Object.assign(d, facts);
+      const { imageDigest, ...rest } = facts;
+      await deployments.updateDeployment(trx, d.id, { steps, ...rest, ...(imageDigest ? { image_digest: imageDigest } : {}) });
+      assignFacts(d, facts);
     }
     await deployments.setJobLastSeq(trx, jobId, lastSeq);
     return { lastSeq, cancelRequested: d.cancel_requested_at !== null && !isTerminalDeploymentState(d.state as DeploymentState), released };
@@ -270,4 +273,11 @@ export class JobReportService {
       details: { deployment: d.id, commit: d.commit, ...(result.failure ? { error: result.failure.message } : {}) },
     });
   }
+}
+
+/** The facts of a report on the deployment row as it is held in memory. */
+function assignFacts(d: deployments.DeploymentRow, facts: { commit?: string; image?: string; imageDigest?: string }): void {
+  if (facts.commit) d.commit = facts.commit;
+  if (facts.image) d.image = facts.image;
+  if (facts.imageDigest) d.image_digest = facts.imageDigest;
 }

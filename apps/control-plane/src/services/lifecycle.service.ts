@@ -16,6 +16,7 @@ import {
   type ObservedEnvironmentState,
 } from "@slipway/core";
 import type { Db } from "../db/database.js";
+import type { DeploymentKind } from "../db/schema.js";
 import * as lc from "../repositories/lifecycle.repository.js";
 import type { DeploymentRow, JobRow } from "../repositories/deployments.repository.js";
 
@@ -31,6 +32,10 @@ export interface NewDeployment {
   waiting: boolean;
   hostId: string | null;
   movedFromHostId: string | null;
+  /** deploy (default), promote or rollback, and what it came from. */
+  kind?: DeploymentKind;
+  sourceDeploymentId?: string | null;
+  promotedFrom?: string | null;
 }
 
 export interface NewJob {

@@ -1,12 +1,12 @@
 import { execFileSync, spawn } from "node:child_process";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@slipway/core";
-import { GitCommitCounter } from "./git.commit-counter.js";
+import { RepositoryMirrors, type MirrorSource } from "./repository-mirrors.js";
 
 const TOKEN = "ghp_mirrorS3cretT0ken";
 
@@ -69,7 +69,7 @@ function gitHttpServer(root: string): http.Server {
 // Issue 11, finding 7: the control plane's mirror of a private repository needs the credential to
 // fetch, and used to keep the URL with it as its origin in the mirror's config. It is handed to
 // each fetch now and written nowhere.
-describe("GitCommitCounter with a repository that needs a credential", () => {
+describe("RepositoryMirrors with a repository that needs a credential", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "slipway-mirror-"));
   const mirrors = path.join(dir, "mirrors");
   const logged: string[] = [];
@@ -93,21 +93,30 @@ describe("GitCommitCounter with a repository that needs a credential", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const counter = () => new GitCommitCounter({ dir: mirrors, refreshMs: 0, maxWaitMs: 30_000, log: createLogger("t", "info", { write: (l: string) => void logged.push(l) }) });
+  const mirrorsOf = () => new RepositoryMirrors({ dir: mirrors, timeoutMs: 30_000, log: createLogger("t", "info", { write: (l: string) => void logged.push(l) }) });
+  const source = (app: string, url: string): MirrorSource => ({ app, shownUrl: url.replace(/\/\/[^@]*@/, "//"), access: async () => ({ url }), intervalSeconds: 60 });
 
   it("fetches with the credential, and the mirror on disk holds no trace of it", async () => {
-    const c = counter();
-    expect(await c.undeployedCommits("shop", `http://bot:${TOKEN}@${base}/repo.git`, "main", first)).toBe(2);
+    const m = mirrorsOf();
+    await m.refresh(source("shop", `http://bot:${TOKEN}@${base}/repo.git`));
+    expect(await m.undeployedCommits("shop", "main", first)).toBe(2);
+    expect(m.syncState("shop")).toMatchObject({ error: null, syncing: false });
+    expect(m.syncState("shop").syncedAt).not.toBeNull();
     // A second round fetches into the existing mirror.
-    expect(await c.undeployedCommits("shop", `http://bot:${TOKEN}@${base}/repo.git`, "main", first)).toBe(2);
+    await m.refresh(source("shop", `http://bot:${TOKEN}@${base}/repo.git`));
+    expect(await m.undeployedCommits("shop", "main", first)).toBe(2);
+    expect((await m.pendingCommits("shop", "main", first))?.map((c) => c.message)).toEqual(["commit 3", "commit 2"]);
     expect(filesContaining(mirrors, TOKEN)).toEqual([]);
     expect(filesContaining(mirrors, Buffer.from(`bot:${TOKEN}`).toString("base64"))).toEqual([]);
   });
 
-  it("a refused credential gives an unknown count and a warning without the credential", async () => {
-    const c = counter();
+  it("a refused credential gives an unknown count and says why, without the credential", async () => {
+    const m = mirrorsOf();
     logged.length = 0;
-    expect(await c.undeployedCommits("other", `http://bot:${TOKEN}-revoked@${base}/repo.git`, "main", first)).toBeUndefined();
+    await m.refresh(source("other", `http://bot:${TOKEN}-revoked@${base}/repo.git`));
+    expect(await m.undeployedCommits("other", "main", first)).toBeUndefined();
+    expect(m.syncState("other").error).toMatch(/refused the credentials/);
+    expect(m.syncState("other").syncedAt).toBeNull();
     expect(logged.join("\n")).toContain("could not refresh the repository mirror");
     expect(logged.join("\n")).not.toContain(TOKEN);
   });
@@ -116,7 +125,34 @@ describe("GitCommitCounter with a repository that needs a credential", () => {
     execFileSync("git", ["clone", "--quiet", "--mirror", path.join(dir, "repo.git"), path.join(mirrors, "old.git")]);
     execFileSync("git", ["-C", path.join(mirrors, "old.git"), "remote", "set-url", "origin", `http://bot:${TOKEN}@${base}/repo.git`]);
     expect(filesContaining(path.join(mirrors, "old.git"), TOKEN)).not.toEqual([]);
-    expect(await counter().undeployedCommits("old", `http://bot:${TOKEN}@${base}/repo.git`, "main", first)).toBe(2);
+    const m = mirrorsOf();
+    await m.refresh(source("old", `http://bot:${TOKEN}@${base}/repo.git`));
+    expect(await m.undeployedCommits("old", "main", first)).toBe(2);
     expect(filesContaining(path.join(mirrors, "old.git"), TOKEN)).toEqual([]);
+  });
+
+  it("reads counts from the mirror at once while a fetch hangs on a git host that never answers", async () => {
+    const m = mirrorsOf();
+    await m.refresh(source("slow", `http://bot:${TOKEN}@${base}/repo.git`));
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((sock) => void sockets.push(sock));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    try {
+      const hanging = m.refresh(source("slow", `http://127.0.0.1:${(silent.address() as AddressInfo).port}/repo.git`));
+      expect(m.syncState("slow").syncing).toBe(true);
+      const t0 = performance.now();
+      expect(await m.undeployedCommits("slow", "main", first)).toBe(2);
+      expect(performance.now() - t0).toBeLessThan(200);
+      expect(m.syncState("slow").syncing).toBe(true);
+      // The hung fetch ends when the server goes: the mirror keeps what it had.
+      for (const sock of sockets) sock.destroy();
+      silent.close();
+      await hanging;
+      expect(m.syncState("slow").error).not.toBeNull();
+      expect(await m.undeployedCommits("slow", "main", first)).toBe(2);
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      silent.close();
+    }
   });
 });
