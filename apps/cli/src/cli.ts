@@ -2,7 +2,7 @@
 // arguments, runs it (commands/, one file per group) and turns errors into messages and exit statuses.
 import { parseArgs } from "node:util";
 import { ApiError, Client, UnreachableError } from "./client.js";
-import { resolveCredentials, UsageError } from "./config.js";
+import { CommandError, resolveCredentials, UsageError } from "./config.js";
 import { table } from "./format.js";
 import type { Io } from "./io.js";
 import { GLOBAL_OPTIONS, type Command, type Ctx, type Values } from "./commands/command.js";
@@ -66,6 +66,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (err instanceof ApiError) {
       io.err(`slipway: ${err.message} (${err.status} ${err.code})\n`);
       if (err.details && typeof err.details === "object" && Object.keys(err.details).length > 0) io.err(`  ${JSON.stringify(err.details)}\n`);
+      return 1;
+    }
+    if (err instanceof CommandError) {
+      io.err(`slipway: ${err.message}\n`);
       return 1;
     }
     if (err instanceof UnreachableError) {

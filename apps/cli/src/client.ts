@@ -11,6 +11,17 @@ export class ApiError extends Error {
   }
 }
 
+/** The ApiError of a refusal's status and body text (the API's error body, or whatever the server sent). */
+export function apiErrorOf(status: number, text: string): ApiError {
+  let parsed: { error?: { code?: string; message?: string; details?: unknown } } | undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return new ApiError(status, parsed?.error?.code ?? `http_${status}`, parsed?.error?.message ?? (text.trim() || `HTTP ${status}`), parsed?.error?.details);
+}
+
 /** The control plane could not be reached at all. */
 export class UnreachableError extends Error {
   constructor(url: string, cause: unknown) {
@@ -42,16 +53,7 @@ export class Client {
       if ((err as Error).name === "AbortError") throw err;
       throw new UnreachableError(this.baseUrl, err);
     }
-    if (res.status >= 400) {
-      const text = await res.text();
-      let parsed: { error?: { code?: string; message?: string; details?: unknown } } | undefined;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      throw new ApiError(res.status, parsed?.error?.code ?? `http_${res.status}`, parsed?.error?.message ?? (text.trim() || `HTTP ${res.status}`), parsed?.error?.details);
-    }
+    if (res.status >= 400) throw apiErrorOf(res.status, await res.text());
     return res;
   }
 
@@ -59,6 +61,11 @@ export class Client {
     const res = await this.request(method, path, body);
     const text = await res.text();
     return (text && res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text) as T;
+  }
+
+  /** The answer to a GET as it comes (a download); an API refusal throws ApiError. */
+  open(path: string, signal?: AbortSignal): Promise<Response> {
+    return this.request("GET", path, undefined, signal);
   }
 
   /** Streams a text/plain answer (logs), chunk by chunk, until the server ends it or `signal` aborts. */

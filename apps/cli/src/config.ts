@@ -10,6 +10,14 @@ export class UsageError extends Error {
   }
 }
 
+/** A command that could not do its work for a reason of its own (a local tool failed, a check did not hold): exit status 1. */
+export class CommandError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CommandError";
+  }
+}
+
 export interface Credentials {
   url: string;
   token: string;

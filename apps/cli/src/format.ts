@@ -25,3 +25,16 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (ms < 0 || ms > 86_400_000) return new Date(t).toISOString().replace(/\.\d+Z$/, "Z");
   return `${duration(ms).replace(/\.\d s$/, " s")} ago`;
 }
+
+/** 512 B, 1.5 KiB, 12.3 MiB, 2.0 GiB. */
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1024;
+    i++;
+  } while (v >= 1024 && i < units.length - 1);
+  return `${v.toFixed(1)} ${units[i]}`;
+}

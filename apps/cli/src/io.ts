@@ -11,6 +11,10 @@ export interface Io {
   signal?: AbortSignal;
   /** Pause between two polls of a long operation (default 1 s). */
   pollMs?: number;
+  /** Asks a question on the terminal and answers the line typed; undefined when there is no terminal to ask on. */
+  prompt?: (question: string) => Promise<string>;
+  /** stderr is a terminal: progress is one line rewritten in place (else a line now and then). */
+  errIsTTY?: boolean;
   /** The process's own streams, for `slipway shell` (bytes both ways, raw terminal). */
   shell?: ShellStreams;
 }

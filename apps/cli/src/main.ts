@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createInterface } from "node:readline/promises";
 import { run } from "./cli.js";
 
 const aborter = new AbortController();
@@ -16,11 +17,25 @@ async function readStdin(): Promise<string | undefined> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** A typed answer, asked on stderr (stdout may be piped to a file). */
+async function prompt(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  // The terminal is raw while asking: Ctrl-C arrives as a key, not as a signal.
+  rl.on("SIGINT", () => aborter.abort());
+  try {
+    return await rl.question(question, { signal: aborter.signal });
+  } finally {
+    rl.close();
+  }
+}
+
 const code = await run(process.argv.slice(2), {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
   env: process.env,
   readStdin,
+  ...(process.stdin.isTTY && process.stderr.isTTY ? { prompt } : {}),
+  errIsTTY: process.stderr.isTTY === true,
   signal: aborter.signal,
   shell: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
 });

@@ -3,9 +3,11 @@ import { loginCommands } from "./login.js";
 import { appsCommands } from "./apps.js";
 import { envsCommands } from "./envs.js";
 import { deployCommands } from "./deploy.js";
+import { gitCommands } from "./git.js";
 import { varsCommands } from "./vars.js";
 import { domainsCommands } from "./domains.js";
 import { dataCommands } from "./data.js";
+import { localDbCommands } from "./local-db.js";
 import { shellCommands } from "./shell.js";
 import { logsCommands } from "./logs.js";
 import { hostsCommands } from "./hosts.js";
@@ -17,9 +19,11 @@ export const COMMANDS: Command[] = [
   ...appsCommands,
   ...envsCommands,
   ...deployCommands,
+  ...gitCommands,
   ...varsCommands,
   ...domainsCommands,
   ...dataCommands,
+  ...localDbCommands,
   ...shellCommands,
   ...logsCommands,
   ...hostsCommands,
