@@ -100,8 +100,10 @@ describe("deployment pipeline", () => {
     expect(await status()).toMatch(/^Last deployment succeeded at /);
     repo.commit({ "a.txt": "a" }, "a");
     repo.commit({ "b.txt": "b" }, "b");
-    // The control plane refreshes its mirror at most every 5 s: the count follows within that.
-    await waitFor("the 2 new commits to be counted", async () => (await status()) === "2 undeployed commits", { timeoutMs: 15_000, intervalMs: 500 });
+    // The control plane polls the repository in the background (here every 5 s; webhooks are in webhooks.e2e.test.ts):
+    // the count follows within that, and reading the status never waits on the git host.
+    await api().call("PATCH", "/v1/apps/pipe/hooks", { pollIntervalSeconds: 5 });
+    await waitFor("the 2 new commits to be counted", async () => (await status()) === "2 undeployed commits", { timeoutMs: 20_000, intervalMs: 500 });
     await api().call("PATCH", "/v1/apps/pipe/settings", { startupProbe: { path: "/index.html" } });
     expect(await status()).toBe("2 undeployed commits and unapplied changes");
     const env = await api().call("GET", "/v1/apps/pipe/environments/test");

@@ -105,7 +105,7 @@ export class HookService {
   /** The repository's poll interval: seconds, 0 = never (webhooks only), null = the platform's default. */
   async setPollInterval(by: Principal, appName: string, seconds: number | null, requestBase: string): Promise<HookView> {
     requireApp(by, appName);
-    if (seconds !== null && seconds !== 0 && seconds < 10) throw new InvalidRequestError("poll at most every 10 seconds (or 0: never)", { details: { pollIntervalSeconds: "below 10" } });
+    if (seconds !== null && seconds !== 0 && seconds < 5) throw new InvalidRequestError("poll at most every 5 seconds (or 0: never)", { details: { pollIntervalSeconds: "below 5" } });
     const app = await apps.getAppByName(this.db, appName);
     await apps.setPollInterval(this.db, app.id, seconds);
     await recordActivity(this.db, { actor: by.name, app: appName, action: "repository.poll_interval_changed", details: { pollIntervalSeconds: seconds } });

@@ -45,7 +45,7 @@ export function latestFinishedDeployment(db: Db, environmentId: string): Promise
 }
 /**
  * The environment's successful deployments whose images the agent keeps, newest first: one per
- * image (its newest), the last `images` distinct images.
+ * image (its newest), the last `images` distinct images (as the agent's janitor keeps them).
  */
 export async function rollbackCandidates(db: Db, environmentId: string, images: number): Promise<DeploymentRow[]> {
   const rows = await db

@@ -316,7 +316,7 @@ export class DeploymentService {
       if (!row || row.environment_id !== env.id) throw new NotFoundError(`deployment '${input.rollbackTo}' is not a deployment of ${label}`);
       if (row.state !== "succeeded" || !row.image) throw new ConflictError(`deployment ${row.id} did not succeed (${row.state}): only a successful deployment can be rolled back to`);
       const kept = await deployments.rollbackCandidates(db, env.id, this.rollbackImages);
-      if (!kept.some((k) => k.id === row.id)) {
+      if (!kept.some((k) => k.image === row.image)) {
         throw new ConflictError(`deployment ${row.id} is older than the last ${this.rollbackImages} images kept for ${label}: deploy its commit from the branch instead`, { details: { rollbackTo: "image not kept" } });
       }
       const job = await deployments.findJobByDeployment(db, row.id);
@@ -342,8 +342,8 @@ export class DeploymentService {
     const env = await apps.getEnvironment(this.db, app, envName);
     const rows = await deployments.listDeployments(this.db, env.id, limit);
     // What can be rolled back to: the kept images, except the one serving now.
-    const kept = new Set((await deployments.rollbackCandidates(this.db, env.id, this.rollbackImages)).filter((d) => d.image !== env.current_image).map((d) => d.id));
-    return rows.map((d) => ({ ...toView(d, app.name, env.name), rollbackable: kept.has(d.id) }));
+    const kept = new Set((await deployments.rollbackCandidates(this.db, env.id, this.rollbackImages)).map((d) => d.image).filter((i) => i !== env.current_image));
+    return rows.map((d) => ({ ...toView(d, app.name, env.name), rollbackable: d.state === "succeeded" && d.image !== null && kept.has(d.image) }));
   }
 
   async get(by: Principal, id: string): Promise<DeploymentView> {
