@@ -1,10 +1,10 @@
-// Deployments: `slipway deploy`, `deployments`, `log`, `cancel`.
+// Deployments: `slipway deploy`, `deployments`, `log`, `cancel` (promote and rollback: git.ts).
 import { UsageError } from "../config.js";
 import { ago, duration, table } from "../format.js";
 import { TERMINAL, contentParts, detached, enc, envPath, print, until, type Command, type Ctx } from "./command.js";
 
-/** Follows a deployment's log to the end; exit 0 when it succeeded. */
-async function followDeployment(ctx: Ctx, id: string): Promise<number> {
+/** Follows a deployment's log to the end; exit 0 when it succeeded (deploy, log -f, promote, rollback). */
+export async function followDeployment(ctx: Ctx, id: string): Promise<number> {
   const client = ctx.client();
   if (!ctx.json) {
     await client.stream(`/deployments/${enc(id)}/log?follow=true`, (t) => ctx.io.out(t), ctx.io.signal).catch((err: unknown) => {
@@ -28,6 +28,26 @@ async function followDeployment(ctx: Ctx, id: string): Promise<number> {
     ctx.io.out(`\ndeployment ${d.id} of ${d.app}/${d.environment} ${d.state}${took}${d.state === "succeeded" ? "" : why}\n`);
   }
   return d.state === "succeeded" ? 0 : 1;
+}
+
+/** One deployment of `GET …/deployments` (the fields the table shows). */
+export interface DeploymentItem {
+  id: string;
+  state: string;
+  kind?: string;
+  commit: string | null;
+  finishedAt: string | null;
+  requestedBy?: string;
+  /** Its image is still kept and it is not what runs now: `slipway rollback` can go back to it. */
+  rollbackable?: boolean;
+}
+
+/** The `slipway deployments` table: ids shortened (rollback takes a prefix), ✓ where a rollback can go. */
+export function deploymentsTable(list: DeploymentItem[], now = Date.now()): string {
+  return table([
+    ["ID", "KIND", "STATE", "COMMIT", "FINISHED", "BY", "ROLLBACK"],
+    ...list.map((d) => [d.id.slice(0, 8), d.kind ?? "deploy", d.state, (d.commit ?? "-").slice(0, 12), ago(d.finishedAt, now), d.requestedBy ?? "-", d.rollbackable ? "✓" : ""]),
+  ]);
 }
 
 export const deployCommands: Command[] = [
@@ -65,13 +85,11 @@ export const deployCommands: Command[] = [
   {
     name: "deployments",
     args: ["app", "env"],
-    summary: "An environment's deployments, newest first",
+    summary: "An environment's deployments, newest first: kind, state, commit, who, and which can be rolled back to (✓)",
     async run(ctx) {
       const [app, env] = ctx.args as [string, string];
-      const list = await ctx.client().call<any[]>("GET", `${envPath(app, env)}/deployments`);
-      print(ctx, list, () =>
-        table([["ID", "STATE", "BUILD", "COMMIT", "QUEUED", "TOOK"], ...list.map((d) => [d.id, d.state, d.build, (d.commit ?? "-").slice(0, 12), ago(d.queuedAt), d.finishedAt ? duration(Date.parse(d.finishedAt) - Date.parse(d.queuedAt)) : "-"])]),
-      );
+      const list = await ctx.client().call<DeploymentItem[]>("GET", `${envPath(app, env)}/deployments`);
+      print(ctx, list, () => deploymentsTable(list));
       return 0;
     },
   },

@@ -3,6 +3,7 @@ import { loginCommands } from "./login.js";
 import { appsCommands } from "./apps.js";
 import { envsCommands } from "./envs.js";
 import { deployCommands } from "./deploy.js";
+import { gitCommands } from "./git.js";
 import { varsCommands } from "./vars.js";
 import { domainsCommands } from "./domains.js";
 import { dataCommands } from "./data.js";
@@ -18,6 +19,7 @@ export const COMMANDS: Command[] = [
   ...appsCommands,
   ...envsCommands,
   ...deployCommands,
+  ...gitCommands,
   ...varsCommands,
   ...domainsCommands,
   ...dataCommands,
