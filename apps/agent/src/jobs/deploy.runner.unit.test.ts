@@ -64,8 +64,10 @@ describe("a deployment", () => {
       "switch:running", "switch:succeeded",
       "cleanup:running", "cleanup:succeeded",
     ]);
-    expect(d.report.events.filter((e) => e.kind === "facts")).toEqual([{ kind: "facts", commit: COMMIT, image: NEW_IMAGE }]);
-    expect(d.report.results()).toEqual([{ kind: "result", state: "succeeded", commit: COMMIT, image: NEW_IMAGE }]);
+    // The image's id is what shipped (the fake runtime's ids are "sha256:<tag>").
+    const digest = `sha256:${NEW_IMAGE}`;
+    expect(d.report.events.filter((e) => e.kind === "facts")).toEqual([{ kind: "facts", commit: COMMIT, image: NEW_IMAGE, imageDigest: digest }]);
+    expect(d.report.results()).toEqual([{ kind: "result", state: "succeeded", commit: COMMIT, image: NEW_IMAGE, imageDigest: digest }]);
     // Served by the new containers only; the old ones are gone.
     const fresh = newContainers(d);
     expect(fresh).toHaveLength(1);
@@ -85,6 +87,33 @@ describe("a deployment", () => {
     expect(d.git.calls).toEqual([]);
     expect(d.runtime.builds).toEqual([]);
     expect(d.report.results()[0]).toMatchObject({ state: "succeeded", image: OLD_IMAGE });
+  });
+
+  it("deploys a given image (rollback): no source, no build, release commands skipped when asked, the preamble first, the digest reported", async () => {
+    const { d } = serving({ spec: { buildMode: "image", image: OLD_IMAGE, skipRelease: true, preamble: ["rolling back", "the database is NOT rolled back"] } });
+    expect(await deploy(d)).toBe("succeeded");
+    expect(d.report.lines().slice(0, 2)).toEqual(["rolling back", "the database is NOT rolled back"]);
+    expect(d.report.steps()).toEqual(expect.arrayContaining(["source:succeeded", "build:skipped", "release:skipped"]));
+    expect(d.report.lines()).toContain("the release commands are not run (migrate): a rollback runs them only when asked (\"runReleaseCommands\": true)");
+    expect(d.git.calls).toEqual([]);
+    expect(d.runtime.builds).toEqual([]);
+    expect(d.runtime.callsOf("runOneOff")).toEqual([]);
+    expect(d.report.results()[0]).toMatchObject({ state: "succeeded", image: OLD_IMAGE, imageDigest: "sha256:old" });
+  });
+
+  it("a given image (promote) runs the release commands as usual", async () => {
+    const { d } = serving({ spec: { buildMode: "image", image: OLD_IMAGE } });
+    expect(await deploy(d)).toBe("succeeded");
+    expect(d.report.steps()).toEqual(expect.arrayContaining(["build:skipped", "release:succeeded"]));
+    expect(d.runtime.builds).toEqual([]);
+  });
+
+  it("fails at the source step when the given image is no longer on the host, and the old version keeps serving", async () => {
+    const { d, previous } = serving({ spec: { buildMode: "image", image: "slipway/shop:0000000000000000000000000000000000000000" } });
+    expect(await deploy(d)).toBe("failed");
+    expect(d.report.results()[0]).toMatchObject({ state: "failed", failure: expect.objectContaining({ type: "image_not_on_host", retryable: false }) });
+    expect(d.report.results()[0]!.failure!.message).toMatch(/is no longer on this host/);
+    expectPreviousStillServes(d, previous);
   });
 
   it("runs the content copy between build and release when asked", async () => {

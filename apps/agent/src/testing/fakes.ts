@@ -280,8 +280,8 @@ export type ReportEvent =
   | { kind: "step"; name: string; state: StepState }
   | { kind: "progress"; phase: string; bytes: number; objects: number }
   | { kind: "backup"; facts: BackupFacts }
-  | { kind: "facts"; commit: string; image: string }
-  | { kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit?: string; image?: string; failure?: FailureData };
+  | { kind: "facts"; commit: string; image: string; imageDigest?: string }
+  | { kind: "result"; state: "succeeded" | "failed" | "cancelled"; commit?: string; image?: string; imageDigest?: string; failure?: FailureData };
 
 type ReportMethod = "heading" | "logLine" | "step" | "progress" | "backup" | "facts" | "result";
 
@@ -314,17 +314,18 @@ export class FakeJobReporter extends Recorder<ReportMethod> implements DeployRep
     this.enterSync("backup", [f]);
     this.events.push({ kind: "backup", facts: f });
   }
-  facts(commit: string, image: string): void {
-    this.enterSync("facts", [commit, image]);
-    this.events.push({ kind: "facts", commit, image });
+  facts(commit: string, image: string, imageDigest = ""): void {
+    this.enterSync("facts", [commit, image, imageDigest]);
+    this.events.push({ kind: "facts", commit, image, ...(imageDigest ? { imageDigest } : {}) });
   }
-  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; error?: unknown }): Promise<void> {
+  result(state: "succeeded" | "failed" | "cancelled", info: { commit?: string; image?: string; imageDigest?: string; error?: unknown }): Promise<void> {
     this.enterSync("result", [state, info]);
     this.events.push({
       kind: "result",
       state,
       ...(info.commit ? { commit: info.commit } : {}),
       ...(info.image ? { image: info.image } : {}),
+      ...(info.imageDigest ? { imageDigest: info.imageDigest } : {}),
       ...(info.error !== undefined ? { failure: toFailure(info.error) } : {}),
     });
     return Promise.resolve();

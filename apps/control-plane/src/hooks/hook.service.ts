@@ -39,7 +39,7 @@ export interface DeliveryOutcome {
 /** A webhook refused for its signature or its form: status and reason, nothing done (the route answers it). */
 export class WebhookRejected extends Error {
   constructor(
-    readonly status: 400 | 401 | 404 | 415,
+    readonly status: 400 | 401 | 415,
     message: string,
   ) {
     super(message);
@@ -57,6 +57,8 @@ const REFRESH_WAIT_MS = 8_000;
  * delivery, refused or not, is in the activity feed with its outcome.
  */
 export class HookService {
+  private readonly rejections = new Map<string, { at: number; suppressed: number }>();
+
   constructor(
     private readonly db: Db,
     private readonly box: SecretBox,
@@ -115,12 +117,11 @@ export class HookService {
   /** One delivery from a git host. Throws WebhookRejected (nothing done, the refusal recorded). */
   async receive(appName: string, headers: Record<string, string | string[] | undefined>, body: Buffer): Promise<DeliveryOutcome> {
     const app = await apps.findAppByName(this.db, appName);
-    if (!app) throw new WebhookRejected(404, `no app '${appName}'`);
-    if (!app.webhook_secret_encrypted) throw new WebhookRejected(401, `app '${appName}' has no webhook secret yet: read it with GET /v1/apps/${appName}/hooks first`);
+    // Anyone may call this: an unknown app reads as an unset webhook, not as "no such app".
+    if (!app || !app.webhook_secret_encrypted) throw new WebhookRejected(401, `no webhook is set up for '${appName}' (its URL and secret come from GET /v1/apps/${appName}/hooks)`);
     const parsed = parsePushWebhook(headers, body, this.box.decrypt(app.webhook_secret_encrypted));
     if (parsed.kind === "rejected") {
-      await recordActivity(this.db, { actor: "webhook", app: appName, action: "webhook.rejected", details: { status: parsed.status, reason: parsed.reason } });
-      this.log.warn({ app: appName, status: parsed.status, reason: parsed.reason }, "webhook delivery refused");
+      await this.recordRejection(app.name, parsed.status, parsed.reason);
       throw new WebhookRejected(parsed.status, parsed.reason);
     }
     const provider = parsed.kind === "push" ? parsed.event.provider : parsed.provider;
@@ -135,6 +136,22 @@ export class HookService {
       return { delivery, provider, outcome: "ignored", reason: parsed.reason, deployments: [], notDeployed: [] };
     }
     return this.push(app, parsed.event, actor);
+  }
+
+  /**
+   * A refused delivery is in the activity feed, at most once a minute per app with how many were
+   * refused meanwhile: whoever may call the endpoint must not be able to flood the feed.
+   */
+  private async recordRejection(app: string, status: number, reason: string): Promise<void> {
+    this.log.warn({ app, status, reason }, "webhook delivery refused");
+    const now = Date.now();
+    const last = this.rejections.get(app);
+    if (last && now - last.at < 60_000) {
+      last.suppressed++;
+      return;
+    }
+    this.rejections.set(app, { at: now, suppressed: 0 });
+    await recordActivity(this.db, { actor: "webhook", app, action: "webhook.rejected", details: { status, reason, ...(last?.suppressed ? { alsoRefusedSinceLastEntry: last.suppressed } : {}) } });
   }
 
   private async push(app: apps.AppRow, ev: PushEvent, actor: string): Promise<DeliveryOutcome> {

@@ -1,5 +1,4 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { NAME_PATTERN } from "@slipway/core";
 import type { HookService } from "../hooks/hook.service.js";
 import { WebhookRejected } from "../hooks/hook.service.js";
 import type { GitAccess } from "../git/git-access.js";
@@ -33,7 +32,7 @@ export const hookReceiverRoutes: FastifyPluginAsync<{ hooks: HookService }> = as
         return reply.status(outcome.outcome === "duplicate" ? 200 : 202).send(outcome);
       } catch (err) {
         if (err instanceof WebhookRejected) {
-          const code = err.status === 401 ? "unauthenticated" : err.status === 404 ? "not_found" : err.status === 415 ? "unsupported_media_type" : "invalid_request";
+          const code = err.status === 401 ? "unauthenticated" : err.status === 415 ? "unsupported_media_type" : "invalid_request";
           return reply.status(err.status).send(errorBody(code, err.message));
         }
         throw err;
@@ -96,5 +95,3 @@ export const hookRoutes: FastifyPluginAsync<{ hooks: HookService; access: GitAcc
     return reply.status(204).send();
   });
 };
-
-export const HOOK_APP_PATTERN = NAME_PATTERN;

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { isDeepStrictEqual } from "node:util";
 import {
   ConflictError,
   InvalidRequestError,
@@ -342,7 +343,7 @@ export class EnvironmentService {
       if (added.length + removed.length + changed.length > 0) changes.variables = { added: added.sort(), changed: changed.sort(), removed: removed.sort() };
       const settingsBefore = then.settings as unknown as Record<string, unknown>;
       const settingsNow = app.settings as Record<string, unknown>;
-      const settings = [...new Set([...Object.keys(settingsBefore), ...Object.keys(settingsNow)])].filter((k) => JSON.stringify(settingsBefore[k]) !== JSON.stringify(settingsNow[k])).sort();
+      const settings = [...new Set([...Object.keys(settingsBefore), ...Object.keys(settingsNow)])].filter((k) => !isDeepStrictEqual(settingsBefore[k], settingsNow[k])).sort();
       if (settings.length) changes.settings = settings;
       const domainsBefore = new Set(then.hostnames);
       const domainsNow = new Set(now.hostnames);
@@ -351,7 +352,8 @@ export class EnvironmentService {
       if (domAdded.length + domRemoved.length > 0) changes.domains = { added: domAdded, removed: domRemoved };
       if (then.replicas !== env.replicas) changes.replicas = { from: then.replicas, to: env.replicas };
       const limitsNow = limitsOf(this.appService.resources(), env);
-      if (then.limits && JSON.stringify(then.limits) !== JSON.stringify(limitsNow)) changes.limits = { from: then.limits, to: limitsNow };
+      // Compared by key: the job spec comes back from jsonb, which reorders an object's keys.
+      if (then.limits && (Object.keys(limitsNow) as Array<keyof ResourceLimits>).some((k) => then.limits![k] !== limitsNow[k])) changes.limits = { from: then.limits, to: limitsNow };
     }
     return {
       app: app.name,
