@@ -62,6 +62,8 @@ interface Results {
   floorNet: FloorRun[];
   auto: DeployRun[];
   reuse: DeployRun[];
+  /** issue 13: `{"rollbackTo": <the first deployment>}`: its image again, no build. */
+  rollback: DeployRun[];
   load: LoadPhase;
 }
 
@@ -116,6 +118,7 @@ async function measure(platform: Platform, repo: TestRepo, floor: Floor, app: st
   const network = await floor.network();
   const auto: DeployRun[] = [];
   const reuse: DeployRun[] = [];
+  const rollback: DeployRun[] = [];
   for (let i = 1; i <= RUNS; i++) {
     const f = await floor.runOnce(image);
     floorRuns.push(f);
@@ -130,6 +133,10 @@ async function measure(platform: Platform, repo: TestRepo, floor: Floor, app: st
     const r = await timedDeploy(api, app, "test", { build: "reuse" }, { pollMs: 5 });
     reuse.push(r);
     progress(`run ${i}/${RUNS}: deploy {"build":"reuse"} to switch ${secs(r.toSwitchMs)} s (succeeded seen at ${secs(r.observedMs)} s)`);
+    const b = await timedDeploy(api, app, "test", { rollbackTo: initial.id }, { pollMs: 5 });
+    if (b.stepStates.build !== "skipped") throw new Error(`a rollback built: ${JSON.stringify(b.stepStates)}`);
+    rollback.push(b);
+    progress(`run ${i}/${RUNS}: rollback to the first deployment, to switch ${secs(b.toSwitchMs)} s`);
   }
 
   progress(`keep-alive load (${CONCURRENCY} concurrent) through the ingress across 3 deployments v2, v3, v4`);
@@ -150,7 +157,7 @@ async function measure(platform: Platform, repo: TestRepo, floor: Floor, app: st
   const drainMs = drainTimes(platform).slice(-switching.length);
   if (loadResult.lastBody !== "v4") throw new Error(`after v4 the load still saw ${JSON.stringify(loadResult.lastBody)}`);
 
-  return { image, initial, floor: floorRuns, floorNet, auto, reuse, load: { result: loadResult, ms: loadMs, deployments: switching, drainMs } };
+  return { image, initial, floor: floorRuns, floorNet, auto, reuse, rollback, load: { result: loadResult, ms: loadMs, deployments: switching, drainMs } };
 }
 
 function verdict(pass: boolean, miss: string): string {
@@ -188,6 +195,16 @@ function report(r: Results): string {
         verdict(x.pass, x.miss),
       ];
     }),
+    (() => {
+      // issue 13: a rollback is no slower than a deployment of an already built image (same work: no source, no build).
+      const ratio = median(r.rollback.map((d) => d.toSwitchMs)) / median(r.reuse.map((d) => d.toSwitchMs));
+      return [
+        "rollback `{\"rollbackTo\": id}`: POST → switch finished (median of 5), against deploy reuse in the same run",
+        `${secs(median(r.rollback.map((d) => d.toSwitchMs)))} s (min ${secs(min(r.rollback.map((d) => d.toSwitchMs)))}, max ${secs(max(r.rollback.map((d) => d.toSwitchMs)))}); ratio ${fixed(ratio, 2)}× reuse`,
+        "≤ 1.1× reuse (the same work; 10 % for noise)",
+        verdict(ratio <= 1.1, `${fixed(ratio, 2)}× reuse`),
+      ];
+    })(),
     (() => {
       // What the API shows against what happened: the agent's switch step ends, then a poll every 5 ms reads `succeeded` (the figure includes that poll's own round trip).
       const lag = [...r.auto, ...r.reuse].map((d) => d.observedMs - d.toSwitchMs);

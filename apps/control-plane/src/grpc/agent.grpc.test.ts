@@ -44,7 +44,7 @@ describe("gRPC AgentService authentication", () => {
   beforeAll(async () => {
     cp = await testControlPlane("pglite");
     const started = await startGrpcServer(
-      agentServiceImpl({ hosts: cp.services.hosts, reports: cp.services.reports, bus: noBus, log: createLogger("t", "silent"), natsPublicUrl: () => "nats://127.0.0.1:4222", natsUsers: { sync: async () => void syncs++ }, heartbeatIntervalMs: 5000, unseal: (v) => cp.services.environments.unseal(v), repositoryUrl: (r, c) => cp.services.apps.repositoryUrlForGit(r, c), dataSpec: (s) => cp.services.data.dataSpec(s) }),
+      agentServiceImpl({ hosts: cp.services.hosts, reports: cp.services.reports, bus: noBus, log: createLogger("t", "silent"), natsPublicUrl: () => "nats://127.0.0.1:4222", natsUsers: { sync: async () => void syncs++ }, heartbeatIntervalMs: 5000, unseal: (v) => cp.services.environments.unseal(v), repositoryAccess: async (_app, r, c) => ({ url: cp.services.apps.repositoryUrlForGit(r, c) }), dataSpec: (s) => cp.services.data.dataSpec(s) }),
       { host: "127.0.0.1", port: 0 },
     );
     server = started.server;
