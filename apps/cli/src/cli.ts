@@ -119,16 +119,17 @@ function findCommand(argv: string[]): { command?: Command; rest: string[]; words
 
 function checkPositionals(command: Command, got: string[]): void {
   const variadic = command.args.at(-1)?.replace(/\]$/, "").endsWith("...") ?? false;
-  // `[name...]`: optional.
+  // `[name...]`: any number (after `--`); `[name]`: one at most.
   const required = command.args.filter((a) => !a.startsWith("[")).length;
-  if (got.length < required || (!variadic && got.length > required)) {
+  const allowed = command.args.length;
+  if (got.length < required || (!variadic && got.length > allowed)) {
     const usage = `slipway ${command.name} ${argsText(command)}`.trim();
     throw new UsageError(got.length < required ? `missing ${command.args.slice(got.length, required).map((a) => `<${a}>`).join(" ")}: ${usage}` : `too many arguments: ${usage}`);
   }
 }
 
 function argsText(c: Command): string {
-  return c.args.map((a) => (a.startsWith("[") ? `[-- ${a.slice(1, -1).replace("...", " ...")}]` : `<${a}>`)).join(" ");
+  return c.args.map((a) => (a.endsWith("...]") ? `[-- ${a.slice(1, -1).replace("...", " ...")}]` : a.startsWith("[") ? `[<${a.slice(1, -1)}>]` : `<${a}>`)).join(" ");
 }
 
 function commandHelp(c: Command): string {

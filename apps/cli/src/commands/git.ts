@@ -230,16 +230,14 @@ export const gitCommands: Command[] = [
   },
   {
     name: "rollback",
-    // Optional and at most one (checked below): the dispatcher knows optional arguments only as a list.
-    args: ["app", "env", "[deployment-id...]"],
+    args: ["app", "env", "[deployment-id]"],
     summary: "Deploy an earlier deployment again (default: the newest that can be; its image, settings and variables; the database stays) and follow it",
     options: {
       "run-release-commands": { type: "boolean", description: "run the release commands (a rollback skips them unless asked)" },
       detach: { type: "boolean", short: "d", description: "print the deployment id and return at once" },
     },
     async run(ctx) {
-      const [app, env, wanted, ...extra] = ctx.args as [string, string, string | undefined, ...string[]];
-      if (extra.length > 0) throw new UsageError(`too many arguments: slipway rollback <app> <env> [<deployment-id>]`);
+      const [app, env, wanted] = ctx.args as [string, string, string | undefined];
       const label = `${app}/${env}`;
       const list = await ctx.client().call<DeploymentItem[]>("GET", `${envPath(app, env)}/deployments`);
       const target = rollbackTarget(list, label, wanted);
