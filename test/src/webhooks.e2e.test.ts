@@ -107,13 +107,13 @@ describe("push webhooks end to end", () => {
   // A git host that accepts connections and never answers (must show 3); its sockets are closed in afterAll.
   const hung = net.createServer();
   const hungSockets = new Set<net.Socket>();
+  let hungConnections = 0;
   hung.on("connection", (s) => {
+    hungConnections++;
     hungSockets.add(s);
     s.on("error", () => undefined);
     s.on("close", () => hungSockets.delete(s));
   });
-  let hungConnections = 0;
-  hung.on("connection", () => hungConnections++);
 
   beforeAll(async () => {
     await platform.start();
@@ -185,8 +185,11 @@ describe("push webhooks end to end", () => {
     expect((await send(hook.url, { ...tampered, body: tampered.body.replace('"ann"', '"mallory"') })).status).toBe(401);
     expect(await deploymentIds("test")).toEqual(before.test);
     expect(await deploymentIds("live")).toEqual(before.live);
+    // An unknown app reads like an unset webhook: the endpoint tells nobody which apps exist.
+    expect((await send(`${api().baseUrl}/v1/hooks/no-such-app`, forged)).status).toBe(401);
+    // In the feed, refusals are recorded at most once a minute per app (nobody can flood it): the first one here.
     const rejected = await activity("webhook.rejected");
-    expect(rejected).toHaveLength(rejectedBefore + 2);
+    expect(rejected).toHaveLength(rejectedBefore + 1);
     expect(rejected[0]).toMatchObject({ actor: "webhook", details: { status: 401, reason: "wrong signature" } });
     // Nothing done: the mirror was not refreshed either.
     expect((await env("live")).status.message).toBe("1 undeployed commit");
@@ -277,7 +280,6 @@ describe("push webhooks end to end", () => {
       ["webhook (gitea)", "carol", "deployed"],
       ["webhook (gitlab)", "bob", "refreshed"],
     ]);
-    expect((await activity("webhook.rejected"))[0]).toMatchObject({ details: { status: 401, reason: "wrong X-Gitlab-Token" } });
   });
 
   it("answers an environment's status at once while the mirror's fetch hangs on a git host that never answers", async () => {
@@ -288,7 +290,9 @@ describe("push webhooks end to end", () => {
     await waitFor("the mirror's fetch to connect to the hung git host", async () => hungConnections > 0, { timeoutMs: 30_000, intervalMs: 50 });
     const timings: number[] = [];
     let last: any;
-    for (let i = 0; i < 20; i++) {
+    // A read that waited on the git host would take until its 60 s timeout; single slow reads are
+    // this (shared, 2-core) machine's scheduling, which the p95 of 100 reads leaves out.
+    for (let i = 0; i < 100; i++) {
       const t0 = performance.now();
       last = await env("test", STALLED);
       timings.push(performance.now() - t0);
@@ -296,7 +300,7 @@ describe("push webhooks end to end", () => {
     const max = Math.max(...timings);
     const p95 = percentile(timings, 95);
     console.log(`status while the git host hangs: ${timings.length} reads, p50 ${percentile(timings, 50).toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${max.toFixed(1)} ms`);
-    expect(p95).toBeLessThan(50);
+    expect(p95, `read times (ms): ${timings.map((t) => t.toFixed(1)).join(" ")}`).toBeLessThan(50);
     expect(last.status).toMatchObject({ message: "Server not deployed yet", syncedAt: null, syncError: null });
     // Still hanging: the reads did not end it, nor wait for it.
     expect(hungSockets.size).toBeGreaterThan(0);
