@@ -155,4 +155,30 @@ describe("RepositoryMirrors with a repository that needs a credential", () => {
       silent.close();
     }
   });
+
+  it("keeps polling the other apps while one git host hangs", async () => {
+    const m = mirrorsOf();
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((sock) => void sockets.push(sock));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    try {
+      const hung: MirrorSource = { ...source("hung", `http://127.0.0.1:${(silent.address() as AddressInfo).port}/repo.git`), intervalSeconds: 1 };
+      const healthy: MirrorSource = { ...source("healthy", `http://bot:${TOKEN}@${base}/repo.git`), intervalSeconds: 1 };
+      const synced = new Set<string>();
+      m.start(async () => [hung, healthy], 100);
+      const deadline = Date.now() + 10_000;
+      while (synced.size < 3 && Date.now() < deadline) {
+        const at = m.syncState("healthy").syncedAt;
+        if (at) synced.add(at);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      m.stop();
+      // Three fetches of the healthy app, one a second, while the first fetch of the hung one still waits.
+      expect(synced.size).toBeGreaterThanOrEqual(3);
+      expect(m.syncState("hung")).toMatchObject({ syncing: true, syncedAt: null });
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      silent.close();
+    }
+  });
 });

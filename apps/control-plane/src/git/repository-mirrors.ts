@@ -65,8 +65,8 @@ export class RepositoryMirrors {
   }
 
   /**
-   * Polls: every `tickMs`, fetches the apps (from `sources`) whose interval (with backoff) has
-   * passed since their last attempt, a few at a time.
+   * Polls: every `tickMs`, starts fetching the apps (from `sources`) whose interval (with backoff)
+   * has passed since their last attempt, at most `maxConcurrent` fetches running at once.
    */
   start(sources: () => Promise<MirrorSource[]>, tickMs = 2_000): void {
     const tick = async () => {
@@ -74,9 +74,9 @@ export class RepositoryMirrors {
       this.ticking = true;
       try {
         const now = Date.now();
-        const due = (await sources()).filter((s) => this.due(s, now));
-        const limit = this.opts.maxConcurrent ?? 4;
-        for (let i = 0; i < due.length; i += limit) await Promise.all(due.slice(i, i + limit).map((s) => this.refresh(s)));
+        // Started, not awaited: a git host that hangs holds its own fetch (until the timeout), never the others'.
+        const room = Math.max(0, (this.opts.maxConcurrent ?? 4) - this.inFlight.size);
+        for (const s of (await sources()).filter((x) => this.due(x, now)).slice(0, room)) void this.refresh(s);
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message }, "repository poll failed");
       } finally {

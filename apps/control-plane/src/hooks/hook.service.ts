@@ -131,11 +131,17 @@ export class HookService {
       await recordActivity(this.db, { actor, app: appName, action: "webhook.duplicate", details: { delivery } });
       return { delivery, provider, outcome: "duplicate", reason: "this delivery was received before", deployments: [], notDeployed: [] };
     }
-    if (parsed.kind === "ignored") {
-      await recordActivity(this.db, { actor, app: appName, action: "webhook.ignored", details: { delivery, reason: parsed.reason } });
-      return { delivery, provider, outcome: "ignored", reason: parsed.reason, deployments: [], notDeployed: [] };
+    try {
+      if (parsed.kind === "ignored") {
+        await recordActivity(this.db, { actor, app: appName, action: "webhook.ignored", details: { delivery, reason: parsed.reason } });
+        return { delivery, provider, outcome: "ignored", reason: parsed.reason, deployments: [], notDeployed: [] };
+      }
+      return await this.push(app, parsed.event, actor);
+    } catch (err) {
+      // Not taken (the database failed, say): the git host's redelivery must not read as a duplicate.
+      await apps.forgetWebhookDelivery(this.db, app.id, delivery).catch(() => undefined);
+      throw err;
     }
-    return this.push(app, parsed.event, actor);
   }
 
   /**

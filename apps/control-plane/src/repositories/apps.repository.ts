@@ -236,6 +236,10 @@ export async function recordWebhookDelivery(db: Db, appId: string, deliveryId: s
   return Number(r?.numInsertedOrUpdatedRows ?? 0) > 0;
 }
 
+export async function forgetWebhookDelivery(db: Db, appId: string, deliveryId: string): Promise<void> {
+  await db.deleteFrom("webhook_deliveries").where("app_id", "=", appId).where("delivery_id", "=", deliveryId).execute();
+}
+
 /** Deliveries older than `before` are forgotten (a redelivery that late is a new push). */
 export async function pruneWebhookDeliveries(db: Db, before: Date): Promise<void> {
   await db.deleteFrom("webhook_deliveries").where("received_at", "<", before).execute();
