@@ -120,7 +120,11 @@ export function uploadFrom<T>(client: Client, path: string, file: string, size: 
       res.on("error", reject);
       res.on("end", () => {
         source.destroy();
-        if ((res.statusCode ?? 0) >= 400) return reject(apiErrorOf(res.statusCode ?? 0, text));
+        if ((res.statusCode ?? 0) >= 400) {
+          // The body was not sent in full: this connection is of no further use.
+          req.destroy();
+          return reject(apiErrorOf(res.statusCode ?? 0, text));
+        }
         progress.done(sent);
         try {
           resolve(JSON.parse(text) as T);

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -124,12 +125,66 @@ describe("backup archives through the API", () => {
     // The limit is only found out part way through (three parts were written by then).
     const streamed = await upload("live", chunked(Buffer.concat([HEADER, randomBytes(LIMIT)])));
     expect(streamed.statusCode).toBe(413);
-    expect(streamed.headers.connection).toBe("close");
     expect({ rows: await counts(), objects: await objects(envIds.live!) }).toEqual(before);
     // Exactly the limit is fine.
     const exact = await upload("live", chunked(Buffer.concat([HEADER, randomBytes(LIMIT - HEADER.length)])));
     expect(exact.statusCode, exact.body).toBe(201);
     expect(exact.json().databaseBytes).toBe(LIMIT);
+  });
+
+  it("stores nothing of an upload whose client goes away part way", async () => {
+    const before = { rows: await counts(), objects: await objects(envIds.live!) };
+    // As the request stream does when the connection is lost: 10 MiB arrive (a part is written), then an error.
+    async function* vanishing(): AsyncGenerator<Buffer> {
+      yield HEADER;
+      for (let i = 0; i < 10; i++) yield randomBytes(MiB);
+      throw Object.assign(new Error("aborted"), { code: "ECONNRESET" });
+    }
+    const admin = { tokenId: "t", name: "ann", role: "admin" as const, apps: [] };
+    await expect(cp.services.data.uploadBackup(admin, "shop", "live", vanishing())).rejects.toThrow(/^aborted$/);
+    expect({ rows: await counts(), objects: await objects(envIds.live!) }).toEqual(before);
+  });
+
+  it("over a real connection, a refusal reaches a client that is still sending, and the rest is not read for long", async () => {
+    await cp.app.listen({ port: 0, host: "127.0.0.1" });
+    const { port } = cp.app.server.address() as { port: number };
+    /** Sends `declared` bytes (a header first) until the answer comes; `stubborn` keeps sending after it. */
+    const send = (head: Buffer, declared: number, stubborn: boolean) =>
+      new Promise<{ status: number; message: string; closedAfterMs: number }>((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port, method: "POST", path: "/v1/apps/shop/environments/live/backups/upload", headers: { ...auth(cp.adminToken), "content-type": "application/octet-stream", "content-length": String(declared) } });
+        let answer: { status: number; message: string; at: number } | undefined;
+        req.on("response", (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (text += d));
+          res.on("end", () => {
+            answer = { status: res.statusCode!, message: JSON.parse(text).error.message, at: Date.now() };
+            if (!stubborn) req.destroy();
+          });
+        });
+        req.on("error", () => undefined);
+        req.on("close", () => (answer ? resolve({ status: answer.status, message: answer.message, closedAfterMs: Date.now() - answer.at }) : reject(new Error("closed without an answer"))));
+        req.write(head);
+        const chunk = randomBytes(256 * 1024);
+        const more = () => {
+          if (req.destroyed || req.writableEnded) return;
+          if (req.write(chunk)) setImmediate(more);
+          else req.once("drain", more);
+        };
+        more();
+      });
+    const before = { rows: await counts(), objects: await objects(envIds.live!) };
+    // Refused after 11 bytes, with 20 MiB on their way; and one over the limit refused before a byte is read.
+    const notDump = await send(Buffer.from("not a dump at all"), 20 * MiB, false);
+    expect(notDump).toMatchObject({ status: 400, message: expect.stringMatching(/not a pg_dump custom-format archive.*nothing was stored/) });
+    const tooLarge = await send(HEADER, LIMIT + MiB, false);
+    expect(tooLarge).toMatchObject({ status: 413 });
+    // A client that goes on sending after the answer: its connection is closed after a few seconds, not read to the end.
+    const stubborn = await send(HEADER, 1024 ** 3, true);
+    expect(stubborn.status).toBe(413);
+    expect(stubborn.closedAfterMs).toBeGreaterThan(3_000);
+    expect(stubborn.closedAfterMs).toBeLessThan(10_000);
+    expect({ rows: await counts(), objects: await objects(envIds.live!) }).toEqual(before);
   });
 
   it("lets admins and the app's deployers download, nobody else; only finished backups with a database", async () => {

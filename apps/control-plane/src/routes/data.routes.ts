@@ -4,8 +4,8 @@ import { ENV_NAME_PATTERN } from "@slipway/core";
 import type { DataService } from "../data/data.service.js";
 import { envParams, idParams } from "./schemas.js";
 
-/** The most of a refused upload's body that is read and dropped rather than the connection closed. */
-const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+/** How long the rest of a refused upload's body is read and dropped before its connection is closed. */
+const LINGER_MS = 5_000;
 
 export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app, { data }) => {
   app.post<{ Params: { app: string; env: string }; Body: { database?: boolean; media?: boolean } }>(
@@ -50,13 +50,22 @@ export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app,
   await app.register(async (upload) => {
     upload.removeAllContentTypeParsers();
     upload.addContentTypeParser("*", (_req, payload, done) => done(null, payload));
-    // A refusal may come before the client has sent all of its body. Node reads and drops the
-    // rest after the answer, which keeps the connection clean (a socket closed with unread data
-    // is reset, and the client may lose the answer): fine for a body of a few MiB, not for
-    // gigabytes, or an unknown length. Then the connection is closed after the answer.
-    upload.addHook("onSend", async (req, reply, payload) => {
-      if (reply.statusCode >= 400 && !req.raw.complete && !(Number(req.headers["content-length"]) <= DRAIN_MAX_BYTES)) void reply.header("connection", "close");
-      return payload;
+    // A refusal may come before the client has sent all of its body. Closing the connection right
+    // after the answer resets it while the client still sends, and the client may then see the
+    // reset instead of the answer; reading all of the rest could mean gigabytes. So the rest is
+    // read and dropped for at most LINGER_MS (a client that stops sending when it gets the
+    // answer is done long before), then the connection is closed.
+    upload.addHook("onResponse", async (req, reply) => {
+      const raw = req.raw;
+      if (reply.statusCode < 400 || raw.complete) return;
+      // Destroying the request closes its connection.
+      const timer = setTimeout(() => raw.destroy(), LINGER_MS).unref();
+      raw.once("end", () => clearTimeout(timer));
+      raw.once("close", () => clearTimeout(timer));
+      // The service stopped reading part way, through the stream's async iterator, whose
+      // 'readable' listener would keep resume() from letting the rest flow.
+      raw.removeAllListeners("readable");
+      raw.resume();
     });
     upload.post<{ Params: { app: string; env: string } }>(
       "/apps/:app/environments/:env/backups/upload",
