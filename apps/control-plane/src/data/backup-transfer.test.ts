@@ -201,6 +201,8 @@ describe("backup archives through the API", () => {
     expect(viewer.statusCode).toBe(403);
     expect(viewer.json().error.message).toMatch(/viewer's: a database dump holds every row/);
     expect((await get(randomUUID(), cp.adminToken)).statusCode).toBe(404);
+    // No HEAD: it would read the whole archive from the store for nothing.
+    expect((await cp.app.inject({ method: "HEAD", url: `/v1/backups/${id}/database`, headers: auth(cp.adminToken) })).statusCode).toBe(404);
     expect(await counts()).toEqual(before);
     expect((await get(id, cp.adminToken)).statusCode).toBe(200);
 

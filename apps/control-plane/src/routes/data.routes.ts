@@ -26,6 +26,8 @@ export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app,
   app.get<{ Params: { id: string } }>(
     "/backups/:id/database",
     {
+      // fastify's automatic HEAD would read the whole archive from the store only to drop it.
+      exposeHeadRoute: false,
       schema: {
         summary: "A finished backup's database archive (pg_dump custom format), as stored",
         description:
