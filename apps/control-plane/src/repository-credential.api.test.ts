@@ -109,4 +109,27 @@ describe("repository credentials", () => {
     expect(row.repository).toBe("https://git.example.test/team/legacy.git");
     expect(cp.services.apps.repositoryUrlForGit(row.repository, row.repository_credential_encrypted)).toBe(legacyUrl);
   });
+
+  // Issue 13: the token can also be given (and replaced, and removed) on its own, after creation.
+  it("sets, replaces and removes an app's access token on its own; never shown, admins only", async () => {
+    await cp.app.inject({ method: "POST", url: "/v1/apps", headers: admin(), payload: { name: "tokened", repository: "https://git.example.test/team/tokened.git" } });
+    const set = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "https://git.example.test/team/tokened.git", token: "ghp_S3paratelyGiven" } });
+    expect(set.statusCode).toBe(200);
+    expect(set.json()).toMatchObject({ repository: "https://git.example.test/team/tokened.git", repositoryCredentials: true });
+    for (const body of [set.body, (await cp.app.inject({ method: "GET", url: "/v1/activity?app=tokened", headers: admin() })).body, await tableText("apps"), await tableText("activity")]) {
+      expect(body).not.toContain("ghp_S3paratelyGiven");
+    }
+    const row = await cp.database.db.selectFrom("apps").selectAll().where("name", "=", "tokened").executeTakeFirstOrThrow();
+    expect(cp.services.apps.repositoryUrlForGit(row.repository, row.repository_credential_encrypted)).toBe("https://x-access-token:ghp_S3paratelyGiven@git.example.test/team/tokened.git");
+    // A token for an ssh URL makes no sense (the deploy key is used): refused, nothing changed.
+    const ssh = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "ssh://git@git.example.test/team/tokened.git", token: "x" } });
+    expect(ssh.statusCode).toBe(400);
+    expect((await cp.app.inject({ method: "GET", url: "/v1/apps/tokened", headers: admin() })).json().repository).toBe("https://git.example.test/team/tokened.git");
+    // A deployer token of the app may not change where its code comes from.
+    const deployer = await cp.app.inject({ method: "POST", url: "/v1/tokens", headers: admin(), payload: { name: "ci", role: "deployer", apps: ["tokened"] } });
+    const refused = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: { authorization: `Bearer ${deployer.json().token}` }, payload: { url: "https://evil.example/x.git", token: null } });
+    expect(refused.statusCode).toBe(403);
+    const removed = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "https://git.example.test/team/tokened.git", token: null } });
+    expect(removed.json()).toMatchObject({ repositoryCredentials: false });
+  });
 });

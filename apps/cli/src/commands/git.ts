@@ -169,6 +169,30 @@ async function startDeployment(ctx: Ctx, app: string, env: string, body: object,
 
 export const gitCommands: Command[] = [
   {
+    name: "repository",
+    args: ["app", "url"],
+    summary: "Point the app at another repository URL; with --token-stdin, its https access token (sealed, never shown again) (admins)",
+    options: {
+      "token-stdin": { type: "boolean", description: "read the access token from stdin (kept out of the shell's history)" },
+      username: { type: "string", description: "the user name that goes with the token (default x-access-token; GitLab: oauth2)" },
+      "remove-token": { type: "boolean", description: "forget the stored access token" },
+    },
+    async run(ctx) {
+      const [app, url] = ctx.args as [string, string];
+      if (ctx.opts["token-stdin"] && ctx.opts["remove-token"]) throw new UsageError("--token-stdin and --remove-token exclude each other");
+      let token: string | null | undefined;
+      if (ctx.opts["token-stdin"]) {
+        token = (await ctx.io.readStdin?.())?.trim();
+        if (!token) throw new UsageError("--token-stdin: no token on stdin (pipe it in: `slipway repository shop https://… --token-stdin < token.txt`)");
+      } else if (ctx.opts["remove-token"]) token = null;
+      if (typeof ctx.opts.username === "string" && typeof token !== "string") throw new UsageError("--username goes with --token-stdin");
+      const body = { url, ...(token !== undefined ? { token } : {}), ...(typeof ctx.opts.username === "string" ? { username: ctx.opts.username } : {}) };
+      const a = await ctx.client().call<{ name: string; repository: string; repositoryCredentials: boolean }>("PUT", `/apps/${enc(app)}/repository`, body);
+      print(ctx, a, () => `${a.name}: ${a.repository}${a.repositoryCredentials ? " (with its access token, sealed)" : ""}\n`);
+      return 0;
+    },
+  },
+  {
     name: "keys",
     args: ["app"],
     summary: "The app's SSH deploy key (public line on stdout): add it to the repository, read-only",

@@ -234,3 +234,25 @@ describe("the commands against a fake API", () => {
     expect(o.stderr).toBe("slipway: environment 'nope' of shop does not exist (404 not_found)\n");
   });
 });
+
+describe("slipway repository", () => {
+  it("sends the token read from stdin, never from the command line, and says it is sealed", async () => {
+    const calls = fakeApi(() => ({ name: "shop", repository: "https://git.example/acme/shop.git", repositoryCredentials: true }));
+    const o = io();
+    o.readStdin = async () => "glpat-secret\n";
+    expect(await run(["repository", "shop", "https://git.example/acme/shop.git", "--token-stdin", "--username", "oauth2"], o)).toBe(0);
+    expect(calls).toEqual([{ method: "PUT", url: "http://cp.test:7700/v1/apps/shop/repository", body: { url: "https://git.example/acme/shop.git", token: "glpat-secret", username: "oauth2" } }]);
+    expect(o.stdout).toBe("shop: https://git.example/acme/shop.git (with its access token, sealed)\n");
+    expect(o.stdout + o.stderr).not.toContain("glpat-secret");
+  });
+
+  it("refuses an empty stdin and contradictory options before sending anything", async () => {
+    const calls = fakeApi(() => ({}));
+    expect(await run(["repository", "shop", "https://x/y.git", "--token-stdin"], { ...io(), readStdin: async () => "" })).toBe(2);
+    expect(await run(["repository", "shop", "https://x/y.git", "--token-stdin", "--remove-token"], io())).toBe(2);
+    expect(await run(["repository", "shop", "https://x/y.git", "--username", "u"], io())).toBe(2);
+    expect(calls).toEqual([]);
+    fakeApi(() => ({ name: "shop", repository: "https://x/y.git", repositoryCredentials: false }));
+    expect(await run(["repository", "shop", "https://x/y.git", "--remove-token"], io())).toBe(0);
+  });
+});

@@ -33,6 +33,26 @@ export const appRoutes: FastifyPluginAsync<{ apps: AppService; environments: Env
     async (req) => apps.patchSettings(req.principal, req.params.app, req.body),
   );
 
+  app.put<{ Params: { app: string }; Body: { url: string; token?: string | null; username?: string } }>(
+    "/apps/:app/repository",
+    {
+      schema: {
+        summary: "Change the app's repository URL and/or its access token (sealed, never shown again; null removes it)",
+        params: appParams,
+        body: {
+          type: "object",
+          additionalProperties: false,
+          required: ["url"],
+          properties: {
+            url: { type: "string", minLength: 1, maxLength: 2000 },
+            token: { anyOf: [{ type: "string", minLength: 1, maxLength: 1000, pattern: "^[^\\s]+$" }, { type: "null" }] },
+            username: { type: "string", minLength: 1, maxLength: 200, pattern: "^[^\\s:@/]+$" },
+          },
+        },
+      },
+    },
+    async (req) => apps.setRepository(req.principal, req.params.app, req.body),
+  );
   app.get<{ Params: { app: string } }>("/apps/:app/environments", { schema: { params: appParams } }, async (req) =>
     apps.listEnvironments(req.principal, req.params.app),
   );

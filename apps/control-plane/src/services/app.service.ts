@@ -161,6 +161,31 @@ export class AppService {
     return this.environmentView(row, await apps.getEnvironment(this.db, row, env));
   }
 
+  /**
+   * Points the app at another repository URL, and/or sets its access token (https; sealed, never
+   * shown again; `null` removes it). A token given here wins over one in the URL. Admin only: who
+   * changes the source changes what every environment runs. The mirror fetches the new URL at once.
+   */
+  async setRepository(by: Principal, name: string, input: { url: string; token?: string | null; username?: string }): Promise<AppView> {
+    requireAdmin(by, "only an admin changes an app's repository");
+    const split = splitRepositoryCredential(input.url);
+    validateRepository(split.url);
+    if (typeof input.token === "string" && !/^https?:\/\//i.test(split.url)) {
+      throw new InvalidRequestError("an access token goes with an https:// repository; an ssh one uses the app's deploy key (GET /v1/apps/{app}/deploy-key)", { details: { token: "not for this URL" } });
+    }
+    if (input.username !== undefined && typeof input.token !== "string") throw new InvalidRequestError(`"username" goes with "token"`, { details: { username: "without token" } });
+    if (!this.box) throw new Error("repository credentials need the secret box");
+    const credential = typeof input.token === "string" ? `${encodeURIComponent(input.username ?? "x-access-token")}:${encodeURIComponent(input.token)}` : input.token === null ? undefined : split.credential;
+    await this.db.transaction().execute(async (trx) => {
+      const app = await apps.getAppByName(trx, name);
+      await setRepository(trx, app.id, split.url, credential === undefined ? null : this.box!.encrypt(credential));
+      await recordActivity(trx, { actor: by.name, app: name, action: "repository.changed", details: { repository: split.url, repositoryCredentials: credential !== undefined } });
+    });
+    const app = await apps.getAppByName(this.db, name);
+    this.source?.kick(app);
+    return this.view(app);
+  }
+
   /** Splits a credential out of a repository URL and seals it; validates the URL that remains. */
   private sealRepository(repository: string): { url: string; sealed: string | null } {
     const { url, credential } = splitRepositoryCredential(repository);
