@@ -129,7 +129,16 @@ describe("repository credentials", () => {
     const deployer = await cp.app.inject({ method: "POST", url: "/v1/tokens", headers: admin(), payload: { name: "ci", role: "deployer", apps: ["tokened"] } });
     const refused = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: { authorization: `Bearer ${deployer.json().token}` }, payload: { url: "https://evil.example/x.git", token: null } });
     expect(refused.statusCode).toBe(403);
+    // Another path on the same host keeps the token; another host drops it (it is never sent elsewhere).
+    const moved = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "https://git.example.test/team/renamed.git" } });
+    expect(moved.json()).toMatchObject({ repository: "https://git.example.test/team/renamed.git", repositoryCredentials: true });
+    const elsewhere = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "https://mirror.example.test/team/renamed.git" } });
+    expect(elsewhere.json()).toMatchObject({ repositoryCredentials: false });
+    await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "https://git.example.test/team/tokened.git", token: "again" } });
     const removed = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "https://git.example.test/team/tokened.git", token: null } });
     expect(removed.json()).toMatchObject({ repositoryCredentials: false });
+    // An SSH URL the platform could not pin is refused.
+    const unpinnable = await cp.app.inject({ method: "PUT", url: "/v1/apps/tokened/repository", headers: admin(), payload: { url: "git@git_host:team/tokened.git" } });
+    expect(unpinnable.statusCode).toBe(400);
   });
 });

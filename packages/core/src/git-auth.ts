@@ -1,5 +1,6 @@
-import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 /**
@@ -56,35 +57,78 @@ export function knownHostsLinesFor(text: string, knownHostsName: string): string
 }
 
 /**
- * Writes the deploy key and the pinned host keys into a private directory under `parent` for
- * one git command, and answers the environment that makes git use them (and nothing else: no
- * agent, no other identity, no prompt, no new host keys learned). The directory is removed by
- * `cleanup`. Without an SSH key nothing is written.
+ * Where a git process's deploy key is written for its one command: on tmpfs (`/dev/shm`) when the
+ * machine has one, so a key left by a killed process never reaches a disk or a backup of the
+ * state directory; else under `stateDir`. One directory per state directory (an agent and a
+ * control plane on one machine do not share it); `sweepGitScratch` empties it at start.
  */
-export async function gitAuthEnv(parent: string, auth: GitAuth | undefined): Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }> {
-  if (!auth?.sshPrivateKey) return { env: {}, cleanup: async () => undefined };
-  const dir = path.join(parent, `.ssh-${randomBytes(6).toString("hex")}`);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+export function gitScratchDir(stateDir: string, shm = "/dev/shm"): string {
+  const id = createHash("sha256").update(path.resolve(stateDir)).digest("hex").slice(0, 16);
+  return existsSync(shm) ? path.join(shm, `slipway-git-${id}`) : path.join(stateDir, ".git-scratch");
+}
+
+/** Removes what a killed process left in its scratch directory (keys of commands that never ended). */
+export async function sweepGitScratch(scratch: string): Promise<number> {
+  const names = await readdir(scratch).catch(() => [] as string[]);
+  for (const n of names) await rm(path.join(scratch, n), { recursive: true, force: true });
+  return names.length;
+}
+
+/**
+ * An HTTP(S) repository URL's credential (`https://user:token@host/…` or `https://token@host/…`)
+ * taken out of it: git is given the bare URL (its argv is readable by every local user, and git
+ * records URLs in a mirror's config), and the credential as an `Authorization: Basic` header
+ * through GIT_CONFIG_* environment variables (readable by this user only), for that one command.
+ * Other URLs (ssh, file, paths) are left as they are.
+ */
+export function splitUrlCredential(url: string): { url: string; env: Record<string, string> } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { url, env: {} };
+  }
+  if ((u.protocol !== "http:" && u.protocol !== "https:") || (!u.username && !u.password)) return { url, env: {} };
+  const basic = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString("base64");
+  u.username = "";
+  u.password = "";
+  return { url: u.toString(), env: { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` } };
+}
+
+/**
+ * The environment for one git command against a remote: ssh always runs hardened (no user or
+ * system ssh configuration, no agent, no identity but the deploy key, only the pinned host keys,
+ * never a prompt), so an SSH URL without a deploy key fails instead of falling back to the
+ * machine's own keys. With a deploy key, it and the pinned keys are written into a private
+ * directory under `scratch`, removed by `cleanup`.
+ */
+export async function gitAuthEnv(scratch: string, auth: GitAuth | undefined): Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }> {
+  const q = (p: string) => `'${p.replace(/'/g, "'\\''")}'`;
+  const hardened = [
+    "ssh",
+    "-F /dev/null",
+    "-o IdentitiesOnly=yes",
+    "-o IdentityAgent=none",
+    "-o BatchMode=yes",
+    "-o GlobalKnownHostsFile=/dev/null",
+    "-o StrictHostKeyChecking=yes",
+    "-o ConnectTimeout=15",
+    "-o ServerAliveInterval=15",
+    "-o ServerAliveCountMax=4",
+  ];
+  if (!auth?.sshPrivateKey) {
+    return { env: { GIT_SSH_COMMAND: [...hardened, "-o IdentityFile=none", "-o UserKnownHostsFile=/dev/null"].join(" "), GIT_SSH_VARIANT: "ssh" }, cleanup: async () => undefined };
+  }
+  await mkdir(scratch, { recursive: true, mode: 0o700 });
+  const dir = path.join(scratch, `ssh-${randomBytes(6).toString("hex")}`);
+  await mkdir(dir, { mode: 0o700 });
   await chmod(dir, 0o700);
   const key = path.join(dir, "id");
   const known = path.join(dir, "known_hosts");
   const pem = auth.sshPrivateKey.endsWith("\n") ? auth.sshPrivateKey : `${auth.sshPrivateKey}\n`;
   await writeFile(key, pem, { mode: 0o600 });
   await writeFile(known, auth.knownHosts ? `${auth.knownHosts.trim()}\n` : "", { mode: 0o600 });
-  const q = (p: string) => `'${p.replace(/'/g, "'\\''")}'`;
-  const cmd = [
-    "ssh",
-    `-i ${q(key)}`,
-    "-o IdentitiesOnly=yes",
-    "-o IdentityAgent=none",
-    "-o BatchMode=yes",
-    `-o UserKnownHostsFile=${q(known)}`,
-    "-o GlobalKnownHostsFile=/dev/null",
-    "-o StrictHostKeyChecking=yes",
-    "-o ConnectTimeout=15",
-    "-o ServerAliveInterval=15",
-    "-o ServerAliveCountMax=4",
-  ].join(" ");
+  const cmd = [...hardened, `-i ${q(key)}`, `-o UserKnownHostsFile=${q(known)}`].join(" ");
   return { env: { GIT_SSH_COMMAND: cmd, GIT_SSH_VARIANT: "ssh" }, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
@@ -99,7 +143,10 @@ export function explainGitFailure(stderr: string, url: string): { reason: string
     };
   }
   if (/No (ED25519|ECDSA|RSA|[A-Z0-9-]+) host key is known for|Host key verification failed/i.test(stderr)) {
-    return { reason: `the SSH host key of ${host} is not pinned, so the host cannot be trusted: an admin pins it (PUT /v1/git-host-keys/${encodeURIComponent(host)})`, retryable: false };
+    return {
+      reason: `the SSH host key of ${host} is not pinned, so the host cannot be trusted: the control plane pins it on first use when it can reach the host (see its log), or an admin pins it (PUT /v1/git-host-keys/${encodeURIComponent(host)})`,
+      retryable: false,
+    };
   }
   if (/Permission denied \(publickey/i.test(stderr)) {
     return { reason: `${host} refused the app's deploy key: add the public key (GET /v1/apps/<app>/deploy-key, or \`slipway keys <app>\`) to the repository as a read-only deploy key`, retryable: false };

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { access, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
-import { createLogger, explainGitFailure, gitAuthEnv, isValidAppName, StepFailure, type GitAuth, type Logger } from "@slipway/core";
+import { createLogger, explainGitFailure, gitAuthEnv, gitScratchDir, isValidAppName, splitUrlCredential, StepFailure, sweepGitScratch, type GitAuth, type Logger } from "@slipway/core";
 import type { SourceRepository } from "./source-repository.js";
 
 export interface GitSourceOptions {
@@ -46,27 +46,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/**
- * An HTTP(S) repository URL's credential (`https://user:token@host/…` or `https://token@host/…`)
- * taken out of it: the URL git records (in the mirror's config) has none, and the credential
- * travels to git as an `Authorization: Basic` header through GIT_CONFIG_* environment variables
- * (readable by this user only, unlike the command line), for that one command. Other URLs
- * (ssh, file, paths) are left as they are.
- */
-export function splitCredential(url: string): { url: string; env: Record<string, string> } {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return { url, env: {} };
-  }
-  if ((u.protocol !== "http:" && u.protocol !== "https:") || (!u.username && !u.password)) return { url, env: {} };
-  const basic = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString("base64");
-  u.username = "";
-  u.password = "";
-  return { url: u.toString(), env: { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` } };
-}
-
 /** Runs git to completion, collecting its output; rejects only when git cannot be run or times out. */
 function runGit(args: string[], timeoutMs?: number, env: Record<string, string> = {}): Promise<GitResult> {
   return new Promise((resolve, reject) => {
@@ -102,11 +81,15 @@ export class GitSource implements SourceRepository {
   private readonly syncTimeoutMs: number;
   /** Tail of the per-app operation chain; calls for one app run one after another. */
   private readonly chains = new Map<string, Promise<void>>();
+  /** Where deploy keys are written for one command (tmpfs when there is one). */
+  private readonly scratch: string;
+  private swept?: Promise<void>;
 
   constructor(opts: GitSourceOptions) {
     this.dir = opts.dir;
     this.log = (opts.logger ?? createLogger("agent")).child({ component: "git" });
     this.syncTimeoutMs = opts.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
+    this.scratch = gitScratchDir(opts.dir);
   }
 
   sync(app: string, url: string, auth?: GitAuth): Promise<void> {
@@ -181,10 +164,10 @@ export class GitSource implements SourceRepository {
     const mirror = this.mirrorPath(app);
     const fresh = !(await exists(join(mirror, "HEAD")));
     // The credential never reaches the mirror's config: git records the bare URL.
-    const remote = splitCredential(url);
-    // The deploy key and the pinned host keys live in a private directory for this one command.
-    await mkdir(this.dir, { recursive: true });
-    const ssh = await gitAuthEnv(this.dir, auth);
+    const remote = splitUrlCredential(url);
+    // The deploy key and the pinned host keys live in a private directory (tmpfs) for this one command.
+    await (this.swept ??= sweepGitScratch(this.scratch).then((n) => void (n > 0 && this.log.info({ removed: n }, "removed deploy keys left by a killed agent"))));
+    const ssh = await gitAuthEnv(this.scratch, auth);
     try {
       const env = { ...remote.env, ...ssh.env };
       if (fresh) await this.clone(remote.url, mirror, env);

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -93,8 +93,9 @@ describe("RepositoryMirrors with a repository that needs a credential", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const firstSha = () => first;
   const mirrorsOf = () => new RepositoryMirrors({ dir: mirrors, timeoutMs: 30_000, log: createLogger("t", "info", { write: (l: string) => void logged.push(l) }) });
-  const source = (app: string, url: string): MirrorSource => ({ app, shownUrl: url.replace(/\/\/[^@]*@/, "//"), access: async () => ({ url }), intervalSeconds: 60 });
+  const source = (app: string, url: string): MirrorSource => ({ id: app, app, shownUrl: url.replace(/\/\/[^@]*@/, "//"), access: async () => ({ url }), intervalSeconds: 60 });
 
   it("fetches with the credential, and the mirror on disk holds no trace of it", async () => {
     const m = mirrorsOf();
@@ -176,6 +177,48 @@ describe("RepositoryMirrors with a repository that needs a credential", () => {
       // Three fetches of the healthy app, one a second, while the first fetch of the hung one still waits.
       expect(synced.size).toBeGreaterThanOrEqual(3);
       expect(m.syncState("hung")).toMatchObject({ syncing: true, syncedAt: null });
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      silent.close();
+    }
+  });
+
+  it("never puts the credential in git's arguments (every local user can read them)", async () => {
+    const bin = mkdtempSync(path.join(tmpdir(), "slipway-fakegit-"));
+    const argsLog = path.join(bin, "args.log");
+    const realGit = execFileSync("sh", ["-c", "command -v git"], { encoding: "utf8" }).trim();
+    writeFileSync(path.join(bin, "git"), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${argsLog}'\nexec '${realGit}' "$@"\n`, { mode: 0o755 });
+    const before = process.env.PATH;
+    process.env.PATH = `${bin}:${before}`;
+    try {
+      const m = mirrorsOf();
+      await m.refresh(source("argv", `http://bot:${TOKEN}@${base}/repo.git`));
+      expect(await m.undeployedCommits("argv", "main", first)).toBe(2);
+      const args = readFileSync(argsLog, "utf8");
+      expect(args).toContain(`http://${base}/repo.git`);
+      expect(args).not.toContain(TOKEN);
+      expect(args).not.toContain(Buffer.from(`bot:${TOKEN}`).toString("base64"));
+    } finally {
+      process.env.PATH = before;
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it("a refresh asked for while a fetch runs is followed by another fetch, with the source as it is then", async () => {
+    const m = mirrorsOf();
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((sock) => void sockets.push(sock));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    try {
+      // The first fetch hangs (an old URL); the push's refresh comes with the new one.
+      const first = m.refresh(source("moved", `http://127.0.0.1:${(silent.address() as AddressInfo).port}/repo.git`));
+      await new Promise((r) => setTimeout(r, 200));
+      const second = m.refresh(source("moved", `http://bot:${TOKEN}@${base}/repo.git`));
+      for (const sock of sockets) sock.destroy();
+      silent.close();
+      await Promise.all([first, second]);
+      expect(await m.undeployedCommits("moved", "main", firstSha())).toBe(2);
+      expect(m.syncState("moved")).toMatchObject({ error: null, syncing: false });
     } finally {
       for (const sock of sockets) sock.destroy();
       silent.close();

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { explainGitFailure, gitAuthEnv, type GitAuth, type Logger } from "@slipway/core";
+import { explainGitFailure, gitAuthEnv, gitScratchDir, splitUrlCredential, sweepGitScratch, type GitAuth, type Logger } from "@slipway/core";
 import { redactUrls } from "../services/repository-credential.js";
 
 function git(args: string[], opts: { cwd?: string; timeoutMs: number; env?: Record<string, string> }): Promise<string> {
@@ -15,6 +15,8 @@ function git(args: string[], opts: { cwd?: string; timeoutMs: number; env?: Reco
 
 /** How to reach an app's repository right now (URL with its token, deploy key, pinned host keys). */
 export interface MirrorSource {
+  /** The app's id: its mirror's name (a recreated app of the same name starts afresh). */
+  id: string;
   app: string;
   /** As shown (no credential): for messages. */
   shownUrl: string;
@@ -41,32 +43,42 @@ export interface PendingCommit {
 }
 
 const MAX_BACKOFF_SECONDS = 3600;
+const SHA_RE = /^[0-9a-f]{7,64}$/i;
+const BRANCH_RE = /^(?!-)[^\s~^:?*[\\]+$/;
 
 /**
- * The control plane's bare mirror of each app's repository under `dir`, refreshed in the
- * background (every app's poll interval, at once on a push webhook), never while a status is
- * read: reading a status asks only the local mirror. A fetch that fails keeps the mirror as it
- * was and is tried again later, backing off (interval × 2^failures, at most an hour). The
- * repository URL is handed to each fetch and never written into the mirror (no origin, no
- * FETCH_HEAD): it may carry a credential.
+ * The control plane's bare mirror of each app's repository under `dir` (named by the app's id),
+ * refreshed in the background (every app's poll interval, at once on a push webhook), never while
+ * a status is read: reading a status asks only the local mirror. A fetch that fails keeps the
+ * mirror as it was and is tried again later, backing off (interval × 2^failures, at most an hour).
+ * The repository's credential is handed to each fetch in its environment (never its argv, never
+ * written into the mirror: no origin, no FETCH_HEAD).
  */
 export class RepositoryMirrors {
   private readonly state = new Map<string, { syncedAt: number | null; attemptAt: number; failures: number; error: string | null }>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** A refresh asked for while a fetch ran: one more fetch after it (the push may have landed after it started). */
+  private readonly again = new Map<string, MirrorSource>();
   /** Mirrors checked for an origin remote this run (earlier versions cloned with one). */
   private readonly noOrigin = new Set<string>();
+  private readonly scratch: string;
+  private swept?: Promise<void>;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
+  private ticks = 0;
 
-  constructor(private readonly opts: { dir: string; log: Logger; timeoutMs?: number; readTimeoutMs?: number; maxConcurrent?: number }) {}
+  constructor(private readonly opts: { dir: string; log: Logger; timeoutMs?: number; readTimeoutMs?: number; maxConcurrent?: number }) {
+    this.scratch = gitScratchDir(opts.dir);
+  }
 
-  private mirror(app: string): string {
-    return path.join(this.opts.dir, `${app}.git`);
+  private mirror(id: string): string {
+    return path.join(this.opts.dir, `${id}.git`);
   }
 
   /**
    * Polls: every `tickMs`, starts fetching the apps (from `sources`) whose interval (with backoff)
-   * has passed since their last attempt, at most `maxConcurrent` fetches running at once.
+   * has passed since their last attempt, at most `maxConcurrent` fetches running at once; now and
+   * then removes the mirrors of apps that are gone.
    */
   start(sources: () => Promise<MirrorSource[]>, tickMs = 2_000): void {
     const tick = async () => {
@@ -74,9 +86,11 @@ export class RepositoryMirrors {
       this.ticking = true;
       try {
         const now = Date.now();
+        const all = await sources();
         // Started, not awaited: a git host that hangs holds its own fetch (until the timeout), never the others'.
         const room = Math.max(0, (this.opts.maxConcurrent ?? 4) - this.inFlight.size);
-        for (const s of (await sources()).filter((x) => this.due(x, now)).slice(0, room)) void this.refresh(s);
+        for (const s of all.filter((x) => this.due(x, now)).slice(0, room)) void this.refresh(s);
+        if (this.ticks++ % 150 === 0) await this.removeOrphans(new Set(all.map((x) => x.id)));
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message }, "repository poll failed");
       } finally {
@@ -93,9 +107,19 @@ export class RepositoryMirrors {
     this.timer = undefined;
   }
 
+  private async removeOrphans(ids: Set<string>): Promise<void> {
+    for (const name of await readdir(this.opts.dir).catch(() => [] as string[])) {
+      const id = name.endsWith(".git") ? name.slice(0, -4) : undefined;
+      if (!id || ids.has(id) || this.inFlight.has(id)) continue;
+      await rm(path.join(this.opts.dir, name), { recursive: true, force: true });
+      this.state.delete(id);
+      this.opts.log.info({ mirror: name }, "removed the mirror of an app that is gone");
+    }
+  }
+
   private due(s: MirrorSource, now: number): boolean {
-    if (this.inFlight.has(s.app)) return false;
-    const st = this.state.get(s.app);
+    if (this.inFlight.has(s.id)) return false;
+    const st = this.state.get(s.id);
     // Never fetched by this process: at once (a new app, or a restart).
     if (!st) return true;
     if (s.intervalSeconds <= 0) return false;
@@ -104,30 +128,57 @@ export class RepositoryMirrors {
   }
 
   /** What the mirror knows: when it last synced, and why the last fetch failed. */
-  syncState(app: string): MirrorState {
-    const st = this.state.get(app);
-    return { syncedAt: st?.syncedAt ? new Date(st.syncedAt).toISOString() : null, error: st?.error ?? null, syncing: this.inFlight.has(app) };
+  syncState(id: string): MirrorState {
+    const st = this.state.get(id);
+    return { syncedAt: st?.syncedAt ? new Date(st.syncedAt).toISOString() : null, error: st?.error ?? null, syncing: this.inFlight.has(id) };
   }
 
-  /** Fetches now (joins a fetch already running); never throws: a failure is in syncState. */
+  /** Whether a fetch may start now without being asked for: none running, the last one succeeded, and not within `minAgeMs`. */
+  idle(id: string, minAgeMs: number): boolean {
+    const st = this.state.get(id);
+    return !this.inFlight.has(id) && (!st || (st.failures === 0 && Date.now() - st.attemptAt >= minAgeMs));
+  }
+
+  /** Forgets the failures (the repository or its credential changed): the next poll is due at once. */
+  resetBackoff(id: string): void {
+    this.state.delete(id);
+  }
+
+  /**
+   * Fetches now. While a fetch runs, one more follows it (with `s` as it is now), and this waits
+   * for that one: what was pushed before the call is in the mirror when it resolves. Never
+   * throws: a failure is in syncState.
+   */
   refresh(s: MirrorSource): Promise<void> {
-    const running = this.inFlight.get(s.app);
-    if (running) return running;
-    const p = this.fetch(s).finally(() => this.inFlight.delete(s.app));
-    this.inFlight.set(s.app, p);
+    const running = this.inFlight.get(s.id);
+    if (running) {
+      this.again.set(s.id, s);
+      return running;
+    }
+    const p = (async () => {
+      await this.fetch(s);
+      for (let next = this.again.get(s.id); next; next = this.again.get(s.id)) {
+        this.again.delete(s.id);
+        await this.fetch(next);
+      }
+    })().finally(() => this.inFlight.delete(s.id));
+    this.inFlight.set(s.id, p);
     return p;
   }
 
   private async fetch(s: MirrorSource): Promise<void> {
-    const dir = this.mirror(s.app);
+    const dir = this.mirror(s.id);
     const timeoutMs = this.opts.timeoutMs ?? 60_000;
     const started = Date.now();
-    const st = this.state.get(s.app) ?? { syncedAt: null, attemptAt: 0, failures: 0, error: null };
+    const st = this.state.get(s.id) ?? { syncedAt: null, attemptAt: 0, failures: 0, error: null };
     st.attemptAt = started;
-    this.state.set(s.app, st);
+    this.state.set(s.id, st);
     let cleanup = async () => undefined as void;
     try {
-      const { url, auth } = await s.access();
+      await (this.swept ??= sweepGitScratch(this.scratch).then((n) => void (n > 0 && this.opts.log.info({ removed: n }, "removed deploy keys left by a killed process"))));
+      const access = await s.access();
+      // The credential goes in the environment, never in git's argv (readable by every local user).
+      const remote = splitUrlCredential(access.url);
       const exists = await stat(dir).then(
         () => true,
         () => false,
@@ -138,14 +189,14 @@ export class RepositoryMirrors {
           await rm(dir, { recursive: true, force: true });
           throw err;
         });
-      } else if (!this.noOrigin.has(s.app)) {
+      } else if (!this.noOrigin.has(s.id)) {
         await git(["config", "--remove-section", "remote.origin"], { cwd: dir, timeoutMs }).catch(() => undefined);
       }
-      this.noOrigin.add(s.app);
-      const ssh = await gitAuthEnv(this.opts.dir, auth);
+      this.noOrigin.add(s.id);
+      const ssh = await gitAuthEnv(this.scratch, access.auth);
       cleanup = ssh.cleanup;
       // No credential helper either: one configured for this user could store the credential.
-      await git(["-c", "credential.helper=", "fetch", "--prune", "--quiet", "--no-tags", "--no-write-fetch-head", "--", url, "+refs/heads/*:refs/heads/*"], { cwd: dir, timeoutMs, env: ssh.env });
+      await git(["-c", "credential.helper=", "fetch", "--prune", "--quiet", "--no-tags", "--no-write-fetch-head", "--", remote.url, "+refs/heads/*:refs/heads/*"], { cwd: dir, timeoutMs, env: { ...remote.env, ...ssh.env } });
       Object.assign(st, { syncedAt: Date.now(), failures: 0, error: null });
       this.opts.log.debug({ app: s.app, ms: Date.now() - started }, "repository mirror refreshed");
     } catch (err) {
@@ -161,9 +212,10 @@ export class RepositoryMirrors {
   }
 
   /** Commits on `branch` that `deployedCommit` does not contain, from the mirror as it is; undefined when unknown. */
-  async undeployedCommits(app: string, branch: string, deployedCommit: string): Promise<number | undefined> {
+  async undeployedCommits(id: string, branch: string, deployedCommit: string): Promise<number | undefined> {
+    if (!SHA_RE.test(deployedCommit) || !BRANCH_RE.test(branch)) return undefined;
     try {
-      const out = await git(["rev-list", "--count", `${deployedCommit}..refs/heads/${branch}`, "--"], { cwd: this.mirror(app), timeoutMs: this.opts.readTimeoutMs ?? 5_000 });
+      const out = await git(["rev-list", "--count", "--end-of-options", `${deployedCommit}..refs/heads/${branch}`, "--"], { cwd: this.mirror(id), timeoutMs: this.opts.readTimeoutMs ?? 5_000 });
       const n = Number(out);
       return Number.isFinite(n) ? n : undefined;
     } catch {
@@ -172,10 +224,11 @@ export class RepositoryMirrors {
   }
 
   /** The undeployed commits themselves, newest first (at most `limit`); undefined when unknown. */
-  async pendingCommits(app: string, branch: string, deployedCommit: string | null, limit = 100): Promise<PendingCommit[] | undefined> {
+  async pendingCommits(id: string, branch: string, deployedCommit: string | null, limit = 100): Promise<PendingCommit[] | undefined> {
+    if ((deployedCommit !== null && !SHA_RE.test(deployedCommit)) || !BRANCH_RE.test(branch)) return undefined;
     const range = deployedCommit ? `${deployedCommit}..refs/heads/${branch}` : `refs/heads/${branch}`;
     try {
-      const out = await git(["log", `--max-count=${limit}`, "--format=%H%x1f%an <%ae>%x1f%aI%x1f%s%x1e", range, "--"], { cwd: this.mirror(app), timeoutMs: this.opts.readTimeoutMs ?? 5_000 });
+      const out = await git(["log", `--max-count=${limit}`, "--format=%H%x1f%an <%ae>%x1f%aI%x1f%s%x1e", "--end-of-options", range, "--"], { cwd: this.mirror(id), timeoutMs: this.opts.readTimeoutMs ?? 5_000 });
       return out
         .split("\x1e")
         .map((r) => r.trim())
@@ -187,13 +240,5 @@ export class RepositoryMirrors {
     } catch {
       return undefined;
     }
-  }
-
-  /** Whether the mirror has the commit (a deployment may have shipped a commit fetched after the last refresh). */
-  async hasCommit(app: string, sha: string): Promise<boolean> {
-    return git(["cat-file", "-e", `${sha}^{commit}`], { cwd: this.mirror(app), timeoutMs: this.opts.readTimeoutMs ?? 5_000 }).then(
-      () => true,
-      () => false,
-    );
   }
 }

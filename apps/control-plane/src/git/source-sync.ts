@@ -1,21 +1,31 @@
 import type { Db } from "../db/database.js";
-import { listApps, type AppRow } from "../repositories/apps.repository.js";
+import { findAppById, listApps, type AppRow } from "../repositories/apps.repository.js";
 import type { GitAccess } from "./git-access.js";
 import type { MirrorSource, MirrorState, PendingCommit, RepositoryMirrors } from "./repository-mirrors.js";
 
+type AppRef = Pick<AppRow, "id">;
+
 /** What the API reads of an app's repository: the mirror as it is, never the git host. */
 export interface SourceView {
-  undeployedCommits(app: string, branch: string, deployedCommit: string): Promise<number | undefined>;
-  pendingCommits(app: string, branch: string, deployedCommit: string | null): Promise<PendingCommit[] | undefined>;
-  syncState(app: string): MirrorState;
-  /** Refresh in the background (a deployed commit the mirror does not have yet). */
+  undeployedCommits(app: AppRef, branch: string, deployedCommit: string): Promise<number | undefined>;
+  pendingCommits(app: AppRef, branch: string, deployedCommit: string | null): Promise<PendingCommit[] | undefined>;
+  syncState(app: AppRef): MirrorState;
+  /**
+   * A deployed commit the mirror does not have: refresh in the background, unless a fetch runs,
+   * the last one failed (the poller's backoff decides) or one started within the last 10 s.
+   */
   kick(app: AppRow): void;
+  /** The repository or its credential changed: fetch it now, failures forgotten. */
+  changed(app: AppRow): void;
 }
+
+/** A status read asks for a refresh at most this often per app. */
+const KICK_MIN_AGE_MS = 10_000;
 
 /**
  * The apps' repository mirrors kept fresh: polled every app's interval (default
  * `defaultIntervalSeconds`), refreshed at once by a push webhook, reached with the app's token or
- * deploy key (GitAccess).
+ * deploy key (GitAccess), read from the database when each fetch starts.
  */
 export class SourceSync implements SourceView {
   constructor(
@@ -26,7 +36,14 @@ export class SourceSync implements SourceView {
   ) {}
 
   source(a: AppRow): MirrorSource {
-    return { app: a.name, shownUrl: a.repository, access: () => this.access.forGit(a), intervalSeconds: a.poll_interval_seconds ?? this.defaultIntervalSeconds };
+    return {
+      id: a.id,
+      app: a.name,
+      shownUrl: a.repository,
+      // The app as it is when the fetch starts (its URL or credential may have changed since).
+      access: async () => this.access.forGit((await findAppById(this.db, a.id)) ?? a),
+      intervalSeconds: a.poll_interval_seconds ?? this.defaultIntervalSeconds,
+    };
   }
 
   start(tickMs?: number): void {
@@ -42,18 +59,23 @@ export class SourceSync implements SourceView {
   }
 
   kick(a: AppRow): void {
+    if (this.mirrors.idle(a.id, KICK_MIN_AGE_MS)) void this.refresh(a);
+  }
+
+  changed(a: AppRow): void {
+    this.mirrors.resetBackoff(a.id);
     void this.refresh(a);
   }
 
-  undeployedCommits(app: string, branch: string, deployedCommit: string): Promise<number | undefined> {
-    return this.mirrors.undeployedCommits(app, branch, deployedCommit);
+  undeployedCommits(app: AppRef, branch: string, deployedCommit: string): Promise<number | undefined> {
+    return this.mirrors.undeployedCommits(app.id, branch, deployedCommit);
   }
 
-  pendingCommits(app: string, branch: string, deployedCommit: string | null): Promise<PendingCommit[] | undefined> {
-    return this.mirrors.pendingCommits(app, branch, deployedCommit);
+  pendingCommits(app: AppRef, branch: string, deployedCommit: string | null): Promise<PendingCommit[] | undefined> {
+    return this.mirrors.pendingCommits(app.id, branch, deployedCommit);
   }
 
-  syncState(app: string): MirrorState {
-    return this.mirrors.syncState(app);
+  syncState(app: AppRef): MirrorState {
+    return this.mirrors.syncState(app.id);
   }
 }

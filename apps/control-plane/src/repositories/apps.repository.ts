@@ -226,6 +226,13 @@ export async function setPollInterval(db: Db, appId: string, seconds: number | n
   await db.updateTable("apps").set({ poll_interval_seconds: seconds, updated_at: new Date() }).where("id", "=", appId).execute();
 }
 
+/** Stores the secret unless the app has one; answers the one stored. */
+export async function setWebhookSecretIfMissing(db: Db, appId: string, sealed: string): Promise<string> {
+  await db.updateTable("apps").set({ webhook_secret_encrypted: sealed }).where("id", "=", appId).where("webhook_secret_encrypted", "is", null).execute();
+  const row = await db.selectFrom("apps").select("webhook_secret_encrypted").where("id", "=", appId).executeTakeFirstOrThrow();
+  return row.webhook_secret_encrypted!;
+}
+
 export async function setWebhookSecret(db: Db, appId: string, sealed: string): Promise<void> {
   await db.updateTable("apps").set({ webhook_secret_encrypted: sealed, updated_at: new Date() }).where("id", "=", appId).execute();
 }

@@ -33,6 +33,10 @@ export function findActiveDeployment(db: Db, environmentId: string): Promise<Dep
     .where("state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
     .executeTakeFirst();
 }
+/** A deployment of the environment queued behind its running one, if any. */
+export function findWaitingDeployment(db: Db, environmentId: string): Promise<DeploymentRow | undefined> {
+  return db.selectFrom("deployments").selectAll().where("environment_id", "=", environmentId).where("waiting", "=", true).where("state", "=", "queued").orderBy("queued_at").limit(1).executeTakeFirst();
+}
 export function latestFinishedDeployment(db: Db, environmentId: string): Promise<DeploymentRow | undefined> {
   return db
     .selectFrom("deployments")

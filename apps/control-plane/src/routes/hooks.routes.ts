@@ -21,6 +21,15 @@ function requestBase(req: FastifyRequest): string {
 export const hookReceiverRoutes: FastifyPluginAsync<{ hooks: HookService }> = async (app, { hooks }) => {
   // The signature is over the bytes as sent: the body is kept raw (any content type; the parser decides).
   app.removeAllContentTypeParsers();
+  // Refused before the body is read when the app has no webhook (or does not exist).
+  app.addHook<{ Params: { app: string } }>("onRequest", async (req, reply) => {
+    try {
+      await hooks.precheck(req.params.app);
+    } catch (err) {
+      if (err instanceof WebhookRejected) return reply.status(err.status).send(errorBody("unauthenticated", err.message));
+      throw err;
+    }
+  });
   app.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: WEBHOOK_BODY_LIMIT }, (_req, body, done) => done(null, body));
   app.post<{ Params: { app: string } }>(
     "/hooks/:app",
@@ -29,7 +38,9 @@ export const hookReceiverRoutes: FastifyPluginAsync<{ hooks: HookService }> = as
       try {
         const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const outcome = await hooks.receive(req.params.app, req.headers, body);
-        return reply.status(outcome.outcome === "duplicate" ? 200 : 202).send(outcome);
+        const { failed, ...answer } = outcome as typeof outcome & { failed?: boolean };
+        // 503 when an environment could not be deployed: the delivery is not recorded, a redelivery tries again.
+        return reply.status(failed ? 503 : outcome.outcome === "duplicate" ? 200 : 202).send(answer);
       } catch (err) {
         if (err instanceof WebhookRejected) {
           const code = err.status === 401 ? "unauthenticated" : err.status === 415 ? "unsupported_media_type" : "invalid_request";

@@ -16,6 +16,7 @@ import {
   type AppSettingsPatch,
   type EnvironmentStatus,
   type ResourceLimits,
+  sshRemoteOf,
 } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as apps from "../repositories/apps.repository.js";
@@ -175,14 +176,17 @@ export class AppService {
     }
     if (input.username !== undefined && typeof input.token !== "string") throw new InvalidRequestError(`"username" goes with "token"`, { details: { username: "without token" } });
     if (!this.box) throw new Error("repository credentials need the secret box");
-    const credential = typeof input.token === "string" ? `${encodeURIComponent(input.username ?? "x-access-token")}:${encodeURIComponent(input.token)}` : input.token === null ? undefined : split.credential;
+    const given = typeof input.token === "string" ? `${encodeURIComponent(input.username ?? "x-access-token")}:${encodeURIComponent(input.token)}` : split.credential;
     await this.db.transaction().execute(async (trx) => {
       const app = await apps.getAppByName(trx, name);
-      await setRepository(trx, app.id, split.url, credential === undefined ? null : this.box!.encrypt(credential));
-      await recordActivity(trx, { actor: by.name, app: name, action: "repository.changed", details: { repository: split.url, repositoryCredentials: credential !== undefined } });
+      // No token given: the stored one stays while the URL stays on the same host (a token is never sent to another host).
+      const keep = input.token === undefined && given === undefined && app.repository_credential_encrypted !== null && sameOrigin(app.repository, split.url);
+      const sealed = input.token === null ? null : given !== undefined ? this.box!.encrypt(given) : keep ? app.repository_credential_encrypted : null;
+      await setRepository(trx, app.id, split.url, sealed);
+      await recordActivity(trx, { actor: by.name, app: name, action: "repository.changed", details: { repository: split.url, repositoryCredentials: sealed !== null, ...(app.repository_credential_encrypted && sealed === null ? { credentialDropped: input.token === null ? "removed" : "another host" } : {}) } });
     });
     const app = await apps.getAppByName(this.db, name);
-    this.source?.kick(app);
+    this.source?.changed(app);
     return this.view(app);
   }
 
@@ -236,7 +240,7 @@ export class AppService {
 
   /** The undeployed commits of the environment, from the mirror (never the git host); undefined when unknown. */
   async pendingCommits(a: apps.AppRow, e: Pick<apps.EnvironmentRow, "branch" | "deployed_commit">): Promise<Array<{ sha: string; author: string; at: string; message: string }> | undefined> {
-    return this.source?.pendingCommits(a.name, e.branch, e.deployed_commit);
+    return this.source?.pendingCommits(a, e.branch, e.deployed_commit);
   }
 
   /** The platform's default limits. */
@@ -264,10 +268,10 @@ export class AppService {
     const unappliedChanges =
       everSucceeded && (e.deployed_config_revision !== e.config_revision || e.deployed_settings_revision !== a.settings_revision);
     // The mirror as it is: a status never waits on the git host (it is refreshed in the background).
-    const undeployedCommits = everSucceeded && e.deployed_commit && this.source ? await this.source.undeployedCommits(a.name, e.branch, e.deployed_commit) : undefined;
+    const undeployedCommits = everSucceeded && e.deployed_commit && this.source ? await this.source.undeployedCommits(a, e.branch, e.deployed_commit) : undefined;
     // A commit deployed since the last refresh is not in the mirror yet: refresh it now, for the next read.
-    if (undeployedCommits === undefined && e.deployed_commit && this.source && !this.source.syncState(a.name).syncing) this.source.kick(a);
-    const sync = this.source?.syncState(a.name);
+    if (undeployedCommits === undefined && e.deployed_commit && this.source) this.source.kick(a);
+    const sync = this.source?.syncState(a);
     const status = environmentStatus({
       ...(last && last.finished_at ? { lastDeployment: { state: last.state as "succeeded" | "failed" | "cancelled", finishedAt: last.finished_at } } : {}),
       everSucceeded,
@@ -333,6 +337,15 @@ function repositoryDetails(r: { url: string; sealed: string | null }): Record<st
   return r.sealed ? { repository: r.url, repositoryCredentials: true } : { repository: r.url };
 }
 
+/** Same scheme, host and port: a stored token may go on being used with the new URL. */
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** Accepts git URLs the agent can clone: http(s), ssh, git, file:// and absolute local paths. */
 export function validateRepository(repo: string): void {
   const ok =
@@ -341,5 +354,9 @@ export function validateRepository(repo: string): void {
     throw new InvalidRequestError(`invalid repository '${repo}': use an https://, ssh://, git@host:path, file:// URL or an absolute path`, {
       details: { repository: "not a git URL" },
     });
+  }
+  // An SSH URL whose host the platform cannot name could not be pinned nor given the deploy key.
+  if ((/^(git\+)?ssh:\/\//i.test(repo) || !repo.includes("://")) && !repo.startsWith("/") && !sshRemoteOf(repo)) {
+    throw new InvalidRequestError(`invalid repository '${repo}': an SSH repository is ssh://user@host[:port]/path or user@host:path, with a DNS host name or an IP address`, { details: { repository: "not an SSH URL the platform can pin" } });
   }
 }
