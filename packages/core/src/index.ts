@@ -14,3 +14,4 @@ export * from "./environment-state.js";
 export * from "./protocol.js";
 export * from "./git-auth.js";
 export * from "./pg-archive.js";
+export * from "./media-archive.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { BackupFacts, BackupLocation, DataSpec, S3Location } from "@slipway/proto";
-import { BACKUP_DATABASE_KEY, BACKUP_MANIFEST_KEY, StepFailure, type BackupManifest, type Logger, type StepState } from "@slipway/core";
+import { BACKUP_DATABASE_KEY, BACKUP_MANIFEST_KEY, BACKUP_MEDIA_DIR, StepFailure, type BackupManifest, type Logger, type StepState } from "@slipway/core";
 import { copyDatabase, downloadArchive, dumpToS3, restoreFromFile } from "./database.js";
 import { copyPrefix, deletePrefix, errorText, isAbort, makeS3Client, normalizePrefix, PartialCopyError, under } from "./s3.js";
 import { pgConnection } from "./pg-tools.js";
@@ -34,7 +34,7 @@ export interface DataJobContext {
 
 export const DUMP_KEY = BACKUP_DATABASE_KEY;
 export const MANIFEST_KEY = BACKUP_MANIFEST_KEY;
-export const MEDIA_DIR = "media/";
+export const MEDIA_DIR = BACKUP_MEDIA_DIR;
 export type { BackupManifest };
 
 export function formatBytes(n: number): string {

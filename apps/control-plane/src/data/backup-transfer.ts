@@ -47,13 +47,14 @@ export interface DatabaseArchive {
 }
 
 /**
- * A database dump holds every row of the environment, secrets the app keeps included: admins and
- * the deployers of the app get it (they can copy it elsewhere and open a shell there anyway),
- * viewers do not, whatever else they may read.
+ * A database dump holds every row of the environment, secrets the app keeps included, and its
+ * media everything its users uploaded: admins and the deployers of the app get them (they can
+ * copy them elsewhere and open a shell there anyway), viewers do not, whatever else they may
+ * read. `holds` says what, for the refusal.
  */
-function requireDumpReader(by: Principal, app: string): void {
+export function requireDataReader(by: Principal, app: string, holds: string): void {
   requireApp(by, app);
-  if (by.role === "viewer") throw new ForbiddenError(`the token '${by.name}' is a viewer's: a database dump holds every row of the environment; it needs an admin token or a deployer token of '${app}'`);
+  if (by.role === "viewer") throw new ForbiddenError(`the token '${by.name}' is a viewer's: ${holds}; it needs an admin token or a deployer token of '${app}'`);
 }
 
 /**
@@ -64,7 +65,7 @@ function requireDumpReader(by: Principal, app: string): void {
 export async function openDatabaseArchive(d: TransferDeps, by: Principal, backupId: string): Promise<DatabaseArchive> {
   const b = await data.findBackup(d.db, backupId);
   if (!b) throw new NotFoundError(`backup '${backupId}' does not exist`);
-  requireDumpReader(by, b.app);
+  requireDataReader(by, b.app, "a database dump holds every row of the environment");
   if (b.state !== "succeeded") throw new ConflictError(`backup ${b.id} is ${b.state}: only a finished backup can be downloaded`);
   if (!b.database || b.database_bytes === null) throw new ConflictError(`backup ${b.id} of ${b.app}/${b.environment} has no database (media only)`);
   const object = await d.store.openObject("backups", d.store.cfg.backups.bucket, b.prefix + BACKUP_DATABASE_KEY);
@@ -125,7 +126,7 @@ export async function uploadDatabaseArchive(d: TransferDeps, by: Principal, appN
     await d.db.transaction().execute(async (trx) => {
       // Removed while the archive streamed in: its backups went with it, so must this one.
       if (!(await data.lockEnvironment(trx, env.id))) throw new NotFoundError(`environment ${app.name}/${env.name} no longer exists`);
-      await data.insertFinishedDatabaseBackup(trx, { id, app: app.name, environment: env.name, environmentId: env.id, kind: "upload", prefix, requestedBy: by.name, databaseBytes: bytes, databaseSha256: sha256, at });
+      await data.insertFinishedBackup(trx, { id, app: app.name, environment: env.name, environmentId: env.id, kind: "upload", prefix, requestedBy: by.name, at, database: { bytes, sha256 } });
       await recordActivity(trx, { actor: by.name, app: app.name, environment: env.name, action: "backup.uploaded", details: { backup: id, bytes, sha256 } });
     });
     d.log.info({ app: app.name, env: env.name, backup: id, bytes, sha256 }, "database archive uploaded");
@@ -150,6 +151,6 @@ async function readHead(reader: AsyncIterator<Buffer> | undefined, n: number): P
   return head;
 }
 
-function formatLimit(bytes: number): string {
+export function formatLimit(bytes: number): string {
   return bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3} GiB` : bytes % 1024 ** 2 === 0 ? `${bytes / 1024 ** 2} MiB` : `${bytes} bytes`;
 }

@@ -12,8 +12,14 @@ export async function insertBackup(db: Db, r: { id: string; app: string; environ
     .values({ id: r.id, app: r.app, environment: r.environment, environment_id: r.environmentId, kind: r.kind, state: "queued", database: r.database, media: r.media, prefix: r.prefix, job_id: r.jobId ?? null, requested_by: r.requestedBy, created_at: new Date(), finished_at: null })
     .execute();
 }
-/** A backup whose database archive is already stored (an upload): recorded finished, with its size and sha256. */
-export async function insertFinishedDatabaseBackup(db: Db, r: { id: string; app: string; environment: string; environmentId: string; kind: BackupRow["kind"]; prefix: string; requestedBy: string; databaseBytes: number; databaseSha256: string; at: Date }): Promise<void> {
+/**
+ * A backup whose parts are already stored (an upload): recorded finished, with the database
+ * archive's size and sha256 and/or the media's object count and bytes.
+ */
+export async function insertFinishedBackup(
+  db: Db,
+  r: { id: string; app: string; environment: string; environmentId: string; kind: BackupRow["kind"]; prefix: string; requestedBy: string; at: Date; database?: { bytes: number; sha256: string }; media?: { objects: number; bytes: number } },
+): Promise<void> {
   await db
     .insertInto("backups")
     .values({
@@ -23,10 +29,12 @@ export async function insertFinishedDatabaseBackup(db: Db, r: { id: string; app:
       environment_id: r.environmentId,
       kind: r.kind,
       state: "succeeded",
-      database: true,
-      media: false,
-      database_bytes: r.databaseBytes,
-      database_sha256: r.databaseSha256,
+      database: r.database !== undefined,
+      media: r.media !== undefined,
+      database_bytes: r.database?.bytes ?? null,
+      database_sha256: r.database?.sha256 ?? null,
+      media_bytes: r.media?.bytes ?? null,
+      media_objects: r.media?.objects ?? null,
       prefix: r.prefix,
       job_id: null,
       requested_by: r.requestedBy,

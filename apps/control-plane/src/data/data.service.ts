@@ -26,6 +26,7 @@ import { environmentBucket, newStorageCredentials, type S3Credentials, type Stor
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "../services/lifecycle.service.js";
 import { DEFAULT_UPLOAD_MAX_BYTES, openDatabaseArchive, uploadDatabaseArchive, type DatabaseArchive, type TransferDeps } from "./backup-transfer.js";
+import { openMediaArchive, uploadMediaArchive, type MediaArchive } from "./media-transfer.js";
 
 /** The stored spec of a data job: ids only, no secrets (GetJobSpec resolves them). */
 export interface DataJobSpec {
@@ -276,6 +277,16 @@ export class DataService {
   /** A client's database archive stored as a finished backup of kind "upload" (backup-transfer.ts). */
   async uploadBackup(by: Principal, appName: string, envName: string, body: AsyncIterable<Buffer> | undefined, declaredBytes?: number): Promise<BackupView> {
     return toBackupView(await uploadDatabaseArchive(this.transferDeps(), by, appName, envName, body, declaredBytes));
+  }
+
+  /** A finished backup's media as a tar stream, for admins and the app's deployers (media-transfer.ts). */
+  openBackupMedia(by: Principal, backupId: string): Promise<MediaArchive> {
+    return openMediaArchive(this.transferDeps(), by, backupId);
+  }
+
+  /** A client's tar stored as the media of a finished backup of kind "upload" (media-transfer.ts). */
+  async uploadMediaBackup(by: Principal, appName: string, envName: string, body: AsyncIterable<Buffer> | undefined, declaredBytes?: number): Promise<BackupView> {
+    return toBackupView(await uploadMediaArchive(this.transferDeps(), by, appName, envName, body, declaredBytes));
   }
 
   private transferDeps(): TransferDeps {

@@ -54,6 +54,13 @@ export interface OpenObject {
   contentType: string;
 }
 
+/** One object of a listing. */
+export interface StoredObject {
+  key: string;
+  bytes: number;
+  lastModified: Date;
+}
+
 /** S3 multipart parts of streamed uploads: 8 MiB, 3 in flight (32 MiB of buffers an upload; 10,000 parts = 78 GiB at most). */
 export const UPLOAD_PART_SIZE = 8 * 1024 * 1024;
 export const UPLOAD_QUEUE_SIZE = 3;
@@ -94,6 +101,16 @@ export class ObjectStore {
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return deleted;
+  }
+
+  /** Every object under a prefix, page by page (1,000 a page): never the whole listing in memory. */
+  async *listPrefix(store: "media" | "backups", bucket: string, prefix: string): AsyncGenerator<StoredObject> {
+    let token: string | undefined;
+    do {
+      const page = await this.clients[store].send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) if (o.Key !== undefined) yield { key: o.Key, bytes: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   /** Opens an object for reading; undefined when there is no such key. The caller consumes or destroys `body`. */

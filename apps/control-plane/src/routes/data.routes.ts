@@ -46,6 +46,29 @@ export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app,
       return reply.send(archive.body);
     },
   );
+  app.get<{ Params: { id: string } }>(
+    "/backups/:id/media",
+    {
+      // As for the database: an automatic HEAD would read every object only to drop it.
+      exposeHeadRoute: false,
+      schema: {
+        summary: "A finished backup's media as one tar stream (application/x-tar)",
+        description:
+          "Entries are named by the object keys relative to the environment's media root; objects are streamed one after the other from the backup store as the client reads. No length: `x-slipway-media-objects` and `x-slipway-media-bytes` say what the backup recorded (entries, bytes of content). A failure part way ends the stream early, so the tar is incomplete. Admins and deployers of the app only (a viewer gets 403). 409 while the backup is not finished or when it has no media.",
+        params: idParams,
+      },
+    },
+    async (req, reply) => {
+      const archive = await data.openBackupMedia(req.principal, req.params.id);
+      return reply
+        .header("content-type", "application/x-tar")
+        .header("content-disposition", `attachment; filename="${archive.filename}"`)
+        .header("cache-control", "no-store")
+        .header("x-slipway-media-objects", String(archive.objects))
+        .header("x-slipway-media-bytes", String(archive.bytes))
+        .send(archive.body);
+    },
+  );
   // The upload takes the body as a stream, whatever its size and content type: no parser reads
   // it (the service checks its first bytes, counts it against its own limit and streams it into
   // the backup store), so fastify's bodyLimit does not apply here, and only here.
@@ -69,21 +92,25 @@ export const dataRoutes: FastifyPluginAsync<{ data: DataService }> = async (app,
       raw.removeAllListeners("readable");
       raw.resume();
     });
-    upload.post<{ Params: { app: string; env: string } }>(
+    upload.post<{ Params: { app: string; env: string }; Querystring: { part?: "database" | "media" } }>(
       "/apps/:app/environments/:env/backups/upload",
       {
         schema: {
-          summary: "Store a database archive (pg_dump -Fc, the raw body as application/octet-stream) as a finished backup of kind 'upload'",
+          summary: "Store a database archive (pg_dump -Fc) or, with ?part=media, the media (a tar) as a finished backup of kind 'upload'",
           description:
-            "The body is streamed into the backup store, never held in memory. It must start like a pg_dump custom-format archive (PGDMP), else 400; beyond SLIPWAY_BACKUP_UPLOAD_MAX_MB (default 10 GiB) 413; either way nothing is stored. Answers 201 with the backup, which POST /v1/backups/{id}/restore restores (after a safety backup of the target). Retention never prunes uploads.",
-          consumes: ["application/octet-stream"],
+            "The body is streamed into the backup store, never held in memory. `part=database` (the default): a pg_dump custom-format archive as application/octet-stream; it must start like one (PGDMP), else 400. `part=media`: a tar (application/x-tar, uncompressed) whose entries are named by the object keys relative to the environment's media root; regular files and folders only, no absolute names, no `..`, else 400; each file becomes an object, folders are not stored. Beyond SLIPWAY_BACKUP_UPLOAD_MAX_MB (default 10 GiB) 413. Whatever is refused or fails, nothing is stored. Answers 201 with the backup (database only or media only), which POST /v1/backups/{id}/restore restores (after a safety backup of the target); a media restore makes the environment's media exactly the tar's files. Retention never prunes uploads.",
+          consumes: ["application/octet-stream", "application/x-tar"],
           params: envParams,
+          querystring: { type: "object", additionalProperties: false, properties: { part: { type: "string", enum: ["database", "media"], default: "database" } } },
         },
       },
       async (req, reply) => {
         const length = req.headers["content-length"];
         const declared = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
-        return reply.status(201).send(await data.uploadBackup(req.principal, req.params.app, req.params.env, req.body as Readable | undefined, declared));
+        const body = req.body as Readable | undefined;
+        const { app: appName, env } = req.params;
+        const backup = req.query.part === "media" ? await data.uploadMediaBackup(req.principal, appName, env, body, declared) : await data.uploadBackup(req.principal, appName, env, body, declared);
+        return reply.status(201).send(backup);
       },
     );
   });
