@@ -101,6 +101,13 @@ describe("a deployment", () => {
     expect(d.report.results()[0]).toMatchObject({ state: "succeeded", image: OLD_IMAGE, imageDigest: "sha256:old" });
   });
 
+  it("refuses a given image rebuilt since it was shipped (another id under the same tag), and the old version keeps serving", async () => {
+    const { d, previous } = serving({ spec: { buildMode: "image", image: OLD_IMAGE, imageDigest: "sha256:shipped-then" } });
+    expect(await deploy(d)).toBe("failed");
+    expect(d.report.results()[0]).toMatchObject({ state: "failed", failure: expect.objectContaining({ type: "image_changed", retryable: false }) });
+    expectPreviousStillServes(d, previous);
+  });
+
   it("a given image (promote) runs the release commands as usual", async () => {
     const { d } = serving({ spec: { buildMode: "image", image: OLD_IMAGE } });
     expect(await deploy(d)).toBe("succeeded");

@@ -13,8 +13,10 @@ export async function sourceStep(ctx: DeployContext): Promise<void> {
     return;
   }
   if (spec.buildMode === "image") {
-    // A rollback or a promotion: exactly this image, which must still be on this host.
+    // A rollback or a promotion: exactly this image, which must still be on this host. Held first:
+    // the janitor must not prune it between the check and the start.
     if (!spec.image) throw new StepFailure("nothing_to_reuse", "no image given to deploy", false);
+    await ctx.disk?.hold(ctx.jobId, spec.image);
     const info = await ctx.runtime.imageInfo(spec.image);
     if (!info) {
       throw new StepFailure(
@@ -23,8 +25,14 @@ export async function sourceStep(ctx: DeployContext): Promise<void> {
         false,
       );
     }
+    if (spec.imageDigest && info.id !== spec.imageDigest) {
+      throw new StepFailure(
+        "image_changed",
+        `image ${spec.image} is now ${info.id}, not ${spec.imageDigest} as shipped then (it was rebuilt since, e.g. with "build": "force"): deploying it would ship other code; deploy from the branch instead`,
+        false,
+      );
+    }
     ctx.image = spec.image;
-    await ctx.disk?.hold(ctx.jobId, spec.image);
     ctx.commit = spec.image.split(":").pop();
     report.logLine(`deploying image ${spec.image} (${info.id}); the branch is not consulted and nothing is built`);
     return;

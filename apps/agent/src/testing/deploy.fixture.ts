@@ -39,6 +39,7 @@ export function deploySpec(over: Partial<DeploySpec> = {}): DeploySpec {
     image: "",
     skipRelease: false,
     preamble: [],
+    imageDigest: "",
     ...over,
   };
 }

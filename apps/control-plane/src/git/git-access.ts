@@ -94,19 +94,19 @@ export class GitAccess {
    * What a git process needs to read the app's repository: the URL with its token (https), or the
    * deploy key and the pinned host keys (ssh; the host's keys are pinned now if this is its first use).
    */
-  async forGit(app: AppRow): Promise<{ url: string; auth?: GitAuth }> {
+  async forGit(app: AppRow): Promise<{ url: string; auth?: GitAuth; warning?: string }> {
     const url = app.repository_credential_encrypted ? joinRepositoryCredential(app.repository, this.box.decrypt(app.repository_credential_encrypted)) : app.repository;
     const remote = sshRemoteOf(app.repository);
     if (!remote) return { url };
     const key = await this.ensureDeployKey(app);
-    let knownHosts = "";
     try {
-      knownHosts = await this.knownHosts(remote.knownHostsName, remote.hostname, remote.port);
+      return { url, auth: { sshPrivateKey: key.privateKey, knownHosts: await this.knownHosts(remote.knownHostsName, remote.hostname, remote.port) } };
     } catch (err) {
-      // ssh then refuses the unknown host, and the failure says the key is not pinned.
+      // ssh then refuses the unknown host; the deployment's log says why it is not pinned (tried again next time).
+      const why = `could not pin the SSH host key of ${remote.knownHostsName} on first use (${(err as Error).message}); it is tried again at the next fetch, or an admin pins it (PUT /v1/git-host-keys/${encodeURIComponent(remote.knownHostsName)})`;
       this.log.warn({ app: app.name, host: remote.knownHostsName, err: (err as Error).message }, "could not pin the git host's SSH key");
+      return { url, auth: { sshPrivateKey: key.privateKey, knownHosts: "" }, warning: why };
     }
-    return { url, auth: { sshPrivateKey: key.privateKey, knownHosts } };
   }
 
   /** The pinned keys of a host; pinned now, from the host itself, when it has none (trust on first use). */

@@ -146,7 +146,7 @@ export interface AgentGrpcDeps {
    * How a deploy job's agent reads the app's repository: the URL with its token opened, or the deploy
    * key and the git host's pinned keys (never published on NATS).
    */
-  repositoryAccess: (app: string, repository: string, credentialSealed: string | undefined) => Promise<{ url: string; auth?: GitAuth }>;
+  repositoryAccess: (app: string, repository: string, credentialSealed: string | undefined) => Promise<{ url: string; auth?: GitAuth; warning?: string }>;
   /** Resolves a data job's spec with its credentials. */
   dataSpec: (spec: DataJobSpec) => Promise<DataSpec>;
   /** Stores pushed metrics samples; absent = samples are accepted and dropped. */
@@ -306,7 +306,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
         const d = spec.deploy;
         if (d) {
           // A deployment of an image reads no repository.
-          const access = d.buildMode === "image" ? { url: "" } : await deps.repositoryAccess(d.app, d.repository, d.repositoryCredentialSealed);
+          const access: { url: string; auth?: GitAuth; warning?: string } = d.buildMode === "image" ? { url: "" } : await deps.repositoryAccess(d.app, d.repository, d.repositoryCredentialSealed);
           res.spec = {
             $case: "deploy",
             value: {
@@ -318,7 +318,8 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               gitKnownHosts: access.auth?.knownHosts ?? "",
               image: d.image ?? "",
               skipRelease: d.skipRelease ?? false,
-              preamble: d.preamble ?? [],
+              preamble: [...(access.warning ? [`warning: ${access.warning}`] : []), ...(d.preamble ?? [])],
+              imageDigest: d.imageDigest ?? "",
               branch: d.branch,
               buildMode: d.buildMode,
               currentImage: d.currentImage ?? "",

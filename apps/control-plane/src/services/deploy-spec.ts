@@ -29,6 +29,8 @@ export interface DeployJobSpec {
   content?: DataJobSpec;
   /** buildMode "image": exactly this image (a rollback's or a promotion's). */
   image?: string;
+  /** …and its id as shipped then (checked by the agent). */
+  imageDigest?: string;
   /** The release commands are not run (a rollback, unless asked). */
   skipRelease?: boolean;
   /** Lines the deployment's log starts with. */

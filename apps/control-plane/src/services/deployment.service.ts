@@ -47,6 +47,8 @@ export interface DeploymentInput {
 interface ImageOrigin {
   kind: "promote" | "rollback";
   image: string;
+  /** The image id shipped then: another image under the tag now is refused by the agent. */
+  imageDigest?: string;
   sourceDeploymentId: string | null;
   promotedFrom: string | null;
   /** An environment never placed goes where the image is. */
@@ -179,8 +181,8 @@ export class DeploymentService {
     }
     await this.refusals(this.db, app0, target, buildMode, input.queue === true);
     const origin0 = await this.imageOrigin(this.db, app0, target, input);
-    const moveTo = input.moveTo ?? origin0?.placeOn;
-    await this.placementFor(this.db, app0, target, moveTo);
+    // A promotion into an environment not serving yet goes where the image is (checked as if placed there).
+    await this.placementFor(this.db, app0, origin0?.placeOn && !input.moveTo ? { ...target, host_id: origin0.placeOn } : target, input.moveTo);
     if (content) await this.ensureData?.(appName, content.from);
     await this.ensureData?.(appName, envName);
     await this.db
@@ -190,7 +192,11 @@ export class DeploymentService {
         const env = await apps.getEnvironment(trx, app, envName);
         const active = await this.refusals(trx, app, env, buildMode, input.queue === true);
         const origin = await this.imageOrigin(trx, app, env, input);
-        const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo ?? origin?.placeOn);
+        if (origin?.placeOn && !input.moveTo && env.host_id !== origin.placeOn) {
+          await this.lifecycle.place(trx, [env.id], origin.placeOn, `promotion from ${origin.promotedFrom}: placed where its image is`);
+          env.host_id = origin.placeOn;
+        }
+        const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo);
         const rt = await this.runtime().runtimeSpec(trx, app, env);
         const spec: DeployJobSpec = {
           deploymentId: id,
@@ -212,6 +218,7 @@ export class DeploymentService {
         };
         if (origin) {
           spec.image = origin.image;
+          if (origin.imageDigest) spec.imageDigest = origin.imageDigest;
           spec.preamble = origin.preamble;
           if (origin.rollback) {
             // As it was then: its settings, replicas and (the user's) variables; the data services as they are now.
@@ -293,9 +300,18 @@ export class DeploymentService {
       if (input.promoteFrom === env.name) throw new InvalidRequestError(`cannot promote ${label} to itself`, { details: { promoteFrom: "same as the target" } });
       const source = await apps.getEnvironment(db, app, input.promoteFrom);
       if (!source.current_image) throw new ConflictError(`${app.name}/${source.name} runs no image yet: deploy it first`);
-      // Images are not copied between hosts: the target runs where the source's image is.
-      if (env.host_id && source.host_id && env.host_id !== source.host_id && env.current_image) {
-        throw new ConflictError(`${app.name}/${source.name} and ${label} run on different hosts, and images are not copied between hosts: deploy ${label} from its branch`, { details: { promoteFrom: "on another host" } });
+      // Images are not copied between hosts (yet): the target runs where the source's image is. One
+      // that serves elsewhere is refused; one that serves nothing yet is placed there, if that host has its labels.
+      let placeOn: string | undefined;
+      if (source.host_id && env.host_id !== source.host_id) {
+        if (env.host_id && env.current_image) {
+          throw new ConflictError(`${app.name}/${source.name} and ${label} run on different hosts, and images are not copied between hosts: deploy ${label} from its branch`, { details: { promoteFrom: "on another host" } });
+        }
+        const host = await findHost(db, source.host_id);
+        if (host && !labelsMatch(host.labels, env.host_labels ?? {})) {
+          throw new ConflictError(`${label} must run on a host with the labels ${formatLabels(env.host_labels ?? {})}, and ${app.name}/${source.name}'s image is on ${host.name}, which lacks them: deploy ${label} from its branch`, { details: { promoteFrom: "host lacks the labels" } });
+        }
+        placeOn = source.host_id;
       }
       const shipped = await deployments.latestSucceededWithImage(db, source.id, source.current_image);
       const digest = shipped?.image_digest ? ` (${shipped.image_digest})` : "";
@@ -304,7 +320,8 @@ export class DeploymentService {
         image: source.current_image,
         sourceDeploymentId: shipped?.id ?? null,
         promotedFrom: source.name,
-        ...(!env.host_id && source.host_id ? { placeOn: source.host_id } : {}),
+        ...(placeOn ? { placeOn } : {}),
+        ...(shipped?.image_digest ? { imageDigest: shipped.image_digest } : {}),
         preamble: [
           `promoting ${app.name}/${source.name}'s image ${source.current_image}${digest} to ${label}: nothing is built`,
           `${label} runs it with its own variables and settings; the release commands run as usual`,
@@ -324,6 +341,7 @@ export class DeploymentService {
       return {
         kind: "rollback",
         image: row.image,
+        ...(row.image_digest ? { imageDigest: row.image_digest } : {}),
         sourceDeploymentId: row.id,
         promotedFrom: null,
         rollback: { row, spec: job.spec as DeployJobSpec },
