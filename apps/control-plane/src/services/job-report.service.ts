@@ -19,6 +19,8 @@ import type { DeployJobSpec } from "./deployment.service.js";
 import type { EnvironmentJobSpec } from "./environment.service.js";
 import type { DataJobSpec } from "../data/data.service.js";
 
+const COMMIT_RE = /^[0-9a-f]{7,64}$/;
+
 /** One event from an agent, already decoded from the wire. */
 export type JobEventInput =
   | { jobId: string; seq: number; at: Date; kind: "step"; name: string; state: string }
@@ -125,7 +127,8 @@ export class JobReportService {
           logLines.push({ seq: e.seq, at: e.at, text: e.text });
           break;
         case "facts":
-          if (e.commit) facts.commit = e.commit;
+          // A commit is a sha: anything else (from a faulty or hostile agent) never reaches git's arguments.
+          if (e.commit && COMMIT_RE.test(e.commit)) facts.commit = e.commit;
           if (e.image) facts.image = e.image;
           if (e.imageDigest) facts.imageDigest = e.imageDigest;
           break;
@@ -149,7 +152,7 @@ export class JobReportService {
           break;
       }
     }
-    if (result?.commit) facts.commit = result.commit;
+    if (result?.commit && COMMIT_RE.test(result.commit)) facts.commit = result.commit;
     if (result?.image) facts.image = result.image;
     if (result?.imageDigest) facts.imageDigest = result.imageDigest;
     await deployments.appendLogs(trx, d.id, logLines);
