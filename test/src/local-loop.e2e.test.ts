@@ -1,6 +1,6 @@
-import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -21,25 +21,45 @@ interface CliResult {
   err: string;
 }
 
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Every file below `dir`: its path relative to `dir` → sha256, as the data app reports its media objects. */
+function filesOf(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const name = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(name);
+      else out[name] = sha256(readFileSync(path.join(dir, name)));
+    }
+  };
+  walk("");
+  return out;
+}
+
 // Issue 13, the local loop: `slipway pull db` copies an environment's database (rows written by
 // the deployed app through its DATABASE_URL) into a local database on this machine's PostgreSQL,
-// `slipway push db` puts a changed local copy back, after a safety backup. The real CLI, control
-// plane, agent, PostgreSQL, NATS and S3; the local side is the same cluster, as a developer's would be.
-describe("the local loop: slipway pull db / push db", () => {
+// `slipway push db` puts a changed local copy back, after a safety backup; `slipway pull media`
+// and `push media` do the same with its media (objects the app wrote through DEFAULT_STORAGE_DSN)
+// and a folder. The real CLI, control plane, agent, PostgreSQL, NATS and S3; the local side is
+// the same cluster and a folder on this machine, as a developer's would be.
+describe("the local loop: slipway pull / push, db and media", () => {
   const platform = new Platform({ database: "postgres" });
   const repo = new TestRepo();
   // The local databases are named after app and environment: a name of this run's own.
   const app = `loop${randomBytes(3).toString("hex")}`;
   const localDb = `${app}_test`;
   const scratchDb = `${app}_scratch`;
-  const config = path.join(mkdtempSync(path.join(tmpdir(), "slipway-loop-")), "config.json");
+  const work = mkdtempSync(path.join(tmpdir(), "slipway-loop-"));
+  const config = path.join(work, "config.json");
   let agent: AgentHandle;
   let admin: pg.Client;
 
   /** The CLI as a developer runs it: logged in through SLIPWAY_URL/SLIPWAY_TOKEN, libpq pointed at the local server. */
-  const cli = (args: string[], env: Record<string, string> = {}, timeoutMs = 90_000) =>
+  const cli = (args: string[], env: Record<string, string> = {}, timeoutMs = 90_000, cwd = work) =>
     new Promise<CliResult>((resolve, reject) => {
       const p = spawn(CLI, args, {
+        cwd,
         env: { PATH: process.env.PATH!, HOME: path.dirname(config), SLIPWAY_CONFIG: config, SLIPWAY_URL: platform.api.baseUrl, SLIPWAY_TOKEN: platform.api.token, PGHOST: "127.0.0.1", PGUSER: "postgres", ...env },
         stdio: ["pipe", "pipe", "pipe"],
       });
@@ -64,6 +84,12 @@ describe("the local loop: slipway pull db / push db", () => {
     if (r.status !== 200) throw new Error(`/checksum: ${r.status} ${r.body}`);
     const c = JSON.parse(r.body) as { count: number; rows: string };
     return { count: c.count, md5: c.rows };
+  };
+  /** The environment's media as the deployed app sees them: key below its media root → sha256. */
+  const remoteMedia = async () => {
+    const r = await getVia(agent.ingressPort, `${app}-test.localhost`, "/checksum");
+    if (r.status !== 200) throw new Error(`/checksum: ${r.status} ${r.body}`);
+    return (JSON.parse(r.body) as { objects: Record<string, string> }).objects;
   };
   /** A local database's rows, by the same checksum. */
   const local = async (db: string, sql = CHECKSUM_SQL) => {
@@ -96,6 +122,7 @@ describe("the local loop: slipway pull db / push db", () => {
     try {
       for (const db of [localDb, scratchDb]) await admin?.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`).catch(() => undefined);
       await admin?.end().catch(() => undefined);
+      rmSync(work, { recursive: true, force: true });
     } finally {
       await platform.stop();
     }
@@ -194,5 +221,104 @@ describe("the local loop: slipway pull db / push db", () => {
     const cliDefault = await cli(["pull", "db", app, "test"], { SLIPWAY_TOKEN: await token("deployer", ["and-another"]) });
     expect(cliDefault.code).toBe(1);
     expect(await localExists(localDb)).toBe(false);
+  });
+
+  it("pulls the environment's media into ./<app>-<env>-media: the same files, byte for byte", async () => {
+    const w = await getVia(agent.ingressPort, `${app}-test.localhost`, "/write?rows=0&objects=5&tag=pic");
+    expect(w.body).toBe(JSON.stringify({ rows: 0, objects: 5 }));
+    const before = await remoteMedia();
+    expect(Object.keys(before).sort()).toEqual(["media/pic-0.bin", "media/pic-1.bin", "media/pic-2.bin", "media/pic-3.bin", "media/pic-4.bin"]);
+
+    const pulled = await cli(["pull", "media", app, "test"]);
+    expect(pulled.code, pulled.err + pulled.out).toBe(0);
+    const m = new RegExp(`^pulled the media of ${app}/test into \\./${app}-test-media: backup ([0-9a-f-]{36}), 5 files, [\\d.]+ KiB\\n$`).exec(pulled.out);
+    expect(m, pulled.out).not.toBeNull();
+    expect(pulled.err).toMatch(/backup [0-9a-f-]{36}: succeeded\n/);
+    expect(pulled.err).toMatch(/downloading: 5 of 5 files, [\d.]+ KiB of [\d.]+ KiB \(100%\)\n/);
+    const folder = path.join(work, `${app}-test-media`);
+    expect(filesOf(folder)).toEqual(before);
+    // A backup of the media only, listed with the environment's backups; the download is in the feed.
+    const b = (await backups()).find((x) => x.id === m![1])!;
+    expect(b).toMatchObject({ kind: "manual", state: "succeeded", database: false, media: true, mediaObjects: 5 });
+    const activity = await platform.api.call<Array<{ action: string; details: { part?: string } }>>("GET", `/v1/activity?app=${app}&env=test`);
+    expect(activity.some((a) => a.action === "backup.downloaded" && a.details.part === "media")).toBe(true);
+
+    // Never into a folder that holds something, unless --to names it and --force says so.
+    const again = await cli(["pull", "media", app, "test"]);
+    expect(again.code).toBe(1);
+    expect(again.err).toBe(`slipway: ./${app}-test-media exists and is not empty: pull into another folder with --to <dir>, or into this one with --to ./${app}-test-media --force\n`);
+    const other = path.join(work, "elsewhere");
+    const into = await cli(["pull", "media", app, "test", "--to", other, "--json"]);
+    expect(into.code, into.err).toBe(0);
+    expect(JSON.parse(into.out)).toMatchObject({ app, environment: "test", folder: other, files: 5 });
+    expect(filesOf(other)).toEqual(before);
+    const forced = await cli(["pull", "media", app, "test", "--to", other, "--force"]);
+    expect(forced.code, forced.err).toBe(0);
+  });
+
+  it("pushes a changed folder back after a safety backup: the environment's media are the folder's files", async () => {
+    const folder = path.join(work, `${app}-test-media`);
+    const before = await remoteMedia();
+    // Changed, removed, added (nested, empty, at the top).
+    writeFileSync(path.join(folder, "media/pic-0.bin"), randomBytes(2000));
+    rmSync(path.join(folder, "media/pic-1.bin"));
+    mkdirSync(path.join(folder, "media/sub/deeper"), { recursive: true });
+    writeFileSync(path.join(folder, "media/sub/deeper/new.txt"), "made locally\n");
+    writeFileSync(path.join(folder, "media/empty.bin"), "");
+    writeFileSync(path.join(folder, "notes.txt"), randomBytes(300_000));
+    const local = filesOf(folder);
+    expect(Object.keys(local)).toHaveLength(7);
+    expect(local).not.toEqual(before);
+
+    // No terminal to confirm on: only with the flag, and nothing is sent without it.
+    const refused = await cli(["push", "media", app, "test"]);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toBe(`slipway: push media replaces the media of ${app}/test: run it in a terminal to confirm by typing ${app}/test, or add --yes-i-am-sure\n`);
+    const listed = await backups();
+
+    const pushed = await cli(["push", "media", app, "test", "--yes-i-am-sure"]);
+    expect(pushed.code, pushed.err + pushed.out).toBe(0);
+    expect(pushed.err).toMatch(/uploading: 7 of 7 files, [\d.]+ KiB of [\d.]+ KiB \(100%\)\n/);
+    expect(pushed.err).toMatch(/restore [0-9a-f-]{36}: succeeded/);
+    const m = new RegExp(`^pushed 7 files \\([\\d.]+ KiB\\) from \\./${app}-test-media to ${app}/test \\(backup ([0-9a-f-]{36})\\)\\nsafety backup ([0-9a-f-]{36}) holds the media as they were before; to put them back: slipway backups restore \\2 --yes\\n$`).exec(pushed.out);
+    expect(m, pushed.out).not.toBeNull();
+    const [, uploadId, safetyId] = m!;
+
+    expect(await remoteMedia()).toEqual(local);
+    const after = await backups();
+    expect(after).toHaveLength(listed.length + 2);
+    expect(after.find((b) => b.id === safetyId)).toMatchObject({ kind: "safety", state: "succeeded", database: false, media: true, mediaObjects: 5 });
+    expect(after.find((b) => b.id === uploadId)).toMatchObject({ kind: "upload", state: "succeeded", database: false, media: true, mediaObjects: 7 });
+
+    // The safety backup holds the media as they were: its tar, read by GNU tar, has the files from before.
+    const res = await fetch(`${platform.api.baseUrl}/v1/backups/${safetyId}/media`, { headers: { authorization: `Bearer ${platform.api.token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/x-tar");
+    const tarFile = path.join(work, "safety.tar");
+    writeFileSync(tarFile, Buffer.from(await res.arrayBuffer()));
+    const safetyDir = path.join(work, "safety");
+    mkdirSync(safetyDir);
+    execFileSync("tar", ["-xf", tarFile, "-C", safetyDir]);
+    expect(filesOf(safetyDir)).toEqual(before);
+  });
+
+  it("lets no token but an admin's or the app's deployers' download media", async () => {
+    const id = (await backups()).find((b) => b.kind === "upload" && b.media)!.id as string;
+    const token = async (role: string, apps: string[]) => (await platform.api.call("POST", "/v1/tokens", { name: `${role}-media-${apps[0]}`, role, apps })).token as string;
+    const download = (t: string) => fetch(`${platform.api.baseUrl}/v1/backups/${id}/media`, { headers: { authorization: `Bearer ${t}` } });
+    const other = await download(await token("deployer", ["some-other-app"]));
+    expect(other.status).toBe(403);
+    expect(((await other.json()) as { error: { message: string } }).error.message).toBe(`this token may not act on app '${app}'`);
+    const viewer = await download(await token("viewer", [app]));
+    expect(viewer.status).toBe(403);
+    expect(((await viewer.json()) as { error: { message: string } }).error.message).toMatch(/viewer's: an environment's media hold everything its users uploaded/);
+    const own = await download(await token("deployer", [app]));
+    expect(own.status).toBe(200);
+    await own.arrayBuffer();
+    // Through the CLI: refused at the backup it asks for, with the API's reason, and no folder made.
+    const cliOther = await cli(["pull", "media", app, "test", "--to", path.join(work, "refused")], { SLIPWAY_TOKEN: await token("deployer", ["yet-another-app"]) });
+    expect(cliOther.code).toBe(1);
+    expect(cliOther.err).toBe(`slipway: this token may not act on app '${app}' (403 forbidden)\n`);
+    expect(readdirSync(work)).not.toContain("refused");
   });
 });

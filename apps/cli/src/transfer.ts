@@ -1,5 +1,5 @@
-// Database archives between this machine and the control plane, streamed (never held in
-// memory) with a progress line: a backup's archive down into a file, a file up as a backup.
+// Backups' parts between this machine and the control plane, streamed (never held in memory)
+// with a progress line: a backup's archive down into a file, a file or a stream up as a backup.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import http from "node:http";
@@ -19,19 +19,25 @@ export class ProgressLine {
   // The first line after an interval: a small transfer shows its total only.
   private last = Date.now();
   private shown = false;
+  private files?: number;
   constructor(
     private readonly io: Io,
     private readonly label: string,
     private readonly total?: number,
     private readonly intervalMs = io.errIsTTY ? 100 : 3000,
+    /** With a count of files (media): how many there are, when known. */
+    private readonly totalFiles?: number,
   ) {}
 
   private text(n: number): string {
     const of = this.total ? ` of ${bytes(this.total)} (${Math.floor((n / this.total) * 100)}%)` : "";
-    return `${this.label}: ${bytes(n)}${of}`;
+    const files = this.files === undefined ? "" : `${this.files}${this.totalFiles !== undefined ? ` of ${this.totalFiles}` : ""} file${(this.totalFiles ?? this.files) === 1 ? "" : "s"}, `;
+    return `${this.label}: ${files}${bytes(n)}${of}`;
   }
 
-  update(n: number): void {
+  /** `n` bytes so far (and `files` files, for media). */
+  update(n: number, files?: number): void {
+    if (files !== undefined) this.files = files;
     const now = Date.now();
     if (now - this.last < this.intervalMs) return;
     this.last = now;
@@ -39,7 +45,8 @@ export class ProgressLine {
     this.io.err(this.io.errIsTTY ? `\r\x1b[K${this.text(n)}` : `${this.text(n)}\n`);
   }
 
-  done(n: number, note = ""): void {
+  done(n: number, note = "", files?: number): void {
+    if (files !== undefined) this.files = files;
     this.io.err(`${this.io.errIsTTY && this.shown ? "\r\x1b[K" : ""}${this.text(n)}${note}\n`);
   }
 }
@@ -88,20 +95,35 @@ export async function downloadTo(client: Client, path: string, file: string, io:
 
 /**
  * POSTs `file` (of `size` bytes) as application/octet-stream to `path` and answers the API's
- * JSON. The body streams from the file with its length declared; a refusal that arrives while
- * it is still being sent stops the sending and is thrown as the API's error.
+ * JSON, with a progress line of the bytes sent.
  */
-export function uploadFrom<T>(client: Client, path: string, file: string, size: number, io: Io, label: string): Promise<T> {
+export async function uploadFrom<T>(client: Client, path: string, file: string, size: number, io: Io, label: string): Promise<T> {
+  const progress = new ProgressLine(io, label, size);
+  let sent = 0;
+  const source = createReadStream(file);
+  source.on("data", (chunk: Buffer | string) => {
+    sent += chunk.length;
+    progress.update(sent);
+  });
+  const answer = await postStream<T>(client, path, source, { contentType: "application/octet-stream", length: size, io });
+  progress.done(sent);
+  return answer;
+}
+
+/**
+ * POSTs `source` to `path` and answers the API's JSON: with its length declared when `length`
+ * is given, else chunked. A refusal that arrives while the body is still being sent stops the
+ * sending (`source` is destroyed) and is thrown as the API's error; so is an error of `source`.
+ */
+export function postStream<T>(client: Client, path: string, source: Readable, opts: { contentType: string; length?: number; io: Io }): Promise<T> {
+  const { io } = opts;
   const target = new URL(`${client.baseUrl.replace(/\/+$/, "")}/v1${path}`);
   const lib = target.protocol === "https:" ? https : http;
-  const progress = new ProgressLine(io, label, size);
   return new Promise<T>((resolve, reject) => {
     let answered = false;
-    let sent = 0;
-    const source = createReadStream(file);
     const req = lib.request(target, {
       method: "POST",
-      headers: { authorization: `Bearer ${client.token}`, "content-type": "application/octet-stream", "content-length": String(size) },
+      headers: { authorization: `Bearer ${client.token}`, "content-type": opts.contentType, ...(opts.length !== undefined ? { "content-length": String(opts.length) } : {}) },
       ...(io.signal ? { signal: io.signal } : {}),
     });
     req.on("error", (err) => {
@@ -125,17 +147,12 @@ export function uploadFrom<T>(client: Client, path: string, file: string, size: 
           req.destroy();
           return reject(apiErrorOf(res.statusCode ?? 0, text));
         }
-        progress.done(sent);
         try {
           resolve(JSON.parse(text) as T);
         } catch {
           reject(new Error(`the control plane answered ${res.statusCode} with something that is not JSON`));
         }
       });
-    });
-    source.on("data", (chunk: Buffer | string) => {
-      sent += chunk.length;
-      progress.update(sent);
     });
     source.on("error", (err) => {
       req.destroy(err);

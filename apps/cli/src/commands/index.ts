@@ -8,6 +8,7 @@ import { varsCommands } from "./vars.js";
 import { domainsCommands } from "./domains.js";
 import { dataCommands } from "./data.js";
 import { localDbCommands } from "./local-db.js";
+import { localMediaCommands } from "./local-media.js";
 import { shellCommands } from "./shell.js";
 import { logsCommands } from "./logs.js";
 import { hostsCommands } from "./hosts.js";
@@ -24,6 +25,7 @@ export const COMMANDS: Command[] = [
   ...domainsCommands,
   ...dataCommands,
   ...localDbCommands,
+  ...localMediaCommands,
   ...shellCommands,
   ...logsCommands,
   ...hostsCommands,

@@ -77,7 +77,7 @@ async function sha256File(file: string): Promise<string> {
 }
 
 /** Polls a backup until it ends, with its state (and on a terminal the time it has taken) on stderr. */
-async function waitForBackup(ctx: Ctx, id: string): Promise<any> {
+export async function waitForBackup(ctx: Ctx, id: string): Promise<any> {
   const started = Date.now();
   let last = "";
   const b = await until(ctx.io, async () => {
@@ -93,7 +93,7 @@ async function waitForBackup(ctx: Ctx, id: string): Promise<any> {
 }
 
 /** Polls a restore until it ends, with each new phase and its bytes on stderr. */
-async function waitForRestore(ctx: Ctx, id: string): Promise<any> {
+export async function waitForRestore(ctx: Ctx, id: string): Promise<any> {
   let last = "";
   return until(ctx.io, async () => {
     const c = await ctx.client().call("GET", `/content-copies/${enc(id)}`);
@@ -104,7 +104,7 @@ async function waitForRestore(ctx: Ctx, id: string): Promise<any> {
   });
 }
 
-const errorText = (e: unknown) => (e && typeof e === "object" && "message" in e ? String((e as { message: unknown }).message) : e ? String(e) : "");
+export const errorText = (e: unknown) => (e && typeof e === "object" && "message" in e ? String((e as { message: unknown }).message) : e ? String(e) : "");
 
 async function pull(ctx: Ctx): Promise<number> {
   const plan = pullPlan(ctx.args, ctx.opts);
