@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -182,6 +183,35 @@ describe("backup media through the API", () => {
     expect(empty.statusCode).toBe(200);
     expect(empty.rawPayload.length).toBe(1024);
     expect(await entriesOf(empty.rawPayload)).toEqual({});
+  });
+
+  it("takes the tars GNU tar writes of a folder (gnu and pax formats), and GNU tar reads what it sends", async () => {
+    const src = mkdtempSync(path.join(tmpdir(), "slipway-media-src-"));
+    const files: Record<string, Buffer> = { "a.txt": Buffer.from("a"), "z/empty": Buffer.alloc(0), "ünï/файл.bin": randomBytes(999), [`${"n".repeat(150)}/${"f".repeat(120)}.bin`]: randomBytes(4000) };
+    try {
+      for (const [name, content] of Object.entries(files)) {
+        mkdirSync(path.dirname(path.join(src, name)), { recursive: true });
+        writeFileSync(path.join(src, name), content);
+      }
+      for (const format of ["gnu", "pax"]) {
+        const body = execFileSync("tar", [`--format=${format}`, "-cf", "-", "-C", src, "."], { maxBuffer: 64 * MiB });
+        const res = await upload("test", chunked(body));
+        expect(res.statusCode, `${format}: ${res.body}`).toBe(201);
+        expect(res.json(), format).toMatchObject({ mediaObjects: 4, mediaBytes: 5000 });
+        const down = await download(res.json().id);
+        const out = mkdtempSync(path.join(tmpdir(), "slipway-media-out-"));
+        try {
+          execFileSync("tar", ["-xf", "-", "-C", out], { input: down.rawPayload });
+          const listed = execFileSync("find", [".", "-type", "f"], { cwd: out }).toString().trim().split("\n").map((f) => f.replace(/^\.\//, "")).sort();
+          expect(listed, format).toEqual(Object.keys(files).sort());
+          expect(Object.fromEntries(Object.keys(files).map((k) => [k, sha256(Buffer.from(execFileSync("cat", [k], { cwd: out })))]))).toEqual(Object.fromEntries(Object.entries(files).map(([k, v]) => [k, sha256(v)])));
+        } finally {
+          rmSync(out, { recursive: true, force: true });
+        }
+      }
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
   });
 
   it("refuses entries that lead out of the folder, links, devices and bodies that are no tar with 400, storing nothing", async () => {
