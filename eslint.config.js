@@ -8,7 +8,7 @@ const CP = "apps/control-plane/src";
 const AGENT = "apps/agent/src";
 
 /** Sources of every package; tests and test kits are exempt from the library layers (below). */
-const SOURCES = ["apps/*/src/**/*.ts", "packages/*/src/**/*.ts"];
+const SOURCES = ["apps/*/src/**/*.ts", "apps/*/src/**/*.tsx", "packages/*/src/**/*.ts"];
 /**
  * Integration and end-to-end tests use the real dependencies directly, to set
  * up and to observe what the code under test did (a container's state, a row):
@@ -114,10 +114,11 @@ export default defineConfig(
     ignores: ["**/node_modules/**", "**/dist/**", "packages/proto/src/gen/**", ".slipway/**", ".turbo/**", "coverage/**"],
   },
   // Linting is about the layers; of typescript-eslint only the recommended set, without type information (fast).
-  ...tseslint.configs.recommended.map((c) => ({ ...c, files: ["**/*.ts"] })),
+  // .tsx: the web dashboard's components (apps/web).
+  ...tseslint.configs.recommended.map((c) => ({ ...c, files: ["**/*.ts", "**/*.tsx"] })),
   {
     name: "slipway/typescript",
-    files: ["**/*.ts"],
+    files: ["**/*.ts", "**/*.tsx"],
     rules: {
       // Migrations are Kysely<any> on purpose (frozen in time, STYLE.md); the CLI and tests read API answers untyped.
       "@typescript-eslint/no-explicit-any": "off",
@@ -130,7 +131,7 @@ export default defineConfig(
   {
     // Packages meet only at their entry points (package.json "exports"), never in each other's sources or builds.
     name: "layers/entry-points",
-    files: ["**/*.ts", "**/*.js", "**/*.mjs"],
+    files: ["**/*.ts", "**/*.tsx", "**/*.js", "**/*.mjs"],
     rules: {
       "no-restricted-imports": [
         "error",

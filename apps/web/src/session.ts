@@ -1,0 +1,57 @@
+import { computed, signal } from "@preact/signals";
+import { api, setCsrfToken, setUnauthenticatedHandler, type Session } from "./api";
+
+/** undefined while the session is looked up at start; null when signed out. */
+export const session = signal<Session | null | undefined>(undefined);
+export const principal = computed(() => session.value?.principal);
+
+// A marker that a session was opened in this browser. The cookie itself is HttpOnly, so without
+// it every first visit would ask GET /v1/sessions/current only to be told 401.
+const MARK = "slipway.signedIn";
+
+function remember(s: Session | null): void {
+  session.value = s;
+  setCsrfToken(s?.csrfToken);
+  try {
+    if (s) localStorage.setItem(MARK, "1");
+    else localStorage.removeItem(MARK);
+  } catch {
+    // storage refused (private mode): the next visit asks the API instead
+  }
+}
+
+function marked(): boolean {
+  try {
+    return localStorage.getItem(MARK) === "1";
+  } catch {
+    return true;
+  }
+}
+
+/** Looks up the session the cookie carries, once at start (with its CSRF token). */
+export async function loadSession(): Promise<void> {
+  setUnauthenticatedHandler(() => remember(null));
+  if (!marked()) {
+    session.value = null;
+    return;
+  }
+  try {
+    remember(await api.currentSession());
+  } catch {
+    remember(null);
+  }
+}
+
+export async function signIn(token: string): Promise<void> {
+  remember(await api.signIn(token));
+}
+
+export async function signOut(): Promise<void> {
+  try {
+    await api.signOut();
+  } finally {
+    remember(null);
+  }
+}
+
+export { isAdmin, mayChange } from "./roles";
