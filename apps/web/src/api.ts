@@ -124,7 +124,35 @@ async function errorOf(res: Response): Promise<ApiError> {
   return new ApiError(res.status, "http_error", `the server answered ${res.status} ${res.statusText}`.trim());
 }
 
+let inFlight = 0;
+let settled: Array<() => void> = [];
+
+/** Resolves once no call is in flight (at most `maxMs` later): sign-out waits for calls made as its session. */
+export function idle(maxMs = 2000): Promise<void> {
+  if (inFlight === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, maxMs);
+    settled.push(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  inFlight++;
+  try {
+    return await send<T>(method, path, body);
+  } finally {
+    if (--inFlight === 0) {
+      const waiting = settled;
+      settled = [];
+      for (const w of waiting) w();
+    }
+  }
+}
+
+async function send<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && method !== "HEAD" && csrfToken) headers["x-csrf-token"] = csrfToken;

@@ -1,5 +1,5 @@
 import { computed, signal } from "@preact/signals";
-import { api, setCsrfToken, setUnauthenticatedHandler, type Session } from "./api";
+import { api, idle, setCsrfToken, setUnauthenticatedHandler, type Session } from "./api";
 
 /** undefined while the session is looked up at start; null when signed out. */
 export const session = signal<Session | null | undefined>(undefined);
@@ -46,8 +46,14 @@ export async function signIn(token: string): Promise<void> {
   remember(await api.signIn(token));
 }
 
+/**
+ * Ends the session. The pages go first (their streams close), then the calls they made as this
+ * session settle, so none of them is refused as signed out; then the API ends the session.
+ */
 export async function signOut(): Promise<void> {
+  session.value = null;
   try {
+    await idle();
     await api.signOut();
   } finally {
     remember(null);

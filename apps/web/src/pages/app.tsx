@@ -42,8 +42,10 @@ export function AppPage({ app: name }: { app: string }): JSX.Element {
       } catch {
         return;
       }
+      const before = app.data?.environments.find((e) => e.name === view.name);
       app.set((old) => (old ? { ...old, environments: upsert(old.environments, view) } : old));
-      refreshLast(view.name);
+      // The stream repeats every environment at (re)connection: its last deployment is asked again only when it moved.
+      if (!before || before.state !== view.state || JSON.stringify(before.status.lastDeployment) !== JSON.stringify(view.status.lastDeployment)) refreshLast(view.name);
     },
     removed: (ev) => {
       let name: string | undefined;

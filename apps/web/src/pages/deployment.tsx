@@ -183,7 +183,7 @@ function Log({ book }: { book: LogBook }): JSX.Element {
             {s.lines.join("\n")}
           </pre>
         ) : (
-          <details key={s.index} open class="log-section">
+          <details key={s.index} open class="log-section" data-title={s.title}>
             <summary>
               {s.title} <span class="muted">({s.lines.length} {s.lines.length === 1 ? "line" : "lines"})</span>
             </summary>
