@@ -11,6 +11,7 @@ export type ErrorCode =
   | "conflict"
   | "precondition_failed"
   | "payload_too_large"
+  | "too_many_requests"
   | "illegal_state"
   | "unavailable"
   | "internal";
@@ -55,6 +56,11 @@ export class PayloadTooLargeError extends SlipwayError {
   override readonly code = "payload_too_large";
   override readonly httpStatus = 413;
 }
+/** More of something at once than a caller may have (live streams per token). */
+export class TooManyRequestsError extends SlipwayError {
+  override readonly code = "too_many_requests";
+  override readonly httpStatus = 429;
+}
 /** An illegal state transition: a bug or a race, never the user's fault. */
 export class IllegalStateError extends SlipwayError {
   override readonly code = "illegal_state";
@@ -73,6 +79,7 @@ export const errorCatalogue = [
   ConflictError,
   PreconditionFailedError,
   PayloadTooLargeError,
+  TooManyRequestsError,
   IllegalStateError,
   UnavailableError,
 ] as const;
