@@ -29,6 +29,9 @@ import { metricsRoutes } from "./routes/metrics.routes.js";
 import { hookReceiverRoutes, hookRoutes } from "./routes/hooks.routes.js";
 import type { HookService } from "./hooks/hook.service.js";
 import type { GitAccess } from "./git/git-access.js";
+import { LiveService } from "./services/live.service.js";
+import { liveRoutes } from "./routes/live.routes.js";
+import type { EventStreamOptions } from "./routes/event-stream.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -56,6 +59,8 @@ export interface AppDeps {
   logPollIntervalMs?: number;
   /** Push webhooks, deploy keys and git host keys; absent = none of those routes. */
   hooks?: { hooks: HookService; access: GitAccess };
+  /** The live streams (Server-Sent Events): poll interval, heartbeat, limits; absent = the defaults. */
+  streams?: Partial<EventStreamOptions>;
   /** TLS for the REST API (PEM certificate chain and key); absent = plain HTTP. */
   https?: { cert: Buffer; key: Buffer };
 }
@@ -132,6 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (deps.logs) await v1.register(logsRoutes, { db: deps.db, relay: deps.logs });
       if (deps.shells) await v1.register(shellRoutes, { db: deps.db, relay: deps.shells });
       await v1.register(activityRoutes, { db: deps.db });
+      await v1.register(liveRoutes, { live: new LiveService(deps.db, deps.deployments, deps.apps, () => deps.hosts.onlineWindowMs()), ...(deps.streams ? { streams: deps.streams } : {}) });
       if (deps.hooks) await v1.register(hookRoutes, deps.hooks);
     },
     { prefix: "/v1" },

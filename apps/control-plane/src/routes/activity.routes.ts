@@ -9,7 +9,7 @@ export const activityRoutes: FastifyPluginAsync<{ db: Db }> = async (app, { db }
     "/activity",
     {
       schema: {
-        summary: "Activity feed, newest first",
+        summary: "Activity feed, newest first; `id` is what GET /v1/activity/events resumes after",
         querystring: {
           type: "object",
           additionalProperties: false,
@@ -25,7 +25,7 @@ export const activityRoutes: FastifyPluginAsync<{ db: Db }> = async (app, { db }
       if (req.query.app) requireApp(req.principal, req.query.app);
       else requireAdmin(req.principal);
       const rows = await listActivity(db, { ...(req.query.app ? { app: req.query.app } : {}), ...(req.query.env ? { environment: req.query.env } : {}), limit: req.query.limit ?? 100 });
-      return rows.map((r) => ({ at: r.at.toISOString(), actor: r.actor, app: r.app, environment: r.environment, action: r.action, details: r.details }));
+      return rows.map((r) => ({ id: r.id, at: r.at.toISOString(), actor: r.actor, app: r.app, environment: r.environment, action: r.action, details: r.details }));
     },
   );
 };

@@ -243,6 +243,11 @@ export class AppService {
     return this.source?.pendingCommits(a, e.branch, e.deployed_commit);
   }
 
+  /** The mirror's state of the app's repository: in memory, no git and no query; undefined without mirrors. */
+  syncState(a: Pick<apps.AppRow, "id">): { syncedAt: string | null; error: string | null } | undefined {
+    return this.source?.syncState(a);
+  }
+
   /** The platform's default limits. */
   resources(): ResourcePolicy {
     return this.urls.resources ?? DEFAULT_RESOURCE_POLICY;

@@ -5,7 +5,7 @@ import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createLogger } from "@slipway/core";
 import { openDatabase, type DatabaseHandle } from "../db/database.js";
-import { buildApp } from "../app.js";
+import { buildApp, type AppDeps } from "../app.js";
 import { AuthService } from "../services/auth.service.js";
 import { AppService } from "../services/app.service.js";
 import { DeploymentService } from "../services/deployment.service.js";
@@ -54,7 +54,7 @@ export interface TestControlPlane {
 }
 
 /** The REST API over a real database, without NATS or agents (the outbox is only poked). */
-export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig; storageProvider?: StorageProvider; uploadMaxBytes?: number } = {}): Promise<TestControlPlane> {
+export async function testControlPlane(kind: DbKind, opts: { storage?: StorageConfig; storageProvider?: StorageProvider; uploadMaxBytes?: number; streams?: AppDeps["streams"] } = {}): Promise<TestControlPlane> {
   const database = await testDatabase(kind);
   const log = createLogger("test", "silent");
   const db = database.db;
@@ -81,7 +81,7 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
   await auth.bootstrapAdmin(mkdtempSync(path.join(tmpdir(), "slipway-cp-")), adminToken);
   const drains = new DrainService(db, lifecycle, deployments, placement, log);
-  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, drains, joinTokenTtlMs: 60_000, metrics, readiness: [] });
+  const app = await buildApp({ db, log, auth, apps, deployments, environments, data, hosts, drains, joinTokenTtlMs: 60_000, metrics, readiness: [], ...(opts.streams ? { streams: opts.streams } : {}) });
   return Object.assign(tcp, {
     app,
     database,
