@@ -23,7 +23,7 @@ export interface EventStreamOptions {
 }
 
 export const DEFAULT_STREAM_OPTIONS: EventStreamOptions = {
-  pollIntervalMs: 1_000,
+  pollIntervalMs: 500,
   heartbeatMs: 15_000,
   retryMs: 2_000,
   maxDurationMs: 10 * 60_000,
