@@ -18,6 +18,7 @@ import { logsRoutes } from "./routes/logs.routes.js";
 import { shellRoutes } from "./routes/shell.routes.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
+import { resolveWebDir, webRoutes } from "./routes/web.routes.js";
 import { errorBody } from "./routes/error-body.js";
 import { unacceptableValueAt } from "./routes/schemas.js";
 import { tokenRoutes } from "./routes/tokens.routes.js";
@@ -63,6 +64,8 @@ export interface AppDeps {
   streams?: Partial<EventStreamOptions>;
   /** TLS for the REST API (PEM certificate chain and key); absent = plain HTTP. */
   https?: { cert: Buffer; key: Buffer };
+  /** The built web dashboard (SLIPWAY_WEB_DIR); absent = @slipway/web's dist beside the control plane. */
+  webDir?: string;
 }
 
 /** Builds the REST API without listening, so tests can use `inject()`. */
@@ -117,6 +120,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
 
   await app.register(systemRoutes, { readiness: deps.readiness });
+  await app.register(webRoutes, { dir: resolveWebDir(deps.webDir) });
   await app.register(metricsRoutes, { db: deps.db, onlineWindowMs: () => deps.hosts.onlineWindowMs(), ...(deps.metrics ? { environments: () => deps.metrics!.snapshot() } : {}) });
   // Outside the token-authenticated scope: a delivery is authenticated by its signature.
   if (deps.hooks) await app.register(hookReceiverRoutes, { prefix: "/v1", hooks: deps.hooks.hooks });

@@ -96,6 +96,8 @@ export interface ControlPlaneConfig {
   backupUploadMaxBytes: number;
   /** How long environment metrics (per minute) are kept. */
   metricsRetentionMs: number;
+  /** The built web dashboard (index.html and assets/); undefined = @slipway/web's dist installed beside the control plane. */
+  webDir?: string;
   /** ack_wait of the agents' job consumers: how long after an agent dies mid-job the job is redelivered. */
   jobAckWaitMs: number;
   /** Limits of environments that set none, live's, and the CPU overcommit of placement. */
@@ -261,6 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     // At most 10,000 multipart parts of 8 MiB (object-store.ts): 80,000 MiB.
     backupUploadMaxBytes: int(env, "SLIPWAY_BACKUP_UPLOAD_MAX_MB", 10240, 1, 80_000) * 1024 * 1024,
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
+    webDir: env.SLIPWAY_WEB_DIR ? path.resolve(env.SLIPWAY_WEB_DIR) : undefined,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
     resources: resources(env),
   });

@@ -161,6 +161,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       joinTokenTtlMs: config.joinTokenTtlMs,
       readiness: [() => ping(db)],
       ...(config.httpTlsCert && config.httpTlsKey ? { https: { cert: readFileSync(config.httpTlsCert), key: readFileSync(config.httpTlsKey) } } : {}),
+      ...(config.webDir ? { webDir: config.webDir } : {}),
     });
     const address = await app.listen({ host: config.httpHost, port: config.httpPort });
     cleanups.push(() => app.close());
