@@ -18,7 +18,8 @@ import { testControlPlane, type DbKind, type TestControlPlane } from "./testing/
 // Not reached, by design: the NATS relays (runtime logs, shell) — the seeded environments were
 // never deployed, so those routes answer 409 before any relay is used: their validation, auth and
 // look-ups are fuzzed, their streams are not. `GET /v1/deployments/{id}/log?follow=true` streams
-// until the deployment ends (no agent ends it here): `follow` is never sent true. No
+// until the deployment ends (no agent ends it here): `follow` is never sent true. The live event
+// streams (`…/events`) are, each ending after 50 ms (see the app's `streams`). No
 // heartbeat is sent for the one registered host, so nothing is ever placed on it.
 
 type Db = TestControlPlane["database"]["db"];
@@ -295,6 +296,8 @@ describe.each<DbKind>(["pglite", "postgres"])("API fuzz on %s", (kind) => {
       shells: new ShellRelay(() => Promise.reject(new Error("no NATS in this test")), log),
       joinTokenTtlMs: 60_000,
       readiness: [],
+      // Live event streams end after 50 ms here (a client would reconnect): their checks and first polls are fuzzed.
+      streams: { pollIntervalMs: 10, maxDurationMs: 50 },
     });
     await seed();
     // A registered host that never sent a heartbeat: host routes find it, nothing is placed on it.
