@@ -84,6 +84,8 @@ describe.each<DbKind>(["pglite", "postgres"])("tokens and roles on %s", (kind) =
       shells: new ShellRelay(() => Promise.reject(new Error("no NATS in this test")), log),
       joinTokenTtlMs: 60_000,
       readiness: [],
+      // Live event streams end after 50 ms here (a client would reconnect), so a read of every GET route ends.
+      streams: { pollIntervalMs: 10, maxDurationMs: 50 },
     });
     for (const name of ["shop", "other"]) {
       expect((await call("POST", "/v1/apps", { name, repository: `https://git.example.test/${name}.git` })).statusCode).toBe(201);
