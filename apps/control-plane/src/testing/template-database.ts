@@ -107,7 +107,7 @@ export async function createDatabaseFromTemplate(adminUrl: string, name: string)
       return databaseUrl(adminUrl, name);
     } catch (err) {
       // 3D000: another run (another checkout, other migrations) dropped this template meanwhile: build it again.
-      if ((err as { code?: string }).code !== "3D000" || attempt > 0) throw err;
+      if ((err as { code?: string }).code !== "3D000" || attempt > 2) throw err;
       templates.delete(adminUrl);
     }
   }
