@@ -27,6 +27,17 @@ export interface ApiTokensTable {
   /** The bootstrap admin token (SLIPWAY_ADMIN_TOKEN or the generated one); replacing it revokes the previous one. */
   bootstrap: ColumnType<boolean, boolean | undefined, boolean>;
 }
+/** A browser session (migration 0018): the cookie's secret as its SHA-256 hash, bound to the token signed in with. */
+export interface SessionsTable {
+  id: string;
+  secret_hash: string;
+  token_id: string;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /** Written at most once a minute per session, with the sliding expiry. */
+  last_used_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /** The shorter of the token's expiry and the last use plus the session TTL. */
+  expires_at: Timestamp;
+}
 export interface JoinTokensTable {
   id: string;
   token_hash: string;
@@ -295,6 +306,7 @@ export interface MetricsHostWatermarksTable {
 export interface Database {
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;
+  sessions: SessionsTable;
   hosts: HostsTable;
   apps: AppsTable;
   environments: EnvironmentsTable;
