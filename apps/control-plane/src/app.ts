@@ -33,10 +33,15 @@ import type { GitAccess } from "./git/git-access.js";
 import { LiveService } from "./services/live.service.js";
 import { liveRoutes } from "./routes/live.routes.js";
 import type { EventStreamOptions } from "./routes/event-stream.js";
+import { DEFAULT_SESSION_TTL_MS, SessionService, type AuthenticatedSession } from "./services/session.service.js";
+import { signInRoutes, sessionRoutes } from "./routes/sessions.routes.js";
+import { authenticateBySession, sessionCookieValues, SESSION_COOKIE } from "./routes/session-cookie.js";
 
 declare module "fastify" {
   interface FastifyRequest {
     principal: Principal;
+    /** The browser session the request came with; null when it was authenticated by a bearer token. */
+    session: AuthenticatedSession | null;
   }
 }
 
@@ -60,6 +65,10 @@ export interface AppDeps {
   logPollIntervalMs?: number;
   /** Push webhooks, deploy keys and git host keys; absent = none of those routes. */
   hooks?: { hooks: HookService; access: GitAccess };
+  /** Browser sessions (the dashboard's sign-in); absent = sessions with the default TTL. */
+  sessions?: SessionService;
+  /** SLIPWAY_PUBLIC_URL: an https one marks the session cookie Secure; its origin is accepted as the dashboard's. */
+  publicUrl?: string;
   /** The live streams (Server-Sent Events): poll interval, heartbeat, limits; absent = the defaults. */
   streams?: Partial<EventStreamOptions>;
   /** TLS for the REST API (PEM certificate chain and key); absent = plain HTTP. */
@@ -85,8 +94,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swagger, {
     openapi: {
       info: { title: "Slipway control plane", version: "1" },
-      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-      security: [{ bearer: [] }],
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" }, session: { type: "apiKey", in: "cookie", name: SESSION_COOKIE, description: "from POST /v1/sessions; changes also need X-CSRF-Token" } } },
+      security: [{ bearer: [] }, { session: [] }],
     },
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
@@ -124,15 +133,28 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(metricsRoutes, { db: deps.db, onlineWindowMs: () => deps.hosts.onlineWindowMs(), ...(deps.metrics ? { environments: () => deps.metrics!.snapshot() } : {}) });
   // Outside the token-authenticated scope: a delivery is authenticated by its signature.
   if (deps.hooks) await app.register(hookReceiverRoutes, { prefix: "/v1", hooks: deps.hooks.hooks });
+  const sessions = deps.sessions ?? new SessionService(deps.db, deps.auth, deps.log.child({ component: "sessions" }), { ttlMs: DEFAULT_SESSION_TTL_MS });
+  const cookieOptions = deps.publicUrl ? { publicUrl: deps.publicUrl } : {};
+  // Outside the authenticated scope: the token to sign in with is in the body.
+  await app.register(signInRoutes, { prefix: "/v1", sessions, ...cookieOptions });
   await app.register(
     async (v1) => {
       v1.decorateRequest("principal", null as unknown as Principal);
-      v1.addHook("onRequest", async (req) => {
-        req.principal = await deps.auth.authenticate(req.headers.authorization);
+      v1.decorateRequest("session", null);
+      v1.addHook("onRequest", async (req, reply) => {
+        // A bearer header wins over a cookie (and needs no CSRF token: no browser sends it across sites).
+        const cookies = req.headers.authorization === undefined ? sessionCookieValues(req.headers.cookie) : [];
+        if (cookies.length > 0) {
+          req.session = await authenticateBySession(req, reply, cookies, sessions, cookieOptions);
+          req.principal = req.session.principal;
+        } else {
+          req.principal = await deps.auth.authenticate(req.headers.authorization);
+        }
         // Role rules for every route, before the body is read: see authorizeRequest.
         authorizeRequest(req.principal, { method: req.method, route: req.routeOptions.url, params: req.params as Record<string, string | undefined>, query: req.query as Record<string, unknown> });
       });
       await v1.register(tokenRoutes, { auth: deps.auth, joinTokenTtlMs: deps.joinTokenTtlMs });
+      await v1.register(sessionRoutes, { sessions, ...cookieOptions });
       await v1.register(appRoutes, { apps: deps.apps, environments: deps.environments });
       await v1.register(deploymentRoutes, { deployments: deps.deployments, pollIntervalMs: deps.logPollIntervalMs ?? 300 });
       await v1.register(hostRoutes, { hosts: deps.hosts, ...(deps.drains ? { drains: deps.drains } : {}) });

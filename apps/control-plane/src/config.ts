@@ -98,6 +98,8 @@ export interface ControlPlaneConfig {
   metricsRetentionMs: number;
   /** The built web dashboard (index.html and assets/); undefined = @slipway/web's dist installed beside the control plane. */
   webDir?: string;
+  /** How long a browser session lasts after its last use (never beyond its token's expiry). */
+  sessionTtlMs: number;
   /** ack_wait of the agents' job consumers: how long after an agent dies mid-job the job is redelivered. */
   jobAckWaitMs: number;
   /** Limits of environments that set none, live's, and the CPU overcommit of placement. */
@@ -264,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     backupUploadMaxBytes: int(env, "SLIPWAY_BACKUP_UPLOAD_MAX_MB", 10240, 1, 80_000) * 1024 * 1024,
     metricsRetentionMs: int(env, "SLIPWAY_METRICS_RETENTION_HOURS", 168, 1, 24 * 366) * 3_600_000,
     webDir: env.SLIPWAY_WEB_DIR ? path.resolve(env.SLIPWAY_WEB_DIR) : undefined,
+    sessionTtlMs: int(env, "SLIPWAY_SESSION_TTL_HOURS", 12, 1, 24 * 30) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
     resources: resources(env),
   });

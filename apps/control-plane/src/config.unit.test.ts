@@ -13,6 +13,10 @@ describe("control plane configuration", () => {
     expect(loadConfig({}).metricsRetentionMs).toBe(168 * 3_600_000);
     expect(loadConfig({ SLIPWAY_METRICS_RETENTION_HOURS: "24" }).metricsRetentionMs).toBe(24 * 3_600_000);
   });
+  it("keeps browser sessions 12 hours after their last use unless told otherwise", () => {
+    expect(loadConfig({}).sessionTtlMs).toBe(12 * 3_600_000);
+    expect(loadConfig({ SLIPWAY_SESSION_TTL_HOURS: "1" }).sessionTtlMs).toBe(3_600_000);
+  });
   it.each([
     ["SLIPWAY_HTTP_PORT", "abc"],
     ["SLIPWAY_HTTP_PORT", "70000"],
@@ -24,6 +28,8 @@ describe("control plane configuration", () => {
     ["SLIPWAY_METRICS_RETENTION_HOURS", "0"],
     ["SLIPWAY_METRICS_RETENTION_HOURS", "1.5"],
     ["SLIPWAY_JOB_ACK_WAIT_SECONDS", "0"],
+    ["SLIPWAY_SESSION_TTL_HOURS", "0"],
+    ["SLIPWAY_SESSION_TTL_HOURS", "721"],
     ["SLIPWAY_HTTP_TLS_CERT", "/etc/slipway/api.crt"],
   ])("rejects %s=%s naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);

@@ -10,6 +10,7 @@ import { listNatsUsers } from "./repositories/hosts.repository.js";
 import type { Db } from "./db/database.js";
 import { OutboxPublisher } from "./bus/outbox.publisher.js";
 import { AuthService } from "./services/auth.service.js";
+import { SessionService } from "./services/session.service.js";
 import { AppService } from "./services/app.service.js";
 import { DeploymentService } from "./services/deployment.service.js";
 import { EnvironmentService } from "./services/environment.service.js";
@@ -87,6 +88,11 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const placement = new PlacementService(() => hosts.onlineWindowMs(), config.resources);
     const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
+    const sessions = new SessionService(db, auth, log.child({ component: "sessions" }), { ttlMs: config.sessionTtlMs });
+    // Expired sessions and those of revoked or expired tokens (refused on use anyway) are deleted every 10 minutes.
+    const pruneSessions = () => void sessions.prune().catch((err: unknown) => log.warn({ err }, "session pruning failed"));
+    const sessionPruner = setInterval(pruneSessions, 10 * 60_000);
+    cleanups.push(async () => clearInterval(sessionPruner));
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
     const gitAccess = new GitAccess(db, box, log.child({ component: "git" }));
     const sources = new SourceSync(db, new RepositoryMirrors({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), gitAccess, config.gitPollSeconds);
@@ -149,6 +155,8 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       hooks: { hooks, access: gitAccess },
       log,
       auth,
+      sessions,
+      ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       apps,
       deployments,
       environments,

@@ -6,6 +6,8 @@ export type { Logger };
 export const redactPaths = [
   "token", "credential", "password", "secret", "*.token", "*.credential", "*.password", "*.secret",
   "variables", "*.variables", "authorization", "*.authorization", "headers.authorization", "req.headers.authorization",
+  // Browser sessions: the cookie is the session's secret, the CSRF token is derived from it.
+  "cookie", "*.cookie", "headers.cookie", "req.headers.cookie", 'headers["set-cookie"]', 'res.headers["set-cookie"]', "csrfToken", "*.csrfToken",
 ];
 
 /** The one logger factory: JSON lines on stdout, secrets redacted. */

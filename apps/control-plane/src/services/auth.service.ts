@@ -4,6 +4,7 @@ import path from "node:path";
 import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError, UnauthenticatedError, isValidAppName, type Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as tokens from "../repositories/tokens.repository.js";
+import * as sessions from "../repositories/sessions.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 
 /**
@@ -101,6 +102,7 @@ export class AuthService {
         await tokens.markBootstrapToken(trx, row.id);
       }
       const gone = await tokens.revokeOtherBootstrapTokens(trx, id!, now);
+      await sessions.deleteSessionsOfTokens(trx, gone.map((g) => g.id));
       for (const g of gone) await recordActivity(trx, { actor: "control-plane", action: "token.revoked", details: { id: g.id, name: g.name, role: "admin", reason } });
       return gone;
     });
@@ -112,19 +114,20 @@ export class AuthService {
    * tokens are refused at once); throws UnauthenticatedError.
    */
   async authenticate(header: string | undefined): Promise<Principal> {
-    if (!header) throw new UnauthenticatedError("missing bearer token: send 'Authorization: Bearer <token>'");
+    if (!header) throw new UnauthenticatedError("missing bearer token: send 'Authorization: Bearer <token>' (or sign in: POST /v1/sessions)");
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m) throw new UnauthenticatedError("malformed Authorization header: expected 'Bearer <token>'");
-    const row = await tokens.findApiTokenByHash(this.db, hashToken(m[1]!));
+    return (await this.resolveToken(m[1]!)).principal;
+  }
+
+  /**
+   * The token's principal and expiry, exactly as bearer authentication checks it (unknown,
+   * revoked and expired tokens are refused with UnauthenticatedError); records the use.
+   */
+  async resolveToken(secret: string): Promise<{ principal: Principal; expiresAt: Date | null }> {
+    const row = await tokens.findApiTokenByHash(this.db, hashToken(secret));
     if (!row) throw new UnauthenticatedError("invalid or revoked token");
-    const now = this.now();
-    if (row.expires_at && row.expires_at.getTime() <= now.getTime()) {
-      throw new UnauthenticatedError(`the token '${row.name}' expired at ${row.expires_at.toISOString()}: ask an admin for a new one`);
-    }
-    if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
-      await tokens.touchApiToken(this.db, row.id, now, LAST_USED_RESOLUTION_MS);
-    }
-    return { tokenId: row.id, name: row.name, role: row.role, apps: row.apps };
+    return { principal: await useToken(this.db, row, this.now()), expiresAt: row.expires_at };
   }
 
   /** Creates a token; the secret is in the answer only. `expiresAt`: an ISO time in the future. */
@@ -180,6 +183,8 @@ export class AuthService {
         }
       }
       await tokens.revokeApiToken(trx, t.id, now);
+      // Its browser sessions end with it (the join on every use refuses them anyway).
+      await sessions.deleteSessionsOfTokens(trx, [t.id]);
       await recordActivity(trx, { actor: by.name, action: "token.revoked", details: { id: t.id, name: t.name, role: t.role, apps: t.apps } });
       return { ...t, revoked_at: now };
     });
@@ -198,6 +203,22 @@ export class AuthService {
   }
 }
 
+/**
+ * The principal of a token that is not revoked (the caller found it so), refused with
+ * UnauthenticatedError when it expired at `now`; records the use, at most once a minute.
+ * Bearer tokens and browser sessions both go through here, so a token used through its session
+ * shows as used.
+ */
+export async function useToken(db: Db, row: Pick<tokens.ApiTokenRow, "id" | "name" | "role" | "apps" | "expires_at" | "last_used_at">, now: Date): Promise<Principal> {
+  if (row.expires_at && row.expires_at.getTime() <= now.getTime()) {
+    throw new UnauthenticatedError(`the token '${row.name}' expired at ${row.expires_at.toISOString()}: ask an admin for a new one`);
+  }
+  if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
+    await tokens.touchApiToken(db, row.id, now, LAST_USED_RESOLUTION_MS);
+  }
+  return { tokenId: row.id, name: row.name, role: row.role, apps: row.apps };
+}
+
 function toTokenView(t: tokens.ApiTokenRow): TokenView {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   return { id: t.id, name: t.name, role: t.role, apps: t.apps, bootstrap: t.bootstrap, createdAt: t.created_at.toISOString(), expiresAt: iso(t.expires_at), lastUsedAt: iso(t.last_used_at), revokedAt: iso(t.revoked_at) };
@@ -206,13 +227,15 @@ function toTokenView(t: tokens.ApiTokenRow): TokenView {
 /**
  * The role rules that hold for every route, checked as soon as the caller is known, before the
  * body is read or validated (a refused caller gets 403 whatever it sent, and nothing runs for it):
- * a viewer only reads (GET, HEAD); a route with an `:app` parameter is for admins and the tokens
+ * a viewer only reads (GET, HEAD) and may sign out of its session; a route with an `:app` parameter is for admins and the tokens
  * given that app; only an admin reveals secret values (`?reveal`); a deployer opens no shell in
  * live (a shell there reads every secret of the live environment). Services check again what is
  * theirs: admin-only calls, and things found by id (a deployment, a backup) and their app.
  */
 export function authorizeRequest(p: Principal, req: { method: string; route: string | undefined; params: Record<string, string | undefined>; query: Record<string, unknown> }): void {
   if (p.role === "admin") return;
+  // Signing out ends the caller's own browser session and changes nothing else: a viewer may.
+  if (req.method === "DELETE" && req.route === "/v1/sessions/current") return;
   if (p.role === "viewer" && req.method !== "GET" && req.method !== "HEAD") {
     throw new ForbiddenError(`the token '${p.name}' is a viewer's: it reads, and this call (${req.method}) would change something`);
   }

@@ -31,6 +31,9 @@ describe("authorizeRequest: the role rules every route obeys", () => {
       [viewer, "PATCH", "/v1/apps/:app/settings", { app: "shop" }, {}, false],
       [viewer, "DELETE", "/v1/tokens/:id", { id: "v" }, {}, false],
       [viewer, "POST", "/v1/deployments/:id/cancel", { id: "x" }, {}, false],
+      // Signing out ends only the caller's own session.
+      [viewer, "DELETE", "/v1/sessions/current", {}, {}, true],
+      [viewer, "DELETE", "/v1/sessions/:id", { id: "x" }, {}, false],
       // Not routed (404 follows): nothing to scope, the method still counts.
       [viewer, "POST", undefined, {}, {}, false],
       [viewer, "GET", undefined, {}, {}, true],
