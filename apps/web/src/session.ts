@@ -42,7 +42,11 @@ export async function loadSession(): Promise<void> {
   }
 }
 
+// A sign-out still on its way: its answer clears the cookie, so a new sign-in waits for it.
+let signingOut: Promise<void> = Promise.resolve();
+
 export async function signIn(token: string): Promise<void> {
+  await signingOut.catch(() => undefined);
   remember(await api.signIn(token));
 }
 
@@ -50,14 +54,17 @@ export async function signIn(token: string): Promise<void> {
  * Ends the session. The pages go first (their streams close), then the calls they made as this
  * session settle, so none of them is refused as signed out; then the API ends the session.
  */
-export async function signOut(): Promise<void> {
+export function signOut(): Promise<void> {
   session.value = null;
-  try {
-    await idle();
-    await api.signOut();
-  } finally {
-    remember(null);
-  }
+  signingOut = (async () => {
+    try {
+      await idle();
+      await api.signOut();
+    } finally {
+      remember(null);
+    }
+  })();
+  return signingOut;
 }
 
 export { isAdmin, mayChange } from "./roles";
