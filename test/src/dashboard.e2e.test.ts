@@ -1,0 +1,278 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { gzipSync } from "node:zlib";
+import type { Locator, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { BrowserUnderTest, seriousAxeViolations } from "./support/browser.js";
+import { TestRepo, helloApp } from "./support/git-repo.js";
+import { getVia } from "./support/load.js";
+import { Platform, repoRoot, type AgentHandle } from "./support/platform.js";
+import { waitFor } from "./support/processes.js";
+
+// The web dashboard (issue 14) in Debian's chromium against the real platform: signed in with
+// the admin token, an app created from a test repository with the form, test deployed with its
+// Deploy button, the log followed to `succeeded`, the environment card updated live in another
+// tab, the environment's URL opened, signed out. Every page: axe (no serious or critical
+// violation), no console error; screenshots into docs/screenshots/ (README).
+const SHOTS = path.join(repoRoot, "docs", "screenshots");
+const FIRST_PAGE_JS_LIMIT = 150 * 1024;
+const APP = "dash";
+const BODY = "Hello from the dashboard test";
+
+/** Polls the locator's text until `want` matches it (playwright-core has no expect of its own). */
+async function textMatches(locator: Locator, want: RegExp, timeoutMs = 10_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let last = "";
+  for (;;) {
+    last = ((await locator.textContent({ timeout: Math.max(1, end - Date.now()) }).catch(() => null)) ?? "").trim();
+    if (want.test(last)) return last;
+    if (Date.now() > end) throw new Error(`waited ${timeoutMs} ms for ${want} in ${locator}; last text: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function expectAccessible(page: Page, what: string): Promise<void> {
+  const violations = await seriousAxeViolations(page);
+  expect(violations, `axe on ${what}: ${JSON.stringify(violations, null, 2)}`).toEqual([]);
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  // The page as it first shows: no focus ring left on what the test last pressed.
+  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true, animations: "disabled" });
+}
+
+/** The log as the page shows it, heading lines included: the same lines as GET …/log, if none is lost or doubled. */
+function pageLog(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const lines: string[] = [];
+    const pre = (el: Element | null) => (el ? (el.textContent ?? "").split("\n") : []);
+    for (const el of Array.from(document.querySelectorAll(".log > *"))) {
+      if (el.tagName === "PRE") lines.push(...pre(el));
+      else {
+        lines.push(`===== ${el.getAttribute("data-title")} =====`);
+        lines.push(...pre(el.querySelector("pre")));
+      }
+    }
+    return lines;
+  });
+}
+
+describe("the web dashboard in a real browser", () => {
+  const platform = new Platform({ database: "postgres" });
+  const repo = new TestRepo();
+  let browser: BrowserUnderTest;
+  let agent: AgentHandle;
+  let page: Page;
+  let deploymentId = "";
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    repo.commit(helloApp(BODY), "hello");
+    await platform.start();
+    agent = await platform.addAgent();
+    browser = new BrowserUnderTest({ baseURL: platform.api.baseUrl });
+    await browser.start();
+    page = await browser.page();
+  }, 180_000);
+  afterEach(() => browser.check());
+  afterAll(async () => {
+    await browser?.close();
+    await platform.stop();
+  });
+
+  it("serves the first page under its CSP with less than 150 KB of gzipped JavaScript, and signs in with a pasted token by keyboard", async () => {
+    const scripts: Promise<Buffer>[] = [];
+    page.on("response", (res) => {
+      if (res.request().resourceType() === "script") scripts.push(res.body());
+    });
+    const doc = await page.goto("/");
+    expect(doc?.status()).toBe(200);
+    const csp = doc?.headers()["content-security-policy"] ?? "";
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
+    expect(doc?.headers()["x-content-type-options"]).toBe("nosniff");
+    expect(doc?.headers()["referrer-policy"]).toBe("same-origin");
+    await page.getByRole("heading", { name: "Sign in to Slipway" }).waitFor();
+    await page.waitForLoadState("networkidle");
+    expect(new URL(page.url()).pathname).toBe("/sign-in");
+    const bodies = await Promise.all(scripts);
+    expect(bodies.length).toBeGreaterThan(0);
+    const gzipped = bodies.reduce((n, b) => n + gzipSync(b).length, 0);
+    expect(gzipped).toBeLessThan(FIRST_PAGE_JS_LIMIT);
+    await expectAccessible(page, "the sign-in page");
+    await shot(page, "sign-in");
+
+    // A token the API refuses: its message, and nothing signed in (the browser logs the 401).
+    browser.expectConsoleError(/status of 401/);
+    const token = page.getByLabel("API token");
+    await token.fill("slw_not_a_token");
+    await token.press("Enter");
+    await textMatches(page.getByRole("alert"), /\S/);
+    expect(new URL(page.url()).pathname).toBe("/sign-in");
+
+    await token.fill(platform.adminToken);
+    await token.press("Enter");
+    await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe("/");
+    const cookie = (await browser.browserContext.cookies()).find((c) => c.name === "slipway_session");
+    expect(cookie?.httpOnly).toBe(true);
+    expect(cookie?.sameSite).toBe("Strict");
+  });
+
+  it("creates an app from a repository with the form; a bad name gets the API's message next to the field", async () => {
+    browser.expectConsoleError(/status of 400/);
+    await page.getByLabel("Name").fill("Not A Name");
+    await page.getByLabel("Repository").fill(repo.url);
+    await page.getByRole("button", { name: "Create app" }).click();
+    const nameError = await textMatches(page.locator("#app-name-error"), /\S/);
+    expect(await page.getByLabel("Name").getAttribute("aria-invalid")).toBe("true");
+    expect((await platform.api.call("GET", "/v1/apps")).map((a: { name: string }) => a.name)).not.toContain("Not A Name");
+    expect(nameError).toMatch(/name/i);
+    await expectAccessible(page, "the apps page with a refused form");
+
+    await page.getByLabel("Name").fill(APP);
+    await page.getByRole("button", { name: "Create app" }).click();
+    await page.getByRole("heading", { name: APP, level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/apps/${APP}`);
+    const app = await platform.api.call("GET", `/v1/apps/${APP}`);
+    expect(app.repository).toBe(repo.url);
+  });
+
+  it("shows a card per environment; Deploy test opens the deployment, whose live log reaches succeeded while another tab's card follows", async () => {
+    const test = page.getByRole("article", { name: "test", exact: true });
+    const live = page.getByRole("article", { name: "live", exact: true });
+    await textMatches(test.getByRole("list", { name: "Status" }), /Server not deployed yet/);
+    await textMatches(live.locator(".badge"), /not deployed/);
+    const env = await platform.api.call("GET", `/v1/apps/${APP}/environments/test`);
+    expect(await test.getByRole("link", { name: env.url }).getAttribute("href")).toBe(env.url);
+    await textMatches(test.locator("dd").nth(3), /none yet/);
+    await expectAccessible(page, "the app page");
+
+    // A second tab on the app page, never reloaded: its card must follow the deployment by itself.
+    const watcher = await browser.page();
+    await watcher.goto(`/apps/${APP}`);
+    const watched = watcher.getByRole("article", { name: "test", exact: true });
+    await textMatches(watched.locator(".badge"), /not deployed/);
+    await textMatches(watcher.locator(".live"), /^Live$/);
+    // Every state the card shows, as it shows it (a short state could pass between two polls of the test).
+    await watcher.evaluate(() => {
+      const w = window as unknown as { notReloaded: boolean; seenStates: string[] };
+      w.notReloaded = true;
+      w.seenStates = [];
+      const card = document.querySelector('article[data-environment="test"]')!;
+      const record = () => {
+        const text = card.querySelector(".card-head .badge")?.textContent ?? "";
+        if (w.seenStates[w.seenStates.length - 1] !== text) w.seenStates.push(text);
+      };
+      record();
+      new MutationObserver(record).observe(card, { subtree: true, childList: true, characterData: true });
+    });
+
+    await test.getByRole("button", { name: "Deploy test" }).click();
+    await page.waitForURL(/\/deployments\/[^/]+$/);
+    deploymentId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
+    await page.getByRole("heading", { name: `Deployment of ${APP} / test` }).waitFor();
+
+    await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/, 150_000);
+    // The stream ends with the deployment (its cleanup's lines included): then the page holds the whole log.
+    await page.locator(".title-row .live").waitFor({ state: "detached", timeout: 60_000 });
+    const d = await platform.api.call("GET", `/v1/deployments/${deploymentId}`);
+    expect(d.state).toBe("succeeded");
+    const apiLog = (await platform.api.log(deploymentId)).replace(/\n$/, "").split("\n");
+    expect(await pageLog(page)).toEqual(apiLog);
+    for (const step of d.steps as Array<{ name: string }>) await page.locator(".step-name", { hasText: step.name }).first().waitFor();
+    await textMatches(page.locator(".step").first(), /\d+(\.\d)? s|min/);
+
+    // Sections fold by keyboard.
+    const build = page.locator('details[data-title="docker build"]');
+    expect(await build.evaluate((el) => (el as HTMLDetailsElement).open)).toBe(true);
+    await build.locator("summary").focus();
+    await page.keyboard.press("Enter");
+    expect(await build.evaluate((el) => (el as HTMLDetailsElement).open)).toBe(false);
+    await page.keyboard.press("Enter");
+    await expectAccessible(page, "the deployment page");
+    await shot(page, "deployment");
+
+    await textMatches(watched.locator(".card-head .badge"), /^running$/, 30_000);
+    await textMatches(watched.getByRole("list", { name: "Status" }), /Last deployment succeeded at/, 30_000);
+    await textMatches(watched.locator("dd").nth(3), /succeeded at/, 30_000);
+    const seen = await watcher.evaluate(() => {
+      const w = window as unknown as { notReloaded?: boolean; seenStates: string[] };
+      return { notReloaded: w.notReloaded, states: w.seenStates };
+    });
+    expect(seen.notReloaded).toBe(true);
+    expect(seen.states[0]).toBe("not deployed");
+    expect(seen.states).toContain("deploying");
+    expect(seen.states[seen.states.length - 1]).toBe("running");
+    await expectAccessible(watcher, "the app page after the deployment");
+    await shot(watcher, "app");
+    await watcher.close();
+  }, 240_000);
+
+  it("links the environment's URL, which serves the app through the agent's ingress", async () => {
+    await page.getByRole("link", { name: APP, exact: true }).click();
+    const test = page.getByRole("article", { name: "test", exact: true });
+    await textMatches(test.locator(".card-head .badge"), /^running$/);
+    const href = await test.getByRole("link", { name: /^http/ }).getAttribute("href");
+    expect(href).toBe(`http://${APP}-test.localhost/`);
+    // The platform under test publishes no ingress port in URLs: the same host name on the agent's port.
+    const site = await browser.plainPage();
+    await site.goto(`http://${APP}-test.localhost:${agent.ingressPort}/`);
+    expect((await site.textContent("body"))?.trim()).toBe(BODY);
+    await site.close();
+    expect(await getVia(agent.ingressPort, `${APP}-test.localhost`)).toEqual({ status: 200, body: BODY });
+  });
+
+  it("lists the app with its environments' states, and every page fits 360 px", async () => {
+    await page.getByRole("link", { name: "Apps", exact: true }).first().click();
+    await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
+    const states = page.getByRole("list", { name: `Environments of ${APP}` });
+    await textMatches(states, /test\s*running/);
+    await textMatches(states, /live\s*not deployed/);
+    await expectAccessible(page, "the apps page");
+    await shot(page, "apps");
+
+    await page.setViewportSize({ width: 360, height: 740 });
+    try {
+      for (const [url, heading] of [["/", "Apps"], [`/apps/${APP}`, APP], [`/deployments/${deploymentId}`, `Deployment of ${APP} / test`]] as const) {
+        await page.goto(url);
+        await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+        await page.waitForLoadState("networkidle").catch(() => undefined);
+        const width = await page.evaluate(() => document.documentElement.scrollWidth);
+        expect(width, `${url} is ${width} px wide at 360`).toBeLessThanOrEqual(360);
+        await expectAccessible(page, `${url} at 360 px`);
+        if (url === `/apps/${APP}`) await shot(page, "app-360");
+      }
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+  });
+
+  it("shows a viewer no change buttons, and signing out ends the session", async () => {
+    const { token: viewerToken } = await platform.api.call("POST", "/v1/tokens", { name: "dash-viewer", role: "viewer", apps: [APP] });
+    await page.goto(`/apps/${APP}`);
+    await page.getByRole("heading", { name: APP, level: 1 }).waitFor();
+    const cookie = (await browser.browserContext.cookies()).find((c) => c.name === "slipway_session")!;
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in to Slipway" }).waitFor();
+    // The sign-in page shows at once (the pages close their streams first); the cookie goes with the DELETE's answer.
+    await waitFor("the session cookie to be cleared", async () => !(await browser.browserContext.cookies()).some((c) => c.name === "slipway_session" && c.value), { timeoutMs: 5_000, intervalMs: 50 });
+    // The old cookie is worth nothing now.
+    const old = await fetch(`${platform.api.baseUrl}/v1/apps`, { headers: { cookie: `slipway_session=${cookie.value}` } });
+    expect(old.status).toBe(401);
+
+    await page.getByLabel("API token").fill(viewerToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
+    expect(await page.getByRole("button", { name: "Create app" }).count()).toBe(0);
+    await page.getByRole("link", { name: APP, exact: true }).click();
+    await textMatches(page.getByRole("article", { name: "test", exact: true }).locator(".card-head .badge"), /^running$/);
+    expect(await page.getByRole("button", { name: /^Deploy/ }).count()).toBe(0);
+    await page.goto(`/deployments/${deploymentId}`);
+    await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/);
+    expect(await page.getByRole("button", { name: /Cancel/ }).count()).toBe(0);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in to Slipway" }).waitFor();
+  });
+});
