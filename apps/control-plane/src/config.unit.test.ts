@@ -1,3 +1,4 @@
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, isLoopbackHost, loadConfig, plaintextListenerWarnings } from "./config.js";
 
@@ -12,6 +13,11 @@ describe("control plane configuration", () => {
   it("keeps metrics for a week unless told otherwise", () => {
     expect(loadConfig({}).metricsRetentionMs).toBe(168 * 3_600_000);
     expect(loadConfig({ SLIPWAY_METRICS_RETENTION_HOURS: "24" }).metricsRetentionMs).toBe(24 * 3_600_000);
+  });
+  it("serves the web dashboard from SLIPWAY_WEB_DIR when set (absolute), else from the installed package", () => {
+    expect(loadConfig({}).webDir).toBeUndefined();
+    expect(loadConfig({ SLIPWAY_WEB_DIR: "/srv/slipway-web" }).webDir).toBe("/srv/slipway-web");
+    expect(loadConfig({ SLIPWAY_WEB_DIR: "web/dist" }).webDir).toBe(path.resolve("web/dist"));
   });
   it("keeps browser sessions 12 hours after their last use unless told otherwise", () => {
     expect(loadConfig({}).sessionTtlMs).toBe(12 * 3_600_000);
