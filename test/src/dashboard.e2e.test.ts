@@ -227,6 +227,33 @@ describe("the web dashboard in a real browser", () => {
     expect(await getVia(agent.ingressPort, `${APP}-test.localhost`)).toEqual({ status: 200, body: BODY });
   });
 
+  it("deploys with options in a dialog: a refused promotion shows the API's message there", async () => {
+    browser.expectConsoleError(/status of 409/);
+    await page.goto(`/apps/${APP}`);
+    const test = page.getByRole("article", { name: "test", exact: true });
+    await textMatches(test.locator(".card-head .badge"), /^running$/);
+    await test.getByRole("button", { name: "Deploy with options…" }).click();
+    const dialog = page.getByRole("dialog", { name: `Deploy ${APP}/test with options` });
+    await dialog.waitFor();
+    expect(await dialog.getByLabel("Build").inputValue()).toBe("auto");
+    await expectAccessible(page, "the deploy dialog");
+    await shot(page, "deploy-dialog");
+    // live runs nothing: promoting its image is refused (409), the message stays in the dialog.
+    await dialog.getByLabel("The image another environment runs").check();
+    expect(await dialog.getByLabel("Promote from").inputValue()).toBe("live");
+    await dialog.getByRole("button", { name: "Deploy", exact: true }).click();
+    await textMatches(dialog.getByRole("alert"), /live runs no image yet/);
+    expect(new URL(page.url()).pathname).toBe(`/apps/${APP}`);
+    // Content needs the typed confirmation before anything is sent.
+    await dialog.getByLabel(`Replace the content of ${APP}/test with another environment's`).check();
+    await dialog.getByRole("button", { name: "Deploy", exact: true }).click();
+    await textMatches(dialog.getByRole("alert"), new RegExp(`type ${APP}/test to confirm`));
+    await expectAccessible(page, "the deploy dialog with a refusal");
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    expect((await platform.api.call("GET", `/v1/apps/${APP}/environments/test/deployments`)).length).toBe(1);
+  });
+
   it("lists the app with its environments' states, and every page fits 360 px", async () => {
     await page.getByRole("link", { name: "Apps", exact: true }).first().click();
     await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();

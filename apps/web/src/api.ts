@@ -87,6 +87,14 @@ export interface DeployKey {
   fingerprint: string;
 }
 
+/** POST …/deployments: build from the branch, promote another environment's image, or roll back; content optionally copied. */
+export interface DeployInput {
+  build?: "auto" | "force" | "reuse";
+  promoteFrom?: string;
+  rollbackTo?: string;
+  content?: { from: string; database: boolean; media: boolean; confirm: true };
+}
+
 /** A refusal or failure of the API, with its error body's code, message and per-field details. */
 export class ApiError extends Error {
   constructor(
@@ -186,7 +194,7 @@ export const api = {
 
   listDeployments: (app: string, env: string, limit = 20) =>
     request<DeploymentView[]>("GET", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments?limit=${limit}`),
-  deploy: (app: string, env: string, input: { build: "auto" | "force" | "reuse" }) =>
+  deploy: (app: string, env: string, input: DeployInput) =>
     request<{ id: string; state: string }>("POST", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments`, input),
   getDeployment: (id: string) => request<DeploymentView>("GET", `/v1/deployments/${seg(id)}`),
   cancelDeployment: (id: string) => request<DeploymentView>("POST", `/v1/deployments/${seg(id)}/cancel`),

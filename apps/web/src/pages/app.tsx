@@ -6,6 +6,7 @@ import { formatTime, localizeStatusLine, stateLabel } from "../format";
 import { Link, navigate } from "../router";
 import { isAdmin, mayChange, principal } from "../session";
 import { useEventStream, type StreamState } from "../sse";
+import { DeployDialog } from "./deploy-dialog";
 import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
 
 /** One app: a card per environment, kept current by the app's event stream. */
@@ -113,6 +114,7 @@ interface CardProps {
 function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JSX.Element {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
+  const [options, setOptions] = useState(false);
   const titleId = `env-${env.name}-title`;
 
   const deploy = async () => {
@@ -169,6 +171,9 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
           <button type="button" class="primary" onClick={deploy} disabled={busy} aria-describedby={error ? `${titleId}-error` : undefined}>
             {busy ? "Deploying…" : `Deploy ${env.name}`}
           </button>
+          <button type="button" onClick={() => setOptions(true)} aria-haspopup="dialog">
+            Deploy with options…
+          </button>
         </div>
       )}
       {error && (
@@ -176,6 +181,7 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
           {error}
         </p>
       )}
+      {options && <DeployDialog app={app} env={env} onClose={() => setOptions(false)} />}
     </article>
   );
 }
