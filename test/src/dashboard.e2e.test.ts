@@ -68,6 +68,7 @@ describe("the web dashboard in a real browser", () => {
   let agent: AgentHandle;
   let page: Page;
   let deploymentId = "";
+  let secondDeploymentId = "";
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
@@ -254,6 +255,29 @@ describe("the web dashboard in a real browser", () => {
     expect((await platform.api.call("GET", `/v1/apps/${APP}/environments/test/deployments`)).length).toBe(1);
   });
 
+  it("shows a changed variable's name (never its value) on the Pending page, and deploys it from there", async () => {
+    const secret = "not-for-the-page-4711";
+    await platform.api.call("PATCH", `/v1/apps/${APP}/environments/test/variables`, { DASH_GREETING: secret });
+    await page.goto(`/apps/${APP}`);
+    const test = page.getByRole("article", { name: "test", exact: true });
+    await test.getByRole("link", { name: "See what is pending in test" }).click();
+    await page.getByRole("heading", { name: `Pending in ${APP} / test`, level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/apps/${APP}/environments/test/pending`);
+    await textMatches(page.getByRole("list", { name: "Changes" }), /Variables added: DASH_GREETING/);
+    expect(await page.locator("main").textContent()).not.toContain(secret);
+    await expectAccessible(page, "the pending page");
+    await shot(page, "pending");
+
+    await page.getByRole("button", { name: "Deploy test" }).click();
+    await page.waitForURL(/\/deployments\/[^/]+$/);
+    secondDeploymentId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
+    expect(secondDeploymentId).not.toBe(deploymentId);
+    await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/, 150_000);
+    await page.getByRole("link", { name: APP, exact: true }).click();
+    await textMatches(page.getByRole("article", { name: "test", exact: true }).getByRole("list", { name: "Status" }), /Last deployment succeeded/, 30_000);
+    expect(await page.getByRole("article", { name: "test", exact: true }).getByRole("link", { name: /pending/ }).count()).toBe(0);
+  }, 200_000);
+
   it("lists the app with its environments' states, and every page fits 360 px", async () => {
     await page.getByRole("link", { name: "Apps", exact: true }).first().click();
     await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
@@ -265,7 +289,7 @@ describe("the web dashboard in a real browser", () => {
 
     await page.setViewportSize({ width: 360, height: 740 });
     try {
-      for (const [url, heading] of [["/", "Apps"], [`/apps/${APP}`, APP], [`/deployments/${deploymentId}`, `Deployment of ${APP} / test`]] as const) {
+      for (const [url, heading] of [["/", "Apps"], [`/apps/${APP}`, APP], [`/deployments/${deploymentId}`, `Deployment of ${APP} / test`], [`/apps/${APP}/environments/test/pending`, `Pending in ${APP} / test`]] as const) {
         await page.goto(url);
         await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
         await page.waitForLoadState("networkidle").catch(() => undefined);
@@ -302,6 +326,9 @@ describe("the web dashboard in a real browser", () => {
     await page.goto(`/deployments/${deploymentId}`);
     await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/);
     expect(await page.getByRole("button", { name: /Cancel/ }).count()).toBe(0);
+    await page.goto(`/apps/${APP}/environments/test/pending`);
+    await textMatches(page.getByRole("list", { name: "Changes" }).or(page.locator(".panel .muted").last()), /\S/);
+    expect(await page.getByRole("button", { name: /^Deploy/ }).count()).toBe(0);
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("heading", { name: "Sign in to Slipway" }).waitFor();
   });

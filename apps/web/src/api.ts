@@ -87,6 +87,32 @@ export interface DeployKey {
   fingerprint: string;
 }
 
+export interface PendingCommit {
+  sha: string;
+  author: string;
+  at: string;
+  message: string;
+}
+
+/** GET …/pending: what a deployment of the environment would bring (names of changes, never values). */
+export interface PendingView {
+  app: string;
+  environment: string;
+  branch: string;
+  deployedCommit: string | null;
+  status: { message: string; syncedAt: string | null; syncError: string | null };
+  /** Newest first; null when the control plane's mirror cannot tell. */
+  commits: PendingCommit[] | null;
+  changes: {
+    branch?: { from: string; to: string };
+    variables?: { added: string[]; changed: string[]; removed: string[] };
+    settings?: string[];
+    domains?: { added: string[]; removed: string[] };
+    replicas?: { from: number; to: number };
+    limits?: { from: Record<string, number>; to: Record<string, number> };
+  };
+}
+
 /** POST …/deployments: build from the branch, promote another environment's image, or roll back; content optionally copied. */
 export interface DeployInput {
   build?: "auto" | "force" | "reuse";
@@ -196,6 +222,7 @@ export const api = {
     request<DeploymentView[]>("GET", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments?limit=${limit}`),
   deploy: (app: string, env: string, input: DeployInput) =>
     request<{ id: string; state: string }>("POST", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments`, input),
+  pending: (app: string, env: string) => request<PendingView>("GET", `/v1/apps/${seg(app)}/environments/${seg(env)}/pending`),
   getDeployment: (id: string) => request<DeploymentView>("GET", `/v1/deployments/${seg(id)}`),
   cancelDeployment: (id: string) => request<DeploymentView>("POST", `/v1/deployments/${seg(id)}/cancel`),
 

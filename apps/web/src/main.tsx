@@ -7,6 +7,7 @@ import { Link, location, navigate } from "./router";
 import { loadSession, principal, session, signOut } from "./session";
 import { AppsPage } from "./pages/apps";
 import { AppPage } from "./pages/app";
+import { PendingPage } from "./pages/pending";
 import { DeploymentPage } from "./pages/deployment";
 import { SignInPage } from "./pages/sign-in";
 import { Loading, PageTitle } from "./ui";
@@ -15,6 +16,7 @@ const routes = [
   { path: "/", page: () => <AppsPage /> },
   { path: "/apps", page: () => <AppsPage /> },
   { path: "/apps/:app", page: (p: Params) => <AppPage app={p.app!} /> },
+  { path: "/apps/:app/environments/:env/pending", page: (p: Params) => <PendingPage app={p.app!} env={p.env!} /> },
   { path: "/deployments/:id", page: (p: Params) => <DeploymentPage id={p.id!} /> },
 ] as const;
 

@@ -140,6 +140,11 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
           <li key={l}>{localizeStatusLine(l)}</li>
         ))}
       </ul>
+      {(env.status.unappliedChanges || (env.status.undeployedCommits ?? 0) > 0) && (
+        <p>
+          <Link href={`/apps/${encodeURIComponent(app.name)}/environments/${encodeURIComponent(env.name)}/pending`}>See what is pending in {env.name}</Link>
+        </p>
+      )}
       {env.status.syncError && <p class="warning">Repository: {env.status.syncError}</p>}
       <dl class="facts">
         <dt>URL</dt>
