@@ -257,6 +257,8 @@ describe("the web dashboard in a real browser", () => {
 
   it("shows a changed variable's name (never its value) on the Pending page, and deploys it from there", async () => {
     const secret = "not-for-the-page-4711";
+    // A new commit too: the deployment builds another image, so the first one can be rolled back to.
+    repo.commit(helloApp(`${BODY}, v2`), "v2");
     await platform.api.call("PATCH", `/v1/apps/${APP}/environments/test/variables`, { DASH_GREETING: secret });
     await page.goto(`/apps/${APP}`);
     const test = page.getByRole("article", { name: "test", exact: true });
@@ -278,6 +280,34 @@ describe("the web dashboard in a real browser", () => {
     expect(await page.getByRole("article", { name: "test", exact: true }).getByRole("link", { name: /pending/ }).count()).toBe(0);
   }, 200_000);
 
+  it("rolls back from the deployment history to the first deployment, after a confirmation that the database stays", async () => {
+    await page.goto(`/apps/${APP}`);
+    await page.getByRole("article", { name: "test", exact: true }).getByRole("link", { name: "Deployments of test" }).click();
+    await page.getByRole("heading", { name: `Deployments of ${APP} / test`, level: 1 }).waitFor();
+    const rows = page.getByRole("list", { name: "Deployments" }).locator("li");
+    await textMatches(rows.first(), /succeeded/);
+    expect(await rows.count()).toBe(2);
+    expect(await rows.first().getAttribute("data-deployment")).toBe(secondDeploymentId);
+    const first = page.locator(`li[data-deployment="${deploymentId}"]`);
+    await expectAccessible(page, "the deployment history");
+    await shot(page, "deployments");
+
+    await first.getByRole("button", { name: /^Roll back/ }).click();
+    const dialog = page.getByRole("dialog", { name: `Roll back ${APP}/test?` });
+    await textMatches(dialog, /The database is not rolled back/);
+    await expectAccessible(page, "the rollback confirmation");
+    await dialog.getByRole("button", { name: /^Roll back to/ }).click();
+    await page.waitForURL(/\/deployments\/[^/]+$/);
+    const rollbackId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
+    await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/, 150_000);
+    const d = await platform.api.call("GET", `/v1/deployments/${rollbackId}`);
+    expect(d.state).toBe("succeeded");
+    expect(d.kind).toBe("rollback");
+    const list = await platform.api.call("GET", `/v1/apps/${APP}/environments/test/deployments`);
+    expect(list[0].id).toBe(rollbackId);
+    expect(await getVia(agent.ingressPort, `${APP}-test.localhost`)).toEqual({ status: 200, body: BODY });
+  }, 200_000);
+
   it("lists the app with its environments' states, and every page fits 360 px", async () => {
     await page.getByRole("link", { name: "Apps", exact: true }).first().click();
     await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
@@ -289,7 +319,7 @@ describe("the web dashboard in a real browser", () => {
 
     await page.setViewportSize({ width: 360, height: 740 });
     try {
-      for (const [url, heading] of [["/", "Apps"], [`/apps/${APP}`, APP], [`/deployments/${deploymentId}`, `Deployment of ${APP} / test`], [`/apps/${APP}/environments/test/pending`, `Pending in ${APP} / test`]] as const) {
+      for (const [url, heading] of [["/", "Apps"], [`/apps/${APP}`, APP], [`/deployments/${deploymentId}`, `Deployment of ${APP} / test`], [`/apps/${APP}/environments/test/pending`, `Pending in ${APP} / test`], [`/apps/${APP}/environments/test/deployments`, `Deployments of ${APP} / test`]] as const) {
         await page.goto(url);
         await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
         await page.waitForLoadState("networkidle").catch(() => undefined);
@@ -327,8 +357,11 @@ describe("the web dashboard in a real browser", () => {
     await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/);
     expect(await page.getByRole("button", { name: /Cancel/ }).count()).toBe(0);
     await page.goto(`/apps/${APP}/environments/test/pending`);
-    await textMatches(page.getByRole("list", { name: "Changes" }).or(page.locator(".panel .muted").last()), /\S/);
+    await page.getByRole("heading", { name: "Unapplied changes" }).waitFor();
     expect(await page.getByRole("button", { name: /^Deploy/ }).count()).toBe(0);
+    await page.goto(`/apps/${APP}/environments/test/deployments`);
+    await textMatches(page.getByRole("list", { name: "Deployments" }), /succeeded/);
+    expect(await page.getByRole("button", { name: /Roll back/ }).count()).toBe(0);
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("heading", { name: "Sign in to Slipway" }).waitFor();
   });

@@ -70,6 +70,9 @@ export interface DeploymentView {
   error: { type?: string; message?: string } | null;
   requestedBy?: string;
   kind?: string;
+  imageDigest?: string | null;
+  /** In listings: its image is still kept, so it can be deployed again (`{"rollbackTo": id}`). */
+  rollbackable?: boolean;
   waiting?: boolean;
   queuedAt: string;
   startedAt: string | null;

@@ -7,6 +7,7 @@ import { Link, location, navigate } from "./router";
 import { loadSession, principal, session, signOut } from "./session";
 import { AppsPage } from "./pages/apps";
 import { AppPage } from "./pages/app";
+import { HistoryPage } from "./pages/history";
 import { PendingPage } from "./pages/pending";
 import { DeploymentPage } from "./pages/deployment";
 import { SignInPage } from "./pages/sign-in";
@@ -17,6 +18,7 @@ const routes = [
   { path: "/apps", page: () => <AppsPage /> },
   { path: "/apps/:app", page: (p: Params) => <AppPage app={p.app!} /> },
   { path: "/apps/:app/environments/:env/pending", page: (p: Params) => <PendingPage app={p.app!} env={p.env!} /> },
+  { path: "/apps/:app/environments/:env/deployments", page: (p: Params) => <HistoryPage app={p.app!} env={p.env!} /> },
   { path: "/deployments/:id", page: (p: Params) => <DeploymentPage id={p.id!} /> },
 ] as const;
 

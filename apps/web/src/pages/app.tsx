@@ -171,6 +171,11 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
           )}
         </dd>
       </dl>
+      {last && (
+        <p>
+          <Link href={`/apps/${encodeURIComponent(app.name)}/environments/${encodeURIComponent(env.name)}/deployments`}>Deployments of {env.name}</Link>
+        </p>
+      )}
       {canDeploy && (
         <div class="actions">
           <button type="button" class="primary" onClick={deploy} disabled={busy} aria-describedby={error ? `${titleId}-error` : undefined}>

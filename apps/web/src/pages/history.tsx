@@ -1,0 +1,92 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import type { JSX } from "preact";
+import { api, type DeploymentView } from "../api";
+import { messageOf } from "../errors";
+import { formatTime } from "../format";
+import { Link, navigate } from "../router";
+import { mayChange, principal } from "../session";
+import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
+
+/** An environment's deployments, newest first; Rollback on those whose image is kept (for those who may change the app). */
+export function HistoryPage({ app, env }: { app: string; env: string }): JSX.Element {
+  const list = useResource(() => api.listDeployments(app, env, 50), `${app}/${env}`);
+  const [target, setTarget] = useState<DeploymentView | undefined>(undefined);
+  const canChange = mayChange(principal.value, app);
+
+  return (
+    <>
+      <nav aria-label="Breadcrumb" class="crumbs">
+        <Link href="/">Apps</Link> <span aria-hidden="true">/</span> <Link href={`/apps/${encodeURIComponent(app)}`}>{app}</Link> <span aria-hidden="true">/</span> {env}
+      </nav>
+      <PageTitle title={`Deployments of ${app}/${env}`}>
+        Deployments of {app} / {env}
+      </PageTitle>
+      {list.error && <Alert>{list.error}</Alert>}
+      {list.loading && !list.data && <Loading what="deployments" />}
+      {list.data && list.data.length === 0 && <p class="muted">No deployment yet.</p>}
+      {list.data && list.data.length > 0 && (
+        <ol class="history" aria-label="Deployments">
+          {list.data.map((d) => (
+            <li key={d.id} class="history-row" data-deployment={d.id}>
+              <StateBadge state={d.state} />
+              <Link href={`/deployments/${encodeURIComponent(d.id)}`}>{d.kind && d.kind !== "deploy" ? `${d.kind} ` : ""}{d.commit ? d.commit.slice(0, 7) : d.id.slice(0, 8)}</Link>
+              <span class="muted">
+                {formatTime(d.finishedAt ?? d.queuedAt)}
+                {d.requestedBy ? ` by ${d.requestedBy}` : ""}
+              </span>
+              {canChange && d.rollbackable && (
+                <button type="button" class="history-action" onClick={() => setTarget(d)} aria-haspopup="dialog" aria-label={`Roll back to ${d.commit ? d.commit.slice(0, 7) : d.id.slice(0, 8)} of ${formatTime(d.finishedAt ?? d.queuedAt)}`}>
+                  Roll back
+                </button>
+              )}
+            </li>
+          ))}
+        </ol>
+      )}
+      {target && <RollbackDialog app={app} env={env} target={target} onClose={() => setTarget(undefined)} />}
+    </>
+  );
+}
+
+function RollbackDialog({ app, env, target, onClose }: { app: string; env: string; target: DeploymentView; onClose: () => void }): JSX.Element {
+  const ref = useRef<HTMLDialogElement>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  const what = target.commit ? target.commit.slice(0, 7) : target.id.slice(0, 8);
+  const go = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      const d = await api.deploy(app, env, { rollbackTo: target.id });
+      onClose();
+      navigate(`/deployments/${encodeURIComponent(d.id)}`);
+    } catch (err) {
+      setError(messageOf(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <dialog ref={ref} class="dialog" aria-labelledby="rollback-title" aria-describedby="rollback-what" onClose={onClose}>
+      <h2 id="rollback-title">
+        Roll back {app}/{env}?
+      </h2>
+      <p id="rollback-what">
+        {app}/{env} runs the image, settings and variables of {what} ({formatTime(target.finishedAt ?? target.queuedAt)}) again. The database is not rolled back: restore a backup for that.
+      </p>
+      {error && <Alert>{error}</Alert>}
+      <div class="actions">
+        <button type="button" class="danger" onClick={go} disabled={busy}>
+          {busy ? "Rolling back…" : `Roll back to ${what}`}
+        </button>
+        <button type="button" onClick={() => ref.current?.close()}>
+          Keep what runs
+        </button>
+      </div>
+    </dialog>
+  );
+}
