@@ -306,6 +306,18 @@ describe("the web dashboard in a real browser", () => {
     const list = await platform.api.call("GET", `/v1/apps/${APP}/environments/test/deployments`);
     expect(list[0].id).toBe(rollbackId);
     expect(await getVia(agent.ingressPort, `${APP}-test.localhost`)).toEqual({ status: 200, body: BODY });
+
+    // Deploy with options, build "reuse": the image test runs now again (the first one), nothing built.
+    await page.goto(`/apps/${APP}`);
+    await page.getByRole("article", { name: "test", exact: true }).getByRole("button", { name: "Deploy with options…" }).click();
+    const options = page.getByRole("dialog", { name: `Deploy ${APP}/test with options` });
+    await options.getByLabel("Build").selectOption("reuse");
+    await options.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL(/\/deployments\/[^/]+$/);
+    await textMatches(page.locator(".deployment-state .badge"), /^succeeded$/, 150_000);
+    const reused = await platform.api.call("GET", `/v1/deployments/${decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!)}`);
+    expect(reused.build).toBe("reuse");
+    expect(await getVia(agent.ingressPort, `${APP}-test.localhost`)).toEqual({ status: 200, body: BODY });
   }, 200_000);
 
   it("lists the app with its environments' states, and every page fits 360 px", async () => {

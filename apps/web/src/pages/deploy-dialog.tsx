@@ -70,7 +70,7 @@ export function DeployDialog({ app, env, onClose }: { app: AppView; env: Environ
           <select id={`${id}-build`} class="sub" value={build} disabled={source !== "build"} onChange={(e) => setBuild(e.currentTarget.value as typeof build)}>
             <option value="auto">auto: reuse an image of the same commit, else build</option>
             <option value="force">force: always build</option>
-            <option value="reuse">reuse: never build (refused without an image)</option>
+            <option value="reuse">reuse: the image it runs now, with today's settings</option>
           </select>
           {others.length > 0 && (
             <>
