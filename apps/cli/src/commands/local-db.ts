@@ -104,6 +104,30 @@ export async function waitForRestore(ctx: Ctx, id: string): Promise<any> {
   });
 }
 
+/** How to put a safety backup back. */
+export const undoCommand = (id: string) => `slipway backups restore ${id} --yes`;
+
+/**
+ * Restores an uploaded backup into the environment (the platform takes a safety backup first) and
+ * waits for it; a failure says where the previous content is. `what` names it for the failure:
+ * "the database was … the previous one", "the media were … the previous ones".
+ */
+export async function restoreUpload(ctx: Ctx, app: string, env: string, backupId: string, what: { changed: string; previous: string }): Promise<{ restoreId: string; safetyBackupId: string }> {
+  const r = await ctx.client().call("POST", `/backups/${enc(backupId)}/restore`, { confirm: true });
+  ctx.io.err(`restoring backup ${backupId} into ${app}/${env} (restore ${r.id}), after safety backup ${r.safetyBackupId}\n`);
+  let c: any;
+  try {
+    c = await waitForRestore(ctx, r.id);
+  } catch (err) {
+    if (ctx.io.signal?.aborted) ctx.io.err(`slipway: stopped waiting; restore ${r.id} goes on (safety backup ${r.safetyBackupId}: ${undoCommand(r.safetyBackupId)})\n`);
+    throw err;
+  }
+  if (c.state !== "succeeded") {
+    throw new CommandError(`restore ${r.id} into ${app}/${env} ${c.state}${c.error ? `: ${errorText(c.error)}` : ""}; if ${what.changed} changed, safety backup ${c.safetyBackupId} holds ${what.previous} (${undoCommand(c.safetyBackupId)})`);
+  }
+  return { restoreId: r.id, safetyBackupId: c.safetyBackupId };
+}
+
 export const errorText = (e: unknown) => (e && typeof e === "object" && "message" in e ? String((e as { message: unknown }).message) : e ? String(e) : "");
 
 async function pull(ctx: Ctx): Promise<number> {
@@ -166,21 +190,9 @@ async function push(ctx: Ctx): Promise<number> {
     }
     const up = await uploadFrom<any>(client, `${envPath(app, env)}/backups/upload`, file, size, ctx.io, "uploading");
     if (up.databaseSha256 !== sha256) throw new CommandError(`the platform stored an archive with sha256 ${up.databaseSha256}, not this one's ${sha256} (backup ${up.id}): nothing was restored`);
-    const r = await client.call("POST", `/backups/${enc(up.id)}/restore`, { confirm: true });
-    ctx.io.err(`restoring backup ${up.id} into ${app}/${env} (restore ${r.id}), after safety backup ${r.safetyBackupId}\n`);
-    const undo = (id: string) => `slipway backups restore ${id} --yes`;
-    let c: any;
-    try {
-      c = await waitForRestore(ctx, r.id);
-    } catch (err) {
-      if (ctx.io.signal?.aborted) ctx.io.err(`slipway: stopped waiting; restore ${r.id} goes on (safety backup ${r.safetyBackupId}: ${undo(r.safetyBackupId)})\n`);
-      throw err;
-    }
-    if (c.state !== "succeeded") {
-      throw new CommandError(`restore ${r.id} into ${app}/${env} ${c.state}${c.error ? `: ${errorText(c.error)}` : ""}; if the database was changed, safety backup ${c.safetyBackupId} holds the previous one (${undo(c.safetyBackupId)})`);
-    }
-    const result = { app, environment: env, backup: up.id, restore: r.id, safetyBackup: c.safetyBackupId, source: local.label, bytes: size, sha256 };
-    print(ctx, result, () => `pushed ${localName(plan)} to ${app}/${env} (backup ${up.id}, ${bytes(size)})\nsafety backup ${c.safetyBackupId} holds the database as it was before; to put it back: ${undo(c.safetyBackupId)}\n`);
+    const r = await restoreUpload(ctx, app, env, up.id, { changed: "the database was", previous: "the previous one" });
+    const result = { app, environment: env, backup: up.id, restore: r.restoreId, safetyBackup: r.safetyBackupId, source: local.label, bytes: size, sha256 };
+    print(ctx, result, () => `pushed ${localName(plan)} to ${app}/${env} (backup ${up.id}, ${bytes(size)})\nsafety backup ${r.safetyBackupId} holds the database as it was before; to put it back: ${undoCommand(r.safetyBackupId)}\n`);
     return 0;
   });
 }

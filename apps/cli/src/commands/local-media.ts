@@ -9,7 +9,7 @@ import { bytes } from "../format.js";
 import { clearFolder, extractTo, folderState, listFolder, packFolder } from "../media-folder.js";
 import { postStream, ProgressLine } from "../transfer.js";
 import { enc, envPath, print, type Command, type Ctx } from "./command.js";
-import { confirms, errorText, waitForBackup, waitForRestore } from "./local-db.js";
+import { confirms, errorText, restoreUpload, undoCommand, waitForBackup } from "./local-db.js";
 
 /** What `pull media` and `push media` will do, from their arguments alone (nothing is read or sent). */
 export interface LocalMediaPlan {
@@ -124,21 +124,9 @@ async function push(ctx: Ctx): Promise<number> {
   if (up.mediaObjects !== n || up.mediaBytes !== folder.bytes) {
     throw new CommandError(`the platform stored ${files(up.mediaObjects)} of ${bytes(up.mediaBytes)}, not the folder's ${files(n)} of ${bytes(folder.bytes)} (backup ${up.id}): nothing was restored`);
   }
-  const r = await client.call("POST", `/backups/${enc(up.id)}/restore`, { confirm: true });
-  ctx.io.err(`restoring backup ${up.id} into ${app}/${env} (restore ${r.id}), after safety backup ${r.safetyBackupId}\n`);
-  const undo = (id: string) => `slipway backups restore ${id} --yes`;
-  let c: any;
-  try {
-    c = await waitForRestore(ctx, r.id);
-  } catch (err) {
-    if (ctx.io.signal?.aborted) ctx.io.err(`slipway: stopped waiting; restore ${r.id} goes on (safety backup ${r.safetyBackupId}: ${undo(r.safetyBackupId)})\n`);
-    throw err;
-  }
-  if (c.state !== "succeeded") {
-    throw new CommandError(`restore ${r.id} into ${app}/${env} ${c.state}${c.error ? `: ${errorText(c.error)}` : ""}; if the media were changed, safety backup ${c.safetyBackupId} holds the previous ones (${undo(c.safetyBackupId)})`);
-  }
-  const result = { app, environment: env, backup: up.id, restore: r.id, safetyBackup: c.safetyBackupId, folder: abs, files: n, bytes: folder.bytes };
-  print(ctx, result, () => `pushed ${files(n)} (${bytes(folder.bytes)}) from ${dir} to ${app}/${env} (backup ${up.id})\nsafety backup ${c.safetyBackupId} holds the media as they were before; to put them back: ${undo(c.safetyBackupId)}\n`);
+  const r = await restoreUpload(ctx, app, env, up.id, { changed: "the media were", previous: "the previous ones" });
+  const result = { app, environment: env, backup: up.id, restore: r.restoreId, safetyBackup: r.safetyBackupId, folder: abs, files: n, bytes: folder.bytes };
+  print(ctx, result, () => `pushed ${files(n)} (${bytes(folder.bytes)}) from ${dir} to ${app}/${env} (backup ${up.id})\nsafety backup ${r.safetyBackupId} holds the media as they were before; to put them back: ${undoCommand(r.safetyBackupId)}\n`);
   return 0;
 }
 
