@@ -32,6 +32,12 @@ export interface WrkOptions {
    * wrk2-style `-R`.
    */
   pauseMs?: number;
+  /**
+   * When set, wrk runs pinned to these CPUs (`taskset -c`, e.g. "1" or "0,2-3"): a load
+   * generator on the server under test stands for a client on another machine, so a test that
+   * measures a neighbour's latency keeps it off the cores it loads on purpose.
+   */
+  cpus?: string;
 }
 
 const DONE = `
@@ -54,7 +60,8 @@ export async function runWrk(opts: WrkOptions): Promise<WrkResult> {
     writeFileSync(script, `wrk.headers["Host"] = "${opts.host}"\n${pause}${DONE}`);
     const args = ["-t", String(opts.threads), "-c", String(opts.connections), "-d", `${opts.durationS}s`, "--timeout", "5s", "-s", script, opts.url];
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile("wrk", args, { timeout: (opts.durationS + 30) * 1000, encoding: "utf8" }, (err, out, errOut) => {
+      const [file, argv] = opts.cpus !== undefined ? ["taskset", ["-c", opts.cpus, "wrk", ...args]] : ["wrk", args];
+      execFile(file, argv, { timeout: (opts.durationS + 30) * 1000, encoding: "utf8" }, (err, out, errOut) => {
         if (err) reject(new Error(`wrk ${args.join(" ")} failed: ${err.message} ${errOut}`));
         else resolve(out);
       });
