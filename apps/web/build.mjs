@@ -21,6 +21,10 @@ const result = await build({
   bundle: true,
   minify: true,
   format: "esm",
+  // Pages with a large library of their own (the terminal's xterm, the metrics page's uPlot) are
+  // imported with import() and land in chunks of their own: the first page never loads them.
+  splitting: true,
+  chunkNames: "chunk-[hash]",
   // Browsers of the last two years: native ESM, optional chaining, EventSource, :focus-visible.
   target: ["es2022", "chrome111", "firefox111", "safari16.4"],
   jsx: "automatic",
@@ -40,8 +44,10 @@ function output(match) {
   if (!file) throw new Error("build: an expected output is missing");
   return "/" + path.relative(dist, path.resolve(here, file)).split(path.sep).join("/");
 }
-const js = output((f) => f.endsWith(".js"));
-const css = output((f) => f.endsWith(".css"));
+const entry = Object.entries(result.metafile.outputs).find(([, o]) => o.entryPoint === "src/main.tsx");
+if (!entry?.[1].cssBundle) throw new Error("build: the entry point's script or style sheet is missing");
+const js = output((f) => f === entry[0]);
+const css = output((f) => f === entry[1].cssBundle);
 
 const icon = readFileSync(path.join(here, "src/favicon.svg"));
 const iconName = `favicon-${createHash("sha256").update(icon).digest("hex").slice(0, 8).toUpperCase()}.svg`;
@@ -67,7 +73,8 @@ const html = `<!doctype html>
 writeFileSync(path.join(dist, "index.html"), html);
 
 // Compressed copies, served by @fastify/static (preCompressed) to clients that accept them.
-for (const file of [js, css, `/assets/${iconName}`]) {
+const outputs = Object.keys(result.metafile.outputs).filter((f) => !f.endsWith(".map")).map((f) => "/" + path.relative(dist, path.resolve(here, f)).split(path.sep).join("/"));
+for (const file of [...outputs, `/assets/${iconName}`]) {
   const full = path.join(dist, file);
   const body = readFileSync(full);
   writeFileSync(`${full}.gz`, gzipSync(body, { level: 9 }));

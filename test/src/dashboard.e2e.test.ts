@@ -1,13 +1,11 @@
-import { mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { gzipSync } from "node:zlib";
-import type { Locator, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BrowserUnderTest, seriousAxeViolations } from "./support/browser.js";
+import { BrowserUnderTest } from "./support/browser.js";
+import { expectAccessible, pageLog, shot, textMatches } from "./support/dashboard.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
-import { Platform, repoRoot, type AgentHandle } from "./support/platform.js";
+import { Platform, type AgentHandle } from "./support/platform.js";
 import { waitFor } from "./support/processes.js";
 
 // The web dashboard (issue 14) in Debian's chromium against the real platform: signed in with
@@ -15,51 +13,9 @@ import { waitFor } from "./support/processes.js";
 // Deploy button, the log followed to `succeeded`, the environment card updated live in another
 // tab, the environment's URL opened, signed out. Every page: axe (no serious or critical
 // violation), no console error; screenshots into docs/screenshots/ (README).
-// The committed screenshots are renewed on demand (SLIPWAY_UPDATE_SCREENSHOTS=1 npx vitest run test/src/dashboard.e2e.test.ts):
-// an ordinary run takes them too, into its own directory, so a test run leaves the checkout as it was.
-const SHOTS = process.env.SLIPWAY_UPDATE_SCREENSHOTS === "1" ? path.join(repoRoot, "docs", "screenshots") : mkdtempSync(path.join(tmpdir(), "slipway-screenshots-"));
 const FIRST_PAGE_JS_LIMIT = 150 * 1024;
 const APP = "dash";
 const BODY = "Hello from the dashboard test";
-
-/** Polls the locator's text until `want` matches it (playwright-core has no expect of its own). */
-async function textMatches(locator: Locator, want: RegExp, timeoutMs = 10_000): Promise<string> {
-  const end = Date.now() + timeoutMs;
-  let last = "";
-  for (;;) {
-    last = ((await locator.textContent({ timeout: Math.max(1, end - Date.now()) }).catch(() => null)) ?? "").trim();
-    if (want.test(last)) return last;
-    if (Date.now() > end) throw new Error(`waited ${timeoutMs} ms for ${want} in ${locator}; last text: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function expectAccessible(page: Page, what: string): Promise<void> {
-  const violations = await seriousAxeViolations(page);
-  expect(violations, `axe on ${what}: ${JSON.stringify(violations, null, 2)}`).toEqual([]);
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  // The page as it first shows: no focus ring left on what the test last pressed.
-  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true, animations: "disabled" });
-}
-
-/** The log as the page shows it, heading lines included: the same lines as GET …/log, if none is lost or doubled. */
-function pageLog(page: Page): Promise<string[]> {
-  return page.evaluate(() => {
-    const lines: string[] = [];
-    const pre = (el: Element | null) => (el ? (el.textContent ?? "").split("\n") : []);
-    for (const el of Array.from(document.querySelectorAll(".log > *"))) {
-      if (el.tagName === "PRE") lines.push(...pre(el));
-      else {
-        lines.push(`===== ${el.getAttribute("data-title")} =====`);
-        lines.push(...pre(el.querySelector("pre")));
-      }
-    }
-    return lines;
-  });
-}
 
 describe("the web dashboard in a real browser", () => {
   const platform = new Platform({ database: "postgres" });
@@ -71,7 +27,6 @@ describe("the web dashboard in a real browser", () => {
   let secondDeploymentId = "";
 
   beforeAll(async () => {
-    mkdirSync(SHOTS, { recursive: true });
     repo.commit(helloApp(BODY), "hello");
     await platform.start();
     agent = await platform.addAgent();

@@ -176,7 +176,7 @@ export function idle(maxMs = 2000): Promise<void> {
   });
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   inFlight++;
   try {
     return await send<T>(method, path, body);
@@ -209,7 +209,7 @@ async function send<T>(method: string, path: string, body?: unknown): Promise<T>
   return (type.includes("json") ? await res.json() : await res.text()) as T;
 }
 
-const seg = encodeURIComponent;
+export const seg = encodeURIComponent;
 
 export const api = {
   signIn: (token: string) => request<Session>("POST", "/v1/sessions", { token }),

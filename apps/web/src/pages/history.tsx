@@ -4,6 +4,7 @@ import { api, type DeploymentView } from "../api";
 import { messageOf } from "../errors";
 import { formatTime } from "../format";
 import { Link, navigate } from "../router";
+import { EnvNav } from "../env-nav";
 import { mayChange, principal } from "../session";
 import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
 
@@ -15,9 +16,7 @@ export function HistoryPage({ app, env }: { app: string; env: string }): JSX.Ele
 
   return (
     <>
-      <nav aria-label="Breadcrumb" class="crumbs">
-        <Link href="/">Apps</Link> <span aria-hidden="true">/</span> <Link href={`/apps/${encodeURIComponent(app)}`}>{app}</Link> <span aria-hidden="true">/</span> {env}
-      </nav>
+      <EnvNav app={app} env={env} />
       <PageTitle title={`Deployments of ${app}/${env}`}>
         Deployments of {app} / {env}
       </PageTitle>

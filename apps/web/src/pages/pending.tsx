@@ -4,7 +4,8 @@ import type { JSX } from "preact";
 import { api, type PendingView } from "../api";
 import { messageOf } from "../errors";
 import { formatTime } from "../format";
-import { Link, navigate } from "../router";
+import { navigate } from "../router";
+import { EnvNav } from "../env-nav";
 import { mayChange, principal } from "../session";
 import { Alert, Loading, PageTitle, useResource } from "../ui";
 
@@ -29,9 +30,7 @@ export function PendingPage({ app, env }: { app: string; env: string }): JSX.Ele
 
   return (
     <>
-      <nav aria-label="Breadcrumb" class="crumbs">
-        <Link href="/">Apps</Link> <span aria-hidden="true">/</span> <Link href={`/apps/${encodeURIComponent(app)}`}>{app}</Link> <span aria-hidden="true">/</span> {env}
-      </nav>
+      <EnvNav app={app} env={env} />
       <PageTitle title={`Pending in ${app}/${env}`}>
         Pending in {app} / {env}
       </PageTitle>
