@@ -10,7 +10,8 @@ import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 import { build } from "esbuild";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.join(here, "dist");
+// SLIPWAY_WEB_OUT builds elsewhere (a test run of its own, served with SLIPWAY_WEB_DIR): the default is the package's dist/.
+const dist = process.env.SLIPWAY_WEB_OUT ? path.resolve(process.env.SLIPWAY_WEB_OUT) : path.join(here, "dist");
 const assets = path.join(dist, "assets");
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(assets, { recursive: true });
