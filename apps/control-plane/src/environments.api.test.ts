@@ -20,14 +20,14 @@ describe("environments, variables, domains and basic auth (REST)", () => {
   });
 
   it("adds environments from scratch and based on another", async () => {
-    await call("PATCH", "/v1/apps/shop/environments/test", { branch: "develop", sleepAfterSeconds: 600 });
+    await call("PATCH", "/v1/apps/shop/environments/test", { branch: "develop", sleepAfterSeconds: 600, limits: { memoryMb: 256 }, autoDeploy: false });
     await call("PUT", "/v1/apps/shop/environments/test/variables", { API_KEY: "k-123", FEATURE: "on" });
     const qa = await call("POST", "/v1/apps/shop/environments", { name: "qa", basedOn: "test" });
     expect(qa.statusCode).toBe(201);
-    expect(qa.json()).toMatchObject({ name: "qa", branch: "develop", sleepAfterSeconds: 600, replicas: 1, state: "not_deployed", domains: ["shop-qa.example.test"] });
+    expect(qa.json()).toMatchObject({ name: "qa", branch: "develop", sleepAfterSeconds: 600, replicas: 1, state: "not_deployed", domains: ["shop-qa.example.test"], autoDeploy: false, limitsDefault: false, limits: { memoryMb: 256 } });
     expect((await call("GET", "/v1/apps/shop/environments/qa/variables?reveal=true")).json()).toEqual({ API_KEY: "k-123", FEATURE: "on" });
     const dev = await call("POST", "/v1/apps/shop/environments", { name: "dev", branch: "feature/x" });
-    expect(dev.json()).toMatchObject({ name: "dev", branch: "feature/x", sleepAfterSeconds: 900 });
+    expect(dev.json()).toMatchObject({ name: "dev", branch: "feature/x", sleepAfterSeconds: 900, autoDeploy: true, limitsDefault: true });
     expect((await call("GET", "/v1/apps/shop/environments")).json().map((e: { name: string }) => e.name)).toEqual(["test", "live", "qa", "dev"]);
   });
 

@@ -129,6 +129,9 @@ export class EnvironmentService {
           if (base.basic_auth_digest) {
             await apps.setBasicAuth(trx, id, { username: base.basic_auth_username!, digest: base.basic_auth_digest });
           }
+          // Its own limits and whether a push deploys it go along; domains stay with the base (they are unique).
+          if (base.limits && Object.keys(base.limits).length > 0) await apps.updateEnvironmentConfig(trx, id, { limits: json(base.limits) });
+          if (base.auto_deploy !== null) await apps.setAutoDeploy(trx, id, base.auto_deploy);
         }
         await recordActivity(trx, { actor: by.name, app: appName, environment: input.name, action: "environment.created", details: { branch: input.branch ?? base?.branch ?? "main", ...(base ? { basedOn: base.name } : {}) } });
       })
