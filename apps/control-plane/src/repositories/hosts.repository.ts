@@ -161,3 +161,16 @@ export function drainProgress(db: Db, hostId: string): Promise<Array<{ app: stri
     .where("environments.host_id", "=", hostId)
     .execute();
 }
+
+/** The deployments that moved (or try to move) environments off a host since `since`, newest first. */
+export function movesFromHost(db: Db, hostId: string, since: Date): Promise<Array<{ app: string; environment: string; environment_id: string; host_id: string | null; deployment: string; state: string; error: unknown }>> {
+  return db
+    .selectFrom("deployments")
+    .innerJoin("environments", "environments.id", "deployments.environment_id")
+    .innerJoin("apps", "apps.id", "environments.app_id")
+    .select(["apps.name as app", "environments.name as environment", "environments.id as environment_id", "environments.host_id", "deployments.id as deployment", "deployments.state", "deployments.error"])
+    .where("deployments.moved_from_host_id", "=", hostId)
+    .where("deployments.queued_at", ">=", since)
+    .orderBy("deployments.queued_at", "desc")
+    .execute();
+}

@@ -5,7 +5,7 @@ import { listActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp } from "../services/auth.service.js";
 
 export const activityRoutes: FastifyPluginAsync<{ db: Db }> = async (app, { db }) => {
-  app.get<{ Querystring: { app?: string; env?: string; limit?: number } }>(
+  app.get<{ Querystring: { app?: string; env?: string; before?: number; limit?: number } }>(
     "/activity",
     {
       schema: {
@@ -16,6 +16,7 @@ export const activityRoutes: FastifyPluginAsync<{ db: Db }> = async (app, { db }
           properties: {
             app: { type: "string", pattern: NAME_PATTERN },
             env: { type: "string", pattern: ENV_NAME_PATTERN },
+            before: { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: "only entries older than this id (the last `id` of the previous page): the next page" },
             limit: { type: "integer", minimum: 1, maximum: 500, default: 100 },
           },
         },
@@ -24,7 +25,7 @@ export const activityRoutes: FastifyPluginAsync<{ db: Db }> = async (app, { db }
     async (req) => {
       if (req.query.app) requireApp(req.principal, req.query.app);
       else requireAdmin(req.principal);
-      const rows = await listActivity(db, { ...(req.query.app ? { app: req.query.app } : {}), ...(req.query.env ? { environment: req.query.env } : {}), limit: req.query.limit ?? 100 });
+      const rows = await listActivity(db, { ...(req.query.app ? { app: req.query.app } : {}), ...(req.query.env ? { environment: req.query.env } : {}), ...(req.query.before !== undefined ? { before: req.query.before } : {}), limit: req.query.limit ?? 100 });
       return rows.map((r) => ({ id: r.id, at: r.at.toISOString(), actor: r.actor, app: r.app, environment: r.environment, action: r.action, details: r.details }));
     },
   );

@@ -1,16 +1,25 @@
 import { ConflictError, NotFoundError, formatLabels, type Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import * as hosts from "../repositories/hosts.repository.js";
-import { recordActivity } from "../repositories/activity.repository.js";
+import { latestDrainStart, recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, type Principal } from "./auth.service.js";
 import type { DeploymentService } from "./deployment.service.js";
 import type { PlacementService } from "./placement.service.js";
 import type { Lifecycle } from "./lifecycle.service.js";
 
 export interface DrainProgress {
+  /** running: moves go on; done: nothing left on the host; failed: a move failed and nothing moves any more; not_draining: the host is not draining. */
+  state: "running" | "done" | "failed" | "not_draining";
+  /** When the latest drain began (null: never drained). */
+  startedAt: string | null;
+  /** Environments still on the host (left), and those of them a deployment is moving right now. */
   environments: number;
   moving: number;
+  /** Environments this drain moved off the host. */
+  moved: number;
   remaining: Array<{ app: string; environment: string; deployment: string | null; state: string | null }>;
+  /** Environments still on the host whose move failed or was cancelled, with the deployment's reason. */
+  failed: Array<{ app: string; environment: string; deployment: string; state: string; reason: string }>;
 }
 
 /**
@@ -64,7 +73,26 @@ export class DrainService {
 
   async progress(by: Principal, hostId: string): Promise<DrainProgress> {
     requireAdmin(by);
+    const host = await hosts.findHost(this.db, hostId);
+    if (!host) throw new NotFoundError(`host '${hostId}' does not exist`);
     const rows = await hosts.drainProgress(this.db, hostId);
-    return { environments: rows.length, moving: rows.filter((r) => r.deployment).length, remaining: rows };
+    const since = await latestDrainStart(this.db, hostId);
+    // Per environment, its latest move since the drain began decides (an earlier failed one may have been retried).
+    const latest = new Map<string, Awaited<ReturnType<typeof hosts.movesFromHost>>[number]>();
+    for (const m of since ? await hosts.movesFromHost(this.db, hostId, since) : []) if (!latest.has(m.environment_id)) latest.set(m.environment_id, m);
+    const moves = [...latest.values()];
+    const moved = moves.filter((m) => m.state === "succeeded" && m.host_id !== hostId).length;
+    const failed = moves
+      .filter((m) => (m.state === "failed" || m.state === "cancelled") && m.host_id === hostId)
+      .map((m) => ({ app: m.app, environment: m.environment, deployment: m.deployment, state: m.state, reason: reasonOf(m.error, m.state) }));
+    const moving = rows.filter((r) => r.deployment).length;
+    const state: DrainProgress["state"] = host.admin_state !== "draining" ? "not_draining" : rows.length === 0 ? "done" : moving === 0 && failed.length > 0 ? "failed" : "running";
+    return { state, startedAt: since ? since.toISOString() : null, environments: rows.length, moving, moved, remaining: rows, failed };
   }
+}
+
+/** A failed deployment's reason as its error says it. */
+function reasonOf(error: unknown, state: string): string {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === "string" && message ? message : `the move was ${state}`;
 }

@@ -19,6 +19,8 @@ export interface HostView {
   name: string;
   labels: Record<string, string>;
   state: HostState | "revoked";
+  /** What an admin set (active, cordoned, draining, revoked); `state` shows offline over it. */
+  adminState: hosts.HostRow["admin_state"];
   lastHeartbeatAt: string | null;
   ingressAddress: string | null;
   version: string;
@@ -189,6 +191,7 @@ export class HostService {
       name: h.name,
       labels: h.labels,
       state: this.stateOf(h),
+      adminState: h.admin_state,
       lastHeartbeatAt: h.last_heartbeat_at ? h.last_heartbeat_at.toISOString() : null,
       ingressAddress: h.ingress_address,
       version: h.version,
