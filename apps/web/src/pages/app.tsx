@@ -7,6 +7,8 @@ import { Link, navigate } from "../router";
 import { isAdmin, mayChange, principal } from "../session";
 import { useEventStream, type StreamState } from "../sse";
 import { DeployDialog } from "./deploy-dialog";
+import { settingsApi } from "../api/settings";
+import { AddEnvironmentDialog, RemoveEnvironmentDialog } from "./env-dialogs";
 import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
 
 /** One app: a card per environment, kept current by the app's event stream. */
@@ -15,6 +17,7 @@ export function AppPage({ app: name }: { app: string }): JSX.Element {
   const [last, setLast] = useState<Record<string, DeploymentView | null>>({});
   const [hosts, setHosts] = useState<Record<string, string>>({});
   const who = principal.value;
+  const [adding, setAdding] = useState(false);
 
   const refreshLast = (env: string) => {
     api.listDeployments(name, env, 1).then(
@@ -73,6 +76,15 @@ export function AppPage({ app: name }: { app: string }): JSX.Element {
         <PageTitle title={name}>{name}</PageTitle>
         <LiveState state={live.state} />
       </div>
+      <div class="actions app-actions">
+        <Link href={`/apps/${encodeURIComponent(name)}/settings`}>App settings</Link>
+        {app.data && mayChange(who, name) && (
+          <button type="button" onClick={() => setAdding(true)} aria-haspopup="dialog">
+            Add environment
+          </button>
+        )}
+      </div>
+      {adding && app.data && <AddEnvironmentDialog app={app.data} onClose={() => setAdding(false)} onAdded={(view) => app.set((old) => (old ? { ...old, environments: upsert(old.environments, view) } : old))} />}
       {app.error && <Alert>{app.error}</Alert>}
       {app.loading && !app.data && <Loading what="environments" />}
       {app.data && (
@@ -80,7 +92,16 @@ export function AppPage({ app: name }: { app: string }): JSX.Element {
           <p class="muted repo">{app.data.repository}</p>
           <div class="cards">
             {app.data.environments.map((env) => (
-              <EnvironmentCard key={env.name} app={app.data!} env={env} last={last[env.name]} hostName={env.host ? (hosts[env.host] ?? env.host.slice(0, 8)) : undefined} canDeploy={mayChange(who, name)} />
+              <EnvironmentCard
+                key={env.name}
+                app={app.data!}
+                env={env}
+                last={last[env.name]}
+                hostName={env.host ? (hosts[env.host] ?? env.host.slice(0, 8)) : undefined}
+                canDeploy={mayChange(who, name)}
+                onChange={(view) => app.set((old) => (old ? { ...old, environments: upsert(old.environments, view) } : old))}
+                onRemoved={() => app.set((old) => (old ? { ...old, environments: old.environments.filter((e) => e.name !== env.name) } : old))}
+              />
             ))}
           </div>
         </>
@@ -109,13 +130,45 @@ interface CardProps {
   last: DeploymentView | null | undefined;
   hostName: string | undefined;
   canDeploy: boolean;
+  /** The environment as the API answered a change (the stream brings the later states). */
+  onChange: (view: EnvironmentView) => void;
+  onRemoved: () => void;
 }
 
-function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JSX.Element {
+/** The pages of one environment, linked from its card. */
+const ENV_PAGES = [
+  ["settings", "Settings"],
+  ["logs", "Logs"],
+  ["metrics", "Metrics"],
+  ["data", "Data"],
+  ["terminal", "Terminal"],
+  ["deployments", "Deployments"],
+] as const;
+
+/** Test and live are every app's: the API refuses to remove them. */
+const KEPT = ["test", "live"];
+
+function EnvironmentCard({ app, env, last, hostName, canDeploy, onChange, onRemoved }: CardProps): JSX.Element {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
   const [options, setOptions] = useState(false);
+  const [removing, setRemoving] = useState(false);
   const titleId = `env-${env.name}-title`;
+  const base = `/apps/${encodeURIComponent(app.name)}/environments/${encodeURIComponent(env.name)}`;
+  // Stop and start need something deployed and no deployment running (the API's rule).
+  const runAction = env.state === "stopped" ? "start" : env.image && env.state !== "deploying" ? "stop" : undefined;
+
+  const setRunning = async (action: "stop" | "start") => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      onChange(await settingsApi.setRunning(app.name, env.name, action));
+    } catch (err) {
+      setError(messageOf(err));
+    } finally {
+      setBusy(false);
+    }
+  };
 
   const deploy = async () => {
     setBusy(true);
@@ -173,9 +226,18 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
       </dl>
       {last && (
         <p>
-          <Link href={`/apps/${encodeURIComponent(app.name)}/environments/${encodeURIComponent(env.name)}/deployments`}>Deployments of {env.name}</Link>
+          <Link href={`${base}/deployments`}>Deployments of {env.name}</Link>
         </p>
       )}
+      <nav aria-label={`Pages of ${env.name}`}>
+        <ul class="env-links">
+          {ENV_PAGES.map(([path, label]) => (
+            <li key={path}>
+              <Link href={`${base}/${path}`}>{label}</Link>
+            </li>
+          ))}
+        </ul>
+      </nav>
       {canDeploy && (
         <div class="actions">
           <button type="button" class="primary" onClick={deploy} disabled={busy} aria-describedby={error ? `${titleId}-error` : undefined}>
@@ -184,6 +246,21 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
           <button type="button" onClick={() => setOptions(true)} aria-haspopup="dialog">
             Deploy with options…
           </button>
+          {runAction && (
+            <button type="button" disabled={busy} onClick={() => setRunning(runAction)}>
+              {runAction === "stop" ? `Stop ${env.name}` : `Start ${env.name}`}
+            </button>
+          )}
+          <details class="menu">
+            <summary>More for {env.name}</summary>
+            {KEPT.includes(env.name) ? (
+              <p class="muted">{env.name} cannot be removed: every app keeps test and live.</p>
+            ) : (
+              <button type="button" class="danger" onClick={() => setRemoving(true)} aria-haspopup="dialog">
+                Remove {env.name}…
+              </button>
+            )}
+          </details>
         </div>
       )}
       {error && (
@@ -192,6 +269,7 @@ function EnvironmentCard({ app, env, last, hostName, canDeploy }: CardProps): JS
         </p>
       )}
       {options && <DeployDialog app={app} env={env} onClose={() => setOptions(false)} />}
+      {removing && <RemoveEnvironmentDialog app={app.name} env={env.name} onClose={() => setRemoving(false)} onRemoved={onRemoved} />}
     </article>
   );
 }
