@@ -7,12 +7,14 @@ import { CutProxy } from "./support/cut-proxy.js";
 import { pageLog, signIn, textMatches } from "./support/dashboard.js";
 import { TestRepo } from "./support/git-repo.js";
 import { Platform } from "./support/platform.js";
+import { waitFor } from "./support/processes.js";
 
 // Issue 14, must shows 2 and 5, in Debian's chromium against the real platform:
 // - the network between the browser and the control plane cut for 10 s while a deployment's log
 //   is followed: afterwards the page holds every line of the log exactly once (the stream resumes
 //   with Last-Event-ID);
-// - an app with 50 environments: its page rendered (50 cards) in under 1 s, measured in the browser.
+// - an app with 50 environments: its page rendered (50 cards) in under 1 s, measured in the browser;
+// - a long deployment history loads a page at a time.
 
 const APP = "slowlog";
 const LINES = 50;
@@ -119,5 +121,27 @@ describe("the dashboard's live log across a network cut, and a page of 50 enviro
     if (process.env.SLIPWAY_RENDER_FIGURES) writeFileSync(path.resolve(process.env.SLIPWAY_RENDER_FIGURES), JSON.stringify({ times, median }));
     expect(median).toBeLessThan(1000);
     expect(await page.locator("article[data-environment]").count()).toBe(50);
+  });
+
+  it("shows a long deployment history a page at a time: 20, then the older ones on request", { timeout: 300_000 }, async () => {
+    // Deployments that fail at once (nothing answers at the repository's address): 23 of them, quickly.
+    const name = "busy";
+    await platform.api.call("POST", "/v1/apps", { name, repository: "http://127.0.0.1:9/nothing.git" });
+    for (let i = 0; i < 23; i++) {
+      const { id } = await platform.api.call("POST", `/v1/apps/${name}/environments/test/deployments`, {});
+      await waitFor(`deployment ${i + 1} to fail`, async () => (await platform.api.call("GET", `/v1/deployments/${id}`)).state === "failed", { timeoutMs: 60_000, intervalMs: 200 });
+    }
+    const all = ((await platform.api.call("GET", `/v1/apps/${name}/environments/test/deployments?limit=100`)) as Array<{ id: string }>).map((d) => d.id);
+    expect(all).toHaveLength(23);
+    await page.goto(`/apps/${name}/environments/test/deployments`);
+    const rows = page.locator(".history-row");
+    await page.getByRole("button", { name: "Older deployments" }).waitFor();
+    expect(await rows.count()).toBe(20);
+    const shownIds = () => rows.evaluateAll((els) => els.map((e) => e.getAttribute("data-deployment")));
+    expect(await shownIds()).toEqual(all.slice(0, 20));
+    await page.getByRole("button", { name: "Older deployments" }).click();
+    await waitFor("the older deployments", async () => (await rows.count()) === 23, { timeoutMs: 10_000, intervalMs: 100 });
+    expect(await shownIds()).toEqual(all);
+    expect(await page.getByRole("button", { name: "Older deployments" }).count()).toBe(0);
   });
 });

@@ -131,4 +131,30 @@ describe.each<DbKind>(["pglite", "postgres"])("REST API on %s", (kind) => {
     const res = await cp.app.inject({ method: "GET", url: "/v1/activity?app=shop", headers: auth() });
     expect(res.json().map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(["app.created", "deployment.requested"]));
   });
+
+  it("pages an environment's deployments newest first with before=<the last id of a page>, without a gap or a repeat", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await cp.app.inject({ method: "POST", url: "/v1/apps/shop/environments/live/deployments", headers: auth(), payload: {} });
+      expect(res.statusCode).toBe(202);
+      ids.unshift(res.json().id);
+      expect((await cp.app.inject({ method: "POST", url: `/v1/deployments/${res.json().id}/cancel`, headers: auth() })).statusCode).toBe(202);
+    }
+    const page = async (query: string) => {
+      const res = await cp.app.inject({ method: "GET", url: `/v1/apps/shop/environments/live/deployments?${query}`, headers: auth() });
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json() as Array<{ id: string }>).map((d) => d.id);
+    };
+    const first = await page("limit=2");
+    const second = await page(`limit=2&before=${first[1]}`);
+    const third = await page(`limit=2&before=${second[1]}`);
+    expect([...first, ...second, ...third]).toEqual(ids);
+    expect(third).toHaveLength(1);
+    // A deployment of another environment is not a place in this list: 400, naming the parameter.
+    const other = await cp.app.inject({ method: "POST", url: "/v1/apps/shop/environments/test/deployments", headers: auth(), payload: {} });
+    await cp.app.inject({ method: "POST", url: `/v1/deployments/${other.json().id}/cancel`, headers: auth() });
+    const refused = await cp.app.inject({ method: "GET", url: `/v1/apps/shop/environments/live/deployments?before=${other.json().id}`, headers: auth() });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().error.details).toEqual({ before: "not a deployment of this environment" });
+  });
 });

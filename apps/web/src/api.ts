@@ -221,8 +221,9 @@ export const api = {
   createApp: (input: { name: string; repository: string }) => request<AppView>("POST", "/v1/apps", input),
   deployKey: (app: string) => request<DeployKey>("GET", `/v1/apps/${seg(app)}/deploy-key`),
 
-  listDeployments: (app: string, env: string, limit = 20) =>
-    request<DeploymentView[]>("GET", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments?limit=${limit}`),
+  /** Newest first; `before` = the last id of the previous page. */
+  listDeployments: (app: string, env: string, limit = 20, before?: string) =>
+    request<DeploymentView[]>("GET", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments?limit=${limit}${before ? `&before=${seg(before)}` : ""}`),
   deploy: (app: string, env: string, input: DeployInput) =>
     request<{ id: string; state: string }>("POST", `/v1/apps/${seg(app)}/environments/${seg(env)}/deployments`, input),
   pending: (app: string, env: string) => request<PendingView>("GET", `/v1/apps/${seg(app)}/environments/${seg(env)}/pending`),

@@ -20,8 +20,11 @@ export function findDeployment(db: Db, id: string): Promise<DeploymentRow | unde
 export function findDeploymentForUpdate(db: Db, id: string): Promise<DeploymentRow | undefined> {
   return db.selectFrom("deployments").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
 }
-export function listDeployments(db: Db, environmentId: string, limit: number): Promise<DeploymentRow[]> {
-  return db.selectFrom("deployments").selectAll().where("environment_id", "=", environmentId).orderBy("queued_at", "desc").orderBy("id").limit(limit).execute();
+/** Newest first (queued_at desc, then id); `before` = a row of the list: only those after it in that order (keyset pagination). */
+export function listDeployments(db: Db, environmentId: string, limit: number, before?: { queued_at: Date; id: string }): Promise<DeploymentRow[]> {
+  let q = db.selectFrom("deployments").selectAll().where("environment_id", "=", environmentId);
+  if (before) q = q.where((eb) => eb.or([eb("queued_at", "<", before.queued_at), eb.and([eb("queued_at", "=", before.queued_at), eb("id", ">", before.id)])]));
+  return q.orderBy("queued_at", "desc").orderBy("id").limit(limit).execute();
 }
 /** The environment's deployment that runs (or is about to), not one waiting behind it. */
 export function findActiveDeployment(db: Db, environmentId: string): Promise<DeploymentRow | undefined> {

@@ -37,10 +37,16 @@ export const deploymentRoutes: FastifyPluginAsync<{ deployments: DeploymentServi
       return reply.status(202).send(d);
     },
   );
-  app.get<{ Params: { app: string; env: string }; Querystring: { limit?: number } }>(
+  app.get<{ Params: { app: string; env: string }; Querystring: { limit?: number; before?: string } }>(
     "/apps/:app/environments/:env/deployments",
-    { schema: { params: envParams, querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 500 } } } } },
-    async (req) => deployments.list(req.principal, req.params.app, req.params.env, req.query.limit ?? 50),
+    {
+      schema: {
+        summary: "The environment's deployments, newest first; `before` = the last id of a page: the next (older) page",
+        params: envParams,
+        querystring: { type: "object", additionalProperties: false, properties: { limit: { type: "integer", minimum: 1, maximum: 500 }, before: { type: "string", format: "uuid" } } },
+      },
+    },
+    async (req) => deployments.list(req.principal, req.params.app, req.params.env, req.query.limit ?? 50, req.query.before),
   );
   app.get<{ Params: { id: string } }>("/deployments/:id", { schema: { params: idParams } }, async (req) => deployments.get(req.principal, req.params.id));
   app.post<{ Params: { id: string } }>("/deployments/:id/cancel", { schema: { params: idParams } }, async (req, reply) =>

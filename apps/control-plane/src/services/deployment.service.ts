@@ -354,11 +354,16 @@ export class DeploymentService {
     return undefined;
   }
 
-  async list(by: Principal, appName: string, envName: string, limit = 50): Promise<DeploymentView[]> {
+  async list(by: Principal, appName: string, envName: string, limit = 50, beforeId?: string): Promise<DeploymentView[]> {
     requireApp(by, appName);
     const app = await apps.getAppByName(this.db, appName);
     const env = await apps.getEnvironment(this.db, app, envName);
-    const rows = await deployments.listDeployments(this.db, env.id, limit);
+    let before: deployments.DeploymentRow | undefined;
+    if (beforeId !== undefined) {
+      before = await deployments.findDeployment(this.db, beforeId);
+      if (!before || before.environment_id !== env.id) throw new InvalidRequestError(`before: '${beforeId}' is not a deployment of ${app.name}/${env.name}`, { details: { before: "not a deployment of this environment" } });
+    }
+    const rows = await deployments.listDeployments(this.db, env.id, limit, before);
     // What can be rolled back to: the kept images, except the one serving now.
     const kept = new Set((await deployments.rollbackCandidates(this.db, env.id, this.rollbackImages)).map((d) => d.image).filter((i) => i !== env.current_image));
     return rows.map((d) => ({ ...toView(d, app.name, env.name), rollbackable: d.state === "succeeded" && d.image !== null && kept.has(d.image) }));

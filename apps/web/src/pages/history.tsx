@@ -8,11 +8,27 @@ import { EnvNav } from "../env-nav";
 import { mayChange, principal } from "../session";
 import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
 
-/** An environment's deployments, newest first; Rollback on those whose image is kept (for those who may change the app). */
+const PAGE = 20;
+
+/** An environment's deployments, newest first, a page at a time; Rollback on those whose image is kept (for those who may change the app). */
 export function HistoryPage({ app, env }: { app: string; env: string }): JSX.Element {
-  const list = useResource(() => api.listDeployments(app, env, 50), `${app}/${env}`);
+  // A page at a time (one more asked, to know whether there are older ones): no page loads more than it shows.
+  const list = useResource(() => api.listDeployments(app, env, PAGE + 1), `${app}/${env}`);
+  const [older, setOlder] = useState<{ rows: DeploymentView[]; more: boolean; busy: boolean; error?: string }>({ rows: [], more: false, busy: false });
   const [target, setTarget] = useState<DeploymentView | undefined>(undefined);
   const canChange = mayChange(principal.value, app);
+  const loadOlder = async () => {
+    const shown = [...(list.data ?? []).slice(0, PAGE), ...older.rows];
+    const last = shown[shown.length - 1];
+    if (!last) return;
+    setOlder((o) => ({ ...o, busy: true, error: undefined }));
+    try {
+      const rows = await api.listDeployments(app, env, PAGE + 1, last.id);
+      setOlder((o) => ({ rows: [...o.rows, ...rows.slice(0, PAGE)], more: rows.length > PAGE, busy: false }));
+    } catch (err) {
+      setOlder((o) => ({ ...o, busy: false, error: messageOf(err) }));
+    }
+  };
 
   return (
     <>
@@ -25,7 +41,7 @@ export function HistoryPage({ app, env }: { app: string; env: string }): JSX.Ele
       {list.data && list.data.length === 0 && <p class="muted">No deployment yet.</p>}
       {list.data && list.data.length > 0 && (
         <ol class="history" aria-label="Deployments">
-          {list.data.map((d) => (
+          {[...list.data.slice(0, PAGE), ...older.rows].map((d) => (
             <li key={d.id} class="history-row" data-deployment={d.id}>
               <StateBadge state={d.state} />
               <Link href={`/deployments/${encodeURIComponent(d.id)}`}>{d.kind && d.kind !== "deploy" ? `${d.kind} ` : ""}{d.commit ? d.commit.slice(0, 7) : d.id.slice(0, 8)}</Link>
@@ -42,6 +58,14 @@ export function HistoryPage({ app, env }: { app: string; env: string }): JSX.Ele
           ))}
         </ol>
       )}
+      {list.data && (older.rows.length > 0 ? older.more : list.data.length > PAGE) && (
+        <p>
+          <button type="button" onClick={loadOlder} disabled={older.busy}>
+            {older.busy ? "Loading older deployments…" : "Older deployments"}
+          </button>
+        </p>
+      )}
+      {older.error && <Alert>{older.error}</Alert>}
       {target && <RollbackDialog app={app} env={env} target={target} onClose={() => setTarget(undefined)} />}
     </>
   );
