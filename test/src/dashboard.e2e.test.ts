@@ -58,6 +58,7 @@ describe("the web dashboard in a real browser", () => {
     const bodies = await Promise.all(scripts);
     expect(bodies.length).toBeGreaterThan(0);
     const gzipped = bodies.reduce((n, b) => n + gzipSync(b).length, 0);
+    console.info(`first page: ${bodies.length} script(s), ${(bodies.reduce((n, b) => n + b.length, 0) / 1024).toFixed(1)} KB, ${(gzipped / 1024).toFixed(1)} KB gzipped`);
     expect(gzipped).toBeLessThan(FIRST_PAGE_JS_LIMIT);
     await expectAccessible(page, "the sign-in page");
     await shot(page, "sign-in");
