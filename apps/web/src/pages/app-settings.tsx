@@ -58,7 +58,8 @@ function SettingsForm({ app, settings, canChange }: { app: string; settings: App
     setRows(next);
     setAnnounce(`${next[j]!.label || "Command"} moved to position ${j + 1} of ${next.length}`);
     // The button pressed may vanish at the list's end: keep the focus on the row's own button.
-    requestAnimationFrame(() => document.getElementById(`rc-${next[j]!.id}-${by < 0 ? "up" : "down"}`)?.focus() ?? document.getElementById(`rc-${next[j]!.id}-label`)?.focus());
+    const id = next[j]!.id;
+    requestAnimationFrame(() => (document.getElementById(`rc-${id}-${by < 0 ? "up" : "down"}`) ?? document.getElementById(`rc-${id}-${by < 0 ? "down" : "up"}`))?.focus());
   };
   const update = (i: number, k: "label" | "command", v: string) => setRows((r) => r.map((row, n) => (n === i ? { ...row, [k]: v } : row)));
 
@@ -106,12 +107,12 @@ function SettingsForm({ app, settings, canChange }: { app: string; settings: App
                 {canChange && (
                   <div class="actions">
                     {i > 0 && (
-                      <button type="button" class="small" id={`rc-${row.id}-up`} onClick={() => move(i, -1)} aria-label={`Move ${row.label || `command ${i + 1}`} up`}>
+                      <button type="button" class="small" id={`rc-${row.id}-up`} onClick={() => move(i, -1)} aria-label={`Move up ${row.label || `command ${i + 1}`}`}>
                         Move up
                       </button>
                     )}
                     {i < rows.length - 1 && (
-                      <button type="button" class="small" id={`rc-${row.id}-down`} onClick={() => move(i, 1)} aria-label={`Move ${row.label || `command ${i + 1}`} down`}>
+                      <button type="button" class="small" id={`rc-${row.id}-down`} onClick={() => move(i, 1)} aria-label={`Move down ${row.label || `command ${i + 1}`}`}>
                         Move down
                       </button>
                     )}

@@ -49,7 +49,10 @@ export function AddEnvironmentDialog({ app, onClose, onAdded }: { app: AppView; 
       <form onSubmit={submit} noValidate>
         <h2 id="add-env-title">Add an environment to {app.name}</h2>
         <Field id="add-env-name" label="Name" error={errors.fields.name} hint="1-20 of a-z, 0-9 and -; it becomes part of its URL">
-          {(aria) => <input {...aria} autocomplete="off" spellcheck={false} value={name} onInput={(ev) => setName(ev.currentTarget.value)} />}
+          {(aria) => <input {...aria} autocomplete="off" spellcheck={false} value={name} onInput={(ev) => {
+            setName(ev.currentTarget.value);
+            setErrors({ fields: {} });
+          }} />}
         </Field>
         <fieldset>
           <legend>Start from</legend>

@@ -149,7 +149,7 @@ function Variables({ app, env, canChange, canReveal }: { app: string; env: strin
                 ) : (
                   <>
                     <code class="variable-name">{name}</code>
-                    <code class="variable-value" aria-label={`value of ${name}`}>
+                    <code class="variable-value" data-value-of={name}>
                       {name in revealed ? revealed[name] : vars.data![name] === MASK ? "••••••••" : vars.data![name]}
                     </code>
                     <span class="variable-actions">
