@@ -16,6 +16,7 @@ import type { LogRelay } from "./bus/log-relay.js";
 import type { ShellRelay } from "./bus/shell-relay.js";
 import { logsRoutes } from "./routes/logs.routes.js";
 import { shellRoutes } from "./routes/shell.routes.js";
+import { shellWsRoutes } from "./routes/shell-ws.routes.js";
 import type { Db } from "./db/database.js";
 import { systemRoutes } from "./routes/system.routes.js";
 import { resolveWebDir, webRoutes } from "./routes/web.routes.js";
@@ -160,8 +161,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(hostRoutes, { hosts: deps.hosts, ...(deps.drains ? { drains: deps.drains } : {}) });
       await v1.register(dataRoutes, { data: deps.data });
       if (deps.metrics) await v1.register(envMetricsRoutes, { metrics: deps.metrics });
-      if (deps.logs) await v1.register(logsRoutes, { db: deps.db, relay: deps.logs });
+      if (deps.logs) await v1.register(logsRoutes, { db: deps.db, relay: deps.logs, ...(deps.streams ? { streams: deps.streams } : {}) });
       if (deps.shells) await v1.register(shellRoutes, { db: deps.db, relay: deps.shells });
+      if (deps.shells) await v1.register(shellWsRoutes, { db: deps.db, relay: deps.shells, ...cookieOptions });
       await v1.register(activityRoutes, { db: deps.db });
       await v1.register(liveRoutes, { live: new LiveService(deps.db, deps.deployments, deps.apps, () => deps.hosts.onlineWindowMs()), ...(deps.streams ? { streams: deps.streams } : {}) });
       if (deps.hooks) await v1.register(hookRoutes, deps.hooks);

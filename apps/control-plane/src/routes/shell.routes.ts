@@ -86,8 +86,8 @@ export const shellRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay }> = as
 };
 
 /** The Open frame is small: a command line and a terminal size. */
-const OPEN_FRAME_MAX = 64 * 1024;
-const OPEN_FRAME_TIMEOUT_MS = 10_000;
+export const OPEN_FRAME_MAX = 64 * 1024;
+export const OPEN_FRAME_TIMEOUT_MS = 10_000;
 
 /** Reads the body's first frame, which must be Open; leaves the stream paused with what followed it in `rest`. */
 function readOpenFrame(input: Readable): Promise<{ options: unknown; rest: Buffer }> {
@@ -131,7 +131,7 @@ function readOpenFrame(input: Readable): Promise<{ options: unknown; rest: Buffe
 }
 
 /** Validates the Open frame's options: the command (default: the container's /bin/sh) and the terminal. */
-function shellOptions(raw: unknown): { command: string[]; tty: boolean; rows: number; cols: number } {
+export function shellOptions(raw: unknown): { command: string[]; tty: boolean; rows: number; cols: number } {
   const bad = (field: string, why: string) => new InvalidRequestError(`${field} ${why}`, { details: { [field]: why } });
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw bad("body", "must start with an Open frame holding a JSON object");
   const o = raw as Record<string, unknown>;
