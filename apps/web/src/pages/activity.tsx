@@ -40,6 +40,9 @@ export function ActivityPage(): JSX.Element {
   const key = `${filter.app ?? ""}/${filter.env ?? ""}`;
 
   const apps = useResource(() => api.listApps(), "apps");
+  // Entries name hosts by id: an admin sees their names too (hosts are an admin's to list).
+  const hosts = useResource(() => (admin ? adminApi.listHosts() : Promise.resolve([])), admin ? "hosts" : "none");
+  const hostNames = Object.fromEntries((hosts.data ?? []).map((h) => [h.id, h.name]));
   const appNames = apps.data ? apps.data.map((a) => a.name) : admin ? [] : [...(who?.apps ?? [])];
   const envNames = filter.app ? (apps.data?.find((a) => a.name === filter.app)?.environments.map((e) => e.name) ?? []) : [];
   // A filter from a link may name what the lists do not have (yet): it stays selectable.
@@ -75,13 +78,13 @@ export function ActivityPage(): JSX.Element {
           </select>
         </div>
       </form>
-      {!admin && appNames.length === 0 ? <p class="muted">Your token names no app, so there is no activity to show.</p> : <Feed key={key} filter={filter} />}
+      {!admin && appNames.length === 0 ? <p class="muted">Your token names no app, so there is no activity to show.</p> : <Feed key={key} filter={filter} hostNames={hostNames} />}
     </>
   );
 }
 
 /** One filter's feed: the first page, then live entries on top and older pages below. */
-function Feed({ filter }: { filter: ActivityFilter }): JSX.Element {
+function Feed({ filter, hostNames }: { filter: ActivityFilter; hostNames: Record<string, string> }): JSX.Element {
   const first = useResource(() => adminApi.activity(filter, { limit: PAGE }), "first");
   const [entries, setEntries] = useState<ActivityEntry[]>([]);
   const [older, setOlder] = useState<{ busy: boolean; end: boolean; error?: string }>({ busy: false, end: false });
@@ -132,7 +135,7 @@ function Feed({ filter }: { filter: ActivityFilter }): JSX.Element {
       {entries.length > 0 && (
         <ol class="activity" aria-label="Activity, newest first">
           {entries.map((e) => (
-            <ActivityRow key={e.id} entry={e} />
+            <ActivityRow key={e.id} entry={e} hostNames={hostNames} />
           ))}
         </ol>
       )}
@@ -147,7 +150,7 @@ function Feed({ filter }: { filter: ActivityFilter }): JSX.Element {
   );
 }
 
-function ActivityRow({ entry: e }: { entry: ActivityEntry }): JSX.Element {
+function ActivityRow({ entry: e, hostNames }: { entry: ActivityEntry; hostNames: Record<string, string> }): JSX.Element {
   const facts = Object.entries(e.details ?? {}).filter(([, v]) => v !== null && v !== undefined && v !== "" && !(Array.isArray(v) && v.length === 0));
   return (
     <li class="activity-row" data-action={e.action} data-id={e.id}>
@@ -167,7 +170,15 @@ function ActivityRow({ entry: e }: { entry: ActivityEntry }): JSX.Element {
           {facts.map(([k, v]) => (
             <div key={k}>
               <dt>{k}</dt>
-              <dd>{k === "deployment" && typeof v === "string" ? <Link href={`/deployments/${encodeURIComponent(v)}`}>{v.slice(0, 8)}</Link> : show(v)}</dd>
+              <dd>
+                {k === "deployment" && typeof v === "string" ? (
+                  <Link href={`/deployments/${encodeURIComponent(v)}`}>{v.slice(0, 8)}</Link>
+                ) : typeof v === "string" && hostNames[v] ? (
+                  <span title={v}>{hostNames[v]}</span>
+                ) : (
+                  show(v)
+                )}
+              </dd>
             </div>
           ))}
         </dl>

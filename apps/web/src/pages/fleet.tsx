@@ -163,7 +163,7 @@ function HostCard({ host: h, now, onChange, reload }: HostCardProps): JSX.Elemen
         <dd>{labels.length ? labels.map(([k, v]) => <code key={k} class="label">{`${k}=${v}`}</code>) : <span class="muted">none</span>}</dd>
         <dt>Load</dt>
         <dd>
-          CPU {Math.round((h.load?.cpu ?? 0) * 100)} %, memory {bytes(h.load?.memoryUsedBytes)} used, {h.load?.containers ?? 0} containers
+          CPU {Math.round((h.load?.cpu ?? 0) * 100)} %, memory {bytes(h.load?.memoryUsedBytes)} used, {h.load?.containers ?? 0} container{h.load?.containers === 1 ? "" : "s"}
         </dd>
         <dt>Capacity</dt>
         <dd>
