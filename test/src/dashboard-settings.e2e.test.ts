@@ -124,6 +124,41 @@ describe("the dashboard's settings pages in a real browser", () => {
     await textMatches(page.locator(".settings-section .saved").first(), /Saved 2 variables \(FEATURE_X, QUOTED\)/);
     expect(await api("GET", `/v1/apps/${APP}/environments/test/variables?reveal=true`)).toEqual({ ...before.vars, FEATURE_X: "on", QUOTED: "a b" });
 
+    // Edit one (the focus goes to its new value, and back to Edit afterwards), then remove it.
+    await page.getByRole("button", { name: "Edit QUOTED" }).click();
+    const newValue = page.getByLabel("New value of QUOTED");
+    await waitFor("the new value's field to take the focus", () => newValue.evaluate((el) => el === document.activeElement), { timeoutMs: 5_000, intervalMs: 50 });
+    await page.keyboard.type("c d");
+    await page.keyboard.press("Enter");
+    await textMatches(page.locator(".settings-section .saved").first(), /Saved QUOTED\./);
+    expect(await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("Edit QUOTED");
+    expect((await api("GET", `/v1/apps/${APP}/environments/test/variables?reveal=true`)).QUOTED).toBe("c d");
+    await page.getByRole("button", { name: "Remove QUOTED" }).click();
+    await textMatches(page.locator(".settings-section .saved").first(), /Removed QUOTED\./);
+    expect(await api("GET", `/v1/apps/${APP}/environments/test/variables?reveal=true`)).toEqual({ ...before.vars, FEATURE_X: "on" });
+
+    // A domain of its own, added and removed; basic auth on, then off.
+    await domain.getByLabel("Add a domain").fill("www.sets.example");
+    await domain.getByRole("button", { name: "Add domain" }).click();
+    await textMatches(page.getByRole("list", { name: "Custom domains" }), /www\.sets\.example/);
+    expect((await api("GET", `/v1/apps/${APP}/environments/test`)).domains).toEqual([`${APP}-test.localhost`, "www.sets.example"]);
+    await page.getByRole("button", { name: "Remove www.sets.example" }).click();
+    await page.getByText("No domain of its own.").waitFor();
+    expect((await api("GET", `/v1/apps/${APP}/environments/test`)).domains).toEqual([`${APP}-test.localhost`]);
+    const auth = page.getByRole("form", { name: "Basic auth" });
+    await auth.getByLabel("User name").fill("ann");
+    await auth.getByLabel("Password").fill("short");
+    await auth.getByRole("button", { name: "Turn basic auth on" }).click();
+    await textMatches(page.locator("#auth-password-error"), /password/);
+    expect((await api("GET", `/v1/apps/${APP}/environments/test`)).basicAuth).toBeNull();
+    await auth.getByLabel("Password").fill("long enough secret");
+    await auth.getByRole("button", { name: "Turn basic auth on" }).click();
+    await textMatches(page.locator("#auth-title").locator("xpath=.."), /On: visitors sign in as ann\./);
+    expect((await api("GET", `/v1/apps/${APP}/environments/test`)).basicAuth).toEqual({ username: "ann" });
+    await auth.getByRole("button", { name: "Turn basic auth off" }).click();
+    await textMatches(page.locator("#auth-title").locator("xpath=.."), /Off: anyone with the URL/);
+    expect((await api("GET", `/v1/apps/${APP}/environments/test`)).basicAuth).toBeNull();
+
     // Sleep after 600 s and a label, in one request: saved and said so; sleep applies at once.
     await page.reload();
     await page.getByRole("heading", { name: `Settings of ${APP} / test`, level: 1 }).waitFor();

@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { ComponentChildren, JSX } from "preact";
 import { ApiError } from "../api";
 import { MASK, settingsApi, settingsErrors, type EnvironmentPatch, type EnvironmentSettingsView } from "../api/settings";
@@ -100,6 +100,11 @@ function Variables({ app, env, canChange, canReveal }: { app: string; env: strin
     setRevealed((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !(k in changes))));
     setSaved({ text, pending: true });
   };
+  /** Back from the edit form: the focus returns to the row's Edit button. */
+  const stopEditing = (name: string) => {
+    setEditing(undefined);
+    requestAnimationFrame(() => document.getElementById(`var-${name}-edit`)?.focus());
+  };
   const remove = async (name: string) => {
     setBusy(true);
     setError(undefined);
@@ -140,10 +145,10 @@ function Variables({ app, env, canChange, canReveal }: { app: string; env: strin
                   <VariableForm
                     idBase={`var-edit-${name}`}
                     fixedName={name}
-                    onCancel={() => setEditing(undefined)}
+                    onCancel={() => stopEditing(name)}
                     onSave={async (n, v) => {
                       await change({ [n]: v }, `Saved ${n}`);
-                      setEditing(undefined);
+                      stopEditing(name);
                     }}
                   />
                 ) : (
@@ -160,7 +165,7 @@ function Variables({ app, env, canChange, canReveal }: { app: string; env: strin
                       )}
                       {canChange && (
                         <>
-                          <button type="button" class="small" onClick={() => setEditing(name)} aria-label={`Edit ${name}`}>
+                          <button type="button" class="small" id={`var-${name}-edit`} onClick={() => setEditing(name)} aria-label={`Edit ${name}`}>
                             Edit
                           </button>
                           <button type="button" class="small danger" disabled={busy} onClick={() => remove(name)} aria-label={`Remove ${name}`}>
@@ -195,6 +200,10 @@ function VariableForm({ idBase, fixedName, onSave, onCancel }: { idBase: string;
   const [value, setValue] = useState("");
   const [errors, setErrors] = useState<FormErrors>({ fields: {} });
   const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    // Editing one: the value's field takes the focus (the Edit button pressed is gone).
+    if (fixedName) document.getElementById(`${idBase}-value`)?.focus();
+  }, []);
   const submit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
