@@ -1,5 +1,4 @@
-import { writeFileSync } from "node:fs";
-import path from "node:path";
+import { randomUUID } from "node:crypto";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BrowserUnderTest } from "./support/browser.js";
@@ -9,12 +8,11 @@ import { TestRepo } from "./support/git-repo.js";
 import { Platform } from "./support/platform.js";
 import { waitFor } from "./support/processes.js";
 
-// Issue 14, must shows 2 and 5, in Debian's chromium against the real platform:
-// - the network between the browser and the control plane cut for 10 s while a deployment's log
-//   is followed: afterwards the page holds every line of the log exactly once (the stream resumes
-//   with Last-Event-ID);
-// - an app with 50 environments: its page rendered (50 cards) in under 1 s, measured in the browser;
-// - a long deployment history loads a page at a time.
+// Issue 14, must show 2, in Debian's chromium against the real platform: the network between the
+// browser and the control plane cut for 10 s while a deployment's log is followed: afterwards the
+// page holds every line of the log exactly once (the stream resumes with Last-Event-ID). And a long
+// deployment history loads a page at a time; the Apps page follows changes by itself.
+// (Must show 5, the page of 50 environments in under 1 s, is timed alone: dashboard-render.serial.test.ts.)
 
 const APP = "slowlog";
 const LINES = 50;
@@ -24,7 +22,8 @@ function slowBuildApp(): Record<string, string> {
   return {
     Dockerfile: [
       "FROM slipway/busybox:1",
-      `RUN i=1; while [ $i -le ${LINES} ]; do echo "counted line $i"; i=$((i+1)); sleep 0.5; done`,
+      // A step of its own on every run: Docker's build cache would otherwise skip it (and its lines) the next time.
+      `RUN echo "build ${randomUUID()}"; i=1; while [ $i -le ${LINES} ]; do echo "counted line $i"; i=$((i+1)); sleep 0.5; done`,
       "COPY index.html /www/index.html",
       "EXPOSE 8080",
       'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
@@ -34,7 +33,7 @@ function slowBuildApp(): Record<string, string> {
   };
 }
 
-describe("the dashboard's live log across a network cut, and a page of 50 environments", () => {
+describe("the dashboard's live log across a network cut, long lists, live lists", () => {
   const platform = new Platform({ database: "postgres" });
   const repo = new TestRepo();
   let proxy: CutProxy;
@@ -91,36 +90,16 @@ describe("the dashboard's live log across a network cut, and a page of 50 enviro
     expect(counted.map((l) => Number(/(\d+)$/.exec(l)![1]))).toEqual(Array.from({ length: LINES }, (_, i) => i + 1));
   });
 
-  it("renders an app page with 50 environments in under 1 s", { timeout: 300_000 }, async () => {
-    const name = "many";
+  it("keeps the Apps page current by itself: an environment added through the API shows up without a reload", async () => {
+    const name = "growing";
     await platform.api.call("POST", "/v1/apps", { name, repository: repo.url });
-    for (let i = 1; i <= 48; i++) await platform.api.call("POST", `/v1/apps/${name}/environments`, { name: `review-${i}` });
-    const envs = (await platform.api.call("GET", `/v1/apps/${name}`)).environments as unknown[];
-    expect(envs).toHaveLength(50);
-
-    // performance.now() counts from the navigation's start: the time until the 50th card is in the
-    // page, in the browser, including the script's load, the session check and the API's answer.
-    const measure = async (): Promise<number> => {
-      await page.addInitScript(() => {
-        const w = window as unknown as { renderedAt?: number };
-        const seen = () => {
-          if (w.renderedAt === undefined && document.querySelectorAll("article[data-environment]").length >= 50) w.renderedAt = performance.now();
-        };
-        new MutationObserver(seen).observe(document, { subtree: true, childList: true });
-      });
-      await page.goto(`/apps/${name}`);
-      await page.waitForFunction(() => (window as unknown as { renderedAt?: number }).renderedAt !== undefined, undefined, { timeout: 30_000 });
-      return page.evaluate(() => (window as unknown as { renderedAt: number }).renderedAt);
-    };
-    await measure(); // warm: the browser's cache holds the script, as it does for a returning admin
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) times.push(await measure());
-    const sorted = [...times].sort((a, b) => a - b);
-    const median = sorted[2]!;
-    console.info(`app page with 50 environments: rendered in ${times.map((t) => t.toFixed(0)).join(", ")} ms (median ${median.toFixed(0)} ms)`);
-    if (process.env.SLIPWAY_RENDER_FIGURES) writeFileSync(path.resolve(process.env.SLIPWAY_RENDER_FIGURES), JSON.stringify({ times, median }));
-    expect(median).toBeLessThan(1000);
-    expect(await page.locator("article[data-environment]").count()).toBe(50);
+    await page.goto("/");
+    const envs = page.getByRole("list", { name: `Environments of ${name}` });
+    await textMatches(envs, /live/);
+    await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
+    await platform.api.call("POST", `/v1/apps/${name}/environments`, { name: "review-1" });
+    await textMatches(envs, /review-1/, 10_000);
+    expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
   });
 
   it("shows a long deployment history a page at a time: 20, then the older ones on request", { timeout: 300_000 }, async () => {

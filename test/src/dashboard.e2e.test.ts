@@ -177,6 +177,7 @@ describe("the web dashboard in a real browser", () => {
     const href = await test.getByRole("link", { name: /^http/ }).getAttribute("href");
     expect(href).toBe(`http://${APP}-test.localhost/`);
     // The platform under test publishes no ingress port in URLs: the same host name on the agent's port.
+    await browser.forward(agent.ingressPort);
     const site = await browser.plainPage();
     await site.goto(`http://${APP}-test.localhost:${agent.ingressPort}/`);
     expect((await site.textContent("body"))?.trim()).toBe(BODY);

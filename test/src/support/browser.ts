@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from "playwright-core";
+import { BrowserNetns } from "./browser-netns.js";
 
 /** Debian's chromium (scripts/setup installs it); playwright-core never downloads a browser here. */
 export const CHROMIUM = "/usr/bin/chromium";
@@ -24,11 +25,20 @@ export class BrowserUnderTest {
   private context?: BrowserContext;
   private readonly problems: string[] = [];
   private expected: RegExp[] = [];
+  private netns?: BrowserNetns;
 
   constructor(private readonly opts: BrowserOptions) {}
 
+  /**
+   * Starts chromium in a network namespace of its own (browser-netns.ts: the host's Docker
+   * networks coming and going would fail its requests with ERR_NETWORK_CHANGED), reaching the
+   * baseURL's port, and more with `forward(port)`.
+   */
   async start(): Promise<void> {
-    this.browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+    this.netns = new BrowserNetns();
+    const executablePath = await this.netns.start(CHROMIUM);
+    await this.netns.forward(Number(new URL(this.opts.baseURL).port));
+    this.browser = await chromium.launch({ executablePath, args: FLAGS, headless: true });
     this.context = await this.browser.newContext({ baseURL: this.opts.baseURL, viewport: this.opts.viewport ?? { width: 1280, height: 800 } });
   }
 
@@ -49,6 +59,12 @@ export class BrowserUnderTest {
   async plainPage(): Promise<Page> {
     if (!this.context) throw new Error("BrowserUnderTest.start() first");
     return this.context.newPage();
+  }
+
+  /** Lets the browser reach 127.0.0.1:<port> of the host too (an environment's ingress, say). */
+  async forward(port: number): Promise<void> {
+    if (!this.netns) throw new Error("BrowserUnderTest.start() first");
+    await this.netns.forward(port);
   }
 
   get browserContext(): BrowserContext {
@@ -72,6 +88,8 @@ export class BrowserUnderTest {
     await this.browser?.close().catch(() => undefined);
     this.context = undefined;
     this.browser = undefined;
+    await this.netns?.close().catch(() => undefined);
+    this.netns = undefined;
   }
 }
 

@@ -1,15 +1,28 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import type { JSX } from "preact";
-import { api, isSshRepository, type AppView, type DeployKey } from "../api";
+import { api, isSshRepository, streams, type AppView, type DeployKey } from "../api";
 import { formErrors, messageOf, type FormErrors } from "../errors";
 import { Link, navigate } from "../router";
 import { isAdmin, principal } from "../session";
+import { useEventStream } from "../sse";
 import { Alert, Field, Loading, PageTitle, StateBadge, useResource } from "../ui";
 
 /** Every app the token may see, with its environments' states at a glance; admins create apps here. */
 export function AppsPage(): JSX.Element {
   const apps = useResource(() => api.listApps(), "apps");
   const admin = isAdmin(principal.value);
+  // Live: every change to an app or environment is in the activity feed; the list is read again
+  // after one (at most twice a second, however many arrive), so the states shown follow by themselves.
+  const pendingReload = useRef<number | undefined>(undefined);
+  useEventStream(streams.activity(), {
+    activity: () => {
+      if (pendingReload.current !== undefined) return;
+      pendingReload.current = window.setTimeout(() => {
+        pendingReload.current = undefined;
+        apps.reload();
+      }, 500);
+    },
+  });
   return (
     <>
       <PageTitle title="Apps">Apps</PageTitle>
