@@ -19,6 +19,11 @@ export function DataPage({ app, env }: { app: string; env: string }): JSX.Elemen
   const appView = useResource(() => api.getApp(app), app);
   const backups = useResource(() => dataApi.listBackups(app, env), `${app}/${env}`);
   const [operation, setOperation] = useState<string | undefined>(undefined);
+  const [operationRunning, setOperationRunning] = useState(false);
+  const start = (id: string) => {
+    setOperation(id);
+    setOperationRunning(true);
+  };
   const canChange = mayChange(principal.value, app);
   const envNames = appView.data?.environments.map((e) => e.name) ?? [];
 
@@ -37,9 +42,15 @@ export function DataPage({ app, env }: { app: string; env: string }): JSX.Elemen
         Data of {app} / {env}
       </PageTitle>
       {appView.error && <Alert>{appView.error}</Alert>}
-      {operation && <OperationProgress id={operation} onDone={backups.reload} onDismiss={() => setOperation(undefined)} />}
-      <Backups app={app} env={env} backups={backups.data} error={backups.error} loading={backups.loading} reload={backups.reload} envNames={envNames} canChange={canChange} onOperation={setOperation} />
-      {canChange && envNames.length > 1 && <ContentCopy app={app} env={env} envNames={envNames} busy={operation !== undefined} onOperation={setOperation} />}
+      {operation && <OperationProgress
+          id={operation}
+          onDone={() => {
+            setOperationRunning(false);
+            backups.reload();
+          }}
+          onDismiss={() => setOperation(undefined)} />}
+      <Backups app={app} env={env} backups={backups.data} error={backups.error} loading={backups.loading} reload={backups.reload} envNames={envNames} canChange={canChange} onOperation={start} />
+      {canChange && envNames.length > 1 && <ContentCopy app={app} env={env} envNames={envNames} busy={operationRunning} onOperation={start} />}
       <Schedule app={app} env={env} canChange={canChange} />
     </>
   );
@@ -85,7 +96,7 @@ function OperationProgress({ id, onDone, onDismiss }: { id: string; onDone: () =
         <div role="status" aria-live="polite" class="operation-status">
           <p>
             <StateBadge state={op.state} /> {parts}
-            {op.progress.phase ? `, ${op.progress.phase}` : ""}
+            {op.progress.phase && !isFinished(op.state) ? ` (now: ${op.progress.phase.replace(/-/g, " ")})` : ""}
           </p>
           <p class="progress-counts">
             <span data-bytes={op.progress.bytes}>{formatBytes(op.progress.bytes)} copied</span>, <span data-objects={op.progress.objects}>{op.progress.objects} objects</span>

@@ -202,7 +202,7 @@ function Graph({ id, title, unit, snap, series }: GraphProps): JSX.Element {
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true, range: () => rangeRef.current }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{ stroke: "#57606a", grid: { stroke: "#eaeef2" } }, { stroke: "#57606a", grid: { stroke: "#eaeef2" }, size: 56, values: (_u, ticks) => ticks.map((t) => formatNumber(t)) }],
-      series: [{}, ...series.map((s) => ({ label: s.style.label, stroke: s.style.color, width: 2, dash: s.style.dash, spanGaps: false, points: { show: false } }))],
+      series: [{}, ...series.map((s) => ({ label: s.style.label, stroke: s.style.color, width: 2, dash: s.style.dash, spanGaps: false, points: { show: sparse, size: 5 } }))],
       hooks: { draw: [(u: uPlot) => drawMarkers(u, markers.current)] },
     };
     const u = new uPlot(opts, data, el);
@@ -247,6 +247,17 @@ function Graph({ id, title, unit, snap, series }: GraphProps): JSX.Element {
   );
 }
 
+/** Dots on a series with gaps and few values: an isolated measured minute shows, where a line would not. */
+function sparse(u: uPlot, seriesIdx: number): boolean {
+  let n = 0;
+  let gaps = 0;
+  for (const v of u.data[seriesIdx] ?? []) {
+    if (v === null || v === undefined) gaps++;
+    else n++;
+  }
+  return gaps > 0 && n <= 60;
+}
+
 /** Vertical dashed lines where deployments finished, each labelled D1, D2, … as in the list below the graphs. */
 function drawMarkers(u: uPlot, markers: Marker[]): void {
   const ctx = u.ctx;
@@ -264,7 +275,10 @@ function drawMarkers(u: uPlot, markers: Marker[]): void {
     ctx.moveTo(x, top);
     ctx.lineTo(x, top + height);
     ctx.stroke();
-    ctx.fillText(m.label, x + 3 * uPlot.pxRatio, top + 11 * uPlot.pxRatio);
+    // Labels near the right edge go to the left of their line, so they are not cut off.
+    const textWidth = ctx.measureText(m.label).width;
+    const tx = x + 3 * uPlot.pxRatio + textWidth > left + width ? x - 3 * uPlot.pxRatio - textWidth : x + 3 * uPlot.pxRatio;
+    ctx.fillText(m.label, tx, top + 11 * uPlot.pxRatio);
   }
   ctx.restore();
 }
