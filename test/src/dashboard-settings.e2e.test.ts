@@ -128,6 +128,7 @@ describe("the dashboard's settings pages in a real browser", () => {
     await page.getByRole("button", { name: "Edit QUOTED" }).click();
     const newValue = page.getByLabel("New value of QUOTED");
     await waitFor("the new value's field to take the focus", () => newValue.evaluate((el) => el === document.activeElement), { timeoutMs: 5_000, intervalMs: 50 });
+    await expectAccessible(page, "the environment settings page editing a variable");
     await page.keyboard.type("c d");
     await page.keyboard.press("Enter");
     await textMatches(page.locator(".settings-section .saved").first(), /Saved QUOTED\./);
