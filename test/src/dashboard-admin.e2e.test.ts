@@ -74,6 +74,18 @@ describe("the dashboard's fleet, tokens and activity pages", () => {
     await textMatches(card(toName).locator(".host-states"), /^online$/);
     expect((await api().call("GET", `/v1/hosts/${to.hostId}`)).state).toBe("online");
 
+    // Revoking asks for the host's name typed; kept, nothing changes.
+    await card(toName).getByRole("button", { name: `Revoke ${toName}` }).click();
+    const revoke = page.getByRole("dialog", { name: `Revoke ${toName}?` });
+    const confirm = revoke.getByRole("button", { name: `Revoke ${toName}` });
+    expect(await confirm.isDisabled()).toBe(true);
+    await revoke.getByLabel(`Type ${toName} to confirm`).fill(fromName);
+    expect(await confirm.isDisabled()).toBe(true);
+    await expectAccessible(page, "the revoke dialog");
+    await page.keyboard.press("Escape");
+    await revoke.waitFor({ state: "detached" });
+    expect((await api().call("GET", `/v1/hosts/${to.hostId}`)).adminState).toBe("active");
+
     // Every text the drain's status line shows, as it shows it (a short state could pass between two reads of the test).
     await page.evaluate(() => {
       const w = window as unknown as { drainTexts: string[] };

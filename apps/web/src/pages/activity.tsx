@@ -151,7 +151,10 @@ function Feed({ filter, hostNames }: { filter: ActivityFilter; hostNames: Record
 }
 
 function ActivityRow({ entry: e, hostNames }: { entry: ActivityEntry; hostNames: Record<string, string> }): JSX.Element {
-  const facts = Object.entries(e.details ?? {}).filter(([, v]) => v !== null && v !== undefined && v !== "" && !(Array.isArray(v) && v.length === 0));
+  const d = e.details ?? {};
+  const empty = (v: unknown) => v === null || v === undefined || v === "" || (typeof v === "object" && Object.keys(v).length === 0);
+  // A host's id says nothing more where the entry already names the host.
+  const facts = Object.entries(d).filter(([k, v]) => !empty(v) && !(k === "hostId" && typeof v === "string" && hostNames[v] !== undefined && d.name === hostNames[v]));
   return (
     <li class="activity-row" data-action={e.action} data-id={e.id}>
       <div class="activity-head">
