@@ -215,7 +215,7 @@ describe("the web dashboard in a real browser", () => {
   it("shows a changed variable's name (never its value) on the Pending page, and deploys it from there", async () => {
     const secret = "not-for-the-page-4711";
     // A new commit too: the deployment builds another image, so the first one can be rolled back to.
-    repo.commit(helloApp(`${BODY}, v2`), "v2");
+    const v2 = repo.commit(helloApp(`${BODY}, v2`), "v2");
     await platform.api.call("PATCH", `/v1/apps/${APP}/environments/test/variables`, { DASH_GREETING: secret });
     await page.goto(`/apps/${APP}`);
     const test = page.getByRole("article", { name: "test", exact: true });
@@ -224,6 +224,10 @@ describe("the web dashboard in a real browser", () => {
     expect(new URL(page.url()).pathname).toBe(`/apps/${APP}/environments/test/pending`);
     await textMatches(page.getByRole("list", { name: "Changes" }), /Variables added: DASH_GREETING/);
     expect(await page.locator("main").textContent()).not.toContain(secret);
+    // The new commit, once the control plane's mirror has fetched it (every 5 s for this app),
+    // is listed like git log --oneline; the page follows without a reload.
+    await platform.api.call("PATCH", `/v1/apps/${APP}/hooks`, { pollIntervalSeconds: 5 });
+    await textMatches(page.getByRole("list", { name: "Commits" }), new RegExp(`${v2.slice(0, 7)}.*v2`), 30_000);
     await expectAccessible(page, "the pending page");
     await shot(page, "pending");
 

@@ -1,4 +1,4 @@
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { api, isSshRepository, streams, type AppView, type DeployKey } from "../api";
 import { formErrors, messageOf, type FormErrors } from "../errors";
@@ -13,8 +13,9 @@ export function AppsPage(): JSX.Element {
   const admin = isAdmin(principal.value);
   // Live: every change to an app or environment is in the activity feed; the list is read again
   // after one (at most twice a second, however many arrive), so the states shown follow by themselves.
+  // The whole feed is an admin's; others' lists (their few apps) are read again every 15 s while shown.
   const pendingReload = useRef<number | undefined>(undefined);
-  useEventStream(streams.activity(), {
+  useEventStream(admin ? streams.activity() : undefined, {
     activity: () => {
       if (pendingReload.current !== undefined) return;
       pendingReload.current = window.setTimeout(() => {
@@ -23,6 +24,14 @@ export function AppsPage(): JSX.Element {
       }, 500);
     },
   });
+  useEffect(() => {
+    if (admin) return;
+    const timer = window.setInterval(() => {
+      if (document.visibilityState === "visible") apps.reload();
+    }, 15_000);
+    return () => window.clearInterval(timer);
+  }, [admin]);
+  useEffect(() => () => window.clearTimeout(pendingReload.current), []);
   return (
     <>
       <PageTitle title="Apps">Apps</PageTitle>

@@ -1,12 +1,13 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { Fragment } from "preact";
 import type { JSX } from "preact";
-import { api, type PendingView } from "../api";
+import { api, streams, type EnvironmentView, type PendingView } from "../api";
 import { messageOf } from "../errors";
 import { formatTime } from "../format";
 import { navigate } from "../router";
 import { EnvNav } from "../env-nav";
 import { mayChange, principal } from "../session";
+import { useEventStream } from "../sse";
 import { Alert, Loading, PageTitle, useResource } from "../ui";
 
 /** What a deployment of the environment would bring: its undeployed commits (like `git log --oneline`) and changes by name, never values. */
@@ -15,6 +16,24 @@ export function PendingPage({ app, env }: { app: string; env: string }): JSX.Ele
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
   const p = pending.data;
+  // Live: the app's stream says when the environment's count of undeployed commits or its
+  // unapplied changes move (a push fetched by the control plane, a variable set elsewhere); the
+  // list is read again then, not on every refresh of the mirror.
+  const seen = useRef<string | undefined>(undefined);
+  useEventStream(streams.app(app), {
+    environment: (ev) => {
+      let view: EnvironmentView;
+      try {
+        view = JSON.parse(ev.data) as EnvironmentView;
+      } catch {
+        return;
+      }
+      if (view.name !== env) return;
+      const key = `${view.status.undeployedCommits}|${view.status.unappliedChanges}|${view.deployedCommit ?? ""}`;
+      if (seen.current !== undefined && seen.current !== key) pending.reload();
+      seen.current = key;
+    },
+  });
 
   const deploy = async () => {
     setBusy(true);
