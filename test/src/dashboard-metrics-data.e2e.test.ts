@@ -95,6 +95,25 @@ describe("the Metrics and Data pages in a real browser", () => {
     // Another range: the same points, one query for 15 minutes.
     await page.getByRole("radio", { name: "Last 15 min" }).check();
     await waitFor("plotted requests in 15 min", async () => Number(await requests.getAttribute("data-plotted")) > 0, { timeoutMs: 15_000, intervalMs: 250 });
+
+    // Refreshed while shown (every 12 s); a hidden tab asks nothing, and asks at once when shown again.
+    const asked: number[] = [];
+    page.on("request", (r) => {
+      if (r.url().includes(`/environments/test/metrics?since=`)) asked.push(Date.now());
+    });
+    await waitFor("a refresh while shown", async () => asked.length > 0, { timeoutMs: 16_000, intervalMs: 200 });
+    const setVisibility = (state: "hidden" | "visible") =>
+      page.evaluate((v) => {
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => v });
+        document.dispatchEvent(new Event("visibilitychange"));
+      }, state);
+    await setVisibility("hidden");
+    const hiddenAt = Date.now();
+    await new Promise((r) => setTimeout(r, 14_000)); // longer than the refresh interval: the time is what is under test
+    expect(asked.filter((t) => t > hiddenAt + 200)).toEqual([]);
+    await setVisibility("visible");
+    const shownAt = Date.now();
+    await waitFor("a refresh on showing the tab", async () => asked.some((t) => t >= shownAt), { timeoutMs: 3_000, intervalMs: 100 });
   });
 
   it("copies test's database and media into live from live's Data page, with progress in bytes and objects to done", async () => {

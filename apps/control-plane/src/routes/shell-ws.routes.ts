@@ -49,7 +49,11 @@ export const shellWsRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay } & S
   // A handshake refused before the upgrade (by the session hook, which runs before the plugin's own
   // hooks, or here) gets its HTTP answer; then its socket is done with (it would otherwise stay open).
   app.addHook("onResponse", async (req) => {
-    if (req.headers.upgrade?.toLowerCase() === "websocket") req.raw.socket?.destroy();
+    if (req.headers.upgrade?.toLowerCase() !== "websocket") return;
+    const socket = req.raw.socket;
+    // end(): the answer written so far still reaches the client (destroy() would drop it).
+    socket?.end();
+    setTimeout(() => socket?.destroy(), 2000).unref();
   });
   const open = new Set<() => void>();
   app.addHook("preClose", (done) => {
