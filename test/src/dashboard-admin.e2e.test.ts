@@ -101,7 +101,9 @@ describe("the dashboard's fleet, tokens and activity pages", () => {
     const drain = card(fromName).getByRole("region", { name: `Drain of ${fromName}` });
     await textMatches(drain.locator(".drain-head"), /^Drain done: 1 environment moved, nothing left on this host\.$/, 150_000);
     const texts = await page.evaluate(() => (window as unknown as { drainTexts: string[] }).drainTexts);
-    expect(texts[0]).toMatch(/^Draining: 0 of 1 moved, 1 left \(1 moving now\)\.$/);
+    // (A refresh of the list between the drain's start and its answer may show it just before its move is queued: "1 left." alone.)
+    expect(texts[0]).toMatch(/^Draining: 0 of 1 moved, 1 left( \(1 moving now\))?\.$/);
+    expect(texts).toContainEqual("Draining: 0 of 1 moved, 1 left (1 moving now).");
     await expectAccessible(page, "the fleet page after a drain");
     await textMatches(card(fromName).locator(".host-states"), /^draining$/);
     await textMatches(card(fromName).locator("dd").last(), /^nothing$/);
