@@ -64,3 +64,20 @@ function closingQuote(v: string, q: string): number {
   }
   return -1;
 }
+
+/**
+ * Host labels as typed, one `key=value` a line (blank lines skipped, spaces around each side
+ * trimmed) → labels, or the first line that has no `=`, named by its number. The API judges keys
+ * and values (its message then goes next to the field).
+ */
+export function parseLabelLines(text: string): Record<string, string> | string {
+  const out: Record<string, string> = {};
+  for (const [i, raw] of text.split(/\r\n|\r|\n/).entries()) {
+    const line = raw.trim();
+    if (!line) continue;
+    const eq = line.indexOf("=");
+    if (eq === -1) return `line ${i + 1}: write key=value`;
+    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  return out;
+}

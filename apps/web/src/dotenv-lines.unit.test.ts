@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseDotenvLines } from "./dotenv-lines";
+import { parseDotenvLines, parseLabelLines } from "./dotenv-lines";
 
 describe("parseDotenvLines", () => {
   it("reads KEY=value lines with comments, blank lines, quotes and export", () => {
@@ -34,5 +34,15 @@ describe("parseDotenvLines", () => {
 
   it("reads nothing from an empty paste", () => {
     expect(parseDotenvLines("\n  \n# only a comment\n")).toEqual({ variables: {}, errors: [] });
+  });
+});
+
+describe("parseLabelLines", () => {
+  it("reads key=value lines, trimmed, skipping blank ones", () => {
+    expect(parseLabelLines(" zone = a \n\ndisk=ssd\r\n")).toEqual({ zone: "a", disk: "ssd" });
+    expect(parseLabelLines("")).toEqual({});
+  });
+  it("names the first line without '='", () => {
+    expect(parseLabelLines("zone=a\nssd")).toBe("line 2: write key=value");
   });
 });

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import type { ComponentChildren, JSX } from "preact";
 import { ApiError } from "../api";
 import { MASK, settingsApi, settingsErrors, type EnvironmentPatch, type EnvironmentSettingsView } from "../api/settings";
-import { parseDotenvLines, VARIABLE_NAME } from "../dotenv-lines";
+import { parseDotenvLines, parseLabelLines, VARIABLE_NAME } from "../dotenv-lines";
 import { EnvNav } from "../env-nav";
 import { messageOf, type FormErrors } from "../errors";
 import { Link } from "../router";
@@ -428,19 +428,6 @@ function labelsText(labels: Record<string, string>): string {
     .join("\n");
 }
 
-/** `key=value` lines (one label each) → labels; a line without `=` is returned as the error. */
-export function parseLabels(text: string): Record<string, string> | string {
-  const out: Record<string, string> = {};
-  for (const [i, raw] of text.split("\n").entries()) {
-    const line = raw.trim();
-    if (!line) continue;
-    const eq = line.indexOf("=");
-    if (eq === -1) return `line ${i + 1}: write key=value`;
-    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  return out;
-}
-
 /** One form, one PATCH with only what changed: branch, auto-deploy, replicas, sleep, host labels, limits. */
 function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Element {
   const [form, setForm] = useState(() => ({
@@ -473,7 +460,7 @@ function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Ele
     if (form.replicas !== String(view.replicas)) patch.replicas = num(form.replicas);
     const sleep = form.sleeps ? num(form.sleepAfter) : null;
     if (sleep !== view.sleepAfterSeconds) patch.sleepAfterSeconds = sleep;
-    const labels = parseLabels(form.hostLabels);
+    const labels = parseLabelLines(form.hostLabels);
     if (typeof labels === "string") {
       setErrors({ fields: { hostLabels: labels } });
       return;
