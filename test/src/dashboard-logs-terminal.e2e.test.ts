@@ -156,6 +156,36 @@ describe("the Logs and Terminal pages in a real browser", () => {
     await shot(page, "logs");
   });
 
+  it("follows the newest line until the reader scrolls up; Follow brings it back; Since reopens the stream", async () => {
+    await page.goto(logsUrl);
+    const log = page.getByRole("log", { name: `Runtime log of ${APP}/test` });
+    await textMatches(page.locator(".live"), /^Live$/, 15_000);
+    for (let i = 1; i <= 60; i++) await request(`/fill-${i}`);
+    await textMatches(log, /request GET \/fill-60\b/, 15_000);
+    const atBottom = () => log.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24 && el.scrollHeight > el.clientHeight);
+    await waitFor("the log scrolled to its newest line", atBottom, { timeoutMs: 5_000, intervalMs: 100 });
+    const follow = page.getByRole("checkbox", { name: "Follow" });
+    expect(await follow.isChecked()).toBe(true);
+    // The reader scrolls up: following stops, and a new line does not pull the view down.
+    await log.evaluate((el) => el.scrollTo({ top: 0 }));
+    await waitFor("Follow to be unchecked", async () => !(await follow.isChecked()), { timeoutMs: 5_000, intervalMs: 100 });
+    await request("/while-reading");
+    await textMatches(log, /request GET \/while-reading/, 15_000);
+    expect(await log.evaluate((el) => el.scrollTop)).toBe(0);
+    await follow.check();
+    await waitFor("the log back at its newest line", atBottom, { timeoutMs: 5_000, intervalMs: 100 });
+
+    // Since: a new stream, from that time.
+    const opened: string[] = [];
+    const onRequest = (r: { url: () => string }) => void (r.url().includes("/logs/events") && opened.push(r.url()));
+    page.on("request", onRequest);
+    await page.getByLabel("Since").selectOption({ label: "The last 5 minutes" });
+    await waitFor("the stream reopened with since", async () => opened.some((u) => /[?&]since=\d{4}-/.test(u)), { timeoutMs: 5_000, intervalMs: 100 });
+    page.off("request", onRequest);
+    await textMatches(log, /request GET \/while-reading/, 15_000);
+    await textMatches(page.locator(".live"), /^Live$/, 15_000);
+  });
+
   it("resumes a broken stream: lines logged while the control plane was down are shown after it is back, each exactly once", async () => {
     await page.goto(logsUrl);
     const log = page.getByRole("log", { name: `Runtime log of ${APP}/test` });

@@ -73,3 +73,24 @@ export class FrameReader {
     return out;
   }
 }
+
+/** The lines a page keeps: at most `max`, the oldest dropped first and counted. */
+export class LineBuffer<T> {
+  private items: T[] = [];
+  dropped = 0;
+
+  constructor(readonly max: number) {}
+
+  add(line: T): void {
+    this.items.push(line);
+    if (this.items.length > this.max) {
+      const over = this.items.length - this.max;
+      this.items.splice(0, over);
+      this.dropped += over;
+    }
+  }
+
+  get lines(): readonly T[] {
+    return this.items;
+  }
+}

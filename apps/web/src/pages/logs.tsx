@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { JSX } from "preact";
-import { parseRuntimeLine, probeRuntimeLog, runtimeLogUrl } from "../api/logs-terminal";
+import { LineBuffer, parseRuntimeLine, probeRuntimeLog, runtimeLogUrl } from "../api/logs-terminal";
 import { EnvNav } from "../env-nav";
 import { messageOf } from "../errors";
 import { useEventStream } from "../sse";
@@ -70,8 +70,7 @@ export function LogsPage({ app, env }: { app: string; env: string }): JSX.Elemen
   const [follow, setFollow] = useState(true);
   const [, setVersion] = useState(0);
   const [refusal, setRefusal] = useState<string | undefined>(undefined);
-  const lines = useRef<Shown[]>([]);
-  const dropped = useRef(0);
+  const buffer = useRef(new LineBuffer<Shown>(MAX_LINES));
   const notes = useRef(0);
   const flush = useRef<number | undefined>(undefined);
   const box = useRef<HTMLDivElement>(null);
@@ -84,8 +83,7 @@ export function LogsPage({ app, env }: { app: string; env: string }): JSX.Elemen
 
   // A new stream (another environment or another "since") starts from an empty page.
   useEffect(() => {
-    lines.current = [];
-    dropped.current = 0;
+    buffer.current = new LineBuffer<Shown>(MAX_LINES);
     setRefusal(undefined);
     setVersion((v) => v + 1);
   }, [url]);
@@ -100,12 +98,7 @@ export function LogsPage({ app, env }: { app: string; env: string }): JSX.Elemen
     }, 100);
   };
   const add = (l: Shown) => {
-    lines.current.push(l);
-    if (lines.current.length > MAX_LINES) {
-      const over = lines.current.length - MAX_LINES;
-      lines.current.splice(0, over);
-      dropped.current += over;
-    }
+    buffer.current.add(l);
     redraw();
   };
 
@@ -142,8 +135,10 @@ export function LogsPage({ app, env }: { app: string; env: string }): JSX.Elemen
     else if (!follow && atBottom) setFollow(true);
   };
 
+  const all = buffer.current.lines;
+  const dropped = buffer.current.dropped;
   const f = filter.trim();
-  const shown = f ? lines.current.filter((l) => l.text.toLowerCase().includes(f.toLowerCase()) || l.container?.toLowerCase().includes(f.toLowerCase())) : lines.current;
+  const shown = f ? all.filter((l) => l.text.toLowerCase().includes(f.toLowerCase()) || l.container?.toLowerCase().includes(f.toLowerCase())) : all;
 
   return (
     <>
@@ -200,11 +195,11 @@ export function LogsPage({ app, env }: { app: string; env: string }): JSX.Elemen
       </div>
       {refusal && <Alert>{refusal}</Alert>}
       <p class="muted log-count" role="status">
-        {f ? `${shown.length} of ${lines.current.length} lines match` : `${lines.current.length} lines`}
-        {dropped.current > 0 && ` · ${dropped.current} older lines dropped (the page keeps the last ${MAX_LINES.toLocaleString("en")})`}
+        {f ? `${shown.length} of ${all.length} lines match` : `${all.length} lines`}
+        {dropped > 0 && ` · ${dropped} older lines dropped (the page keeps the last ${MAX_LINES.toLocaleString("en")})`}
       </p>
       <div class="runlog" ref={box} onScroll={onScroll} tabIndex={0} role="log" aria-live="off" aria-label={`Runtime log of ${app}/${env}`}>
-        {shown.length === 0 && <p class="runlog-empty">{lines.current.length === 0 ? "No lines yet." : "No line matches the filter."}</p>}
+        {shown.length === 0 && <p class="runlog-empty">{all.length === 0 ? "No lines yet." : "No line matches the filter."}</p>}
         {shown.map((l) =>
           l.note ? (
             <div key={l.key} class="runlog-line runlog-note">
