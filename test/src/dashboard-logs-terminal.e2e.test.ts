@@ -241,7 +241,7 @@ describe("the Logs and Terminal pages in a real browser", () => {
     expect(await handshake(url, { origin: own, cookie: `slipway_session=${cookie.value}` })).toBe(101);
   });
 
-  it("fits both pages in 360 px", async () => {
+  it("fits both pages in 360 px; the terminal's size follows the window", async () => {
     await page.setViewportSize({ width: 360, height: 740 });
     try {
       for (const [url, ready] of [[logsUrl, /request GET/], [`/apps/${APP}/environments/test/terminal`, /^Connected to /]] as const) {
@@ -251,9 +251,22 @@ describe("the Logs and Terminal pages in a real browser", () => {
         expect(width, `${url} is ${width} px wide at 360`).toBeLessThanOrEqual(360);
         await expectAccessible(page, `${url} at 360 px`);
       }
-      // The terminal follows the window: fewer columns at 360 px than at 1280.
-      const narrow = await page.evaluate(() => document.querySelector(".term .xterm-rows > div")?.getBoundingClientRect().width ?? 0);
-      expect(narrow).toBeLessThanOrEqual(360);
+      // The terminal follows the window: the shell's own terminal size (stty) narrows and widens with it.
+      const sttyCols = async (marker: string) => {
+        await page.locator(".term .xterm").click();
+        await page.keyboard.type(`echo ${marker} $(stty size)`);
+        await page.keyboard.press("Enter");
+        const text = await textMatches(page.locator(".term .xterm-rows"), new RegExp(`${marker} \\d+ \\d+`), 10_000);
+        return Number(new RegExp(`${marker} \\d+ (\\d+)`).exec(text)![1]);
+      };
+      const narrow = await sttyCols("narrow");
+      expect(narrow).toBeGreaterThan(10);
+      expect(narrow).toBeLessThan(45);
+      await page.setViewportSize({ width: 1280, height: 800 });
+      await page.keyboard.type("clear");
+      await page.keyboard.press("Enter");
+      let attempt = 0;
+      await waitFor("the terminal to widen", async () => (await sttyCols(`wide${++attempt}x`)) > 100, { timeoutMs: 10_000, intervalMs: 500 });
     } finally {
       await page.setViewportSize({ width: 1280, height: 800 });
     }
