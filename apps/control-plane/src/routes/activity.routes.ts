@@ -16,7 +16,8 @@ export const activityRoutes: FastifyPluginAsync<{ db: Db }> = async (app, { db }
           properties: {
             app: { type: "string", pattern: NAME_PATTERN },
             env: { type: "string", pattern: ENV_NAME_PATTERN },
-            before: { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: "only entries older than this id (the last `id` of the previous page): the next page" },
+            // Activity ids are PostgreSQL integers (serial): a larger cursor is refused as bad input, not sent to the database.
+            before: { type: "integer", minimum: 1, maximum: 2147483647, description: "only entries older than this id (the last `id` of the previous page): the next page" },
             limit: { type: "integer", minimum: 1, maximum: 500, default: 100 },
           },
         },

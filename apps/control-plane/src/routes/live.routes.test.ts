@@ -198,6 +198,8 @@ describe.each<DbKind>(["pglite", "postgres"])("live streams on %s", (kind) => {
         ["/v1/activity/events?app=beta", tokens["viewer-alpha"], 403],
         ["/v1/activity/events?app=alpha&env=test&environment=live", cp.adminToken, 400],
         ["/v1/activity/events?app=Not_A_Name", cp.adminToken, 400],
+        // Past the database's integer ids: bad input, not a query the database refuses (a 500).
+        ["/v1/activity/events?app=alpha&lastEventId=99999999999", cp.adminToken, 400],
       ] as const) {
         const c = await connect(path, bearer(token!));
         await c.waitFor(() => c.ended, `the answer to ${path}`);

@@ -99,10 +99,10 @@ export class LiveService {
   }
 }
 
-/** A Last-Event-ID of ours: a whole number; undefined when absent. */
+/** A Last-Event-ID of ours: a whole number within the database's integer ids (log seq, activity id); undefined when absent. */
 function parseCursor(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d{1,15}$/.test(value)) throw new InvalidRequestError(`Last-Event-ID '${value.slice(0, 40)}' is not an id of this stream: a whole number`, { details: { lastEventId: "not a whole number" } });
+  if (!/^\d{1,15}$/.test(value) || Number(value) > 2147483647) throw new InvalidRequestError(`Last-Event-ID '${value.slice(0, 40)}' is not an id of this stream: a whole number`, { details: { lastEventId: "not a whole number" } });
   return Number(value);
 }
 
