@@ -129,6 +129,8 @@ describe("the web dashboard in a real browser", () => {
       new MutationObserver(record).observe(card, { subtree: true, childList: true, characterData: true });
     });
 
+    // A release command, so the timeline has one to show.
+    await platform.api.call("PATCH", `/v1/apps/${APP}/settings`, { releaseCommands: [{ label: "migrate", command: "echo migrating" }] });
     await test.getByRole("button", { name: "Deploy test" }).click();
     await page.waitForURL(/\/deployments\/[^/]+$/);
     deploymentId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
@@ -143,6 +145,10 @@ describe("the web dashboard in a real browser", () => {
     expect(await pageLog(page)).toEqual(apiLog);
     for (const step of d.steps as Array<{ name: string }>) await page.locator(".step-name", { hasText: step.name }).first().waitFor();
     await textMatches(page.locator(".step").first(), /\d+(\.\d)? s|min/);
+    // The finer timeline: each release command with its time, each container's probe attempts, the switch moment.
+    await textMatches(page.getByRole("list", { name: "Release commands" }), /^migrate: \d+(\.\d)? s, exit 0$/);
+    await textMatches(page.getByRole("list", { name: "Probe attempts" }), /^slipway-dash-test-\S+: \d{3} after \d+ attempts? in \d+(\.\d+)? s$/);
+    await textMatches(page.locator('.step[data-step="switch"] .step-detail'), /^traffic switched at \d{2}:\d{2}:\d{2}\.\d{3}/);
 
     // Sections fold by keyboard.
     const build = page.locator('details[data-title="docker build"]');

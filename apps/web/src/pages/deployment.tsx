@@ -4,6 +4,7 @@ import { api, streams, type DeploymentView, type StepRecord } from "../api";
 import { messageOf } from "../errors";
 import { durationBetween, formatTime, isActiveDeployment, isCancellable } from "../format";
 import { LogBook, lineOfEvent } from "../log";
+import { timelineOf, type Timeline } from "../timeline";
 import { Link } from "../router";
 import { mayChange, principal } from "../session";
 import { useEventStream } from "../sse";
@@ -90,7 +91,7 @@ export function DeploymentPage({ id }: { id: string }): JSX.Element {
       {deployment.error && <Alert>{deployment.error}</Alert>}
       {!d && deployment.loading && <Loading what="the deployment" />}
       {d && <Summary d={d} onChanged={deployment.reload} />}
-      {d && <Steps steps={d.steps} now={now} />}
+      {d && <Steps steps={d.steps} now={now} timeline={timelineOf(book.current.sections, d.steps.some((s) => s.name === "release" && s.state === "failed"))} />}
       <section aria-labelledby="log-title">
         <h2 id="log-title">Log</h2>
         <Log book={book.current} />
@@ -153,7 +154,47 @@ function Summary({ d, onChanged }: { d: DeploymentView; onChanged: () => void })
   );
 }
 
-function Steps({ steps, now }: { steps: StepRecord[]; now: number }): JSX.Element {
+/** The moment with its seconds and milliseconds (when traffic switched), in the browser's time zone. */
+function preciseTime(iso: string): string {
+  const t = new Date(iso);
+  return `${t.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })}.${String(t.getMilliseconds()).padStart(3, "0")}`;
+}
+
+/** What a step's own record does not say: each release command, each probe's attempts, the switch moment. */
+function StepDetail({ step, timeline }: { step: StepRecord; timeline: Timeline }): JSX.Element | null {
+  if (step.name === "release" && timeline.releaseCommands.length > 0) {
+    return (
+      <ul class="step-detail" aria-label="Release commands">
+        {timeline.releaseCommands.map((c, i) => (
+          <li key={i}>
+            {c.label}: {c.state === "succeeded" ? `${c.seconds} s, exit 0` : c.state === "failed" ? "failed" : "running"}
+          </li>
+        ))}
+      </ul>
+    );
+  }
+  if (step.name === "probe" && timeline.probes.length > 0) {
+    return (
+      <ul class="step-detail" aria-label="Probe attempts">
+        {timeline.probes.map((p) => (
+          <li key={p.container}>
+            {p.container}: {p.status} after {p.attempts} {p.attempts === 1 ? "attempt" : "attempts"} in {p.seconds} s
+          </li>
+        ))}
+      </ul>
+    );
+  }
+  if (step.name === "switch" && step.state === "succeeded" && step.finishedAt) {
+    return (
+      <p class="step-detail">
+        traffic switched at <time dateTime={step.finishedAt}>{preciseTime(step.finishedAt)}</time>
+      </p>
+    );
+  }
+  return null;
+}
+
+function Steps({ steps, now, timeline }: { steps: StepRecord[]; now: number; timeline: Timeline }): JSX.Element {
   return (
     <section aria-labelledby="steps-title">
       <h2 id="steps-title">Steps</h2>
@@ -162,9 +203,10 @@ function Steps({ steps, now }: { steps: StepRecord[]; now: number }): JSX.Elemen
       ) : (
         <ol class="steps">
           {steps.map((s) => (
-            <li key={s.name} class={`step step-${s.state}`}>
+            <li key={s.name} class={`step step-${s.state}`} data-step={s.name}>
               <span class="step-name">{s.name}</span> <StateBadge state={s.state} />{" "}
               <span class="step-time">{durationBetween(s.startedAt, s.finishedAt, now)}</span>
+              <StepDetail step={s} timeline={timeline} />
             </li>
           ))}
         </ol>
