@@ -107,6 +107,12 @@ describe("GET /v1/apps/{app}/environments/{env}/shell/ws", () => {
     expect(opened).toHaveLength(0);
   });
 
+  it("answers a request without Upgrade with 426 and the API's error body", async () => {
+    const res = await app.inject({ method: "GET", url: "/v1/apps/web/environments/test/shell/ws", headers: { authorization: `Bearer ${cp.adminToken}` } });
+    expect(res.statusCode).toBe(426);
+    expect(res.json().error.message).toMatch(/this route is a WebSocket/);
+  });
+
   it("refuses a viewer (a shell changes things) and a request without credentials", async () => {
     await expect(connect("/v1/apps/web/environments/test/shell/ws", { authorization: `Bearer ${viewer}` })).rejects.toThrow(/403/);
     await expect(connect("/v1/apps/web/environments/test/shell/ws", {})).rejects.toThrow(/401/);

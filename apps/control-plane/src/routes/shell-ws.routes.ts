@@ -8,6 +8,7 @@ import { recordActivity } from "../repositories/activity.repository.js";
 import { requireApp } from "../services/auth.service.js";
 import type { ShellRelay, ShellSession } from "../bus/shell-relay.js";
 import { envParams } from "./schemas.js";
+import { errorBody } from "./error-body.js";
 import { OPEN_FRAME_MAX, OPEN_FRAME_TIMEOUT_MS, shellOptions } from "./shell.routes.js";
 import { crossSiteRefusal, type SessionCookieOptions } from "./session-cookie.js";
 
@@ -61,22 +62,25 @@ export const shellWsRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay } & S
     done();
   });
 
-  app.get<{ Params: { app: string; env: string } }>(
-    "/apps/:app/environments/:env/shell/ws",
-    {
-      websocket: true,
-      schema: { params: envParams, querystring: { type: "object", additionalProperties: false, properties: {} } },
-      preValidation: async (req: FastifyRequest<{ Params: { app: string; env: string } }>) => {
-        if (req.headers.origin !== undefined) {
-          const refusal = crossSiteRefusal(req.headers, publicUrl ? { publicUrl } : {});
-          if (refusal) throw new ForbiddenError(`cross-site WebSocket refused: ${refusal}`);
-        }
-        requireApp(req.principal, req.params.app);
-        if (req.principal.role === "viewer") throw new ForbiddenError(`the token '${req.principal.name}' is a viewer's: it opens no shell`);
-        if (req.principal.role === "deployer" && req.params.env === "live") throw new ForbiddenError("a deployer token opens no shell in live (it would read every secret there): ask an admin");
-      },
+  app.route<{ Params: { app: string; env: string } }>({
+    method: "GET",
+    url: "/apps/:app/environments/:env/shell/ws",
+    schema: {
+      summary: "The shell of POST …/shell over a WebSocket (for browsers): binary messages of the same frames, Open first; a foreign Origin is refused with 403 before the upgrade. A request without Upgrade: websocket gets 426.",
+      params: envParams,
+      querystring: { type: "object", additionalProperties: false, properties: {} },
     },
-    (raw, req) => {
+    preValidation: async (req: FastifyRequest<{ Params: { app: string; env: string } }>) => {
+      if (req.headers.origin !== undefined) {
+        const refusal = crossSiteRefusal(req.headers, publicUrl ? { publicUrl } : {});
+        if (refusal) throw new ForbiddenError(`cross-site WebSocket refused: ${refusal}`);
+      }
+      requireApp(req.principal, req.params.app);
+      if (req.principal.role === "viewer") throw new ForbiddenError(`the token '${req.principal.name}' is a viewer's: it opens no shell`);
+      if (req.principal.role === "deployer" && req.params.env === "live") throw new ForbiddenError("a deployer token opens no shell in live (it would read every secret there): ask an admin");
+    },
+    handler: async (_req, reply) => reply.status(426).header("upgrade", "websocket").send(errorBody("invalid_request", "this route is a WebSocket: connect with Upgrade: websocket (the POST …/shell route streams the same frames over HTTP)")),
+    wsHandler: (raw, req) => {
       const socket = raw as unknown as Socket;
       const reader = new ShellFrameReader();
       let session: ShellSession | undefined;
@@ -157,5 +161,5 @@ export const shellWsRoutes: FastifyPluginAsync<{ db: Db; relay: ShellRelay } & S
         session?.close();
       });
     },
-  );
+  });
 };
