@@ -232,6 +232,18 @@ describe("the Logs and Terminal pages in a real browser", () => {
     await textMatches(page.locator(".term-status"), /^Connected to /, 20_000);
   });
 
+  it("says why when there is no log or no running container (the API's message)", async () => {
+    // live was never deployed: the stream is refused (409), and so is a shell.
+    browser.expectConsoleError(/status of 409|text\/event-stream|EventSource/);
+    await page.goto(`/apps/${APP}/environments/live/logs`);
+    await textMatches(page.getByRole("alert"), /environment 'live' has never been deployed: there is no log yet/, 15_000);
+    await expectAccessible(page, "the logs page of an environment never deployed");
+    await page.goto(`/apps/${APP}/environments/live/terminal`);
+    await textMatches(page.getByRole("alert"), new RegExp(`environment ${APP}/live is not_deployed: a shell needs a running container`), 15_000);
+    await page.getByRole("button", { name: "Reconnect" }).waitFor();
+    expect((await platform.api.call<Array<{ action: string; environment: string }>>("GET", `/v1/activity?app=${APP}`)).some((a) => a.action === "shell.opened" && a.environment === "live")).toBe(false);
+  });
+
   it("refuses a WebSocket handshake from another site's page, though the browser sends the session cookie", async () => {
     const cookie = (await browser.browserContext.cookies()).find((c) => c.name === "slipway_session")!;
     const url = `${platform.api.baseUrl}/v1/apps/${APP}/environments/test/shell/ws`;
