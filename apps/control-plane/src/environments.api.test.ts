@@ -31,6 +31,24 @@ describe("environments, variables, domains and basic auth (REST)", () => {
     expect((await call("GET", "/v1/apps/shop/environments")).json().map((e: { name: string }) => e.name)).toEqual(["test", "live", "qa", "dev"]);
   });
 
+  it("lets no deployer copy live's secrets into an environment of their own (based on live: admins only), and a copy of live does not deploy on push", async () => {
+    await call("PUT", "/v1/apps/shop/environments/live/variables", { LIVE_SECRET: "s3cr3t-live" });
+    const created = await call("POST", "/v1/tokens", { name: "deployer-shop", role: "deployer", apps: ["shop"] });
+    const deployer = { authorization: `Bearer ${created.json().token as string}` };
+    const before = await dump();
+    // The attack: a deployer may open a shell outside live; an environment based on live would carry live's variables there.
+    const copy = await call("POST", "/v1/apps/shop/environments", { name: "peek", basedOn: "live" }, deployer);
+    expect(copy.statusCode).toBe(403);
+    expect(copy.json().error.message).toMatch(/live/);
+    expect(await dump()).toBe(before);
+    // A deployer may still base an environment on test; an admin may base one on live, which keeps live's "no deploy on push".
+    expect((await call("POST", "/v1/apps/shop/environments", { name: "peek", basedOn: "test" }, deployer)).statusCode).toBe(201);
+    const staging = await call("POST", "/v1/apps/shop/environments", { name: "staging", basedOn: "live" });
+    expect(staging.statusCode).toBe(201);
+    expect(staging.json().autoDeploy).toBe(false);
+    for (const env of ["peek", "staging"]) expect((await call("DELETE", `/v1/apps/shop/environments/${env}?confirm=${env}`)).statusCode).toBe(202);
+  });
+
   it("refuses bad environment requests and changes nothing", async () => {
     const cases: Array<[string, string, unknown, number, string]> = [
       ["POST", "/v1/apps/shop/environments", { name: "qa" }, 409, "conflict"],
