@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import {
   ConflictError,
+  ForbiddenError,
   InvalidRequestError,
   NotFoundError,
   PreconditionFailedError,
@@ -100,6 +101,11 @@ export class EnvironmentService {
 
   async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string; hostLabels?: Record<string, string> }): Promise<EnvironmentView> {
     requireApp(by, appName);
+    // A copy of live carries live's variables to an environment a deployer may open a shell in,
+    // which live itself refuses them: only an admin bases an environment on live.
+    if (input.basedOn === "live" && by.role !== "admin") {
+      throw new ForbiddenError("only an admin may base an environment on live (it copies live's secrets): base it on test, or ask an admin");
+    }
     if (!isValidEnvironmentName(input.name)) {
       throw new InvalidRequestError(`invalid environment name '${input.name}': use 1-20 of a-z, 0-9 and '-'`, { details: { name: "invalid" } });
     }
@@ -131,7 +137,8 @@ export class EnvironmentService {
           }
           // Its own limits and whether a push deploys it go along; domains stay with the base (they are unique).
           if (base.limits && Object.keys(base.limits).length > 0) await apps.updateEnvironmentConfig(trx, id, { limits: json(base.limits) });
-          if (base.auto_deploy !== null) await apps.setAutoDeploy(trx, id, base.auto_deploy);
+          // As the base does: live's default (no deploy on push) goes along too, not the new name's.
+          await apps.setAutoDeploy(trx, id, autoDeployOf(base));
         }
         await recordActivity(trx, { actor: by.name, app: appName, environment: input.name, action: "environment.created", details: { branch: input.branch ?? base?.branch ?? "main", ...(base ? { basedOn: base.name } : {}) } });
       })

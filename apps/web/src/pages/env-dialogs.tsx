@@ -3,6 +3,7 @@ import type { JSX } from "preact";
 import type { AppView, EnvironmentView } from "../api";
 import { settingsApi, settingsErrors } from "../api/settings";
 import { messageOf, type FormErrors } from "../errors";
+import { isAdmin, principal } from "../session";
 import { Alert, Field } from "../ui";
 
 /** A modal <dialog> opened on mount (the browser keeps the focus inside; Escape closes it). */
@@ -26,7 +27,9 @@ export function AddEnvironmentDialog({ app, onClose, onAdded }: { app: AppView; 
   const [name, setName] = useState("");
   const [branch, setBranch] = useState("");
   const [based, setBased] = useState(false);
-  const [basedOn, setBasedOn] = useState(app.environments.find((e) => e.name === "test")?.name ?? app.environments[0]?.name ?? "");
+  // Only an admin may base an environment on live (it copies live's secrets): the API refuses others.
+  const bases = app.environments.filter((e) => e.name !== "live" || isAdmin(principal.value));
+  const [basedOn, setBasedOn] = useState(bases.find((e) => e.name === "test")?.name ?? bases[0]?.name ?? "");
   const [errors, setErrors] = useState<FormErrors>({ fields: {} });
   const [busy, setBusy] = useState(false);
 
@@ -68,7 +71,7 @@ export function AddEnvironmentDialog({ app, onClose, onAdded }: { app: AppView; 
                 Based on
               </label>
               <select id="add-env-base" class="sub" value={basedOn} onChange={(ev) => setBasedOn(ev.currentTarget.value)} aria-invalid={errors.fields.basedOn ? "true" : undefined}>
-                {app.environments.map((x) => (
+                {bases.map((x) => (
                   <option key={x.name} value={x.name}>
                     {x.name}
                   </option>
