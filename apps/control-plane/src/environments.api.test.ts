@@ -60,6 +60,8 @@ describe("environments, variables, domains and basic auth (REST)", () => {
       ["DELETE", "/v1/apps/shop/environments/qa?confirm=dev", undefined, 422, "precondition_failed"],
       ["DELETE", "/v1/apps/shop?confirm=wrong", undefined, 422, "precondition_failed"],
       ["PATCH", "/v1/apps/shop/environments/live", { sleepAfterSeconds: 60 }, 400, "invalid_request"],
+      // 0 is not "never" (that is null): refused, not coerced to null.
+      ["PATCH", "/v1/apps/shop/environments/test", { sleepAfterSeconds: 0 }, 400, "invalid_request"],
       ["PATCH", "/v1/apps/shop/environments/qa", { replicas: 2 }, 400, "invalid_request"],
       ["PATCH", "/v1/apps/shop/environments/qa", { basicAuth: { username: "a:b", password: "longenough" } }, 400, "invalid_request"],
       ["PATCH", "/v1/apps/shop/environments/qa", { basicAuth: { username: "ann", password: "short" } }, 400, "invalid_request"],

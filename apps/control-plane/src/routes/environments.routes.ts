@@ -63,7 +63,8 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
           properties: {
             branch: branchSchema,
             replicas: { type: "integer", minimum: 1, maximum: 10 },
-            sleepAfterSeconds: { anyOf: [{ type: "integer", minimum: 1, maximum: 30 * 86400 }, { type: "null" }] },
+            // One schema, not anyOf: with type coercion on, anyOf's null branch would take a refused 0 as null ("never sleeps").
+            sleepAfterSeconds: { type: ["integer", "null"], minimum: 1, maximum: 30 * 86400 },
             hostLabels: hostLabelsSchema,
             autoDeploy: { type: "boolean", description: "a push to the environment's branch deploys it (default: on, off for live)" },
             // Memory (MiB), CPU (cores) and processes per container; null = the platform's defaults again.

@@ -459,6 +459,12 @@ function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Ele
     if (form.autoDeploy !== view.autoDeploy) patch.autoDeploy = form.autoDeploy;
     if (form.replicas !== String(view.replicas)) patch.replicas = num(form.replicas);
     const sleep = form.sleeps ? num(form.sleepAfter) : null;
+    // null means "never sleeps" to the API (and 0 would be read as null): a ticked box with no
+    // seconds is refused here, next to the field, rather than saved as "never".
+    if (sleep !== null && !(Number.isInteger(sleep) && sleep >= 1)) {
+      setErrors({ fields: { sleepAfterSeconds: "enter whole seconds, at least 1, or untick “Sleep when idle”" } });
+      return;
+    }
     if (sleep !== view.sleepAfterSeconds) patch.sleepAfterSeconds = sleep;
     const labels = parseLabelLines(form.hostLabels);
     if (typeof labels === "string") {
