@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { JSX } from "preact";
-import { api } from "../api";
+import { ApiError, api } from "../api";
 import { dataApi, formatBytes, isFinished, type BackupSchedule, type BackupView, type ContentCopyView } from "../api/metrics-data";
 import { EnvNav } from "../env-nav";
 import { formErrors, messageOf, type FormErrors } from "../errors";
@@ -77,6 +77,8 @@ function OperationProgress({ id, onDone, onDismiss }: { id: string; onDone: () =
         }
       } catch (err) {
         if (current) setError(messageOf(err));
+        // Refused or gone (403, 404): asking again every second would not change the answer.
+        if (err instanceof ApiError && err.status >= 400 && err.status < 500) return;
       }
       if (current) timer = setTimeout(poll, POLL_MS);
     };

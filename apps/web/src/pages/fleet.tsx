@@ -229,17 +229,26 @@ function DrainStatus({ hostId, hostName, first, onEnded }: { hostId: string; hos
   const [error, setError] = useState<string | undefined>(undefined);
   const running = !p || p.state === "running";
   const last = useRef<DrainProgress["state"] | undefined>(first?.state);
-  const read = () =>
-    adminApi.drainProgress(hostId).then(
+  // One read at a time: a slow answer arriving after a newer one would move the count backwards.
+  const inFlight = useRef(false);
+  const read = () => {
+    if (inFlight.current) return Promise.resolve();
+    inFlight.current = true;
+    return adminApi.drainProgress(hostId).then(
       (next) => {
+        inFlight.current = false;
         setError(undefined);
         // A drain that ended changed what runs where: the hosts are read again.
         if (last.current === "running" && next.state !== "running") onEnded();
         last.current = next.state;
         setP(next);
       },
-      (err: unknown) => setError(messageOf(err)),
+      (err: unknown) => {
+        inFlight.current = false;
+        setError(messageOf(err));
+      },
     );
+  };
   useEffect(() => {
     void read();
   }, [hostId]);
