@@ -58,6 +58,15 @@ export function PageTitle({ children, title }: { children: ComponentChildren; ti
   );
 }
 
+/**
+ * Puts the focus on the page's heading once the current render is done: after a dialog's action
+ * removed the button that opened it (a revoked row, a removed card), the focus would otherwise fall
+ * to the document and keyboard and screen reader users would start again from the top.
+ */
+export function focusPageHeading(): void {
+  window.setTimeout(() => document.querySelector<HTMLElement>("main h1")?.focus(), 0);
+}
+
 export function Alert({ children }: { children: ComponentChildren }): JSX.Element {
   return (
     <p class="alert" role="alert">

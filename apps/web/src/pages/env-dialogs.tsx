@@ -4,7 +4,7 @@ import type { AppView, EnvironmentView } from "../api";
 import { settingsApi, settingsErrors } from "../api/settings";
 import { messageOf, type FormErrors } from "../errors";
 import { isAdmin, principal } from "../session";
-import { Alert, Field } from "../ui";
+import { Alert, Field, focusPageHeading } from "../ui";
 
 /** A modal <dialog> opened on mount (the browser keeps the focus inside; Escape closes it). */
 function useModal() {
@@ -116,6 +116,7 @@ export function RemoveEnvironmentDialog({ app, env, onClose, onRemoved }: { app:
       await settingsApi.removeEnvironment(app, env);
       onRemoved();
       onClose();
+      focusPageHeading();
     } catch (err) {
       setError(messageOf(err));
       setBusy(false);

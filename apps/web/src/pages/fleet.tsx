@@ -5,7 +5,7 @@ import { messageOf } from "../errors";
 import { formatTime } from "../format";
 import { Link } from "../router";
 import { isAdmin, principal } from "../session";
-import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
+import { Alert, focusPageHeading, Loading, PageTitle, StateBadge, useResource } from "../ui";
 import { CopyButton } from "./tokens";
 
 // Hosts have no event stream (heartbeats are batched into the hosts table, see DECISIONS "Fleet"),
@@ -321,6 +321,7 @@ function RevokeHostDialog({ host, onClose, onRevoked }: { host: FleetHost; onClo
     try {
       onRevoked(await adminApi.revoke(host.id));
       ref.current?.close();
+      focusPageHeading();
     } catch (err) {
       setError(messageOf(err));
       setBusy(false);

@@ -5,7 +5,7 @@ import { adminApi, type ApiToken } from "../api/admin";
 import { formErrors, messageOf, type FormErrors } from "../errors";
 import { formatTime } from "../format";
 import { isAdmin, principal } from "../session";
-import { Alert, Field, Loading, PageTitle, StateBadge, useResource } from "../ui";
+import { Alert, Field, focusPageHeading, Loading, PageTitle, StateBadge, useResource } from "../ui";
 
 /** API tokens (admins): every token with its role, apps and uses; create one (its secret shown once), revoke one. */
 export function TokensPage(): JSX.Element {
@@ -189,6 +189,7 @@ function RevokeDialog({ token, onClose, onRevoked }: { token: ApiToken; onClose:
     try {
       onRevoked(await adminApi.revokeToken(token.id));
       ref.current?.close();
+      focusPageHeading();
     } catch (err) {
       setError(messageOf(err));
       setBusy(false);
