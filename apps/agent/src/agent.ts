@@ -165,6 +165,7 @@ export async function startAgent(
     new HaproxyIngress({
       dir: path.join(config.stateDir, "haproxy"),
       httpPort: config.ingressHttpPort,
+      ...(config.ingressHttpsPort !== undefined ? { httpsPort: config.ingressHttpsPort } : {}),
       bindAddress: config.ingressBind,
       wakerPort,
       trafficLogPort: traffic.port,

@@ -15,6 +15,12 @@ export interface AgentConfig {
   /** Overrides the NATS URL the control plane hands out at registration. */
   natsUrl?: string;
   ingressHttpPort: number;
+  /**
+   * Port of the ingress's HTTPS frontend (SLIPWAY_INGRESS_HTTPS_PORT). Unset (the default) = no
+   * HTTPS bind at all, so hosts that do not ask for it see no change; 0 is refused (the port is
+   * advertised to DNS and load balancers, so it must be fixed).
+   */
+  ingressHttpsPort?: number;
   ingressBind: string;
   /** host:port where other hosts and load balancers reach this ingress (drains forward to it). */
   ingressAdvertise: string;
@@ -94,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
     labels: parseLabels(env.SLIPWAY_AGENT_LABELS),
     natsUrl,
     ingressHttpPort,
+    ...(env.SLIPWAY_INGRESS_HTTPS_PORT ? { ingressHttpsPort: int(env, "SLIPWAY_INGRESS_HTTPS_PORT", 0, 1, 65535) } : {}),
     ingressBind,
     ingressAdvertise: env.SLIPWAY_INGRESS_ADVERTISE || `${ingressBind === "0.0.0.0" || ingressBind === "::" ? "127.0.0.1" : ingressBind}:${ingressHttpPort}`,
     logLevel,

@@ -25,9 +25,15 @@ export class HaproxyRuntimeError extends Error {
  * With allowReset, a connection reset after the command was written counts
  * as the (empty) answer: the master resets the CLI while it re-executes.
  */
-export function runtimeCommand(socketPath: string, command: string, opts: { timeoutMs?: number; allowReset?: boolean } = {}): Promise<string> {
+export function runtimeCommand(socketPath: string, command: string, opts: { timeoutMs?: number; allowReset?: boolean; payload?: string } = {}): Promise<string> {
   const timeoutMs = opts.timeoutMs ?? 5000;
   if (/[\r\n]/.test(command)) return Promise.reject(new HaproxyRuntimeError("a runtime command must be a single line", socketPath, command));
+  let text = command + "\n";
+  if (opts.payload !== undefined) {
+    const problem = payloadProblem(opts.payload);
+    if (problem) return Promise.reject(new HaproxyRuntimeError(`payload of '${command}' ${problem}`, socketPath, command));
+    text = `${command} <<\n${opts.payload.replace(/\n+$/, "")}\n\n`;
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let written = false;
@@ -46,7 +52,7 @@ export function runtimeCommand(socketPath: string, command: string, opts: { time
     }, timeoutMs);
     sock.on("connect", () => {
       // end(), not write(): the master CLI answers only once the client has finished sending.
-      sock.end(command + "\n", () => {
+      sock.end(text, () => {
         written = true;
       });
     });
@@ -59,6 +65,18 @@ export function runtimeCommand(socketPath: string, command: string, opts: { time
       finish(new HaproxyRuntimeError(`HAProxy socket ${socketPath} ${what} (${err.code ?? err.message}) for '${command}'`, socketPath, command, { cause: err }));
     });
   });
+}
+
+/**
+ * Why a payload cannot follow `<command> <<`, or undefined: HAProxy ends the payload at the first
+ * empty line (the rest would run as commands), so a PEM with an empty line inside is cut short.
+ */
+export function payloadProblem(payload: string): string | undefined {
+  const body = payload.replace(/\n+$/, "");
+  if (body.trim() === "") return "is empty";
+  if (/\r/.test(body)) return "contains a carriage return";
+  if (/\n[ \t]*\n/.test(body) || /^[ \t]*\n/.test(body)) return "contains an empty line (HAProxy would end the payload there)";
+  return undefined;
 }
 
 /** One row of `show stat`, keyed by the CSV header (pxname, svname, scur, stot, req_tot, lastsess, …). */
@@ -215,6 +233,14 @@ export class HaproxyRuntime {
   /** Raw command on the admin socket. */
   command(cmd: string): Promise<string> {
     return runtimeCommand(this.adminSocket, cmd, { timeoutMs: this.timeoutMs });
+  }
+
+  /**
+   * A command with a payload (`<command> <<`, the payload, an empty line), e.g. `set ssl cert`.
+   * The payload may not contain an empty line. The payload is never part of an error message.
+   */
+  commandWithPayload(cmd: string, payload: string): Promise<string> {
+    return runtimeCommand(this.adminSocket, cmd, { timeoutMs: this.timeoutMs, payload });
   }
 
   /** Raw command on the master CLI. */

@@ -28,6 +28,12 @@ export interface HaproxyPaths {
   serverStateFile: string;
   logFile: string;
   stateJson: string;
+  /** Certificates served on the HTTPS bind, one `<name>.pem` (chain + key, 0600) each. */
+  certsDir: string;
+  /** The crt-list of the HTTPS bind; its first line is the default certificate. */
+  crtList: string;
+  /** The agent's self-signed certificate, served for no or unknown SNI. */
+  defaultCert: string;
 }
 
 /** The longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
@@ -52,6 +58,10 @@ export function haproxyPaths(dir: string): HaproxyPaths {
     serverStateFile: path.join(abs, "server-state"),
     logFile: path.join(abs, "haproxy.log"),
     stateJson: path.join(abs, "ingress-state.json"),
+    certsDir: path.join(abs, "certs"),
+    crtList: path.join(abs, "crt-list.txt"),
+    // '_' cannot start a host name, so no installed certificate can take this name.
+    defaultCert: path.join(abs, "certs", "_default.pem"),
   };
   for (const sock of [p.adminSocket, p.masterSocket]) {
     if (Buffer.byteLength(sock) > MAX_SOCKET_PATH) throw new Error(`HAProxy socket path '${sock}' is too long for a unix socket`);
@@ -106,6 +116,13 @@ export interface HaproxyConfigSpec {
   trafficLogPort?: number;
   /** Upper bound on the life of a previous worker after a reload (default 300). */
   hardStopAfterSeconds?: number;
+  /** Port of the HTTPS frontend (`ssl crt-list <paths.crtList>`, same routing as HTTP); no HTTPS when unset. */
+  httpsPort?: number;
+  /**
+   * The ACME account thumbprint: the HTTP frontend then answers `/.well-known/acme-challenge/<token>`
+   * with `<token>.<thumbprint>` for every host name (stateless HTTP-01); no such rule when unset.
+   */
+  acmeThumbprint?: string;
 }
 
 const BACKEND_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
@@ -122,6 +139,46 @@ export function isValidBackendName(name: string): boolean {
 /** Whether a host name can be routed (lowercase DNS name, no port, no wildcard). */
 export function isValidHostname(host: string): boolean {
   return HOSTNAME.test(host);
+}
+
+/** An ACME account thumbprint: base64url of a sha256 (RFC 7638), 43 characters, written unquoted into an lf-string. */
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+/** Whether an ACME account thumbprint can be rendered into the challenge rule. */
+export function isValidAcmeThumbprint(thumbprint: string): boolean {
+  return THUMBPRINT.test(thumbprint);
+}
+
+/** The path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3). */
+export const ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
+
+/**
+ * Stateless HTTP-01: HAProxy itself answers `<token>.<thumbprint>` for every host name, before
+ * host routing, so any host behind round-robin DNS answers the CA and the control plane keeps no
+ * per-token state on agents. Tokens are base64url (RFC 8555 §8.1), nothing else matches.
+ */
+function acmeChallengeRule(thumbprint: string | undefined): string[] {
+  if (thumbprint === undefined) return [];
+  if (!isValidAcmeThumbprint(thumbprint)) throw new Error("invalid ACME account thumbprint (43 base64url characters expected)");
+  return [`  http-request return status 200 content-type text/plain lf-string "%[path,field(4,/)].${thumbprint}" if { path_reg ^/\\.well-known/acme-challenge/[A-Za-z0-9_-]+$ }`];
+}
+
+/**
+ * The HTTPS frontend: the same host map and backends as HTTP. HTTP/2 is offered by ALPN; the
+ * crt-list's first line (the agent's self-signed certificate) answers no or unknown SNI.
+ */
+function httpsFrontend(spec: HaproxyConfigSpec): string[] {
+  if (spec.httpsPort === undefined) return [];
+  if (!validPort(spec.httpsPort) || spec.httpsPort === spec.httpPort) throw new Error(`invalid HTTPS port ${spec.httpsPort}`);
+  return [
+    "frontend https",
+    `  bind ${spec.bindAddress}:${spec.httpsPort} ssl crt-list ${spec.paths.crtList} alpn h2,http/1.1`,
+    "  http-after-response set-header Connection close if { stopping }",
+    "  http-request set-header X-Forwarded-Proto https",
+    `  use_backend %[req.hdr(host),lower,word(1,:),map(${spec.paths.hostsMap})]`,
+    `  default_backend ${DEFAULT_BACKEND}`,
+    "",
+  ];
 }
 
 /** Whether a basic auth digest is 64 hex digits (sha256). */
@@ -272,9 +329,11 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     "frontend http",
     `  bind ${spec.bindAddress}:${spec.httpPort}`,
     "  http-after-response set-header Connection close if { stopping }",
+    ...acmeChallengeRule(spec.acmeThumbprint),
     `  use_backend %[req.hdr(host),lower,word(1,:),map(${p.hostsMap})]`,
     `  default_backend ${DEFAULT_BACKEND}`,
     "",
+    ...httpsFrontend(spec),
     `backend ${DEFAULT_BACKEND}`,
     // Never logged (0 in the sample map): unknown host names are no environment's traffic.
     ...trafficLogSampling(spec.trafficLogPort, p.sampleMap),
@@ -322,6 +381,8 @@ export interface BackendRecord {
 export interface IngressStructure {
   version: 1;
   backends: Record<string, BackendRecord>;
+  /** The ACME account thumbprint HTTP-01 challenges are answered with; absent until the control plane sends it. */
+  acmeThumbprint?: string;
 }
 
 /** Checks a BackendConfig against the structure; throws StepFailure (not retryable) on bad input or a host name owned by another backend. */

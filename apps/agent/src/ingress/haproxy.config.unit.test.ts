@@ -143,3 +143,42 @@ describe("helpers", () => {
     }
   });
 });
+
+describe("HTTPS and ACME HTTP-01 in the rendered config", () => {
+  const thumbprint = "Tq5aPqZ1x7lIF0VYlkqcLwBsyZ8eW3pDf6Y2jQ9r0sA";
+
+  it("renders neither without an HTTPS port and a thumbprint (nothing changes for existing hosts)", () => {
+    const cfg = renderHaproxyConfig(spec());
+    expect(cfg).not.toContain("ssl crt-list");
+    expect(cfg).not.toContain("acme-challenge");
+    expect(cfg).not.toContain("frontend https");
+  });
+
+  it("binds HTTPS with the crt-list and ALPN, routing by the same host map as HTTP", () => {
+    const cfg = renderHaproxyConfig(spec({ httpsPort: 8443 }));
+    const https = cfg.slice(cfg.indexOf("frontend https"), cfg.indexOf(`\nbackend ${DEFAULT_BACKEND}\n`));
+    expect(https).toContain("  bind 127.0.0.1:8443 ssl crt-list /var/lib/slipway/ingress/crt-list.txt alpn h2,http/1.1\n");
+    expect(https).toContain("  use_backend %[req.hdr(host),lower,word(1,:),map(/var/lib/slipway/ingress/hosts.map)]\n");
+    expect(https).toContain(`  default_backend ${DEFAULT_BACKEND}\n`);
+    expect(https).toContain("  http-request set-header X-Forwarded-Proto https\n");
+    expect(paths.defaultCert).toBe("/var/lib/slipway/ingress/certs/_default.pem");
+    expect(() => renderHaproxyConfig(spec({ httpsPort: 8080 }))).toThrow(/HTTPS port/);
+    expect(() => renderHaproxyConfig(spec({ httpsPort: 70000 }))).toThrow(/HTTPS port/);
+  });
+
+  it("answers the challenge path on the HTTP frontend before host routing", () => {
+    const cfg = renderHaproxyConfig(spec({ acmeThumbprint: thumbprint }));
+    const rule = `  http-request return status 200 content-type text/plain lf-string "%[path,field(4,/)].${thumbprint}" if { path_reg ^/\\.well-known/acme-challenge/[A-Za-z0-9_-]+$ }\n`;
+    expect(cfg).toContain(rule);
+    const http = cfg.slice(cfg.indexOf("frontend http\n"));
+    expect(http.indexOf(rule)).toBeLessThan(http.indexOf("use_backend"));
+    // Only HTTP: the CA validates HTTP-01 on port 80.
+    expect(cfg.split(rule).length).toBe(2);
+  });
+
+  it("refuses a thumbprint that could break out of the rule", () => {
+    for (const bad of ["short", `${thumbprint.slice(0, 42)}"`, `${thumbprint.slice(0, 40)} if`, thumbprint + "A"]) {
+      expect(() => renderHaproxyConfig(spec({ acmeThumbprint: bad }))).toThrow(/thumbprint/);
+    }
+  });
+});

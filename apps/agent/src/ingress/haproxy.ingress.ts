@@ -4,7 +4,7 @@ import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
 import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "./ingress.js";
 import {
-  backendSpecs, haproxyPaths, renderHaproxyConfig, renderHostMap, renderSampleMap, routes, SAMPLE_ALL, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
+  backendSpecs, haproxyPaths, isValidAcmeThumbprint, renderHaproxyConfig, renderHostMap, renderSampleMap, routes, SAMPLE_ALL, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
   WAKER_SERVER, type HaproxyPaths, type IngressStructure,
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
@@ -12,6 +12,7 @@ import { HaproxyRuntime, isDrain, isMaint, withoutServerRows } from "./haproxy-r
 import { clientIdleLimitMs, poll, WorkerGenerations } from "./haproxy-workers.js";
 import type { CounterSource } from "../metrics/traffic-counters.js";
 import { WorkerPins } from "./haproxy-pins.js";
+import { ensureTlsFiles, TlsStore } from "./tls-store.js";
 
 /** Options of the HAProxy adapter. */
 export interface HaproxyIngressOptions {
@@ -33,6 +34,11 @@ export interface HaproxyIngressOptions {
   wakerPort?: number;
   /** UDP port on 127.0.0.1 of the agent's traffic log receiver; a changed port reloads an adopted proxy, like the waker's. */
   trafficLogPort?: number;
+  /**
+   * Port of the HTTPS frontend (same routing as HTTP; certificates through `tls`); no HTTPS when
+   * unset. Setting it on an existing state dir reloads an adopted proxy once.
+   */
+  httpsPort?: number;
 }
 
 /**
@@ -46,6 +52,10 @@ export interface HaproxyIngressOptions {
  */
 export class HaproxyIngress implements Ingress {
   readonly httpPort: number;
+  /** The HTTPS port, when HTTPS is enabled. */
+  readonly httpsPort: number | undefined;
+  /** The certificates served on the HTTPS port; undefined when HTTPS is disabled. */
+  readonly tls: TlsStore | undefined;
   private readonly paths: HaproxyPaths;
   private readonly bindAddress: string;
   private readonly bin: string;
@@ -76,6 +86,22 @@ export class HaproxyIngress implements Ingress {
     this.generations = new WorkerGenerations({ runtime: this.runtime, log: this.log, timeoutMs: this.readyTimeoutMs, logTail: () => logTail(this.paths) });
     this.wakerPort = opts.wakerPort;
     this.trafficLogPort = opts.trafficLogPort;
+    this.httpsPort = opts.httpsPort;
+    this.tls =
+      opts.httpsPort === undefined
+        ? undefined
+        : new TlsStore({
+            certsDir: this.paths.certsDir,
+            crtList: this.paths.crtList,
+            defaultCert: this.paths.defaultCert,
+            runtime: this.runtime,
+            logger: this.log,
+            serial: (fn) =>
+              this.serial(async () => {
+                this.requireRunning();
+                return fn();
+              }),
+          });
   }
 
   /** PID of the HAProxy master this adapter runs or adopted. */
@@ -98,6 +124,20 @@ export class HaproxyIngress implements Ingress {
       const prev = next.backends[cfg.name];
       next.backends[cfg.name] = { ...validateBackend(cfg, next), slots: prev?.slots ?? {} };
       await this.apply(next, prev ? `backend ${cfg.name} changed` : `backend ${cfg.name} added`);
+    });
+  }
+
+  /**
+   * Sets the ACME account thumbprint HTTP-01 challenges are answered with
+   * (`/.well-known/acme-challenge/<token>` → `<token>.<thumbprint>`, any host name). Persisted;
+   * a graceful reload only when it changes (at most once per installation). Idempotent.
+   */
+  setAcmeThumbprint(thumbprint: string): Promise<void> {
+    return this.serial(async () => {
+      this.requireRunning();
+      if (!isValidAcmeThumbprint(thumbprint)) throw new StepFailure("ingress_invalid_thumbprint", "an ACME account thumbprint is 43 base64url characters", false);
+      if (this.state.acmeThumbprint === thumbprint) return;
+      await this.apply({ ...structuredClone(this.state), acmeThumbprint: thumbprint }, "ACME account thumbprint set");
     });
   }
 
@@ -194,6 +234,8 @@ export class HaproxyIngress implements Ingress {
   private async doStart(): Promise<void> {
     await fs.mkdir(this.paths.dir, { recursive: true, mode: 0o700 });
     this.state = await this.loadState();
+    // Before HAProxy reads the config: the HTTPS bind needs a crt-list with a certificate.
+    if (this.httpsPort !== undefined) await ensureTlsFiles(this.paths);
     const adopted = await this.tryAdopt();
     if (adopted !== undefined) {
       this.masterPid = adopted;
@@ -251,7 +293,7 @@ export class HaproxyIngress implements Ingress {
     }
     this.masterPid = child.pid;
     this.appliedConfig = config;
-    this.log.info({ haproxyPid: child.pid, port: this.httpPort, bindAddress: this.bindAddress }, "started haproxy");
+    this.log.info({ haproxyPid: child.pid, port: this.httpPort, httpsPort: this.httpsPort, bindAddress: this.bindAddress }, "started haproxy");
   }
 
   private async doStop(): Promise<void> {
@@ -486,6 +528,8 @@ export class HaproxyIngress implements Ingress {
       backends: backendSpecs(s),
       ...(this.wakerPort !== undefined ? { wakerPort: this.wakerPort } : {}),
       ...(this.trafficLogPort !== undefined ? { trafficLogPort: this.trafficLogPort } : {}),
+      ...(this.httpsPort !== undefined ? { httpsPort: this.httpsPort } : {}),
+      ...(s.acmeThumbprint !== undefined ? { acmeThumbprint: s.acmeThumbprint } : {}),
     });
   }
 
