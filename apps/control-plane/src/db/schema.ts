@@ -303,6 +303,40 @@ export interface MetricsHostWatermarksTable {
   last_sample_at: Timestamp;
 }
 
+/** The installation's ACME account at one directory URL (migration 0019); its key sealed by the secret box. */
+export interface AcmeAccountsTable {
+  id: string;
+  directory_url: string;
+  key_encrypted: string;
+  contact: string | null;
+  /** Null until the account is registered at the CA (the row is inserted first, so replicas share one key). */
+  account_url: ColumnType<string | null, string | null | undefined, string | null>;
+  /** RFC 7638 thumbprint of the account key: HTTP-01 answers are `<token>.<thumbprint>`. */
+  thumbprint: string;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+/** A certificate for one set of host names (migration 0019): key sealed, chain in PEM; `ordering_until` is the order lock. */
+export interface CertificatesTable {
+  id: string;
+  /** The host names lower-cased, sorted and joined with ",": one row (and one order at a time) per set. */
+  hostnames_key: string;
+  hostnames: Json<string[]>;
+  status: ColumnType<"pending" | "valid" | "failed", "pending" | "valid" | "failed" | undefined, "pending" | "valid" | "failed">;
+  private_key_encrypted: ColumnType<string | null, string | null | undefined, string | null>;
+  certificate_chain: ColumnType<string | null, string | null | undefined, string | null>;
+  serial: ColumnType<string | null, string | null | undefined, string | null>;
+  not_before: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  not_after: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  last_error: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Failed attempts in a row (0 after a success): the backoff's exponent. */
+  attempts: ColumnType<number, number | undefined, number>;
+  /** When the renewal scheduler next orders: the renewal point after a success, the backoff after a failure. */
+  next_attempt_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  ordering_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  ordering_by: ColumnType<string | null, string | null | undefined, string | null>;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
 export interface Database {
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;
@@ -323,4 +357,6 @@ export interface Database {
   metrics_host_watermarks: MetricsHostWatermarksTable;
   git_host_keys: GitHostKeysTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  acme_accounts: AcmeAccountsTable;
+  certificates: CertificatesTable;
 }

@@ -1,0 +1,104 @@
+import { randomUUID } from "node:crypto";
+import type { Db } from "../db/database.js";
+import { json } from "../db/database.js";
+import type { CertificatesTable } from "../db/schema.js";
+import type { Selectable } from "kysely";
+type CertificateStatus = Selectable<CertificatesTable>["status"];
+
+/** The ACME account and the certificates (migration 0019), for apps/control-plane/src/tls. */
+
+export type CertificateRow = Selectable<CertificatesTable>;
+
+export interface AccountRow {
+  id: string;
+  directory_url: string;
+  key_encrypted: string;
+  contact: string | null;
+  account_url: string | null;
+  thumbprint: string;
+}
+
+export function findAccount(db: Db, directoryUrl: string): Promise<AccountRow | undefined> {
+  return db.selectFrom("acme_accounts").select(["id", "directory_url", "key_encrypted", "contact", "account_url", "thumbprint"]).where("directory_url", "=", directoryUrl).executeTakeFirst();
+}
+
+/** Inserts the account unless one exists for the directory (another replica won the race): returns the stored one. */
+export async function insertAccountIfAbsent(db: Db, row: Omit<AccountRow, "id" | "account_url">): Promise<AccountRow> {
+  await db.insertInto("acme_accounts").values({ id: randomUUID(), ...row }).onConflict((oc) => oc.column("directory_url").doNothing()).execute();
+  const stored = await findAccount(db, row.directory_url);
+  if (!stored) throw new Error(`the ACME account for ${row.directory_url} vanished right after it was stored`);
+  return stored;
+}
+
+export async function setAccountUrl(db: Db, id: string, accountUrl: string): Promise<void> {
+  await db.updateTable("acme_accounts").set({ account_url: accountUrl }).where("id", "=", id).execute();
+}
+
+export function findCertificate(db: Db, hostnamesKey: string): Promise<CertificateRow | undefined> {
+  return db.selectFrom("certificates").selectAll().where("hostnames_key", "=", hostnamesKey).executeTakeFirst();
+}
+
+/** The row of a set of host names, created "pending" and due at `now` when absent. Idempotent. */
+export async function ensureCertificate(db: Db, hostnames: string[], now: Date): Promise<CertificateRow> {
+  const key = hostnames.join(",");
+  await db
+    .insertInto("certificates")
+    .values({ id: randomUUID(), hostnames_key: key, hostnames: json(hostnames), next_attempt_at: now, created_at: now, updated_at: now })
+    .onConflict((oc) => oc.column("hostnames_key").doNothing())
+    .execute();
+  const row = await findCertificate(db, key);
+  if (!row) throw new Error(`the certificate row for ${key} vanished right after it was stored`);
+  return row;
+}
+
+/**
+ * Takes the order lock of a row: one conditional UPDATE, so of any number of callers on any
+ * number of replicas exactly one gets it while it is free or expired. True when taken.
+ */
+export async function tryLockOrder(db: Db, id: string, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+  const res = await db
+    .updateTable("certificates")
+    .set({ ordering_until: new Date(now.getTime() + leaseMs), ordering_by: owner })
+    .where("id", "=", id)
+    .where((eb) => eb.or([eb("ordering_until", "is", null), eb("ordering_until", "<=", now)]))
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
+/** Releases the lock, only if still ours (an expired lease may have been taken over). */
+export async function unlockOrder(db: Db, id: string, owner: string): Promise<void> {
+  await db.updateTable("certificates").set({ ordering_until: null, ordering_by: null }).where("id", "=", id).where("ordering_by", "=", owner).execute();
+}
+
+export interface IssuedFields {
+  privateKeyEncrypted: string;
+  chain: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  nextAttemptAt: Date;
+}
+
+export async function recordIssued(db: Db, id: string, f: IssuedFields, now: Date): Promise<void> {
+  await db
+    .updateTable("certificates")
+    .set({ status: "valid", private_key_encrypted: f.privateKeyEncrypted, certificate_chain: f.chain, serial: f.serial, not_before: f.notBefore, not_after: f.notAfter, last_error: null, attempts: 0, next_attempt_at: f.nextAttemptAt, updated_at: now })
+    .where("id", "=", id)
+    .execute();
+}
+
+export async function recordFailure(db: Db, id: string, f: { status: CertificateStatus; attempts: number; lastError: string; nextAttemptAt: Date }, now: Date): Promise<void> {
+  await db.updateTable("certificates").set({ status: f.status, attempts: f.attempts, last_error: f.lastError, next_attempt_at: f.nextAttemptAt, updated_at: now }).where("id", "=", id).execute();
+}
+
+/** Rows whose next attempt is due at `now`, earliest first, that no replica is ordering. */
+export function listDue(db: Db, now: Date, limit: number): Promise<CertificateRow[]> {
+  return db
+    .selectFrom("certificates")
+    .selectAll()
+    .where("next_attempt_at", "<=", now)
+    .where((eb) => eb.or([eb("ordering_until", "is", null), eb("ordering_until", "<=", now)]))
+    .orderBy("next_attempt_at")
+    .limit(limit)
+    .execute();
+}
