@@ -52,10 +52,24 @@ interface Snapshot {
   markers: Marker[];
 }
 
+/** The environment's deployments queued since `fromMs` (newest first), a page of 100 at a time, at most 500. */
+async function deploymentsSince(app: string, env: string, fromMs: number): Promise<DeploymentView[]> {
+  const all: DeploymentView[] = [];
+  for (let before: string | undefined; all.length < 500; ) {
+    const page = await api.listDeployments(app, env, 100, before);
+    all.push(...page);
+    const last = page[page.length - 1];
+    // Older pages hold only deployments queued (so finished) before the range starts.
+    if (page.length < 100 || !last || Date.parse(last.queuedAt) < fromMs) break;
+    before = last.id;
+  }
+  return all;
+}
+
 async function load(app: string, env: string, minutes: number): Promise<Snapshot> {
   const toMs = Date.now();
   const fromMs = toMs - minutes * 60_000;
-  const [{ series }, deployments] = await Promise.all([metricsApi.series(app, env, new Date(fromMs).toISOString()), api.listDeployments(app, env, 50)]);
+  const [{ series }, deployments] = await Promise.all([metricsApi.series(app, env, new Date(fromMs).toISOString()), deploymentsSince(app, env, fromMs)]);
   const markers = deployments
     .filter((d) => d.finishedAt && Date.parse(d.finishedAt) >= fromMs && Date.parse(d.finishedAt) <= toMs)
     .sort((a, b) => Date.parse(a.finishedAt!) - Date.parse(b.finishedAt!))
