@@ -5,6 +5,11 @@ describe("agent configuration", () => {
   it("has defaults", () => {
     expect(loadConfig({})).toMatchObject({ controlPlane: "127.0.0.1:7701", ingressHttpPort: 8080, ingressBind: "127.0.0.1", jobConcurrency: 4, wakerPort: 0, reconcileIntervalMs: 5000, testPauseBeforeSwitchMs: 0 });
   });
+  it("serves no HTTPS unless SLIPWAY_INGRESS_HTTPS_PORT is set, and refuses port 0 for it", () => {
+    expect(loadConfig({}).ingressHttpsPort).toBeUndefined();
+    expect(loadConfig({ SLIPWAY_INGRESS_HTTPS_PORT: "8443" }).ingressHttpsPort).toBe(8443);
+    expect(() => loadConfig({ SLIPWAY_INGRESS_HTTPS_PORT: "0" })).toThrow("SLIPWAY_INGRESS_HTTPS_PORT");
+  });
   it("reads the reconcile interval in seconds and the test pause in milliseconds", () => {
     expect(loadConfig({ SLIPWAY_AGENT_RECONCILE_INTERVAL_SECONDS: "2", SLIPWAY_AGENT_TEST_PAUSE_BEFORE_SWITCH_MS: "1500" })).toMatchObject({ reconcileIntervalMs: 2000, testPauseBeforeSwitchMs: 1500 });
   });
