@@ -5,6 +5,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
+import http2 from "node:http2";
 import https from "node:https";
 import net, { type AddressInfo } from "node:net";
 import os from "node:os";
@@ -213,6 +214,25 @@ describe("HTTPS at the ingress against a real haproxy", () => {
     expect(sclient).toMatch(/Verify return code: 0 \(ok\)/);
     const reply = await httpsGet(httpsPort, A, ca);
     expect(reply).toMatchObject({ status: 200, body: `hello from ${A} proto=https`, serial: certA.serial });
+    // HTTP/2 by ALPN, routed by :authority like Host.
+    const h2 = await new Promise<{ status: number; body: string; alpn: string | false | null }>((resolve, reject) => {
+      const session = http2.connect(`https://${A}:${httpsPort}`, { ca, host: "127.0.0.1", servername: A }, () => undefined);
+      session.on("error", reject);
+      const req = session.request({ ":path": "/", ":authority": A });
+      let status = 0;
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("response", (h) => (status = Number(h[":status"])));
+      req.on("data", (d: string) => (body += d));
+      req.on("end", () => {
+        const alpn = (session.socket as tls.TLSSocket).alpnProtocol;
+        session.close();
+        resolve({ status, body, alpn });
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(h2).toEqual({ status: 200, body: `hello from ${A} proto=https`, alpn: "h2" });
     expect((await served(httpsPort, "unknown.example.test")).cn).toBe("slipway-default");
     expect((await ingress.tls!.list()).map((c) => [c.hostnames, c.serial])).toEqual([[[A], certA.serial]]);
   }, 60_000);
