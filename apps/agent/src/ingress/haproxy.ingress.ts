@@ -235,7 +235,10 @@ export class HaproxyIngress implements Ingress {
     await fs.mkdir(this.paths.dir, { recursive: true, mode: 0o700 });
     this.state = await this.loadState();
     // Before HAProxy reads the config: the HTTPS bind needs a crt-list with a certificate.
-    if (this.httpsPort !== undefined) await ensureTlsFiles(this.paths);
+    if (this.httpsPort !== undefined) {
+      const { dropped } = await ensureTlsFiles(this.paths);
+      if (dropped.length > 0) this.log.warn({ files: dropped }, "certificate files missing from the state dir; no longer listed on the HTTPS bind");
+    }
     const adopted = await this.tryAdopt();
     if (adopted !== undefined) {
       this.masterPid = adopted;

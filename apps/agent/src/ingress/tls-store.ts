@@ -141,9 +141,11 @@ async function writePrivate(file: string, content: string): Promise<void> {
 /**
  * Makes sure the files the HTTPS bind needs exist before HAProxy starts: a self-signed default
  * certificate (openssl, no shell; the key never leaves the 0700 directory) and a crt-list whose
- * first line is it (HAProxy refuses an empty crt-list). Idempotent.
+ * first line is it (HAProxy refuses an empty crt-list). Lines whose certificate file is missing
+ * are dropped (returned), since HAProxy would refuse the whole config. Idempotent.
  */
-export async function ensureTlsFiles(opts: { certsDir: string; crtList: string; defaultCert: string }): Promise<void> {
+export async function ensureTlsFiles(opts: { certsDir: string; crtList: string; defaultCert: string }): Promise<{ dropped: string[] }> {
+  const dropped: string[] = [];
   await fs.mkdir(opts.certsDir, { recursive: true, mode: 0o700 });
   await fs.chmod(opts.certsDir, 0o700);
   if ((await readOrEmpty(opts.defaultCert)) === "") {
@@ -162,9 +164,16 @@ export async function ensureTlsFiles(opts: { certsDir: string; crtList: string; 
       await fs.rm(crtFile, { force: true });
     }
   }
-  const entries = parseCrtList(await readOrEmpty(opts.crtList)).filter((e) => e.path !== opts.defaultCert);
+  const entries: CrtListEntry[] = [];
+  for (const e of parseCrtList(await readOrEmpty(opts.crtList))) {
+    if (e.path === opts.defaultCert) continue;
+    // A line whose file is gone would keep HAProxy from starting at all (HTTP included).
+    if ((await readOrEmpty(e.path)) === "") dropped.push(e.path);
+    else entries.push(e);
+  }
   const want = renderCrtList([{ path: opts.defaultCert, hostnames: [] }, ...entries]);
   if ((await readOrEmpty(opts.crtList)) !== want) await writePrivate(opts.crtList, want);
+  return { dropped };
 }
 
 /**

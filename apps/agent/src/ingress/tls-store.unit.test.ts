@@ -7,7 +7,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { payloadProblem } from "./haproxy-runtime.js";
-import { normalizeSerial, parseCrtList, parseShowSslCert, TlsStore, validateCertificate, type TlsRuntime } from "./tls-store.js";
+import { X509Certificate } from "node:crypto";
+import { ensureTlsFiles, normalizeSerial, parseCrtList, parseShowSslCert, TlsStore, validateCertificate, type TlsRuntime } from "./tls-store.js";
 
 const run = promisify(execFile);
 
@@ -64,8 +65,6 @@ describe("TlsStore", () => {
 
   async function leaf(sans: string[], serial: string): Promise<Leaf> {
     const base = path.join(dir, `leaf-${serial}`);
-    const ext = `${base}.ext`;
-    await fs.writeFile(ext, `subjectAltName=${sans.map((s) => `DNS:${s}`).join(",")}\n`);
     await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-set_serial", `0x${serial}`, "-subj", `/CN=${sans[0]}`,
       "-addext", `subjectAltName=${sans.map((s) => `DNS:${s}`).join(",")}`, "-keyout", `${base}.key`, "-out", `${base}.crt`]);
     return { certPem: await fs.readFile(`${base}.crt`, "utf8"), keyPem: await fs.readFile(`${base}.key`, "utf8") };
@@ -158,6 +157,26 @@ describe("TlsStore", () => {
       "new ssl cert", "set ssl cert", "commit ssl cert", "add ssl crt-list", "show ssl cert",
       "set ssl cert", "commit ssl cert", "show ssl cert",
     ]);
+  });
+
+  it("makes the default certificate (0600) and a crt-list that starts with it, dropping lines whose file is gone", async () => {
+    const d = path.join(dir, "files");
+    const opts = { certsDir: d, crtList: path.join(d, "crt-list.txt"), defaultCert: path.join(d, "_default.pem") };
+    expect(await ensureTlsFiles(opts)).toEqual({ dropped: [] });
+    const pem = await fs.readFile(opts.defaultCert, "utf8");
+    expect((await fs.stat(opts.defaultCert)).mode & 0o777).toBe(0o600);
+    expect((await fs.stat(d)).mode & 0o777).toBe(0o700);
+    expect(new X509Certificate(pem).subject).toBe("CN=slipway-default");
+    expect(pem).toContain("-----BEGIN PRIVATE KEY-----");
+    expect(payloadProblem(pem)).toBeUndefined();
+    expect(await fs.readdir(d)).toEqual(["_default.pem", "crt-list.txt"]);
+    await fs.writeFile(path.join(d, "a.test.pem"), "x");
+    await fs.writeFile(opts.crtList, `${path.join(d, "a.test.pem")} a.test\n${path.join(d, "gone.test.pem")} gone.test\n`);
+    expect(await ensureTlsFiles(opts)).toEqual({ dropped: [path.join(d, "gone.test.pem")] });
+    expect(await fs.readFile(opts.crtList, "utf8")).toBe(`${opts.defaultCert}\n${path.join(d, "a.test.pem")} a.test\n`);
+    // Idempotent: the default certificate is kept.
+    await ensureTlsFiles(opts);
+    expect(await fs.readFile(opts.defaultCert, "utf8")).toBe(pem);
   });
 
   it("parses HAProxy's show ssl cert", () => {
