@@ -199,7 +199,10 @@ describe.each<DbKind>(["pglite", "postgres"])("tokens and roles on %s", (kind) =
     };
 
     // Reads of its app: every GET answers (200, or 404/409 for what is not there), never 403 or 5xx.
-    for (const r of routes.filter((x) => x.method === "GET" && (x.path.includes("{app}") || x.path.startsWith("/v1/deployments/")))) {
+    // (The terminal's WebSocket is a GET that runs commands, not a read: a viewer is refused it, like POST …/shell.)
+    const shellWs = "/v1/apps/{app}/environments/{env}/shell/ws";
+    expect((await call("GET", fill({ method: "GET", path: shellWs }, value), undefined, viewer)).statusCode).toBe(403);
+    for (const r of routes.filter((x) => x.method === "GET" && x.path !== shellWs && (x.path.includes("{app}") || x.path.startsWith("/v1/deployments/")))) {
       const res = await call("GET", fill(r, value), undefined, viewer);
       expect({ route: `${r.method} ${r.path}`, forbidden: res.statusCode === 403, failed: res.statusCode >= 500 }).toEqual({ route: `${r.method} ${r.path}`, forbidden: false, failed: false });
     }
