@@ -40,6 +40,8 @@ export function deploySpec(over: Partial<DeploySpec> = {}): DeploySpec {
     skipRelease: false,
     preamble: [],
     imageDigest: "",
+    certificates: [],
+    acmeThumbprint: "",
     ...over,
   };
 }

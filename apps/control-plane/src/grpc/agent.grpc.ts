@@ -9,6 +9,7 @@ import {
   type MetricsBatch,
   type MetricsSample,
   type JobEvent,
+  type TlsCertificate,
 } from "@slipway/proto";
 import { InvalidRequestError, SlipwayError, hostInboxPrefix, jobsConsumer, jobsSubject, JOBS_STREAM, type GitAuth, type Logger } from "@slipway/core";
 import { isNatsUserKey } from "../bus/nats-users.js";
@@ -151,6 +152,12 @@ export interface AgentGrpcDeps {
   dataSpec: (spec: DataJobSpec) => Promise<DataSpec>;
   /** Stores pushed metrics samples; absent = samples are accepted and dropped. */
   metrics?: { ingest(hostId: string, samples: MetricsSample[]): Promise<void> };
+  /**
+   * HTTPS (issue 15): the certificates the control plane holds for these host names (key opened)
+   * and the ACME account's thumbprint, read when the agent asks for a job's spec, so a routes or
+   * deploy job always carries the newest ones; absent = none.
+   */
+  tls?: (hostnames: readonly string[]) => Promise<{ certificates: TlsCertificate[]; acmeThumbprint: string }>;
 }
 
 export function decodeEvent(e: JobEvent): JobEventInput | undefined {
@@ -303,6 +310,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
         const host = await hosts.authenticateAgent(bearer(call.metadata));
         const spec = await reports.getSpec(host.id, call.request.jobId);
         const res: GetJobSpecResponse = { jobId: spec.jobId, kind: spec.kind, state: spec.state, lastSeq: spec.lastSeq };
+        const tlsFor = async (hostnames: readonly string[]) => (deps.tls ? deps.tls(hostnames) : { certificates: [], acmeThumbprint: "" });
         const d = spec.deploy;
         if (d) {
           // A deployment of an image reads no repository.
@@ -341,6 +349,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               sleepAfterSeconds: d.sleepAfterSeconds,
               ...(d.basicAuth ? { basicAuth: d.basicAuth } : {}),
               ...(d.content ? { content: await deps.dataSpec(d.content) } : {}),
+              ...(await tlsFor(d.hostnames)),
             },
           };
         } else if (spec.data) {
@@ -358,6 +367,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               sleepAfterSeconds: e.sleepAfterSeconds,
               forwardTo: e.forwardTo ?? "",
               ...(e.basicAuth ? { basicAuth: e.basicAuth } : {}),
+              ...(await tlsFor(e.hostnames)),
             },
           };
         }
