@@ -38,6 +38,11 @@ export interface EnvironmentEntry {
   /** 0 = never sleeps. */
   sleepAfterSeconds: number;
   state: EnvironmentState;
+  /**
+   * The certificates (by their host names, sorted) this environment's specs installed on the
+   * ingress or found served: what its removal or a host-name change may take away again.
+   */
+  tlsCertificates?: string[][];
 }
 
 interface RegistryFile {

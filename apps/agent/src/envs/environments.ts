@@ -7,6 +7,7 @@ import { probeContainers } from "./container-probe.js";
 import type { EnvironmentAuth, EnvironmentEntry, EnvironmentRegistry, EnvironmentState } from "./environment-registry.js";
 import { routeTarget, startWebContainers, stopWebContainers, STOP_GRACE_SECONDS } from "./env-containers.js";
 import type { WakeService } from "./waker.js";
+import { applyTls, releaseTls, sameKey, type TlsSpec } from "./env-certificates.js";
 
 /** How many of an environment's deployed images the registry remembers (the janitor keeps the first SLIPWAY_ROLLBACK_IMAGES). */
 const RECENT_IMAGES = 50;
@@ -42,6 +43,8 @@ export interface RoutesChange extends EnvironmentRef {
   hostnames: string[];
   basicAuth: EnvironmentAuth | null;
   sleepAfterSeconds: number;
+  /** The host names' certificates and the ACME thumbprint (issue 15). */
+  tls?: TlsSpec;
 }
 
 /** Options of the environment service. */
@@ -124,11 +127,26 @@ export class Environments implements WakeService {
   async recordDeployment(entry: Omit<EnvironmentEntry, "state" | "recentImages">, variables: Record<string, string>): Promise<void> {
     const before = this.opts.registry.get(entry.slug);
     const recentImages = [entry.image, ...(before?.recentImages ?? (before ? [before.image] : [])).filter((i) => i !== entry.image)].slice(0, RECENT_IMAGES);
-    await this.opts.registry.put({ ...entry, recentImages, state: "running" }, variables);
+    const tlsCertificates = entry.tlsCertificates ?? before?.tlsCertificates;
+    await this.opts.registry.put({ ...entry, recentImages, state: "running", ...(tlsCertificates ? { tlsCertificates } : {}) }, variables);
     this.activeAt.set(entry.slug, Date.now());
   }
 
-  describe(slug: string): { app: string; environment: string; state: EnvironmentState } | undefined {
+  /**
+   * Applies a spec's HTTPS part (thumbprint, certificates) for an environment serving `hostnames`
+   * and removes the certificates it owned for names it no longer serves; resolves with what it
+   * owns from now on (record it in the entry). Never throws. Call under the lock.
+   */
+  applyTls(slug: string, tls: TlsSpec | undefined, hostnames: string[], logLine: (line: string) => void): Promise<string[][]> {
+    return applyTls({ ingress: this.opts.ingress, tls, hostnames, owned: this.get(slug)?.tlsCertificates ?? [], ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
+  }
+
+  /** Whether another environment recorded the certificate of these host names. */
+  ownedElsewhere(slug: string): (key: string[]) => boolean {
+    return (key) => this.all().some((e) => e.slug !== slug && (e.tlsCertificates ?? []).some((k) => sameKey(k, key)));
+  }
+
+    describe(slug: string): { app: string; environment: string; state: EnvironmentState } | undefined {
     const e = this.get(slug);
     return e && { app: e.app, environment: e.environment, state: e.state };
   }
@@ -188,16 +206,22 @@ export class Environments implements WakeService {
     });
   }
 
-  /** Starts a sleeping or stopped environment (start, probe, switch); running is a no-op. */
-  start(ref: EnvironmentRef, logLine: (line: string) => void): Promise<void> {
+  /**
+   * Starts a sleeping or stopped environment (start, probe, switch); running is a no-op. `tls`
+   * (the spec's certificates and thumbprint) is applied to the environment's recorded host names.
+   */
+  start(ref: EnvironmentRef, logLine: (line: string) => void, tls?: TlsSpec): Promise<void> {
     const { app, environment } = ref;
     const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       const e = this.get(slug);
       if (!e) return logLine(`${app}/${environment} has not been deployed on this host; the next deployment starts it`);
-      if (e.state === "running") return logLine(`${app}/${environment} is already running`);
-      const targets = await this.bringUp(e, logLine);
-      logLine(`traffic for ${e.hostnames.join(", ")} now goes to ${targets.length} container(s)`);
+      if (e.state === "running") logLine(`${app}/${environment} is already running`);
+      else {
+        const targets = await this.bringUp(e, logLine);
+        logLine(`traffic for ${e.hostnames.join(", ")} now goes to ${targets.length} container(s)`);
+      }
+      if (tls) await this.opts.registry.update(slug, { tlsCertificates: await this.applyTls(slug, tls, e.hostnames, logLine) });
     });
   }
 
@@ -216,6 +240,11 @@ export class Environments implements WakeService {
       await this.opts.ingress.ensureBackend({ name: slug, realm: authRealm(change), hostnames: change.hostnames, basicAuth: change.basicAuth, maxServers: BACKEND_SLOTS });
       if (e) await this.opts.registry.update(slug, { hostnames: change.hostnames, basicAuth: change.basicAuth, sleepAfterSeconds: change.sleepAfterSeconds });
       logLine(`routes: ${change.hostnames.join(", ") || "(no host names)"}; basic auth ${change.basicAuth ? `on (user ${change.basicAuth.username})` : "off"}; ${change.sleepAfterSeconds > 0 ? `sleeps after ${change.sleepAfterSeconds} s without requests` : "never sleeps"}`);
+      // HTTPS after the routes: a certificate that cannot be installed leaves them applied.
+      // Certificates are recorded in the entry; without one (nothing deployed here) only the thumbprint is set.
+      const tls = e ? change.tls : change.tls && { certificates: [], acmeThumbprint: change.tls.acmeThumbprint };
+      const tlsCertificates = await this.applyTls(slug, tls, change.hostnames, logLine);
+      if (e) await this.opts.registry.update(slug, { tlsCertificates });
     });
   }
 
@@ -241,6 +270,9 @@ export class Environments implements WakeService {
     const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       await this.opts.ingress.removeBackend(slug);
+      const owned = this.get(slug)?.tlsCertificates ?? [];
+      const left = await releaseTls({ ingress: this.opts.ingress, owned, ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
+      if (left.length > 0) this.log.warn({ env: slug, certificates: left }, "certificates of a removed environment left on the ingress");
       const removed = await this.forget(ref, slug, logLine);
       logLine(`${ref.app}/${ref.environment} removed from this host: backend, ${removed} container(s), network`);
     });

@@ -1,3 +1,20 @@
+/** A certificate to serve (TlsStore's input): the leaf first, then its chain; the key in PEM. */
+export interface CertificateInput {
+  hostnames: string[];
+  certPem: string;
+  keyPem: string;
+}
+
+/** A certificate the ingress serves (as TlsStore lists it). */
+export interface InstalledCertificate {
+  name: string;
+  path: string;
+  hostnames: string[];
+  /** Uppercase hex, no leading zeros, as HAProxy serves it. */
+  serial: string;
+  notAfter: Date;
+}
+
 /** A server the ingress routes an environment's traffic to. */
 export interface BackendTarget {
   /** The container id (or any stable id) this server stands for. */
@@ -52,6 +69,18 @@ export interface SwitchOptions {
   testPauseMidSwitchMs?: number;
 }
 
+/**
+ * The certificates served on the ingress's HTTPS port (TlsStore in the agent). install replaces
+ * the certificate of exactly the same host names (no reload) and refuses names another
+ * certificate serves; remove takes exactly the host names a certificate was installed for.
+ */
+export interface IngressTls {
+  install(input: CertificateInput): Promise<InstalledCertificate>;
+  remove(hostnames: string[]): Promise<boolean>;
+  /** The installed certificates (not the default one) with the serial and expiry served. */
+  list(): Promise<InstalledCertificate[]>;
+}
+
 export interface Ingress {
   /** Starts (or adopts an already running) proxy. */
   start(): Promise<void>;
@@ -78,4 +107,13 @@ export interface Ingress {
   current(name: string): Promise<BackendTarget[]>;
   /** Per-backend counters; undefined when there is no such backend. */
   stats(name: string): Promise<BackendStats | undefined>;
+  /** The HTTPS port; undefined when HTTPS is off on this host (SLIPWAY_INGRESS_HTTPS_PORT unset). */
+  readonly httpsPort: number | undefined;
+  /** The certificates served on the HTTPS port; undefined when HTTPS is off. */
+  readonly tls: IngressTls | undefined;
+  /**
+   * Answers HTTP-01 challenges (`/.well-known/acme-challenge/<token>` → `<token>.<thumbprint>`,
+   * on HTTP, any host name) with this ACME account thumbprint; reloads only when it changes.
+   */
+  setAcmeThumbprint(thumbprint: string): Promise<void>;
 }

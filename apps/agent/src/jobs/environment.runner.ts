@@ -4,6 +4,7 @@ import type { EnvironmentSpec } from "@slipway/proto";
 import { StepFailure, toFailure, type Logger } from "@slipway/core";
 import { authOf, type Environments } from "../envs/environments.js";
 import type { JobReporter } from "../report/job-reporter.js";
+import type { TlsSpec } from "../envs/env-certificates.js";
 
 /** What an environment job needs. */
 export interface EnvironmentJobContext {
@@ -32,16 +33,16 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
         await envs.stop(ref, logLine);
         break;
       case "start":
-        await envs.start(ref, logLine);
+        await envs.start(ref, logLine, tlsOf(spec));
         break;
       case "routes":
         await envs.routes(
-          { ...ref, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds },
+          { ...ref, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds, tls: tlsOf(spec) },
           logLine,
         );
         break;
       case "remove":
-        await envs.remove(ref, logLine);
+        await envs.remove(ref, logLine); // also removes the certificates only this environment used
         break;
       case "handoff":
         await envs.handoff(ref, await resolveAddress(spec.forwardTo), spec.hostnames, logLine);
@@ -61,6 +62,11 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
     ctx.log.warn({ action, failure: f }, "environment job failed");
     return "failed";
   }
+}
+
+/** The spec's HTTPS part (certificates and ACME thumbprint; empty from an older control plane). */
+function tlsOf(spec: EnvironmentSpec): TlsSpec {
+  return { certificates: spec.certificates ?? [], acmeThumbprint: spec.acmeThumbprint ?? "" };
 }
 
 /** host:port → an IP and port (the ingress takes addresses, not names). */

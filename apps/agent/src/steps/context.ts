@@ -11,7 +11,7 @@ import type { Environments } from "../envs/environments.js";
 export type DeployReporter = Pick<JobReporter, "heading" | "logLine" | "step" | "progress" | "backup" | "facts" | "result" | "cancelRequested">;
 
 /** What the steps use of the agent's environments (Environments in the agent, a fake in unit tests). */
-export type DeployEnvironments = Pick<Environments, "exclusive" | "get" | "recordDeployment" | "slugFor">;
+export type DeployEnvironments = Pick<Environments, "exclusive" | "get" | "all" | "recordDeployment" | "slugFor">;
 
 /** Everything a deployment's steps share; each step reads what it needs and fills in what it learns. */
 export interface DeployContext {

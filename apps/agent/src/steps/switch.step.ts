@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { authOf, authRealm, BACKEND_SLOTS } from "../envs/environments.js";
 import { routeTarget } from "../envs/env-containers.js";
 import type { BackendTarget } from "../ingress/ingress.js";
+import { applyTls, sameKey } from "../envs/env-certificates.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled, slugOf } from "./context.js";
 
@@ -11,7 +12,8 @@ import { checkCancelled, slugOf } from "./context.js";
  * applying the spec's host names and basic auth, and records the environment
  * (image, containers, probe, sleep setting) for sleeping and waking. Runs
  * under the environment's lock, so it never interleaves with a sleep or a
- * wake. Returns the replaced targets.
+ * wake. Then applies the spec's HTTPS part (ACME thumbprint, certificates;
+ * failures are logged, never fatal). Returns the replaced targets.
  */
 export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
   const { spec, report } = ctx;
@@ -27,6 +29,16 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
     const old = await ctx.ingress.switchTraffic(slug, targets, ctx.pauseMidSwitchMs ? { testPauseMidSwitchMs: ctx.pauseMidSwitchMs } : undefined);
     ctx.switched = true;
     report.logLine(`traffic for ${spec.hostnames.join(", ")} now goes to ${targets.length} new container(s); ${old.length} old one(s) drained`);
+    // HTTPS once the traffic moved: a certificate that cannot be installed never fails the deployment.
+    const tlsCertificates = await applyTls({
+      ingress: ctx.ingress,
+      tls: { certificates: spec.certificates ?? [], acmeThumbprint: spec.acmeThumbprint ?? "" },
+      hostnames: spec.hostnames,
+      owned: ctx.envs.get(slug)?.tlsCertificates ?? [],
+      ownedElsewhere: (key) => ctx.envs.all().some((e) => e.slug !== slug && (e.tlsCertificates ?? []).some((k) => sameKey(k, key))),
+      logLine: (line) => report.logLine(line),
+      log: ctx.log,
+    });
     await ctx.envs.recordDeployment(
       {
         app: spec.app,
@@ -42,6 +54,7 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
         basicAuth,
         sleepAfterSeconds: spec.sleepAfterSeconds,
         ...(spec.limits ? { limits: spec.limits } : {}),
+        tlsCertificates,
       },
       spec.variables,
     );

@@ -1,4 +1,9 @@
-import { describe, expect, it } from "vitest";
+import fs from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TlsCertificate } from "@slipway/proto";
+import { StepFailure } from "@slipway/core";
+import { certDir, testCertificate } from "../testing/certs.js";
+import { FakeIngress } from "../testing/fakes.js";
 import { BACKEND_SLOTS } from "../envs/environments.js";
 import { switchStep } from "./switch.step.js";
 import { fakeDeployment, withCurrentDeployment, type FakeDeployment, type FakeDeploymentOptions } from "../testing/deploy.fixture.js";
@@ -100,5 +105,77 @@ describe("switch step", () => {
     await sleeping;
     await switching;
     expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic"]);
+  });
+});
+
+describe("switch step: HTTPS", () => {
+  const THUMB = "T".repeat(43);
+  let dir: string;
+  let shop: TlsCertificate;
+  let shopNext: TlsCertificate;
+  let other: TlsCertificate;
+
+  beforeAll(async () => {
+    dir = certDir();
+    [shop, shopNext, other] = await Promise.all([
+      testCertificate(dir, ["shop-test.localhost"], "51"),
+      testCertificate(dir, ["shop-test.localhost"], "52"),
+      testCertificate(dir, ["test.shop.example"], "61"),
+    ]);
+  });
+
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it("once traffic moved: sets the ACME thumbprint, installs the certificates and records them as the environment's", async () => {
+    const d = probed({ hostnames: ["shop-test.localhost", "test.shop.example"], certificates: [shop, other], acmeThumbprint: THUMB });
+    withCurrentDeployment(d);
+    await switchStep(d.ctx);
+    expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic", "setAcmeThumbprint"]);
+    expect(d.ingress.acmeThumbprint).toBe(THUMB);
+    expect([...d.ingress.tls!.served.values()].map((c) => [c.hostnames, c.serial])).toEqual([[["shop-test.localhost"], "51"], [["test.shop.example"], "61"]]);
+    expect(d.envs.entries.get(d.slug)!.tlsCertificates).toEqual([["shop-test.localhost"], ["test.shop.example"]]);
+    expect(d.report.lines()).toEqual(expect.arrayContaining([expect.stringMatching(/^certificate for shop-test\.localhost installed \(serial 51, valid until /)]));
+  });
+
+  it("a redeploy skips a certificate served with the same serial, replaces a renewed one and removes the one of a host name it dropped", async () => {
+    const first = probed({ hostnames: ["shop-test.localhost", "test.shop.example"], certificates: [shop, other] });
+    withCurrentDeployment(first);
+    await switchStep(first.ctx);
+    const d = probed({ hostnames: ["shop-test.localhost"], certificates: [shopNext] });
+    Object.assign(d.ctx, { ingress: first.ingress, envs: first.envs });
+    const ingress = first.ingress;
+    await switchStep(d.ctx);
+    expect([...ingress.tls!.served.values()].map((c) => [c.hostnames, c.serial])).toEqual([[["shop-test.localhost"], "52"]]);
+    expect(first.envs.entries.get(d.slug)!.tlsCertificates).toEqual([["shop-test.localhost"]]);
+    expect(d.report.lines()).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^certificate for shop-test\.localhost replaced: serial 51 → serial 52, valid until /),
+        "certificate for test.shop.example removed: this environment no longer serves these host names",
+      ]),
+    );
+    const again = probed({ hostnames: ["shop-test.localhost"], certificates: [shopNext] });
+    Object.assign(again.ctx, { ingress, envs: first.envs });
+    await switchStep(again.ctx);
+    expect(ingress.tls!.callsOf("install")).toHaveLength(3);
+    expect(again.report.lines()).toEqual(expect.arrayContaining([expect.stringMatching(/^certificate for shop-test\.localhost already served \(serial 52/)]));
+  });
+
+  it("a certificate that cannot be installed does not fail the deployment: the traffic moved and the log says why", async () => {
+    const d = probed({ certificates: [shop] });
+    withCurrentDeployment(d);
+    d.ingress.tls!.fail("install", new StepFailure("tls_runtime_refused", "HAProxy refused 'set ssl cert'", true));
+    await expect(switchStep(d.ctx)).resolves.toHaveLength(1);
+    expect(d.ctx.switched).toBe(true);
+    expect(d.envs.entries.get(d.slug)).toMatchObject({ deploymentId: "dep-new", tlsCertificates: [] });
+    expect(d.report.lines()).toContain("certificate for shop-test.localhost not installed: HAProxy refused 'set ssl cert'; the site stays on HTTP and the previous certificate, if any");
+  });
+
+  it("with HTTPS off on the host, the certificates are skipped with one line", async () => {
+    const d = probed({ certificates: [shop] });
+    d.ctx.ingress = new FakeIngress({ https: false });
+    await switchStep(d.ctx);
+    expect(d.report.lines()).toContain("HTTPS is off on this host (SLIPWAY_INGRESS_HTTPS_PORT not set): 1 certificate(s) not installed");
   });
 });

@@ -3,11 +3,13 @@
 // just enough state to answer later calls consistently (a started container is
 // listed and inspected, a switch changes what `current` returns), so a test
 // asserts what a user would see: what is routed, what runs, what was reported.
+import { X509Certificate } from "node:crypto";
 import { Readable } from "node:stream";
 import type { BackupFacts } from "@slipway/proto";
 import { StepFailure, environmentSlug, toFailure, type FailureData, type StepState } from "@slipway/core";
 import type { ContainerRuntime, ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, OneOffResult, RunningContainer } from "../docker/container-runtime.js";
-import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "../ingress/ingress.js";
+import type { BackendConfig, BackendStats, BackendTarget, CertificateInput, Ingress, IngressTls, InstalledCertificate, SwitchOptions } from "../ingress/ingress.js";
+import { normalizeSerial } from "../ingress/tls-store.js";
 import type { SourceRepository } from "../git/source-repository.js";
 import type { EnvironmentEntry } from "../envs/environment-registry.js";
 import type { DeployEnvironments, DeployReporter } from "../steps/context.js";
@@ -186,11 +188,65 @@ export class FakeContainerRuntime extends Recorder<RuntimeMethod> implements Con
   }
 }
 
-type IngressMethod = "start" | "stop" | "ensureBackend" | "removeBackend" | "switchTraffic" | "current" | "stats";
+type IngressMethod = "start" | "stop" | "ensureBackend" | "removeBackend" | "switchTraffic" | "current" | "stats" | "setAcmeThumbprint";
+
+type TlsMethod = keyof IngressTls;
+
+/**
+ * The certificates of an ingress's HTTPS port, in memory, keyed by sorted host names like
+ * TlsStore: the PEM is parsed for its serial and expiry (never checked further), a certificate
+ * for the same names replaces the previous one, names served by another certificate are refused.
+ */
+export class FakeTls extends Recorder<TlsMethod> implements IngressTls {
+  readonly served = new Map<string, InstalledCertificate & { keyPem: string }>();
+
+  async install(input: CertificateInput): Promise<InstalledCertificate> {
+    await this.enter("install", [{ hostnames: input.hostnames, certPem: input.certPem }]);
+    const hostnames = [...new Set(input.hostnames.map((h) => h.toLowerCase()))].sort();
+    const leaf = new X509Certificate(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(input.certPem)?.[0] ?? "");
+    const key = hostnames.join(" ");
+    for (const [k, c] of this.served) {
+      if (k !== key && c.hostnames.some((h) => hostnames.includes(h))) throw new StepFailure("tls_hostname_conflict", `host names are served by the certificate for ${c.hostnames.join(", ")}: remove it first`, false);
+    }
+    const cert = { name: hostnames[0]!, path: `/certs/${hostnames[0]}.pem`, hostnames, serial: normalizeSerial(leaf.serialNumber), notAfter: new Date(leaf.validTo), keyPem: input.keyPem };
+    this.served.set(key, cert);
+    return { name: cert.name, path: cert.path, hostnames, serial: cert.serial, notAfter: cert.notAfter };
+  }
+
+  async remove(hostnames: string[]): Promise<boolean> {
+    await this.enter("remove", [hostnames]);
+    return this.served.delete([...new Set(hostnames.map((h) => h.toLowerCase()))].sort().join(" "));
+  }
+
+  async list(): Promise<InstalledCertificate[]> {
+    await this.enter("list", []);
+    return [...this.served.values()].map(({ keyPem: _key, ...c }) => ({ ...c, hostnames: [...c.hostnames] }));
+  }
+}
 
 /** The HTTP ingress of one host: which targets each backend routes to. */
 export class FakeIngress extends Recorder<IngressMethod> implements Ingress {
   readonly httpPort = 8080;
+  /** undefined with `{ https: false }`: HTTPS off on this host. */
+  readonly httpsPort: number | undefined;
+  readonly tls: FakeTls | undefined;
+  /** The ACME thumbprint challenges are answered with; `thumbprintChanges` counts the reloads it would take. */
+  acmeThumbprint: string | undefined;
+  thumbprintChanges = 0;
+
+  constructor(opts: { https?: boolean } = {}) {
+    super();
+    const https = opts.https ?? true;
+    this.httpsPort = https ? 8443 : undefined;
+    this.tls = https ? new FakeTls() : undefined;
+  }
+
+  async setAcmeThumbprint(thumbprint: string): Promise<void> {
+    await this.enter("setAcmeThumbprint", [thumbprint]);
+    if (this.acmeThumbprint === thumbprint) return;
+    this.acmeThumbprint = thumbprint;
+    this.thumbprintChanges++;
+  }
   readonly backends = new Map<string, { config?: BackendConfig; targets: BackendTarget[] }>();
   /** What stats() answers per backend. */
   readonly backendStats = new Map<string, BackendStats>();
@@ -381,6 +437,11 @@ export class FakeEnvironments extends Recorder<EnvMethod> implements DeployEnvir
   slugFor(environmentId: string): string {
     for (const e of this.entries.values()) if (e.environmentId === environmentId) return e.slug;
     return environmentSlug(environmentId);
+  }
+
+  /** Every entry (not recorded as a call: a pure lookup). */
+  all(): EnvironmentEntry[] {
+    return [...this.entries.values()].map((e) => structuredClone(e));
   }
 
   get(slug: string): EnvironmentEntry | undefined {
