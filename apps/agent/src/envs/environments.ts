@@ -235,6 +235,8 @@ export class Environments implements WakeService {
     return this.exclusive(slug, async () => {
       const e = this.get(slug);
       if (!e && (await this.opts.ingress.stats(slug)) === undefined) {
+        // The thumbprint is the host's, not the environment's: challenges can be answered before a deployment.
+        if (change.tls?.acmeThumbprint) await this.applyTls(slug, { certificates: [], acmeThumbprint: change.tls.acmeThumbprint }, [], logLine);
         return logLine(`${change.app}/${change.environment} is not routed on this host yet; the next deployment applies these routes`);
       }
       await this.opts.ingress.ensureBackend({ name: slug, realm: authRealm(change), hostnames: change.hostnames, basicAuth: change.basicAuth, maxServers: BACKEND_SLOTS });
