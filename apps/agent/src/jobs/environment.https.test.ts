@@ -1,0 +1,147 @@
+// Integration test of environment jobs applying certificates to the real /usr/sbin/haproxy
+// (HTTPS port on): routes installs, replaces and removes what is served for each name, remove
+// takes them off. The environments live in a real registry; containers are not involved in
+// these actions, so the engine is the in-memory fake. Tests run in order and share one proxy.
+import fs from "node:fs/promises";
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
+import path from "node:path";
+import tls from "node:tls";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EnvironmentSpec, TlsCertificate } from "@slipway/proto";
+import { createLogger, environmentSlug } from "@slipway/core";
+import { EnvironmentRegistry } from "../envs/environment-registry.js";
+import { Environments } from "../envs/environments.js";
+import { HaproxyIngress } from "../ingress/haproxy.ingress.js";
+import { normalizeSerial } from "../ingress/tls-store.js";
+import type { JobReporter } from "../report/job-reporter.js";
+import { certDir, testCertificate } from "../testing/certs.js";
+import { FakeContainerRuntime, FakeJobReporter } from "../testing/fakes.js";
+import { runEnvironmentJob } from "./environment.runner.js";
+
+const A = "shop.https.test";
+const B = "www.shop.https.test";
+const ID = "8e3b4c5d-6e7f-4a81-9b2c-3d4e5f6a7b8c";
+const THUMB = "Tq5aPqZ1x7lIF0VYlkqcLwBsyZ8eW3pDf6Y2jQ9r0sA";
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** The certificate served for `servername` on a new connection. */
+function served(port: number, servername: string): Promise<{ serial: string; cn: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false }, () => {
+      const cert = sock.getPeerCertificate();
+      sock.destroy();
+      resolve({ serial: normalizeSerial(cert.serialNumber), cn: String(cert.subject?.CN ?? "") });
+    });
+    sock.setTimeout(5000, () => sock.destroy(new Error("TLS handshake timed out")));
+    sock.on("error", reject);
+  });
+}
+
+function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: urlPath, agent: false, headers: { host } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error("request timed out")));
+    req.on("error", reject);
+  });
+}
+
+describe("environment jobs install certificates on a real haproxy", () => {
+  let dir: string;
+  let httpPort: number;
+  let httpsPort: number;
+  let ingress: HaproxyIngress;
+  let envs: Environments;
+  let upstream: http.Server;
+  let certA: TlsCertificate;
+  let certA2: TlsCertificate;
+  let certB: TlsCertificate;
+  const slug = environmentSlug(ID);
+
+  async function job(action: string, extra: Partial<EnvironmentSpec> = {}): Promise<{ result: string; lines: string[] }> {
+    const report = new FakeJobReporter();
+    const spec: EnvironmentSpec = { action, app: "shop", environment: "prod", environmentId: ID, hostnames: [A, B], sleepAfterSeconds: 0, forwardTo: "", certificates: [], acmeThumbprint: "", ...extra };
+    const result = await runEnvironmentJob({ spec, envs, report: report as unknown as JobReporter, log: createLogger("test", "silent") });
+    return { result, lines: report.lines() };
+  }
+
+  beforeAll(async () => {
+    dir = certDir();
+    [certA, certA2, certB] = await Promise.all([testCertificate(dir, [A], "0C01"), testCertificate(dir, [A], "0C02"), testCertificate(dir, [B], "0D01")]);
+    upstream = http.createServer((req, res) => res.end(`hello from ${req.headers.host}`));
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    httpPort = await freePort();
+    httpsPort = await freePort();
+    ingress = new HaproxyIngress({ dir: path.join(dir, "haproxy"), httpPort, httpsPort, logger: pino({ level: "silent" }) });
+    await ingress.start();
+    const registry = new EnvironmentRegistry(dir);
+    envs = new Environments({ hostId: "host-1", registry, runtime: new FakeContainerRuntime(), ingress, log: createLogger("test", "silent") });
+    await registry.put({
+      app: "shop", environment: "prod", environmentId: ID, slug, image: "shop:1", webPort: 5000, probe: { path: "/", timeoutSeconds: 5 } as never,
+      containerIds: [], deploymentId: "dep-1", hostnames: [A], basicAuth: null, sleepAfterSeconds: 0, state: "running",
+    });
+    await ingress.ensureBackend({ name: slug, hostnames: [A], maxServers: 2 });
+    await ingress.switchTraffic(slug, [{ id: "c1", host: "127.0.0.1", port: (upstream.address() as AddressInfo).port }]);
+  }, 90_000);
+
+  afterAll(async () => {
+    await ingress?.stop().catch(() => undefined);
+    upstream?.closeAllConnections();
+    await new Promise((r) => upstream?.close(r));
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("routes: the host names' certificates are served on the HTTPS port and challenges answered with the thumbprint", async () => {
+    expect((await served(httpsPort, A)).cn).toBe("slipway-default");
+    const r = await job("routes", { certificates: [certA, certB], acmeThumbprint: THUMB });
+    expect(r.result).toBe("succeeded");
+    expect(await served(httpsPort, A)).toEqual({ serial: "C01", cn: A });
+    expect(await served(httpsPort, B)).toEqual({ serial: "D01", cn: B });
+    expect(await httpGet(httpPort, B, "/.well-known/acme-challenge/tok123")).toEqual({ status: 200, body: `tok123.${THUMB}` });
+    expect(r.lines).toEqual(expect.arrayContaining([expect.stringMatching(/^certificate for shop\.https\.test installed \(serial C01, valid until /)]));
+  }, 60_000);
+
+  it("routes again: the same serial is left alone, a renewed certificate replaces the served one", async () => {
+    const same = await job("routes", { certificates: [certA, certB], acmeThumbprint: THUMB });
+    expect(same.lines.filter((l) => l.startsWith("certificate for"))).toEqual([
+      expect.stringMatching(/^certificate for shop\.https\.test already served \(serial C01/),
+      expect.stringMatching(/^certificate for www\.shop\.https\.test already served \(serial D01/),
+    ]);
+    const renewed = await job("routes", { certificates: [certA2, certB], acmeThumbprint: THUMB });
+    expect(renewed.result).toBe("succeeded");
+    expect((await served(httpsPort, A)).serial).toBe("C02");
+    expect(renewed.lines).toEqual(expect.arrayContaining([expect.stringMatching(/^certificate for shop\.https\.test replaced: serial C01 → serial C02/)]));
+  }, 60_000);
+
+  it("a certificate HAProxy cannot take is a log line; the routes job succeeds and the previous certificate stays served", async () => {
+    const mismatched = { ...certA, keyPem: certB.keyPem };
+    const r = await job("routes", { certificates: [mismatched, certB] });
+    expect(r.result).toBe("succeeded");
+    expect(r.lines).toContain("certificate for shop.https.test not installed: the private key does not belong to the certificate; the site stays on HTTP and the previous certificate, if any");
+    expect((await served(httpsPort, A)).serial).toBe("C02");
+  }, 60_000);
+
+  it("routes without a host name removes its certificate; remove takes the rest off", async () => {
+    const r = await job("routes", { hostnames: [A], certificates: [certA2] });
+    expect(r.lines).toContain("certificate for www.shop.https.test removed: this environment no longer serves these host names");
+    expect((await served(httpsPort, B)).cn).toBe("slipway-default");
+    expect((await served(httpsPort, A)).serial).toBe("C02");
+    const removed = await job("remove");
+    expect(removed.result).toBe("succeeded");
+    expect((await served(httpsPort, A)).cn).toBe("slipway-default");
+    expect(await ingress.tls!.list()).toEqual([]);
+  }, 60_000);
+});
