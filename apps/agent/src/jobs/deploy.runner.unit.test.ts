@@ -52,6 +52,16 @@ function expectPreviousStillServes(d: FakeDeployment, previous: ReturnType<typeo
 }
 
 describe("a deployment", () => {
+  it("succeeds and serves the new version when its certificate cannot be installed: the log says why", async () => {
+    const { d } = serving({ spec: { certificates: [{ hostnames: ["shop-test.localhost"], certPem: "not a certificate", keyPem: "" }], acmeThumbprint: "k".repeat(43) } });
+    expect(await deploy(d)).toBe("succeeded");
+    expect(d.ingress.routed(d.slug).map((t) => t.id)).toEqual(newContainers(d).map((c) => c.id));
+    expect(d.ingress.acmeThumbprint).toBe("k".repeat(43));
+    expect(d.report.lines()).toContain(
+      "certificate for shop-test.localhost not installed: the certificate is not PEM (no BEGIN CERTIFICATE block); the site stays on HTTP and the previous certificate, if any",
+    );
+  });
+
   it("runs source → build → release → start → probe → switch → cleanup, and reports success with commit and image", async () => {
     const { d, previous } = serving();
     expect(await deploy(d)).toBe("succeeded");
