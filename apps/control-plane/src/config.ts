@@ -1,7 +1,10 @@
 import { homedir } from "node:os";
 import path from "node:path";
 import { ConfigError, InvalidRequestError, intFromEnv as int, logLevelFromEnv, parseLimits, type ResourceLimits } from "@slipway/core";
+import { isIP } from "node:net";
 import { DEFAULT_RESOURCE_POLICY, type ResourcePolicy } from "./services/resource-policy.js";
+import { acmeSettingsFromEnv } from "./tls/acme-settings.js";
+import type { AcmeConfig } from "./tls/certificate.service.js";
 
 export { ConfigError };
 
@@ -104,6 +107,11 @@ export interface ControlPlaneConfig {
   jobAckWaitMs: number;
   /** Limits of environments that set none, live's, and the CPU overcommit of placement. */
   resources: ResourcePolicy;
+  /**
+   * Automatic HTTPS for custom domains (issue 15); undefined = off (no certificate is ordered, no
+   * CA is contacted). On when SLIPWAY_ACME_DIRECTORY or SLIPWAY_ACME_EMAIL is set: see acmeConfig.
+   */
+  acme?: AcmeConfig;
 }
 
 const defaults = {
@@ -269,6 +277,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     sessionTtlMs: int(env, "SLIPWAY_SESSION_TTL_HOURS", 12, 1, 24 * 30) * 3_600_000,
     jobAckWaitMs: int(env, "SLIPWAY_JOB_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
     resources: resources(env),
+    acme: acmeConfig(env),
+  });
+}
+
+/**
+ * ACME is off unless the operator asks for it, so a test, a CI run or a developer's machine never
+ * contacts Let's Encrypt: SLIPWAY_ACME_DIRECTORY (any ACME directory; Let's Encrypt staging for a
+ * trial) or SLIPWAY_ACME_EMAIL (the contact; alone it means Let's Encrypt production) turns it on.
+ * - SLIPWAY_ACME_CHALLENGE_PORT (default 80): where the pre-check asks the challenge path (the CA
+ *   always validates on 80; another port is for tests or a port-forwarding front).
+ * - SLIPWAY_ACME_CHALLENGE_ADDRESS: connect the pre-check to this IP instead of the name's DNS
+ *   record (tests with names that do not resolve; the CA still uses DNS).
+ * - SLIPWAY_ACME_INTERVAL_MS (default 60000): how often domains are looked at (issue, renew, retry).
+ * - SLIPWAY_ACME_RETRY_SECONDS (default 300): the first wait after a failure (it doubles to 1 h).
+ */
+export function acmeConfig(env: NodeJS.ProcessEnv): AcmeConfig | undefined {
+  if (!env.SLIPWAY_ACME_DIRECTORY?.trim() && !env.SLIPWAY_ACME_EMAIL?.trim()) return undefined;
+  let settings;
+  try {
+    settings = acmeSettingsFromEnv(env);
+  } catch (err) {
+    throw new ConfigError(/SLIPWAY_ACME_DIRECTORY/.test((err as Error).message) ? "SLIPWAY_ACME_DIRECTORY" : "SLIPWAY_ACME_EMAIL", (err as Error).message);
+  }
+  const address = env.SLIPWAY_ACME_CHALLENGE_ADDRESS?.trim() || undefined;
+  if (address !== undefined && isIP(address) === 0) throw new ConfigError("SLIPWAY_ACME_CHALLENGE_ADDRESS", `'${address}' is not an IP address`);
+  return Object.freeze({
+    ...settings,
+    challengePort: int(env, "SLIPWAY_ACME_CHALLENGE_PORT", 80, 1, 65535),
+    ...(address ? { challengeAddress: address } : {}),
+    tickIntervalMs: int(env, "SLIPWAY_ACME_INTERVAL_MS", 60_000, 100, 3_600_000),
+    retryMinMs: int(env, "SLIPWAY_ACME_RETRY_SECONDS", 300, 1, 86_400) * 1000,
   });
 }
 

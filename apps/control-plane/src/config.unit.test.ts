@@ -3,6 +3,22 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, isLoopbackHost, loadConfig, plaintextListenerWarnings } from "./config.js";
 
 describe("control plane configuration", () => {
+  it("leaves ACME off unless a directory or a contact is set: no CA is contacted by default", () => {
+    expect(loadConfig({}).acme).toBeUndefined();
+    expect(loadConfig({ SLIPWAY_ACME_CHALLENGE_PORT: "8080" }).acme).toBeUndefined();
+    const le = loadConfig({ SLIPWAY_ACME_EMAIL: "ops@example.com" }).acme!;
+    expect(le).toEqual({ directoryUrl: "https://acme-v02.api.letsencrypt.org/directory", email: "ops@example.com", challengePort: 80, tickIntervalMs: 60_000, retryMinMs: 300_000 });
+    const test = loadConfig({ SLIPWAY_ACME_DIRECTORY: "https://localhost:14000/dir", SLIPWAY_ACME_CHALLENGE_PORT: "18080", SLIPWAY_ACME_CHALLENGE_ADDRESS: "127.0.0.1", SLIPWAY_ACME_INTERVAL_MS: "500", SLIPWAY_ACME_RETRY_SECONDS: "2" }).acme!;
+    expect(test).toEqual({ directoryUrl: "https://localhost:14000/dir", challengePort: 18080, challengeAddress: "127.0.0.1", tickIntervalMs: 500, retryMinMs: 2000 });
+  });
+
+  it("refuses an ACME directory that is not https, a bad contact and a challenge address that is not an IP", () => {
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: "http://localhost:14000/dir" })).toThrow(/SLIPWAY_ACME_DIRECTORY.*https/);
+    expect(() => loadConfig({ SLIPWAY_ACME_EMAIL: "not-an-address" })).toThrow(ConfigError);
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: "https://localhost:14000/dir", SLIPWAY_ACME_CHALLENGE_ADDRESS: "ingress.local" })).toThrow(/SLIPWAY_ACME_CHALLENGE_ADDRESS/);
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: "https://localhost:14000/dir", SLIPWAY_ACME_CHALLENGE_PORT: "0" })).toThrow(/SLIPWAY_ACME_CHALLENGE_PORT/);
+  });
+
   it("has embedded defaults", () => {
     const c = loadConfig({});
     expect(c.databaseUrl).toBeUndefined();

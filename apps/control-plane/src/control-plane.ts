@@ -38,6 +38,7 @@ import { RepositoryMirrors } from "./git/repository-mirrors.js";
 import { SourceSync } from "./git/source-sync.js";
 import { HookService } from "./hooks/hook.service.js";
 import { Lifecycle } from "./services/lifecycle.service.js";
+import { CertificateService } from "./tls/certificate.service.js";
 
 export interface RunningControlPlane {
   httpUrl: string;
@@ -106,7 +107,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     await store.ensureBuckets();
     const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
     const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }), uploadMaxBytes: config.backupUploadMaxBytes });
-    const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data);
+    // Automatic HTTPS (issue 15): issuing and renewing only when ACME is configured (config.acme).
+    const certificates: CertificateService = new CertificateService(db, box, log.child({ component: "certificates" }), { ...(config.acme ? { acme: config.acme } : {}), onResult: (r): Promise<void> => environments.certificateAttempt(r) });
+    const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
     const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
       const app = await getAppByName(db, appName);
       const env = await getEnvironment(db, app, envName);
@@ -129,7 +132,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
     const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl, natsUsers: nats.users, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics }),
+      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl, natsUsers: nats.users, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics, tls: (hostnames) => certificates.tlsFor(hostnames) }),
       {
         host: config.grpcHost,
         port: config.grpcPort,
@@ -145,6 +148,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(() => publisher.stop());
     sources.start();
     cleanups.push(async () => sources.stop());
+    certificates.start();
+    cleanups.push(async () => certificates.stop());
+    if (config.acme) log.info({ directoryUrl: config.acme.directoryUrl, intervalMs: config.acme.tickIntervalMs }, "automatic HTTPS on: custom domains get certificates");
 
     const hooks = new HookService(db, box, sources, gitAccess, deployments, log.child({ component: "hooks" }), { ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}), defaultPollSeconds: config.gitPollSeconds });
     // A redelivery after a week is a new push (and the table stays small).

@@ -102,3 +102,44 @@ export function listDue(db: Db, now: Date, limit: number): Promise<CertificateRo
     .limit(limit)
     .execute();
 }
+
+/** Every custom domain (the `domains` table; never the generated default host names), oldest first. */
+export async function listCustomDomains(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom("domains").select("hostname").orderBy("created_at").orderBy("hostname").execute();
+  return rows.map((r) => r.hostname);
+}
+
+/** The certificate rows whose key is one of `keys` (one host name per row for custom domains). */
+export function listCertificatesByKeys(db: Db, keys: readonly string[]): Promise<CertificateRow[]> {
+  if (keys.length === 0) return Promise.resolve([]);
+  return db.selectFrom("certificates").selectAll().where("hostnames_key", "in", [...keys]).execute();
+}
+
+/** Every stored certificate (chain present): what /metrics reports the expiry of. */
+export function listIssuedCertificates(db: Db): Promise<Array<Pick<CertificateRow, "hostnames" | "not_after" | "serial">>> {
+  return db.selectFrom("certificates").select(["hostnames", "not_after", "serial"]).where("certificate_chain", "is not", null).where("not_after", "is not", null).orderBy("hostnames_key").execute();
+}
+
+/** Creates the missing rows of single-name certificates (pending, due at `now`), one insert for all. */
+export async function ensureSingleNameCertificates(db: Db, names: readonly string[], now: Date): Promise<void> {
+  if (names.length === 0) return;
+  await db
+    .insertInto("certificates")
+    .values(names.map((n) => ({ id: randomUUID(), hostnames_key: n, hostnames: json([n]), next_attempt_at: now, created_at: now, updated_at: now })))
+    .onConflict((oc) => oc.column("hostnames_key").doNothing())
+    .execute();
+}
+
+/** Like listDue, among the rows whose key is one of `keys` only. */
+export function listDueAmong(db: Db, keys: readonly string[], now: Date, limit: number): Promise<CertificateRow[]> {
+  if (keys.length === 0) return Promise.resolve([]);
+  return db
+    .selectFrom("certificates")
+    .selectAll()
+    .where("hostnames_key", "in", [...keys])
+    .where("next_attempt_at", "<=", now)
+    .where((eb) => eb.or([eb("ordering_until", "is", null), eb("ordering_until", "<=", now)]))
+    .orderBy("next_attempt_at")
+    .limit(limit)
+    .execute();
+}

@@ -108,6 +108,11 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
     async (req) => environments.setVariables(req.principal, req.params.app, req.params.env, req.body, "patch"),
   );
 
+  app.get<{ Params: { app: string; env: string } }>(
+    "/apps/:app/environments/:env/domains",
+    { schema: { summary: "The custom domains, each with its certificate: state (none, pending, valid, failed), serial, notAfter, lastError, nextAttemptAt", params: envParams } },
+    async (req) => environments.listDomains(req.principal, req.params.app, req.params.env),
+  );
   app.post<{ Params: { app: string; env: string }; Body: { hostname: string } }>(
     "/apps/:app/environments/:env/domains",
     {

@@ -3,6 +3,7 @@ import type { Db } from "../db/database.js";
 import type { EnvironmentSnapshot } from "../metrics/metrics.service.js";
 import { platformCounts } from "../repositories/stats.repository.js";
 import { incidentCounts } from "../repositories/apps.repository.js";
+import { listIssuedCertificates } from "../repositories/certificates.repository.js";
 
 type Sample = { labels?: Record<string, string>; value: number };
 type Family = { name: string; help: string; type: "gauge" | "counter"; samples: Sample[] };
@@ -80,6 +81,14 @@ export const metricsRoutes: FastifyPluginAsync<{ db: Db; onlineWindowMs: () => n
         help: "Web containers of the environment killed (out of memory) since it was created.",
         type: "counter",
         samples: (await incidentCounts(db)).map((r) => ({ labels: { app: r.app, environment: r.environment, reason: "oom" }, value: r.count })),
+      },
+      {
+        // The end of validity as a Unix timestamp (alert on `… - time() < 7*86400`): stable between
+        // scrapes, unlike seconds left, and what node_exporter's ssl and blackbox's probe_ssl_earliest_cert_expiry use.
+        name: "slipway_certificate_expiry_timestamp_seconds",
+        help: "End of validity (notAfter, Unix seconds) of the certificate the control plane holds for each domain.",
+        type: "gauge",
+        samples: (await listIssuedCertificates(db)).flatMap((c) => c.hostnames.map((domain) => ({ labels: { domain }, value: Math.floor(c.not_after!.getTime() / 1000) }))),
       },
       ...(environments ? environmentFamilies(await environments()) : []),
     ]);

@@ -32,6 +32,7 @@ import { refuseRemovalWhileBusy, type DataService } from "../data/data.service.j
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
 import { findHost } from "../repositories/hosts.repository.js";
+import type { CertificateResult, DomainCertificate } from "../tls/certificate.service.js";
 
 /** What a listing shows instead of a secret value; PUT/PATCH with it keeps the stored value. */
 export const MASK = "********";
@@ -97,7 +98,49 @@ export class EnvironmentService {
     private readonly opts: { baseDomain: string; onJobQueued: () => void },
     /** Data services of an environment: its DATABASE_URL/DEFAULT_STORAGE_DSN, and removal of its data. */
     private readonly data?: Pick<DataService, "containerVariables" | "removeEnvironmentData">,
+    /** The custom domains' certificates (issue 15); absent = every domain says "none". */
+    private readonly certificates?: { statusOf(hostnames: readonly string[]): Promise<Map<string, DomainCertificate>> },
   ) {}
+
+  /** The environment's custom domains, each with its certificate's state (GET …/domains). */
+  async listDomains(by: Principal, appName: string, envName: string): Promise<{ domains: Array<{ hostname: string; certificate: DomainCertificate }> }> {
+    requireApp(by, appName);
+    const { env } = await this.load(this.db, appName, envName);
+    const names = await vars.listDomains(this.db, env.id);
+    const status = this.certificates ? await this.certificates.statusOf(names) : new Map<string, DomainCertificate>();
+    const none: DomainCertificate = { state: "none", serial: null, notAfter: null, lastError: null, nextAttemptAt: null };
+    return { domains: names.map((hostname) => ({ hostname, certificate: status.get(hostname) ?? none })) };
+  }
+
+  /**
+   * After an attempt of the certificate scheduler (issue 15): an activity entry on the environment
+   * that serves each name (certificate.issued, .renewed or .failed with the reason) and, when a
+   * certificate was issued, a routes job on the environment's host, so its agent gets the
+   * certificate through GetJobSpec (the path adding a domain takes).
+   */
+  async certificateAttempt(result: CertificateResult): Promise<void> {
+    const { before, outcome, certificate } = result;
+    if (outcome !== "issued" && outcome !== "failed" && outcome !== "unreachable") return;
+    let queued = false;
+    for (const hostname of certificate.hostnames) {
+      const owner = await vars.findDomainOwner(this.db, hostname);
+      if (!owner) continue;
+      await this.db.transaction().execute(async (trx) => {
+        const env = await apps.findEnvironmentById(trx, owner.environmentId);
+        const app = env ? await apps.findAppById(trx, env.app_id) : undefined;
+        if (!env || !app) return;
+        if (outcome === "issued") {
+          await this.enqueue(trx, app, env, "routes");
+          queued = queued || env.host_id !== null;
+          const action = before.serial ? "certificate.renewed" : "certificate.issued";
+          await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action, details: { hostname, serial: certificate.serial, notAfter: certificate.notAfter?.toISOString() ?? null } });
+        } else {
+          await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action: "certificate.failed", details: { hostname, reason: certificate.lastError, nextAttemptAt: certificate.nextAttemptAt.toISOString() } });
+        }
+      });
+    }
+    if (queued) this.opts.onJobQueued();
+  }
 
   async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string; hostLabels?: Record<string, string> }): Promise<EnvironmentView> {
     requireApp(by, appName);

@@ -60,15 +60,34 @@ export class AcmeAccounts {
     return (await this.get()).thumbprint;
   }
 
-  private async load(): Promise<AcmeAccount> {
-    const { directoryUrl, email } = this.settings;
+  /**
+   * The thumbprint without a call to the CA: the account key is created and stored when absent
+   * (registration waits for the first order). What GetJobSpec hands to agents, so a deploy or a
+   * routes job never waits on (or fails with) the CA.
+   */
+  async storedThumbprint(): Promise<string> {
+    this.stored ??= this.storeKey().catch((err: unknown) => {
+      this.stored = undefined;
+      throw err;
+    });
+    return (await this.stored).thumbprint;
+  }
+
+  private stored?: Promise<{ thumbprint: string }>;
+
+  private async storeKey() {
     const fresh = await acme.crypto.createPrivateEcdsaKey("P-256");
-    const stored = await insertAccountIfAbsent(this.db, {
-      directory_url: directoryUrl,
+    return insertAccountIfAbsent(this.db, {
+      directory_url: this.settings.directoryUrl,
       key_encrypted: this.box.encrypt(fresh.toString("utf8")),
-      contact: email ?? null,
+      contact: this.settings.email ?? null,
       thumbprint: jwkThumbprint(acme.crypto.getJwk(fresh) as unknown as Record<string, unknown>),
     });
+  }
+
+  private async load(): Promise<AcmeAccount> {
+    const { directoryUrl } = this.settings;
+    const stored = await this.storeKey();
     const accountKey = this.box.decrypt(stored.key_encrypted);
     const client = new acme.Client({ directoryUrl, accountKey, backoffMin: this.pollMinMs, backoffMax: 10_000, ...(stored.account_url ? { accountUrl: stored.account_url } : {}) });
     // The JWK acme-client signs with (what its `client.http.getJwk()` returns).

@@ -1,7 +1,21 @@
 import type { Logger } from "@slipway/core";
 import type { Db } from "../db/database.js";
-import { listDue } from "../repositories/certificates.repository.js";
-import type { CertificateIssuer, IssueOutcome } from "./issuer.js";
+import { ensureSingleNameCertificates, listDue, listDueAmong, type CertificateRow } from "../repositories/certificates.repository.js";
+import type { CertificateIssuer, CertificateView, IssueOutcome } from "./issuer.js";
+import { invalidHostname, normalizeHostnames } from "./renewal-policy.js";
+
+export interface SchedulerOptions {
+  clock: () => Date;
+  batch?: number;
+  /**
+   * The names to hold a certificate for (the custom domains), one certificate per name: each tick
+   * creates the missing rows (due at once) and orders only among these, so a removed domain is
+   * neither issued nor renewed again. Absent = every stored row (the issuer's tests).
+   */
+  names?: () => Promise<string[]>;
+  /** Called after each attempt with the row as it was before and what the issuer did (activity, routes jobs). */
+  onResult?: (result: { before: CertificateRow; outcome: IssueOutcome; certificate: CertificateView }) => Promise<void>;
+}
 
 /**
  * Orders what is due (new, at a third of the lifetime left, or at the end of a failure's
@@ -16,7 +30,7 @@ export class RenewalScheduler {
     private readonly db: Db,
     private readonly issuer: CertificateIssuer,
     private readonly log: Logger,
-    private readonly opts: { clock: () => Date; batch?: number },
+    private readonly opts: SchedulerOptions,
   ) {}
 
   /** One pass: returns the outcome per set of names it tried (empty when nothing was due). */
@@ -24,11 +38,21 @@ export class RenewalScheduler {
     if (this.running) return [];
     this.running = true;
     try {
-      const due = await listDue(this.db, this.opts.clock(), this.opts.batch ?? 20);
+      const batch = this.opts.batch ?? 20;
+      let due: CertificateRow[];
+      if (this.opts.names) {
+        // A name no CA issues for (a domain added before a stricter check) is left out, not retried.
+        const names = normalizeHostnames(await this.opts.names()).filter((n) => invalidHostname([n]) === undefined);
+        await ensureSingleNameCertificates(this.db, names, this.opts.clock());
+        due = await listDueAmong(this.db, names, this.opts.clock(), batch);
+      } else {
+        due = await listDue(this.db, this.opts.clock(), batch);
+      }
       const results: Array<{ hostnames: string[]; outcome: IssueOutcome }> = [];
       for (const row of due) {
-        const { outcome } = await this.issuer.issue(row.hostnames);
+        const { outcome, certificate } = await this.issuer.issue(row.hostnames);
         results.push({ hostnames: row.hostnames, outcome });
+        if (this.opts.onResult) await this.opts.onResult({ before: row, outcome, certificate }).catch((err: unknown) => this.log.error({ err, hostnames: row.hostnames }, "after a certificate attempt: recording it failed"));
       }
       return results;
     } finally {
