@@ -90,7 +90,7 @@ describe("environment jobs install certificates on a real haproxy", () => {
     const registry = new EnvironmentRegistry(dir);
     envs = new Environments({ hostId: "host-1", registry, runtime: new FakeContainerRuntime(), ingress, log: createLogger("test", "silent") });
     await registry.put({
-      app: "shop", environment: "prod", environmentId: ID, slug, image: "shop:1", webPort: 5000, probe: { path: "/", timeoutSeconds: 5 } as never,
+      app: "shop", environment: "prod", environmentId: ID, slug, image: "shop:1", webPort: 5000, probe: { path: "/", acceptedStatuses: "200-399", startupTimeoutMs: 10_000, probeTimeoutMs: 1_000, maxRetries: 50 },
       containerIds: [], deploymentId: "dep-1", hostnames: [A], basicAuth: null, sleepAfterSeconds: 0, state: "running",
     });
     await ingress.ensureBackend({ name: slug, hostnames: [A], maxServers: 2 });

@@ -45,7 +45,7 @@ describe("environment jobs: HTTPS", () => {
     for (const [env, id] of Object.entries(ID)) {
       const slug = environmentSlug(id);
       const entry: EnvironmentEntry = {
-        app: "shop", environment: env, environmentId: id, slug, image: "shop:1", webPort: 5000, probe: { path: "/", timeoutSeconds: 5 } as EnvironmentEntry["probe"],
+        app: "shop", environment: env, environmentId: id, slug, image: "shop:1", webPort: 5000, probe: { path: "/", acceptedStatuses: "200-399", startupTimeoutMs: 10_000, probeTimeoutMs: 1_000, maxRetries: 50 },
         containerIds: [], deploymentId: "dep-1", hostnames: [`${env}.apps.example`], basicAuth: null, sleepAfterSeconds: 0, state: "running",
       };
       await registry.put(entry);
