@@ -10,6 +10,7 @@ import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
 
 const DOMAIN = "shop.example.test";
+const VALIDITY_SECONDS = 60;
 
 /** `openssl s_client` against the ingress's HTTPS port with SNI, verifying against pebble's root: "" when it verifies, else why not. */
 function sClient(port: number, servername: string, caFile: string): Promise<string> {
@@ -22,9 +23,9 @@ function sClient(port: number, servername: string, caFile: string): Promise<stri
   });
 }
 
-function httpsGet(port: number, servername: string, ca: string): Promise<{ status: number; body: string; serial: string }> {
+function httpsGet(port: number, servername: string, ca: string, agent: https.Agent | false = false): Promise<{ status: number; body: string; serial: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.get({ host: "127.0.0.1", port, path: "/", servername, ca, headers: { host: servername }, agent: false, timeout: 10_000 }, (res) => {
+    const req = https.get({ host: "127.0.0.1", port, path: "/", servername, ca, headers: { host: servername }, agent, timeout: 10_000 }, (res) => {
       let body = "";
       const serial = (res.socket as import("node:tls").TLSSocket).getPeerCertificate().serialNumber;
       res.setEncoding("utf8");
@@ -52,7 +53,8 @@ describe("automatic HTTPS: a custom domain is served over HTTPS with a certifica
     httpPort = await reservePort();
     httpsPort = await reservePort();
     // Pebble validates HTTP-01 on the agent's HTTP ingress port (its DNS answers 127.0.0.1 for every name).
-    pebble = await startPebble({ httpPort });
+    // Short-lived certificates: renewal is due at a third of the lifetime left (40 s after issuance, 20 s before expiry).
+    pebble = await startPebble({ httpPort, certificateValiditySeconds: VALIDITY_SECONDS });
     const listenerCa = path.join(pebble.dir, "listener-ca.pem");
     writeFileSync(listenerCa, pebble.listenerCaPem);
     platform = new Platform({
@@ -111,4 +113,37 @@ describe("automatic HTTPS: a custom domain is served over HTTPS with a certifica
     expect(metrics).toMatch(new RegExp(`slipway_certificate_expiry_timestamp_seconds\\{domain="${DOMAIN.replace(/\./g, "\\.")}"\\} \\d+`));
     console.log(`[https e2e] ${DOMAIN}: added → served over HTTPS (openssl verifies) in ${servedMs} ms`);
   }, 60_000);
+
+  it("renews at a third of the lifetime left and serves the new certificate without a failed request on keep-alive clients", async () => {
+    const api = platform.api;
+    const first = (await api.call("GET", "/v1/apps/shop/environments/test/domains")).domains[0].certificate;
+    const keepAlive = new https.Agent({ keepAlive: true, maxSockets: 4, ca: pebble.rootPem });
+    let ok = 0;
+    const failures: string[] = [];
+    let running = true;
+    const clients = Array.from({ length: 4 }, async () => {
+      while (running) {
+        await httpsGet(httpsPort, DOMAIN, pebble.rootPem, keepAlive).then(
+          (r) => (r.status === 200 && r.body.includes("hello over https") ? ok++ : failures.push(`status ${r.status}`)),
+          (err: Error) => failures.push(err.message),
+        );
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+    const renewed = await waitFor("a new serial served on a new connection", async () => {
+      const r = await httpsGet(httpsPort, DOMAIN, pebble.rootPem);
+      return r.serial.toUpperCase() !== String(first.serial).toUpperCase() ? r : undefined;
+    }, { timeoutMs: VALIDITY_SECONDS * 1000, intervalMs: 500 });
+    running = false;
+    await Promise.all(clients);
+    keepAlive.destroy();
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(0);
+    expect(await sClient(httpsPort, DOMAIN, path.join(pebble.dir, "issuing-root.pem"))).toBe("");
+    const now = (await api.call("GET", "/v1/apps/shop/environments/test/domains")).domains[0].certificate;
+    expect(now).toMatchObject({ state: "valid", lastError: null });
+    expect(now.serial.toUpperCase()).toBe(renewed.serial.toUpperCase());
+    expect(JSON.stringify(await api.call("GET", "/v1/activity?app=shop"))).toContain("certificate.renewed");
+    console.log(`[https e2e] renewed: ${ok} keep-alive requests, 0 failed, new serial served`);
+  }, 90_000);
 });
