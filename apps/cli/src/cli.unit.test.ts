@@ -16,7 +16,8 @@ describe("command line parsing", () => {
     const cases: Array<[string[], RegExp]> = [
       [["vars", "set", "shop", "test"], /missing <KEY=VALUE\.\.\.>: slipway vars set <app> <env> <KEY=VALUE\.\.\.>/],
       [["status", "shop", "test", "extra"], /too many arguments: slipway status <app> <env>/],
-      [["domains"], /domains needs one of: list, add, remove/],
+      [["domains"], /missing <app> <env>: slipway domains <app> <env>/],
+      [["vars"], /vars needs one of: /],
       [["deploy", "shop", "test", "--content-from", "live"], /replaces the database and\/or media of shop\/test: add --yes/],
       [["deploy", "shop", "test", "--media"], /--database and --media go with --content-from/],
       [["logs", "shop", "test", "--tail", "many"], /--tail must be a number/],

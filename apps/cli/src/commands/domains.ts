@@ -1,7 +1,57 @@
+// `slipway domains <app> <env>` (each custom domain with its certificate) and
 // `slipway domains list|add|remove`: an environment's custom domains.
+import { duration, table } from "../format.js";
 import { enc, envPath, print, type Command } from "./command.js";
 
+/** A domain's certificate as GET …/domains shows it (issue 15). */
+export interface DomainCertificateView {
+  state: "none" | "pending" | "valid" | "failed";
+  serial: string | null;
+  notAfter: string | null;
+  lastError: string | null;
+  nextAttemptAt: string | null;
+}
+
+const isoSeconds = (iso: string): string => new Date(iso).toISOString().replace(/\.\d+Z$/, "Z");
+
+/** When the next attempt is, in words: "next attempt in 4 m 10 s", "next attempt due now". */
+function nextAttempt(iso: string | null, now: number): string {
+  if (!iso) return "";
+  const ms = Date.parse(iso) - now;
+  return ms > 0 ? `next attempt in ${duration(ms).replace(/\.\d s$/, " s")}` : "next attempt due now";
+}
+
+/**
+ * The certificate column of `slipway domains`: none; pending; valid until …; failed: reason
+ * (next attempt …); a valid certificate whose renewal failed says both.
+ */
+export function certificateText(c: DomainCertificateView, now = Date.now()): string {
+  switch (c.state) {
+    case "none":
+      return "none (not requested yet)";
+    case "pending":
+      return "pending";
+    case "valid": {
+      const until = c.notAfter ? `valid until ${isoSeconds(c.notAfter)}` : "valid";
+      return c.lastError ? `${until}; renewal failed: ${c.lastError} (${nextAttempt(c.nextAttemptAt, now)})` : until;
+    }
+    case "failed":
+      return `failed: ${c.lastError ?? "unknown reason"}${c.nextAttemptAt ? ` (${nextAttempt(c.nextAttemptAt, now)})` : ""}`;
+  }
+}
+
 export const domainsCommands: Command[] = [
+  {
+    name: "domains",
+    args: ["app", "env"],
+    summary: "Each custom domain of an environment with its certificate (none, pending, valid until, failed: why and next attempt)",
+    async run(ctx) {
+      const [app, env] = ctx.args as [string, string];
+      const { domains } = await ctx.client().call<{ domains: Array<{ hostname: string; certificate: DomainCertificateView }> }>("GET", `${envPath(app, env)}/domains`);
+      print(ctx, domains, () => table([["DOMAIN", "CERTIFICATE"], ...domains.map((d) => [d.hostname, certificateText(d.certificate)])]));
+      return 0;
+    },
+  },
   {
     name: "domains list",
     args: ["app", "env"],
