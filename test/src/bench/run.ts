@@ -11,8 +11,8 @@
  * Then the data services benchmark (data.bench.ts), the storage benchmark
  * (storage.bench.ts: radosgw against s3rver), the NATS users benchmark
  * (nats-users.bench.ts), the ingress benchmark
- * with wrk (ingress.bench.ts) and the fleet benchmark (fleet.bench.ts).
- * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, storage, nats, ingress, fleet) runs only
+ * with wrk (ingress.bench.ts), HTTPS at the ingress with wrk (https.bench.ts) and the fleet benchmark (fleet.bench.ts).
+ * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, storage, nats, ingress, https, fleet) runs only
  * those parts; SLIPWAY_BENCH_FLEET=0 skips the fleet part.
  * Progress goes to stderr; the results table and BENCHMARKS.md-ready markdown
  * go to stdout. Exit code 0 even when a target is missed; non-zero on errors.
@@ -25,6 +25,7 @@ import { runFleetBench } from "./fleet.bench.js";
 import { runStorageBench } from "./storage.bench.js";
 import { runNatsUsersBench } from "./nats-users.bench.js";
 import { abortIngressBench, runIngressBench } from "./ingress.bench.js";
+import { runHttpsBench } from "./https.bench.js";
 import Dockerode from "dockerode";
 import { Platform, type AgentHandle } from "../support/platform.js";
 import { TestRepo, helloApp } from "../support/git-repo.js";
@@ -40,7 +41,7 @@ const TARGET_OVERHEAD_S = 0.3;
 /** issue 10: `succeeded` is what users wait for; the API shows it within this long of the switch. */
 const TARGET_SUCCEEDED_LAG_MS = 50;
 const TARGET_FAILED = 0;
-const PARTS = ["deploy", "data", "storage", "nats", "ingress", "fleet"] as const;
+const PARTS = ["deploy", "data", "storage", "nats", "ingress", "https", "fleet"] as const;
 
 const t0 = performance.now();
 const elapsed = () => ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -357,6 +358,11 @@ async function main(): Promise<number> {
       progress("ingress benchmark (wrk against a keep-alive Node app: ingress, direct, bare HAProxy)");
       const ingress = await runIngressBench();
       process.stdout.write(`${ingress.text}\n\n----- BENCHMARKS.md -----\n${ingress.markdown}\n`);
+    }
+    if (runs("https")) {
+      progress("HTTPS benchmark (wrk through the ingress: TLS handshakes/s and keep-alive req/s, HTTPS ÷ HTTP, pebble's certificate)");
+      const tls = await runHttpsBench();
+      process.stdout.write(`${tls.text}\n\n----- BENCHMARKS.md -----\n${tls.markdown}\n`);
     }
     if (runs("fleet")) {
       progress("fleet benchmark (simulated agents); SLIPWAY_BENCH_FLEET=0 skips it");

@@ -38,6 +38,13 @@ export interface WrkOptions {
    * measures a neighbour's latency keeps it off the cores it loads on purpose.
    */
   cpus?: string;
+  /** Extra request headers (e.g. `Connection: close`: wrk reconnects after every response, so each request is a new connection — over https, a new TLS handshake). */
+  headers?: Record<string, string>;
+  /**
+   * When set, wrk connects to this address (a Lua `wrk.resolve` override) whatever the URL's host
+   * name: the URL's name stays the SNI and the default Host, so test names that do not resolve work.
+   */
+  connectTo?: string;
 }
 
 const DONE = `
@@ -57,7 +64,14 @@ export async function runWrk(opts: WrkOptions): Promise<WrkResult> {
   try {
     const script = path.join(dir, "bench.lua");
     const pause = opts.pauseMs !== undefined ? `\ndelay = function() return ${Math.round(opts.pauseMs)} end\n` : "";
-    writeFileSync(script, `wrk.headers["Host"] = "${opts.host}"\n${pause}${DONE}`);
+    const headers = Object.entries(opts.headers ?? {})
+      .map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}\n`)
+      .join("");
+    const resolve =
+      opts.connectTo !== undefined
+        ? `wrk.resolve = function(host, service)\n  wrk.addrs = wrk.lookup(${JSON.stringify(opts.connectTo)}, service)\nend\n`
+        : "";
+    writeFileSync(script, `wrk.headers["Host"] = "${opts.host}"\n${headers}${resolve}${pause}${DONE}`);
     const args = ["-t", String(opts.threads), "-c", String(opts.connections), "-d", `${opts.durationS}s`, "--timeout", "5s", "-s", script, opts.url];
     const stdout = await new Promise<string>((resolve, reject) => {
       const [file, argv] = opts.cpus !== undefined ? ["taskset", ["-c", opts.cpus, "wrk", ...args]] : ["wrk", args];
