@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freeTcpPort, startPebble, type Pebble } from "@slipway/control-plane/testing/pebble";
 import { Platform } from "./support/platform.js";
@@ -15,6 +16,15 @@ const STALE = "old-site.example.test";
 /** A custom domain added while the CA answers 503 (maintenance). */
 const LATER = "later.example.test";
 const RETRY_SECONDS = 5;
+
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../bin/slipway");
+
+/** `slipway <args>` (the built CLI) against the platform: its stdout, or why it failed. */
+function slipway(api: { baseUrl: string; token: string }, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(CLI, args, { timeout: 30_000, env: { PATH: process.env.PATH, HOME: "/nonexistent", SLIPWAY_CONFIG: "/nonexistent/slipway.json", SLIPWAY_URL: api.baseUrl, SLIPWAY_TOKEN: api.token } }, (err, stdout, stderr) => (err ? reject(new Error(`slipway ${args.join(" ")}: ${err.message} ${stderr}`)) : resolve(stdout)));
+  });
+}
 
 function sClient(port: number, servername: string, caFile: string): Promise<string> {
   return new Promise((resolve) => {
@@ -135,9 +145,9 @@ describe("automatic HTTPS when a certificate cannot be had", () => {
     for (const p of [ingressPort, httpsPort, frontPort]) if (p) releasePort(p);
   });
 
-  const certificateOf = async (hostname: string): Promise<{ state: string; lastError: string | null; nextAttemptAt: string | null; serial: string | null }> => {
+  const certificateOf = async (hostname: string): Promise<{ state: string; lastError: string | null; nextAttemptAt: string | null; serial: string | null; notAfter: string | null }> => {
     const { domains } = await platform.api.call("GET", "/v1/apps/shop/environments/test/domains");
-    return (domains as Array<{ hostname: string; certificate: { state: string; lastError: string | null; nextAttemptAt: string | null; serial: string | null } }>).find((d) => d.hostname === hostname)!.certificate;
+    return (domains as Array<{ hostname: string; certificate: { state: string; lastError: string | null; nextAttemptAt: string | null; serial: string | null; notAfter: string | null } }>).find((d) => d.hostname === hostname)!.certificate;
   };
 
   it("(a) a domain whose challenge reaches no ingress of this installation: no order at the CA, and the API says why", async () => {
@@ -153,7 +163,11 @@ describe("automatic HTTPS when a certificate cannot be had", () => {
     expect(orders.filter((names) => names.includes(STALE))).toEqual([]);
     expect(staleChallengeRequests.length).toBeGreaterThan(0);
     for (const url of staleChallengeRequests) expect(url).toMatch(/^\/\.well-known\/acme-challenge\/slipway-probe-[0-9a-f]+$/);
-    console.log(`[https failures e2e] ${STALE}: ${cert.lastError}; orders at the CA for it: 0`);
+    // The CLI says the same, with when the next attempt is.
+    const listed = await slipway(platform.api, ["domains", "shop", "test"]);
+    expect(listed).toMatch(/^DOMAIN +CERTIFICATE\n/);
+    expect(listed).toContain(`${STALE}  failed: ${cert.lastError} (next attempt `);
+    console.log(`[https failures e2e] ${STALE}: orders at the CA for it: 0; slipway domains shop test:\n${listed}`);
   }, 60_000);
 
   it("(b) the CA in maintenance: failed with the reason, retried at most once per interval, issued and served when the CA is back", async () => {
@@ -187,7 +201,10 @@ describe("automatic HTTPS when a certificate cannot be had", () => {
     }, { timeoutMs: 90_000, intervalMs: 500 }).catch((err: Error) => {
       throw new Error(`${err.message}; last openssl: ${last}; control plane: ${platform.tail("control-plane.log", 15)}`);
     });
-    expect(await certificateOf(LATER)).toMatchObject({ state: "valid", lastError: null });
+    const issued = await certificateOf(LATER);
+    expect(issued).toMatchObject({ state: "valid", lastError: null });
+    const listed = await slipway(platform.api, ["domains", "shop", "test"]);
+    expect(listed.split("\n").find((l) => l.startsWith(`${LATER} `))).toMatch(new RegExp(`^${LATER.replace(/\./g, "\\.")} +valid until ${issued.notAfter!.replace(/\.\d+Z$/, "Z")}$`));
     expect(orders.filter((names) => names.includes(LATER)).length).toBeGreaterThanOrEqual(1);
     expect(orders.filter((names) => names.includes(STALE))).toEqual([]);
   }, 180_000);
