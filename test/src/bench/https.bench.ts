@@ -2,8 +2,9 @@
  * HTTPS at the ingress benchmark (issue 15, must show 6), measured with Debian's wrk 4.1 through the
  * agent's HAProxy, HTTPS and plain HTTP in the same run against the same deployed keep-alive Node app:
  *   - handshakes/s: every request carries `Connection: close`, so wrk opens a new connection per
- *     request — over HTTPS a full TLS handshake each time (wrk keeps no TLS session between
- *     connections, so there is no resumption); compared with the same over plain HTTP;
+ *     request — over HTTPS a TLS handshake each time; compared with the same over plain HTTP. wrk
+ *     resumes its TLS 1.3 session on every new connection (PSK with a fresh X25519 exchange, no
+ *     certificate signature): HAProxy's session reuse share is read mid-run and reported;
  *   - keep-alive requests/s: HTTPS against HTTP, connections kept open.
  * The certificate is issued by pebble (a real ACME CA, through the control plane's scheduler, as in
  * production) for a custom domain; wrk connects to 127.0.0.1 (a Lua `wrk.resolve`) with the domain
@@ -19,6 +20,7 @@ import { TestRepo } from "../support/git-repo.js";
 import { keepAliveAppFiles } from "../support/keepalive-app.js";
 import { releasePort, reservePort } from "../support/ports.js";
 import { waitFor } from "../support/processes.js";
+import { haproxyCommand } from "../support/haproxy-admin.js";
 import { runWrk, type WrkResult } from "../support/wrk.js";
 import { fixed, mdTable, textTable } from "./stats.js";
 
@@ -62,12 +64,22 @@ interface Totals {
   failed: number;
   status: number;
   p99: number[];
+  /** For the HTTPS runs: HAProxy's `show info` read in the middle of each run. */
+  tls: { reusePct: number; sslRate: number; keyRate: number }[];
+}
+
+/** SslFrontendSessionReuse_pct, SslRate and SslFrontendKeyRate (new TLS sessions/s, full handshakes/s) from `show info`. */
+async function tlsInfo(socket: string): Promise<{ reusePct: number; sslRate: number; keyRate: number } | undefined> {
+  const info = await haproxyCommand(socket, "show info").catch(() => "");
+  const num = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, "m").exec(info)?.[1] ?? NaN);
+  const r = { reusePct: num("SslFrontendSessionReuse_pct"), sslRate: num("SslRate"), keyRate: num("SslFrontendKeyRate") };
+  return Number.isFinite(r.reusePct) ? r : undefined;
 }
 
 async function measure(platform: Platform, pebble: Pebble, httpPort: number, httpsPort: number): Promise<{ totals: Map<Variant, Totals>; handshake: string }> {
   progress("starting nats-server, PostgreSQL database, control plane, an agent with an HTTPS port");
   await platform.start();
-  await platform.addAgent({ SLIPWAY_INGRESS_HTTP_PORT: String(httpPort), SLIPWAY_INGRESS_HTTPS_PORT: String(httpsPort) });
+  const agent = await platform.addAgent({ SLIPWAY_INGRESS_HTTP_PORT: String(httpPort), SLIPWAY_INGRESS_HTTPS_PORT: String(httpsPort) });
   const api = platform.api;
   const repo = new TestRepo();
   repo.commit(keepAliveAppFiles, "keep-alive app");
@@ -90,12 +102,14 @@ async function measure(platform: Platform, pebble: Pebble, httpPort: number, htt
     return probe !== undefined && probe.requests > 0 && probe.failed === 0 && probe.errors.status === 0;
   }, { timeoutMs: 60_000, intervalMs: 500 });
 
-  const totals = new Map<Variant, Totals>(VARIANTS.map((v) => [v, { requests: 0, seconds: 0, failed: 0, status: 0, p99: [] }]));
+  const totals = new Map<Variant, Totals>(VARIANTS.map((v) => [v, { requests: 0, seconds: 0, failed: 0, status: 0, p99: [], tls: [] }]));
+  const adminSocket = path.join(agent.stateDir, "haproxy", "admin.sock");
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order so the machine's other load falls on every variant alike.
     const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]);
     for (const v of order) {
       const tls = v.startsWith("https");
+      const sample = tls ? new Promise<void>((r) => setTimeout(r, (RUN_S * 1000) / 2)).then(() => tlsInfo(adminSocket)) : Promise.resolve(undefined);
       const r: WrkResult = await runWrk({
         url: tls ? `https://${DOMAIN}:${httpsPort}/` : `http://${DOMAIN}:${httpPort}/`,
         host: DOMAIN,
@@ -111,7 +125,9 @@ async function measure(platform: Platform, pebble: Pebble, httpPort: number, htt
       t.failed += r.failed;
       t.status += r.errors.status;
       t.p99.push(r.latencyMs.p99);
-      progress(`round ${round + 1}/${ROUNDS} ${v}: ${fixed(r.rps, 0)} req/s, ${r.failed} failed, ${r.errors.status} non-2xx/3xx, p99 ${fixed(r.latencyMs.p99, 2)} ms`);
+      const info = await sample;
+      if (info) t.tls.push(info);
+      progress(`round ${round + 1}/${ROUNDS} ${v}: ${fixed(r.rps, 0)} req/s, ${r.failed} failed, ${r.errors.status} non-2xx/3xx, p99 ${fixed(r.latencyMs.p99, 2)} ms${info ? `; HAProxy mid-run: ${info.sslRate} TLS sessions/s, ${info.keyRate} full handshakes/s, session reuse ${info.reusePct} %` : ""}`);
     }
   }
   progress(`TLS: ${handshake}`);
@@ -130,14 +146,17 @@ function report({ totals, handshake }: { totals: Map<Variant, Totals>; handshake
   });
   const ratioHeader = ["measure", "HTTPS", "HTTP", "HTTPS ÷ HTTP"];
   const ratios = [
-    ["new connection per request (`Connection: close`): handshakes/s (= connections/s)", fixed(rps("https close"), 0), fixed(rps("http close"), 0), fixed(rps("https close") / rps("http close"), 2)],
+    ["new connection per request (`Connection: close`): TLS handshakes/s (resumed, see above) vs TCP connections/s", fixed(rps("https close"), 0), fixed(rps("http close"), 0), fixed(rps("https close") / rps("http close"), 2)],
     ["keep-alive requests/s", fixed(rps("https keep-alive"), 0), fixed(rps("http keep-alive"), 0), fixed(rps("https keep-alive") / rps("http keep-alive"), 2)],
   ];
+  const reuse = totals.get("https close")!.tls;
+  const reuseLine = `TLS session reuse on the new-connection HTTPS runs (HAProxy \`show info\` mid-run): ${reuse.map((x) => `${x.reusePct} % (${x.sslRate} sessions/s, ${x.keyRate} full handshakes/s)`).join("; ") || "not read"} — wrk resumes its TLS 1.3 session on each new connection (a fresh X25519 exchange, no certificate signature), as a returning browser does; it cannot be made to do full handshakes.`;
   const cpu = os.cpus();
-  const text = ["", "=== HTTPS at the ingress ===", `TLS (openssl s_client, verified against pebble's root): ${handshake}`, textTable(ratioHeader, ratios), "", textTable(header, rows)].join("\n");
+  const text = ["", "=== HTTPS at the ingress ===", `TLS (openssl s_client, verified against pebble's root): ${handshake}`, reuseLine, textTable(ratioHeader, ratios), "", textTable(header, rows)].join("\n");
   const markdown = [
     `Run on ${date} with \`SLIPWAY_BENCH_ONLY=https npm run bench\` (Node ${process.version}, ${cpu.length} cores: ${cpu[0]?.model ?? "unknown CPU"}); ${ROUNDS} rounds × 4 variants × ${RUN_S} s, order rotated per round; figures are totals over the rounds. wrk, HAProxy and the app share the machine's cores.`,
     `TLS as served for \`${DOMAIN}\` (openssl s_client, verified against pebble's root): ${handshake}.`,
+    reuseLine,
     "",
     mdTable(ratioHeader, ratios),
     "",
