@@ -7,6 +7,7 @@ export interface CertificateInput {
 
 /** A certificate the ingress serves (as TlsStore lists it). */
 export interface InstalledCertificate {
+  /** File name without `.pem`: the first of its host names, sorted. */
   name: string;
   path: string;
   hostnames: string[];

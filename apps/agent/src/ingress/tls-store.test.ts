@@ -7,14 +7,16 @@ import fs from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
-import net, { type AddressInfo } from "node:net";
 import os from "node:os";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import tls from "node:tls";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HaproxyIngress } from "./haproxy.ingress.js";
+import { freePort } from "../envs/testbed.testkit.js";
+import { httpGet, served } from "../testing/certs.js";
 import { normalizeSerial } from "./tls-store.js";
 
 const run = promisify(execFile);
@@ -23,13 +25,6 @@ const A = "a.example.test";
 const B = "b.example.test";
 const THUMBPRINT = "Tq5aPqZ1x7lIF0VYlkqcLwBsyZ8eW3pDf6Y2jQ9r0sA";
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** A test CA and leaf certificates signed by it, with openssl. */
 class TestPki {
@@ -54,18 +49,6 @@ class TestPki {
   }
 }
 
-/** The certificate served for `servername` on a new connection (verified against `ca` when given). */
-function served(port: number, servername: string, ca?: Buffer): Promise<{ serial: string; cn: string }> {
-  return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: "127.0.0.1", port, servername, ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }) }, () => {
-      const cert = sock.getPeerCertificate();
-      sock.destroy();
-      resolve({ serial: normalizeSerial(cert.serialNumber), cn: String(cert.subject?.CN ?? "") });
-    });
-    sock.setTimeout(5000, () => sock.destroy(new Error("TLS handshake timed out")));
-    sock.on("error", reject);
-  });
-}
 
 interface Reply {
   status: number;
@@ -88,18 +71,6 @@ function httpsGet(port: number, host: string, ca: Buffer, opts: { agent?: https.
   });
 }
 
-function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path: urlPath, agent: false, headers: { host } }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.setTimeout(5000, () => req.destroy(new Error("request timed out")));
-    req.on("error", reject);
-  });
-}
 
 interface LoadResult {
   ok: number;

@@ -13,6 +13,7 @@ import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
 import { isValidHostname } from "./haproxy.config.js";
 import { readOrEmpty } from "./haproxy-process.js";
+import type { CertificateInput, InstalledCertificate } from "./ingress.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -22,23 +23,8 @@ export interface TlsRuntime {
   commandWithPayload(cmd: string, payload: string): Promise<string>;
 }
 
-/** A certificate to serve: the leaf first, then its chain; the key in PEM (any type node reads). */
-export interface CertificateInput {
-  hostnames: string[];
-  certPem: string;
-  keyPem: string;
-}
-
-/** A certificate the store serves. */
-export interface InstalledCertificate {
-  /** File name without `.pem`: the first of its host names, sorted. */
-  name: string;
-  path: string;
-  hostnames: string[];
-  /** Uppercase hex, no leading zeros, as HAProxy serves it. */
-  serial: string;
-  notAfter: Date;
-}
+// The certificate types are the Ingress interface's (ingress.ts), which this store implements.
+export type { CertificateInput, InstalledCertificate } from "./ingress.js";
 
 export interface TlsStoreOptions {
   certsDir: string;

@@ -4,9 +4,8 @@
 // these actions, so the engine is the in-memory fake. Tests run in order and share one proxy.
 import fs from "node:fs/promises";
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
-import tls from "node:tls";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EnvironmentSpec, TlsCertificate } from "@slipway/proto";
@@ -14,9 +13,9 @@ import { createLogger, environmentSlug } from "@slipway/core";
 import { EnvironmentRegistry } from "../envs/environment-registry.js";
 import { Environments } from "../envs/environments.js";
 import { HaproxyIngress } from "../ingress/haproxy.ingress.js";
-import { normalizeSerial } from "../ingress/tls-store.js";
 import type { JobReporter } from "../report/job-reporter.js";
-import { certDir, testCertificate } from "../testing/certs.js";
+import { freePort } from "../envs/testbed.testkit.js";
+import { certDir, httpGet, served, testCertificate } from "../testing/certs.js";
 import { FakeContainerRuntime, FakeJobReporter } from "../testing/fakes.js";
 import { runEnvironmentJob } from "./environment.runner.js";
 
@@ -25,39 +24,8 @@ const B = "www.shop.https.test";
 const ID = "8e3b4c5d-6e7f-4a81-9b2c-3d4e5f6a7b8c";
 const THUMB = "Tq5aPqZ1x7lIF0VYlkqcLwBsyZ8eW3pDf6Y2jQ9r0sA";
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
-/** The certificate served for `servername` on a new connection. */
-function served(port: number, servername: string): Promise<{ serial: string; cn: string }> {
-  return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false }, () => {
-      const cert = sock.getPeerCertificate();
-      sock.destroy();
-      resolve({ serial: normalizeSerial(cert.serialNumber), cn: String(cert.subject?.CN ?? "") });
-    });
-    sock.setTimeout(5000, () => sock.destroy(new Error("TLS handshake timed out")));
-    sock.on("error", reject);
-  });
-}
 
-function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path: urlPath, agent: false, headers: { host } }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.setTimeout(5000, () => req.destroy(new Error("request timed out")));
-    req.on("error", reject);
-  });
-}
 
 describe("environment jobs install certificates on a real haproxy", () => {
   let dir: string;

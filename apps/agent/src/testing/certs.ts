@@ -4,8 +4,11 @@ import { mkdtempSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { promisify } from "node:util";
 import type { TlsCertificate } from "@slipway/proto";
+import { get } from "../envs/testbed.testkit.js";
+import { normalizeSerial } from "../ingress/tls-store.js";
 
 const run = promisify(execFile);
 
@@ -22,4 +25,23 @@ export async function testCertificate(dir: string, sans: string[], serial: strin
     "-subj", `/CN=${sans[0]!.replace(/^\*\./, "wild.")}`, "-addext", `subjectAltName=${sans.map((s) => `DNS:${s}`).join(",")}`, "-keyout", `${base}.key`, "-out", `${base}.crt`,
   ]);
   return { hostnames: sans, certPem: await fs.readFile(`${base}.crt`, "utf8"), keyPem: await fs.readFile(`${base}.key`, "utf8") };
+}
+
+/** The certificate served for `servername` on a new connection to 127.0.0.1:port (verified against `ca` when given). */
+export function served(port: number, servername: string, ca?: Buffer): Promise<{ serial: string; cn: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: "127.0.0.1", port, servername, ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }) }, () => {
+      const cert = sock.getPeerCertificate();
+      sock.destroy();
+      resolve({ serial: normalizeSerial(cert.serialNumber), cn: String(cert.subject?.CN ?? "") });
+    });
+    sock.setTimeout(5000, () => sock.destroy(new Error("TLS handshake timed out")));
+    sock.on("error", reject);
+  });
+}
+
+/** A plain HTTP GET through the ingress's HTTP port with a Host header: its status and body. */
+export async function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string }> {
+  const { status, body } = await get(port, host, { path: urlPath, timeoutMs: 5000 });
+  return { status, body };
 }
