@@ -10,6 +10,7 @@ import { Platform } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
+import { sClient } from "./support/https.js";
 
 /** A custom domain whose DNS still points at the previous hosting (which answers 404 for everything). */
 const STALE = "old-site.example.test";
@@ -26,15 +27,6 @@ function slipway(api: { baseUrl: string; token: string }, args: string[]): Promi
   });
 }
 
-function sClient(port: number, servername: string, caFile: string): Promise<string> {
-  return new Promise((resolve) => {
-    const child = execFile("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", servername, "-verify_return_error", "-verify_hostname", servername, "-CAfile", caFile, "-brief"], { timeout: 10_000 }, (err, stdout, stderr) => {
-      const out = `${stdout}${stderr}`;
-      resolve(!err && /Verification: OK/.test(out) ? "" : out.trim().split("\n").slice(-3).join(" | ") || String(err));
-    });
-    child.stdin?.end("");
-  });
-}
 
 /** The identifiers of an ACME new-order request (its JWS payload), or [] for any other request. */
 function orderedNames(url: string, body: Buffer): string[] {

@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
@@ -9,6 +8,7 @@ import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, nodeServerApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
+import { httpsGet, sClient } from "./support/https.js";
 
 const DOMAIN = "shop.example.test";
 const VALIDITY_SECONDS = 60;
@@ -33,31 +33,7 @@ http.createServer((req, res) => {
 }).listen(3000);
 `;
 
-/** `openssl s_client` against the ingress's HTTPS port with SNI, verifying against pebble's root: "" when it verifies, else why not. */
-function sClient(port: number, servername: string, caFile: string): Promise<string> {
-  return new Promise((resolve) => {
-    const child = execFile("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", servername, "-verify_return_error", "-verify_hostname", servername, "-CAfile", caFile, "-brief"], { timeout: 10_000 }, (err, stdout, stderr) => {
-      const out = `${stdout}${stderr}`;
-      resolve(!err && /Verification: OK/.test(out) ? "" : out.trim().split("\n").slice(-3).join(" | ") || String(err));
-    });
-    child.stdin?.end("");
-  });
-}
 
-function httpsGet(port: number, servername: string, ca: string, agent: https.Agent | false = false, urlPath = "/", timeoutMs = 10_000): Promise<{ status: number; body: string; serial: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.get({ host: "127.0.0.1", port, path: urlPath, servername, ca, headers: { host: servername }, agent, timeout: timeoutMs }, (res) => {
-      let body = "";
-      const serial = (res.socket as import("node:tls").TLSSocket).getPeerCertificate().serialNumber;
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, serial }));
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
 
 /** CLIENTS keep-alive HTTPS clients, each looping GET / with SNI, until stop(); counts answers and failures. */
 function keepAliveLoad(port: number, ca: string) {

@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
@@ -8,34 +7,12 @@ import { Platform } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
+import { httpsGet, sClient } from "./support/https.js";
 
 const DOMAIN = "shop.example.test";
 const VALIDITY_SECONDS = 60;
 
-/** `openssl s_client` against the ingress's HTTPS port with SNI, verifying against pebble's root: "" when it verifies, else why not. */
-function sClient(port: number, servername: string, caFile: string): Promise<string> {
-  return new Promise((resolve) => {
-    const child = execFile("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", servername, "-verify_return_error", "-verify_hostname", servername, "-CAfile", caFile, "-brief"], { timeout: 10_000 }, (err, stdout, stderr) => {
-      const out = `${stdout}${stderr}`;
-      resolve(!err && /Verification: OK/.test(out) ? "" : out.trim().split("\n").slice(-3).join(" | ") || String(err));
-    });
-    child.stdin?.end("");
-  });
-}
 
-function httpsGet(port: number, servername: string, ca: string, agent: https.Agent | false = false): Promise<{ status: number; body: string; serial: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.get({ host: "127.0.0.1", port, path: "/", servername, ca, headers: { host: servername }, agent, timeout: 10_000 }, (res) => {
-      let body = "";
-      const serial = (res.socket as import("node:tls").TLSSocket).getPeerCertificate().serialNumber;
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, serial }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
-}
 
 /**
  * Issue 15, must show 1: a custom domain added to a deployed environment gets a certificate from
