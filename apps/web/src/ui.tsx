@@ -58,6 +58,17 @@ export function PageTitle({ children, title }: { children: ComponentChildren; ti
   );
 }
 
+/** A modal <dialog> opened on mount and closed on unmount (the browser keeps the focus inside; Escape closes it). */
+export function useModal() {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  return ref;
+}
+
 /**
  * Puts the focus on the page's heading once the current render is done: after a dialog's action
  * removed the button that opened it (a revoked row, a removed card), the focus would otherwise fall

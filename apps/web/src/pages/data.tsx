@@ -6,7 +6,7 @@ import { EnvNav } from "../env-nav";
 import { formErrors, messageOf, type FormErrors } from "../errors";
 import { formatTime } from "../format";
 import { mayChange, principal } from "../session";
-import { Alert, Field, Loading, PageTitle, StateBadge, useResource } from "../ui";
+import { Alert, Field, Loading, PageTitle, StateBadge, useModal, useResource } from "../ui";
 
 // An environment's data: its backups (create, restore into any environment of the app, download),
 // the backup schedule, and a content copy from another environment into this one. A copy or
@@ -229,17 +229,12 @@ function Backups({ app, env, backups, error, loading, reload, envNames, canChang
 }
 
 function RestoreDialog({ app, env, backup, envNames, onClose, onStarted }: { app: string; env: string; backup: BackupView; envNames: string[]; onClose: () => void; onStarted: (id: string) => void }): JSX.Element {
-  const ref = useRef<HTMLDialogElement>(null);
+  const ref = useModal();
   const [into, setInto] = useState(env);
   const [confirm, setConfirm] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
   const [confirmError, setConfirmError] = useState<string | undefined>(undefined);
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
   const target = `${app}/${into}`;
   const submit = async (e: Event) => {
     e.preventDefault();

@@ -1,8 +1,9 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { api, type AppView, type DeployInput, type EnvironmentView } from "../api";
 import { messageOf } from "../errors";
 import { navigate } from "../router";
+import { useModal } from "../ui";
 
 type Source = "build" | "promote";
 
@@ -13,7 +14,7 @@ type Source = "build" | "promote";
  * message in the dialog; an accepted deployment opens its page.
  */
 export function DeployDialog({ app, env, onClose }: { app: AppView; env: EnvironmentView; onClose: () => void }): JSX.Element {
-  const ref = useRef<HTMLDialogElement>(null);
+  const ref = useModal();
   const others = app.environments.filter((e) => e.name !== env.name).map((e) => e.name);
   const [source, setSource] = useState<Source>("build");
   const [build, setBuild] = useState<"auto" | "force" | "reuse">("auto");
@@ -27,12 +28,6 @@ export function DeployDialog({ app, env, onClose }: { app: AppView; env: Environ
   const [error, setError] = useState<string | undefined>(undefined);
   const target = `${app.name}/${env.name}`;
   const id = `deploy-${env.name}`;
-
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
 
   const confirmed = !withContent || confirm.trim() === target;
   const submit = async (e: Event) => {

@@ -1,21 +1,11 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { JSX } from "preact";
 import type { AppView, EnvironmentView } from "../api";
 import { settingsApi, settingsErrors } from "../api/settings";
 import { messageOf, type FormErrors } from "../errors";
 import { isAdmin, principal } from "../session";
-import { Alert, Field, focusPageHeading } from "../ui";
+import { Alert, Field, focusPageHeading, useModal } from "../ui";
 
-/** A modal <dialog> opened on mount (the browser keeps the focus inside; Escape closes it). */
-function useModal() {
-  const ref = useRef<HTMLDialogElement>(null);
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
-  return ref;
-}
 
 /**
  * Add an environment: a name, a branch, from scratch or based on another environment (its

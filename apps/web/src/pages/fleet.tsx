@@ -5,7 +5,7 @@ import { messageOf } from "../errors";
 import { formatTime } from "../format";
 import { Link } from "../router";
 import { isAdmin, principal } from "../session";
-import { Alert, focusPageHeading, Loading, PageTitle, StateBadge, useResource } from "../ui";
+import { Alert, focusPageHeading, Loading, PageTitle, StateBadge, useModal, useResource } from "../ui";
 import { CopyButton } from "./tokens";
 
 // Hosts have no event stream (heartbeats are batched into the hosts table, see DECISIONS "Fleet"),
@@ -304,15 +304,10 @@ function DrainStatus({ hostId, hostName, first, onEnded }: { hostId: string; hos
 }
 
 function RevokeHostDialog({ host, onClose, onRevoked }: { host: FleetHost; onClose: () => void; onRevoked: (h: FleetHost) => void }): JSX.Element {
-  const ref = useRef<HTMLDialogElement>(null);
+  const ref = useModal();
   const [typed, setTyped] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
   const go = async (e: Event) => {
     e.preventDefault();
     if (typed !== host.name) return;

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { JSX } from "preact";
 import { api, type DeploymentView } from "../api";
 import { messageOf } from "../errors";
@@ -6,7 +6,7 @@ import { formatTime } from "../format";
 import { Link, navigate } from "../router";
 import { EnvNav } from "../env-nav";
 import { mayChange, principal } from "../session";
-import { Alert, Loading, PageTitle, StateBadge, useResource } from "../ui";
+import { Alert, Loading, PageTitle, StateBadge, useModal, useResource } from "../ui";
 
 const PAGE = 20;
 
@@ -72,14 +72,9 @@ export function HistoryPage({ app, env }: { app: string; env: string }): JSX.Ele
 }
 
 function RollbackDialog({ app, env, target, onClose }: { app: string; env: string; target: DeploymentView; onClose: () => void }): JSX.Element {
-  const ref = useRef<HTMLDialogElement>(null);
+  const ref = useModal();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
   const what = target.commit ? target.commit.slice(0, 7) : target.id.slice(0, 8);
   const go = async () => {
     setBusy(true);

@@ -1,11 +1,11 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { JSX } from "preact";
 import type { Role } from "../api";
 import { adminApi, type ApiToken } from "../api/admin";
 import { formErrors, messageOf, type FormErrors } from "../errors";
 import { formatTime } from "../format";
 import { isAdmin, principal } from "../session";
-import { Alert, Field, focusPageHeading, Loading, PageTitle, StateBadge, useResource } from "../ui";
+import { Alert, Field, focusPageHeading, Loading, PageTitle, StateBadge, useModal, useResource } from "../ui";
 
 /** API tokens (admins): every token with its role, apps and uses; create one (its secret shown once), revoke one. */
 export function TokensPage(): JSX.Element {
@@ -175,14 +175,9 @@ function CreateToken({ onCreated }: { onCreated: (t: ApiToken) => void }): JSX.E
 }
 
 function RevokeDialog({ token, onClose, onRevoked }: { token: ApiToken; onClose: () => void; onRevoked: (t: ApiToken) => void }): JSX.Element {
-  const ref = useRef<HTMLDialogElement>(null);
+  const ref = useModal();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
   const go = async () => {
     setBusy(true);
     setError(undefined);
