@@ -2,12 +2,12 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import fs from "node:fs/promises";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import { promisify } from "node:util";
 import type { TlsCertificate } from "@slipway/proto";
-import { get } from "../envs/testbed.testkit.js";
 import { normalizeSerial } from "../ingress/tls-store.js";
 
 const run = promisify(execFile);
@@ -41,7 +41,15 @@ export function served(port: number, servername: string, ca?: Buffer): Promise<{
 }
 
 /** A plain HTTP GET through the ingress's HTTP port with a Host header: its status and body. */
-export async function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string }> {
-  const { status, body } = await get(port, host, { path: urlPath, timeoutMs: 5000 });
-  return { status, body };
+export function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: urlPath, agent: false, headers: { host } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error("request timed out")));
+    req.on("error", reject);
+  });
 }
