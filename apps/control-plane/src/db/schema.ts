@@ -337,6 +337,14 @@ export interface CertificatesTable {
   created_at: ColumnType<Date, Date | string | undefined, Date | string>;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
+/** A host that forwards an environment's host names to where it moved (migration 0020): it serves them too. */
+export interface EnvironmentForwardsTable {
+  environment_id: string;
+  host_id: string;
+  /** The ingress (host:port) it forwards to. */
+  forward_to: string;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
 export interface Database {
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;
@@ -359,4 +367,5 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   acme_accounts: AcmeAccountsTable;
   certificates: CertificatesTable;
+  environment_forwards: EnvironmentForwardsTable;
 }
