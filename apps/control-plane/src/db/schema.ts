@@ -336,6 +336,13 @@ export interface CertificatesTable {
   ordering_by: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: ColumnType<Date, Date | string | undefined, Date | string>;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /**
+   * Migration 0021: who keeps the row, the ACME scheduler or an admin who uploaded it (never
+   * ordered; its `hostnames_key` is "uploaded:" + the names, beside any ACME row of the same names).
+   */
+  source: ColumnType<"acme" | "uploaded", "acme" | "uploaded" | undefined, "acme" | "uploaded">;
+  /** Migration 0021: the name of the token that uploaded it (null for ACME rows). */
+  uploaded_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
 /** A host that forwards an environment's host names to where it moved (migration 0020): it serves them too. */
 export interface EnvironmentForwardsTable {
