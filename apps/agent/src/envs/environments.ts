@@ -1,4 +1,4 @@
-import { LABELS, StepFailure, environmentNetwork, environmentSlug, type Logger } from "@slipway/core";
+import { LABELS, StepFailure, environmentNetwork, environmentSlug, toFailure, type Logger } from "@slipway/core";
 import { AGENT_LABELS } from "../docker/labels.js";
 import type { BasicAuth, EnvironmentObservation } from "@slipway/proto";
 import type { ContainerRuntime, ContainerStatus, RunningContainer } from "../docker/container-runtime.js";
@@ -254,30 +254,54 @@ export class Environments implements WakeService {
    * After the environment moved to another host (drain): its host names keep
    * working here by forwarding them to the new host's ingress (the Host header
    * is kept), then the containers, network and entry go. Requests in flight on
-   * the old containers complete (the switch drains them). Idempotent.
+   * the old containers complete (the switch drains them). HTTPS keeps
+   * terminating here: `tls` (the names' certificates) is installed or replaced,
+   * so a certificate issued or renewed after the move is served here too (the
+   * control plane sends the handoff again). Idempotent.
    */
-  handoff(ref: EnvironmentRef, forwardTo: { host: string; port: number }, hostnames: string[], logLine: (line: string) => void): Promise<void> {
+  handoff(ref: EnvironmentRef, forwardTo: { host: string; port: number }, hostnames: string[], logLine: (line: string) => void, tls?: TlsSpec): Promise<void> {
     const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       const { ingress } = this.opts;
       await ingress.ensureBackend({ name: slug, realm: authRealm(ref), hostnames, basicAuth: null, maxServers: BACKEND_SLOTS });
       await ingress.switchTraffic(slug, [{ id: `forward:${forwardTo.host}:${forwardTo.port}`, host: forwardTo.host, port: forwardTo.port }]);
       logLine(`traffic for ${hostnames.join(", ")} now forwarded to ${forwardTo.host}:${forwardTo.port}`);
+      const owned = this.get(slug)?.tlsCertificates ?? [];
       await this.forget(ref, slug, logLine);
+      // Not recorded (the entry is gone): remove() finds a forward's certificates by its host names.
+      if (tls) await applyTls({ ingress, tls, hostnames, owned, ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
     });
   }
 
-  /** Removes the backend, every container of the environment on this host (all roles), its network and its entry. Idempotent. */
-  remove(ref: EnvironmentRef, logLine: (line: string) => void): Promise<void> {
+  /**
+   * Removes the backend, every container of the environment on this host (all roles), its network
+   * and its entry, and the certificates only it used: those its entry recorded or, for a host that
+   * only forwarded it (no entry), those served for exactly its `hostnames`. Idempotent.
+   */
+  remove(ref: EnvironmentRef, logLine: (line: string) => void, hostnames: string[] = []): Promise<void> {
     const slug = this.slugFor(ref.environmentId);
     return this.exclusive(slug, async () => {
       await this.opts.ingress.removeBackend(slug);
-      const owned = this.get(slug)?.tlsCertificates ?? [];
+      const entry = this.get(slug);
+      const owned = entry ? (entry.tlsCertificates ?? []) : await this.servedOnlyFor(hostnames);
       const left = await releaseTls({ ingress: this.opts.ingress, owned, ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
       if (left.length > 0) this.log.warn({ env: slug, certificates: left }, "certificates of a removed environment left on the ingress");
       const removed = await this.forget(ref, slug, logLine);
       logLine(`${ref.app}/${ref.environment} removed from this host: backend, ${removed} container(s), network`);
     });
+  }
+
+  /** The served certificates whose every name is one of `hostnames` (exact names only, never a wildcard). */
+  private async servedOnlyFor(hostnames: string[]): Promise<string[][]> {
+    const store = this.opts.ingress.tls;
+    if (!store || hostnames.length === 0) return [];
+    const names = new Set(hostnames.map((h) => h.toLowerCase()));
+    try {
+      return (await store.list()).map((c) => c.hostnames).filter((key) => key.length > 0 && key.every((n) => names.has(n.toLowerCase())));
+    } catch (err) {
+      this.log.warn({ failure: toFailure(err) }, "cannot list the served certificates");
+      return [];
+    }
   }
 
   /**

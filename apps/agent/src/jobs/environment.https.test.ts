@@ -112,4 +112,21 @@ describe("environment jobs install certificates on a real haproxy", () => {
     expect((await served(httpsPort, A)).cn).toBe("slipway-default");
     expect(await ingress.tls!.list()).toEqual([]);
   }, 60_000);
+
+  it("handoff (the environment moved away): the host forwards and serves the names' certificates, a renewed one too; remove takes them off", async () => {
+    const to = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const moved = await job("handoff", { hostnames: [A], forwardTo: to, certificates: [certA] });
+    expect(moved.result).toBe("succeeded");
+    expect(await served(httpsPort, A)).toEqual({ serial: "C01", cn: A });
+    expect(await httpGet(httpPort, A, "/")).toEqual({ status: 200, body: `hello from ${A}` });
+    // Renewed after the move: the control plane sends the handoff again with the new certificate.
+    const again = await job("handoff", { hostnames: [A], forwardTo: to, certificates: [certA2] });
+    expect(again.result).toBe("succeeded");
+    expect((await served(httpsPort, A)).serial).toBe("C02");
+    // The environment is removed: the forwarding host (no entry of it) takes off what it served for its names.
+    const removed = await job("remove", { hostnames: [A] });
+    expect(removed.result).toBe("succeeded");
+    expect((await served(httpsPort, A)).cn).toBe("slipway-default");
+    expect(await ingress.tls!.list()).toEqual([]);
+  }, 60_000);
 });

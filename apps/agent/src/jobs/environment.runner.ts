@@ -42,10 +42,10 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
         );
         break;
       case "remove":
-        await envs.remove(ref, logLine); // also removes the certificates only this environment used
+        await envs.remove(ref, logLine, spec.hostnames); // also removes the certificates only this environment used
         break;
       case "handoff":
-        await envs.handoff(ref, await resolveAddress(spec.forwardTo), spec.hostnames, logLine);
+        await envs.handoff(ref, await resolveAddress(spec.forwardTo), spec.hostnames, logLine, tlsOf(spec));
         break;
       default:
         throw new StepFailure("unknown_action", `unknown environment action '${action}'`, false);

@@ -4,6 +4,7 @@ import { json } from "../db/database.js";
 import type { DeploymentKind } from "../db/schema.js";
 import type { EnvironmentRow } from "./apps.repository.js";
 import type { DeploymentRow, JobRow } from "./deployments.repository.js";
+import { clearForwards } from "./forwards.repository.js";
 import { insertOrConflict } from "./unique-violation.js";
 
 // The only statements that write lifecycle columns: environments.state, desired_state,
@@ -64,6 +65,8 @@ export async function writeObservedState(db: Db, id: string, observed: string | 
 export async function writePlacement(db: Db, ids: string[], hostId: string | null): Promise<void> {
   if (ids.length === 0) return;
   await db.updateTable("environments").set({ host_id: hostId, updated_at: new Date() }).where("id", "in", ids).execute();
+  // Placed on a host that forwarded it (moved back): it serves there itself now.
+  if (hostId) await clearForwards(db, ids, hostId);
 }
 /** What a successful deployment leaves: the image, commit and revisions that now serve. */
 export async function writeDeployedFacts(

@@ -32,6 +32,7 @@ import { refuseRemovalWhileBusy, type DataService } from "../data/data.service.j
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
 import { findHost } from "../repositories/hosts.repository.js";
+import * as forwards from "../repositories/forwards.repository.js";
 import type { CertificateResult, DomainCertificate } from "../tls/certificate.service.js";
 
 /** What a listing shows instead of a secret value; PUT/PATCH with it keeps the stored value. */
@@ -115,31 +116,56 @@ export class EnvironmentService {
   /**
    * After an attempt of the certificate scheduler (issue 15): an activity entry on the environment
    * that serves each name (certificate.issued, .renewed or .failed with the reason) and, when a
-   * certificate was issued, a routes job on the environment's host, so its agent gets the
-   * certificate through GetJobSpec (the path adding a domain takes).
+   * certificate was issued, its delivery to every host serving the names (deliverCertificate).
    */
   async certificateAttempt(result: CertificateResult): Promise<void> {
     const { before, outcome, certificate } = result;
     if (outcome !== "issued" && outcome !== "failed" && outcome !== "unreachable") return;
-    let queued = false;
     for (const hostname of certificate.hostnames) {
       const owner = await vars.findDomainOwner(this.db, hostname);
       if (!owner) continue;
-      await this.db.transaction().execute(async (trx) => {
-        const env = await apps.findEnvironmentById(trx, owner.environmentId);
-        const app = env ? await apps.findAppById(trx, env.app_id) : undefined;
-        if (!env || !app) return;
-        if (outcome === "issued") {
-          await this.enqueue(trx, app, env, "routes");
-          queued = queued || env.host_id !== null;
-          const action = before.serial ? "certificate.renewed" : "certificate.issued";
-          await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action, details: { hostname, serial: certificate.serial, notAfter: certificate.notAfter?.toISOString() ?? null } });
-        } else {
-          await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action: "certificate.failed", details: { hostname, reason: certificate.lastError, nextAttemptAt: certificate.nextAttemptAt.toISOString() } });
-        }
-      });
+      if (outcome === "issued") {
+        const action = before.serial ? "certificate.renewed" : "certificate.issued";
+        await recordActivity(this.db, { actor: "platform", app: owner.app, environment: owner.environment, action, details: { hostname, serial: certificate.serial, notAfter: certificate.notAfter?.toISOString() ?? null } });
+      } else {
+        await recordActivity(this.db, { actor: "platform", app: owner.app, environment: owner.environment, action: "certificate.failed", details: { hostname, reason: certificate.lastError, nextAttemptAt: certificate.nextAttemptAt.toISOString() } });
+      }
     }
-    if (queued) this.opts.onJobQueued();
+    if (outcome === "issued") await this.deliverCertificate(certificate.hostnames);
+  }
+
+  /**
+   * Sends a new, replaced or removed certificate to every host that serves one of `names` (exact,
+   * or one label under `*.`; default host names included): a routes job on the host of each
+   * environment serving such a name, and the handoff again on each host that forwards one since a
+   * drain (it terminates HTTPS for it too). The agents take the certificates from the jobs' specs
+   * (GetJobSpec), so what they get is what the database holds when they run. Returns the jobs queued.
+   */
+  async deliverCertificate(names: readonly string[]): Promise<number> {
+    const ids = await forwards.environmentsServing(this.db, names, this.opts.baseDomain);
+    if (ids.length === 0) return 0;
+    const queued = await this.db.transaction().execute(async (trx) => {
+      let n = 0;
+      const forwardsOf = new Map<string, forwards.ForwardRow[]>();
+      for (const f of await forwards.listForwards(trx, ids)) forwardsOf.set(f.environment_id, [...(forwardsOf.get(f.environment_id) ?? []), f]);
+      for (const id of ids) {
+        const env = await apps.findEnvironmentById(trx, id);
+        const app = env ? await apps.findAppById(trx, env.app_id) : undefined;
+        if (!env || !app) continue;
+        if (env.host_id) {
+          await this.enqueue(trx, app, env, "routes");
+          n++;
+        }
+        for (const f of forwardsOf.get(id) ?? []) {
+          if (f.host_id === env.host_id) continue;
+          await this.enqueue(trx, app, env, "handoff", { hostId: f.host_id, forwardTo: f.forward_to });
+          n++;
+        }
+      }
+      return n;
+    });
+    if (queued > 0) this.opts.onJobQueued();
+    return queued;
   }
 
   async create(by: Principal, appName: string, input: { name: string; branch?: string; basedOn?: string; hostLabels?: Record<string, string> }): Promise<EnvironmentView> {
@@ -202,7 +228,7 @@ export class EnvironmentService {
       const env = await apps.getEnvironment(trx, app, envName);
       if (confirm !== envName) throw new PreconditionFailedError(`removing '${envName}' deletes its containers and data: repeat its name in ?confirm=${envName}`);
       await refuseRemovalWhileBusy(trx, env.id, `${appName}/${envName}`);
-      await this.enqueue(trx, app, env, "remove");
+      await this.enqueueRemoval(trx, app, env);
       await apps.deleteEnvironment(trx, env.id);
       await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.removed" });
       return env;
@@ -220,7 +246,7 @@ export class EnvironmentService {
       const envs = await apps.listEnvironments(trx, app.id);
       for (const env of envs) {
         await refuseRemovalWhileBusy(trx, env.id, `${appName}/${env.name}`);
-        await this.enqueue(trx, app, env, "remove");
+        await this.enqueueRemoval(trx, app, env);
       }
       await apps.deleteApp(trx, app.id);
       await recordActivity(trx, { actor: by.name, app: appName, action: "app.removed" });
@@ -478,9 +504,20 @@ export class EnvironmentService {
     if (!env) return;
     const app = (await apps.findAppById(trx, env.app_id))!;
     const to = await findHost(trx, toHostId);
-    await this.enqueue(trx, app, env, "handoff", { hostId: fromHostId, forwardTo: to?.ingress_address ?? "" });
+    const forwardTo = to?.ingress_address ?? "";
+    await this.enqueue(trx, app, env, "handoff", { hostId: fromHostId, forwardTo });
+    // The old host keeps serving the names (forwarding): certificates issued later must reach it too.
+    if (forwardTo) await forwards.recordForward(trx, env.id, fromHostId, forwardTo);
     await recordActivity(trx, { actor: "platform", app: app.name, environment: env.name, action: "environment.moved", details: { from: fromHostId, to: toHostId } });
     this.opts.onJobQueued();
+  }
+
+  /** Remove jobs on the environment's host and on every host still forwarding its names (before its rows go). */
+  private async enqueueRemoval(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow): Promise<void> {
+    await this.enqueue(trx, app, env, "remove");
+    for (const f of await forwards.listForwards(trx, [env.id])) {
+      if (f.host_id !== env.host_id) await this.enqueue(trx, app, env, "remove", { hostId: f.host_id });
+    }
   }
 
   /** Queues an environment job on the environment's host; nothing to do when it was never placed. */
