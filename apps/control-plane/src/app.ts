@@ -37,6 +37,8 @@ import type { EventStreamOptions } from "./routes/event-stream.js";
 import { DEFAULT_SESSION_TTL_MS, SessionService, type AuthenticatedSession } from "./services/session.service.js";
 import { signInRoutes, sessionRoutes } from "./routes/sessions.routes.js";
 import { authenticateBySession, sessionCookieValues, SESSION_COOKIE } from "./routes/session-cookie.js";
+import { certificateRoutes } from "./routes/certificates.routes.js";
+import type { CertificateService } from "./tls/certificate.service.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -76,6 +78,8 @@ export interface AppDeps {
   https?: { cert: Buffer; key: Buffer };
   /** The built web dashboard (SLIPWAY_WEB_DIR); absent = @slipway/web's dist beside the control plane. */
   webDir?: string;
+  /** Stored certificates: upload, list, remove (/v1/certificates); absent = none of those routes. */
+  certificates?: CertificateService;
 }
 
 /** Builds the REST API without listening, so tests can use `inject()`. */
@@ -167,6 +171,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(activityRoutes, { db: deps.db });
       await v1.register(liveRoutes, { live: new LiveService(deps.db, deps.deployments, deps.apps, () => deps.hosts.onlineWindowMs()), ...(deps.streams ? { streams: deps.streams } : {}) });
       if (deps.hooks) await v1.register(hookRoutes, deps.hooks);
+      if (deps.certificates) await v1.register(certificateRoutes, { certificates: deps.certificates });
     },
     { prefix: "/v1" },
   );

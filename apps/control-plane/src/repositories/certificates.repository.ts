@@ -3,6 +3,7 @@ import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { CertificatesTable } from "../db/schema.js";
 import type { Selectable } from "kysely";
+import { servedOnce } from "../tls/uploaded.js";
 type CertificateStatus = Selectable<CertificatesTable>["status"];
 
 /** The ACME account and the certificates (migration 0019), for apps/control-plane/src/tls. */
@@ -96,6 +97,7 @@ export function listDue(db: Db, now: Date, limit: number): Promise<CertificateRo
   return db
     .selectFrom("certificates")
     .selectAll()
+    .where("source", "=", "acme")
     .where("next_attempt_at", "<=", now)
     .where((eb) => eb.or([eb("ordering_until", "is", null), eb("ordering_until", "<=", now)]))
     .orderBy("next_attempt_at")
@@ -115,10 +117,16 @@ export function listCertificatesByKeys(db: Db, keys: readonly string[]): Promise
   return db.selectFrom("certificates").selectAll().where("hostnames_key", "in", [...keys]).execute();
 }
 
-/** Every stored certificate (chain present): what /metrics reports the expiry of. */
-export function listIssuedCertificates(db: Db): Promise<Array<Pick<CertificateRow, "hostnames" | "not_after" | "serial">>> {
-  return db.selectFrom("certificates").select(["hostnames", "not_after", "serial"]).where("certificate_chain", "is not", null).where("not_after", "is not", null).orderBy("hostnames_key").execute();
+/**
+ * Every stored certificate (chain present): what /metrics reports the expiry of. A name stored
+ * twice (an uploaded certificate beside the ACME one, or two uploads that overlap) is reported
+ * once, for the certificate served (see servedOnce), so no series repeats.
+ */
+export async function listIssuedCertificates(db: Db, now = new Date()): Promise<Array<Pick<CertificateRow, "hostnames" | "not_after" | "serial">>> {
+  const rows = await db.selectFrom("certificates").select(["hostnames", "not_after", "serial", "source"]).where("certificate_chain", "is not", null).where("not_after", "is not", null).orderBy("hostnames_key").execute();
+  return servedOnce(rows, now);
 }
+
 
 /** Creates the missing rows of single-name certificates (pending, due at `now`), one insert for all. */
 export async function ensureSingleNameCertificates(db: Db, names: readonly string[], now: Date): Promise<void> {
@@ -137,9 +145,65 @@ export function listDueAmong(db: Db, keys: readonly string[], now: Date, limit: 
     .selectFrom("certificates")
     .selectAll()
     .where("hostnames_key", "in", [...keys])
+    .where("source", "=", "acme")
     .where("next_attempt_at", "<=", now)
     .where((eb) => eb.or([eb("ordering_until", "is", null), eb("ordering_until", "<=", now)]))
     .orderBy("next_attempt_at")
     .limit(limit)
     .execute();
+}
+
+/** The key of an uploaded certificate's row: apart from an ACME row of the same names (migration 0021). */
+export function uploadedKey(hostnames: readonly string[]): string {
+  return `uploaded:${hostnames.join(",")}`;
+}
+
+export interface UploadedFields {
+  hostnames: string[];
+  privateKeyEncrypted: string;
+  chain: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  uploadedBy: string;
+}
+
+/**
+ * Stores an uploaded certificate, replacing the one uploaded before for the same set of names
+ * (an upsert on the key, so two uploads at once leave one row, the later one). Resolves with the
+ * row and the one it replaced, if any.
+ */
+export async function upsertUploaded(db: Db, f: UploadedFields, now: Date): Promise<{ row: CertificateRow; replaced?: CertificateRow }> {
+  const key = uploadedKey(f.hostnames);
+  return db.transaction().execute(async (trx) => {
+    const before = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).forUpdate().executeTakeFirst();
+    const fields = { status: "valid" as const, private_key_encrypted: f.privateKeyEncrypted, certificate_chain: f.chain, serial: f.serial, not_before: f.notBefore, not_after: f.notAfter, last_error: null, attempts: 0, next_attempt_at: f.notAfter, uploaded_by: f.uploadedBy, updated_at: now };
+    await trx
+      .insertInto("certificates")
+      .values({ id: randomUUID(), hostnames_key: key, hostnames: json(f.hostnames), source: "uploaded", created_at: now, ...fields })
+      .onConflict((oc) => oc.column("hostnames_key").doUpdateSet(fields))
+      .execute();
+    const row = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).executeTakeFirstOrThrow();
+    return before ? { row, replaced: before } : { row };
+  });
+}
+
+/** Every uploaded certificate (a handful per installation): the choice per host name reads them all. */
+export function listUploaded(db: Db): Promise<CertificateRow[]> {
+  return db.selectFrom("certificates").selectAll().where("source", "=", "uploaded").execute();
+}
+
+/** Every certificate, uploaded ones first, then by host names (GET /v1/certificates). */
+export function listAllCertificates(db: Db): Promise<CertificateRow[]> {
+  return db.selectFrom("certificates").selectAll().orderBy("source", "desc").orderBy("hostnames_key").execute();
+}
+
+export function findCertificateById(db: Db, id: string): Promise<CertificateRow | undefined> {
+  return db.selectFrom("certificates").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+/** Deletes an uploaded certificate; false when there was none of that id (or it is an ACME one). */
+export async function deleteUploaded(db: Db, id: string): Promise<boolean> {
+  const res = await db.deleteFrom("certificates").where("id", "=", id).where("source", "=", "uploaded").executeTakeFirst();
+  return Number(res.numDeletedRows) === 1;
 }
