@@ -6,6 +6,7 @@ import { deployCommands } from "./deploy.js";
 import { gitCommands } from "./git.js";
 import { varsCommands } from "./vars.js";
 import { domainsCommands } from "./domains.js";
+import { certsCommands } from "./certs.js";
 import { dataCommands } from "./data.js";
 import { localDbCommands } from "./local-db.js";
 import { localMediaCommands } from "./local-media.js";
@@ -23,6 +24,7 @@ export const COMMANDS: Command[] = [
   ...gitCommands,
   ...varsCommands,
   ...domainsCommands,
+  ...certsCommands,
   ...dataCommands,
   ...localDbCommands,
   ...localMediaCommands,
