@@ -108,7 +108,12 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
     const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }), uploadMaxBytes: config.backupUploadMaxBytes });
     // Automatic HTTPS (issue 15): issuing and renewing only when ACME is configured (config.acme).
-    const certificates: CertificateService = new CertificateService(db, box, log.child({ component: "certificates" }), { ...(config.acme ? { acme: config.acme } : {}), onResult: (r): Promise<void> => environments.certificateAttempt(r) });
+    const certificates: CertificateService = new CertificateService(db, box, log.child({ component: "certificates" }), {
+      ...(config.acme ? { acme: config.acme } : {}),
+      onResult: (r): Promise<void> => environments.certificateAttempt(r),
+      // An uploaded (or removed) certificate reaches every host serving a name it covers.
+      deliver: (names) => environments.deliverCertificate(names),
+    });
     const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
     const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
       const app = await getAppByName(db, appName);
@@ -176,6 +181,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       readiness: [() => ping(db)],
       ...(config.httpTlsCert && config.httpTlsKey ? { https: { cert: readFileSync(config.httpTlsCert), key: readFileSync(config.httpTlsKey) } } : {}),
       ...(config.webDir ? { webDir: config.webDir } : {}),
+      certificates,
     });
     const address = await app.listen({ host: config.httpHost, port: config.httpPort });
     cleanups.push(() => app.close());
