@@ -15,6 +15,15 @@ export interface TlsSpec {
   certificates: TlsCertificate[];
   /** "" = none yet. */
   acmeThumbprint: string;
+  /** Redirect HTTP to HTTPS (308) for the host names whose certificate is served. */
+  httpsRedirect?: boolean;
+  /** With the redirect: Strict-Transport-Security max-age on HTTPS responses (0 = none). */
+  hstsMaxAgeSeconds?: number;
+}
+
+/** The HTTPS part of a DeploySpec or EnvironmentSpec (empty from an older control plane). */
+export function tlsSpecOf(spec: { certificates?: TlsCertificate[]; acmeThumbprint?: string; httpsRedirect?: boolean; hstsMaxAgeSeconds?: number }): TlsSpec {
+  return { certificates: spec.certificates ?? [], acmeThumbprint: spec.acmeThumbprint ?? "", httpsRedirect: spec.httpsRedirect ?? false, hstsMaxAgeSeconds: spec.hstsMaxAgeSeconds ?? 0 };
 }
 
 /** The host names of a certificate as the ingress keys it: lowercase, unique, sorted. */
@@ -46,7 +55,9 @@ export function serialOf(certPem: string): string {
 }
 
 export interface ApplyTlsArgs {
-  ingress: Pick<Ingress, "tls" | "setAcmeThumbprint">;
+  ingress: Pick<Ingress, "tls" | "setAcmeThumbprint" | "setHttpsHosts">;
+  /** The environment's ingress backend (its host names' HTTPS redirect is set on it). */
+  backend: string;
   tls: TlsSpec | undefined;
   /** The host names the environment serves now. */
   hostnames: string[];
@@ -116,7 +127,32 @@ export async function applyTls(a: ApplyTlsArgs): Promise<string[][]> {
       }
     }
   }
-  return releaseTls({ ...a, owned, keep: (key) => key.some((n) => a.hostnames.some((h) => nameCovers(n, h))) });
+  const left = await releaseTls({ ...a, owned, keep: (key) => key.some((n) => a.hostnames.some((h) => nameCovers(n, h))) });
+  if (a.tls) await applyHttpsRedirect(a, a.tls);
+  return left;
+}
+
+/**
+ * The spec's redirect and HSTS setting, for the host names whose certificate the ingress serves
+ * now (a name without one stays on HTTP: redirecting it would send browsers to a certificate
+ * error). Logged, never thrown.
+ */
+async function applyHttpsRedirect(a: ApplyTlsArgs, tls: TlsSpec): Promise<void> {
+  const { ingress, logLine, log } = a;
+  try {
+    const served = tls.httpsRedirect && ingress.tls ? await ingress.tls.list() : [];
+    const covered = a.hostnames.filter((h) => served.some((c) => c.hostnames.some((n) => nameCovers(n, h))));
+    const hsts = tls.hstsMaxAgeSeconds ?? 0;
+    await ingress.setHttpsHosts(a.backend, Object.fromEntries(covered.map((h) => [h.toLowerCase(), hsts])));
+    if (!tls.httpsRedirect) return;
+    const uncovered = a.hostnames.filter((h) => !covered.includes(h));
+    if (!ingress.tls) logLine("HTTPS redirect not applied: HTTPS is off on this host (SLIPWAY_INGRESS_HTTPS_PORT not set)");
+    else if (covered.length > 0) logLine(`HTTP → HTTPS (308) for ${covered.join(", ")}${hsts > 0 ? `; HSTS max-age ${hsts} s` : ""}`);
+    if (ingress.tls && uncovered.length > 0) logLine(`no HTTPS redirect yet for ${uncovered.join(", ")}: no certificate served for ${uncovered.length === 1 ? "it" : "them"}`);
+  } catch (err) {
+    log.warn({ failure: toFailure(err) }, "HTTPS redirect not applied");
+    logLine(`HTTPS redirect not applied: ${reasonOf(err)}`);
+  }
 }
 
 /**
@@ -124,7 +160,7 @@ export async function applyTls(a: ApplyTlsArgs): Promise<string[][]> {
  * environment recorded them; resolves with what stays owned (a removal that failed stays, so the
  * next job tries again).
  */
-export async function releaseTls(a: Omit<ApplyTlsArgs, "tls" | "hostnames"> & { keep?: (key: string[]) => boolean }): Promise<string[][]> {
+export async function releaseTls(a: Omit<ApplyTlsArgs, "tls" | "hostnames" | "backend"> & { keep?: (key: string[]) => boolean }): Promise<string[][]> {
   const { ingress, logLine, log } = a;
   const left: string[][] = [];
   for (const key of a.owned.map(certificateKey)) {

@@ -138,7 +138,7 @@ export class Environments implements WakeService {
    * owns from now on (record it in the entry). Never throws. Call under the lock.
    */
   applyTls(slug: string, tls: TlsSpec | undefined, hostnames: string[], logLine: (line: string) => void): Promise<string[][]> {
-    return applyTls({ ingress: this.opts.ingress, tls, hostnames, owned: this.get(slug)?.tlsCertificates ?? [], ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
+    return applyTls({ ingress: this.opts.ingress, backend: slug, tls, hostnames, owned: this.get(slug)?.tlsCertificates ?? [], ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
   }
 
   /** Whether another environment recorded the certificate of these host names. */
@@ -269,7 +269,7 @@ export class Environments implements WakeService {
       const owned = this.get(slug)?.tlsCertificates ?? [];
       await this.forget(ref, slug, logLine);
       // Not recorded (the entry is gone): remove() finds a forward's certificates by its host names.
-      if (tls) await applyTls({ ingress, tls, hostnames, owned, ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
+      if (tls) await applyTls({ ingress, backend: slug, tls, hostnames, owned, ownedElsewhere: this.ownedElsewhere(slug), logLine, log: this.log });
     });
   }
 

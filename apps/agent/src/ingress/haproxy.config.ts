@@ -20,6 +20,11 @@ export interface HaproxyPaths {
   dir: string;
   config: string;
   hostsMap: string;
+  /**
+   * Host names whose HTTP requests are redirected to HTTPS (308), each with its HSTS max-age in
+   * seconds (0 = no Strict-Transport-Security): `<host> <max-age>` per line (issue 15).
+   */
+  httpsMap: string;
   /** Per backend, how many requests in 1,000 are logged (the latency sample); absent = all. */
   sampleMap: string;
   adminSocket: string;
@@ -51,6 +56,7 @@ export function haproxyPaths(dir: string): HaproxyPaths {
     dir: abs,
     config: path.join(abs, "haproxy.cfg"),
     hostsMap: path.join(abs, "hosts.map"),
+    httpsMap: path.join(abs, "https.map"),
     sampleMap: path.join(abs, "log-sample.map"),
     adminSocket: path.join(abs, "admin.sock"),
     masterSocket: path.join(abs, "master.sock"),
@@ -164,6 +170,18 @@ function acmeChallengeRule(thumbprint: string | undefined): string[] {
 }
 
 /**
+ * HTTP → HTTPS for the host names in the HTTPS map (those whose environment asks for it and whose
+ * certificate this ingress serves; edited at runtime): 308, so the method and body are kept, to
+ * the same host name without its port (HTTPS on 443) and the same path and query. After the ACME
+ * rule: challenges are answered over HTTP. Only with an HTTPS port.
+ */
+function httpsRedirectRule(spec: HaproxyConfigSpec): string[] {
+  if (spec.httpsPort === undefined) return [];
+  const host = "req.hdr(host),lower,word(1,:)";
+  return [`  http-request redirect location https://%[${host}]%[pathq] code 308 if { ${host},map(${spec.paths.httpsMap}) -m found }`];
+}
+
+/**
  * The HTTPS frontend: the same host map and backends as HTTP. HTTP/2 is offered by ALPN; the
  * crt-list's first line (the agent's self-signed certificate) answers no or unknown SNI.
  */
@@ -175,6 +193,9 @@ function httpsFrontend(spec: HaproxyConfigSpec): string[] {
     `  bind ${spec.bindAddress}:${spec.httpsPort} ssl crt-list ${spec.paths.crtList} alpn h2,http/1.1`,
     "  http-after-response set-header Connection close if { stopping }",
     "  http-request set-header X-Forwarded-Proto https",
+    // HSTS for the host names the HTTPS map gives a max-age (runtime map edits, no reload).
+    `  http-request set-var(txn.slw_hsts) req.hdr(host),lower,word(1,:),map_str_int(${spec.paths.httpsMap},0)`,
+    '  http-after-response set-header Strict-Transport-Security "max-age=%[var(txn.slw_hsts)]" if { var(txn.slw_hsts) -m int gt 0 }',
     `  use_backend %[req.hdr(host),lower,word(1,:),map(${spec.paths.hostsMap})]`,
     `  default_backend ${DEFAULT_BACKEND}`,
     "",
@@ -330,6 +351,7 @@ export function renderHaproxyConfig(spec: HaproxyConfigSpec): string {
     `  bind ${spec.bindAddress}:${spec.httpPort}`,
     "  http-after-response set-header Connection close if { stopping }",
     ...acmeChallengeRule(spec.acmeThumbprint),
+    ...httpsRedirectRule(spec),
     `  use_backend %[req.hdr(host),lower,word(1,:),map(${p.hostsMap})]`,
     `  default_backend ${DEFAULT_BACKEND}`,
     "",
@@ -360,6 +382,21 @@ export function renderHostMap(routes: Record<string, string>): string {
   return lines.join("\n") + "\n";
 }
 
+/** The longest HSTS max-age accepted: two years, what browsers' preload lists ask for. */
+export const MAX_HSTS_SECONDS = 63_072_000;
+
+/** Renders the HTTPS map (`<host> <HSTS max-age>` per line, sorted). Throws on an invalid host or max-age. */
+export function renderHttpsMap(hosts: Record<string, number>): string {
+  const lines = ["# Rendered by the Slipway agent: host name redirected to HTTPS -> HSTS max-age (0 = none)."];
+  for (const host of Object.keys(hosts).sort()) {
+    const maxAge = hosts[host]!;
+    if (!isValidHostname(host)) throw new Error(`invalid host name '${host}' in the HTTPS map`);
+    if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > MAX_HSTS_SECONDS) throw new Error(`invalid HSTS max-age ${maxAge} for '${host}'`);
+    lines.push(`${host} ${maxAge}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
 /** A slot holding a target. */
 export interface SlotRecord extends BackendTarget {
   /** draining: the switch that replaces it has not finished (the agent may have died during it). */
@@ -373,6 +410,8 @@ export interface BackendRecord {
   /** Absent in state written before realms were given. */
   realm?: string;
   maxServers: number;
+  /** Its host names redirected to HTTPS, each with its HSTS max-age (absent = none; issue 15). */
+  https?: Record<string, number>;
   /** Occupied slots by slot name (s1…): which target is in which slot. */
   slots: Record<string, SlotRecord>;
 }
@@ -432,6 +471,13 @@ export function slotNames(be: BackendRecord): string[] {
 export function routes(structure: IngressStructure): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, be] of Object.entries(structure.backends)) for (const host of be.hostnames) out[host] = name;
+  return out;
+}
+
+/** Host name -> HSTS max-age of every backend's host names redirected to HTTPS (the HTTPS map). */
+export function httpsHosts(structure: IngressStructure): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const be of Object.values(structure.backends)) for (const [host, maxAge] of Object.entries(be.https ?? {})) if (be.hostnames.includes(host)) out[host] = maxAge;
   return out;
 }
 

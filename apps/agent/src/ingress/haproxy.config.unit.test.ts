@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, renderHaproxyConfig, renderHostMap, slotIndex, slotName, validateBackend,
+  DEFAULT_BACKEND, haproxyPaths, isValidDigest, realmOf, MAX_HSTS_SECONDS, renderHaproxyConfig, renderHostMap, renderHttpsMap, slotIndex, slotName, validateBackend,
   type HaproxyConfigSpec,
 } from "./haproxy.config.js";
 import { parseServersState, withoutServerRows } from "./haproxy-runtime.js";
@@ -174,6 +174,28 @@ describe("HTTPS and ACME HTTP-01 in the rendered config", () => {
     expect(http.indexOf(rule)).toBeLessThan(http.indexOf("use_backend"));
     // Only HTTP: the CA validates HTTP-01 on port 80.
     expect(cfg.split(rule).length).toBe(2);
+  });
+
+  it("redirects HTTP to HTTPS (308, same host without port, same path and query) for the HTTPS map's host names, after the challenge rule; HSTS from the map on HTTPS only", () => {
+    const cfg = renderHaproxyConfig(spec({ acmeThumbprint: thumbprint, httpsPort: 8443 }));
+    const http = cfg.slice(cfg.indexOf("frontend http\n"), cfg.indexOf("frontend https\n"));
+    const redirect = "  http-request redirect location https://%[req.hdr(host),lower,word(1,:)]%[pathq] code 308 if { req.hdr(host),lower,word(1,:),map(/var/lib/slipway/ingress/https.map) -m found }\n";
+    expect(http).toContain(redirect);
+    expect(http.indexOf("acme-challenge")).toBeLessThan(http.indexOf(redirect));
+    expect(http.indexOf(redirect)).toBeLessThan(http.indexOf("use_backend"));
+    const https = cfg.slice(cfg.indexOf("frontend https\n"));
+    expect(https).not.toContain("redirect");
+    expect(https).toContain('  http-after-response set-header Strict-Transport-Security "max-age=%[var(txn.slw_hsts)]" if { var(txn.slw_hsts) -m int gt 0 }\n');
+    expect(http).not.toContain("Strict-Transport-Security");
+    // Without an HTTPS port nothing is redirected.
+    expect(renderHaproxyConfig(spec({}))).not.toContain("redirect");
+  });
+
+  it("renders the HTTPS map sorted, and refuses a bad host name or max-age", () => {
+    expect(renderHttpsMap({ "b.example.com": 0, "a.example.com": 31536000 })).toBe("# Rendered by the Slipway agent: host name redirected to HTTPS -> HSTS max-age (0 = none).\na.example.com 31536000\nb.example.com 0\n");
+    expect(() => renderHttpsMap({ "a b": 0 })).toThrow(/host name/);
+    expect(() => renderHttpsMap({ "a.example.com": -1 })).toThrow(/max-age/);
+    expect(() => renderHttpsMap({ "a.example.com": MAX_HSTS_SECONDS + 1 })).toThrow(/max-age/);
   });
 
   it("refuses a thumbprint that could break out of the rule", () => {

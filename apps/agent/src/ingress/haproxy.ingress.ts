@@ -1,10 +1,11 @@
 import fs from "node:fs/promises";
+import { isDeepStrictEqual } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import { StepFailure } from "@slipway/core";
 import type { BackendConfig, BackendStats, BackendTarget, Ingress, SwitchOptions } from "./ingress.js";
 import {
-  backendSpecs, haproxyPaths, isValidAcmeThumbprint, renderHaproxyConfig, renderHostMap, renderSampleMap, routes, SAMPLE_ALL, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
+  backendSpecs, haproxyPaths, httpsHosts, isValidAcmeThumbprint, MAX_HSTS_SECONDS, renderHaproxyConfig, renderHostMap, renderHttpsMap, renderSampleMap, routes, SAMPLE_ALL, sameTarget, slotIndex, slotNames, validateBackend, validateTargets,
   WAKER_SERVER, type HaproxyPaths, type IngressStructure,
 } from "./haproxy.config.js";
 import { checkConfig, isOurHaproxy, logTail, readOrEmpty, readPid, spawnMaster, stopByPid, writeAtomic } from "./haproxy-process.js";
@@ -122,7 +123,7 @@ export class HaproxyIngress implements Ingress {
       this.requireRunning();
       const next = structuredClone(this.state);
       const prev = next.backends[cfg.name];
-      next.backends[cfg.name] = { ...validateBackend(cfg, next), slots: prev?.slots ?? {} };
+      next.backends[cfg.name] = { ...validateBackend(cfg, next), slots: prev?.slots ?? {}, ...(prev?.https ? { https: prev.https } : {}) };
       await this.apply(next, prev ? `backend ${cfg.name} changed` : `backend ${cfg.name} added`);
     });
   }
@@ -138,6 +139,31 @@ export class HaproxyIngress implements Ingress {
       if (!isValidAcmeThumbprint(thumbprint)) throw new StepFailure("ingress_invalid_thumbprint", "an ACME account thumbprint is 43 base64url characters", false);
       if (this.state.acmeThumbprint === thumbprint) return;
       await this.apply({ ...structuredClone(this.state), acmeThumbprint: thumbprint }, "ACME account thumbprint set");
+    });
+  }
+
+  /**
+   * Sets which of a backend's host names are redirected from HTTP to HTTPS (308), each with its
+   * HSTS max-age (0 = no Strict-Transport-Security): runtime edits of the HTTPS map, no reload.
+   * The caller lists only host names whose certificate is served. A backend not (yet) here: nothing.
+   */
+  setHttpsHosts(name: string, hosts: Record<string, number>): Promise<void> {
+    return this.serial(async () => {
+      this.requireRunning();
+      const be = this.state.backends[name];
+      if (!be) return;
+      const want: Record<string, number> = {};
+      for (const [host, maxAge] of Object.entries(hosts)) {
+        const h = host.toLowerCase();
+        if (!be.hostnames.includes(h)) throw new StepFailure("ingress_invalid_https", `host name '${h}' is not routed to '${name}'`, false);
+        if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > MAX_HSTS_SECONDS) throw new StepFailure("ingress_invalid_https", `invalid HSTS max-age ${maxAge} for '${h}'`, false);
+        want[h] = maxAge;
+      }
+      if (isDeepStrictEqual(be.https ?? {}, want)) return;
+      const next = structuredClone(this.state);
+      if (Object.keys(want).length > 0) next.backends[name]!.https = want;
+      else delete next.backends[name]!.https;
+      await this.apply(next, `HTTPS redirect of ${name} changed`);
     });
   }
 
@@ -278,6 +304,7 @@ export class HaproxyIngress implements Ingress {
     await fs.rm(this.paths.pidFile, { force: true });
     const config = this.render(this.state);
     await writeAtomic(this.paths.hostsMap, this.renderMap(this.state));
+    await writeAtomic(this.paths.httpsMap, renderHttpsMap(httpsHosts(this.state)));
     await writeAtomic(this.paths.sampleMap, renderSampleMap(this.sampling));
     await this.validate(config);
     await fs.rename(this.paths.config + ".next", this.paths.config);
@@ -316,13 +343,16 @@ export class HaproxyIngress implements Ingress {
   private async apply(next: IngressStructure, reason: string): Promise<void> {
     const config = this.render(next);
     const map = this.renderMap(next);
-    if (config !== this.appliedConfig) await this.reload(config, map, reason);
-    else await this.syncMap(next, map);
+    if (config !== this.appliedConfig) await this.reload(config, map, renderHttpsMap(httpsHosts(next)), reason);
+    else {
+      await this.syncMap(this.paths.hostsMap, routes(next), map, "host map");
+      await this.syncMap(this.paths.httpsMap, mapValues(httpsHosts(next)), renderHttpsMap(httpsHosts(next)), "HTTPS map");
+    }
     this.state = next;
     await this.saveState();
   }
 
-  private async reload(config: string, map: string, reason: string): Promise<void> {
+  private async reload(config: string, map: string, httpsMap: string, reason: string): Promise<void> {
     const started = Date.now();
     await writeAtomic(this.paths.sampleMap, renderSampleMap(this.sampling));
     await this.validate(config);
@@ -331,6 +361,7 @@ export class HaproxyIngress implements Ingress {
     // the waker's address must come from the config, where its port may have changed.
     await writeAtomic(this.paths.serverStateFile, withoutServerRows(await this.runtime.dumpServersState(), WAKER_SERVER));
     await writeAtomic(this.paths.hostsMap, map);
+    await writeAtomic(this.paths.httpsMap, httpsMap);
     await fs.rename(this.paths.config + ".next", this.paths.config);
     // Not SIGUSR2 when the socket refuses: the master refuses while it
     // re-executes, and drops the signal then too.
@@ -342,24 +373,23 @@ export class HaproxyIngress implements Ingress {
     for (const listener of this.reloadListeners) listener();
   }
 
-  /** Brings the worker's host map to `next` with add/set/del map, then writes the file a reload will read. */
-  private async syncMap(next: IngressStructure, map: string): Promise<void> {
-    const want = routes(next);
-    const have = await this.runtime.showMap(this.paths.hostsMap);
+  /** Brings one of the worker's maps to `want` with add/set/del map, then writes the file a reload will read. */
+  private async syncMap(file: string, want: Record<string, string>, text: string, what: string): Promise<void> {
+    const have = await this.runtime.showMap(file);
     const changes: string[] = [];
-    for (const [host, backend] of Object.entries(want)) {
-      if (have[host] === backend) continue;
-      if (have[host] === undefined) await this.runtime.addMap(this.paths.hostsMap, host, backend);
-      else await this.runtime.setMap(this.paths.hostsMap, host, backend);
-      changes.push(`+${host}`);
+    for (const [key, value] of Object.entries(want)) {
+      if (have[key] === value) continue;
+      if (have[key] === undefined) await this.runtime.addMap(file, key, value);
+      else await this.runtime.setMap(file, key, value);
+      changes.push(`+${key}`);
     }
-    for (const host of Object.keys(have)) {
-      if (want[host] !== undefined) continue;
-      await this.runtime.delMap(this.paths.hostsMap, host);
-      changes.push(`-${host}`);
+    for (const key of Object.keys(have)) {
+      if (want[key] !== undefined) continue;
+      await this.runtime.delMap(file, key);
+      changes.push(`-${key}`);
     }
-    await writeAtomic(this.paths.hostsMap, map);
-    if (changes.length > 0) this.log.info({ changes }, "host map updated at runtime");
+    await writeAtomic(file, text);
+    if (changes.length > 0) this.log.info({ changes }, `${what} updated at runtime`);
   }
 
   /**
@@ -574,4 +604,9 @@ function asStepFailure(err: unknown): StepFailure {
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A map's values as the runtime API shows them (strings). */
+function mapValues(m: Record<string, number>): Record<string, string> {
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)]));
 }

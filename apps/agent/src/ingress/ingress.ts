@@ -117,4 +117,10 @@ export interface Ingress {
    * on HTTP, any host name) with this ACME account thumbprint; reloads only when it changes.
    */
   setAcmeThumbprint(thumbprint: string): Promise<void>;
+  /**
+   * Which of a backend's host names are redirected from HTTP to HTTPS (308), each with its HSTS
+   * max-age in seconds (0 = no Strict-Transport-Security on its HTTPS responses); the others are
+   * served over HTTP as before. Runtime only, no reload; a backend not here: nothing.
+   */
+  setHttpsHosts(backend: string, hosts: Record<string, number>): Promise<void>;
 }

@@ -4,6 +4,7 @@
 // these actions, so the engine is the in-memory fake. Tests run in order and share one proxy.
 import fs from "node:fs/promises";
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { pino } from "pino";
@@ -26,6 +27,19 @@ const THUMB = "Tq5aPqZ1x7lIF0VYlkqcLwBsyZ8eW3pDf6Y2jQ9r0sA";
 
 
 
+
+/** A GET over HTTP or HTTPS (SNI = host, certificate not checked) with a Host header: status, Location and Strict-Transport-Security. */
+function headersOf(tls: boolean, port: number, host: string, urlPath: string): Promise<{ status: number; location?: string; hsts?: string }> {
+  return new Promise((resolve, reject) => {
+    const opts = { host: "127.0.0.1", port, path: urlPath, agent: false as const, headers: { host }, servername: host.split(":")[0], rejectUnauthorized: false };
+    const req = (tls ? https : http).get(opts, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, hsts: res.headers["strict-transport-security"] as string | undefined }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error("request timed out")));
+    req.on("error", reject);
+  });
+}
 
 describe("environment jobs install certificates on a real haproxy", () => {
   let dir: string;
@@ -92,6 +106,32 @@ describe("environment jobs install certificates on a real haproxy", () => {
     expect(renewed.result).toBe("succeeded");
     expect((await served(httpsPort, A)).serial).toBe("C02");
     expect(renewed.lines).toEqual(expect.arrayContaining([expect.stringMatching(/^certificate for shop\.https\.test replaced: serial C01 → serial C02/)]));
+  }, 60_000);
+
+  it("routes with the HTTPS redirect: 308 to https for a name whose certificate is served (HSTS on HTTPS), none for the others; off again at once, no reload", async () => {
+    // A reload renames a new haproxy.cfg into place: the same file (inode) means none happened.
+    const configInode = async () => (await fs.stat(path.join(dir, "haproxy", "haproxy.cfg"))).ino;
+    const before = await configInode();
+    const on = await job("routes", { certificates: [certA2, certB], httpsRedirect: true, hstsMaxAgeSeconds: 31536000 });
+    expect(on.result).toBe("succeeded");
+    expect(on.lines).toContain(`HTTP → HTTPS (308) for ${A}, ${B}; HSTS max-age 31536000 s`);
+    const redirected = await headersOf(false, httpPort, `${A}:${httpPort}`, "/cart?item=7");
+    expect(redirected).toMatchObject({ status: 308, location: `https://${A}/cart?item=7` });
+    expect(redirected.hsts).toBeUndefined();
+    // The challenge path is still answered over HTTP.
+    expect((await httpGet(httpPort, A, "/.well-known/acme-challenge/tok9")).status).toBe(200);
+    expect(await headersOf(true, httpsPort, A, "/")).toMatchObject({ status: 200, hsts: "max-age=31536000" });
+    // A name without a certificate stays on HTTP.
+    const C = "plain.https.test";
+    const noCert = await job("routes", { hostnames: [A, B, C], certificates: [certA2, certB], httpsRedirect: true, hstsMaxAgeSeconds: 0 });
+    expect(noCert.lines).toContain(`no HTTPS redirect yet for ${C}: no certificate served for it`);
+    expect(await httpGet(httpPort, C, "/")).toEqual({ status: 200, body: `hello from ${C}` });
+    expect((await headersOf(false, httpPort, A, "/")).status).toBe(308);
+    expect((await headersOf(true, httpsPort, A, "/")).hsts).toBeUndefined();
+    const off = await job("routes", { certificates: [certA2, certB] });
+    expect(off.result).toBe("succeeded");
+    expect(await httpGet(httpPort, A, "/")).toEqual({ status: 200, body: `hello from ${A}` });
+    expect(await configInode()).toBe(before);
   }, 60_000);
 
   it("a certificate HAProxy cannot take is a log line; the routes job succeeds and the previous certificate stays served", async () => {

@@ -4,7 +4,7 @@ import type { EnvironmentSpec } from "@slipway/proto";
 import { StepFailure, toFailure, type Logger } from "@slipway/core";
 import { authOf, type Environments } from "../envs/environments.js";
 import type { JobReporter } from "../report/job-reporter.js";
-import type { TlsSpec } from "../envs/env-certificates.js";
+import { tlsSpecOf } from "../envs/env-certificates.js";
 
 /** What an environment job needs. */
 export interface EnvironmentJobContext {
@@ -33,11 +33,11 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
         await envs.stop(ref, logLine);
         break;
       case "start":
-        await envs.start(ref, logLine, tlsOf(spec));
+        await envs.start(ref, logLine, tlsSpecOf(spec));
         break;
       case "routes":
         await envs.routes(
-          { ...ref, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds, tls: tlsOf(spec) },
+          { ...ref, hostnames: spec.hostnames, basicAuth: authOf(spec.basicAuth), sleepAfterSeconds: spec.sleepAfterSeconds, tls: tlsSpecOf(spec) },
           logLine,
         );
         break;
@@ -45,7 +45,7 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
         await envs.remove(ref, logLine, spec.hostnames); // also removes the certificates only this environment used
         break;
       case "handoff":
-        await envs.handoff(ref, await resolveAddress(spec.forwardTo), spec.hostnames, logLine, tlsOf(spec));
+        await envs.handoff(ref, await resolveAddress(spec.forwardTo), spec.hostnames, logLine, tlsSpecOf(spec));
         break;
       default:
         throw new StepFailure("unknown_action", `unknown environment action '${action}'`, false);
@@ -62,11 +62,6 @@ export async function runEnvironmentJob(ctx: EnvironmentJobContext): Promise<"su
     ctx.log.warn({ action, failure: f }, "environment job failed");
     return "failed";
   }
-}
-
-/** The spec's HTTPS part (certificates and ACME thumbprint; empty from an older control plane). */
-function tlsOf(spec: EnvironmentSpec): TlsSpec {
-  return { certificates: spec.certificates ?? [], acmeThumbprint: spec.acmeThumbprint ?? "" };
 }
 
 /** host:port → an IP and port (the ingress takes addresses, not names). */

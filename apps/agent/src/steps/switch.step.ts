@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { authOf, authRealm, BACKEND_SLOTS } from "../envs/environments.js";
 import { routeTarget } from "../envs/env-containers.js";
 import type { BackendTarget } from "../ingress/ingress.js";
-import { applyTls, sameKey } from "../envs/env-certificates.js";
+import { applyTls, sameKey, tlsSpecOf } from "../envs/env-certificates.js";
 import type { DeployContext } from "./context.js";
 import { checkCancelled, slugOf } from "./context.js";
 
@@ -32,7 +32,8 @@ export async function switchStep(ctx: DeployContext): Promise<BackendTarget[]> {
     // HTTPS once the traffic moved: a certificate that cannot be installed never fails the deployment.
     const tlsCertificates = await applyTls({
       ingress: ctx.ingress,
-      tls: { certificates: spec.certificates ?? [], acmeThumbprint: spec.acmeThumbprint ?? "" },
+      backend: slug,
+      tls: tlsSpecOf(spec),
       hostnames: spec.hostnames,
       owned: ctx.envs.get(slug)?.tlsCertificates ?? [],
       ownedElsewhere: (key) => ctx.envs.all().some((e) => e.slug !== slug && (e.tlsCertificates ?? []).some((k) => sameKey(k, key))),

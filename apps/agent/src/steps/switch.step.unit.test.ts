@@ -104,7 +104,7 @@ describe("switch step", () => {
     release();
     await sleeping;
     await switching;
-    expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic"]);
+    expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic", "setHttpsHosts"]);
   });
 });
 
@@ -132,11 +132,25 @@ describe("switch step: HTTPS", () => {
     const d = probed({ hostnames: ["shop-test.localhost", "test.shop.example"], certificates: [shop, other], acmeThumbprint: THUMB });
     withCurrentDeployment(d);
     await switchStep(d.ctx);
-    expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic", "setAcmeThumbprint"]);
+    expect(d.ingress.methods()).toEqual(["ensureBackend", "switchTraffic", "setAcmeThumbprint", "setHttpsHosts"]);
+    expect(d.ingress.httpsHosts.get(d.slug)).toBeUndefined(); // no redirect asked for
     expect(d.ingress.acmeThumbprint).toBe(THUMB);
     expect([...d.ingress.tls!.served.values()].map((c) => [c.hostnames, c.serial])).toEqual([[["shop-test.localhost"], "51"], [["test.shop.example"], "61"]]);
     expect(d.envs.entries.get(d.slug)!.tlsCertificates).toEqual([["shop-test.localhost"], ["test.shop.example"]]);
     expect(d.report.lines()).toEqual(expect.arrayContaining([expect.stringMatching(/^certificate for shop-test\.localhost installed \(serial 51, valid until /)]));
+  });
+
+  it("with the HTTPS redirect on, HTTP → HTTPS (and HSTS) for the host names whose certificate is served, not the others", async () => {
+    const d = probed({ hostnames: ["shop-test.localhost", "www.shop.example"], certificates: [shop], httpsRedirect: true, hstsMaxAgeSeconds: 600 });
+    withCurrentDeployment(d);
+    await switchStep(d.ctx);
+    expect(d.ingress.httpsHosts.get(d.slug)).toEqual({ "shop-test.localhost": 600 });
+    expect(d.report.lines()).toEqual(expect.arrayContaining(["HTTP → HTTPS (308) for shop-test.localhost; HSTS max-age 600 s", "no HTTPS redirect yet for www.shop.example: no certificate served for it"]));
+    // Turned off at the next deployment: every host name is served over HTTP again.
+    const off = probed({ hostnames: ["shop-test.localhost", "www.shop.example"], certificates: [shop] });
+    Object.assign(off.ctx, { ingress: d.ingress, envs: d.envs });
+    await switchStep(off.ctx);
+    expect(d.ingress.httpsHosts.get(d.slug)).toBeUndefined();
   });
 
   it("a redeploy skips a certificate served with the same serial, replaces a renewed one and removes the one of a host name it dropped", async () => {

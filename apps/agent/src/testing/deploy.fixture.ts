@@ -42,6 +42,8 @@ export function deploySpec(over: Partial<DeploySpec> = {}): DeploySpec {
     imageDigest: "",
     certificates: [],
     acmeThumbprint: "",
+    httpsRedirect: false,
+    hstsMaxAgeSeconds: 0,
     ...over,
   };
 }

@@ -188,7 +188,7 @@ export class FakeContainerRuntime extends Recorder<RuntimeMethod> implements Con
   }
 }
 
-type IngressMethod = "start" | "stop" | "ensureBackend" | "removeBackend" | "switchTraffic" | "current" | "stats" | "setAcmeThumbprint";
+type IngressMethod = "start" | "stop" | "ensureBackend" | "removeBackend" | "switchTraffic" | "current" | "stats" | "setAcmeThumbprint" | "setHttpsHosts";
 
 type TlsMethod = keyof IngressTls;
 
@@ -246,6 +246,14 @@ export class FakeIngress extends Recorder<IngressMethod> implements Ingress {
     if (this.acmeThumbprint === thumbprint) return;
     this.acmeThumbprint = thumbprint;
     this.thumbprintChanges++;
+  }
+  /** Host names redirected to HTTPS by backend, with their HSTS max-age (setHttpsHosts). */
+  readonly httpsHosts = new Map<string, Record<string, number>>();
+  async setHttpsHosts(backend: string, hosts: Record<string, number>): Promise<void> {
+    await this.enter("setHttpsHosts", [backend, hosts]);
+    if (!this.backends.has(backend)) return;
+    if (Object.keys(hosts).length > 0) this.httpsHosts.set(backend, { ...hosts });
+    else this.httpsHosts.delete(backend);
   }
   readonly backends = new Map<string, { config?: BackendConfig; targets: BackendTarget[] }>();
   /** What stats() answers per backend. */
