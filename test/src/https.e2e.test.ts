@@ -1,4 +1,5 @@
 import { writeFileSync } from "node:fs";
+import http from "node:http";
 import https from "node:https";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +12,20 @@ import { httpsGet, sClient } from "./support/https.js";
 
 const DOMAIN = "shop.example.test";
 const VALIDITY_SECONDS = 60;
+
+/** A GET through the ingress with Host (and SNI, over HTTPS when `ca` is given): status, Location and Strict-Transport-Security. */
+function headersVia(port: number, host: string, urlPath: string, ca?: string): Promise<{ status: number; location?: string; hsts?: string }> {
+  return new Promise((resolve, reject) => {
+    const opts = { host: "127.0.0.1", port, path: urlPath, headers: { host }, agent: false as const, timeout: 10_000 };
+    const req = (ca ? https.get({ ...opts, servername: host, ca }, done) : http.get(opts, done));
+    function done(res: http.IncomingMessage) {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, hsts: res.headers["strict-transport-security"] as string | undefined }));
+    }
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
 
 
 
@@ -89,6 +104,25 @@ describe("automatic HTTPS: a custom domain is served over HTTPS with a certifica
     const metrics = await (await fetch(`${api.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`slipway_certificate_expiry_timestamp_seconds\\{domain="${DOMAIN.replace(/\./g, "\\.")}"\\} \\d+`));
     console.log(`[https e2e] ${DOMAIN}: added → served over HTTPS (openssl verifies) in ${servedMs} ms`);
+  }, 60_000);
+
+  it("with the environment's HTTPS redirect on: HTTP → HTTPS (308) for the domain with a certificate, HSTS on its HTTPS responses; the default domain (no certificate) stays on HTTP", async () => {
+    const api = platform.api;
+    const env = await api.call("PATCH", "/v1/apps/shop/environments/test", { https: { redirect: true, hstsMaxAgeSeconds: 86_400 } });
+    expect(env.https).toEqual({ redirect: true, hstsMaxAgeSeconds: 86_400 });
+    const defaultDomain = (env.domains as string[]).find((d) => d !== DOMAIN)!;
+    // Applied by a routes job: no deployment.
+    const redirected = await waitFor("HTTP to be redirected", async () => {
+      const r = await headersVia(httpPort, DOMAIN, "/basket?id=7");
+      return r.status === 308 ? r : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 250 });
+    expect(redirected.location).toBe(`https://${DOMAIN}/basket?id=7`);
+    const secure = await headersVia(httpsPort, DOMAIN, "/", pebble.rootPem);
+    expect(secure).toMatchObject({ status: 200, hsts: "max-age=86400" });
+    expect(await headersVia(httpPort, defaultDomain, "/")).toMatchObject({ status: 200, location: undefined });
+    await api.call("PATCH", "/v1/apps/shop/environments/test", { https: { redirect: false, hstsMaxAgeSeconds: 0 } });
+    await waitFor("HTTP served again", async () => (await headersVia(httpPort, DOMAIN, "/")).status === 200, { timeoutMs: 20_000, intervalMs: 250 });
+    expect((await headersVia(httpsPort, DOMAIN, "/", pebble.rootPem)).hsts).toBeUndefined();
   }, 60_000);
 
   it("renews at a third of the lifetime left and serves the new certificate without a failed request on keep-alive clients", async () => {

@@ -65,6 +65,13 @@ describe("environments, variables, domains and basic auth (REST)", () => {
       ["PATCH", "/v1/apps/shop/environments/qa", { replicas: 2 }, 400, "invalid_request"],
       ["PATCH", "/v1/apps/shop/environments/qa", { basicAuth: { username: "a:b", password: "longenough" } }, 400, "invalid_request"],
       ["PATCH", "/v1/apps/shop/environments/qa", { basicAuth: { username: "ann", password: "short" } }, 400, "invalid_request"],
+      // HSTS without the redirect, out of range, unknown or empty: refused, nothing changed.
+      ["PATCH", "/v1/apps/shop/environments/qa", { https: { hstsMaxAgeSeconds: 600 } }, 400, "invalid_request"],
+      ["PATCH", "/v1/apps/shop/environments/qa", { https: { redirect: true, hstsMaxAgeSeconds: -1 } }, 400, "invalid_request"],
+      ["PATCH", "/v1/apps/shop/environments/qa", { https: { redirect: true, hstsMaxAgeSeconds: 63_072_001 } }, 400, "invalid_request"],
+      ["PATCH", "/v1/apps/shop/environments/qa", { https: { redirect: "yes" } }, 400, "invalid_request"],
+      ["PATCH", "/v1/apps/shop/environments/qa", { https: { preload: true } }, 400, "invalid_request"],
+      ["PATCH", "/v1/apps/shop/environments/qa", { https: {} }, 400, "invalid_request"],
       ["POST", "/v1/apps/shop/environments/qa/stop", undefined, 409, "conflict"],
       ["POST", "/v1/apps/shop/environments/qa/start", undefined, 409, "conflict"],
     ];
@@ -128,6 +135,24 @@ describe("environments, variables, domains and basic auth (REST)", () => {
     expect(row.basic_auth_digest).toBe(basicAuthDigest("ann", "correct horse"));
     expect(await dump()).not.toContain("correct horse");
     expect((await call("PATCH", "/v1/apps/shop/environments/qa", { basicAuth: null })).json().basicAuth).toBeNull();
+  });
+
+  it("sets the HTTPS redirect and HSTS, shown in the view; HSTS alone is refused and names the field", async () => {
+    expect((await call("GET", "/v1/apps/shop/environments/qa")).json().https).toEqual({ redirect: false, hstsMaxAgeSeconds: 0 });
+    const alone = await call("PATCH", "/v1/apps/shop/environments/qa", { https: { hstsMaxAgeSeconds: 600 } });
+    expect(alone.json().error.details).toEqual({ "https.hstsMaxAgeSeconds": "needs https.redirect" });
+    const on = await call("PATCH", "/v1/apps/shop/environments/qa", { https: { redirect: true, hstsMaxAgeSeconds: 31_536_000 } });
+    expect(on.statusCode).toBe(200);
+    expect(on.json().https).toEqual({ redirect: true, hstsMaxAgeSeconds: 31_536_000 });
+    // Turning the redirect off while HSTS stays set is the same mistake.
+    expect((await call("PATCH", "/v1/apps/shop/environments/qa", { https: { redirect: false } })).statusCode).toBe(400);
+    const off = await call("PATCH", "/v1/apps/shop/environments/qa", { https: { redirect: false, hstsMaxAgeSeconds: 0 } });
+    expect(off.json().https).toEqual({ redirect: false, hstsMaxAgeSeconds: 0 });
+    const activity = (await call("GET", "/v1/activity?app=shop&env=qa")).json() as Array<{ action: string; details: unknown }>;
+    expect(activity.filter((a) => a.action === "environment.https_changed").map((a) => a.details)).toEqual([
+      { redirect: false, hstsMaxAgeSeconds: 0 },
+      { redirect: true, hstsMaxAgeSeconds: 31_536_000 },
+    ]);
   });
 
   it("removes a custom environment with its records", async () => {

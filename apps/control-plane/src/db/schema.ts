@@ -125,6 +125,10 @@ export interface EnvironmentsTable {
   last_incident: ColumnType<EnvironmentIncident | null, string | null | undefined, string | null>;
   /** Whether a push to its branch deploys it; null = the default (on, except for live). */
   auto_deploy: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
+  /** HTTP → HTTPS (308) for its host names whose certificate is served (migration 0022). */
+  https_redirect: ColumnType<boolean, boolean | undefined, boolean>;
+  /** Strict-Transport-Security max-age of its HTTPS responses; 0 = none. */
+  hsts_max_age_seconds: ColumnType<number, number | undefined, number>;
   /** Its default host name is `<host_label>.<base domain>`; unique across the platform. */
   host_label: string;
   created_at: Timestamp;

@@ -350,6 +350,8 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               ...(d.basicAuth ? { basicAuth: d.basicAuth } : {}),
               ...(d.content ? { content: await deps.dataSpec(d.content) } : {}),
               ...(await tlsFor(d.hostnames)),
+              httpsRedirect: d.https?.redirect ?? false,
+              hstsMaxAgeSeconds: d.https?.hstsMaxAgeSeconds ?? 0,
             },
           };
         } else if (spec.data) {
@@ -368,6 +370,8 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               forwardTo: e.forwardTo ?? "",
               ...(e.basicAuth ? { basicAuth: e.basicAuth } : {}),
               ...(await tlsFor(e.hostnames)),
+              httpsRedirect: e.https?.redirect ?? false,
+              hstsMaxAgeSeconds: e.https?.hstsMaxAgeSeconds ?? 0,
             },
           };
         }

@@ -208,6 +208,10 @@ export async function setBasicAuth(db: Db, id: string, auth: { username: string;
   await db.updateTable("environments").set({ basic_auth_username: auth?.username ?? null, basic_auth_digest: auth?.digest ?? null, updated_at: new Date() }).where("id", "=", id).execute();
 }
 /** Sleep applies at once through the ingress (not an unapplied change): no config revision. */
+/** HTTP → HTTPS redirect and HSTS max-age (0 = none) of an environment. */
+export async function setHttpsPolicy(db: Db, id: string, policy: { redirect: boolean; hstsMaxAgeSeconds: number }): Promise<void> {
+  await db.updateTable("environments").set({ https_redirect: policy.redirect, hsts_max_age_seconds: policy.hstsMaxAgeSeconds, updated_at: new Date() }).where("id", "=", id).execute();
+}
 export async function setSleepAfter(db: Db, id: string, seconds: number | null): Promise<void> {
   await db.updateTable("environments").set({ sleep_after_seconds: seconds, updated_at: new Date() }).where("id", "=", id).execute();
 }

@@ -52,7 +52,7 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
       return reply.status(202).send({ removed: req.params.app });
     },
   );
-  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null; autoDeploy?: boolean } }>(
+  app.patch<{ Params: { app: string; env: string }; Body: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null; autoDeploy?: boolean; https?: { redirect?: boolean; hstsMaxAgeSeconds?: number } } }>(
     "/apps/:app/environments/:env",
     {
       schema: {
@@ -69,6 +69,13 @@ export const environmentRoutes: FastifyPluginAsync<{ environments: EnvironmentSe
             autoDeploy: { type: "boolean", description: "a push to the environment's branch deploys it (default: on, off for live)" },
             // Memory (MiB), CPU (cores) and processes per container; null = the platform's defaults again.
             limits: resourceLimitsPatchSchema,
+            // HTTP → HTTPS (308) for the host names whose certificate is served; HSTS on HTTPS (needs the redirect).
+            https: {
+              type: "object",
+              additionalProperties: false,
+              minProperties: 1,
+              properties: { redirect: { type: "boolean" }, hstsMaxAgeSeconds: { type: "integer", minimum: 0, maximum: 63_072_000 } },
+            },
             basicAuth: {
               anyOf: [
                 {

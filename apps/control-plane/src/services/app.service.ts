@@ -45,6 +45,8 @@ export interface EnvironmentView {
   replicas: number;
   sleepAfterSeconds: number | null;
   basicAuth: { username: string } | null;
+  /** HTTP → HTTPS (308) for its host names whose certificate is served; HSTS max-age on HTTPS (0 = none). */
+  https: { redirect: boolean; hstsMaxAgeSeconds: number };
   host: string | null;
   /** Placement constraints: labels a host must have to run this environment. */
   hostLabels: Record<string, string>;
@@ -309,6 +311,7 @@ export class AppService {
       replicas: e.replicas,
       sleepAfterSeconds: e.sleep_after_seconds,
       basicAuth: e.basic_auth_username ? { username: e.basic_auth_username } : null,
+      https: { redirect: e.https_redirect, hstsMaxAgeSeconds: e.hsts_max_age_seconds },
       host: e.host_id,
       hostLabels: e.host_labels ?? {},
       limits: limitsOf(this.urls.resources ?? DEFAULT_RESOURCE_POLICY, e),

@@ -1,6 +1,12 @@
 import type { AppSettings, ResourceLimits } from "@slipway/core";
 import type { DataJobSpec } from "../data/data.service.js";
 
+/** Per environment (issue 15): HTTP → HTTPS (308) for its host names whose certificate is served, and the HSTS max-age (0 = none). */
+export interface HttpsPolicy {
+  redirect: boolean;
+  hstsMaxAgeSeconds: number;
+}
+
 /** How the image is had: built when missing (auto), always (force), the one serving (reuse), or a given one (image: rollback, promote). */
 export type BuildMode = "auto" | "force" | "reuse" | "image";
 
@@ -25,6 +31,8 @@ export interface DeployJobSpec {
   variablesSealed: string;
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
+  /** HTTP → HTTPS and HSTS (absent in jobs written before issue 15's redirect: off). */
+  https?: HttpsPolicy;
   /** Content copied into the environment before the new containers start. */
   content?: DataJobSpec;
   /** buildMode "image": exactly this image (a rollback's or a promotion's). */

@@ -215,6 +215,7 @@ export class DeploymentService {
           variablesSealed: rt.variablesSealed,
           basicAuth: rt.basicAuth,
           sleepAfterSeconds: rt.sleepAfterSeconds,
+          https: rt.https,
         };
         if (origin) {
           spec.image = origin.image;

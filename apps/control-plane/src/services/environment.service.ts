@@ -24,7 +24,7 @@ import * as vars from "../repositories/variables.repository.js";
 import { recordActivity } from "../repositories/activity.repository.js";
 import { requireAdmin, requireApp, type Principal } from "./auth.service.js";
 import { DEFAULT_SLEEP_AFTER_SECONDS, HOST_LABEL_CONSTRAINT, autoDeployOf, hostnameTaken, type AppService, type EnvironmentView } from "./app.service.js";
-import type { DeployJobSpec } from "./deploy-spec.js";
+import type { DeployJobSpec, HttpsPolicy } from "./deploy-spec.js";
 import type { PendingCommit } from "../git/repository-mirrors.js";
 import { limitsOf } from "./resource-policy.js";
 import type { SecretBox } from "./secret-box.js";
@@ -53,6 +53,8 @@ export interface EnvironmentJobSpec {
   hostnames: string[];
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
+  /** HTTP → HTTPS and HSTS (absent in jobs written before issue 15's redirect: off). */
+  https?: HttpsPolicy;
   /** handoff: the ingress (host:port) of the host the environment moved to. */
   forwardTo?: string;
 }
@@ -64,6 +66,7 @@ export interface RuntimeSpec {
   variablesSealed: string;
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
+  https: HttpsPolicy;
 }
 
 /** What an environment's next deployment would bring (GET …/pending). */
@@ -204,6 +207,7 @@ export class EnvironmentService {
           if (base.basic_auth_digest) {
             await apps.setBasicAuth(trx, id, { username: base.basic_auth_username!, digest: base.basic_auth_digest });
           }
+          if (base.https_redirect) await apps.setHttpsPolicy(trx, id, { redirect: true, hstsMaxAgeSeconds: base.hsts_max_age_seconds });
           // Its own limits and whether a push deploys it go along; domains stay with the base (they are unique).
           if (base.limits && Object.keys(base.limits).length > 0) await apps.updateEnvironmentConfig(trx, id, { limits: json(base.limits) });
           // As the base does: live's default (no deploy on push) goes along too, not the new name's.
@@ -345,7 +349,7 @@ export class EnvironmentService {
     by: Principal,
     appName: string,
     envName: string,
-    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null; autoDeploy?: boolean },
+    patch: { branch?: string; replicas?: number; sleepAfterSeconds?: number | null; basicAuth?: { username: string; password: string } | null; hostLabels?: Record<string, string>; limits?: Partial<ResourceLimits> | null; autoDeploy?: boolean; https?: Partial<HttpsPolicy> },
   ): Promise<EnvironmentView> {
     requireApp(by, appName);
     let routesChanged = false;
@@ -384,6 +388,18 @@ export class EnvironmentService {
         await apps.setBasicAuth(trx, e.id, auth ? { username: auth.username, digest: basicAuthDigest(auth.username, auth.password) } : null);
         await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: auth ? "basic_auth.enabled" : "basic_auth.disabled", details: auth ? { username: auth.username } : {} });
         routesChanged = true;
+      }
+      // HTTPS redirect and HSTS apply at once through the ingress, like basic auth.
+      if (patch.https !== undefined) {
+        const next: HttpsPolicy = { redirect: patch.https.redirect ?? e.https_redirect, hstsMaxAgeSeconds: patch.https.hstsMaxAgeSeconds ?? e.hsts_max_age_seconds };
+        if (next.hstsMaxAgeSeconds > 0 && !next.redirect) {
+          throw new InvalidRequestError("HSTS needs the HTTPS redirect: set https.redirect to true, or hstsMaxAgeSeconds to 0", { details: { "https.hstsMaxAgeSeconds": "needs https.redirect" } });
+        }
+        if (next.redirect !== e.https_redirect || next.hstsMaxAgeSeconds !== e.hsts_max_age_seconds) {
+          await apps.setHttpsPolicy(trx, e.id, next);
+          await recordActivity(trx, { actor: by.name, app: appName, environment: envName, action: "environment.https_changed", details: { ...next } });
+          routesChanged = true;
+        }
       }
       // Whether a push deploys it: a setting of the platform's, not of what runs.
       if (patch.autoDeploy !== undefined && patch.autoDeploy !== autoDeployOf(e)) {
@@ -482,6 +498,7 @@ export class EnvironmentService {
       variablesSealed: this.box.encrypt(JSON.stringify(variables)),
       basicAuth: env.basic_auth_username && env.basic_auth_digest ? { username: env.basic_auth_username, digest: env.basic_auth_digest } : null,
       sleepAfterSeconds: env.name === "live" ? 0 : (env.sleep_after_seconds ?? 0),
+      https: { redirect: env.https_redirect, hstsMaxAgeSeconds: env.hsts_max_age_seconds },
     };
   }
 
@@ -533,6 +550,7 @@ export class EnvironmentService {
       hostnames: rt.hostnames,
       basicAuth: rt.basicAuth,
       sleepAfterSeconds: rt.sleepAfterSeconds,
+      https: rt.https,
       ...(extra.forwardTo ? { forwardTo: extra.forwardTo } : {}),
     };
     await this.lifecycle.createJob(trx, { id: randomUUID(), kind: "environment", deploymentId: null, hostId, spec, environmentId: env.id });
