@@ -32,6 +32,15 @@ describe("automatic HTTPS on two hosts: one order, both serve the certificate an
 
   const servedSerial = async (port: number) => (await httpsGet(port, DOMAIN, pebble.rootPem)).serial.toUpperCase();
   const certificate = async () => (await platform.api.call("GET", "/v1/apps/shop/environments/test/domains")).domains[0].certificate as { state: string; serial: string | null; notAfter: string };
+  /** What the agents report serving for the domain, by host id: serial and whether it is the current certificate. */
+  const reportedServing = async () =>
+    Object.fromEntries(((await platform.api.call("GET", "/v1/apps/shop/environments/test/domains")).domains[0].servedBy as Array<{ hostId: string; serial: string; current: boolean }>).map((s) => [s.hostId, { serial: s.serial, current: s.current }]));
+  /** Waits until both hosts' agents report serving `serial` for the domain, as the current certificate (heartbeats every second here). */
+  const bothReport = (serial: string) =>
+    waitFor(`both agents to report serving ${serial}`, async () => {
+      const r = await reportedServing();
+      return r[a.hostId!]?.serial === serial && r[b.hostId!]?.serial === serial && r[a.hostId!]!.current && r[b.hostId!]!.current ? r : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 250 });
   /** The certificate activity of the domain, oldest first: one entry per order that completed (or failed). */
   const certificateActivity = async () =>
     ((await platform.api.call("GET", "/v1/activity?app=shop&limit=200")) as Array<{ action: string; details: { hostname?: string; serial?: string } }>)
@@ -111,6 +120,8 @@ describe("automatic HTTPS on two hosts: one order, both serve the certificate an
     expect(await servedSerial(https.a)).toBe(serial);
     expect(await servedSerial(https.b)).toBe(serial);
     expect((await httpsGet(https.b, DOMAIN, pebble.rootPem)).body).toBe(BODY);
+    // And the API says so, from what each host's agent reports serving.
+    await bothReport(serial.replace(/^0+/, ""));
     const orders = await certificateActivity();
     expect(orders.map((e) => e.action)).toEqual(["certificate.issued"]);
     console.log(`[https hosts e2e] drained a → b under an HTTPS load through a: ${counts.ok} requests, ${counts.failed.length} failed; both hosts serve serial ${serial}; orders: ${orders.length}`);
@@ -132,6 +143,7 @@ describe("automatic HTTPS on two hosts: one order, both serve the certificate an
     expect(await sClient(https.b, DOMAIN, rootFile)).toBe("");
     const now = await certificate();
     expect(now.serial!.toUpperCase()).toBe(renewed);
+    await bothReport(renewed.replace(/^0+/, ""));
     const orders = await certificateActivity();
     expect(orders.map((e) => e.action)).toEqual(["certificate.issued", "certificate.renewed"]);
     expect(orders[1]!.details.serial!.toUpperCase()).toBe(renewed);

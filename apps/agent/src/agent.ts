@@ -7,6 +7,7 @@ import { refusedByControlPlane, refusedForGood } from "./report/refusal.js";
 import { Heartbeater, hostCapacity } from "./report/heartbeat.js";
 import { JobReporter } from "./report/job-reporter.js";
 import { IncidentQueue } from "./report/incidents.js";
+import { ServedCertificatesReport } from "./report/served-certificates.js";
 import { AGENT_LABELS } from "./docker/labels.js";
 import { JobConsumer, type JobHandler } from "./jobs/job-consumer.js";
 import { runDeployment } from "./jobs/deploy.runner.js";
@@ -226,6 +227,8 @@ export async function startAgent(
     environments: () => envs.observations(),
     ingressAddress: config.ingressAdvertise,
     incidents,
+    // Read again when the store changed, and once a minute in case the proxy restarted.
+    servedCertificates: new ServedCertificatesReport(ingress.tls, { refreshMs: 60_000 }),
     dataRoot: () => diskEngine.dataRoot(),
   });
   heartbeater.start();

@@ -142,3 +142,13 @@ export const LABELS = {
   deployment: "io.slipway.deployment",
   role: "io.slipway.role",
 } as const;
+
+/** Whether a certificate's name (exact, or `*.` for exactly one label, as TLS clients match it) covers a host name. */
+export function nameCovers(certName: string, hostname: string): boolean {
+  const c = certName.toLowerCase();
+  const h = hostname.toLowerCase();
+  if (c === h) return true;
+  if (!c.startsWith("*.")) return false;
+  const dot = h.indexOf(".");
+  return dot > 0 && h.slice(dot + 1) === c.slice(2);
+}

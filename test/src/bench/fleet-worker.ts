@@ -140,6 +140,9 @@ class SimAgent {
       environments: [],
       incidents: [],
       ingressAddress: `127.0.0.1:${10_000 + (this.seed.idx % 50_000)}`,
+      // As a real agent: the served certificates only when they changed (never, here).
+      servedCertificates: [],
+      servedCertificatesReported: false,
     });
   }
 

@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import type { TlsCertificate } from "@slipway/proto";
-import { toFailure, type Logger } from "@slipway/core";
+import { nameCovers, toFailure, type Logger } from "@slipway/core";
 import type { Ingress, InstalledCertificate } from "../ingress/ingress.js";
 import { normalizeSerial } from "../ingress/tls-store.js";
 
@@ -37,15 +37,7 @@ export function sameKey(a: string[], b: string[]): boolean {
   return x.length === y.length && x.every((h, i) => h === y[i]);
 }
 
-/** Whether a certificate name (exact, or `*.` for one label) covers a host name. */
-export function nameCovers(certName: string, hostname: string): boolean {
-  const c = certName.toLowerCase();
-  const h = hostname.toLowerCase();
-  if (c === h) return true;
-  if (!c.startsWith("*.")) return false;
-  const dot = h.indexOf(".");
-  return dot > 0 && h.slice(dot + 1) === c.slice(2);
-}
+export { nameCovers };
 
 /** The leaf's serial as HAProxy prints it (uppercase hex, no leading zeros). */
 export function serialOf(certPem: string): string {

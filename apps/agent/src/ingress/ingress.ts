@@ -80,6 +80,8 @@ export interface IngressTls {
   remove(hostnames: string[]): Promise<boolean>;
   /** The installed certificates (not the default one) with the serial and expiry served. */
   list(): Promise<InstalledCertificate[]>;
+  /** Moves with every install or removal (what is served may have changed). */
+  readonly generation: number;
 }
 
 export interface Ingress {

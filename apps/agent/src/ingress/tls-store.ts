@@ -171,6 +171,12 @@ export class TlsStore {
   private readonly o: TlsStoreOptions;
   private readonly log: Logger;
   private queue: Promise<unknown> = Promise.resolve();
+  private changes = 0;
+
+  /** Counts installs and removals: what is served may have changed when it moved. */
+  get generation(): number {
+    return this.changes;
+  }
 
   constructor(opts: TlsStoreOptions) {
     this.o = opts;
@@ -192,7 +198,7 @@ export class TlsStore {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.serial(() => this.doInstall(cert));
+    return this.serial(() => this.doInstall(cert)).finally(() => void this.changes++);
   }
 
   /** Stops serving the certificate of exactly these host names; false when there is none. */
@@ -207,6 +213,7 @@ export class TlsStore {
       await this.expect(`del ssl cert ${entry.path}`, /deleted/i);
       await fs.rm(entry.path, { force: true });
       this.log.info({ hostnames: want, file: entry.path }, "certificate removed");
+      this.changes++;
       return true;
     });
   }

@@ -6,6 +6,7 @@ import { LABELS, type Logger } from "@slipway/core";
 import type { ControlPlaneClient } from "./control-plane.client.js";
 import type { ContainerRuntime } from "../docker/container-runtime.js";
 import type { IncidentQueue } from "./incidents.js";
+import type { ServedCertificatesReport } from "./served-certificates.js";
 
 /**
  * What this host offers: its cores and memory (or what the operator lets the platform place here,
@@ -48,6 +49,8 @@ export class Heartbeater {
       ingressAddress?: string;
       /** Incidents to report (killed containers), settled when a beat that carried them is answered. */
       incidents?: IncidentQueue;
+      /** The certificates the ingress serves, sent when they changed (issue 15). */
+      servedCertificates?: ServedCertificatesReport;
       /** Space on Docker's data root (what fills with images and logs); the state directory's file system when unknown. */
       dataRoot?: () => Promise<{ freeBytes: number; totalBytes: number } | undefined>;
     },
@@ -65,12 +68,14 @@ export class Heartbeater {
     s.on("data", (res: HeartbeatResponse) => {
       this.lastAnsweredAt = new Date();
       this.opts.incidents?.answered();
+      this.opts.servedCertificates?.answeredBeat();
       if (res.cancelRequested.length) this.opts.onCancelRequested?.(res.cancelRequested);
     });
     const reopen = (why: string) => {
       if (this.stream !== s) return;
       this.stream = undefined;
       this.opts.incidents?.reset();
+      this.opts.servedCertificates?.reset();
       if (!this.stopped) {
         this.opts.log.warn({ why }, "heartbeat stream closed; reopening");
         setTimeout(() => this.open(), 1000);
@@ -88,6 +93,10 @@ export class Heartbeater {
       const fs = await statfs(this.opts.stateDir).catch(() => undefined);
       const cap = await hostCapacity(this.opts.stateDir, this.opts.allocatable);
       const root = await this.opts.dataRoot?.().catch(() => undefined);
+      const served = await this.opts.servedCertificates?.take().catch((err: unknown) => {
+        this.opts.log.warn({ err: (err as Error).message }, "cannot read the served certificates");
+        return undefined;
+      });
       const disk = root
         ? { total: root.totalBytes, free: root.freeBytes, used: root.totalBytes - root.freeBytes }
         : { total: cap.diskBytes, free: fs ? fs.bavail * fs.bsize : 0, used: fs ? (fs.blocks - fs.bfree) * fs.bsize : 0 };
@@ -108,6 +117,8 @@ export class Heartbeater {
         })),
         environments: this.opts.environments?.() ?? [],
         incidents: this.opts.incidents?.take() ?? [],
+        servedCertificates: served?.servedCertificates ?? [],
+        servedCertificatesReported: served?.servedCertificatesReported ?? false,
       });
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, "heartbeat failed");

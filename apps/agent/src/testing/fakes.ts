@@ -197,8 +197,9 @@ type TlsMethod = keyof IngressTls;
  * TlsStore: the PEM is parsed for its serial and expiry (never checked further), a certificate
  * for the same names replaces the previous one, names served by another certificate are refused.
  */
-export class FakeTls extends Recorder<TlsMethod> implements IngressTls {
+export class FakeTls extends Recorder<Exclude<TlsMethod, "generation">> implements IngressTls {
   readonly served = new Map<string, InstalledCertificate & { keyPem: string }>();
+  generation = 0;
 
   async install(input: CertificateInput): Promise<InstalledCertificate> {
     await this.enter("install", [{ hostnames: input.hostnames, certPem: input.certPem }]);
@@ -210,12 +211,15 @@ export class FakeTls extends Recorder<TlsMethod> implements IngressTls {
     }
     const cert = { name: hostnames[0]!, path: `/certs/${hostnames[0]}.pem`, hostnames, serial: normalizeSerial(leaf.serialNumber), notAfter: new Date(leaf.validTo), keyPem: input.keyPem };
     this.served.set(key, cert);
+    this.generation++;
     return { name: cert.name, path: cert.path, hostnames, serial: cert.serial, notAfter: cert.notAfter };
   }
 
   async remove(hostnames: string[]): Promise<boolean> {
     await this.enter("remove", [hostnames]);
-    return this.served.delete([...new Set(hostnames.map((h) => h.toLowerCase()))].sort().join(" "));
+    const removed = this.served.delete([...new Set(hostnames.map((h) => h.toLowerCase()))].sort().join(" "));
+    if (removed) this.generation++;
+    return removed;
   }
 
   async list(): Promise<InstalledCertificate[]> {

@@ -60,6 +60,15 @@ export interface HostsTable {
   ingress_address: ColumnType<string | null, string | null | undefined, string | null>;
   /** The host's NATS user: the public nkey its agent generated (migration 0013); null until the agent configured NATS. */
   nats_public_key: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The certificates its ingress serves, as its agent last reported them (migration 0023); null = never reported. */
+  served_certificates: ColumnType<ServedCertificateRecord[] | null, string | null | undefined, string | null>;
+  served_certificates_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+/** One certificate a host serves: host names, serial (uppercase hex) and expiry (ISO). */
+export interface ServedCertificateRecord {
+  hostnames: string[];
+  serial: string;
+  notAfter: string;
 }
 export interface AppsTable {
   id: string;

@@ -242,6 +242,7 @@ export function agentServiceImpl(deps: AgentGrpcDeps): AgentServiceServer {
               environments: req.environments.map((e) => ({ environmentId: e.environmentId, state: e.state })),
               ...(req.ingressAddress ? { ingressAddress: req.ingressAddress } : {}),
             });
+            if (req.servedCertificatesReported) await hosts.recordServedCertificates(hostId, req.servedCertificates);
             if (req.incidents.length) {
               await hosts.recordIncidents(hostId, req.incidents.slice(0, 100).map((i) => ({ environmentId: i.environmentId, container: i.container.slice(0, 255), reason: i.reason, at: i.at ?? new Date() })));
             }

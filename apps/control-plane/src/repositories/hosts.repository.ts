@@ -1,9 +1,9 @@
 import { sql, type Selectable } from "kysely";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
-import type { HostsTable } from "../db/schema.js";
+import type { HostsTable, ServedCertificateRecord } from "../db/schema.js";
 import { insertOrConflict } from "./unique-violation.js";
-import type { ResourceLimits } from "@slipway/core";
+import { nameCovers, type ResourceLimits } from "@slipway/core";
 
 export type HostRow = Selectable<HostsTable>;
 
@@ -99,6 +99,25 @@ export async function recordHeartbeats(db: Db, beats: HeartbeatRecord[]): Promis
 /** Records one heartbeat; false when the host is unknown or revoked. */
 export async function recordHeartbeat(db: Db, id: string, hb: Omit<HeartbeatRecord, "hostId">): Promise<boolean> {
   return (await recordHeartbeats(db, [{ hostId: id, ...hb }])).has(id);
+}
+
+/** What a host's ingress serves now, as its agent reported it; false when the host is unknown or revoked. */
+export async function recordServedCertificates(db: Db, id: string, served: ServedCertificateRecord[], at: Date): Promise<boolean> {
+  const r = await db.updateTable("hosts").set({ served_certificates: json(served), served_certificates_at: at }).where("id", "=", id).where("admin_state", "<>", "revoked").executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
+}
+
+/** Of `hostIds`, those that reported serving a certificate for each of `hostnames` (exact or by a `*.` name), with its serial and expiry. */
+export async function hostsServing(db: Db, hostnames: readonly string[], hostIds: readonly string[]): Promise<Map<string, Array<{ hostId: string; host: string; serial: string; notAfter: string }>>> {
+  const out = new Map<string, Array<{ hostId: string; host: string; serial: string; notAfter: string }>>(hostnames.map((h) => [h, []]));
+  if (hostnames.length === 0 || hostIds.length === 0) return out;
+  const rows = await db.selectFrom("hosts").select(["id", "name", "served_certificates"]).where("id", "in", hostIds).where("served_certificates", "is not", null).where("admin_state", "<>", "revoked").orderBy("name").execute();
+  for (const r of rows) {
+    for (const c of r.served_certificates ?? []) {
+      for (const h of hostnames) if (c.hostnames.some((n) => nameCovers(n, h))) out.get(h)!.push({ hostId: r.id, host: r.name, serial: c.serial, notAfter: c.notAfter });
+    }
+  }
+  return out;
 }
 
 export async function setHostAdminState(db: Db, id: string, state: HostRow["admin_state"]): Promise<void> {

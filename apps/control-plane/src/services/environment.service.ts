@@ -31,7 +31,7 @@ import type { SecretBox } from "./secret-box.js";
 import { refuseRemovalWhileBusy, type DataService } from "../data/data.service.js";
 import { UniqueViolationError } from "../repositories/unique-violation.js";
 import type { Lifecycle } from "./lifecycle.service.js";
-import { findHost } from "../repositories/hosts.repository.js";
+import { findHost, hostsServing } from "../repositories/hosts.repository.js";
 import * as forwards from "../repositories/forwards.repository.js";
 import type { CertificateResult, DomainCertificate } from "../tls/certificate.service.js";
 
@@ -67,6 +67,16 @@ export interface RuntimeSpec {
   basicAuth: { username: string; digest: string } | null;
   sleepAfterSeconds: number;
   https: HttpsPolicy;
+}
+
+/** A host serving a domain, with the certificate it reported serving for it (issue 15). */
+export interface ServedBy {
+  hostId: string;
+  host: string;
+  serial: string;
+  notAfter: string;
+  /** Whether it is the certificate the control plane holds for the domain (a renewal reached the host). */
+  current: boolean;
 }
 
 /** What an environment's next deployment would bring (GET …/pending). */
@@ -106,14 +116,28 @@ export class EnvironmentService {
     private readonly certificates?: { statusOf(hostnames: readonly string[]): Promise<Map<string, DomainCertificate>> },
   ) {}
 
-  /** The environment's custom domains, each with its certificate's state (GET …/domains). */
-  async listDomains(by: Principal, appName: string, envName: string): Promise<{ domains: Array<{ hostname: string; certificate: DomainCertificate }> }> {
+  /**
+   * The environment's custom domains, each with its certificate's state and, per host that serves
+   * the environment (its own and those forwarding it since a drain), the certificate that host's
+   * agent last reported serving for it: `current` when it is the stored one (GET …/domains).
+   */
+  async listDomains(by: Principal, appName: string, envName: string): Promise<{ domains: Array<{ hostname: string; certificate: DomainCertificate; servedBy: ServedBy[] }> }> {
     requireApp(by, appName);
     const { env } = await this.load(this.db, appName, envName);
     const names = await vars.listDomains(this.db, env.id);
     const status = this.certificates ? await this.certificates.statusOf(names) : new Map<string, DomainCertificate>();
     const none: DomainCertificate = { state: "none", serial: null, notAfter: null, lastError: null, nextAttemptAt: null };
-    return { domains: names.map((hostname) => ({ hostname, certificate: status.get(hostname) ?? none })) };
+    const hostIds = [...new Set([...(env.host_id ? [env.host_id] : []), ...(await forwards.listForwards(this.db, [env.id])).map((f) => f.host_id)])];
+    const serving = await hostsServing(this.db, names, hostIds);
+    return {
+      domains: names.map((hostname) => {
+        const certificate = status.get(hostname) ?? none;
+        // Serials compared as numbers in hex: HAProxy prints no leading zeros.
+        const hex = (s: string) => s.toUpperCase().replace(/^0+(?=.)/, "");
+        const servedBy = (serving.get(hostname) ?? []).map((s) => ({ ...s, current: certificate.serial !== null && hex(s.serial) === hex(certificate.serial) }));
+        return { hostname, certificate, servedBy };
+      }),
+    };
   }
 
   /**

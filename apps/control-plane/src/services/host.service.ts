@@ -88,6 +88,12 @@ export class HostService {
    * becomes the environment's last incident (with a running count) and an activity entry. Only
    * the host's own environments; one already recorded (a beat sent again) is ignored.
    */
+  /** What the host's ingress serves (issue 15), as its agent reports it when it changed. */
+  async recordServedCertificates(hostId: string, served: Array<{ hostnames: string[]; serial: string; notAfter?: Date | undefined }>): Promise<void> {
+    const rows = served.slice(0, 10_000).map((c) => ({ hostnames: c.hostnames.slice(0, 100).map((h) => h.slice(0, 253).toLowerCase()), serial: c.serial.slice(0, 64).toUpperCase(), notAfter: (c.notAfter ?? new Date(0)).toISOString() }));
+    await hosts.recordServedCertificates(this.db, hostId, rows, new Date());
+  }
+
   async recordIncidents(hostId: string, incidents: Array<{ environmentId: string; container: string; reason: string; at: Date }>): Promise<number> {
     let recorded = 0;
     for (const i of incidents) {
