@@ -208,6 +208,19 @@ describe("HTTPS at the ingress against a real haproxy", () => {
     expect((await ingress.tls!.list()).map((c) => [c.hostnames, c.serial])).toEqual([[[A], certA.serial]]);
   }, 60_000);
 
+  it("serves a wildcard certificate for every name one label under it (an uploaded or DNS-01 one for default host names), not deeper", async () => {
+    const wild = await pki.leaf(["*.w.example.test"], "0C01");
+    const installed = await ingress.tls!.install({ hostnames: ["*.w.example.test"], ...wild });
+    expect(path.basename(installed.path)).toBe("_wildcard.w.example.test.pem");
+    // Verified against the test CA for the name (404: no environment routes it, the certificate is what counts).
+    expect(await httpsGet(httpsPort, "shop-test.w.example.test", ca)).toMatchObject({ status: 404, serial: "C01" });
+    await expect(httpsGet(httpsPort, "a.b.w.example.test", ca)).rejects.toThrow(/self-signed|unable to verify|altnames|Hostname/i);
+    expect((await ingress.tls!.list()).find((c) => c.hostnames[0] === "*.w.example.test")?.serial).toBe("C01");
+    // A wildcard name the certificate does not carry is refused.
+    await expect(ingress.tls!.install({ hostnames: ["*.example.test"], ...wild })).rejects.toThrow(/do not cover '\*\.example\.test'/);
+    expect(await ingress.tls!.remove(["*.w.example.test"])).toBe(true);
+  }, 60_000);
+
   it("answers ACME HTTP-01 challenges statelessly for any host once the thumbprint is set", async () => {
     expect((await httpGet(httpPort, "other.example.test", "/.well-known/acme-challenge/tok_EN-1")).status).toBe(404);
     await ingress.setAcmeThumbprint(THUMBPRINT);

@@ -58,6 +58,16 @@ export interface ValidatedCertificate {
   notAfter: Date;
 }
 
+/** A certificate's name: a host name, or `*.` and a host name (a wildcard, matched by HAProxy's SNI filter for one label). */
+export function isValidCertificateName(name: string): boolean {
+  return isValidHostname(name.startsWith("*.") ? name.slice(2) : name);
+}
+
+/** The file of a certificate, after its first name: `*.` becomes `_wildcard.` ('_' starts no host name, so no clash). */
+export function certificateFileName(firstName: string): string {
+  return firstName.startsWith("*.") ? `_wildcard.${firstName.slice(2)}` : firstName;
+}
+
 /**
  * Checks an input before anything is touched: the PEM parses, the key is the certificate's,
  * every host name is valid and covered by the certificate's SANs (never its CN), and it has not expired.
@@ -66,7 +76,7 @@ export interface ValidatedCertificate {
 export function validateCertificate(input: CertificateInput, now: Date = new Date()): ValidatedCertificate {
   const hostnames = [...new Set((input.hostnames ?? []).map((h) => String(h).toLowerCase()))].sort();
   if (hostnames.length === 0) throw invalid("a certificate needs at least one host name");
-  for (const h of hostnames) if (!isValidHostname(h)) throw invalid(`invalid host name '${h}'`);
+  for (const h of hostnames) if (!isValidCertificateName(h)) throw invalid(`invalid host name '${h}'`);
   const blocks = String(input.certPem ?? "").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw invalid("the certificate is not PEM (no BEGIN CERTIFICATE block)");
   let chain: X509Certificate[];
@@ -85,8 +95,11 @@ export function validateCertificate(input: CertificateInput, now: Date = new Dat
   if (!leaf.checkPrivateKey(key)) throw invalid("the private key does not belong to the certificate");
   const notAfter = new Date(leaf.validTo);
   if (!(notAfter.getTime() > now.getTime())) throw invalid(`the certificate expired on ${leaf.validTo}`);
+  const sans = (leaf.subjectAltName ?? "").split(",").map((s) => s.trim().toLowerCase());
   for (const h of hostnames) {
-    if (leaf.checkHost(h, { subject: "never" }) === undefined) throw invalid(`the certificate's names (${leaf.subjectAltName ?? "no subjectAltName"}) do not cover '${h}'`);
+    // A wildcard name must be one of the certificate's own (checkHost matches host names, not patterns).
+    const covered = h.startsWith("*.") ? sans.includes(`dns:${h}`) : leaf.checkHost(h, { subject: "never" }) !== undefined;
+    if (!covered) throw invalid(`the certificate's names (${leaf.subjectAltName ?? "no subjectAltName"}) do not cover '${h}'`);
   }
   const keyPem = (key.export({ type: "pkcs8", format: "pem" }) as string).trim();
   const pem = [...chain.map((c) => c.toString().trim()), keyPem].join("\n") + "\n";
@@ -235,7 +248,7 @@ export class TlsStore {
     if (clash) {
       throw new StepFailure("tls_hostname_conflict", `host names ${clash.hostnames.filter((h) => cert.hostnames.includes(h)).join(", ")} are served by the certificate for ${clash.hostnames.join(", ")}: remove it first`, false);
     }
-    const file = same?.path ?? path.join(this.o.certsDir, `${cert.hostnames[0]}.pem`);
+    const file = same?.path ?? path.join(this.o.certsDir, `${certificateFileName(cert.hostnames[0]!)}.pem`);
     const previous = await readOrEmpty(file);
     const started = Date.now();
     // Disk first, so a reload or restart from here on serves the new certificate.
