@@ -1,5 +1,8 @@
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { TLSSocket } from "node:tls";
 
 // What the HTTPS suites (test/src/https*.e2e.test.ts) share: checking the certificate an
@@ -30,4 +33,58 @@ export function httpsGet(port: number, servername: string, ca: string, agent: ht
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", reject);
   });
+}
+
+/** A leaf certificate of a TestCa: the leaf alone, the chain (leaf, then the intermediate) and its key. */
+export interface TestCaLeaf {
+  certPem: string;
+  chainPem: string;
+  keyPem: string;
+  chainFile: string;
+  keyFile: string;
+}
+
+/** A throw-away CA (root and intermediate, P-256) made with the `openssl` command line; `remove()` deletes its folder. */
+export interface TestCa {
+  dir: string;
+  rootPem: string;
+  /** The root alone: what `openssl s_client -CAfile` trusts. */
+  rootFile: string;
+  /** A leaf issued by the intermediate for `dns` (its subjectAltName), with a given hex serial, valid `days`. */
+  issue(opts: { dns: string[]; serial: string; key?: "rsa" | "ec"; days?: number }): TestCaLeaf;
+  remove(): void;
+}
+
+/**
+ * A certificate authority for the uploaded-certificate suite (what an admin buys from a CA, made
+ * here): nothing is checked in, every key is generated in a temporary folder.
+ */
+export function createTestCa(name = "Slipway e2e Test CA"): TestCa {
+  const dir = mkdtempSync(path.join(tmpdir(), "slipway-e2e-ca-"));
+  const run = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+  const keyArgs = (k: "rsa" | "ec") => (k === "rsa" ? ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"] : ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+  writeFileSync(path.join(dir, "ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n");
+  run(["genpkey", ...keyArgs("ec"), "-out", "root.key"]);
+  run(["req", "-x509", "-new", "-key", "root.key", "-subj", `/CN=${name} Root`, "-days", "3", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "root.pem"]);
+  run(["genpkey", ...keyArgs("ec"), "-out", "int.key"]);
+  run(["req", "-new", "-key", "int.key", "-subj", `/CN=${name} Intermediate`, "-out", "int.csr"]);
+  run(["x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-set_serial", "0x1001", "-days", "3", "-extfile", "ca.ext", "-out", "int.pem"]);
+  const intermediatePem = readFileSync(path.join(dir, "int.pem"), "utf8");
+  return {
+    dir,
+    rootPem: readFileSync(path.join(dir, "root.pem"), "utf8"),
+    rootFile: path.join(dir, "root.pem"),
+    issue({ dns, serial, key = "ec", days = 2 }) {
+      const id = `leaf-${serial}`;
+      run(["genpkey", ...keyArgs(key), "-out", `${id}.key`]);
+      run(["req", "-new", "-key", `${id}.key`, "-subj", `/CN=${dns[0]}`, "-out", `${id}.csr`]);
+      writeFileSync(path.join(dir, `${id}.ext`), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${dns.map((d) => `DNS:${d}`).join(",")}\n`);
+      run(["x509", "-req", "-in", `${id}.csr`, "-CA", "int.pem", "-CAkey", "int.key", "-set_serial", `0x${serial}`, "-days", String(days), "-extfile", `${id}.ext`, "-out", `${id}.pem`]);
+      const certPem = readFileSync(path.join(dir, `${id}.pem`), "utf8");
+      const chainFile = path.join(dir, `${id}-chain.pem`);
+      writeFileSync(chainFile, certPem + intermediatePem);
+      return { certPem, chainPem: certPem + intermediatePem, keyPem: readFileSync(path.join(dir, `${id}.key`), "utf8"), chainFile, keyFile: path.join(dir, `${id}.key`) };
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

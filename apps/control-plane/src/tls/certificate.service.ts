@@ -147,13 +147,27 @@ export class CertificateService {
    * For GetJobSpec: the valid certificates covering any of `hostnames` (keys unsealed), one per
    * name (a valid uploaded certificate wins over the name's ACME one: see chooseCertificates),
    * and the account's thumbprint ("" with ACME off). Never calls the CA.
+   *
+   * An uploaded certificate is sent once per name it serves, keyed by that name: the agents key
+   * what they install by host names and take only DNS names, not `*.` ones, and a per-name key is
+   * the key of the name's ACME certificate, so the upload replaces it on the host (and the ACME one
+   * replaces the upload again once it is removed), instead of both being served beside each other.
    */
   async tlsFor(hostnames: readonly string[]): Promise<{ certificates: ServedCertificate[]; acmeThumbprint: string }> {
     const chosen = await this.choose(hostnames);
     const certificates: ServedCertificate[] = [];
-    for (const row of new Set(chosen.values())) {
-      const keyPem = unsealKey(this.box, row);
-      if (keyPem && row.certificate_chain) certificates.push({ hostnames: row.hostnames, certPem: row.certificate_chain, keyPem });
+    const keys = new Map<string, string | undefined>();
+    const keyOf = (row: repo.CertificateRow) => {
+      if (!keys.has(row.id)) keys.set(row.id, unsealKey(this.box, row));
+      return keys.get(row.id);
+    };
+    const sent = new Set<string>();
+    for (const [name, row] of chosen) {
+      const keyPem = keyOf(row);
+      if (!keyPem || !row.certificate_chain) continue;
+      if (row.source === "uploaded") certificates.push({ hostnames: [name], certPem: row.certificate_chain, keyPem });
+      else if (!sent.has(row.id)) certificates.push({ hostnames: row.hostnames, certPem: row.certificate_chain, keyPem });
+      sent.add(row.id);
     }
     return { certificates, acmeThumbprint: this.accounts ? await this.accounts.storedThumbprint() : "" };
   }

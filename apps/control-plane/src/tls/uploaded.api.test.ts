@@ -6,7 +6,7 @@ import { buildApp } from "../app.js";
 import { testControlPlane, type TestControlPlane } from "../testing/harness.js";
 import { SecretBox } from "../services/secret-box.js";
 import { listActivity } from "../repositories/activity.repository.js";
-import { ensureCertificate } from "../repositories/certificates.repository.js";
+import { ensureCertificate, recordIssued } from "../repositories/certificates.repository.js";
 import { CertificateService } from "./certificate.service.js";
 import { createTestCa, type TestCa } from "./test-ca.testing.js";
 
@@ -21,6 +21,7 @@ describe("certificates an admin uploads, through the API", () => {
   let ca: TestCa;
   let certificates: CertificateService;
   let clockAt: Date | undefined;
+  let box: SecretBox;
   const delivered: string[][] = [];
   const tokens = { admin: "", deployer: "", viewer: "" };
   const call = (method: string, url: string, payload?: unknown, who: keyof typeof tokens = "admin") =>
@@ -30,7 +31,7 @@ describe("certificates an admin uploads, through the API", () => {
   beforeAll(async () => {
     ca = createTestCa();
     cp = await testControlPlane("pglite");
-    const box = new SecretBox(randomBytes(32));
+    box = new SecretBox(randomBytes(32));
     certificates = new CertificateService(cp.database.db, box, log, {
       clock: () => clockAt ?? new Date(),
       deliver: async (names) => {
@@ -105,8 +106,9 @@ describe("certificates an admin uploads, through the API", () => {
 
     // The default host name of an environment is covered by the wildcard: what an agent gets in GetJobSpec.
     const served = await certificates.tlsFor(["shop-test.example.test", "deep.shop.example.test"]);
+    // Sent for the name it serves (a wildcard covers one label only), keyed by that name.
     expect(served.certificates).toHaveLength(1);
-    expect(served.certificates[0]!.hostnames).toEqual(["*.example.com", "*.example.test"]);
+    expect(served.certificates[0]!.hostnames).toEqual(["shop-test.example.test"]);
     expect(new X509Certificate(served.certificates[0]!.certPem).serialNumber).toBe(firstSerial);
     expect(new X509Certificate(served.certificates[0]!.certPem).checkPrivateKey(createPrivateKey(served.certificates[0]!.keyPem))).toBe(true);
 
@@ -118,8 +120,18 @@ describe("certificates an admin uploads, through the API", () => {
     expect(domains.get("shop.example.org")).toMatchObject({ state: "none" });
     expect(await certificates.domainsToOrder()).toEqual(["shop.example.org"]);
 
+    // The domain also holds a valid ACME certificate: the agent gets one certificate for the name, the upload.
+    const acmeLeaf = ca.issue({ dns: ["www.example.com"] });
+    const acmeX509 = new X509Certificate(acmeLeaf.certPem);
+    const acmeRow = await ensureCertificate(cp.database.db, ["www.example.com"], new Date());
+    await recordIssued(cp.database.db, acmeRow.id, { privateKeyEncrypted: box.encrypt(acmeLeaf.keyPem), chain: acmeLeaf.chainPem, serial: acmeX509.serialNumber, notBefore: new Date(acmeX509.validFrom), notAfter: new Date(acmeX509.validTo), nextAttemptAt: new Date(acmeX509.validTo) }, new Date());
+    const forDomain = (await certificates.tlsFor(["www.example.com"])).certificates;
+    expect(forDomain.map((c) => [c.hostnames, new X509Certificate(c.certPem).serialNumber])).toEqual([[["www.example.com"], firstSerial]]);
+    expect((await certificates.statusOf(["www.example.com"])).get("www.example.com")).toMatchObject({ source: "uploaded", serial: firstSerial });
+
     const listed = await call("GET", "/v1/certificates", undefined, "deployer");
-    expect(listed.json()).toEqual([expect.objectContaining({ id, source: "uploaded", serial: firstSerial })]);
+    // Uploaded ones first, then the ACME ones.
+    expect(listed.json()).toEqual([expect.objectContaining({ id, source: "uploaded", serial: firstSerial }), expect.objectContaining({ hostnames: ["www.example.com"], source: "acme", serial: acmeX509.serialNumber, uploadedBy: null })]);
     const keyBody = first.keyPem.split("\n").slice(1, 3).join("");
     expect(listed.body).not.toContain("PRIVATE KEY");
     expect(listed.body).not.toContain(keyBody.slice(0, 40));
@@ -131,7 +143,7 @@ describe("certificates an admin uploads, through the API", () => {
     expect(again.statusCode, again.body).toBe(200);
     const renewedSerial = new X509Certificate(renewed.certPem).serialNumber;
     expect(again.json()).toMatchObject({ replaced: true, replacedSerial: firstSerial, certificate: { id, serial: renewedSerial } });
-    expect((await call("GET", "/v1/certificates")).json().map((c: { serial: string }) => c.serial)).toEqual([renewedSerial]);
+    expect((await call("GET", "/v1/certificates")).json().map((c: { serial: string }) => c.serial)).toEqual([renewedSerial, acmeX509.serialNumber]);
     expect(new X509Certificate((await certificates.tlsFor(["shop-test.example.test"])).certificates[0]!.certPem).serialNumber).toBe(renewedSerial);
 
     // An ACME row cannot be removed by hand; an unknown id is 404.
@@ -147,6 +159,9 @@ describe("certificates an admin uploads, through the API", () => {
     expect(gone.statusCode).toBe(404);
     expect(gone.json().error.message).toMatch(/does not exist/);
     expect((await certificates.tlsFor(["shop-test.example.test"])).certificates).toEqual([]);
+    // The name's ACME certificate serves it again, under the same key, so it replaces the upload on the host.
+    expect((await certificates.tlsFor(["www.example.com"])).certificates.map((c) => [c.hostnames, new X509Certificate(c.certPem).serialNumber])).toEqual([[["www.example.com"], acmeX509.serialNumber]]);
+    expect((await certificates.statusOf(["www.example.com"])).get("www.example.com")).toMatchObject({ state: "valid", source: "acme", serial: acmeX509.serialNumber });
     expect(await certificates.domainsToOrder()).toEqual(["www.example.com", "shop.example.org"]);
     expect(delivered).toEqual(Array.from({ length: 3 }, () => ["*.example.com", "*.example.test"]));
 
