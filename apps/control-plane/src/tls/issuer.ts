@@ -7,6 +7,7 @@ import type { SecretBox } from "../services/secret-box.js";
 import type { AcmeAccounts } from "./account.js";
 import * as repo from "../repositories/certificates.repository.js";
 import { precheckChallengePath } from "./precheck.js";
+import type { DnsChallengeHook } from "./dns-hook.js";
 import { afterFailure, afterSuccess, DEFAULT_BACKOFF, invalidHostname, normalizeHostnames, type BackoffSettings, type CertificateStatus } from "./renewal-policy.js";
 
 export interface IssuerOptions {
@@ -22,6 +23,12 @@ export interface IssuerOptions {
   clock: () => Date;
   /** This replica, in the lock (who is ordering). */
   owner: string;
+  /**
+   * DNS-01, for wildcard names (a CA validates `*.` names only over DNS): the hook that publishes
+   * the TXT record and how long to wait for it to reach the authoritative servers before the CA
+   * is asked to look. Absent: wildcard names fail without an order.
+   */
+  dns?: { hook: DnsChallengeHook; propagationMs: number };
 }
 
 export const DEFAULT_ISSUER_OPTIONS: Omit<IssuerOptions, "clock" | "owner"> = Object.freeze({ challengePort: 80, backoff: DEFAULT_BACKOFF, lockLeaseMs: 10 * 60_000, precheckTimeoutMs: 10_000 });
@@ -109,8 +116,14 @@ export class CertificateIssuer {
       await this.fail(row, `the ACME account could not be registered: ${describeAcmeError(err, this.accounts.directoryUrl)}`, log);
       return "failed";
     }
+    const wildcards = names.filter((n) => n.startsWith("*."));
+    if (wildcards.length > 0 && !this.opts.dns) {
+      await this.fail(row, `${wildcards.join(", ")}: a wildcard certificate is validated over DNS (DNS-01): set SLIPWAY_ACME_DNS_HOOK, or upload one`, log);
+      return "unreachable";
+    }
     const probe = `slipway-probe-${randomBytes(12).toString("hex")}`;
-    for (const name of names) {
+    // A wildcard name has no challenge path to ask: its TXT record is published by the DNS hook.
+    for (const name of names.filter((n) => !n.startsWith("*."))) {
       const reason = await precheckChallengePath(name, { port: this.opts.challengePort, probe, thumbprint: account.thumbprint, timeoutMs: this.opts.precheckTimeoutMs, ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}) });
       if (reason !== undefined) {
         await this.fail(row, reason, log);
@@ -120,15 +133,28 @@ export class CertificateIssuer {
     try {
       // A new key per order: a renewal never reuses the key of the certificate it replaces.
       const [key, csr] = await acme.crypto.createCsr({ commonName: names[0]!, altNames: names }, await acme.crypto.createPrivateEcdsaKey("P-256"));
+      const dns = this.opts.dns;
       const chain = await account.client.auto({
         csr,
         termsOfServiceAgreed: true,
-        challengePriority: ["http-01"],
+        // HTTP-01 where the CA offers it; a wildcard's authorization offers DNS-01 only.
+        challengePriority: ["http-01", "dns-01"],
         // Stateless HTTP-01: the ingresses already answer every token; and the pre-check above
-        // replaced acme-client's own verification (which waits up to 75 s on a failure).
+        // replaced acme-client's own verification (which waits up to 75 s on a failure). DNS-01:
+        // the hook publishes the record and the propagation wait stands for the verification
+        // (acme-client's own asks this machine's resolver, which need not see the zone).
         skipChallengeVerification: true,
-        challengeCreateFn: async () => undefined,
-        challengeRemoveFn: async () => undefined,
+        challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+          if (challenge.type !== "dns-01" || !dns) return;
+          const record = `_acme-challenge.${authz.identifier.value}`;
+          await dns.hook.present(record, keyAuthorization);
+          log.info({ record, waitMs: dns.propagationMs }, "DNS-01 record published; waiting for it to propagate");
+          if (dns.propagationMs > 0) await new Promise((r) => setTimeout(r, dns.propagationMs));
+        },
+        challengeRemoveFn: async (authz, challenge, keyAuthorization) => {
+          if (challenge.type !== "dns-01" || !dns) return;
+          await dns.hook.cleanup(`_acme-challenge.${authz.identifier.value}`, keyAuthorization).catch((err: unknown) => log.warn({ err: (err as Error).message }, "DNS-01 record not withdrawn"));
+        },
       });
       const leaf = new X509Certificate(acme.crypto.splitPemChain(chain)[0]!);
       const notBefore = new Date(leaf.validFrom);

@@ -23,6 +23,8 @@ export interface Pebble {
   listenerCaPem: string;
   /** PEM of the root pebble issues under (this run's). */
   rootPem: string;
+  /** pebble-challtestsrv's management API (http): POST /set-txt {host, value} publishes a DNS-01 record pebble sees. */
+  challengeServerUrl: string;
   dir: string;
   /** Stops pebble and its DNS (the CA goes down) but keeps acme-client's settings, as a CA outage would. */
   kill(): Promise<void>;
@@ -146,7 +148,7 @@ export async function startPebble(opts: { httpPort: number; certificateValidityS
     if (root.status !== 200 || !root.body.includes("BEGIN CERTIFICATE")) throw new Error(`pebble's root: ${root.status} ${root.body.slice(0, 200)}`);
     axiosDefaults.httpsAgent = new https.Agent({ ca: listener.caPem, keepAlive: false });
     axiosDefaults.acmeSettings.retryDefaultDelay = 0.05;
-    return { directoryUrl, listenerCaPem: listener.caPem, rootPem: root.body, dir, kill, stop };
+    return { directoryUrl, listenerCaPem: listener.caPem, rootPem: root.body, challengeServerUrl: `http://127.0.0.1:${challMgmtPort}`, dir, kill, stop };
   } catch (err) {
     await stop();
     throw err;
