@@ -146,12 +146,14 @@ async function measureFullHandshakes(adminSocket: string, httpPort: number, http
       const sample = v === "http new connection" ? Promise.resolve(undefined) : midRun(adminSocket, HS_RUN_S * 1000);
       const cpu0 = haproxyCpu();
       let line: string;
+      let counted = true;
       if (v === "https s_time -new") {
         const r = await runSTime({ port: httpsPort, processes: CONNECTIONS, durationS: HS_RUN_S, wwwPath: "/" }).catch((e: unknown) => e as Error);
         if (r instanceof Error) {
           t.failed++;
           t.firstError ??= r.message;
           line = `failed: ${r.message}`;
+          counted = false; // no connection count to divide HAProxy's CPU by
         } else {
           t.ok += r.connections;
           t.seconds += r.seconds;
@@ -175,7 +177,7 @@ async function measureFullHandshakes(adminSocket: string, httpPort: number, http
         line = `${fixed(r.rate, 0)} connections/s, ${r.failed} failed${r.firstError ? ` (${r.firstError})` : ""}, ${r.non2xx3xx} non-2xx/3xx, p99 ${fixed(r.latencyMs.p99, 2)} ms, client CPU ${fixed(r.clientCpuMs / 1000 / r.seconds, 2)} cores${tls ? `, ${r.resumed} resumed` : ""}`;
       }
       const cpu1 = haproxyCpu();
-      t.haproxyCpuMs += spent(cpu0, cpu1);
+      if (counted) t.haproxyCpuMs += spent(cpu0, cpu1);
       const info = await sample;
       if (info) t.tls.push(info);
       progress(`full-handshake round ${round + 1}/${HS_ROUNDS} ${v}: ${line}; HAProxy CPU ${fixed(spent(cpu0, cpu1), 0)} ms${info ? `; HAProxy mid-run: ${info.sslRate} TLS sessions/s, ${info.keyRate} full handshakes/s, session reuse ${info.reusePct} %, idle ${info.idlePct} %` : ""}`);
@@ -331,7 +333,7 @@ function report({ totals, full, handshake, loadBefore }: Measured, date: string)
   return { text, markdown };
 }
 
-/** Runs the HTTPS benchmark: pebble, a platform with one agent serving HTTPS, wrk; everything stopped afterwards, also on failure. */
+/** Runs the HTTPS benchmark: pebble, a platform with one agent serving HTTPS, wrk and the full-handshake clients; everything stopped afterwards, also on failure. */
 export async function runHttpsBench(): Promise<HttpsBenchResult> {
   const httpPort = await reservePort();
   const httpsPort = await reservePort();
