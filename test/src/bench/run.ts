@@ -11,7 +11,7 @@
  * Then the data services benchmark (data.bench.ts), the storage benchmark
  * (storage.bench.ts: radosgw against s3rver), the NATS users benchmark
  * (nats-users.bench.ts), the ingress benchmark
- * with wrk (ingress.bench.ts), HTTPS at the ingress with wrk (https.bench.ts) and the fleet benchmark (fleet.bench.ts).
+ * with wrk (ingress.bench.ts), HTTPS at the ingress (https.bench.ts: wrk; full TLS handshakes with a Node client and openssl s_time) and the fleet benchmark (fleet.bench.ts).
  * SLIPWAY_BENCH_ONLY=<part>[,<part>…] (deploy, data, storage, nats, ingress, https, fleet) runs only
  * those parts; SLIPWAY_BENCH_FLEET=0 skips the fleet part.
  * Progress goes to stderr; the results table and BENCHMARKS.md-ready markdown
@@ -360,7 +360,7 @@ async function main(): Promise<number> {
       process.stdout.write(`${ingress.text}\n\n----- BENCHMARKS.md -----\n${ingress.markdown}\n`);
     }
     if (runs("https")) {
-      progress("HTTPS benchmark (wrk through the ingress: TLS handshakes/s and keep-alive req/s, HTTPS ÷ HTTP, pebble's certificate)");
+      progress("HTTPS benchmark (through the ingress, HTTPS ÷ HTTP: full TLS handshakes/s with a Node client and openssl s_time, resumed handshakes and keep-alive req/s with wrk; pebble's certificate)");
       const tls = await runHttpsBench();
       process.stdout.write(`${tls.text}\n\n----- BENCHMARKS.md -----\n${tls.markdown}\n`);
     }
