@@ -144,10 +144,14 @@ export function chooseCertificates<T extends Candidate>(hostnames: readonly stri
     const open = names.filter((n) => !chosen.has(n) && covers(c, n));
     for (const n of open) chosen.set(n, c);
   }
-  // ACME certificates are one per name (the custom domains): exact names only.
-  for (const c of candidates) {
-    if (c.source !== "acme" || !servable(c, now)) continue;
-    for (const n of names) if (!chosen.has(n) && c.hostnames.includes(n)) chosen.set(n, c);
+  // ACME: the name's own certificate, else a wildcard one covering it (DNS-01), the one valid longest.
+  const acme = candidates.filter((c) => c.source === "acme" && servable(c, now));
+  for (const n of names) {
+    if (chosen.has(n)) continue;
+    const best = acme
+      .filter((c) => covers(c, n))
+      .sort((a, b) => Number(b.hostnames.includes(n)) - Number(a.hostnames.includes(n)) || b.notAfter!.getTime() - a.notAfter!.getTime())[0];
+    if (best) chosen.set(n, best);
   }
   return chosen;
 }

@@ -17,9 +17,11 @@ function refusal(cert: string, key: string, now: Date): InvalidRequestError {
 
 describe("an uploaded certificate is checked before anything is stored", () => {
   let ca: TestCa;
-  const now = new Date();
+  // A minute after the CA was made: its leaves' notBefore is the second they were issued in.
+  let now: Date;
   beforeAll(() => {
     ca = createTestCa();
+    now = new Date(Date.now() + 60_000);
   });
   afterAll(() => ca?.remove());
 
@@ -104,6 +106,15 @@ describe("which stored certificate serves each host name", () => {
     const both = chooseCertificates(["shop.example.com", "example.com"], [single, wildcard], now);
     expect(new Set([...both.values()].map((x) => x.id))).toEqual(new Set(["up-wild"]));
     expect(chooseCertificates(["shop.example.com"], [wildcard, single], now).get("shop.example.com")!.id).toBe("up-single");
+  });
+
+  it("among ACME certificates, the name's own first, then a wildcard (DNS-01) covering it; an upload still wins", () => {
+    const own = c("acme-own", "acme", ["shop.apps.example.test"], new Date("2026-12-20T00:00:00Z"));
+    const wild = c("acme-wild", "acme", ["*.apps.example.test"]);
+    const ids = (m: Map<string, Candidate>) => Object.fromEntries([...m].map(([n, x]) => [n, x.id]));
+    expect(ids(chooseCertificates(["shop.apps.example.test", "blog.apps.example.test", "a.b.apps.example.test"], [wild, own], now))).toEqual({ "shop.apps.example.test": "acme-own", "blog.apps.example.test": "acme-wild" });
+    const upload = c("up", "uploaded", ["blog.apps.example.test"]);
+    expect(ids(chooseCertificates(["shop.apps.example.test", "blog.apps.example.test"], [wild, own, upload], now))).toEqual({ "shop.apps.example.test": "acme-own", "blog.apps.example.test": "up" });
   });
 
   it("reports each name's expiry once, for the certificate served", () => {
