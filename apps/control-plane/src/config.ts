@@ -1,3 +1,4 @@
+import { accessSync, constants as fsConstants } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { ConfigError, InvalidRequestError, intFromEnv as int, logLevelFromEnv, parseLimits, type ResourceLimits } from "@slipway/core";
@@ -291,6 +292,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
  *   record (tests with names that do not resolve; the CA still uses DNS).
  * - SLIPWAY_ACME_INTERVAL_MS (default 60000): how often domains are looked at (issue, renew, retry).
  * - SLIPWAY_ACME_RETRY_SECONDS (default 300): the first wait after a failure (it doubles to 1 h).
+ * - SLIPWAY_ACME_DNS_HOOK: an executable run as `<hook> present|cleanup <record> <value>` to publish
+ *   the TXT record of a DNS-01 challenge at the operator's DNS provider (wildcard names).
+ * - SLIPWAY_ACME_DNS_PROPAGATION_SECONDS (default 60): the wait after `present` before the CA looks.
+ * - SLIPWAY_ACME_WILDCARD=1: hold a certificate for `*.<SLIPWAY_BASE_DOMAIN>` (DNS-01; needs the
+ *   hook), served for every environment's default host name.
  */
 export function acmeConfig(env: NodeJS.ProcessEnv): AcmeConfig | undefined {
   if (!env.SLIPWAY_ACME_DIRECTORY?.trim() && !env.SLIPWAY_ACME_EMAIL?.trim()) return undefined;
@@ -302,9 +308,24 @@ export function acmeConfig(env: NodeJS.ProcessEnv): AcmeConfig | undefined {
   }
   const address = env.SLIPWAY_ACME_CHALLENGE_ADDRESS?.trim() || undefined;
   if (address !== undefined && isIP(address) === 0) throw new ConfigError("SLIPWAY_ACME_CHALLENGE_ADDRESS", `'${address}' is not an IP address`);
+  const dnsHook = env.SLIPWAY_ACME_DNS_HOOK?.trim() || undefined;
+  if (dnsHook !== undefined) {
+    if (!path.isAbsolute(dnsHook)) throw new ConfigError("SLIPWAY_ACME_DNS_HOOK", `'${dnsHook}' must be an absolute path to an executable`);
+    try {
+      accessSync(dnsHook, fsConstants.X_OK);
+    } catch {
+      throw new ConfigError("SLIPWAY_ACME_DNS_HOOK", `'${dnsHook}' is not an executable file`);
+    }
+  }
+  const wildcardOn = /^(1|true|yes|on)$/i.test(env.SLIPWAY_ACME_WILDCARD?.trim() ?? "");
+  const baseDomain = env.SLIPWAY_BASE_DOMAIN || defaults.baseDomain;
+  if (wildcardOn && !dnsHook) throw new ConfigError("SLIPWAY_ACME_WILDCARD", "a wildcard certificate is validated over DNS: set SLIPWAY_ACME_DNS_HOOK too");
+  if (wildcardOn && !baseDomain.includes(".")) throw new ConfigError("SLIPWAY_ACME_WILDCARD", `no certificate authority issues *.${baseDomain}: set SLIPWAY_BASE_DOMAIN to a domain of yours`);
   return Object.freeze({
     ...settings,
     challengePort: int(env, "SLIPWAY_ACME_CHALLENGE_PORT", 80, 1, 65535),
+    ...(dnsHook ? { dnsHook, dnsPropagationMs: int(env, "SLIPWAY_ACME_DNS_PROPAGATION_SECONDS", 60, 0, 3600) * 1000 } : {}),
+    ...(wildcardOn ? { wildcard: `*.${baseDomain}` } : {}),
     ...(address ? { challengeAddress: address } : {}),
     tickIntervalMs: int(env, "SLIPWAY_ACME_INTERVAL_MS", 60_000, 100, 3_600_000),
     retryMinMs: int(env, "SLIPWAY_ACME_RETRY_SECONDS", 300, 1, 86_400) * 1000,

@@ -19,6 +19,18 @@ describe("control plane configuration", () => {
     expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: "https://localhost:14000/dir", SLIPWAY_ACME_CHALLENGE_PORT: "0" })).toThrow(/SLIPWAY_ACME_CHALLENGE_PORT/);
   });
 
+  it("DNS-01 and the default domain's wildcard: an executable hook, a base domain of the operator's, the propagation wait", () => {
+    const dir = "https://localhost:14000/dir";
+    const c = loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_DNS_HOOK: "/bin/true", SLIPWAY_ACME_WILDCARD: "1", SLIPWAY_BASE_DOMAIN: "apps.example.com" }).acme!;
+    expect(c).toMatchObject({ dnsHook: "/bin/true", dnsPropagationMs: 60_000, wildcard: "*.apps.example.com" });
+    expect(loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_DNS_HOOK: "/bin/true", SLIPWAY_ACME_DNS_PROPAGATION_SECONDS: "0" }).acme).toMatchObject({ dnsPropagationMs: 0 });
+    expect(loadConfig({ SLIPWAY_ACME_DIRECTORY: dir }).acme!.wildcard).toBeUndefined();
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_DNS_HOOK: "hook.sh" })).toThrow(/SLIPWAY_ACME_DNS_HOOK.*absolute/);
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_DNS_HOOK: "/nonexistent/hook" })).toThrow(/SLIPWAY_ACME_DNS_HOOK.*not an executable/);
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_WILDCARD: "1", SLIPWAY_BASE_DOMAIN: "apps.example.com" })).toThrow(/SLIPWAY_ACME_WILDCARD.*SLIPWAY_ACME_DNS_HOOK/);
+    expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_DNS_HOOK: "/bin/true", SLIPWAY_ACME_WILDCARD: "1" })).toThrow(/no certificate authority issues \*\.localhost/);
+  });
+
   it("has embedded defaults", () => {
     const c = loadConfig({});
     expect(c.databaseUrl).toBeUndefined();

@@ -149,7 +149,8 @@ export class EnvironmentService {
     const { before, outcome, certificate } = result;
     if (outcome !== "issued" && outcome !== "failed" && outcome !== "unreachable") return;
     for (const hostname of certificate.hostnames) {
-      const owner = await vars.findDomainOwner(this.db, hostname);
+      // A custom domain's entry goes to its environment; the default domain's wildcard is the platform's.
+      const owner = hostname.startsWith("*.") ? { app: undefined, environment: undefined } : await vars.findDomainOwner(this.db, hostname);
       if (!owner) continue;
       if (outcome === "issued") {
         const action = before.serial ? "certificate.renewed" : "certificate.issued";

@@ -12,6 +12,7 @@ import type { AcmeSettings } from "./acme-settings.js";
 import { CertificateIssuer, DEFAULT_ISSUER_OPTIONS, replicaId, unsealKey, type CertificateView, type IssueOutcome } from "./issuer.js";
 import { DEFAULT_BACKOFF, normalizeHostnames } from "./renewal-policy.js";
 import { RenewalScheduler } from "./renewal.scheduler.js";
+import { ExecDnsHook } from "./dns-hook.js";
 
 /** What the control plane's configuration says about ACME (config.ts `acme`; absent = off). */
 export interface AcmeConfig extends AcmeSettings {
@@ -23,6 +24,11 @@ export interface AcmeConfig extends AcmeSettings {
   tickIntervalMs: number;
   /** Backoff floor after a failure (never more than one attempt per this interval). */
   retryMinMs: number;
+  /** DNS-01 (wildcard names): the operator's hook command and the wait for the record to propagate. */
+  dnsHook?: string;
+  dnsPropagationMs?: number;
+  /** A wildcard to hold an ACME certificate for, e.g. `*.apps.example.com` for every environment's default host name (needs dnsHook). */
+  wildcard?: string;
 }
 
 /** A custom domain's certificate as the API shows it. */
@@ -105,6 +111,7 @@ export class CertificateService {
       challengePort: acme.challengePort,
       backoff: { minMs: acme.retryMinMs, maxMs: Math.max(acme.retryMinMs, DEFAULT_BACKOFF.maxMs) },
       ...(acme.challengeAddress ? { lookup: fixedAddress(acme.challengeAddress) } : {}),
+      ...(acme.dnsHook ? { dns: { hook: new ExecDnsHook(acme.dnsHook), propagationMs: acme.dnsPropagationMs ?? 0 } } : {}),
       clock,
       owner: replicaId(),
     });
@@ -121,7 +128,9 @@ export class CertificateService {
    * expires or is removed, ACME takes over again).
    */
   async domainsToOrder(): Promise<string[]> {
-    const [names, uploaded] = await Promise.all([repo.listCustomDomains(this.db), repo.listUploaded(this.db)]);
+    const [domains, uploaded] = await Promise.all([repo.listCustomDomains(this.db), repo.listUploaded(this.db)]);
+    // The default domain's wildcard (DNS-01), when configured, is held like a custom domain.
+    const names = this.opts.acme?.wildcard ? [...domains, this.opts.acme.wildcard] : domains;
     const covered = chooseCertificates(names, uploaded.map(candidate), this.clock());
     return names.filter((n) => !covered.has(normalizeHostnames([n])[0]!));
   }
@@ -145,29 +154,23 @@ export class CertificateService {
 
   /**
    * For GetJobSpec: the valid certificates covering any of `hostnames` (keys unsealed), one per
-   * name (a valid uploaded certificate wins over the name's ACME one: see chooseCertificates),
+   * name (a valid uploaded certificate wins over ACME ones: see chooseCertificates),
    * and the account's thumbprint ("" with ACME off). Never calls the CA.
    *
-   * An uploaded certificate is sent once per name it serves, keyed by that name: the agents key
-   * what they install by host names and take only DNS names, not `*.` ones, and a per-name key is
-   * the key of the name's ACME certificate, so the upload replaces it on the host (and the ACME one
-   * replaces the upload again once it is removed), instead of both being served beside each other.
+   * A certificate is sent once per name it serves, keyed by that name: the agents key what they
+   * install by host names and take only DNS names, not `*.` ones (an uploaded or DNS-01 wildcard
+   * serves each covered name under that name's own key), and a per-name key is the key of the
+   * name's own ACME certificate, so an upload replaces it on the host (and the ACME one replaces
+   * the upload again once it is removed), instead of both being served beside each other.
    */
   async tlsFor(hostnames: readonly string[]): Promise<{ certificates: ServedCertificate[]; acmeThumbprint: string }> {
     const chosen = await this.choose(hostnames);
     const certificates: ServedCertificate[] = [];
     const keys = new Map<string, string | undefined>();
-    const keyOf = (row: repo.CertificateRow) => {
-      if (!keys.has(row.id)) keys.set(row.id, unsealKey(this.box, row));
-      return keys.get(row.id);
-    };
-    const sent = new Set<string>();
     for (const [name, row] of chosen) {
-      const keyPem = keyOf(row);
-      if (!keyPem || !row.certificate_chain) continue;
-      if (row.source === "uploaded") certificates.push({ hostnames: [name], certPem: row.certificate_chain, keyPem });
-      else if (!sent.has(row.id)) certificates.push({ hostnames: row.hostnames, certPem: row.certificate_chain, keyPem });
-      sent.add(row.id);
+      if (!keys.has(row.id)) keys.set(row.id, unsealKey(this.box, row));
+      const keyPem = keys.get(row.id);
+      if (keyPem && row.certificate_chain) certificates.push({ hostnames: [name], certPem: row.certificate_chain, keyPem });
     }
     return { certificates, acmeThumbprint: this.accounts ? await this.accounts.storedThumbprint() : "" };
   }
@@ -179,7 +182,7 @@ export class CertificateService {
    */
   async statusOf(hostnames: readonly string[]): Promise<Map<string, DomainCertificate>> {
     const names = normalizeHostnames(hostnames);
-    const [acmeRows, uploaded] = await Promise.all([repo.listCertificatesByKeys(this.db, names), repo.listUploaded(this.db)]);
+    const [acmeRows, uploaded] = await Promise.all([repo.listCertificatesByKeys(this.db, withWildcards(names)), repo.listUploaded(this.db)]);
     const chosen = chooseCertificates(names, [...acmeRows, ...uploaded].map(candidate), this.clock());
     const byKey = new Map(acmeRows.map((r) => [r.hostnames_key, r]));
     const out = new Map<string, DomainCertificate>();
@@ -200,7 +203,7 @@ export class CertificateService {
   /** Each name's certificate to serve (valid ones only), by normalized name. */
   private async choose(hostnames: readonly string[]): Promise<Map<string, repo.CertificateRow>> {
     const names = normalizeHostnames(hostnames);
-    const [acmeRows, uploaded] = await Promise.all([repo.listCertificatesByKeys(this.db, names), repo.listUploaded(this.db)]);
+    const [acmeRows, uploaded] = await Promise.all([repo.listCertificatesByKeys(this.db, withWildcards(names)), repo.listUploaded(this.db)]);
     const chosen = chooseCertificates(names, [...acmeRows, ...uploaded].map(candidate), this.clock());
     return new Map([...chosen].map(([n, c]) => [n, c.row]));
   }
@@ -290,4 +293,14 @@ export function fixedAddress(address: string): LookupFunction {
     const all = typeof options === "object" && options?.all;
     process.nextTick(() => (all ? cb(null, [{ address, family }]) : cb(null, address, family)));
   }) as unknown as LookupFunction;
+}
+
+/** The names and, for each, the key of the ACME wildcard that would cover it (`*.` and its parent domain). */
+function withWildcards(names: readonly string[]): string[] {
+  const out = new Set(names);
+  for (const n of names) {
+    const dot = n.indexOf(".");
+    if (!n.startsWith("*.") && dot > 0 && n.indexOf(".", dot + 1) > 0) out.add(`*.${n.slice(dot + 1)}`);
+  }
+  return [...out];
 }
