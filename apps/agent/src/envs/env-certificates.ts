@@ -119,7 +119,16 @@ export async function applyTls(a: ApplyTlsArgs): Promise<string[][]> {
       }
     }
   }
-  const left = await releaseTls({ ...a, owned, keep: (key) => key.some((n) => a.hostnames.some((h) => nameCovers(n, h))) });
+  // A spec lists every certificate the control plane holds for the names: one it no longer lists
+  // (an uploaded certificate removed, an ACME one replaced by an upload or expired) goes too.
+  const served = (key: string[]) => key.some((n) => a.hostnames.some((h) => nameCovers(n, h)));
+  const listed = (key: string[]) => !a.tls || certs.some((c) => sameKey(c.hostnames, key));
+  const left = await releaseTls({
+    ...a,
+    owned,
+    keep: (key) => served(key) && listed(key),
+    why: (key) => (served(key) ? "the control plane no longer holds it for these host names" : "this environment no longer serves these host names"),
+  });
   if (a.tls) await applyHttpsRedirect(a, a.tls);
   return left;
 }
@@ -152,7 +161,7 @@ async function applyHttpsRedirect(a: ApplyTlsArgs, tls: TlsSpec): Promise<void> 
  * environment recorded them; resolves with what stays owned (a removal that failed stays, so the
  * next job tries again).
  */
-export async function releaseTls(a: Omit<ApplyTlsArgs, "tls" | "hostnames" | "backend"> & { keep?: (key: string[]) => boolean }): Promise<string[][]> {
+export async function releaseTls(a: Omit<ApplyTlsArgs, "tls" | "hostnames" | "backend"> & { keep?: (key: string[]) => boolean; why?: (key: string[]) => string }): Promise<string[][]> {
   const { ingress, logLine, log } = a;
   const left: string[][] = [];
   for (const key of a.owned.map(certificateKey)) {
@@ -169,7 +178,7 @@ export async function releaseTls(a: Omit<ApplyTlsArgs, "tls" | "hostnames" | "ba
     try {
       const removed = await ingress.tls.remove(key);
       log.info({ hostnames: key, removed }, "certificate released");
-      if (removed) logLine(`certificate for ${names} removed: this environment no longer serves these host names`);
+      if (removed) logLine(`certificate for ${names} removed: ${a.why?.(key) ?? "this environment no longer serves these host names"}`);
     } catch (err) {
       left.push(key);
       log.warn({ hostnames: key, failure: toFailure(err) }, "certificate not removed");

@@ -129,10 +129,27 @@ describe("HTTPS of an environment at the ingress", () => {
     const owned = await applyTls(args({ tls: { certificates: [shop1, api, wild], acmeThumbprint: "" }, hostnames: ["shop.example", "www.shop.example", "api.example", "de.eu.example"] }));
     expect(owned).toHaveLength(3);
     lines.length = 0;
-    const left = await applyTls(args({ tls: { certificates: [api], acmeThumbprint: "" }, owned, hostnames: ["api.example", "fr.eu.example"] }));
+    const left = await applyTls(args({ tls: { certificates: [api, wild], acmeThumbprint: "" }, owned, hostnames: ["api.example", "fr.eu.example"] }));
     expect(left).toEqual([["api.example"], ["*.eu.example"]]);
     expect([...ingress.tls!.served.keys()]).toEqual(["api.example", "*.eu.example"]);
-    expect(lines).toEqual([expect.stringMatching(/^certificate for api\.example already served/), "certificate for shop.example, www.shop.example removed: this environment no longer serves these host names"]);
+    expect(lines).toEqual([
+      expect.stringMatching(/^certificate for api\.example already served/),
+      expect.stringMatching(/^certificate for \*\.eu\.example already served/),
+      "certificate for shop.example, www.shop.example removed: this environment no longer serves these host names",
+    ]);
+  });
+
+  it("removes an owned certificate the spec no longer lists although its names are still served (an uploaded one removed, or replaced by another)", async () => {
+    const { ingress, lines, args } = setup();
+    const owned = await applyTls(args({ tls: { certificates: [shop1, api], acmeThumbprint: "" } }));
+    lines.length = 0;
+    const left = await applyTls(args({ tls: { certificates: [api], acmeThumbprint: "" }, owned }));
+    expect(left).toEqual([["api.example"]]);
+    expect([...ingress.tls!.served.keys()]).toEqual(["api.example"]);
+    expect(lines).toContain("certificate for shop.example, www.shop.example removed: the control plane no longer holds it for these host names");
+    // A job without an HTTPS part (nothing said about certificates) leaves what the names still use.
+    expect(await applyTls(args({ tls: undefined, owned: left }))).toEqual([["api.example"]]);
+    expect([...ingress.tls!.served.keys()]).toEqual(["api.example"]);
   });
 
   it("never removes a certificate it did not install or that another environment recorded", async () => {
