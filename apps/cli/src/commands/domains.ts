@@ -40,15 +40,28 @@ export function certificateText(c: DomainCertificateView, now = Date.now()): str
   }
 }
 
+/** A host serving a domain, as its agent reported it (GET …/domains `servedBy`). */
+export interface ServedByView {
+  host: string;
+  serial: string;
+  current: boolean;
+}
+
+/** The SERVED BY column: each host serving the environment and whether it serves the current certificate ("a ✓, b old serial 1F"); "-" when none reported. */
+export function servedByText(servedBy: ServedByView[] | undefined): string {
+  if (!servedBy || servedBy.length === 0) return "-";
+  return servedBy.map((s) => (s.current ? `${s.host} ✓` : `${s.host} old serial ${s.serial}`)).join(", ");
+}
+
 export const domainsCommands: Command[] = [
   {
     name: "domains",
     args: ["app", "env"],
-    summary: "Each custom domain of an environment with its certificate (none, pending, valid until, failed: why and next attempt)",
+    summary: "Each custom domain of an environment with its certificate (none, pending, valid until, failed: why and next attempt) and the hosts serving it",
     async run(ctx) {
       const [app, env] = ctx.args as [string, string];
-      const { domains } = await ctx.client().call<{ domains: Array<{ hostname: string; certificate: DomainCertificateView }> }>("GET", `${envPath(app, env)}/domains`);
-      print(ctx, domains, () => table([["DOMAIN", "CERTIFICATE"], ...domains.map((d) => [d.hostname, certificateText(d.certificate)])]));
+      const { domains } = await ctx.client().call<{ domains: Array<{ hostname: string; certificate: DomainCertificateView; servedBy?: ServedByView[] }> }>("GET", `${envPath(app, env)}/domains`);
+      print(ctx, domains, () => table([["DOMAIN", "CERTIFICATE", "SERVED BY"], ...domains.map((d) => [d.hostname, certificateText(d.certificate), servedByText(d.servedBy)])]));
       return 0;
     },
   },

@@ -23,8 +23,15 @@ describe("slipway domains <app> <env>", () => {
 
   it("prints a table from GET …/domains, or the API's JSON with --json", async () => {
     const domains = [
-      { hostname: "shop.example.com", certificate: { state: "valid", serial: "01", notAfter: "2099-01-01T00:00:00Z", lastError: null, nextAttemptAt: "2098-11-01T00:00:00Z" } },
-      { hostname: "old.example.com", certificate: { state: "failed", serial: null, notAfter: null, lastError: "old.example.com does not answer the challenge path through Slipway's ingress", nextAttemptAt: "2000-01-01T00:00:00Z" } },
+      {
+        hostname: "shop.example.com",
+        certificate: { state: "valid", serial: "01", notAfter: "2099-01-01T00:00:00Z", lastError: null, nextAttemptAt: "2098-11-01T00:00:00Z" },
+        servedBy: [
+          { hostId: "h1", host: "web-1", serial: "1", notAfter: "2099-01-01T00:00:00Z", current: true },
+          { hostId: "h2", host: "web-2", serial: "1F", notAfter: "2098-01-01T00:00:00Z", current: false },
+        ],
+      },
+      { hostname: "old.example.com", certificate: { state: "failed", serial: null, notAfter: null, lastError: "old.example.com does not answer the challenge path through Slipway's ingress", nextAttemptAt: "2000-01-01T00:00:00Z" }, servedBy: [] },
     ];
     const paths: string[] = [];
     const server = http.createServer((req, res) => {
@@ -38,9 +45,9 @@ describe("slipway domains <app> <env>", () => {
       expect(await run(["--url", url, "--token", "t", "domains", "shop", "test"], o), o.stderr).toBe(0);
       expect(o.stdout).toBe(
         [
-          "DOMAIN            CERTIFICATE",
-          "shop.example.com  valid until 2099-01-01T00:00:00Z",
-          "old.example.com   failed: old.example.com does not answer the challenge path through Slipway's ingress (next attempt due now)",
+          "DOMAIN            CERTIFICATE                                                                                                  SERVED BY",
+          "shop.example.com  valid until 2099-01-01T00:00:00Z                                                                             web-1 ✓, web-2 old serial 1F",
+          "old.example.com   failed: old.example.com does not answer the challenge path through Slipway's ingress (next attempt due now)  -",
           "",
         ].join("\n"),
       );
