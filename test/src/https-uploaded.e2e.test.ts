@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
+import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, repoRoot } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
@@ -20,12 +21,25 @@ function slipway(args: string[], url: string, token: string): Promise<{ code: nu
   });
 }
 
+/** The serial of the certificate served for `servername` on 127.0.0.1:port, trusted or not. */
+function servedSerial(port: number, servername: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false, timeout: 10_000 }, () => {
+      const serial = socket.getPeerCertificate().serialNumber ?? "";
+      socket.end();
+      resolve(serial.toUpperCase());
+    });
+    socket.on("timeout", () => socket.destroy(new Error("timeout")));
+    socket.on("error", reject);
+  });
+}
+
 /**
  * Issue 15, "the default domain of each environment can use an uploaded wildcard certificate":
  * an admin uploads `*.<base domain>` issued by a CA of the test's own (no ACME at all), the
  * environment's generated host name is served over HTTPS with it (openssl verifies the chain
- * against that CA's root), and a replacement uploaded with `slipway certs upload` is served
- * without a redeploy.
+ * against that CA's root), a replacement uploaded with `slipway certs upload` is served
+ * without a redeploy, and `slipway certs remove` takes it off the host.
  */
 describe("an uploaded wildcard certificate serves an environment's default domain", () => {
   let platform: Platform;
@@ -52,7 +66,7 @@ describe("an uploaded wildcard certificate serves an environment's default domai
     if (httpsPort) releasePort(httpsPort);
   });
 
-  it("serves the default domain with the uploaded wildcard, verified by openssl against the test CA; a replacement is served without a redeploy", async () => {
+  it("serves the default domain with the uploaded wildcard, verified by openssl against the test CA; a replacement is served and a removal taken off without a redeploy", async () => {
     const api = platform.api;
     const first = ca.issue({ dns: [`*.${BASE_DOMAIN}`], serial: "5A17A001", key: "rsa" });
     const up = await api.call("POST", "/v1/certificates", { certificate: first.chainPem, privateKey: first.keyPem });
@@ -94,8 +108,19 @@ describe("an uploaded wildcard certificate serves an environment's default domai
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/\*\.apps\.example\.test\s+uploaded\s+valid\s+\S+\s+5A17A002/);
     expect(listed.stdout).not.toContain("PRIVATE KEY");
+    // Removed: the host stops serving it (the job's spec is authoritative), again without a redeploy.
+    const removedAt = Date.now();
+    const removed = await slipway(["certs", "remove", up.certificate.id], api.baseUrl, platform.adminToken);
+    expect(removed.code, removed.stderr).toBe(0);
+    await waitFor("the removed certificate no longer served", async () => (await servedSerial(httpsPort, DEFAULT_HOST)) !== "5A17A002", { timeoutMs: 30_000, intervalMs: 250 }).catch((err: Error) => {
+      throw new Error(`${err.message}; agent: ${platform.tail("agent-0.log", 15)}`);
+    });
+    const removedMs = Date.now() - removedAt;
+    expect(await sClient(httpsPort, DEFAULT_HOST, ca.rootFile)).not.toBe("");
+    expect((await api.call("GET", "/v1/apps/shop/environments/test/deployments")).length).toBe(deploymentsBefore);
     const activity = JSON.stringify(await api.call("GET", "/v1/activity"));
     expect(activity).toContain("certificate.uploaded");
-    console.log(`[https e2e] uploaded wildcard *.${BASE_DOMAIN}: ${DEFAULT_HOST} verified by openssl against the test CA; replacement served ${replacedMs} ms after \`slipway certs upload\`, no redeploy`);
+    expect(activity).toContain("certificate.removed");
+    console.log(`[https e2e] uploaded wildcard *.${BASE_DOMAIN}: ${DEFAULT_HOST} verified by openssl against the test CA; replacement served ${replacedMs} ms after \`slipway certs upload\`, taken off ${removedMs} ms after \`slipway certs remove\`, no redeploy`);
   }, 300_000);
 });

@@ -77,8 +77,7 @@ export const certsCommands: Command[] = [
     summary: "Remove an uploaded certificate (admins); certificates issued by ACME go with their domain",
     async run(ctx) {
       const c = await ctx.client().call<CertificateView>("DELETE", `/certificates/${enc(ctx.args[0]!)}`);
-      // The agents keep a certificate whose names an environment still serves (until another one for those names arrives).
-      print(ctx, c, () => `removed certificate ${c.id} for ${c.hostnames.join(", ")} (serial ${c.serial}); hosts already serving it keep it until another certificate for these names reaches them\n`);
+      print(ctx, c, () => `removed certificate ${c.id} for ${c.hostnames.join(", ")} (serial ${c.serial}): the hosts serving it take it off, or serve the names' ACME certificate instead\n`);
       return 0;
     },
   },

@@ -75,7 +75,7 @@ export const certificateRoutes: FastifyPluginAsync<{ certificates: CertificateSe
     "/certificates/:id",
     {
       onRequest: async (req) => requireAdmin(req.principal, "only an admin token removes certificates"),
-      schema: { summary: "Remove an uploaded certificate (409 for one issued by ACME). Hosts keep serving it until the names it covered get another certificate or stop being served", params: idParams, response: { 200: certificateView } },
+      schema: { summary: "Remove an uploaded certificate (409 for one issued by ACME): the hosts serving it take it off, or serve the names' ACME certificate instead", params: idParams, response: { 200: certificateView } },
     },
     async (req) => certificates.remove(req.principal, req.params.id),
   );
