@@ -16,6 +16,38 @@ export interface EnvironmentSettingsView extends EnvironmentView {
   hostLabels: Record<string, string>;
   limits: ResourceLimits;
   limitsDefault: boolean;
+  /** HTTP → HTTPS redirect (308) and HSTS, applied at once by the ingress (issue 15). */
+  https: HttpsPolicy;
+}
+
+export interface HttpsPolicy {
+  redirect: boolean;
+  /** 0 = no Strict-Transport-Security header; more than 0 needs the redirect. */
+  hstsMaxAgeSeconds: number;
+}
+
+/** The most GET/PATCH …/environments/{env} accepts for hstsMaxAgeSeconds (two years). */
+export const HSTS_MAX_SECONDS = 63_072_000;
+
+/** A host serving a custom domain, with the certificate its agent last reported serving for it (GET …/domains). */
+export interface DomainServedBy {
+  hostId: string;
+  host: string;
+  serial: string;
+  notAfter: string;
+  /** It is the certificate the control plane holds for the domain (a renewal reached the host). */
+  current: boolean;
+}
+
+/** A custom domain's certificate as GET …/domains shows it. */
+export interface DomainCertificate {
+  state: "none" | "pending" | "valid" | "failed";
+  serial: string | null;
+  notAfter: string | null;
+  lastError: string | null;
+  nextAttemptAt: string | null;
+  /** Who keeps it: the ACME scheduler or an admin who uploaded it; absent with state none. */
+  source?: "acme" | "uploaded";
 }
 
 export interface EnvironmentPatch {
@@ -26,6 +58,7 @@ export interface EnvironmentPatch {
   hostLabels?: Record<string, string>;
   limits?: Partial<ResourceLimits> | null;
   autoDeploy?: boolean;
+  https?: Partial<HttpsPolicy>;
 }
 
 export interface ReleaseCommand {
@@ -68,6 +101,8 @@ export const settingsApi = {
   /** Merges: a null value deletes its key. */
   patchVariables: (app: string, env: string, changes: Record<string, string | null>) => request<Record<string, string>>("PATCH", `${envPath(app, env)}/variables`, changes),
   addDomain: (app: string, env: string, hostname: string) => request<EnvironmentSettingsView>("POST", `${envPath(app, env)}/domains`, { hostname }),
+  /** The custom domains (not the default one), each with its certificate. */
+  domains: (app: string, env: string) => request<{ domains: Array<{ hostname: string; certificate: DomainCertificate; servedBy?: DomainServedBy[] }> }>("GET", `${envPath(app, env)}/domains`),
   removeDomain: (app: string, env: string, hostname: string) => request<EnvironmentSettingsView>("DELETE", `${envPath(app, env)}/domains/${seg(hostname)}`),
 
   addEnvironment: (app: string, input: { name: string; branch?: string; basedOn?: string }) => request<EnvironmentView>("POST", `/v1/apps/${seg(app)}/environments`, input),

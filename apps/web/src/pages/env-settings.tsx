@@ -8,6 +8,7 @@ import { messageOf, type FormErrors } from "../errors";
 import { Link } from "../router";
 import { isAdmin, mayChange, principal } from "../session";
 import { Alert, Field, Loading, PageTitle, useResource } from "../ui";
+import { CertificateState, HttpsFields, httpsForm, httpsPatch, useDomainCertificates, type HttpsForm } from "./env-https";
 
 /** What a saved form says: what was saved, and when it applies. */
 interface Saved {
@@ -311,6 +312,9 @@ function Domains({ app, env, view, canChange, onChange }: PartProps): JSX.Elemen
   const [saved, setSaved] = useState<Saved | undefined>(undefined);
   const [busy, setBusy] = useState(false);
   const [defaultDomain, ...custom] = view.domains;
+  const certs = useDomainCertificates(app, env, custom);
+  const certificateOf = new Map(certs.data?.domains.map((d) => [d.hostname, d]));
+  const now = Date.now();
   const run = async (work: () => Promise<EnvironmentSettingsView>, text: string) => {
     setBusy(true);
     setErrors({ fields: {} });
@@ -342,6 +346,7 @@ function Domains({ app, env, view, canChange, onChange }: PartProps): JSX.Elemen
           {custom.map((d) => (
             <li key={d}>
               <code>{d}</code>
+              <CertificateState hostname={d} certificate={certificateOf.get(d)?.certificate} servedBy={certificateOf.get(d)?.servedBy} now={now} />
               {canChange && (
                 <button type="button" class="small danger" disabled={busy} onClick={() => run(() => settingsApi.removeDomain(app, env, d), `Removed ${d}`)} aria-label={`Remove ${d}`}>
                   Remove
@@ -351,6 +356,7 @@ function Domains({ app, env, view, canChange, onChange }: PartProps): JSX.Elemen
           ))}
         </ul>
       )}
+      {certs.error && <Alert>The certificates could not be read: {certs.error}</Alert>}
       {canChange && (
         <form onSubmit={add} noValidate aria-label="Add a domain">
           <Field id="domain-new" label="Add a domain" error={errors.fields.hostname} hint="A host name pointing at the platform's ingress; routed at once, unique across the platform">
@@ -420,7 +426,7 @@ function BasicAuth({ app, env, view, canChange, onChange }: PartProps): JSX.Elem
   );
 }
 
-const DEPLOY_FIELDS = ["branch", "autoDeploy", "replicas", "sleepAfterSeconds", "hostLabels", "limits.memoryMb", "limits.cpus", "limits.pids", "limits"] as const;
+const DEPLOY_FIELDS = ["branch", "autoDeploy", "replicas", "sleepAfterSeconds", "hostLabels", "limits.memoryMb", "limits.cpus", "limits.pids", "limits", "https.redirect", "https.hstsMaxAgeSeconds", "https"] as const;
 
 function labelsText(labels: Record<string, string>): string {
   return Object.entries(labels)
@@ -428,7 +434,7 @@ function labelsText(labels: Record<string, string>): string {
     .join("\n");
 }
 
-/** One form, one PATCH with only what changed: branch, auto-deploy, replicas, sleep, host labels, limits. */
+/** One form, one PATCH with only what changed: branch, auto-deploy, replicas, sleep, host labels, limits, HTTPS. */
 function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Element {
   const [form, setForm] = useState(() => ({
     branch: view.branch,
@@ -441,6 +447,7 @@ function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Ele
     cpus: String(view.limits.cpus),
     pids: String(view.limits.pids),
   }));
+  const [https, setHttps] = useState<HttpsForm>(() => httpsForm(view.https));
   const [errors, setErrors] = useState<FormErrors>({ fields: {} });
   const [saved, setSaved] = useState<Saved | undefined>(undefined);
   const [busy, setBusy] = useState(false);
@@ -475,6 +482,8 @@ function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Ele
     const limits: Record<string, number> = {};
     for (const k of ["memoryMb", "cpus", "pids"] as const) if (form[k] !== String(view.limits[k])) limits[k] = num(form[k]);
     if (Object.keys(limits).length > 0) patch.limits = limits;
+    const httpsChange = httpsPatch(https, view.https, num);
+    if (httpsChange) patch.https = httpsChange;
     const changed = Object.keys(patch);
     if (changed.length === 0) {
       setSaved({ text: "Nothing changed", pending: false });
@@ -485,7 +494,7 @@ function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Ele
     try {
       onChange(await settingsApi.patchEnvironment(app, env, patch));
       const later = changed.filter((k) => ["branch", "replicas", "hostLabels", "limits"].includes(k));
-      setSaved({ text: `Saved ${changed.join(", ")}`, pending: later.length > 0 });
+      setSaved({ text: `Saved ${changed.map((k) => (k === "https" ? "HTTPS" : k)).join(", ")}`, pending: later.length > 0 });
     } catch (err) {
       setErrors(settingsErrors(err, DEPLOY_FIELDS));
     } finally {
@@ -537,6 +546,7 @@ function Deployment({ app, env, view, canChange, onChange }: PartProps): JSX.Ele
             {(aria) => <input {...aria} disabled={dis} type="number" inputMode="numeric" value={form.pids} onInput={set("pids")} />}
           </Field>
         </fieldset>
+        <HttpsFields form={https} onChange={setHttps} disabled={dis} errors={e} />
         {errors.form && <Alert>{errors.form}</Alert>}
         {canChange && (
           <button type="submit" class="primary" disabled={busy}>
