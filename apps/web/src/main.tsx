@@ -19,6 +19,7 @@ type EnvProps = { app: string; env: string };
 const ActivityPage = lazyPage<object>("activity", () => import("./pages/activity").then((m) => m.ActivityPage));
 const FleetPage = lazyPage<object>("fleet", () => import("./pages/fleet").then((m) => m.FleetPage));
 const TokensPage = lazyPage<object>("tokens", () => import("./pages/tokens").then((m) => m.TokensPage));
+const CertificatesPage = lazyPage<object>("certificates", () => import("./pages/certificates").then((m) => m.CertificatesPage));
 const AppSettingsPage = lazyPage<{ app: string }>("app settings", () => import("./pages/app-settings").then((m) => m.AppSettingsPage));
 const EnvSettingsPage = lazyPage<EnvProps>("environment settings", () => import("./pages/env-settings").then((m) => m.EnvSettingsPage));
 const LogsPage = lazyPage<EnvProps>("logs", () => import("./pages/logs").then((m) => m.LogsPage));
@@ -42,6 +43,7 @@ const routes = [
   { path: "/activity", page: () => <ActivityPage /> },
   { path: "/fleet", page: () => <FleetPage /> },
   { path: "/tokens", page: () => <TokensPage /> },
+  { path: "/certificates", page: () => <CertificatesPage /> },
 ] as const;
 
 function NotFound(): JSX.Element {
@@ -85,6 +87,9 @@ function Header(): JSX.Element {
                 </Link>
                 <Link href="/tokens" aria-current={location.value.pathname === "/tokens" ? "page" : undefined}>
                   Tokens
+                </Link>
+                <Link href="/certificates" aria-current={location.value.pathname === "/certificates" ? "page" : undefined}>
+                  Certificates
                 </Link>
               </>
             )}

@@ -1,4 +1,4 @@
-// The API calls and types of the admin pages (Fleet, Tokens) and of the Activity feed.
+// The API calls and types of the admin pages (Fleet, Tokens, Certificates) and of the Activity feed.
 import { request, seg, type Role } from "../api";
 
 export type HostAdminState = "active" | "cordoned" | "draining" | "revoked";
@@ -43,6 +43,28 @@ export interface ApiToken {
   revokedAt: string | null;
 }
 
+/** GET /v1/certificates: a stored certificate, uploaded or issued by ACME (never its key). */
+export interface StoredCertificate {
+  id: string;
+  hostnames: string[];
+  source: "acme" | "uploaded";
+  serial: string | null;
+  notBefore: string | null;
+  notAfter: string | null;
+  status: "pending" | "valid" | "failed" | "expired";
+  lastError: string | null;
+  uploadedBy: string | null;
+  updatedAt: string;
+}
+
+/** POST /v1/certificates: the certificate stored, whether it replaced one for the same names, the hosts' jobs queued. */
+export interface CertificateUpload {
+  certificate: StoredCertificate;
+  replaced: boolean;
+  replacedSerial: string | null;
+  jobsQueued: number | null;
+}
+
 export interface ActivityEntry {
   id: number;
   at: string;
@@ -77,6 +99,10 @@ export const adminApi = {
   listTokens: () => request<ApiToken[]>("GET", "/v1/tokens"),
   createToken: (input: { name: string; role: Role; apps?: string[] }) => request<ApiToken & { token: string }>("POST", "/v1/tokens", input),
   revokeToken: (id: string) => request<ApiToken>("DELETE", `/v1/tokens/${seg(id)}`),
+
+  listCertificates: () => request<StoredCertificate[]>("GET", "/v1/certificates"),
+  uploadCertificate: (input: { certificate: string; privateKey: string }) => request<CertificateUpload>("POST", "/v1/certificates", input),
+  removeCertificate: (id: string) => request<StoredCertificate>("DELETE", `/v1/certificates/${seg(id)}`),
 
   activity: (filter: ActivityFilter, page: { before?: number; limit: number }) =>
     request<ActivityEntry[]>("GET", `/v1/activity${query({ app: filter.app, env: filter.env, before: page.before, limit: page.limit })}`),
