@@ -77,6 +77,8 @@ export interface AgentHandle {
   hostId?: string;
   /** Extra environment of the agent process; read at every start(), so a test can change it before a restart. */
   env: Record<string, string>;
+  /** The agent's entry point (default: this checkout's build); read at every start(), so a test can upgrade it. */
+  main?: string;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -105,7 +107,8 @@ export class Platform {
   private dropDb?: () => Promise<void>;
   databaseUrl?: string;
 
-  constructor(private readonly opts: { database: "postgres" | "pglite"; cpEnv?: Record<string, string> } = { database: "postgres" }) {}
+  /** `cpMain`: the control plane's entry point (default: this checkout's build; e.g. an installed release). */
+  constructor(private readonly opts: { database: "postgres" | "pglite"; cpEnv?: Record<string, string>; cpMain?: string } = { database: "postgres" }) {}
 
   async start(): Promise<void> {
     await this.nats.start();
@@ -121,7 +124,7 @@ export class Platform {
     const logFile = path.join(this.dir, "control-plane.log");
     // A restart appends to the same log: only this start's lines count.
     const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
-    const cp = startProcess(process.execPath, [CP_MAIN], {
+    const cp = startProcess(process.execPath, [this.opts.cpMain ?? CP_MAIN], {
       env: {
         ...process.env,
         SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
@@ -173,7 +176,7 @@ export class Platform {
         const logFile = path.join(this.dir, `agent-${n}.log`);
         // A restart appends to the same log: only this start's "agent ready" counts.
         const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
-        handle.proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), AGENT_MAIN], {
+        handle.proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), handle.main ?? AGENT_MAIN], {
           env: {
             ...process.env,
             SLIPWAY_CONTROL_PLANE: `127.0.0.1:${this.grpcPort}`,
