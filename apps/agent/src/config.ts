@@ -1,5 +1,6 @@
 import { homedir, hostname } from "node:os";
 import path from "node:path";
+import { natsServers } from "./nats/connection.js";
 import { ConfigError, HOST_LABEL_KEY_PATTERN, HOST_LABEL_VALUE_PATTERN, intFromEnv as int, logLevelFromEnv } from "@slipway/core";
 
 export { ConfigError };
@@ -12,7 +13,7 @@ export interface AgentConfig {
   stateDir: string;
   name: string;
   labels: Record<string, string>;
-  /** Overrides the NATS URL the control plane hands out at registration. */
+  /** Overrides the NATS URL the control plane hands out at registration (a cluster: every node's, comma-separated). */
   natsUrl?: string;
   ingressHttpPort: number;
   /**
@@ -84,8 +85,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Agent
   if (!/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(controlPlane)) {
     throw new ConfigError("SLIPWAY_CONTROL_PLANE", `'${controlPlane}' is not host:port`);
   }
-  const natsUrl = env.NATS_URL || undefined;
-  if (natsUrl && !/^(nats|tls):\/\/\S+$/.test(natsUrl)) throw new ConfigError("NATS_URL", `'${natsUrl}' is not a nats:// URL`);
+  const natsUrl = env.NATS_URL ? natsServers(env.NATS_URL).join(",") : undefined;
+  if (natsUrl === "") throw new ConfigError("NATS_URL", "names no server");
+  for (const u of natsUrl?.split(",") ?? []) {
+    if (!/^(nats|tls):\/\/\S+$/.test(u)) throw new ConfigError("NATS_URL", `'${u}' is not a nats:// URL (a cluster: every node's URL, comma-separated)`);
+  }
   const logLevel = logLevelFromEnv(env);
   const ingressHttpPort = int(env, "SLIPWAY_INGRESS_HTTP_PORT", 8080, 1, 65535);
   const ingressBind = env.SLIPWAY_INGRESS_BIND || "127.0.0.1";

@@ -8,6 +8,7 @@ import { nkeyAuthenticator, nkeys, type ConnectionOptions, type NatsConnection }
  * external NATS the control plane does not configure).
  */
 export interface AgentNats {
+  /** One URL, or a cluster's nodes comma-separated (as NATS_URL and the control plane hand them out). */
   url: string;
   seed?: string;
   inboxPrefix?: string;
@@ -23,10 +24,22 @@ export function natsPublicKey(seed: string): string {
   return nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey();
 }
 
+/**
+ * The servers of a NATS address: `nats://a:4222,nats://b:4222,…` names a cluster's nodes. nats.js
+ * connects to any one that answers and, when it dies, reconnects to another (those listed and
+ * those the cluster announces), so the agent's consumer carries on against the surviving nodes.
+ */
+export function natsServers(url: string): string[] {
+  return url
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 /** Connection options for every NATS connection of the agent: reconnect for ever, its own identity. */
 export function natsOptions(n: AgentNats, name: string): ConnectionOptions {
   return {
-    servers: n.url,
+    servers: natsServers(n.url),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,

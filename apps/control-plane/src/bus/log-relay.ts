@@ -3,6 +3,7 @@ import { PassThrough, type Readable } from "node:stream";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { NatsAccess } from "./nats-users.js";
+import { natsServers } from "./nats-servers.js";
 import { INBOX_CONTROL, UnavailableError, inboxControl, logsInbox, logsSubject, signHostRequest, type LogRequest, type Logger } from "@slipway/core";
 
 /** How long to wait for the host's first answer. */
@@ -25,7 +26,7 @@ export class LogRelay {
   /** The relay's NATS connection (core, not JetStream), shared with the shell relay. */
   conn(): Promise<NatsConnection> {
     const access = this.access();
-    this.nc ??= connect({ servers: access.url, ...(access.authenticator ? { authenticator: access.authenticator } : {}), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "slipway-control-plane-logs" });
+    this.nc ??= connect({ servers: natsServers(access.url), ...(access.authenticator ? { authenticator: access.authenticator } : {}), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "slipway-control-plane-logs" });
     return this.nc;
   }
 

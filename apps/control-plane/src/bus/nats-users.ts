@@ -3,8 +3,9 @@ import { createHash } from "node:crypto";
 import { readFile, rename, writeFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { nkeyAuthenticator, nkeys, type Authenticator } from "@nats-io/nats-core";
+import { AuthorizationError, nkeyAuthenticator, nkeys, type Authenticator } from "@nats-io/nats-core";
 import { natsHostPermissions, type Logger } from "@slipway/core";
+import { natsServers } from "./nats-servers.js";
 
 /** A host's NATS user: its id and the public nkey its agent generated. */
 export interface NatsHostUser {
@@ -14,6 +15,7 @@ export interface NatsHostUser {
 
 /** How the control plane itself reaches NATS: the address, and its nkey when users are enforced. */
 export interface NatsAccess {
+  /** One URL, or a cluster's nodes comma-separated (nats-servers.ts). */
   url: string;
   authenticator?: Authenticator;
 }
@@ -160,20 +162,36 @@ export class NatsUserDirectory {
     await rename(this.opts.file + ".tmp", this.opts.file);
   }
 
-  /** Waits until the marker user can connect: the server then runs the file just written. */
+  /**
+   * Waits until the marker user can connect: the server then runs the file just written. On a
+   * cluster every node is asked: each must run the file, except one that does not answer at
+   * all (it is down, and reads the file when it starts); at least one must have let it in.
+   */
   private async confirm(seed: Uint8Array): Promise<void> {
-    const deadline = Date.now() + (this.opts.confirmTimeoutMs ?? 10_000);
+    const timeoutMs = this.opts.confirmTimeoutMs ?? 10_000;
+    const deadline = Date.now() + timeoutMs;
+    const pending = new Set(natsServers(this.opts.url()));
+    let confirmed = 0;
     let last = "";
     for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
       await new Promise((r) => setTimeout(r, delay));
-      try {
-        const nc = await connect({ servers: this.opts.url(), authenticator: nkeyAuthenticator(seed), reconnect: false, timeout: 2000, name: "slipway-control-plane-reload-check" });
-        await nc.close();
-        return;
-      } catch (err) {
-        last = (err as Error).message;
+      const down: string[] = [];
+      for (const server of [...pending]) {
+        try {
+          const nc = await connect({ servers: server, authenticator: nkeyAuthenticator(seed), reconnect: false, timeout: 2000, name: "slipway-control-plane-reload-check" });
+          await nc.close();
+          pending.delete(server);
+          confirmed++;
+        } catch (err) {
+          last = `${server}: ${(err as Error).message}`;
+          if (!(err instanceof AuthorizationError)) down.push(server);
+        }
       }
-      if (Date.now() > deadline) throw new Error(`the NATS server did not apply its new users within ${(this.opts.confirmTimeoutMs ?? 10_000) / 1000} s (last: ${last}); is its reload configured?`);
+      if (pending.size === 0 || (confirmed > 0 && down.length === pending.size)) {
+        if (pending.size > 0) this.opts.log.warn({ unreachable: [...pending] }, "NATS nodes that do not answer will read the new users when they start");
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`the NATS server did not apply its new users within ${timeoutMs / 1000} s (last: ${last}); is its reload configured?`);
     }
   }
 }

@@ -4,6 +4,7 @@ import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, RetentionPolicy,
 import { JOBS_STREAM, JOBS_SUBJECT_PREFIX, jobsConsumer, jobsSubject, type Logger } from "@slipway/core";
 import type { JobBus } from "./job-bus.js";
 import type { NatsAccess } from "./nats-users.js";
+import { natsServers } from "./nats-servers.js";
 
 /** Default ack_wait of agents' consumers: an agent that dies mid-job gets it redelivered after this. */
 export const JOB_ACK_WAIT_MS = 60_000;
@@ -16,14 +17,21 @@ export class NatsJobBus implements JobBus {
   private streamReady = false;
 
   private readonly ackWaitMs: number;
+  private readonly replicas: number;
 
-  constructor(private readonly access: NatsAccess, private readonly log: Logger, opts: { ackWaitMs?: number } = {}) {
+  /**
+   * `replicas`: of the jobs stream (1 on one server, 3 on a three-node cluster). The hosts'
+   * consumers are created without replicas of their own, so JetStream gives them the stream's,
+   * also when the stream is scaled later.
+   */
+  constructor(private readonly access: NatsAccess, private readonly log: Logger, opts: { ackWaitMs?: number; replicas?: number } = {}) {
     this.ackWaitMs = opts.ackWaitMs ?? JOB_ACK_WAIT_MS;
+    this.replicas = opts.replicas ?? 1;
   }
 
   /** Connects, retrying for ever in the background: a NATS outage delays jobs, it never stops the control plane. */
   async connect(): Promise<void> {
-    this.nc = await connect({ servers: this.access.url, ...(this.access.authenticator ? { authenticator: this.access.authenticator } : {}), maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: "slipway-control-plane" });
+    this.nc = await connect({ servers: natsServers(this.access.url), ...(this.access.authenticator ? { authenticator: this.access.authenticator } : {}), maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: "slipway-control-plane" });
     this.js = jetstream(this.nc);
     (async () => {
       for await (const s of this.nc!.status()) {
@@ -52,12 +60,21 @@ export class NatsJobBus implements JobBus {
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       duplicate_window: 2 * 60 * 1_000_000_000,
+      num_replicas: this.replicas,
     };
+    let existing;
     try {
-      await jsm.streams.info(JOBS_STREAM);
+      existing = await jsm.streams.info(JOBS_STREAM);
     } catch {
       await jsm.streams.add(config);
-      this.log.info({ stream: JOBS_STREAM }, "created jobs stream");
+      this.log.info({ stream: JOBS_STREAM, replicas: this.replicas }, "created jobs stream");
+    }
+    // JetStream moves a stream between replica counts in place (its messages and consumers kept):
+    // a platform that grew from one NATS server to a cluster gets its stream replicated at the next start.
+    if (existing && existing.config.num_replicas !== this.replicas) {
+      const from = existing.config.num_replicas;
+      await jsm.streams.update(JOBS_STREAM, { ...existing.config, num_replicas: this.replicas });
+      this.log.info({ stream: JOBS_STREAM, from, replicas: this.replicas }, "changed replicas of jobs stream");
     }
     this.streamReady = true;
   }
