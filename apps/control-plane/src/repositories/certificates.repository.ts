@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { CertificatesTable } from "../db/schema.js";
-import type { Selectable } from "kysely";
+import { sql, type Selectable } from "kysely";
 import { servedOnce } from "../tls/uploaded.js";
 type CertificateStatus = Selectable<CertificatesTable>["status"];
 
@@ -170,13 +170,15 @@ export interface UploadedFields {
 
 /**
  * Stores an uploaded certificate, replacing the one uploaded before for the same set of names
- * (an upsert on the key, so two uploads at once leave one row, the later one). Resolves with the
- * row and the one it replaced, if any.
+ * (one transaction under an advisory lock on the key: two uploads at once leave one row, the later
+ * one, which reports the first as replaced). Resolves with the row and the one it replaced, if any.
  */
 export async function upsertUploaded(db: Db, f: UploadedFields, now: Date): Promise<{ row: CertificateRow; replaced?: CertificateRow }> {
   const key = uploadedKey(f.hostnames);
   return db.transaction().execute(async (trx) => {
-    const before = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).forUpdate().executeTakeFirst();
+    // Two uploads of the same names at once: the second waits here, so it sees (and reports) the first as replaced.
+    await sql`select pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
+    const before = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).executeTakeFirst();
     const fields = { status: "valid" as const, private_key_encrypted: f.privateKeyEncrypted, certificate_chain: f.chain, serial: f.serial, not_before: f.notBefore, not_after: f.notAfter, last_error: null, attempts: 0, next_attempt_at: f.notAfter, uploaded_by: f.uploadedBy, updated_at: now };
     await trx
       .insertInto("certificates")

@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@slipway/core";
 import { buildApp } from "../app.js";
-import { testControlPlane, type TestControlPlane } from "../testing/harness.js";
+import { testControlPlane, type DbKind, type TestControlPlane } from "../testing/harness.js";
 import { SecretBox } from "../services/secret-box.js";
 import { listActivity } from "../repositories/activity.repository.js";
 import { ensureCertificate, recordIssued } from "../repositories/certificates.repository.js";
@@ -12,9 +12,9 @@ import { createTestCa, type TestCa } from "./test-ca.testing.js";
 
 /**
  * POST/GET/DELETE /v1/certificates through the real API (auth, validation, error bodies) over
- * PGlite, with certificates made by a throw-away CA; delivery is recorded, not queued.
+ * PGlite and PostgreSQL, with certificates made by a throw-away CA; delivery is recorded, not queued.
  */
-describe("certificates an admin uploads, through the API", () => {
+describe.each<DbKind>(["pglite", "postgres"])("certificates an admin uploads, through the API (%s)", (kind) => {
   const log = createLogger("test", "silent");
   let cp: TestControlPlane;
   let app: FastifyInstance;
@@ -30,7 +30,7 @@ describe("certificates an admin uploads, through the API", () => {
 
   beforeAll(async () => {
     ca = createTestCa();
-    cp = await testControlPlane("pglite");
+    cp = await testControlPlane(kind);
     box = new SecretBox(randomBytes(32));
     certificates = new CertificateService(cp.database.db, box, log, {
       clock: () => clockAt ?? new Date(),
@@ -146,6 +146,19 @@ describe("certificates an admin uploads, through the API", () => {
     expect((await call("GET", "/v1/certificates")).json().map((c: { serial: string }) => c.serial)).toEqual([renewedSerial, acmeX509.serialNumber]);
     expect(new X509Certificate((await certificates.tlsFor(["shop-test.example.test"])).certificates[0]!.certPem).serialNumber).toBe(renewedSerial);
 
+    // Two renewals uploaded at once: one row, the later one; exactly one of them reports the other as replaced.
+    const [x, y] = [ca.issue({ dns: ["*.example.test", "*.example.com"] }), ca.issue({ dns: ["*.example.test", "*.example.com"] })];
+    const both = await Promise.all([x, y].map((c) => call("POST", "/v1/certificates", { certificate: c.chainPem, privateKey: c.keyPem })));
+    const serials = [x, y].map((c) => new X509Certificate(c.certPem).serialNumber);
+    expect(both.map((r) => r.statusCode)).toEqual([200, 200]);
+    const replacedSerials = both.map((r) => r.json().replacedSerial as string).sort();
+    const stored = (await call("GET", "/v1/certificates")).json().filter((c: { source: string }) => c.source === "uploaded");
+    expect(stored).toHaveLength(1);
+    expect(serials).toContain(stored[0].serial);
+    // The first replaced the renewal of before, the second replaced the first.
+    expect(replacedSerials).toEqual([renewedSerial, serials.find((s) => s !== stored[0].serial)!].sort());
+    const current = stored[0].serial as string;
+
     // An ACME row cannot be removed by hand; an unknown id is 404.
     const acme = await ensureCertificate(cp.database.db, ["shop.example.org"], new Date());
     const conflict = await call("DELETE", `/v1/certificates/${acme.id}`);
@@ -154,7 +167,7 @@ describe("certificates an admin uploads, through the API", () => {
 
     const removed = await call("DELETE", `/v1/certificates/${id}`);
     expect(removed.statusCode, removed.body).toBe(200);
-    expect(removed.json()).toMatchObject({ id, serial: renewedSerial });
+    expect(removed.json()).toMatchObject({ id, serial: current });
     const gone = await call("DELETE", `/v1/certificates/${id}`);
     expect(gone.statusCode).toBe(404);
     expect(gone.json().error.message).toMatch(/does not exist/);
@@ -163,11 +176,13 @@ describe("certificates an admin uploads, through the API", () => {
     expect((await certificates.tlsFor(["www.example.com"])).certificates.map((c) => [c.hostnames, new X509Certificate(c.certPem).serialNumber])).toEqual([[["www.example.com"], acmeX509.serialNumber]]);
     expect((await certificates.statusOf(["www.example.com"])).get("www.example.com")).toMatchObject({ state: "valid", source: "acme", serial: acmeX509.serialNumber });
     expect(await certificates.domainsToOrder()).toEqual(["www.example.com", "shop.example.org"]);
-    expect(delivered).toEqual(Array.from({ length: 3 }, () => ["*.example.com", "*.example.test"]));
+    expect(delivered).toEqual(Array.from({ length: 5 }, () => ["*.example.com", "*.example.test"]));
 
     const actions = (await listActivity(cp.database.db, { limit: 20 })).map((a) => [a.action, a.actor, (a.details as { serial?: string }).serial ?? null]);
     expect(actions.filter(([a]) => String(a).startsWith("certificate."))).toEqual([
-      ["certificate.removed", "bootstrap-admin", renewedSerial],
+      ["certificate.removed", "bootstrap-admin", current],
+      ["certificate.uploaded", "bootstrap-admin", current],
+      ["certificate.uploaded", "bootstrap-admin", serials.find((s) => s !== current)],
       ["certificate.uploaded", "bootstrap-admin", renewedSerial],
       ["certificate.uploaded", "bootstrap-admin", firstSerial],
     ]);
