@@ -157,11 +157,12 @@ export class CertificateService {
    * name (a valid uploaded certificate wins over ACME ones: see chooseCertificates),
    * and the account's thumbprint ("" with ACME off). Never calls the CA.
    *
-   * A certificate is sent once per name it serves, keyed by that name: the agents key what they
-   * install by host names and take only DNS names, not `*.` ones (an uploaded or DNS-01 wildcard
-   * serves each covered name under that name's own key), and a per-name key is the key of the
-   * name's own ACME certificate, so an upload replaces it on the host (and the ACME one replaces
-   * the upload again once it is removed), instead of both being served beside each other.
+   * A certificate is sent once per name it serves, keyed by that name (a wildcard serves each
+   * covered name under that name's own key): a per-name key is the key of the name's own ACME
+   * certificate, so an upload replaces it on the host (and the ACME one replaces the upload again
+   * once it is removed), and no two certificates with overlapping SNI filters reach one
+   * environment, so what HAProxy picks is what was chosen here. The price: a wildcard is
+   * installed once per name it serves on a host.
    */
   async tlsFor(hostnames: readonly string[]): Promise<{ certificates: ServedCertificate[]; acmeThumbprint: string }> {
     const chosen = await this.choose(hostnames);
