@@ -56,7 +56,7 @@ describe("custom domains get certificates from the scheduler's tick (wiring, aga
 
   it("hands out the thumbprint without a CA call, issues for custom domains only, and says so in the API, the activity and /metrics", async () => {
     const admin = await cp.services.auth.authenticate(`Bearer ${cp.adminToken}`);
-    expect((await environments.listDomains(admin, "shop", "live")).domains).toEqual([{ hostname: "shop.example.com", certificate: { state: "none", serial: null, notAfter: null, lastError: null, nextAttemptAt: null } }]);
+    expect((await environments.listDomains(admin, "shop", "live")).domains).toEqual([{ hostname: "shop.example.com", certificate: { state: "none", serial: null, notAfter: null, lastError: null, nextAttemptAt: null }, servedBy: [] }]);
     const before = await certificates.tlsFor(["shop-live.example.test", "shop.example.com"]);
     expect(before.certificates).toEqual([]);
     expect(before.acmeThumbprint).toMatch(/^[A-Za-z0-9_-]{43}$/);
