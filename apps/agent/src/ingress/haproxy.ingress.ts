@@ -346,7 +346,9 @@ export class HaproxyIngress implements Ingress {
     if (config !== this.appliedConfig) await this.reload(config, map, renderHttpsMap(httpsHosts(next)), reason);
     else {
       await this.syncMap(this.paths.hostsMap, routes(next), map, "host map");
-      await this.syncMap(this.paths.httpsMap, mapValues(httpsHosts(next)), renderHttpsMap(httpsHosts(next)), "HTTPS map");
+      // Without an HTTPS port the config references no HTTPS map (the worker has none to edit): the file only.
+      if (this.httpsPort !== undefined) await this.syncMap(this.paths.httpsMap, mapValues(httpsHosts(next)), renderHttpsMap(httpsHosts(next)), "HTTPS map");
+      else await writeAtomic(this.paths.httpsMap, renderHttpsMap(httpsHosts(next)));
     }
     this.state = next;
     await this.saveState();
