@@ -3,7 +3,7 @@
  * certificate serves each host name. Pure functions, no I/O.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
-import { InvalidRequestError } from "@slipway/core";
+import { InvalidRequestError, nameCovers } from "@slipway/core";
 import { invalidHostname, normalizeHostnames } from "./renewal-policy.js";
 
 /** An uploaded certificate that passed every check, in the form it is stored. */
@@ -99,15 +99,7 @@ export function dnsNamesOf(cert: X509Certificate): string[] {
   return out;
 }
 
-/** Whether a certificate name (exact, or `*.` for exactly one label) covers a host name. */
-export function nameCovers(certName: string, hostname: string): boolean {
-  const c = certName.toLowerCase();
-  const h = hostname.toLowerCase();
-  if (c === h) return true;
-  if (!c.startsWith("*.")) return false;
-  const dot = h.indexOf(".");
-  return dot > 0 && h.slice(dot + 1) === c.slice(2);
-}
+export { nameCovers };
 
 /** What the choice reads of a stored certificate row. */
 export interface Candidate {
