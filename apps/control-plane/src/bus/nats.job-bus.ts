@@ -75,8 +75,41 @@ export class NatsJobBus implements JobBus {
       const from = existing.config.num_replicas;
       await jsm.streams.update(JOBS_STREAM, { ...existing.config, num_replicas: this.replicas });
       this.log.info({ stream: JOBS_STREAM, from, replicas: this.replicas }, "changed replicas of jobs stream");
+      await this.recreateConsumers(jsm);
     }
     this.streamReady = true;
+  }
+
+  /**
+   * After a change of the stream's replicas, every host's consumer is made again with the same
+   * configuration. Seen with nats-server 2.9.10: a consumer carried over from R1 to R3 acks its
+   * messages (nothing is redelivered) but the work queue no longer removes them, so acked jobs pile
+   * up in the stream. A new consumer starts from the first message left, which is a job not acked
+   * yet: none is lost; one running at this moment is delivered again and its agent ignores the copy
+   * (it runs it already, or finds it finished).
+   */
+  private async recreateConsumers(jsm: JetStreamManager): Promise<void> {
+    await this.waitForReplicas(jsm);
+    const consumers = [];
+    for await (const ci of jsm.consumers.list(JOBS_STREAM)) consumers.push(ci.config);
+    for (const config of consumers) {
+      const { num_replicas: _inherited, ...own } = config;
+      await jsm.consumers.delete(JOBS_STREAM, config.durable_name ?? config.name!).catch(() => undefined);
+      await jsm.consumers.add(JOBS_STREAM, own);
+    }
+    this.consumers.clear();
+    this.log.info({ stream: JOBS_STREAM, consumers: consumers.length }, "made the hosts' job consumers again on the stream's new replicas");
+  }
+
+  /** Waits (at most 30 s) until the stream has its new replicas and they are current. */
+  private async waitForReplicas(jsm: JetStreamManager): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const info = await jsm.streams.info(JOBS_STREAM);
+      const current = 1 + (info.cluster?.replicas ?? []).filter((r) => r.current).length;
+      if (current >= this.replicas || Date.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 
   async ensureConsumer(hostId: string): Promise<void> {

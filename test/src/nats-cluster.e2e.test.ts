@@ -1,0 +1,168 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, type StreamInfo } from "@nats-io/jetstream";
+import { NatsCluster } from "./support/nats.js";
+import { Platform, type AgentHandle } from "./support/platform.js";
+import { TestRepo, helloApp } from "./support/git-repo.js";
+import { getVia } from "./support/load.js";
+import { waitFor } from "./support/processes.js";
+import { releasePort, reservePort } from "./support/ports.js";
+
+const STREAM = "SLIPWAY_JOBS";
+const ENVS = ["test", "live", "qa1", "qa2", "qa3"];
+
+// Issue 16, must show 2: the jobs stream replicated (R3) on a three-node NATS cluster; a node
+// killed with jobs queued loses none and runs none twice, and rejoins.
+describe("jobs on a three-node NATS cluster", () => {
+  const cluster = new NatsCluster(3);
+  const repo = new TestRepo();
+  let platform: Platform | undefined;
+  let agent: AgentHandle;
+  let nc: NatsConnection | undefined;
+  let httpsPort = 0;
+  const p = () => platform!;
+  const agentLog = () => readFileSync(path.join(p().dir, "agent-0.log"), "utf8");
+
+  // One object, read at every control-plane start: a test changes it before a restart.
+  const cpEnv: Record<string, string> = {};
+
+  beforeAll(async () => {
+    await cluster.start();
+    // Started as a platform that began on one NATS server would run on a cluster: replicas 1.
+    Object.assign(cpEnv, { NATS_URL: cluster.url, SLIPWAY_NATS_USERS_FILE: cluster.usersFile, SLIPWAY_NATS_RELOAD_COMMAND: cluster.reloadCommand, SLIPWAY_NATS_REPLICAS: "1" });
+    // The platform's own single nats-server is started too but unused: NATS_URL names the cluster.
+    platform = new Platform({ database: "postgres", cpEnv });
+    await platform.start();
+    // With an HTTPS port: without one, a redeployment whose HAProxy configuration is unchanged fails at the
+    // switch ('show map …/https.map: Unknown map identifier', the map being in no configuration), which
+    // is not what this suite is about.
+    httpsPort = await reservePort();
+    agent = await platform.addAgent({ SLIPWAY_INGRESS_HTTPS_PORT: String(httpsPort) });
+    repo.commit(helloApp("one"), "one");
+    await platform.api.call("POST", "/v1/apps", { name: "jobs", repository: repo.url });
+    for (const name of ["qa1", "qa2", "qa3"]) await platform.api.call("POST", "/v1/apps/jobs/environments", { name, basedOn: "test" });
+    // As the control plane: the cluster enforces the users it wrote (one per host, and its own).
+    const seed = readFileSync(path.join(platform.dir, "cp", "nats-control-plane.nk"), "utf8").trim();
+    nc = await connect({ servers: cluster.url.split(","), authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  }, 180_000);
+
+  afterAll(async () => {
+    await nc?.close().catch(() => undefined);
+    await platform?.stop();
+    await cluster.stop();
+    if (httpsPort) releasePort(httpsPort);
+  });
+
+  const streamInfo = async (): Promise<StreamInfo> => (await jetstreamManager(nc!, { timeout: 3000 })).streams.info(STREAM);
+
+  it("gives the agent every node's address, and moves the jobs stream and the host's consumer to three nodes when the replicas setting says 3", async () => {
+    const identity = JSON.parse(readFileSync(path.join(agent.stateDir, "identity.json"), "utf8")) as { natsUrl: string };
+    expect(identity.natsUrl.split(",").sort()).toEqual(cluster.nodes.map((n) => n.url).sort());
+    const jsm = await jetstreamManager(nc!, { timeout: 3000 });
+    expect((await streamInfo()).config.num_replicas).toBe(1);
+    expect((await jsm.consumers.info(STREAM, `agent-${agent.hostId}`)).cluster?.replicas ?? []).toEqual([]);
+
+    cpEnv.SLIPWAY_NATS_REPLICAS = "3";
+    await p().cp!.stop();
+    await p().startControlPlane();
+    // Deployed once, so each environment has its host: a later job goes to that host's queue even while its agent is down.
+    const first = await Promise.all(ENVS.map((env) => p().api.call("POST", `/v1/apps/jobs/environments/${env}/deployments`, {})));
+    for (const d of first) expect((await p().api.waitDeployment(d.id, 180_000)).state, await p().api.log(d.id)).toBe("succeeded");
+    const si = await waitFor("the jobs stream's two other replicas to be current", async () => {
+      const info = await streamInfo();
+      return info.cluster?.replicas?.length === 2 && info.cluster.replicas.every((r) => r.current) ? info : undefined;
+    }, { timeoutMs: 30_000 });
+    expect(si.config.num_replicas).toBe(3);
+    // The host's consumer has no replica count of its own: it follows the stream's.
+    const ci = await jsm.consumers.info(STREAM, `agent-${agent.hostId}`);
+    expect(new Set([ci.cluster?.leader, ...(ci.cluster?.replicas ?? []).map((r) => r.name)]).size).toBe(3);
+    expect(readFileSync(path.join(p().dir, "control-plane.log"), "utf8")).toContain('"changed replicas of jobs stream"');
+    // The work queue still drops what the agent acked (a consumer carried over from R1 would leave it: see nats.job-bus.ts).
+    await waitFor("the acked jobs to leave the stream", async () => (await streamInfo()).state.messages === 0, { timeoutMs: 10_000 });
+  }, 300_000);
+
+  it("loses no job and runs none twice when the stream leader is killed with jobs queued, and the node rejoins", async () => {
+    repo.commit(helloApp("clustered"), "two");
+    await agent.stop();
+    // Three jobs queued in the stream while no agent consumes them.
+    const before = await deployAll(p(), ["test", "live", "qa1"]);
+    const si = await streamInfo();
+    expect(si.state.messages).toBe(3);
+    const leader = cluster.node(si.cluster!.leader!);
+    const killedAt = Date.now();
+    await leader.kill();
+    const newLeader = await waitFor("another node to lead the jobs stream", async () => {
+      const info = await streamInfo();
+      return info.cluster?.leader && info.cluster.leader !== leader.serverName ? info.cluster.leader : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+    const electedMs = Date.now() - killedAt;
+    expect((await streamInfo()).state.messages).toBe(3);
+    // Two more published while the node is down: a quorum of two stores them.
+    const during = await deployAll(p(), ["qa2", "qa3"]);
+    expect((await streamInfo()).state.messages).toBe(5);
+
+    const logFrom = agentLog().length;
+    const startedAt = Date.now();
+    await agent.start();
+    const all = [...before, ...during];
+    for (const d of all) {
+      const done = await p().api.waitDeployment(d.deploymentId, 180_000);
+      expect(done.state, await p().api.log(d.deploymentId)).toBe("succeeded");
+    }
+    const allDoneMs = Date.now() - startedAt;
+    // Every job delivered once and run once: one "job received" each, none redelivered or skipped as finished.
+    const received = agentLog().slice(logFrom).split("\n").filter((l) => l.includes('"job received"')).map((l) => JSON.parse(l) as { jobId: string; redelivered: boolean });
+    const jobIds = all.map((d) => d.jobId).sort();
+    expect(received.map((r) => r.jobId).filter((id) => jobIds.includes(id)).sort()).toEqual(jobIds);
+    expect(received.filter((r) => r.redelivered)).toEqual([]);
+    expect(agentLog().slice(logFrom)).not.toContain("job already finished");
+    for (const d of all) {
+      const lines = (await p().api.log(d.deploymentId)).split("\n");
+      const first = lines.find((l) => l.startsWith("====="));
+      expect(lines.filter((l) => l === first), `deployment ${d.env}`).toHaveLength(1);
+    }
+    for (const env of ENVS) expect((await getVia(agent.ingressPort, `jobs-${env}.localhost`)).body).toBe("clustered");
+    // Acked jobs leave the work queue.
+    await waitFor("the jobs stream to be empty", async () => (await streamInfo()).state.messages === 0, { timeoutMs: 10_000 });
+
+    const restartedAt = Date.now();
+    await leader.start();
+    const rejoined = await waitFor(`${leader.serverName} to be a current replica again`, async () => {
+      const info = await streamInfo();
+      const peers = [info.cluster?.leader, ...(info.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name)];
+      return peers.length === 3 && peers.includes(leader.serverName) ? peers : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
+    const rejoinMs = Date.now() - restartedAt;
+    console.log(JSON.stringify({ killed: leader.serverName, newLeader, electedMs, queuedBefore: before.length, publishedDuring: during.length, deliveries: received.length, allDoneMs, rejoinMs, peers: rejoined }));
+
+    // And the platform goes on with the node back: one more deployment through the cluster.
+    repo.commit(helloApp("after rejoin"), "three");
+    const d = await p().api.deploy("jobs", "test");
+    expect(d.state).toBe("succeeded");
+    expect((await getVia(agent.ingressPort, "jobs-test.localhost")).body).toBe("after rejoin");
+  }, 600_000);
+});
+
+/** Starts a deployment of each environment and waits until its job is stored in JetStream. */
+async function deployAll(platform: Platform, envs: string[]): Promise<Array<{ env: string; deploymentId: string; jobId: string }>> {
+  const out = [];
+  for (const env of envs) {
+    const d = await platform.api.call("POST", `/v1/apps/jobs/environments/${env}/deployments`, {});
+    const job = await waitFor(`the job of ${env}'s deployment to be published`, async () => {
+      const j = jobOf(platform, d.id);
+      return j.published ? j : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    out.push({ env, deploymentId: d.id as string, jobId: job.id });
+  }
+  return out;
+}
+
+/** The deployment's job row: id and whether the outbox published it. */
+function jobOf(platform: Platform, deploymentId: string): { id: string; published: boolean } {
+  const out = execFileSync("psql", [platform.databaseUrl!, "-tA", "-F", "\t", "-c", `select id, published_at is not null from jobs where deployment_id = '${deploymentId}'`], { encoding: "utf8" }).trim();
+  const [id = "", published = ""] = out.split("\t");
+  return { id, published: published === "t" };
+}
