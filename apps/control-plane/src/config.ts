@@ -90,6 +90,13 @@ export interface ControlPlaneConfig {
   grpcTlsClientCa?: string;
   /** How often the scheduler looks for due backups. */
   backupSchedulerIntervalMs: number;
+  /**
+   * Time to live of the "scheduler" lease in PostgreSQL (issue 16): the singletons (backup
+   * scheduler, pruning, certificate renewal) run on the replica holding it; it is renewed every
+   * third of this, other replicas try to take it as often, so a killed holder's work resumes
+   * elsewhere within about 4/3 of it.
+   */
+  leaseTtlMs: number;
   /** How often an app's repository is fetched in the background unless the app sets its own (seconds; 0 = never: webhooks only). */
   gitPollSeconds: number;
   /** The API's address as git hosts reach it (webhook URLs); default: the address a request came to. */
@@ -268,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     grpcTlsKey: env.SLIPWAY_GRPC_TLS_KEY || undefined,
     grpcTlsClientCa: env.SLIPWAY_GRPC_TLS_CLIENT_CA || undefined,
     backupSchedulerIntervalMs: int(env, "SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS", 60, 1, 86400) * 1000,
+    leaseTtlMs: int(env, "SLIPWAY_LEASE_TTL_MS", 6000, 300, 600_000),
     gitPollSeconds: int(env, "SLIPWAY_GIT_POLL_SECONDS", 60, 0, 86400),
     publicUrl: url(env, "SLIPWAY_PUBLIC_URL", ["http:", "https:"]),
     rollbackImages: int(env, "SLIPWAY_ROLLBACK_IMAGES", 5, 1, 100),

@@ -39,6 +39,7 @@ import { SourceSync } from "./git/source-sync.js";
 import { HookService } from "./hooks/hook.service.js";
 import { Lifecycle } from "./services/lifecycle.service.js";
 import { CertificateService } from "./tls/certificate.service.js";
+import { Lease, databaseLeaseStore, every, replicaName } from "./cluster/lease.js";
 
 export interface RunningControlPlane {
   httpUrl: string;
@@ -90,10 +91,12 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const sessions = new SessionService(db, auth, log.child({ component: "sessions" }), { ttlMs: config.sessionTtlMs });
+    // Work that must run once among several replicas (issue 16) runs on the one holding this lease;
+    // it is started below, once everything it runs exists, and stopped (and released) before the rest.
+    const singletons = new Lease(databaseLeaseStore(db), { name: "scheduler", holder: replicaName(), ttlMs: config.leaseTtlMs, renewEveryMs: Math.round(config.leaseTtlMs / 3), tryEveryMs: Math.round(config.leaseTtlMs / 3), log: log.child({ component: "lease" }) });
     // Expired sessions and those of revoked or expired tokens (refused on use anyway) are deleted every 10 minutes.
-    const pruneSessions = () => void sessions.prune().catch((err: unknown) => log.warn({ err }, "session pruning failed"));
-    const sessionPruner = setInterval(pruneSessions, 10 * 60_000);
-    cleanups.push(async () => clearInterval(sessionPruner));
+    const pruneSessions = () => sessions.prune().catch((err: unknown) => log.warn({ err }, "session pruning failed"));
+    singletons.add(every("session pruning", 10 * 60_000, pruneSessions));
     const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
     const gitAccess = new GitAccess(db, box, log.child({ component: "git" }));
     const sources = new SourceSync(db, new RepositoryMirrors({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), gitAccess, config.gitPollSeconds);
@@ -120,14 +123,11 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       const env = await getEnvironment(db, app, envName);
       await data.ensureData(app, env);
     }, config.rollbackImages);
-    const scheduler = setInterval(() => void data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed")), config.backupSchedulerIntervalMs);
-    cleanups.push(async () => clearInterval(scheduler));
+    singletons.add(every("backup scheduler", config.backupSchedulerIntervalMs, () => data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed"))));
     const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
     // Retention is in hours; pruning every 10 minutes keeps each delete small (about ten rows per environment and host).
-    const pruneMetrics = () => void metrics.prune().catch((err: unknown) => log.warn({ err }, "metrics pruning failed"));
-    pruneMetrics();
-    const metricsPruner = setInterval(pruneMetrics, 10 * 60_000);
-    cleanups.push(async () => clearInterval(metricsPruner));
+    const pruneMetrics = () => metrics.prune().catch((err: unknown) => log.warn({ err }, "metrics pruning failed"));
+    singletons.add(every("metrics pruning", 10 * 60_000, pruneMetrics, { atStart: true }));
     const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
     const drains = new DrainService(db, lifecycle, deployments, placement, log.child({ component: "drain" }));
     const logRelay = new LogRelay(() => nats.access, log.child({ component: "logs" }));
@@ -153,14 +153,15 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     cleanups.push(() => publisher.stop());
     sources.start();
     cleanups.push(async () => sources.stop());
-    certificates.start();
-    cleanups.push(async () => certificates.stop());
+    // Ticks (issues and renews) only while the lease is held; serving certificates needs no lease.
+    singletons.add({ name: "certificate renewal", start: () => certificates.start(), stop: () => certificates.stop() });
     if (config.acme) log.info({ directoryUrl: config.acme.directoryUrl, intervalMs: config.acme.tickIntervalMs }, "automatic HTTPS on: custom domains get certificates");
 
     const hooks = new HookService(db, box, sources, gitAccess, deployments, log.child({ component: "hooks" }), { ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}), defaultPollSeconds: config.gitPollSeconds });
     // A redelivery after a week is a new push (and the table stays small).
-    const pruneDeliveries = setInterval(() => void pruneWebhookDeliveries(db, new Date(Date.now() - 7 * 86_400_000)).catch((err: unknown) => log.warn({ err }, "webhook delivery pruning failed")), 3_600_000);
-    cleanups.push(async () => clearInterval(pruneDeliveries));
+    singletons.add(every("webhook delivery pruning", 3_600_000, () => pruneWebhookDeliveries(db, new Date(Date.now() - 7 * 86_400_000)).catch((err: unknown) => log.warn({ err }, "webhook delivery pruning failed"))));
+    singletons.start();
+    cleanups.push(() => singletons.stop());
     const app = await buildApp({
       db,
       hooks: { hooks, access: gitAccess },

@@ -365,6 +365,18 @@ export interface EnvironmentForwardsTable {
   forward_to: string;
   created_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
+/** Migration 0024: a lease on work that must run on one replica at a time (issue 16). Times are the database's clock. */
+export interface LeasesTable {
+  name: string;
+  /** The replica holding it (or that held it last, once expired or released). */
+  holder: string;
+  /** Fencing token: grows by one whenever the lease is acquired (a string from pg, a number from PGlite). */
+  token: ColumnType<string | number, string | number, string | number>;
+  acquired_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  renewed_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /** Free once this is not in the future (a release sets it to now()). */
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+}
 export interface Database {
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;
@@ -388,4 +400,5 @@ export interface Database {
   acme_accounts: AcmeAccountsTable;
   certificates: CertificatesTable;
   environment_forwards: EnvironmentForwardsTable;
+  leases: LeasesTable;
 }
