@@ -9,7 +9,6 @@ import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
 import { waitFor } from "./support/processes.js";
-import { releasePort, reservePort } from "./support/ports.js";
 
 const STREAM = "SLIPWAY_JOBS";
 const ENVS = ["test", "live", "qa1", "qa2", "qa3"];
@@ -22,7 +21,6 @@ describe("jobs on a three-node NATS cluster", () => {
   let platform: Platform | undefined;
   let agent: AgentHandle;
   let nc: NatsConnection | undefined;
-  let httpsPort = 0;
   const p = () => platform!;
   const agentLog = () => readFileSync(path.join(p().dir, "agent-0.log"), "utf8");
 
@@ -36,11 +34,7 @@ describe("jobs on a three-node NATS cluster", () => {
     // The platform's own single nats-server is started too but unused: NATS_URL names the cluster.
     platform = new Platform({ database: "postgres", cpEnv });
     await platform.start();
-    // With an HTTPS port: without one, a redeployment whose HAProxy configuration is unchanged fails at the
-    // switch ('show map …/https.map: Unknown map identifier', the map being in no configuration), which
-    // is not what this suite is about.
-    httpsPort = await reservePort();
-    agent = await platform.addAgent({ SLIPWAY_INGRESS_HTTPS_PORT: String(httpsPort) });
+    agent = await platform.addAgent();
     repo.commit(helloApp("one"), "one");
     await platform.api.call("POST", "/v1/apps", { name: "jobs", repository: repo.url });
     for (const name of ["qa1", "qa2", "qa3"]) await platform.api.call("POST", "/v1/apps/jobs/environments", { name, basedOn: "test" });
@@ -53,7 +47,6 @@ describe("jobs on a three-node NATS cluster", () => {
     await nc?.close().catch(() => undefined);
     await platform?.stop();
     await cluster.stop();
-    if (httpsPort) releasePort(httpsPort);
   });
 
   const streamInfo = async (): Promise<StreamInfo> => (await jetstreamManager(nc!, { timeout: 3000 })).streams.info(STREAM);
