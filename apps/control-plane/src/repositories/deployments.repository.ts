@@ -1,7 +1,7 @@
-import type { Selectable } from "kysely";
+import { sql, type Selectable } from "kysely";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
-import type { DeploymentsTable, JobsTable } from "../db/schema.js";
+import type { DeploymentsTable, EnvironmentsTable, JobsTable } from "../db/schema.js";
 
 export type DeploymentRow = Selectable<DeploymentsTable>;
 export type JobRow = Selectable<JobsTable>;
@@ -112,18 +112,84 @@ export function findJobForUpdate(db: Db, id: string): Promise<JobRow | undefined
 export function findJobByDeployment(db: Db, deploymentId: string): Promise<JobRow | undefined> {
   return db.selectFrom("jobs").selectAll().where("deployment_id", "=", deploymentId).executeTakeFirst();
 }
-/** Jobs to publish: not yet published, still queued, and not waiting behind another deployment. */
-export function unpublishedJobs(db: Db, limit: number): Promise<JobRow[]> {
+/**
+ * Claims up to `limit` jobs still without a host for the rest of `trx`, in the order they were queued,
+ * after `after` (keyset: a run goes through them all, so jobs waiting for room do not hold back the
+ * ones behind them). Rows another transaction holds (another control plane placing them) are skipped,
+ * never waited for. Safe to call concurrently from any number of replicas.
+ */
+export function claimUnplacedJobs(trx: Db, limit: number, after?: Pick<JobRow, "created_at" | "id">): Promise<JobRow[]> {
+  let q = publishable(trx).where("jobs.host_id", "is", null);
+  if (after) q = q.where((eb) => eb.or([eb("jobs.created_at", ">", after.created_at), eb.and([eb("jobs.created_at", "=", after.created_at), eb("jobs.id", ">", after.id)])]));
+  return q.orderBy("jobs.created_at").orderBy("jobs.id").limit(limit).forUpdate("jobs").skipLocked().execute();
+}
+
+/**
+ * The environment's placement, its row locked for the rest of `trx` (placement writes it): undefined
+ * when another transaction holds the row (skipped, not waited for: whoever holds it may be placing
+ * it) or when it no longer exists.
+ */
+export function lockEnvironmentPlacement(trx: Db, id: string): Promise<Selectable<EnvironmentsTable> | undefined> {
+  return trx.selectFrom("environments").selectAll().where("id", "=", id).forUpdate().skipLocked().executeTakeFirst();
+}
+
+/** Writes the job's host once: false when it already has one (the first choice stands). */
+export async function assignJobHost(db: Db, id: string, hostId: string): Promise<boolean> {
+  const r = await db.updateTable("jobs").set({ host_id: hostId }).where("id", "=", id).where("host_id", "is", null).executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+/**
+ * Claims up to `limit` placed, unpublished jobs for publication, locked for the rest of `trx`;
+ * rows another transaction holds are skipped (another control plane publishes them).
+ */
+export function claimPublishableJobs(trx: Db, limit: number): Promise<JobRow[]> {
+  return publishable(trx).where("jobs.host_id", "is not", null).orderBy("jobs.created_at").orderBy("jobs.id").limit(limit).forUpdate("jobs").skipLocked().execute();
+}
+
+/** Marks jobs published (each once: a job already marked keeps its time and count). */
+export async function markJobsPublished(db: Db, ids: string[], at: Date): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .updateTable("jobs")
+    .set((eb) => ({ published_at: at, publish_attempts: eb("publish_attempts", "+", 1), last_publish_error: null }))
+    .where("id", "in", ids)
+    .where("published_at", "is", null)
+    .execute();
+}
+
+/** A failed publication: counted, its error kept for the API; the job stays in the outbox. */
+export async function recordPublishFailure(db: Db, id: string, error: string): Promise<void> {
+  await db
+    .updateTable("jobs")
+    .set((eb) => ({ publish_attempts: eb("publish_attempts", "+", 1), last_publish_error: error }))
+    .where("id", "=", id)
+    .execute();
+}
+
+/**
+ * Serializes placement decisions across every control plane sharing the database until `trx` ends:
+ * placement reads the room hosts have and then writes its choice, and two deciding at once could both
+ * see room for one more. A transaction-level advisory lock (released at commit or rollback, also when
+ * the process dies); in PGlite (one process) it is the same lock, uncontended.
+ */
+export async function lockPlacementDecisions(trx: Db): Promise<void> {
+  await sql`select pg_advisory_xact_lock(${SLIPWAY_LOCKS}::int, ${PLACEMENT_LOCK}::int)`.execute(trx);
+}
+/**
+ * Two-key advisory locks are a key space apart from one-key ones (hashtext(...) elsewhere): the
+ * first key is Slipway's ("slwp" in ASCII), the second says which lock.
+ */
+const SLIPWAY_LOCKS = 0x736c7770;
+const PLACEMENT_LOCK = 1;
+
+function publishable(db: Db) {
   return db
     .selectFrom("jobs")
-    .leftJoin("deployments", "deployments.id", "jobs.deployment_id")
     .selectAll("jobs")
     .where("jobs.published_at", "is", null)
     .where("jobs.state", "=", "queued")
-    .where((eb) => eb.or([eb("deployments.waiting", "is", null), eb("deployments.waiting", "=", false)]))
-    .orderBy("jobs.created_at")
-    .limit(limit)
-    .execute();
+    .where((eb) => eb.not(eb.exists(eb.selectFrom("deployments").select("deployments.id").whereRef("deployments.id", "=", "jobs.deployment_id").where("deployments.waiting", "=", true))));
 }
 
 /** Publication bookkeeping and host assignment; the state is the lifecycle module's. */

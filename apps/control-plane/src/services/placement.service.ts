@@ -1,6 +1,7 @@
 import { labelsMatch, requestOf, type ResourceLimits } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import { placementCandidates, placedEnvironments } from "../repositories/hosts.repository.js";
+import { lockPlacementDecisions } from "../repositories/deployments.repository.js";
 import { DEFAULT_RESOURCE_POLICY, limitsOf, type ResourcePolicy } from "./resource-policy.js";
 
 /** What an environment asks of a host: its limits times its replicas. */
@@ -49,8 +50,15 @@ export class PlacementService {
     return requestOf(limitsOf(this.resources, env), env.replicas);
   }
 
-  /** Room of every online, active host (by id); `except` is left out of what is placed (it is being placed again). */
+  /**
+   * Room of every online, active host (by id); `except` is left out of what is placed (it is being placed again).
+   * Inside a transaction, first takes the placement lock until the transaction ends, so that a
+   * decision read here and written in the same transaction is never made on room another control
+   * plane (or request) is giving away at the same moment. Callers that write a placement must do so
+   * in that transaction; callers holding an environment's row lock take it before this one.
+   */
   async room(db: Db, except?: string): Promise<Map<string, HostRoom & { labels: Record<string, string>; environments: number; cpu: number; name: string }>> {
+    if (db.isTransaction) await lockPlacementDecisions(db);
     const since = new Date(Date.now() - this.onlineWindowMs());
     const hosts = await placementCandidates(db, since);
     const placed = await placedEnvironments(db, hosts.map((h) => h.id));
