@@ -1,12 +1,10 @@
-import { writeFileSync } from "node:fs";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPebble, type Pebble } from "@slipway/control-plane/testing/pebble";
+import type { Pebble } from "@slipway/control-plane/testing/pebble";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, nodeServerApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
-import { httpsGet, sClient } from "./support/https.js";
+import { httpsGet, sClient, startAcme } from "./support/https.js";
 
 const DOMAIN = "shop.example.test";
 const VALIDITY_SECONDS = 120;
@@ -52,22 +50,9 @@ describe("automatic HTTPS on two hosts: one order, both serve the certificate an
     https.a = await reservePort();
     https.b = await reservePort();
     ports.push(httpA, https.a, https.b);
-    pebble = await startPebble({ httpPort: httpA, certificateValiditySeconds: VALIDITY_SECONDS });
-    const listenerCa = path.join(pebble.dir, "listener-ca.pem");
-    writeFileSync(listenerCa, pebble.listenerCaPem);
-    rootFile = path.join(pebble.dir, "issuing-root.pem");
-    writeFileSync(rootFile, pebble.rootPem);
-    platform = new Platform({
-      database: "postgres",
-      cpEnv: {
-        SLIPWAY_ACME_DIRECTORY: pebble.directoryUrl,
-        NODE_EXTRA_CA_CERTS: listenerCa,
-        SLIPWAY_ACME_CHALLENGE_PORT: String(httpA),
-        SLIPWAY_ACME_CHALLENGE_ADDRESS: "127.0.0.1",
-        SLIPWAY_ACME_INTERVAL_MS: "500",
-        SLIPWAY_ACME_RETRY_SECONDS: "2",
-      },
-    });
+    const acme = await startAcme({ httpPort: httpA, certificateValiditySeconds: VALIDITY_SECONDS });
+    ({ pebble, rootFile } = acme);
+    platform = new Platform({ database: "postgres", cpEnv: acme.cpEnv });
     await platform.start();
     a = await platform.addAgent({ SLIPWAY_INGRESS_HTTP_PORT: String(httpA), SLIPWAY_INGRESS_HTTPS_PORT: String(https.a) });
     repo.commit(nodeServerApp(SERVER), "a server");

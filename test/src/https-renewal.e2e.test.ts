@@ -1,14 +1,14 @@
-import { readdirSync, writeFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPebble, type Pebble } from "@slipway/control-plane/testing/pebble";
+import type { Pebble } from "@slipway/control-plane/testing/pebble";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, nodeServerApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
-import { httpsGet, sClient } from "./support/https.js";
+import { httpsGet, sClient, startAcme } from "./support/https.js";
 
 const DOMAIN = "shop.example.test";
 const VALIDITY_SECONDS = 60;
@@ -132,22 +132,9 @@ describe("automatic HTTPS: renewal, agent restart and HAProxy reload keep the ce
   beforeAll(async () => {
     httpPort = await reservePort();
     httpsPort = await reservePort();
-    pebble = await startPebble({ httpPort, certificateValiditySeconds: VALIDITY_SECONDS });
-    const listenerCa = path.join(pebble.dir, "listener-ca.pem");
-    writeFileSync(listenerCa, pebble.listenerCaPem);
-    rootFile = path.join(pebble.dir, "issuing-root.pem");
-    writeFileSync(rootFile, pebble.rootPem);
-    platform = new Platform({
-      database: "postgres",
-      cpEnv: {
-        SLIPWAY_ACME_DIRECTORY: pebble.directoryUrl,
-        NODE_EXTRA_CA_CERTS: listenerCa,
-        SLIPWAY_ACME_CHALLENGE_PORT: String(httpPort),
-        SLIPWAY_ACME_CHALLENGE_ADDRESS: "127.0.0.1",
-        SLIPWAY_ACME_INTERVAL_MS: "500",
-        SLIPWAY_ACME_RETRY_SECONDS: "2",
-      },
-    });
+    const acme = await startAcme({ httpPort, certificateValiditySeconds: VALIDITY_SECONDS });
+    ({ pebble, rootFile } = acme);
+    platform = new Platform({ database: "postgres", cpEnv: acme.cpEnv });
     await platform.start();
     agent = await platform.addAgent({ SLIPWAY_INGRESS_HTTP_PORT: String(httpPort), SLIPWAY_INGRESS_HTTPS_PORT: String(httpsPort) });
     repo.commit(nodeServerApp(SERVER), "a server with a long streaming response");

@@ -1,12 +1,12 @@
 import { chmodSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPebble, type Pebble } from "@slipway/control-plane/testing/pebble";
+import type { Pebble } from "@slipway/control-plane/testing/pebble";
 import { Platform } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
-import { httpsGet, sClient } from "./support/https.js";
+import { httpsGet, sClient, startAcme } from "./support/https.js";
 
 const BASE = "apps.example.test";
 
@@ -28,11 +28,8 @@ describe("automatic HTTPS for default host names: a wildcard certificate over DN
     const httpPort = await reservePort();
     httpsPort = await reservePort();
     ports.push(httpPort, httpsPort);
-    pebble = await startPebble({ httpPort });
-    const listenerCa = path.join(pebble.dir, "listener-ca.pem");
-    writeFileSync(listenerCa, pebble.listenerCaPem);
-    rootFile = path.join(pebble.dir, "issuing-root.pem");
-    writeFileSync(rootFile, pebble.rootPem);
+    const acme = await startAcme({ httpPort });
+    ({ pebble, rootFile } = acme);
     // The operator's hook: publishes and withdraws the TXT record at "their DNS provider".
     const hook = path.join(pebble.dir, "dns-hook.mjs");
     writeFileSync(
@@ -47,13 +44,8 @@ process.exit(res.ok ? 0 : 1);
     platform = new Platform({
       database: "postgres",
       cpEnv: {
+        ...acme.cpEnv,
         SLIPWAY_BASE_DOMAIN: BASE,
-        SLIPWAY_ACME_DIRECTORY: pebble.directoryUrl,
-        NODE_EXTRA_CA_CERTS: listenerCa,
-        SLIPWAY_ACME_CHALLENGE_PORT: String(httpPort),
-        SLIPWAY_ACME_CHALLENGE_ADDRESS: "127.0.0.1",
-        SLIPWAY_ACME_INTERVAL_MS: "500",
-        SLIPWAY_ACME_RETRY_SECONDS: "2",
         SLIPWAY_ACME_DNS_HOOK: hook,
         SLIPWAY_ACME_DNS_PROPAGATION_SECONDS: "0",
         SLIPWAY_ACME_WILDCARD: "1",

@@ -1,14 +1,12 @@
-import { writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPebble, type Pebble } from "@slipway/control-plane/testing/pebble";
+import type { Pebble } from "@slipway/control-plane/testing/pebble";
 import { Platform } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
 import { releasePort, reservePort } from "./support/ports.js";
 import { waitFor } from "./support/processes.js";
-import { httpsGet, sClient } from "./support/https.js";
+import { httpsGet, sClient, startAcme } from "./support/https.js";
 
 const DOMAIN = "shop.example.test";
 const VALIDITY_SECONDS = 60;
@@ -40,28 +38,15 @@ describe("automatic HTTPS: a custom domain is served over HTTPS with a certifica
   const repo = new TestRepo();
   let httpPort = 0;
   let httpsPort = 0;
+  let rootFile = "";
 
   beforeAll(async () => {
     httpPort = await reservePort();
     httpsPort = await reservePort();
-    // Pebble validates HTTP-01 on the agent's HTTP ingress port (its DNS answers 127.0.0.1 for every name).
     // Short-lived certificates: renewal is due at a third of the lifetime left (40 s after issuance, 20 s before expiry).
-    pebble = await startPebble({ httpPort, certificateValiditySeconds: VALIDITY_SECONDS });
-    const listenerCa = path.join(pebble.dir, "listener-ca.pem");
-    writeFileSync(listenerCa, pebble.listenerCaPem);
-    platform = new Platform({
-      database: "postgres",
-      cpEnv: {
-        SLIPWAY_ACME_DIRECTORY: pebble.directoryUrl,
-        // The control plane is a child process: it trusts pebble's listener the way an operator's private CA is trusted.
-        NODE_EXTRA_CA_CERTS: listenerCa,
-        SLIPWAY_ACME_CHALLENGE_PORT: String(httpPort),
-        // The test's names do not resolve on this machine: the pre-check connects to the ingress directly.
-        SLIPWAY_ACME_CHALLENGE_ADDRESS: "127.0.0.1",
-        SLIPWAY_ACME_INTERVAL_MS: "500",
-        SLIPWAY_ACME_RETRY_SECONDS: "2",
-      },
-    });
+    const acme = await startAcme({ httpPort, certificateValiditySeconds: VALIDITY_SECONDS });
+    ({ pebble, rootFile } = acme);
+    platform = new Platform({ database: "postgres", cpEnv: acme.cpEnv });
     await platform.start();
     await platform.addAgent({ SLIPWAY_INGRESS_HTTP_PORT: String(httpPort), SLIPWAY_INGRESS_HTTPS_PORT: String(httpsPort) });
     repo.commit(helloApp("hello over https"), "v1");
@@ -79,8 +64,6 @@ describe("automatic HTTPS: a custom domain is served over HTTPS with a certifica
 
   it("adding the domain gives it a certificate served within 30 s, verified with openssl against pebble's root; the API, activity and /metrics say so", async () => {
     const api = platform.api;
-    const rootFile = path.join(pebble.dir, "issuing-root.pem");
-    writeFileSync(rootFile, pebble.rootPem);
     const added = Date.now();
     await api.call("POST", "/v1/apps/shop/environments/test/domains", { hostname: DOMAIN });
     let lastFailure = "";
@@ -151,7 +134,7 @@ describe("automatic HTTPS: a custom domain is served over HTTPS with a certifica
     keepAlive.destroy();
     expect(failures).toEqual([]);
     expect(ok).toBeGreaterThan(0);
-    expect(await sClient(httpsPort, DOMAIN, path.join(pebble.dir, "issuing-root.pem"))).toBe("");
+    expect(await sClient(httpsPort, DOMAIN, rootFile)).toBe("");
     const now = (await api.call("GET", "/v1/apps/shop/environments/test/domains")).domains[0].certificate;
     expect(now).toMatchObject({ state: "valid", lastError: null });
     expect(now.serial.toUpperCase()).toBe(renewed.serial.toUpperCase());

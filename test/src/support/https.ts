@@ -4,6 +4,7 @@ import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TLSSocket } from "node:tls";
+import { startPebble, type Pebble } from "@slipway/control-plane/testing/pebble";
 
 // What the HTTPS suites (test/src/https*.e2e.test.ts) share: checking the certificate an
 // ingress serves for a name, and a GET over HTTPS with SNI through 127.0.0.1.
@@ -86,5 +87,33 @@ export function createTestCa(name = "Slipway e2e Test CA"): TestCa {
       return { certPem, chainPem: certPem + intermediatePem, keyPem: readFileSync(path.join(dir, `${id}.key`), "utf8"), chainFile, keyFile: path.join(dir, `${id}.key`) };
     },
     remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * A real ACME server for an HTTPS suite: pebble validating HTTP-01 on `httpPort` (the agent's HTTP
+ * ingress port; its DNS answers 127.0.0.1 for every name), pebble's issuing root in a file for
+ * openssl, and the control plane's settings pointing ACME at it: the control plane is a child
+ * process and trusts pebble's listener the way an operator's private CA is trusted
+ * (NODE_EXTRA_CA_CERTS); the test's names do not resolve here, so the pre-check connects to the
+ * ingress directly; a tick every 500 ms and a 2 s backoff floor keep the suites short.
+ */
+export async function startAcme(opts: { httpPort: number; certificateValiditySeconds?: number }): Promise<{ pebble: Pebble; rootFile: string; cpEnv: Record<string, string> }> {
+  const pebble = await startPebble({ httpPort: opts.httpPort, ...(opts.certificateValiditySeconds ? { certificateValiditySeconds: opts.certificateValiditySeconds } : {}) });
+  const listenerCa = path.join(pebble.dir, "listener-ca.pem");
+  writeFileSync(listenerCa, pebble.listenerCaPem);
+  const rootFile = path.join(pebble.dir, "issuing-root.pem");
+  writeFileSync(rootFile, pebble.rootPem);
+  return {
+    pebble,
+    rootFile,
+    cpEnv: {
+      SLIPWAY_ACME_DIRECTORY: pebble.directoryUrl,
+      NODE_EXTRA_CA_CERTS: listenerCa,
+      SLIPWAY_ACME_CHALLENGE_PORT: String(opts.httpPort),
+      SLIPWAY_ACME_CHALLENGE_ADDRESS: "127.0.0.1",
+      SLIPWAY_ACME_INTERVAL_MS: "500",
+      SLIPWAY_ACME_RETRY_SECONDS: "2",
+    },
   };
 }
