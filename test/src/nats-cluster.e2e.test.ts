@@ -137,6 +137,37 @@ describe("jobs on a three-node NATS cluster", () => {
     expect(d.state).toBe("succeeded");
     expect((await getVia(agent.ingressPort, "jobs-test.localhost")).body).toBe("after rejoin");
   }, 600_000);
+
+  it("runs every job once when the stream leader is killed while the agent is running them", async () => {
+    repo.commit(helloApp("four"), "four");
+    const logFrom = agentLog().length;
+    const jobs = await deployAll(p(), ENVS);
+    const leader = cluster.node((await streamInfo()).cluster!.leader!);
+    const running = await p().api.call("GET", `/v1/deployments/${jobs[0]!.deploymentId}`);
+    await leader.kill();
+    for (const d of jobs) {
+      const done = await p().api.waitDeployment(d.deploymentId, 180_000);
+      expect(done.state, await p().api.log(d.deploymentId)).toBe("succeeded");
+      // Run once: one pass through the steps in its log.
+      const lines = (await p().api.log(d.deploymentId)).split("\n");
+      expect(lines.filter((l) => l === lines.find((x) => x.startsWith("====="))), `deployment ${d.env}`).toHaveLength(1);
+    }
+    for (const env of ENVS) expect((await getVia(agent.ingressPort, `jobs-${env}.localhost`)).body).toBe("four");
+    const log = agentLog().slice(logFrom);
+    const received = log.split("\n").filter((l) => l.includes('"job received"')).map((l) => JSON.parse(l) as { jobId: string; redelivered: boolean });
+    const deliveries = jobs.map((j) => received.filter((r) => r.jobId === j.jobId).length);
+    // A copy delivered again (an ack that met the election) is acknowledged without running: counted, not run.
+    const copies = (log.match(/job already finished|redelivered while still running/g) ?? []).length;
+    expect(deliveries.every((n) => n >= 1)).toBe(true);
+    expect(deliveries.reduce((a, b) => a + b, 0) - copies).toBe(jobs.length);
+    await waitFor("the jobs stream to be empty", async () => (await streamInfo()).state.messages === 0, { timeoutMs: 60_000 });
+    await leader.start();
+    await waitFor(`${leader.serverName} to be a current replica again`, async () => {
+      const info = await streamInfo();
+      return [info.cluster?.leader, ...(info.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name)].length === 3;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
+    console.log(JSON.stringify({ killed: leader.serverName, firstJobStateAtKill: running.state, jobs: jobs.length, deliveries, copies }));
+  }, 600_000);
 });
 
 /** Starts a deployment of each environment and waits until its job is stored in JetStream. */
