@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { DEFAULT_RESOURCE_POLICY, type ResourcePolicy } from "./services/resource-policy.js";
 import { acmeSettingsFromEnv } from "./tls/acme-settings.js";
 import type { AcmeConfig } from "./tls/certificate.service.js";
+import { parseNatsServers } from "./bus/nats-servers.js";
 
 export { ConfigError };
 
@@ -14,10 +15,15 @@ export interface ControlPlaneConfig {
   dataDir: string;
   /** PostgreSQL DSN; undefined = embedded PGlite in `<dataDir>/pglite`. */
   databaseUrl?: string;
-  /** NATS server; undefined = a `nats-server -js` started on loopback with its store in the data dir. */
+  /**
+   * NATS server, or a cluster's nodes comma-separated (bus/nats-servers.ts); undefined = a
+   * `nats-server -js` started on loopback with its store in the data dir (always one node).
+   */
   natsUrl?: string;
-  /** NATS address handed to agents at registration (defaults to natsUrl / the embedded server). */
+  /** NATS address(es) handed to agents at registration (defaults to natsUrl / the embedded server). */
   natsPublicUrl?: string;
+  /** Replicas of the jobs stream (and so of its consumers): 1, or 3 on a three-node cluster. Applied at start when it differs. */
+  natsReplicas: number;
   httpHost: string;
   httpPort: number;
   /** PEM files for the REST API's TLS (certificate chain and key); unset = plain HTTP. */
@@ -153,6 +159,15 @@ function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string 
   return raw;
 }
 
+/** One NATS URL or a cluster's, comma-separated (bus/nats-servers.ts). */
+function natsUrls(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const parsed = parseNatsServers(raw, ["nats:", "tls:"]);
+  if ("error" in parsed) throw new ConfigError(name, `${parsed.error} (one nats:// URL, or a cluster's nodes comma-separated)`);
+  return parsed.list;
+}
+
 function dbPrefix(env: NodeJS.ProcessEnv): string {
   const v = env.SLIPWAY_DATABASE_NAME_PREFIX || "slw";
   if (!/^[a-z][a-z0-9_]{0,15}$/.test(v)) throw new ConfigError("SLIPWAY_DATABASE_NAME_PREFIX", `'${v}' must be 1-16 of a-z, 0-9 and _, starting with a letter`);
@@ -224,14 +239,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
   if (env.SLIPWAY_GRPC_TLS_CLIENT_CA && !env.SLIPWAY_GRPC_TLS_CERT) {
     throw new ConfigError("SLIPWAY_GRPC_TLS_CLIENT_CA", "client certificates (mTLS) need SLIPWAY_GRPC_TLS_CERT and SLIPWAY_GRPC_TLS_KEY");
   }
+  // JetStream's limit is 5; the embedded server is one node, where only 1 can be placed.
+  const natsReplicas = int(env, "SLIPWAY_NATS_REPLICAS", 1, 1, 5);
+  if (natsReplicas > 1 && !env.NATS_URL) {
+    throw new ConfigError("SLIPWAY_NATS_REPLICAS", "needs a NATS cluster (NATS_URL with every node's address); the embedded NATS is one node");
+  }
   const scheme = env.SLIPWAY_INGRESS_SCHEME || defaults.ingressScheme;
   if (scheme !== "http" && scheme !== "https") throw new ConfigError("SLIPWAY_INGRESS_SCHEME", "must be http or https");
   const dataDir = path.resolve(env.SLIPWAY_DATA_DIR || path.join(homedir(), ".slipway", "control-plane"));
   return Object.freeze({
     dataDir,
     databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
-    natsUrl: url(env, "NATS_URL", ["nats:", "tls:"]),
-    natsPublicUrl: url(env, "SLIPWAY_NATS_PUBLIC_URL", ["nats:", "tls:"]),
+    natsUrl: natsUrls(env, "NATS_URL"),
+    natsPublicUrl: natsUrls(env, "SLIPWAY_NATS_PUBLIC_URL"),
+    natsReplicas,
     httpHost: env.SLIPWAY_HTTP_HOST || defaults.httpHost,
     httpPort: int(env, "SLIPWAY_HTTP_PORT", defaults.httpPort, 0, 65535),
     httpTlsCert: env.SLIPWAY_HTTP_TLS_CERT || undefined,

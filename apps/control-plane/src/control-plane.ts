@@ -71,7 +71,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     const db = database.db;
     const nats = await startNats(config, db, log, cleanups);
     const natsUrl = nats.access.url;
-    const bus = new NatsJobBus(nats.access, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs });
+    const bus = new NatsJobBus(nats.access, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs, replicas: config.natsReplicas });
     // Not awaited: an unreachable NATS must not keep the API down; jobs wait in the outbox.
     const connecting = bus.connect().catch((err: unknown) => log.error({ err }, "nats connect failed"));
     cleanups.push(async () => {
