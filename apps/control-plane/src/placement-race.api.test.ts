@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { testControlPlane, type DbKind, type TestControlPlane } from "./testing/harness.js";
+import { setEnvironmentRow, testControlPlane, type DbKind, type TestControlPlane } from "./testing/harness.js";
+import { getAppByName, getEnvironment } from "./repositories/apps.repository.js";
 import { insertHost } from "./repositories/hosts.repository.js";
 
 // Placement reads the room hosts have, then writes its choice: requests deciding at once (on one
@@ -39,5 +40,25 @@ describe.each<DbKind>(["postgres", "pglite"])("placement of deployments requeste
     const jobs = await cp.database.db.selectFrom("jobs").innerJoin("environments", "environments.id", "jobs.environment_id").select(["jobs.host_id", "environments.host_id as env_host"]).execute();
     expect(jobs.length).toBe(4);
     for (const j of jobs) expect(j.host_id).toBe(j.env_host);
+  });
+
+  it("a move in flight holds its room on the target host: a later environment is refused rather than overfill it", async () => {
+    const db = cp.database.db;
+    // Two more hosts with room for two each, told apart by a label.
+    await insertHost(db, { id: host(3), name: "h3", labels: { pool: "m" }, credentialHash: "c3", version: "t", capacity: { cpus: 4, memoryBytes: 2 ** 30, diskBytes: 2 ** 40 } });
+    await insertHost(db, { id: host(4), name: "h4", labels: { pool: "n" }, credentialHash: "c4", version: "t", capacity: { cpus: 4, memoryBytes: 2 ** 30, diskBytes: 2 ** 40 } });
+    for (const a of ["m", "n"]) expect((await call("POST", "/v1/apps", { name: a, repository: `https://x.test/${a}.git` })).statusCode).toBe(201);
+    // m/test serves on h4; its labels now ask for pool m, so its next deployment moves it to h3.
+    const moving = await getEnvironment(db, await getAppByName(db, "m"), "test");
+    await setEnvironmentRow(db, moving.id, { host_id: host(4), current_image: "slipway/m:1", deployed_config_revision: moving.config_revision, last_success_at: new Date() });
+    for (const [a, e] of [["m", "test"], ["m", "live"], ["n", "test"]]) expect((await call("PATCH", `/v1/apps/${a}/environments/${e}`, { hostLabels: { pool: "m" } })).statusCode).toBe(200);
+    const move = await call("POST", "/v1/apps/m/environments/test/deployments", {});
+    expect(move.statusCode).toBe(202);
+    expect(await db.selectFrom("deployments").select(["host_id", "moved_from_host_id"]).where("id", "=", move.json().id).executeTakeFirstOrThrow()).toEqual({ host_id: host(3), moved_from_host_id: host(4) });
+    // h3: the move takes one place, m/live the other; n/test finds no room although nothing is placed on h3 yet but m/live.
+    expect((await call("POST", "/v1/apps/m/environments/live/deployments", {})).statusCode).toBe(202);
+    const refused = await call("POST", "/v1/apps/n/environments/test/deployments", {});
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().error.message).toMatch(/n\/test cannot be placed: no host has room for 512 MiB and 1 CPU \(h3: 0 MiB/);
   });
 });

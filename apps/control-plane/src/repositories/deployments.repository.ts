@@ -2,6 +2,7 @@ import { sql, type Selectable } from "kysely";
 import type { Db } from "../db/database.js";
 import { json } from "../db/database.js";
 import type { DeploymentsTable, EnvironmentsTable, JobsTable } from "../db/schema.js";
+import type { ResourceLimits } from "@slipway/core";
 
 export type DeploymentRow = Selectable<DeploymentsTable>;
 export type JobRow = Selectable<JobsTable>;
@@ -165,6 +166,30 @@ export async function recordPublishFailure(db: Db, id: string, error: string): P
     .set((eb) => ({ publish_attempts: eb("publish_attempts", "+", 1), last_publish_error: error }))
     .where("id", "=", id)
     .execute();
+}
+
+/**
+ * Environments on their way to these hosts: a move (a deployment with `moved_from_host_id`, its
+ * target in `host_id`) not ended yet, the environment still placed elsewhere. By target host.
+ */
+export async function movesInFlight(db: Db, hostIds: string[]): Promise<Map<string, Array<{ id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number }>>> {
+  const out = new Map<string, Array<{ id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number }>>();
+  if (hostIds.length === 0) return out;
+  const rows = await db
+    .selectFrom("deployments")
+    .innerJoin("environments", "environments.id", "deployments.environment_id")
+    .select(["environments.id", "environments.name", "environments.limits", "environments.replicas", "deployments.host_id as target"])
+    .where("deployments.host_id", "in", hostIds)
+    .where("deployments.moved_from_host_id", "is not", null)
+    .where("deployments.state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
+    .whereRef("environments.host_id", "is distinct from", "deployments.host_id")
+    .execute();
+  for (const r of rows) {
+    const list = out.get(r.target!) ?? [];
+    if (!list.some((e) => e.id === r.id)) list.push({ id: r.id, name: r.name, limits: r.limits, replicas: r.replicas });
+    out.set(r.target!, list);
+  }
+  return out;
 }
 
 /**

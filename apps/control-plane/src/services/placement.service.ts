@@ -1,7 +1,7 @@
 import { labelsMatch, requestOf, type ResourceLimits } from "@slipway/core";
 import type { Db } from "../db/database.js";
 import { placementCandidates, placedEnvironments } from "../repositories/hosts.repository.js";
-import { lockPlacementDecisions } from "../repositories/deployments.repository.js";
+import { lockPlacementDecisions, movesInFlight } from "../repositories/deployments.repository.js";
 import { DEFAULT_RESOURCE_POLICY, limitsOf, type ResourcePolicy } from "./resource-policy.js";
 
 /** What an environment asks of a host: its limits times its replicas. */
@@ -32,8 +32,8 @@ export function describeRequest(r: Request): string {
 /**
  * Chooses a host for an environment: an online, active (not cordoned, draining or revoked) host
  * that has every label of the environment's `hostLabels` and room for its request: memory
- * (limits × replicas) within the host's memory minus what its environments request, CPU within its
- * cores × the overcommit minus theirs. Of those, the one with the most room left (the smaller of
+ * (limits × replicas) within the host's memory minus what its environments request (those placed
+ * on it and those a move in flight brings to it), CPU within its cores × the overcommit minus theirs. Of those, the one with the most room left (the smaller of
  * its free memory and free CPU shares, after placing), then the fewest environments, then the
  * lowest CPU load. A host that reported no capacity (0) is taken to have room. No online host with
  * the labels: `no_host` (the job waits in the outbox until one is); hosts but no room: `no_room`,
@@ -51,7 +51,8 @@ export class PlacementService {
   }
 
   /**
-   * Room of every online, active host (by id); `except` is left out of what is placed (it is being placed again).
+   * Room of every online, active host (by id): what its environments request, and those a move in
+   * flight is bringing to it; `except` is left out (it is being placed again).
    * Inside a transaction, first takes the placement lock until the transaction ends, so that a
    * decision read here and written in the same transaction is never made on room another control
    * plane (or request) is giving away at the same moment. Callers that write a placement must do so
@@ -62,12 +63,14 @@ export class PlacementService {
     const since = new Date(Date.now() - this.onlineWindowMs());
     const hosts = await placementCandidates(db, since);
     const placed = await placedEnvironments(db, hosts.map((h) => h.id));
+    const moving = await movesInFlight(db, hosts.map((h) => h.id));
     const out = new Map<string, HostRoom & { labels: Record<string, string>; environments: number; cpu: number; name: string }>();
     for (const h of hosts) {
       let mem = 0;
       let cpus = 0;
       let n = 0;
-      for (const e of placed.get(h.id) ?? []) {
+      // An environment being moved here takes its room from the moment the move is requested.
+      for (const e of [...(placed.get(h.id) ?? []), ...(moving.get(h.id) ?? [])]) {
         n++;
         if (e.id === except) continue;
         const r = this.requestOf(e);
