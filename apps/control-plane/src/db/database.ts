@@ -55,6 +55,10 @@ export async function openDatabase(opts: { databaseUrl?: string; dataDir?: strin
     // An idle client whose server connection drops (PostgreSQL restarted, connection killed) emits
     // 'error' on the pool; unhandled, it would crash the process. The pool replaces the client.
     pool.on("error", (err) => opts.onIdleError?.(err));
+    // The pool listens to a client only while it is idle: a connection that drops while checked out
+    // (in a transaction, a query) would emit 'error' with no listener and exit the process. A
+    // listener for the connection's whole life makes it fail the statement that holds it instead.
+    pool.on("connect", (client) => client.on("error", (err) => opts.onIdleError?.(err)));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     handle = { db, kind: "postgres", close: () => db.destroy() };
   } else {
