@@ -61,4 +61,23 @@ describe.each<DbKind>(["postgres", "pglite"])("placement of deployments requeste
     expect(refused.statusCode).toBe(409);
     expect(refused.json().error.message).toMatch(/n\/test cannot be placed: no host has room for 512 MiB and 1 CPU \(h3: 0 MiB/);
   });
+
+  it("a drain plans its moves together: two environments are never sent to the last room of one host (409, nothing drained)", async () => {
+    const db = cp.database.db;
+    // h5 runs x/test and x/live; h6, the only other host with their labels, has room for one.
+    await insertHost(db, { id: host(5), name: "h5", labels: { pool: "x" }, credentialHash: "c5", version: "t", capacity: { cpus: 4, memoryBytes: 2 ** 30, diskBytes: 2 ** 40 } });
+    await insertHost(db, { id: host(6), name: "h6", labels: { pool: "x" }, credentialHash: "c6", version: "t", capacity: { cpus: 4, memoryBytes: 2 ** 29, diskBytes: 2 ** 40 } });
+    expect((await call("POST", "/v1/apps", { name: "x", repository: "https://x.test/x.git" })).statusCode).toBe(201);
+    for (const e of ["test", "live"]) {
+      expect((await call("PATCH", `/v1/apps/x/environments/${e}`, { hostLabels: { pool: "x" } })).statusCode).toBe(200);
+      const env = await getEnvironment(db, await getAppByName(db, "x"), e);
+      await setEnvironmentRow(db, env.id, { host_id: host(5), current_image: `slipway/x-${e}:1`, deployed_config_revision: env.config_revision, last_success_at: new Date() });
+    }
+    const drain = await call("POST", `/v1/hosts/${host(5)}/drain`, {});
+    expect(drain.statusCode).toBe(409);
+    expect(drain.json().error.message).toMatch(/^no other host can take x\/(test|live): no host has room for 512 MiB and 1 CPU \(h6: 0 MiB.*; nothing was drained$/);
+    expect((await db.selectFrom("hosts").select("admin_state").where("id", "=", host(5)).executeTakeFirstOrThrow()).admin_state).toBe("active");
+    const moves = await db.selectFrom("deployments").select("id").where("moved_from_host_id", "=", host(5)).execute();
+    expect(moves).toEqual([]);
+  });
 });

@@ -46,16 +46,19 @@ export class DrainService {
     const host = await hosts.findHost(this.db, hostId);
     if (!host) throw new NotFoundError(`host '${hostId}' does not exist`);
     const envs = await hosts.environmentsPlacedOn(this.db, hostId);
-    const moves: Array<{ app: string; env: string; target: string }> = [];
+    const moves: Array<{ app: string; env: string; target: string; request: ReturnType<PlacementService["requestOf"]> }> = [];
     for (const e of envs) {
       if (!e.current_image) continue;
-      const choice = await this.placement.place(this.db, { constraints: e.host_labels ?? {}, exclude: hostId, request: this.placement.requestOf(e), environmentId: e.id });
+      // The moves planned before this one take their room on their targets: two never share the last room.
+      const request = this.placement.requestOf(e);
+      const pending = moves.map((m) => ({ hostId: m.target, request: m.request }));
+      const choice = await this.placement.place(this.db, { constraints: e.host_labels ?? {}, exclude: hostId, request, environmentId: e.id, pending });
       if ("reason" in choice) {
         const labels = formatLabels(e.host_labels ?? {});
         if (choice.reason === "no_room") throw new ConflictError(`no other host can take ${e.app}/${e.name}: ${choice.message}; nothing was drained`);
         throw new ConflictError(`no other online, active host${labels ? ` with the labels ${labels}` : ""} can take ${e.app}/${e.name}; nothing was drained`);
       }
-      moves.push({ app: e.app, env: e.name, target: choice.hostId });
+      moves.push({ app: e.app, env: e.name, target: choice.hostId, request });
     }
     await hosts.setHostAdminState(this.db, hostId, "draining");
     await recordActivity(this.db, { actor: by.name, action: "host.draining", details: { hostId, name: host.name } });

@@ -82,9 +82,18 @@ export class PlacementService {
     return out;
   }
 
-  /** A host for `request` (none: any online host with the labels), or why there is none. */
-  async place(db: Db, opts: { constraints?: Record<string, string>; exclude?: string; request?: Request; environmentId?: string } = {}): Promise<PlacementChoice> {
-    const rooms = [...(await this.room(db, opts.environmentId))].filter(([id, h]) => id !== opts.exclude && labelsMatch(h.labels, opts.constraints ?? {}));
+  /**
+   * A host for `request` (none: any online host with the labels), or why there is none. `pending`:
+   * requests already promised to hosts by the same decision (a drain planning several moves) and
+   * not yet recorded, counted like placed ones.
+   */
+  async place(db: Db, opts: { constraints?: Record<string, string>; exclude?: string; request?: Request; environmentId?: string; pending?: ReadonlyArray<{ hostId: string; request: Request }> } = {}): Promise<PlacementChoice> {
+    const all = await this.room(db, opts.environmentId);
+    for (const p of opts.pending ?? []) {
+      const h = all.get(p.hostId);
+      if (h) all.set(p.hostId, { ...h, environments: h.environments + 1, requestedMemoryBytes: h.requestedMemoryBytes + p.request.memoryBytes, requestedCpus: h.requestedCpus + p.request.cpus });
+    }
+    const rooms = [...all].filter(([id, h]) => id !== opts.exclude && labelsMatch(h.labels, opts.constraints ?? {}));
     if (rooms.length === 0) return { reason: "no_host", message: "no online, active host" + (Object.keys(opts.constraints ?? {}).length ? " with its labels" : "") };
     const req = opts.request ?? { memoryBytes: 0, cpus: 0 };
     const left = (h: HostRoom) => {
