@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testControlPlane, type TestControlPlane } from "../testing/harness.js";
-import { environmentsServing } from "./forwards.repository.js";
+import { clearForwards, environmentsServing, listForwards, recordForward } from "./forwards.repository.js";
+import { insertHost, setHostAdminState } from "./hosts.repository.js";
 
 // Which environments a certificate's names reach (issue 15: every host serving a covered name gets it).
 describe("environmentsServing: the environments a certificate's names cover", () => {
@@ -32,6 +33,24 @@ describe("environmentsServing: the environments a certificate's names cover", ()
     expect(await serving(["blog-test.example.test"])).toEqual(["blog/test"]);
     expect(await serving(["SHOP.example.com", "blog.example.org"])).toEqual(["blog/live", "shop/live"]);
     expect(await serving(["nobody.example.com", "x.blog-test.example.test"])).toEqual([]);
+  });
+
+  it("forwards: recorded and re-pointed per host, none on a revoked host, cleared when the environment is placed there again", async () => {
+    const db = cp.database.db;
+    const host = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
+    for (const n of [1, 2]) await insertHost(db, { id: host(n), name: `h${n}`, labels: {}, credentialHash: `c${n}`, version: "t", capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 } });
+    const env = ids["shop/live"]!;
+    await recordForward(db, env, host(1), "10.0.0.2:80");
+    await recordForward(db, env, host(2), "10.0.0.3:80");
+    await recordForward(db, env, host(1), "10.0.0.9:80");
+    expect((await listForwards(db, [env])).map((f) => [f.host_id, f.forward_to])).toEqual([
+      [host(1), "10.0.0.9:80"],
+      [host(2), "10.0.0.3:80"],
+    ]);
+    await setHostAdminState(db, host(2), "revoked");
+    expect((await listForwards(db, [env])).map((f) => f.host_id)).toEqual([host(1)]);
+    await clearForwards(db, [env], host(1));
+    expect(await listForwards(db, [env])).toEqual([]);
   });
 
   it("a wildcard covers exactly one label: custom domains under it, and every default host name under the base domain", async () => {

@@ -16,10 +16,17 @@ export async function recordForward(db: Db, environmentId: string, hostId: strin
     .execute();
 }
 
-/** The forwards of these environments. */
+/** The forwards of these environments, on hosts not revoked (a revoked host gets no job). */
 export async function listForwards(db: Db, environmentIds: readonly string[]): Promise<ForwardRow[]> {
   if (environmentIds.length === 0) return [];
-  return db.selectFrom("environment_forwards").select(["environment_id", "host_id", "forward_to"]).where("environment_id", "in", environmentIds).orderBy("created_at").execute();
+  return db
+    .selectFrom("environment_forwards as f")
+    .innerJoin("hosts as h", "h.id", "f.host_id")
+    .select(["f.environment_id", "f.host_id", "f.forward_to"])
+    .where("f.environment_id", "in", environmentIds)
+    .where("h.admin_state", "<>", "revoked")
+    .orderBy("f.created_at")
+    .execute();
 }
 
 /** An environment placed on a host again serves there itself: that host's forward of it ends. */
