@@ -137,7 +137,7 @@ describe("gRPC streams from a client without a valid credential", () => {
   });
 
   it("Heartbeat: an anonymous 100 MB stream is cut off at once and nothing piles up", async () => {
-    const beat = (): HeartbeatRequest => ({ version: text, cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, diskFreeBytes: 0n, containers: [], environments: [], ingressAddress: "", incidents: [] });
+    const beat = (): HeartbeatRequest => ({ version: text, cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, diskFreeBytes: 0n, containers: [], environments: [], ingressAddress: "", incidents: [], servedCertificates: [], servedCertificatesReported: false });
     expectCutOff(await flood(() => client.heartbeat(anonymous(), deadline()), beat, CHUNK, FLOOD));
     expectCutOff(await flood(() => client.heartbeat(forged(), deadline()), beat, CHUNK, FLOOD));
   });
@@ -195,7 +195,7 @@ describe("gRPC streams from a client without a valid credential", () => {
 
     it("a heartbeat stream is answered beat by beat", async () => {
       const call = client.heartbeat(md(), deadline());
-      const beat: HeartbeatRequest = { version: "t", cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, diskFreeBytes: 0n, containers: [], environments: [], ingressAddress: "", incidents: [] };
+      const beat: HeartbeatRequest = { version: "t", cpuLoad: 0, memoryUsedBytes: 0n, diskUsedBytes: 0n, diskFreeBytes: 0n, containers: [], environments: [], ingressAddress: "", incidents: [], servedCertificates: [], servedCertificatesReported: false };
       call.write(beat);
       await once(call, "data");
       call.write(beat);
