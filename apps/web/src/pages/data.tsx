@@ -10,10 +10,12 @@ import { Alert, Field, Loading, PageTitle, StateBadge, useModal, useResource } f
 
 // An environment's data: its backups (create, restore into any environment of the app, download),
 // the backup schedule, and a content copy from another environment into this one. A copy or
-// restore is followed by polling GET /v1/content-copies/{id} every second until it ends
-// (DECISIONS "Data page"); backups still running are polled in the list.
+// restore is followed by polling GET /v1/content-copies/{id} every 250 ms until it ends
+// (DECISIONS "Data page"); backups still running are polled in the list every second.
 const PAGE_SIZE = 10;
 const POLL_MS = 1000;
+/** As often as the agent reports a copy's progress: a copy of a few seconds still shows it move. */
+const PROGRESS_POLL_MS = 250;
 
 export function DataPage({ app, env }: { app: string; env: string }): JSX.Element {
   const appView = useResource(() => api.getApp(app), app);
@@ -80,7 +82,7 @@ function OperationProgress({ id, onDone, onDismiss }: { id: string; onDone: () =
         // Refused or gone (403, 404): asking again every second would not change the answer.
         if (err instanceof ApiError && err.status >= 400 && err.status < 500) return;
       }
-      if (current) timer = setTimeout(poll, POLL_MS);
+      if (current) timer = setTimeout(poll, PROGRESS_POLL_MS);
     };
     void poll();
     return () => {
