@@ -17,8 +17,7 @@ import { waitFor } from "./support/processes.js";
 const APP = "md";
 const REQUESTS = 200;
 // Enough media that a copy runs for a few of the page's one-second polls (its progress is seen to move).
-// Enough for the copy to last a few of the page's 250 ms polls on a fast machine.
-const OBJECTS = 800;
+const OBJECTS = 400;
 
 interface Checksum {
   count: number;
