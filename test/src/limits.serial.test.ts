@@ -1,4 +1,6 @@
 import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, type AgentHandle } from "./support/platform.js";
@@ -129,11 +131,29 @@ describe("environments bounded by their limits", () => {
   it("holds a CPU-bound container to half a core: the neighbour's p99 stays within 2× of its idle figure", { timeout: 240_000 }, async () => {
     // The client stands for one on another machine: it must not queue behind the hog on the core the
     // hog is pinned to (with EEVDF a woken task may wait out the running task's slice, 1.5 ms here,
-    // which the client's own timing would add to every figure). The neighbour and the ingress are
-    // not pinned: what they meet is what is measured.
+    // which the client's own timing would add to every figure). The neighbour runs on a core of its
+    // own (the default limit of one core) and the ingress where the agent puts it: what they meet is
+    // what is measured.
     const hogCpus = execFileSync("docker", ["inspect", "-f", "{{.HostConfig.CpusetCpus}}", webContainer("hog")], { encoding: "utf8" }).trim();
     const cores = Number(execFileSync("docker", ["info", "-f", "{{.NCPU}}"], { encoding: "utf8" }).trim());
     const others = [...Array(cores).keys()].filter((c) => !hogCpus.split(",").includes(String(c)));
+    // HAProxy's threads (master and workers): the agent keeps them off the cores of a confined
+    // container that uses its whole limit (docker/cpuset.ts), measured every 2 s.
+    const master = Number(readFileSync(path.join(agent.stateDir, "haproxy", "haproxy.pid"), "utf8").trim());
+    const haproxyCores = (): string[] => {
+      const pids = [master, ...execFileSync("ps", ["-o", "pid=", "--ppid", String(master)], { encoding: "utf8" }).trim().split(/\s+/).filter(Boolean).map(Number)];
+      const threads = pids.flatMap((pid) => {
+        try {
+          return readdirSync(`/proc/${pid}/task`).map((tid) => /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))![1]!);
+        } catch {
+          return []; // exited meanwhile
+        }
+      });
+      // "0,2-3" → "0,2,3"
+      return [...new Set(threads.map((l) => l.split(",").flatMap((r) => { const [a, b] = r.split("-").map(Number); return [...Array((b ?? a!) - a! + 1).keys()].map((i) => a! + i); }).join(",")))];
+    };
+    const ingressOn = (what: string, cpus: number[]) =>
+      waitFor(`HAProxy on ${what}`, async () => (haproxyCores().join(" ") === cpus.join(",") ? true : undefined), { timeoutMs: 15_000, intervalMs: 250 });
     const measure = async () =>
       (await runWrk({ url: `http://127.0.0.1:${agent.ingressPort}/`, host: "calm-test.localhost", connections: 4, threads: 1, durationS: 8, pauseMs: 5, ...(others.length > 0 ? { cpus: others.join(",") } : {}) })).latencyMs.p99;
     await measure(); // warm-up
@@ -148,13 +168,15 @@ describe("environments bounded by their limits", () => {
       // Two busy threads: on this 2-core machine, without its limit the hog would take every core.
       expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/burn?workers=2")).toBe("status 200");
       try {
-        await new Promise((r) => setTimeout(r, 1000));
+        if (others.length > 0) await ingressOn("the cores the hog leaves", others);
         busy.push(await measure());
         // What the hog takes meanwhile: about half a core, though its two threads want two.
         cpu.push(Number(execFileSync("docker", ["stats", "--no-stream", "--format", "{{.CPUPerc}}", webContainer("hog")], { encoding: "utf8", timeout: 30_000 }).trim().replace("%", "")));
       } finally {
         expect(await tryGet(agent.ingressPort, "hog-test.localhost", "/rest")).toBe("status 200");
       }
+      // At rest, the hog's core is the ingress's again.
+      await ingressOn("every core", [...Array(cores).keys()]);
     }
     console.info(`calm p99 idle ${idle.map((x) => x.toFixed(2)).join(", ")} ms; with the hog burning ${busy.map((x) => x.toFixed(2)).join(", ")} ms; hog CPU ${cpu.join(", ")} %`);
     for (const c of cpu) {

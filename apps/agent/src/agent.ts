@@ -23,6 +23,8 @@ import { LogServer } from "./logs/log-server.js";
 import { connectRequests, createNatsSeed, natsPublicKey, type AgentNats } from "./nats/connection.js";
 import { ShellServer } from "./logs/shell-server.js";
 import { DockerRuntime } from "./docker/docker.runtime.js";
+import { ProcessPinner } from "./ingress/process-pinner.js";
+import { BUSY_SHARE, ingressCores } from "./docker/cpuset.js";
 import { GitSource } from "./git/git.source.js";
 import { HaproxyIngress } from "./ingress/haproxy.ingress.js";
 import { startMetricsReporting, startTrafficCollector } from "./metrics/agent-metrics.js";
@@ -179,6 +181,8 @@ export async function startAgent(
       hostLog.warn({ err: (err as Error).message }, "cannot read HAProxy's counters; counting requests from the log"),
     );
   }
+  // HAProxy kept off the cores of confined containers that use their whole limit (docker/cpuset.ts).
+  const stopIngressCores = runtime === docker && ingress instanceof HaproxyIngress ? keepIngressOffBusyCores(docker, ingress, identity.hostId, hostLog.child({ component: "cpu" })) : () => undefined;
   const registry = new EnvironmentRegistry(config.stateDir);
   await registry.load();
   const envs = new Environments({ hostId: identity.hostId, registry, runtime, ingress, log: hostLog.child({ component: "environments" }) });
@@ -337,6 +341,7 @@ export async function startAgent(
       await sleeper.stop();
       await reconciler.stop();
       heartbeater.stop();
+      stopIngressCores();
       await janitor.stop();
       stopWatchingOom();
       await metrics.stop();
@@ -345,6 +350,32 @@ export async function startAgent(
       client.close();
     },
   };
+}
+
+/** Every 2 s: what confined containers use, and HAProxy pinned to the cores none of them keeps busy (docker/cpuset.ts); returns the stop. */
+function keepIngressOffBusyCores(docker: DockerRuntime, ingress: HaproxyIngress, hostId: string, log: Logger): () => void {
+  const pinner = new ProcessPinner(log);
+  let last = "";
+  let running = false;
+  const pass = async () => {
+    if (running) return;
+    running = true;
+    try {
+      const { cores, confined } = await docker.confinedUse(hostId);
+      const want = ingressCores(cores, confined);
+      const changed = await pinner.pin(want, await ingress.processIds());
+      if (want !== last && changed.length > 0) log.info({ cores: want, pids: changed, busy: confined.filter((c) => c.usedCpus >= BUSY_SHARE * c.cpus).map((c) => c.cpuset.join(",")) }, "ingress moved to the cores no confined container keeps busy");
+      last = want;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "cannot place the ingress by the cores' load");
+    } finally {
+      running = false;
+    }
+  };
+  void pass();
+  const timer = setInterval(() => void pass(), 2000);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** The operator's SLIPWAY_AGENT_CPUS / SLIPWAY_AGENT_MEMORY_MB. */

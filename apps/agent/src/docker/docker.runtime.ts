@@ -1,7 +1,7 @@
 import { PassThrough, Writable, type Readable } from "node:stream";
 import Dockerode from "dockerode";
 import { LABELS, createLogger, StepFailure, type Logger } from "@slipway/core";
-import { chooseCpuset, coreLoad, parseCpuset } from "./cpuset.js";
+import { chooseCpuset, coreLoad, parseCpuset, type ConfinedUse } from "./cpuset.js";
 import { DockerDisk } from "./docker.disk.js";
 import { labelFilters } from "./labels.js";
 import { DeliveredFilter, logTimestampNs, sinceArg } from "./log-follow.js";
@@ -310,6 +310,14 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
 
   /** The engine's CPU count, read once. */
   private cores?: Promise<number>;
+  private coreCount(): Promise<number> {
+    this.cores ??= this.docker.info().then((i: { NCPU?: number }) => Number(i.NCPU) || 1);
+    return this.cores.catch((err: unknown) => {
+      this.cores = undefined; // asked again next time
+      throw err;
+    });
+  }
+
   /** One cpuset choice and create at a time, so that two containers started together do not pick the same idle core. */
   private cpusetChain: Promise<unknown> = Promise.resolve();
 
@@ -319,11 +327,7 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
    * use every core.
    */
   private async cpusetFor(cpus: number): Promise<string | undefined> {
-    this.cores ??= this.docker.info().then((i: { NCPU?: number }) => Number(i.NCPU) || 1);
-    const cores = await this.cores.catch((err: unknown) => {
-      this.cores = undefined; // asked again next time
-      throw err;
-    });
+    const cores = await this.coreCount();
     if (Math.ceil(cpus - 1e-9) >= cores) return undefined;
     const running = await this.docker.listContainers({ filters: { label: labelFilters({ [LABELS.managed]: "true" }), status: ["running", "created"] } });
     const confined: Array<{ cpus: number; cpuset: number[] }> = [];
@@ -334,6 +338,42 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
       confined.push({ cpus: hc.NanoCpus / 1e9, cpuset: parseCpuset(hc.CpusetCpus) });
     }
     return chooseCpuset(cpus, coreLoad(cores, confined));
+  }
+
+  /** Each confined container's settings (they do not change) and its last CPU reading (ns of CPU time, ns of wall time). */
+  private confinedSeen = new Map<string, { cpuset: number[]; cpus: number; usage?: number; at?: bigint }>();
+
+  /**
+   * What each running confined container (cpuset.ts) of this host used since the previous call,
+   * in cores (Docker's one-shot stats: no wait for a second reading). A container seen for the
+   * first time has no figure yet and is left out.
+   */
+  async confinedUse(hostId: string): Promise<{ cores: number; confined: ConfinedUse[] }> {
+    const cores = await this.coreCount();
+    const running = await this.docker.listContainers({ filters: { label: labelFilters({ [LABELS.managed]: "true", [LABELS.host]: hostId }), status: ["running"] } });
+    const seen = new Map<string, { cpuset: number[]; cpus: number; usage?: number; at?: bigint }>();
+    const out: ConfinedUse[] = [];
+    for (const c of running) {
+      let known = this.confinedSeen.get(c.Id);
+      if (!known) {
+        const hc = (await this.docker.getContainer(c.Id).inspect().catch(() => undefined))?.HostConfig as { CpusetCpus?: string; NanoCpus?: number } | undefined;
+        known = { cpuset: hc?.CpusetCpus && hc.NanoCpus ? parseCpuset(hc.CpusetCpus) : [], cpus: (hc?.NanoCpus ?? 0) / 1e9 };
+      }
+      seen.set(c.Id, known);
+      if (known.cpuset.length === 0) continue; // not confined: never read
+      const stats = (await this.docker.getContainer(c.Id).stats({ stream: false, "one-shot": true } as { stream: false }).catch(() => undefined)) as DockerStats | undefined;
+      const usage = stats?.cpu_stats?.cpu_usage?.total_usage;
+      const at = process.hrtime.bigint();
+      if (usage === undefined) continue;
+      if (known.usage !== undefined && known.at !== undefined && at > known.at) {
+        out.push({ cpuset: known.cpuset, cpus: known.cpus, usedCpus: Math.max(0, usage - known.usage) / Number(at - known.at) });
+      }
+      known.usage = usage;
+      known.at = at;
+    }
+    // Only containers running now: removed ones must not accumulate.
+    this.confinedSeen = seen;
+    return { cores, confined: out };
   }
 
   /** Runs `create` with the container's cpuset, one at a time: the next choice sees this container. */

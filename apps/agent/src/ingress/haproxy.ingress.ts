@@ -110,6 +110,13 @@ export class HaproxyIngress implements Ingress {
     return this.masterPid;
   }
 
+  /** The master's and its workers' PIDs (old workers still finishing included); none when not running. */
+  async processIds(): Promise<number[]> {
+    if (this.masterPid === undefined) return [];
+    const procs = await this.runtime.showProc().catch(() => undefined);
+    return [...new Set([this.masterPid, ...(procs ? [...procs.workers, ...procs.oldWorkers] : [])])];
+  }
+
   start(): Promise<void> {
     return this.serial(() => this.doStart());
   }
