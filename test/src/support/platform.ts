@@ -104,6 +104,8 @@ export class Platform {
   readonly dbPrefix = `e${randomBytes(4).toString("hex")}`;
   api!: Api;
   agents: AgentHandle[] = [];
+  /** The gRPC address agents are given (default: the control plane's own port; e.g. a load balancer in front of replicas). */
+  agentControlPlane?: string;
   private dropDb?: () => Promise<void>;
   databaseUrl?: string;
 
@@ -120,45 +122,65 @@ export class Platform {
     await this.startControlPlane();
   }
 
-  async startControlPlane(): Promise<void> {
-    const logFile = path.join(this.dir, "control-plane.log");
+  /** The environment of a control-plane process of this platform (every replica's but for its data directory and ports). */
+  private cpProcessEnv(dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      SLIPWAY_DATA_DIR: dataDir,
+      ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
+      NATS_URL: this.nats.url,
+      SLIPWAY_NATS_USERS_FILE: this.nats.usersFile,
+      SLIPWAY_NATS_RELOAD_COMMAND: this.nats.reloadCommand,
+      // Replicas share the control plane's NATS identity (DECISIONS, "One NATS user per host").
+      SLIPWAY_NATS_SEED_FILE: path.join(this.dir, "cp", "nats-control-plane.nk"),
+      SLIPWAY_HTTP_PORT: String(ports.http),
+      SLIPWAY_GRPC_PORT: String(ports.grpc),
+      SLIPWAY_ADMIN_TOKEN: this.adminToken,
+      SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
+      SLIPWAY_INGRESS_PUBLIC_PORT: "0",
+      SLIPWAY_EMBEDDED_S3_PORT: String(ports.s3),
+      SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(ports.s3Backup),
+      SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
+      LOG_LEVEL: "info",
+      ...this.opts.cpEnv,
+    };
+  }
+
+  /** Starts a control-plane process and waits for its "control plane ready" line; the ports it got. */
+  private async startCpProcess(name: string, dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): Promise<{ proc: Proc; httpPort: number; grpcPort: number; s3Port?: number; s3BackupPort?: number }> {
+    const logFile = path.join(this.dir, `${name}.log`);
     // A restart appends to the same log: only this start's lines count.
     const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
-    const cp = startProcess(process.execPath, [this.opts.cpMain ?? CP_MAIN], {
-      env: {
-        ...process.env,
-        SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
-        ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
-        NATS_URL: this.nats.url,
-        SLIPWAY_NATS_USERS_FILE: this.nats.usersFile,
-        SLIPWAY_NATS_RELOAD_COMMAND: this.nats.reloadCommand,
-        SLIPWAY_HTTP_PORT: String(this.httpPort),
-        SLIPWAY_GRPC_PORT: String(this.grpcPort),
-        SLIPWAY_ADMIN_TOKEN: this.adminToken,
-        SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
-        SLIPWAY_INGRESS_PUBLIC_PORT: "0",
-        SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
-        SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(this.s3BackupPort),
-        SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
-        LOG_LEVEL: "info",
-        ...this.opts.cpEnv,
-      },
-      logFile,
-    });
-    this.cp = cp;
+    const proc = startProcess(process.execPath, [this.opts.cpMain ?? CP_MAIN], { env: this.cpProcessEnv(dataDir, ports), logFile });
     // Logged once every server listens, with the ports they got.
-    const ready = await waitFor("the control plane's 'control plane ready' log line", async () => {
-      if (cp.child.exitCode !== null) throw new StopWaiting(`control plane exited: ${this.tail("control-plane.log")}`);
+    const ready = await waitFor(`the ${name}'s 'control plane ready' log line`, async () => {
+      if (proc.child.exitCode !== null) throw new StopWaiting(`${name} exited: ${this.tail(`${name}.log`)}`);
       return logRecords(logFile, logStart).find((r) => r.msg === "control plane ready");
     }, { timeoutMs: 60_000, intervalMs: 50 });
-    this.httpPort = Number(new URL(String(ready.address)).port);
-    this.grpcPort = Number(ready.grpcPort);
     const s3 = logRecords(logFile, logStart).find((r) => r.msg === "embedded S3 server started");
-    if (s3) this.s3Port = Number(s3.port);
     const backups = logRecords(logFile, logStart).find((r) => r.msg === "embedded S3 server started (s3-backups)");
-    if (backups) this.s3BackupPort = Number(backups.port);
+    const httpPort = Number(new URL(String(ready.address)).port);
+    await waitFor(`${name} /readyz`, async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok, { timeoutMs: 10_000, intervalMs: 50 });
+    return { proc, httpPort, grpcPort: Number(ready.grpcPort), ...(s3 ? { s3Port: Number(s3.port) } : {}), ...(backups ? { s3BackupPort: Number(backups.port) } : {}) };
+  }
+
+  async startControlPlane(): Promise<void> {
+    const started = await this.startCpProcess("control-plane", path.join(this.dir, "cp"), { http: this.httpPort, grpc: this.grpcPort, s3: this.s3Port, s3Backup: this.s3BackupPort });
+    this.cp = started.proc;
+    this.httpPort = started.httpPort;
+    this.grpcPort = started.grpcPort;
+    if (started.s3Port !== undefined) this.s3Port = started.s3Port;
+    if (started.s3BackupPort !== undefined) this.s3BackupPort = started.s3BackupPort;
     this.api = new Api(`http://127.0.0.1:${this.httpPort}`, this.adminToken);
-    await waitFor("control plane /readyz", async () => (await fetch(`${this.api.baseUrl}/readyz`)).ok, { timeoutMs: 10_000, intervalMs: 50 });
+  }
+
+  /**
+   * Another control-plane replica on the same PostgreSQL and NATS (issue 16): its own data
+   * directory and ports, the first one's NATS identity; the same secret key when the platform's
+   * cpEnv sets SLIPWAY_SECRET_KEY (replicas must share it). Its log is `control-plane-<n>.log`.
+   */
+  async startReplica(n: number): Promise<{ proc: Proc; httpPort: number; grpcPort: number }> {
+    return this.startCpProcess(`control-plane-${n}`, path.join(this.dir, `cp-${n}`), { http: 0, grpc: 0, s3: 0, s3Backup: 0 });
   }
 
   /** `nodeArgs`: options for the agent's node (e.g. --cpu-prof for a benchmark). */
@@ -179,7 +201,7 @@ export class Platform {
         handle.proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), handle.main ?? AGENT_MAIN], {
           env: {
             ...process.env,
-            SLIPWAY_CONTROL_PLANE: `127.0.0.1:${this.grpcPort}`,
+            SLIPWAY_CONTROL_PLANE: this.agentControlPlane ?? `127.0.0.1:${this.grpcPort}`,
             SLIPWAY_JOIN_TOKEN: token,
             SLIPWAY_AGENT_STATE_DIR: stateDir,
             SLIPWAY_AGENT_NAME: `${this.label}-agent-${n}`,
