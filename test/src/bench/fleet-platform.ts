@@ -5,8 +5,7 @@
  */
 import path from "node:path";
 import pg from "pg";
-import { Api, Platform, repoRoot } from "../support/platform.js";
-import { startProcess, waitFor } from "../support/processes.js";
+import { Platform, repoRoot } from "../support/platform.js";
 
 /** FLEET_CP_MAIN: another build of the control plane (a scratch copy with a change to measure). */
 const CP_MAIN = process.env.FLEET_CP_MAIN || path.join(repoRoot, "apps/control-plane/dist/main.js");
@@ -14,36 +13,31 @@ const ADMIN_DSN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.
 
 export class FleetPlatform extends Platform {
   constructor(private readonly fleet: { heartbeatIntervalMs: number; logLevel: string }) {
-    super({ database: "postgres" });
+    super({ database: "postgres", cpMain: CP_MAIN });
   }
 
-  override async startControlPlane(): Promise<void> {
-    // FLEET_CP_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": where the control plane's CPU goes.
-    const nodeArgs = (process.env.FLEET_CP_NODE_ARGS ?? "").split(" ").filter(Boolean);
-    this.cp = startProcess(process.execPath, [...nodeArgs, CP_MAIN], {
-      env: {
-        ...process.env,
-        SLIPWAY_DATA_DIR: path.join(this.dir, "cp"),
-        ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
-        NATS_URL: this.nats.url,
-        SLIPWAY_HTTP_PORT: String(this.httpPort),
-        SLIPWAY_GRPC_PORT: String(this.grpcPort),
-        SLIPWAY_ADMIN_TOKEN: this.adminToken,
-        SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs),
-        SLIPWAY_INGRESS_PUBLIC_PORT: "0",
-        SLIPWAY_EMBEDDED_S3_PORT: String(this.s3Port),
-        SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(this.s3BackupPort),
-        SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
-        LOG_LEVEL: this.fleet.logLevel,
-      },
-      logFile: path.join(this.dir, "control-plane.log"),
-    });
-    this.api = new Api(`http://127.0.0.1:${this.httpPort}`, this.adminToken);
-    await waitFor("control plane /readyz", async () => {
-      if (this.cp!.child.exitCode !== null) throw new Error(`control plane exited: ${this.tail("control-plane.log")}`);
-      const r = await fetch(`${this.api.baseUrl}/readyz`).catch(() => undefined);
-      return r?.ok;
-    }, 60_000);
+  // FLEET_CP_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": where the control plane's CPU goes.
+  protected override cpNodeArgs(): string[] {
+    return (process.env.FLEET_CP_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  }
+
+  /** The harness's environment without its NATS user management, with the production heartbeat interval. */
+  protected override cpProcessEnv(dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      SLIPWAY_DATA_DIR: dataDir,
+      ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
+      NATS_URL: this.nats.url,
+      SLIPWAY_HTTP_PORT: String(ports.http),
+      SLIPWAY_GRPC_PORT: String(ports.grpc),
+      SLIPWAY_ADMIN_TOKEN: this.adminToken,
+      SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs),
+      SLIPWAY_INGRESS_PUBLIC_PORT: "0",
+      SLIPWAY_EMBEDDED_S3_PORT: String(ports.s3),
+      SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(ports.s3Backup),
+      SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
+      LOG_LEVEL: this.fleet.logLevel,
+    };
   }
 
   /** The nats-server process the harness started (its PID, for /proc). */

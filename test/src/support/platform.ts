@@ -123,7 +123,7 @@ export class Platform {
   }
 
   /** The environment of a control-plane process of this platform (every replica's but for its data directory and ports). */
-  private cpProcessEnv(dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): NodeJS.ProcessEnv {
+  protected cpProcessEnv(dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): NodeJS.ProcessEnv {
     return {
       ...process.env,
       SLIPWAY_DATA_DIR: dataDir,
@@ -146,12 +146,17 @@ export class Platform {
     };
   }
 
+  /** Options for the control plane's node (e.g. --cpu-prof for a benchmark). */
+  protected cpNodeArgs(): string[] {
+    return [];
+  }
+
   /** Starts a control-plane process and waits for its "control plane ready" line; the ports it got. */
   private async startCpProcess(name: string, dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): Promise<{ proc: Proc; httpPort: number; grpcPort: number; s3Port?: number; s3BackupPort?: number }> {
     const logFile = path.join(this.dir, `${name}.log`);
     // A restart appends to the same log: only this start's lines count.
     const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
-    const proc = startProcess(process.execPath, [this.opts.cpMain ?? CP_MAIN], { env: this.cpProcessEnv(dataDir, ports), logFile });
+    const proc = startProcess(process.execPath, [...this.cpNodeArgs(), this.opts.cpMain ?? CP_MAIN], { env: this.cpProcessEnv(dataDir, ports), logFile });
     // Logged once every server listens, with the ports they got.
     const ready = await waitFor(`the ${name}'s 'control plane ready' log line`, async () => {
       if (proc.child.exitCode !== null) throw new StopWaiting(`${name} exited: ${this.tail(`${name}.log`)}`);
