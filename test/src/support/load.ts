@@ -16,7 +16,8 @@ export interface LoadResult {
  * clients on keep-alive connections, each sending requests back to back until
  * stop() or `maxMs`. A request fails on a connection error or a status ≥ 500.
  */
-export function startLoad(opts: { port: number; host: string; path?: string; concurrency?: number; maxMs?: number; auth?: string }) {
+/** `address`: where to connect (default 127.0.0.1; e.g. a host's address in its network namespace). */
+export function startLoad(opts: { port: number; host: string; path?: string; concurrency?: number; maxMs?: number; auth?: string; address?: string }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 10 });
   const result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: new Map(), seen: new Map(), lastBody: "" };
   let stopped = false;
@@ -27,7 +28,7 @@ export function startLoad(opts: { port: number; host: string; path?: string; con
   const one = () =>
     new Promise<void>((resolve) => {
       const req = http.request(
-        { host: "127.0.0.1", port: opts.port, path: opts.path ?? "/", agent, headers: { host: opts.host, ...(opts.auth ? { authorization: opts.auth } : {}) }, timeout: 10_000 },
+        { host: opts.address ?? "127.0.0.1", port: opts.port, path: opts.path ?? "/", agent, headers: { host: opts.host, ...(opts.auth ? { authorization: opts.auth } : {}) }, timeout: 10_000 },
         (res) => {
           let body = "";
           res.setEncoding("utf8");
@@ -94,9 +95,9 @@ export function startLoad(opts: { port: number; host: string; path?: string; con
 }
 
 /** One GET through the ingress with a Host header. */
-export function getVia(port: number, host: string, path = "/", headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+export function getVia(port: number, host: string, path = "/", headers: Record<string, string> = {}, address = "127.0.0.1"): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path, headers: { host, ...headers }, agent: false, timeout: 10_000 }, (res) => {
+    const req = http.get({ host: address, port, path, headers: { host, ...headers }, agent: false, timeout: 10_000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));

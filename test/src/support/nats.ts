@@ -22,6 +22,8 @@ export class NatsServer {
   readonly pidFile = path.join(this.storeDir, "nats-server.pid");
   readonly reloadCommand = `nats-server --signal reload=${this.pidFile}`;
   port = 0;
+  /** The address it listens on (e.g. "0.0.0.0" for agents in network namespaces); clients here use 127.0.0.1. */
+  listenHost = "127.0.0.1";
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
@@ -30,7 +32,7 @@ export class NatsServer {
   async start(): Promise<void> {
     const config = path.join(this.storeDir, "nats.conf");
     // JetStream in the file, not as `-js`: nats-server 2.9 shuts JetStream down on a reload otherwise.
-    writeFileSync(config, `listen: "127.0.0.1:${this.port || -1}"\njetstream { store_dir: ${JSON.stringify(this.storeDir)} }\npid_file: ${JSON.stringify(this.pidFile)}\nports_file_dir: ${JSON.stringify(this.storeDir)}\ninclude "users.conf"\n`);
+    writeFileSync(config, `listen: "${this.listenHost}:${this.port || -1}"\njetstream { store_dir: ${JSON.stringify(this.storeDir)} }\npid_file: ${JSON.stringify(this.pidFile)}\nports_file_dir: ${JSON.stringify(this.storeDir)}\ninclude "users.conf"\n`);
     if (!existsSync(this.usersFile)) writeFileSync(this.usersFile, "");
     const proc = startProcess("nats-server", ["-c", config], { env: process.env, logFile: path.join(this.storeDir, "nats.log") });
     this.proc = proc;

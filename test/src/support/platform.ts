@@ -188,8 +188,11 @@ export class Platform {
     return this.startCpProcess(`control-plane-${n}`, path.join(this.dir, `cp-${n}`), { http: 0, grpc: 0, s3: 0, s3Backup: 0 });
   }
 
-  /** `nodeArgs`: options for the agent's node (e.g. --cpu-prof for a benchmark). */
-  async addAgent(env: Record<string, string> = {}, opts: { nodeArgs?: string[] } = {}): Promise<AgentHandle> {
+  /**
+   * `nodeArgs`: options for the agent's node (e.g. --cpu-prof for a benchmark); `wrap`: a command
+   * the agent runs under (e.g. `nsenter --net=…`: a host of its own, netns-hosts.ts).
+   */
+  async addAgent(env: Record<string, string> = {}, opts: { nodeArgs?: string[]; wrap?: string[] } = {}): Promise<AgentHandle> {
     const n = this.agents.length;
     const stateDir = path.join(this.dir, `agent-${n}`);
     const ingressPort = await reservePort();
@@ -203,7 +206,8 @@ export class Platform {
         const logFile = path.join(this.dir, `agent-${n}.log`);
         // A restart appends to the same log: only this start's "agent ready" counts.
         const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
-        handle.proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), handle.main ?? AGENT_MAIN], {
+        const [cmd, ...args] = [...(opts.wrap ?? []), process.execPath, ...(opts.nodeArgs ?? []), handle.main ?? AGENT_MAIN];
+        handle.proc = startProcess(cmd!, args, {
           env: {
             ...process.env,
             SLIPWAY_CONTROL_PLANE: this.agentControlPlane ?? `127.0.0.1:${this.grpcPort}`,
