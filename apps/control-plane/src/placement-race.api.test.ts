@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { setEnvironmentRow, testControlPlane, type DbKind, type TestControlPlane } from "./testing/harness.js";
 import { getAppByName, getEnvironment } from "./repositories/apps.repository.js";
 import { insertHost } from "./repositories/hosts.repository.js";
+import { lockPlacementDecisions } from "./repositories/deployments.repository.js";
 
 // Placement reads the room hosts have, then writes its choice: requests deciding at once (on one
 // replica's pool or on several replicas: each on its own connection) must not both take the last room.
@@ -40,6 +41,42 @@ describe.each<DbKind>(["postgres", "pglite"])("placement of deployments requeste
     const jobs = await cp.database.db.selectFrom("jobs").innerJoin("environments", "environments.id", "jobs.environment_id").select(["jobs.host_id", "environments.host_id as env_host"]).execute();
     expect(jobs.length).toBe(4);
     for (const j of jobs) expect(j.host_id).toBe(j.env_host);
+  });
+
+  it.runIf(kind === "postgres")("a deployment of an environment that stays on its host does not wait for another replica's placement decision", async () => {
+    const db = cp.database.db;
+    // a/test was placed by the first test; its deployment is over.
+    const env = await getEnvironment(db, await getAppByName(db, "a"), "test");
+    const placed = env.host_id ? env : await getEnvironment(db, await getAppByName(db, "a"), "live");
+    expect(placed.host_id).not.toBeNull();
+    await db.updateTable("deployments").set({ state: "succeeded", finished_at: new Date() }).where("environment_id", "=", placed.id).execute();
+    await db.updateTable("jobs").set({ state: "succeeded" }).where("environment_id", "=", placed.id).execute();
+    // Another replica (a connection of its own) is placing something: it holds the placement lock.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const other = db.transaction().execute(async (trx) => {
+      await lockPlacementDecisions(trx);
+      locked();
+      await held;
+    });
+    await isLocked;
+    // Held for 3 s at most: a request that waits for it shows as a slow one, not a hung test.
+    const timer = setTimeout(() => release(), 3000);
+    try {
+      const started = Date.now();
+      const r = await call("POST", `/v1/apps/a/environments/${placed.name}/deployments`, {});
+      const tookMs = Date.now() - started;
+      expect(r.statusCode, r.body).toBe(202);
+      // Before: it queued behind the lock (with 5,000 hosts every request queued behind the one before).
+      expect(tookMs).toBeLessThan(2000);
+      expect(await db.selectFrom("deployments").select("host_id").where("id", "=", r.json().id).executeTakeFirstOrThrow()).toEqual({ host_id: placed.host_id });
+    } finally {
+      clearTimeout(timer);
+      release();
+      await other;
+    }
   });
 
   it("a move in flight holds its room on the target host: a later environment is refused rather than overfill it", async () => {

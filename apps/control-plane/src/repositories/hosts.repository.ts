@@ -125,13 +125,11 @@ export async function setHostAdminState(db: Db, id: string, state: HostRow["admi
 }
 
 /** Placement candidates: active hosts seen since `since`, with how many environments each holds. */
-export async function placementCandidates(db: Db, since: Date): Promise<Array<{ id: string; name: string; labels: Record<string, string>; cpu: number; capacity: HostRow["capacity"] }>> {
-  const rows = await db
-    .selectFrom("hosts")
-    .select(["id", "name", "labels", "load", "capacity"])
-    .where("admin_state", "=", "active")
-    .where("last_heartbeat_at", ">", since)
-    .execute();
+/** Online, active hosts (only `only` when given: one host's room, not every host's). */
+export async function placementCandidates(db: Db, since: Date, only?: string): Promise<Array<{ id: string; name: string; labels: Record<string, string>; cpu: number; capacity: HostRow["capacity"] }>> {
+  let q = db.selectFrom("hosts").select(["id", "name", "labels", "load", "capacity"]).where("admin_state", "=", "active").where("last_heartbeat_at", ">", since);
+  if (only !== undefined) q = q.where("id", "=", only);
+  const rows = await q.execute();
   return rows.map((r) => ({ id: r.id, name: r.name, labels: r.labels, cpu: Number((r.load as { cpu?: number }).cpu ?? 0), capacity: { cpus: Number(r.capacity?.cpus ?? 0), memoryBytes: Number(r.capacity?.memoryBytes ?? 0), diskBytes: Number(r.capacity?.diskBytes ?? 0) } }));
 }
 

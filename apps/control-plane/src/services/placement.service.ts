@@ -52,16 +52,18 @@ export class PlacementService {
 
   /**
    * Room of every online, active host (by id): what its environments request, and those a move in
-   * flight is bringing to it; `except` is left out (it is being placed again).
+   * flight is bringing to it; `except` is left out (it is being placed again); `only`: that host
+   * alone (a few rows instead of every host's: a fleet of 10,000 hosts made this the bulk of every
+   * deployment request, twice, once under the placement lock).
    * Inside a transaction, first takes the placement lock until the transaction ends, so that a
    * decision read here and written in the same transaction is never made on room another control
    * plane (or request) is giving away at the same moment. Callers that write a placement must do so
    * in that transaction; callers holding an environment's row lock take it before this one.
    */
-  async room(db: Db, except?: string): Promise<Map<string, HostRoom & { labels: Record<string, string>; environments: number; cpu: number; name: string }>> {
-    if (db.isTransaction) await lockPlacementDecisions(db);
+  async room(db: Db, except?: string, only?: string, opts: { lock: boolean } = { lock: true }): Promise<Map<string, HostRoom & { labels: Record<string, string>; environments: number; cpu: number; name: string }>> {
+    if (db.isTransaction && opts.lock) await lockPlacementDecisions(db);
     const since = new Date(Date.now() - this.onlineWindowMs());
-    const hosts = await placementCandidates(db, since);
+    const hosts = await placementCandidates(db, since, only);
     const placed = await placedEnvironments(db, hosts.map((h) => h.id));
     const moving = await movesInFlight(db, hosts.map((h) => h.id));
     const out = new Map<string, HostRoom & { labels: Record<string, string>; environments: number; cpu: number; name: string }>();
@@ -112,9 +114,15 @@ export class PlacementService {
     return { hostId: fitting[0]![0] };
   }
 
-  /** Whether `hostId` (online or not) still has room for the environment's request, itself left out. */
+  /**
+   * Whether `hostId` (online or not) still has room for the environment's request, itself left out.
+   * Without the placement lock: an environment that stays on its host changes no host's room (a
+   * host's room is computed from the rows of the environments placed on it, this one's included,
+   * whatever is decided here), so only decisions that place take the lock. With it, every
+   * deployment request of a 5,000-host fleet queued behind the one before (dispatch p50 1.8 s).
+   */
   async fits(db: Db, hostId: string, request: Request, environmentId: string): Promise<boolean> {
-    const h = (await this.room(db, environmentId)).get(hostId);
+    const h = (await this.room(db, environmentId, hostId, { lock: false })).get(hostId);
     if (!h) return true;
     const memOk = h.memoryBytes <= 0 || h.requestedMemoryBytes + request.memoryBytes <= h.memoryBytes;
     const cpuOk = h.cpus <= 0 || h.requestedCpus + request.cpus <= h.cpus;
