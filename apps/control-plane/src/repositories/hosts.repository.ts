@@ -124,8 +124,7 @@ export async function setHostAdminState(db: Db, id: string, state: HostRow["admi
   await db.updateTable("hosts").set({ admin_state: state }).where("id", "=", id).execute();
 }
 
-/** Placement candidates: active hosts seen since `since`, with how many environments each holds. */
-/** Online, active hosts (only `only` when given: one host's room, not every host's). */
+/** Placement candidates: active hosts seen since `since` (only `only` when given: one host's room, not every host's). */
 export async function placementCandidates(db: Db, since: Date, only?: string): Promise<Array<{ id: string; name: string; labels: Record<string, string>; cpu: number; capacity: HostRow["capacity"] }>> {
   let q = db.selectFrom("hosts").select(["id", "name", "labels", "load", "capacity"]).where("admin_state", "=", "active").where("last_heartbeat_at", ">", since);
   if (only !== undefined) q = q.where("id", "=", only);
