@@ -185,9 +185,13 @@ function runsOf(log: string, jobIds: string[]): Array<{ jobId: string; delivered
   }
   return jobIds.map((jobId) => {
     const mine = records.filter((r) => r.jobId === jobId);
-    const delivered = mine.filter((r) => r.msg === "job received").length;
-    const copies = mine.filter((r) => r.msg?.startsWith("job already finished") || r.msg?.startsWith("job redelivered while still running")).length;
-    return { jobId, delivered, runs: delivered - copies };
+    // The consumer logs "job received" before handling a delivery, except a copy that arrives while
+    // the job still runs here: that one is logged as such instead (and was counted as a received one
+    // taken back, which made a job redelivered mid-run under a loaded machine count 0 runs).
+    const received = mine.filter((r) => r.msg === "job received").length;
+    const whileRunning = mine.filter((r) => r.msg?.startsWith("job redelivered while still running")).length;
+    const finishedAlready = mine.filter((r) => r.msg?.startsWith("job already finished")).length;
+    return { jobId, delivered: received + whileRunning, runs: received - finishedAlready };
   });
 }
 
