@@ -11,11 +11,12 @@ import { startProcess, waitFor, type Proc } from "./processes.js";
  * started in a namespace reaches them over the veth, its HAProxy binds the namespace's address,
  * and what one host forwards to another (a drained environment) crosses the bridge.
  *
- * Made with iproute2 (`ip netns`, veth, a bridge) and entered with util-linux's nsenter, as root; the bridged traffic is accepted in
- * the machine's FORWARD chain (Docker sets its policy to DROP and bridged packets pass it when
- * br_netfilter is loaded). The base images are copied into each dockerd (`docker save | load`).
- * stop() takes everything down again, also after a failure: containers, dockerd, namespace,
- * links, the FORWARD rule, the data directories.
+ * Made with iproute2 (`ip netns`, veth, a bridge) and entered with util-linux's nsenter, as root;
+ * the bridged traffic is accepted in the machine's FORWARD chain (Docker sets its policy to DROP
+ * and bridged packets pass it when br_netfilter is loaded). The base images are copied into each
+ * dockerd (`docker save | load`). stop() takes everything down again, also after a failure:
+ * containers, dockerd and its cgroup parents, namespace, links, the FORWARD rule, the data
+ * directories.
  */
 export interface NetnsHost {
   name: string;
@@ -105,6 +106,8 @@ export class NetnsHosts {
       }
     }
     for (const d of this.dockerds) await d.stop("SIGTERM", 20_000).catch(() => undefined);
+    // The cgroup parents each dockerd made (--cgroup-parent), empty once its containers are gone.
+    for (const h of this.hosts) spawnSync("sh", ["-c", `for d in /sys/fs/cgroup/*/slipway-${h.netns} /sys/fs/cgroup/slipway-${h.netns}; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \\; ; done; true`]);
     for (const h of this.hosts) {
       spawnSync("ip", ["netns", "delete", h.netns]);
     }
