@@ -23,21 +23,11 @@ export class FleetPlatform extends Platform {
 
   /** The harness's environment without its NATS user management, with the production heartbeat interval. */
   protected override cpProcessEnv(dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): NodeJS.ProcessEnv {
-    return {
-      ...process.env,
-      SLIPWAY_DATA_DIR: dataDir,
-      ...(this.databaseUrl ? { DATABASE_URL: this.databaseUrl } : {}),
-      NATS_URL: this.nats.url,
-      SLIPWAY_HTTP_PORT: String(ports.http),
-      SLIPWAY_GRPC_PORT: String(ports.grpc),
-      SLIPWAY_ADMIN_TOKEN: this.adminToken,
-      SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs),
-      SLIPWAY_INGRESS_PUBLIC_PORT: "0",
-      SLIPWAY_EMBEDDED_S3_PORT: String(ports.s3),
-      SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(ports.s3Backup),
-      SLIPWAY_DATABASE_NAME_PREFIX: this.dbPrefix,
-      LOG_LEVEL: this.fleet.logLevel,
-    };
+    const env: NodeJS.ProcessEnv = { ...super.cpProcessEnv(dataDir, ports), SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs), LOG_LEVEL: this.fleet.logLevel };
+    delete env.SLIPWAY_NATS_USERS_FILE;
+    delete env.SLIPWAY_NATS_RELOAD_COMMAND;
+    delete env.SLIPWAY_NATS_SEED_FILE;
+    return env;
   }
 
   /** The nats-server process the harness started (its PID, for /proc). */
