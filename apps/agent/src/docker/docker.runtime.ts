@@ -583,23 +583,39 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
       for (const line of demuxBuffer(got as Buffer).split("\n").filter(Boolean)) onLine(line);
       return;
     }
-    // Followed: anew from the last delivered line whenever the engine's follow is stuck behind a rotation (log-follow.ts).
+    // Followed: anew from the last delivered line whenever the engine's follow is stuck behind a rotation,
+    // or ends while the container still runs (log-follow.ts).
     const delivered = new DeliveredFilter();
     let from: { since: number | string; tail: number | "all" } = { since: opts.since, tail: opts.tail };
+    let endedAt = 0;
     while (!opts.signal?.aborted) {
       const stuck = await this.followOnce(id, from, delivered, opts.signal, onLine);
-      if (!stuck) return;
+      if (opts.signal?.aborted) return;
+      if (stuck) {
+        this.log.info({ container: id }, "a followed log went silent behind a rotation; following anew from its last delivered line");
+      } else {
+        if (!(await this.isRunning(id))) return;
+        // Never a busy loop: an engine that ends every follow at once is asked again at most once a second.
+        const wait = endedAt + 1000 - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        endedAt = Date.now();
+        this.log.info({ container: id }, "a followed log ended while its container runs; following anew from its last delivered line");
+      }
       const last = delivered.lastNs;
       delivered.resume();
       from = { since: last !== undefined ? sinceArg(last) : opts.since, tail: "all" };
-      this.log.info({ container: id }, "a followed log went silent behind a rotation; following anew from its last delivered line");
     }
+  }
+
+  private async isRunning(id: string): Promise<boolean> {
+    const info = await this.docker.getContainer(id).inspect().catch(() => undefined);
+    return Boolean(info?.State?.Running);
   }
 
   /** How long a followed log may be silent before it is checked against the log's last line (and how often, while silent). */
   static followCheckMs = 2000;
 
-  /** One engine follow; resolves true when it was found stuck (the log has newer lines than it delivered), false when it ended. */
+  /** One engine follow; resolves true when it was found stuck (the log has newer lines than it delivered), false when it ended (the engine ends a follow when the container stops, and Docker 20.10's also in the middle of a flood of rotations while the container runs). */
   private async followOnce(id: string, from: { since: number | string; tail: number | "all" }, delivered: DeliveredFilter, signal: AbortSignal | undefined, onLine: (line: string) => void): Promise<boolean> {
     const container = this.docker.getContainer(id);
     const raw = (await container.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: from.since as number, tail: from.tail as number })) as unknown as NodeJS.ReadableStream & { destroy?: () => void };

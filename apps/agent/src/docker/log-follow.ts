@@ -6,7 +6,9 @@
  * agent checks a silent follow against the log's last line (a `tail: 1` read, cheap at any log
  * size) and, when the log has a newer line than the follow delivered, follows anew from the last
  * line it delivered, skipping the replay of what was already sent (by timestamp: Docker stamps
- * every line in nanoseconds).
+ * every line in nanoseconds). The same engine may also end a follow while the container runs
+ * (measured: the followed log's HTTP stream closed 25 s into a flood of ~200,000 lines/s, with the
+ * container still writing); the agent then follows anew the same way, while the container runs.
  */
 
 /** The nanoseconds since the epoch of a `timestamps: true` log line ("2026-12-06T16:20:01.1234Z text"), or undefined. */
