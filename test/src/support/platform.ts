@@ -13,7 +13,7 @@ import { releasePort, reservePort } from "./ports.js";
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "../../..");
 const CP_MAIN = path.join(repoRoot, "apps/control-plane/dist/main.js");
-const AGENT_MAIN = path.join(repoRoot, "apps/agent/dist/main.js");
+export const AGENT_MAIN = path.join(repoRoot, "apps/agent/dist/main.js");
 
 export class ApiError extends Error {
   constructor(readonly status: number, readonly body: any) {
@@ -192,7 +192,8 @@ export class Platform {
    * `nodeArgs`: options for the agent's node (e.g. --cpu-prof for a benchmark); `wrap`: a command
    * the agent runs under (e.g. `nsenter --net=…`: a host of its own, netns-hosts.ts).
    */
-  async addAgent(env: Record<string, string> = {}, opts: { nodeArgs?: string[]; wrap?: string[] } = {}): Promise<AgentHandle> {
+  /** `opts.main`: the agent's entry point (default: this checkout's build), e.g. another release's. */
+  async addAgent(env: Record<string, string> = {}, opts: { nodeArgs?: string[]; wrap?: string[]; main?: string } = {}): Promise<AgentHandle> {
     const n = this.agents.length;
     const stateDir = path.join(this.dir, `agent-${n}`);
     const ingressPort = await reservePort();
@@ -202,6 +203,7 @@ export class Platform {
       stateDir,
       ingressPort,
       env,
+      ...(opts.main ? { main: opts.main } : {}),
       start: async () => {
         const logFile = path.join(this.dir, `agent-${n}.log`);
         // A restart appends to the same log: only this start's "agent ready" counts.
