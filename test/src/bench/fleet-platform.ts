@@ -3,6 +3,7 @@
  * control plane as a process) with the control plane configured for the fleet
  * benchmark: the production heartbeat interval (the e2e harness uses 1 s).
  */
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import pg from "pg";
 import { Platform, repoRoot } from "../support/platform.js";
@@ -13,7 +14,8 @@ const ADMIN_DSN = process.env.SLIPWAY_TEST_PG_ADMIN ?? "postgres://postgres@127.
 
 export class FleetPlatform extends Platform {
   constructor(private readonly fleet: { heartbeatIntervalMs: number; logLevel: string }) {
-    super({ database: "postgres", cpMain: CP_MAIN });
+    // One secret key for every replica (FLEET_REPLICAS): they unseal what the others sealed.
+    super({ database: "postgres", cpMain: CP_MAIN, cpEnv: { SLIPWAY_SECRET_KEY: randomBytes(32).toString("base64") } });
   }
 
   // FLEET_CP_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": where the control plane's CPU goes.

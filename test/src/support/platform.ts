@@ -190,9 +190,9 @@ export class Platform {
 
   /**
    * `nodeArgs`: options for the agent's node (e.g. --cpu-prof for a benchmark); `wrap`: a command
-   * the agent runs under (e.g. `nsenter --net=…`: a host of its own, netns-hosts.ts).
+   * the agent runs under (e.g. `nsenter --net=…`: a host of its own, netns-hosts.ts); `main`: the
+   * agent's entry point (default: this checkout's build), e.g. another release's.
    */
-  /** `opts.main`: the agent's entry point (default: this checkout's build), e.g. another release's. */
   async addAgent(env: Record<string, string> = {}, opts: { nodeArgs?: string[]; wrap?: string[]; main?: string } = {}): Promise<AgentHandle> {
     const n = this.agents.length;
     const stateDir = path.join(this.dir, `agent-${n}`);
