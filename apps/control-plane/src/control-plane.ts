@@ -21,7 +21,7 @@ import { ObjectStore, type StorageConfig } from "./data/object-store.js";
 import { sharedStorage, type StorageProvider } from "./data/storage-provider.js";
 import { RadosGwProvider } from "./data/radosgw.provider.js";
 import { S3RVER_CREDENTIALS, startEmbeddedS3 } from "./embedded/s3-server.js";
-import { getAppByName, getEnvironment, pruneWebhookDeliveries } from "./repositories/apps.repository.js";
+import { getAppByName, pruneWebhookDeliveries } from "./repositories/apps.repository.js";
 import { HostService } from "./services/host.service.js";
 import { PlacementService } from "./services/placement.service.js";
 import { JobReportService } from "./services/job-report.service.js";
@@ -118,11 +118,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       deliver: (names) => environments.deliverCertificate(names),
     });
     const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
-    const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, async (appName, envName) => {
-      const app = await getAppByName(db, appName);
-      const env = await getEnvironment(db, app, envName);
-      await data.ensureData(app, env);
-    }, config.rollbackImages);
+    const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, { ensure: (app, env) => data.ensureData(app, env), ready: (env) => data.dataReady(env) }, config.rollbackImages);
     singletons.add(every("backup scheduler", config.backupSchedulerIntervalMs, () => data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed"))));
     const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
     // Retention is in hours; pruning every 10 minutes keeps each delete small (about ten rows per environment and host).

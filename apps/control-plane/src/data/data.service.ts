@@ -99,6 +99,17 @@ export class DataService {
   }
 
   /**
+   * Whether `ensureData(app, env)` would change nothing (no query, no provisioning): the
+   * environment's database has its recorded names and was provisioned by this process, and its
+   * media storage is ready (or shared). A deployment request then skips its checks before provisioning.
+   */
+  dataReady(env: apps.EnvironmentRow): boolean {
+    const names = env.db_password_encrypted ? recordedNames(env) : undefined;
+    if (!names || !this.provisioner.ensured(names, this.box.decrypt(env.db_password_encrypted!))) return false;
+    return !this.storage.isolates || env.storage_ready === true;
+  }
+
+  /**
    * Creates the environment's database and role when missing (idempotent). At the first
    * provisioning the names (from the environment's id) and the encrypted password are
    * recorded on the environment; from then on only the recorded names are used, so no

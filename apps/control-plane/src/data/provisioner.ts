@@ -65,7 +65,7 @@ export class DatabaseProvisioner {
 
   /** Creates (or updates the password of) the role, then the database it owns. */
   async ensure(names: EnvironmentDatabase, password: string): Promise<void> {
-    const fingerprint = createHash("sha256").update(`${names.role}\0${password}`).digest("hex");
+    const fingerprint = fingerprintOf(names, password);
     if (this.provisioned.get(names.database) === fingerprint) return;
     await this.withAdmin(async (c) => {
       const role = pg.escapeIdentifier(names.role);
@@ -81,6 +81,11 @@ export class DatabaseProvisioner {
       }
     });
     this.provisioned.set(names.database, fingerprint);
+  }
+
+  /** Whether `ensure(names, password)` would do nothing: this process provisioned them already. */
+  ensured(names: EnvironmentDatabase, password: string): boolean {
+    return this.provisioned.get(names.database) === fingerprintOf(names, password);
   }
 
   private async provisionLocked(c: pg.Client, names: EnvironmentDatabase, role: string, db: string, lit: string): Promise<void> {
@@ -138,4 +143,8 @@ export async function dropAllWithPrefix(adminUrl: string, prefix: string): Promi
   } finally {
     await c.end();
   }
+}
+
+function fingerprintOf(names: EnvironmentDatabase, password: string): string {
+  return createHash("sha256").update(`${names.role}\0${password}`).digest("hex");
 }

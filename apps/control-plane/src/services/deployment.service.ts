@@ -101,8 +101,11 @@ export class DeploymentService {
     private readonly onJobQueued: () => void,
     /** Resolved lazily: the environment service and this one know each other. */
     private readonly runtime: () => Pick<EnvironmentService, "runtimeSpec" | "rollbackVariablesSealed">,
-    /** Creates the environment's database before its first deployment (idempotent). */
-    private readonly ensureData?: (app: string, env: string) => Promise<void>,
+    /**
+     * The environment's database and media storage, created before its first deployment
+     * (`ensure`, idempotent); `ready`: ensure would change nothing.
+     */
+    private readonly data?: { ensure(app: apps.AppRow, env: apps.EnvironmentRow): Promise<void>; ready(env: apps.EnvironmentRow): boolean },
     /** Successful deployments per environment whose images the agents keep for rollbacks (SLIPWAY_ROLLBACK_IMAGES). */
     private readonly rollbackImages = 5,
   ) {}
@@ -169,22 +172,27 @@ export class DeploymentService {
     const buildMode: BuildMode = input.promoteFrom !== undefined || input.rollbackTo !== undefined ? "image" : (input.build ?? "auto");
     const id = randomUUID();
     const content = input.content;
-    // Everything that refuses the request is checked before the databases are provisioned: a refused
-    // request changes nothing (the transaction below checks again, under the environment's lock).
     const app0 = await apps.getAppByName(this.db, appName);
     const target = await apps.getEnvironment(this.db, app0, envName);
+    let source0: apps.EnvironmentRow | undefined;
     if (content) {
       if (content.from === envName) throw new InvalidRequestError(`cannot deploy the content of ${appName}/${envName} into itself`, { details: { "content.from": "same as the target" } });
       if (content.database === false && content.media === false) throw new InvalidRequestError("content needs database, media or both");
-      await apps.getEnvironment(this.db, app0, content.from);
+      source0 = await apps.getEnvironment(this.db, app0, content.from);
       if (content.confirm !== true) throw new PreconditionFailedError(`deploying the content of ${content.from} replaces the content of ${appName}/${envName}: send "content": {"confirm": true, ...}`);
     }
-    await this.refusals(this.db, app0, target, buildMode, input.queue === true);
-    const origin0 = await this.imageOrigin(this.db, app0, target, input);
-    // A promotion into an environment not serving yet goes where the image is (checked as if placed there).
-    await this.placementFor(this.db, app0, origin0?.placeOn && !input.moveTo ? { ...target, host_id: origin0.placeOn } : target, input.moveTo);
-    if (content) await this.ensureData?.(appName, content.from);
-    await this.ensureData?.(appName, envName);
+    // Provisioning runs outside the transaction below, so everything that refuses the request is
+    // checked before it: a refused request changes nothing. Once provisioned (every deployment but an
+    // environment's first, on this process), the transaction's own checks, under the environment's
+    // lock, are the only ones: the same refusals, a third of the request's queries fewer.
+    const unprovisioned = this.data ? [target, ...(source0 ? [source0] : [])].filter((e) => !this.data!.ready(e)) : [];
+    if (unprovisioned.length > 0) {
+      await this.refusals(this.db, app0, target, buildMode, input.queue === true);
+      const origin0 = await this.imageOrigin(this.db, app0, target, input);
+      // A promotion into an environment not serving yet goes where the image is (checked as if placed there).
+      await this.placementFor(this.db, app0, origin0?.placeOn && !input.moveTo ? { ...target, host_id: origin0.placeOn } : target, input.moveTo);
+      for (const e of unprovisioned.reverse()) await this.data!.ensure(app0, e);
+    }
     await this.db
       .transaction()
       .execute(async (trx) => {

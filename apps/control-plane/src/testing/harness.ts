@@ -15,7 +15,7 @@ import { DataService } from "../data/data.service.js";
 import { DatabaseProvisioner, dropAllWithPrefix } from "../data/provisioner.js";
 import { ObjectStore, type StorageConfig } from "../data/object-store.js";
 import { sharedStorage, type StorageProvider } from "../data/storage-provider.js";
-import { getAppByName, getEnvironment, type EnvironmentRow } from "../repositories/apps.repository.js";
+import { type EnvironmentRow } from "../repositories/apps.repository.js";
 import { HostService } from "../services/host.service.js";
 import { PlacementService } from "../services/placement.service.js";
 import { DrainService } from "../services/drain.service.js";
@@ -72,10 +72,7 @@ export async function testControlPlane(kind: DbKind, opts: { storage?: StorageCo
   const store = new ObjectStore(opts.storage ?? { media: { ...nowhere, endpointForContainers: "http://host.docker.internal:9", bucket: "media" }, backups: { ...nowhere, bucket: "backups" } });
   const data = new DataService(db, lifecycle, box, provisioner, store, opts.storageProvider ?? sharedStorage, placement, { adminUrl: PG_ADMIN, hostForContainers: "host.docker.internal", onJobQueued: () => void (tcp.published! += 1), log, ...(opts.uploadMaxBytes ? { uploadMaxBytes: opts.uploadMaxBytes } : {}) });
   const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: "example.test", onJobQueued: () => void (tcp.published! += 1) }, data);
-  const deployments = new DeploymentService(db, lifecycle, apps, placement, () => void (tcp.published! += 1), () => environments, async (a, e) => {
-    const appRow = await getAppByName(db, a);
-    await data.ensureData(appRow, await getEnvironment(db, appRow, e));
-  });
+  const deployments = new DeploymentService(db, lifecycle, apps, placement, () => void (tcp.published! += 1), () => environments, { ensure: (app, env) => data.ensureData(app, env), ready: (env) => data.dataReady(env) });
   const reports = new JobReportService(db, log, lifecycle);
   const metrics = new MetricsService(db, { retentionMs: 168 * 3_600_000, log });
   const adminToken = `slw_${randomBytes(24).toString("hex")}`;
