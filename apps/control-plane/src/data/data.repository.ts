@@ -171,26 +171,18 @@ export async function activeReader(trx: Db, environmentId: string): Promise<Acti
  * in the transaction that writes the new operation.
  */
 export async function activeOperation(trx: Db, environmentId: string): Promise<ActiveOperation | undefined> {
-  const deployment = await trx
-    .selectFrom("deployments")
-    .select(["id", "state"])
-    .where("environment_id", "=", environmentId)
-    .where("waiting", "=", false)
-    .where("state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
-    .executeTakeFirst();
-  if (deployment) return { kind: "deployment", ...deployment };
-  const copy = await trx
-    .selectFrom("content_copies")
-    .select(["id", "state", "kind"])
-    .where("target_environment_id", "=", environmentId)
-    .where("state", "in", ["queued", "running"])
-    .executeTakeFirst();
-  if (copy) return { kind: copy.kind === "restore" ? "restore" : "copy", id: copy.id, state: copy.state };
-  const backup = await trx
-    .selectFrom("backups")
-    .select(["id", "state"])
-    .where("environment_id", "=", environmentId)
-    .where("state", "in", ["queued", "running"])
-    .executeTakeFirst();
-  return backup ? { kind: "backup", ...backup } : undefined;
+  // One statement, not three: every deployment request asks it (the deployment first, then a copy
+  // or restore into the environment, then a backup of it).
+  const r = await sql<{ kind: string; id: string; state: string }>`
+    (SELECT 1 AS rank, 'deployment' AS kind, id::text AS id, state FROM deployments
+      WHERE environment_id = ${environmentId} AND waiting = false AND state IN ('queued', 'preparing', 'building', 'releasing', 'starting', 'probing', 'switching') LIMIT 1)
+    UNION ALL
+    (SELECT 2, kind, id::text, state FROM content_copies WHERE target_environment_id = ${environmentId} AND state IN ('queued', 'running') LIMIT 1)
+    UNION ALL
+    (SELECT 3, 'backup', id::text, state FROM backups WHERE environment_id = ${environmentId} AND state IN ('queued', 'running') LIMIT 1)
+    ORDER BY rank LIMIT 1`.execute(trx);
+  const op = r.rows[0];
+  if (!op) return undefined;
+  if (op.kind === "deployment" || op.kind === "backup") return { kind: op.kind, id: op.id, state: op.state };
+  return { kind: op.kind === "restore" ? "restore" : "copy", id: op.id, state: op.state };
 }

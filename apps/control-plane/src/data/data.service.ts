@@ -498,8 +498,9 @@ function recordedNames(env: Pick<apps.EnvironmentRow, "database_name" | "databas
  * requests racing cannot both pass), then throws a 409 naming what is running. `except`
  * lets a deployment queue behind a deployment. Returns the operation it let through, if any.
  */
-export async function refuseWhileActive(trx: Db, environmentId: string, label: string, except?: ActiveOperation["kind"]): Promise<ActiveOperation | undefined> {
-  if (!(await data.lockEnvironment(trx, environmentId))) throw new NotFoundError(`environment ${label} no longer exists`);
+export async function refuseWhileActive(trx: Db, environmentId: string, label: string, except?: ActiveOperation["kind"], opts: { locked?: boolean } = {}): Promise<ActiveOperation | undefined> {
+  // `locked`: the caller holds the row's lock already (apps.lockEnvironmentRow in this transaction).
+  if (!opts.locked && !(await data.lockEnvironment(trx, environmentId))) throw new NotFoundError(`environment ${label} no longer exists`);
   const op = await data.activeOperation(trx, environmentId);
   if (!op || op.kind === except) return op;
   throw new ConflictError(`${op.kind === "copy" ? "content copy" : op.kind} ${op.id} of ${label} is ${op.state}: wait for it to finish, one deployment or data operation per environment at a time`, {

@@ -95,6 +95,10 @@ export async function getEnvironment(db: Db, app: AppRow, name: string): Promise
 export function findEnvironmentById(db: Db, id: string): Promise<EnvironmentRow | undefined> {
   return db.selectFrom("environments").selectAll().where("id", "=", id).executeTakeFirst();
 }
+/** The environment's row, locked for the rest of `trx` (undefined when it is gone). */
+export function lockEnvironmentRow(trx: Db, id: string): Promise<EnvironmentRow | undefined> {
+  return trx.selectFrom("environments").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
+}
 
 /** Applies user-visible changes that a deployment must apply, bumping the config revision. */
 export async function updateEnvironmentConfig(db: Db, id: string, patch: Partial<Pick<EnvironmentRow, "branch" | "replicas" | "sleep_after_seconds">> & { host_labels?: string; limits?: string | null }): Promise<void> {

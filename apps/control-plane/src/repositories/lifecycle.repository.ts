@@ -93,8 +93,8 @@ export async function changedObservations(db: Db, observed: Array<{ hostId: stri
   return r.rows.map((x) => ({ environmentId: x.id, state: x.state }));
 }
 
-export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null; kind?: DeploymentKind; sourceDeploymentId?: string | null; promotedFrom?: string | null }): Promise<void> {
-  await insertOrConflict(db
+export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null; kind?: DeploymentKind; sourceDeploymentId?: string | null; promotedFrom?: string | null }): Promise<DeploymentRow> {
+  return insertOrConflict(db
     .insertInto("deployments")
     .values({
       id: row.id,
@@ -120,7 +120,8 @@ export async function insertDeploymentRow(db: Db, row: { id: string; appId: stri
       started_at: null,
       finished_at: null,
     })
-    .execute());
+    .returningAll()
+    .executeTakeFirstOrThrow());
 }
 
 /** The deployment's state, with what the same report recorded (steps, commit, image) in the same statement. */

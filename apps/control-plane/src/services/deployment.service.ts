@@ -193,19 +193,21 @@ export class DeploymentService {
       await this.placementFor(this.db, app0, origin0?.placeOn && !input.moveTo ? { ...target, host_id: origin0.placeOn } : target, input.moveTo);
       for (const e of unprovisioned.reverse()) await this.data!.ensure(app0, e);
     }
-    await this.db
+    const created = await this.db
       .transaction()
       .execute(async (trx) => {
-        const app = await apps.getAppByName(trx, appName);
-        const env = await apps.getEnvironment(trx, app, envName);
-        const active = await this.refusals(trx, app, env, buildMode, input.queue === true);
+        // The environment as it is under its lock (the app's row is not locked: read above, as before).
+        const app = app0;
+        const env = await apps.lockEnvironmentRow(trx, target.id);
+        if (!env) throw new NotFoundError(`environment '${envName}' of app '${appName}' no longer exists`);
+        const active = await this.refusals(trx, app, env, buildMode, input.queue === true, { locked: true });
         const origin = await this.imageOrigin(trx, app, env, input);
         if (origin?.placeOn && !input.moveTo && env.host_id !== origin.placeOn) {
           await this.lifecycle.place(trx, [env.id], origin.placeOn, `promotion from ${origin.promotedFrom}: placed where its image is`);
           env.host_id = origin.placeOn;
         }
         const { hostId, movedFrom } = await this.hostFor(trx, app, env, input.moveTo);
-        const rt = await this.runtime().runtimeSpec(trx, app, env);
+        const rt = await this.runtime().runtimeSpec(trx, app, env, { fresh: true });
         const spec: DeployJobSpec = {
           deploymentId: id,
           app: app.name,
@@ -248,7 +250,7 @@ export class DeploymentService {
           await insertContentCopy(trx, { id: randomUUID(), app: appName, source: content.from, target: envName, sourceEnvironmentId: source.id, targetEnvironmentId: env.id, kind: "copy", database, media, safetyBackupId: safetyId, requestedBy: by.name, deploymentId: id, jobId });
           spec.content = { action: "copy", app: appName, environment: envName, targetEnvironmentId: env.id, sourceEnvironmentId: source.id, database, media, safetyBackupId: safetyId };
         }
-        await this.lifecycle.createDeployment(
+        const row = await this.lifecycle.createDeployment(
           trx,
           {
             id,
@@ -273,6 +275,7 @@ export class DeploymentService {
           action: "deployment.requested",
           details: { deployment: id, build: buildMode, ...(origin ? { kind: origin.kind, image: origin.image, ...(origin.sourceDeploymentId ? { from: origin.sourceDeploymentId } : {}), ...(origin.promotedFrom ? { promotedFrom: origin.promotedFrom } : {}) } : {}), ...(active ? { queuedBehind: active.id } : {}) },
         });
+        return row;
       })
       .catch((err: unknown) => {
         if (err instanceof UniqueViolationError && err.constraint === "content_one_active") throw new ConflictError(`a content copy or restore into ${appName}/${envName} is already running`);
@@ -280,7 +283,8 @@ export class DeploymentService {
         throw err;
       });
     this.onJobQueued();
-    return this.get(by, id);
+    // As created (the agent may have moved it on since: GET shows that).
+    return toView(created, app0.name, target.name);
   }
 
   /**
@@ -289,9 +293,9 @@ export class DeploymentService {
    * Returns the running deployment this one queues behind. Checked first without a lock (before
    * anything is provisioned), then again in the writing transaction under the environment's lock.
    */
-  private async refusals(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, buildMode: BuildMode, queue: boolean): Promise<deployments.DeploymentRow | undefined> {
-    await refuseWhileActive(db, env.id, `${app.name}/${env.name}`, "deployment");
-    const active = await deployments.findActiveDeployment(db, env.id);
+  private async refusals(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, buildMode: BuildMode, queue: boolean, opts: { locked?: boolean } = {}): Promise<{ id: string; state: string } | undefined> {
+    const op = await refuseWhileActive(db, env.id, `${app.name}/${env.name}`, "deployment", opts);
+    const active = op?.kind === "deployment" ? op : undefined;
     if (active && !queue) {
       throw new ConflictError(`deployment ${active.id} of ${app.name}/${env.name} is still ${active.state}; wait for it, cancel it, or pass "queue": true to run this one after it`, { details: { deployment: active.id } });
     }

@@ -502,8 +502,12 @@ export class EnvironmentService {
     return this.appService.getEnvironment(by, appName, envName);
   }
 
-  /** Host names, variables (sealed), auth and sleep of an environment as a deployment applies them. */
-  async runtimeSpec(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow): Promise<RuntimeSpec> {
+  /**
+   * Host names, variables (sealed), auth and sleep of an environment as a deployment applies them.
+   * `fresh`: `env` was read in this transaction after its data services were provisioned (else its
+   * database and storage identity are read again).
+   */
+  async runtimeSpec(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, opts: { fresh?: boolean } = {}): Promise<RuntimeSpec> {
     const hostnames = [defaultHostname(env.host_label, this.opts.baseDomain), ...(await vars.listDomains(trx, env.id))];
     let secretKey = env.secret_key_encrypted ? this.box.decrypt(env.secret_key_encrypted) : undefined;
     if (!secretKey) {
@@ -514,7 +518,7 @@ export class EnvironmentService {
     const variables: Record<string, string> = {
       ...defaultVariables(env.name, { domain: hostnames[0]!, aliases: hostnames.slice(1), branch: env.branch }),
       SECRET_KEY: secretKey,
-      ...(this.data?.containerVariables(app, (await apps.findEnvironmentById(trx, env.id)) ?? env) ?? {}),
+      ...(this.data?.containerVariables(app, opts.fresh ? env : ((await apps.findEnvironmentById(trx, env.id)) ?? env)) ?? {}),
       ...Object.fromEntries(Object.entries(user).map(([k, v]) => [k, this.box.decrypt(v)])),
     };
     return {

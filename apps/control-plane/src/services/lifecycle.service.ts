@@ -133,12 +133,13 @@ export class Lifecycle {
   // ---- deployments ----
 
   /** Writes a queued deployment and its job (the outbox) and settles the environment (deploying). */
-  async createDeployment(trx: Db, d: NewDeployment, job: Omit<NewJob, "deploymentId" | "kind">): Promise<void> {
-    await lc.insertDeploymentRow(trx, d);
+  async createDeployment(trx: Db, d: NewDeployment, job: Omit<NewJob, "deploymentId" | "kind">): Promise<DeploymentRow> {
+    const row = await lc.insertDeploymentRow(trx, d);
     await lc.insertJobRow(trx, { ...job, kind: "deploy", deploymentId: d.id });
     this.log.info({ machine: "deployment", deploymentId: d.id, to: "queued", waiting: d.waiting }, "deployment queued");
     // A deployment starts the environment: what it deploys is meant to run.
     await this.settleEnvironment(trx, d.environmentId, `deployment ${d.id} requested`, { desired: "running" });
+    return row;
   }
 
   /** Moves a deployment forward (a step began); false when the move is illegal (refused, logged). */
