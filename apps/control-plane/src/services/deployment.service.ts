@@ -290,8 +290,9 @@ export class DeploymentService {
   /**
    * Why `create` refuses, if it does: a data operation runs (a deployment with content is itself
    * one), another deployment runs and this one may not queue, or there is no image to reuse.
-   * Returns the running deployment this one queues behind. Checked first without a lock (before
-   * anything is provisioned), then again in the writing transaction under the environment's lock.
+   * Returns the running deployment this one queues behind. Checked in the writing transaction under
+   * the environment's lock (`locked`: taken by the caller), and before that without a lock when the
+   * request would provision the environment's data first.
    */
   private async refusals(db: Db, app: apps.AppRow, env: apps.EnvironmentRow, buildMode: BuildMode, queue: boolean, opts: { locked?: boolean } = {}): Promise<{ id: string; state: string } | undefined> {
     const op = await refuseWhileActive(db, env.id, `${app.name}/${env.name}`, "deployment", opts);
