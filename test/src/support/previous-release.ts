@@ -1,9 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+import { repoRoot } from "./platform.js";
 
 /**
  * The release before this one, as `deploy/previous-release` names it (its first word: a commit of
