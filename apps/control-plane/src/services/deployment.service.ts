@@ -185,13 +185,14 @@ export class DeploymentService {
     // checked before it: a refused request changes nothing. Once provisioned (every deployment but an
     // environment's first, on this process), the transaction's own checks, under the environment's
     // lock, are the only ones: the same refusals, a third of the request's queries fewer.
-    const unprovisioned = this.data ? [target, ...(source0 ? [source0] : [])].filter((e) => !this.data!.ready(e)) : [];
+    // In the order they are provisioned: the content's source first, then the target.
+    const unprovisioned = this.data ? [...(source0 ? [source0] : []), target].filter((e) => !this.data!.ready(e)) : [];
     if (unprovisioned.length > 0) {
       await this.refusals(this.db, app0, target, buildMode, input.queue === true);
       const origin0 = await this.imageOrigin(this.db, app0, target, input);
       // A promotion into an environment not serving yet goes where the image is (checked as if placed there).
       await this.placementFor(this.db, app0, origin0?.placeOn && !input.moveTo ? { ...target, host_id: origin0.placeOn } : target, input.moveTo);
-      for (const e of unprovisioned.reverse()) await this.data!.ensure(app0, e);
+      for (const e of unprovisioned) await this.data!.ensure(app0, e);
     }
     const created = await this.db
       .transaction()
