@@ -607,6 +607,10 @@ export class DockerRuntime implements ContainerRuntime, ContainerLogReader, Cont
     }
   }
 
+  /**
+   * Whether more output can come: the engine's Running, a restart loop included (unlike inspect()'s
+   * `running`, which leaves a restarting container out: a follow should wait for its next output).
+   */
   private async isRunning(id: string): Promise<boolean> {
     const info = await this.docker.getContainer(id).inspect().catch(() => undefined);
     return Boolean(info?.State?.Running);
