@@ -118,7 +118,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
       deliver: (names) => environments.deliverCertificate(names),
     });
     const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
-    const deployments = new DeploymentService(db, lifecycle, apps, placement, () => publisher.poke(), () => environments, { ensure: (app, env) => data.ensureData(app, env), ready: (env) => data.dataReady(env) }, config.rollbackImages);
+    const deployments = new DeploymentService(db, lifecycle, apps, placement, (job) => (job ? publisher.publishCommitted(job) : publisher.poke()), () => environments, { ensure: (app, env) => data.ensureData(app, env), ready: (env) => data.dataReady(env) }, config.rollbackImages);
     singletons.add(every("backup scheduler", config.backupSchedulerIntervalMs, () => data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed"))));
     const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
     // Retention is in hours; pruning every 10 minutes keeps each delete small (about ten rows per environment and host).

@@ -198,6 +198,7 @@ async function race(replicas: Replica[]): Promise<number> {
 interface JobFacts {
   id: string;
   kind: string;
+  deployment_id: string | null;
   host_id: string | null;
   environment_id: string | null;
   env_host: string | null;
@@ -208,7 +209,7 @@ interface JobFacts {
 
 async function jobFacts(db: pg.Pool): Promise<Map<string, JobFacts>> {
   const r = await db.query<JobFacts>(
-    "select j.id, j.kind, j.host_id, j.environment_id, e.host_id as env_host, j.published_at, j.publish_attempts, j.last_publish_error from jobs j left join environments e on e.id = j.environment_id",
+    "select j.id, j.kind, j.deployment_id, j.host_id, j.environment_id, e.host_id as env_host, j.published_at, j.publish_attempts, j.last_publish_error from jobs j left join environments e on e.id = j.environment_id",
   );
   return new Map(r.rows.map((row) => [row.id, row]));
 }
@@ -396,6 +397,52 @@ describe("OutboxPublisher with several control planes (PostgreSQL, nats-server)"
       expect(m.subject).toBe(jobsSubject(jobs.get(m.jobId)!.host_id!));
       expect(jobs.get(m.jobId)!.published_at).not.toBeNull();
     }
+  });
+
+  it("deployment jobs published at once by their requests while another replica's runs publish them too: each stored once, marked once; a refused one waits for a run", async () => {
+    const { url, inspect, db } = await database();
+    const fleet = await makeFleet(db, { hosts: 2, perHost: 20, placedPerHost: 6, presetPerEnv: 1, unplaced: 0, followersPerEnv: 0 });
+    const deploys = [...(await jobFacts(inspect)).values()].filter((j) => fleet.preset.includes(j.id));
+    expect(deploys.length).toBe(12);
+    const committed = (j: JobFacts) => ({ id: j.id, hostId: j.host_id!, kind: j.kind, deploymentId: j.deployment_id });
+    // The first two: their requests' publication is refused (NATS unreachable from that replica).
+    const refused = await replica(url, nats.url, "refused", (bus) => ({
+      ensureStream: () => bus.ensureStream(),
+      ensureConsumer: (h) => bus.ensureConsumer(h),
+      deleteConsumer: (h) => bus.deleteConsumer(h),
+      close: () => bus.close(),
+      publish: () => Promise.reject(new Error("nats: connection refused")),
+    }));
+    open.push(refused);
+    await refused.bus.ensureStream();
+    for (const j of deploys.slice(0, 2)) refused.publisher.publishCommitted(committed(j));
+    await refused.publisher.stop();
+    let jobs = await jobFacts(inspect);
+    for (const j of deploys.slice(0, 2)) expect(jobs.get(j.id)!.published_at).toBeNull();
+    expect(await storedMessages(jsm)).toEqual([]);
+    // Five published by their requests on replica a, whose outbox never runs (not started): sent and marked.
+    const [a, b, c] = await replicas(url, 3);
+    for (const j of deploys.slice(2, 7)) a!.publisher.publishCommitted(committed(j));
+    await a!.publisher.stop();
+    jobs = await jobFacts(inspect);
+    expect(new Set((await storedMessages(jsm)).map((m) => m.jobId))).toEqual(new Set(deploys.slice(2, 7).map((j) => j.id)));
+    for (const j of deploys.slice(2, 7)) expect(jobs.get(j.id)!.published_at).not.toBeNull();
+    // The last five published by their requests on replica c while replica b runs its outbox over the rest.
+    for (const j of deploys.slice(7)) c!.publisher.publishCommitted(committed(j));
+    await race([b!]);
+    await c!.publisher.stop();
+    jobs = await jobFacts(inspect);
+    const stored = await storedMessages(jsm);
+    expect(stored.length).toBe(12);
+    expect(new Set(stored.map((m) => m.jobId))).toEqual(new Set(fleet.preset));
+    for (const m of stored) {
+      const job = jobs.get(m.jobId)!;
+      expect(m.subject).toBe(jobsSubject(job.host_id!));
+      expect(job.published_at).not.toBeNull();
+      expect(job.publish_attempts).toBe(1);
+    }
+    // The refused two went through b's runs.
+    expect(b!.published).toBeGreaterThanOrEqual(2);
   });
 
   it("throughput: jobs placed and published per second by one replica and by two", async () => {

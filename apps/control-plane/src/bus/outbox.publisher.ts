@@ -7,6 +7,7 @@ import * as apps from "../repositories/apps.repository.js";
 import type { PlacementService } from "../services/placement.service.js";
 import type { JobBus } from "./job-bus.js";
 import type { Lifecycle } from "../services/lifecycle.service.js";
+import type { CommittedJob } from "../services/deployment.service.js";
 
 /** Jobs published per transaction (claimed, sent at once, marked). */
 const BATCH = 100;
@@ -36,6 +37,8 @@ export class OutboxPublisher {
   private running = false;
   private again = false;
   private stopped = false;
+  /** publishCommitted() calls not settled yet. */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly db: Db,
@@ -56,6 +59,7 @@ export class OutboxPublisher {
     if (this.timer) clearInterval(this.timer);
     if (this.retry) clearTimeout(this.retry);
     while (this.running) await new Promise((r) => setTimeout(r, 20));
+    await Promise.all(this.inFlight);
   }
 
   /** Asks for a run now; runs of this publisher are never concurrent (other replicas' are). */
@@ -75,6 +79,31 @@ export class OutboxPublisher {
           this.poke();
         }
       });
+  }
+
+  /**
+   * Publishes a job its caller has just committed with a host (a deployment request's) without
+   * waiting for a run: the job's message, then its mark, outside any claim. A run of this or
+   * another replica may publish it at the same moment: the same message id within JetStream's
+   * duplicate window is stored once, and the mark is written once. Cancelled in between: the agent
+   * reads the job's state with its spec and ends it without running it. Anything failing leaves
+   * the job unmarked in the outbox, and a run is asked for.
+   */
+  publishCommitted(job: CommittedJob): void {
+    if (this.stopped) return;
+    const msg = JobMessage.encode({ jobId: job.id, kind: job.kind, hostId: job.hostId, deploymentId: job.deploymentId ?? "" }).finish();
+    const done = this.bus
+      .publish(job.hostId, job.id, msg)
+      .then(() => deployments.markJobsPublished(this.db, [job.id], new Date()))
+      .then(
+        () => this.log.info({ jobId: job.id, hostId: job.hostId, deploymentId: job.deploymentId }, "job published"),
+        (err: unknown) => {
+          this.log.warn({ jobId: job.id, hostId: job.hostId, err: messageOf(err) }, "job publish failed; the outbox will retry");
+          this.poke();
+        },
+      )
+      .finally(() => this.inFlight.delete(done));
+    this.inFlight.add(done);
   }
 
   /** Places the jobs without a host, then publishes placed jobs; returns how many it published. */

@@ -29,6 +29,14 @@ import type { BuildMode, DeployJobSpec } from "./deploy-spec.js";
 
 export type { BuildMode, DeployJobSpec } from "./deploy-spec.js";
 
+/** A job its transaction committed with a host, ready to be published. */
+export interface CommittedJob {
+  id: string;
+  hostId: string;
+  kind: string;
+  deploymentId: string | null;
+}
+
 export interface DeploymentInput {
   build?: BuildMode;
   queue?: boolean;
@@ -98,7 +106,8 @@ export class DeploymentService {
     private readonly lifecycle: Lifecycle,
     private readonly appService: AppService,
     private readonly placement: PlacementService,
-    private readonly onJobQueued: () => void,
+    /** A job was queued; `committed`: a deployment's job committed with its host, to publish now. */
+    private readonly onJobQueued: (committed?: CommittedJob) => void,
     /** Resolved lazily: the environment service and this one know each other. */
     private readonly runtime: () => Pick<EnvironmentService, "runtimeSpec" | "rollbackVariablesSealed">,
     /**
@@ -137,9 +146,12 @@ export class DeploymentService {
     const request = this.placement.requestOf(env);
     const label = `${app.name}/${env.name}`;
     if (env.host_id) {
-      const current = await findHost(db, env.host_id);
+      // The host's row is read when its labels matter, or to say why the environment must move.
+      const labelled = Object.keys(wanted).length > 0;
+      let current = labelled ? await findHost(db, env.host_id) : undefined;
       const hasLabels = !current || labelsMatch(current.labels, wanted);
       if (hasLabels && (await this.placement.fits(db, env.host_id, request, env.id))) return { hostId: env.host_id, movedFrom: null };
+      if (!labelled) current = await findHost(db, env.host_id);
       const target = await this.placement.place(db, { constraints: wanted, request, environmentId: env.id });
       const why = hasLabels ? `its host ${current!.name} has no room for ${describeRequest(request)}` : `its host ${current!.name} lacks the labels ${formatLabels(wanted)}`;
       if ("reason" in target) {
@@ -171,6 +183,7 @@ export class DeploymentService {
     if (input.runReleaseCommands !== undefined && input.rollbackTo === undefined) throw new InvalidRequestError(`"runReleaseCommands" is for rollbacks (other deployments always run them)`, { details: { runReleaseCommands: "without rollbackTo" } });
     const buildMode: BuildMode = input.promoteFrom !== undefined || input.rollbackTo !== undefined ? "image" : (input.build ?? "auto");
     const id = randomUUID();
+    const jobId = randomUUID();
     const content = input.content;
     const app0 = await apps.getAppByName(this.db, appName);
     const target = await apps.getEnvironment(this.db, app0, envName);
@@ -241,7 +254,6 @@ export class DeploymentService {
             spec.skipRelease = input.runReleaseCommands !== true;
           }
         }
-        const jobId = randomUUID();
         if (content) {
           const source = await apps.getEnvironment(trx, app, content.from);
           const safetyId = randomUUID();
@@ -283,7 +295,8 @@ export class DeploymentService {
         if (err instanceof UniqueViolationError) throw new ConflictError(`a deployment of ${appName}/${envName} is already running`);
         throw err;
       });
-    this.onJobQueued();
+    // Placed and not waiting behind another: published right away (the outbox's run is the fallback).
+    this.onJobQueued(created.host_id && !created.waiting ? { id: jobId, hostId: created.host_id, kind: "deploy", deploymentId: id } : undefined);
     // As created (the agent may have moved it on since: GET shows that).
     return toView(created, app0.name, target.name);
   }
