@@ -168,28 +168,40 @@ export async function recordPublishFailure(db: Db, id: string, error: string): P
     .execute();
 }
 
+type PlacedRequest = { id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number };
+
 /**
- * Environments on their way to these hosts: a move (a deployment with `moved_from_host_id`, its
- * target in `host_id`) not ended yet, the environment still placed elsewhere. By target host.
+ * What takes room on these hosts, in one statement, by host: the environments placed on them
+ * (`placed`), and those on their way to them (`moving`): a move (a deployment with
+ * `moved_from_host_id`, its target in `host_id`) not ended yet, the environment still placed
+ * elsewhere, each once per target.
  */
-export async function movesInFlight(db: Db, hostIds: string[]): Promise<Map<string, Array<{ id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number }>>> {
-  const out = new Map<string, Array<{ id: string; name: string; limits: Partial<ResourceLimits> | null; replicas: number }>>();
-  if (hostIds.length === 0) return out;
+export async function roomTakers(db: Db, hostIds: string[]): Promise<{ placed: Map<string, PlacedRequest[]>; moving: Map<string, PlacedRequest[]> }> {
+  const placed = new Map<string, PlacedRequest[]>();
+  const moving = new Map<string, PlacedRequest[]>();
+  if (hostIds.length === 0) return { placed, moving };
   const rows = await db
-    .selectFrom("deployments")
-    .innerJoin("environments", "environments.id", "deployments.environment_id")
-    .select(["environments.id", "environments.name", "environments.limits", "environments.replicas", "deployments.host_id as target"])
-    .where("deployments.host_id", "in", hostIds)
-    .where("deployments.moved_from_host_id", "is not", null)
-    .where("deployments.state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
-    .whereRef("environments.host_id", "is distinct from", "deployments.host_id")
+    .selectFrom("environments")
+    .select(["id", "name", "limits", "replicas", "host_id as host", sql<boolean>`false`.as("moving")])
+    .where("host_id", "in", hostIds)
+    .unionAll(
+      db
+        .selectFrom("deployments")
+        .innerJoin("environments", "environments.id", "deployments.environment_id")
+        .select(["environments.id", "environments.name", "environments.limits", "environments.replicas", "deployments.host_id as host", sql<boolean>`true`.as("moving")])
+        .where("deployments.host_id", "in", hostIds)
+        .where("deployments.moved_from_host_id", "is not", null)
+        .where("deployments.state", "in", ["queued", "preparing", "building", "releasing", "starting", "probing", "switching"])
+        .whereRef("environments.host_id", "is distinct from", "deployments.host_id"),
+    )
     .execute();
   for (const r of rows) {
-    const list = out.get(r.target!) ?? [];
+    const into = r.moving ? moving : placed;
+    const list = into.get(r.host!) ?? [];
     if (!list.some((e) => e.id === r.id)) list.push({ id: r.id, name: r.name, limits: r.limits, replicas: r.replicas });
-    out.set(r.target!, list);
+    into.set(r.host!, list);
   }
-  return out;
+  return { placed, moving };
 }
 
 /**

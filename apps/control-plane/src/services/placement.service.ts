@@ -1,7 +1,7 @@
 import { labelsMatch, requestOf, type ResourceLimits } from "@slipway/core";
 import type { Db } from "../db/database.js";
-import { placementCandidates, placedEnvironments } from "../repositories/hosts.repository.js";
-import { lockPlacementDecisions, movesInFlight } from "../repositories/deployments.repository.js";
+import { placementCandidates } from "../repositories/hosts.repository.js";
+import { lockPlacementDecisions, roomTakers } from "../repositories/deployments.repository.js";
 import { DEFAULT_RESOURCE_POLICY, limitsOf, type ResourcePolicy } from "./resource-policy.js";
 
 /** What an environment asks of a host: its limits times its replicas. */
@@ -64,8 +64,7 @@ export class PlacementService {
     if (db.isTransaction && opts.lock) await lockPlacementDecisions(db);
     const since = new Date(Date.now() - this.onlineWindowMs());
     const hosts = await placementCandidates(db, since, only);
-    const placed = await placedEnvironments(db, hosts.map((h) => h.id));
-    const moving = await movesInFlight(db, hosts.map((h) => h.id));
+    const { placed, moving } = await roomTakers(db, hosts.map((h) => h.id));
     const out = new Map<string, HostRoom & { labels: Record<string, string>; environments: number; cpu: number; name: string }>();
     for (const h of hosts) {
       let mem = 0;
