@@ -27,10 +27,11 @@ import * as m0021 from "./migrations/0021-uploaded-certificates.js";
 import * as m0022 from "./migrations/0022-https-redirect.js";
 import * as m0023 from "./migrations/0023-served-certificates.js";
 import * as m0024 from "./migrations/0024-leases.js";
+import * as m0025 from "./migrations/0025-hosts-fillfactor.js";
 
 export type Db = Kysely<Database>;
 
-const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002, "0003-environments": m0003, "0004-data": m0004, "0005-metrics": m0005, "0006-fleet": m0006, "0007-job-indexes": m0007, "0008-host-labels": m0008, "0009-desired-observed": m0009, "0010-environment-identity": m0010, "0011-token-lifecycle": m0011, "0012-repository-credential": m0012, "0013-host-nats-key": m0013, "0014-backup-sha256": m0014, "0015-environment-storage": m0015, "0016-environment-limits": m0016, "0017-git-integration": m0017, "0018-sessions": m0018, "0019-certificates": m0019, "0020-environment-forwards": m0020, "0021-uploaded-certificates": m0021, "0022-https-redirect": m0022, "0023-served-certificates": m0023, "0024-leases": m0024 };
+const migrations: Record<string, Migration> = { "0001-initial": m0001, "0002-deployment-queue": m0002, "0003-environments": m0003, "0004-data": m0004, "0005-metrics": m0005, "0006-fleet": m0006, "0007-job-indexes": m0007, "0008-host-labels": m0008, "0009-desired-observed": m0009, "0010-environment-identity": m0010, "0011-token-lifecycle": m0011, "0012-repository-credential": m0012, "0013-host-nats-key": m0013, "0014-backup-sha256": m0014, "0015-environment-storage": m0015, "0016-environment-limits": m0016, "0017-git-integration": m0017, "0018-sessions": m0018, "0019-certificates": m0019, "0020-environment-forwards": m0020, "0021-uploaded-certificates": m0021, "0022-https-redirect": m0022, "0023-served-certificates": m0023, "0024-leases": m0024, "0025-hosts-fillfactor": m0025 };
 
 class StaticMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
