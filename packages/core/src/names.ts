@@ -132,6 +132,14 @@ export function jobsSubject(hostId: string): string {
 export function jobsConsumer(hostId: string): string {
   return `agent-${hostId}`;
 }
+/**
+ * How an agent pulls its jobs. A pull waits up to `expires` for a message (a job is delivered the
+ * moment it is stored, whatever is left of the wait); the server's idle heartbeat, every
+ * `idle_heartbeat`, shows the pull is alive, and two missed ones make the client pull anew (a lost
+ * NATS node). nats.js' default expiry is 30 s: 10,000 agents renewed 333 pulls a second; at 120 s,
+ * 83. The idle heartbeat stays at its default for a 30 s pull (15 s), so a lost pull is found as soon.
+ */
+export const JOBS_PULL = { expires: 120_000, idle_heartbeat: 15_000 } as const;
 
 /** Container labels the agent puts on everything it starts. */
 export const LABELS = {

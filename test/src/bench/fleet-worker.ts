@@ -20,6 +20,7 @@ import { credentials, Metadata, type ClientDuplexStream } from "@grpc/grpc-js";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { JOBS_PULL } from "@slipway/core";
 import { AgentServiceClient, JobMessage, type HeartbeatRequest, type HeartbeatResponse } from "@slipway/proto";
 import { collectGarbage, monoMs, type AgentSeed, type FromWorker, type ToWorker, type WorkerStats } from "./fleet-protocol.js";
 
@@ -87,7 +88,7 @@ class SimAgent {
     this.nc = await connect({ servers: NATS_URL_OVERRIDE ?? res.natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: true, name: `slipway-agent-${res.jobsConsumer}` });
     const js = jetstream(this.nc);
     const consumer = await js.consumers.get(res.jobsStream, res.jobsConsumer);
-    this.messages = await consumer.consume({ max_messages: JOB_CONCURRENCY });
+    this.messages = await consumer.consume({ max_messages: JOB_CONCURRENCY, ...JOBS_PULL });
     void this.consumeLoop(this.messages);
     void this.watchNotices(this.messages);
     const t2 = monoMs();

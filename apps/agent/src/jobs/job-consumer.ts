@@ -3,7 +3,7 @@ import { natsOptions, type AgentNats } from "../nats/connection.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { JobMessage } from "@slipway/proto";
-import type { Logger } from "@slipway/core";
+import { JOBS_PULL, type Logger } from "@slipway/core";
 
 /** Runs one job; resolves when its final state has been reported (then the message is acked). */
 export type JobHandler = (job: JobMessage, signal: AbortSignal) => Promise<"ack" | { nakDelayMs: number } | "term">;
@@ -50,7 +50,7 @@ export class JobConsumer {
       try {
         const consumer = await js.consumers.get(this.opts.stream, this.opts.consumer);
         this.workingMs = workingIntervalMs((await consumer.info(true)).config.ack_wait);
-        this.messages = await consumer.consume({ max_messages: this.opts.concurrency });
+        this.messages = await consumer.consume({ max_messages: this.opts.concurrency, ...JOBS_PULL });
         this.opts.log.info({ consumer: this.opts.consumer, workingIntervalMs: this.workingMs }, "consuming jobs");
         for await (const m of this.messages) {
           while (this.running.size >= this.opts.concurrency && !this.stopped) await new Promise((r) => setTimeout(r, 50));
