@@ -188,6 +188,7 @@ const merge = (into: Record<string, number>, from: Record<string, number>) => {
 };
 
 /** Node flags of the load generators (FLEET_WORKER_NODE_ARGS adds some, e.g. --trace-gc). */
+const WORKER_NICE = Number(process.env.FLEET_WORKER_NICE ?? 0);
 const WORKER_NODE_ARGS = ["--max-old-space-size=4096", ...(process.env.FLEET_WORKER_NODE_ARGS ?? "").split(" ").filter(Boolean)];
 
 /** A load generator process and a typed request/answer channel to it. */
@@ -206,6 +207,7 @@ class WorkerProc {
       { env, stdio: ["ignore", 2, 2, "ipc"] },
     );
     this.pid = this.child.pid!;
+    if (WORKER_NICE !== 0) os.setPriority(this.pid, WORKER_NICE);
     this.child.on("message", (m: FromWorker) => {
       const i = this.waiters.findIndex((w) => w.t === m.t);
       if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(m);
