@@ -61,39 +61,28 @@ export interface HeartbeatRecord {
   ingressAddress?: string;
 }
 
-/** Rows per statement: well under PostgreSQL's 65,535 bind parameters. */
-const CHUNK = 2_000;
-
-function chunks<T>(rows: T[]): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < rows.length; i += CHUNK) out.push(rows.slice(i, i + CHUNK));
-  return out;
-}
-
 /**
- * Records many hosts' heartbeats with one UPDATE per 2,000 hosts; answers the
- * ids of the hosts that exist and are not revoked (the others' streams must end).
+ * Records many hosts' heartbeats in one UPDATE; answers the ids of the hosts that exist and are
+ * not revoked (the others' streams must end). The rows go as six arrays (`unnest`), not as six
+ * parameters per row: a statement of constant size whatever the batch (2,000 beats were 12,000
+ * parameters, each built, serialized and parsed on its own).
  */
 export async function recordHeartbeats(db: Db, beats: HeartbeatRecord[]): Promise<Set<string>> {
-  const live = new Set<string>();
   // One row per host (the latest beat), in id order so concurrent writers lock rows in the same order.
   const latest = new Map<string, HeartbeatRecord>();
   for (const b of beats) latest.set(b.hostId, b);
   const rows = [...latest.values()].sort((a, b) => (a.hostId < b.hostId ? -1 : 1));
-  for (const part of chunks(rows)) {
-    const values = sql.join(
-      part.map((b) => sql`(${b.hostId}::text, ${b.at.toISOString()}::timestamptz, ${b.version}::text, ${json(b.capacity)}::jsonb, ${json(b.load)}::jsonb, ${b.ingressAddress || null}::text)`),
-    );
-    const r = await sql<{ id: string }>`
+  if (rows.length === 0) return new Set();
+  const r = await sql<{ id: string }>`
       UPDATE hosts AS h
          SET last_heartbeat_at = v.at, version = v.version, capacity = v.capacity, load = v.load,
              ingress_address = coalesce(v.ingress, h.ingress_address)
-        FROM (VALUES ${values}) AS v(id, at, version, capacity, load, ingress)
+        FROM unnest(${rows.map((b) => b.hostId)}::text[], ${rows.map((b) => b.at.toISOString())}::timestamptz[], ${rows.map((b) => b.version)}::text[],
+                    ${rows.map((b) => json(b.capacity))}::jsonb[], ${rows.map((b) => json(b.load))}::jsonb[], ${rows.map((b) => b.ingressAddress || null)}::text[])
+             AS v(id, at, version, capacity, load, ingress)
        WHERE h.id = v.id AND h.admin_state <> 'revoked'
    RETURNING h.id`.execute(db);
-    for (const row of r.rows) live.add(row.id);
-  }
-  return live;
+  return new Set(r.rows.map((row) => row.id));
 }
 
 /** Records one heartbeat; false when the host is unknown or revoked. */

@@ -50,7 +50,7 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
 
     const writer = new HeartbeatWriter(db, createLogger("t", "silent"), 50, new Lifecycle(createLogger("t", "silent")));
     const answers = await Promise.allSettled([
-      writer.submit(host(1), beat(0.5, [{ environmentId: test.id, state: "stopped" }, { environmentId: live.id, state: "sleeping" }])),
+      writer.submit(host(1), { ...beat(0.5, [{ environmentId: test.id, state: "stopped" }, { environmentId: live.id, state: "sleeping" }]), ingressAddress: "10.0.0.1:443" }),
       // Host 2 claims host 1's environment: an agent speaks only for its own.
       writer.submit(host(2), beat(0.25, [{ environmentId: live.id, state: "stopped" }])),
       writer.submit(host(3), beat(0.75)),
@@ -60,8 +60,13 @@ describe.each<DbKind>(["pglite", "postgres"])("heartbeat batches on %s", (kind) 
     expect(answers[2].status).toBe("rejected");
     expect((answers[2] as PromiseRejectedResult).reason).toBeInstanceOf(UnauthenticatedError);
 
-    const rows = await db.selectFrom("hosts").select(["id", "version", "load", "last_heartbeat_at"]).orderBy("id").execute();
-    expect(rows.map((r) => [r.version, (r.load as { cpu: number }).cpu])).toEqual([["9.9.9", 0.5], ["9.9.9", 0.25], ["0", 0]]);
+    const rows = await db.selectFrom("hosts").select(["id", "version", "load", "capacity", "ingress_address", "last_heartbeat_at"]).orderBy("id").execute();
+    expect(rows.map((r) => [r.version, (r.load as { cpu: number }).cpu, r.ingress_address])).toEqual([["9.9.9", 0.5, "10.0.0.1:443"], ["9.9.9", 0.25, null], ["0", 0, null]]);
+    expect(rows[0]!.load).toEqual(beat(0.5).load);
+    expect(rows[1]!.capacity).toEqual(beat(0.25).capacity);
+    // A beat without an address keeps the one recorded.
+    await writer.submit(host(1), beat(0.6));
+    expect((await db.selectFrom("hosts").select("ingress_address").where("id", "=", host(1)).executeTakeFirstOrThrow()).ingress_address).toBe("10.0.0.1:443");
     expect((await getEnvironment(db, app, "live")).state).toBe("sleeping");
     // A deployment owns the state while it runs.
     expect((await getEnvironment(db, app, "test")).state).toBe("deploying");
