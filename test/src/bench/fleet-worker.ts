@@ -50,6 +50,10 @@ class SimAgent {
   /** Send times of beats not answered yet (answers come in order on the stream). */
   private pending: number[] = [];
   private timer?: NodeJS.Timeout;
+  /** Where in each heartbeat interval this agent beats (spread evenly over the fleet). */
+  private phaseMs = 0;
+  /** When the next beat is due (the clock's milliseconds). */
+  private nextBeatAt: number | undefined;
   private nc?: NatsConnection;
   private messages?: ConsumerMessages;
   private stopped = false;
@@ -92,15 +96,29 @@ class SimAgent {
     void this.consumeLoop(this.messages);
     void this.watchNotices(this.messages);
     const t2 = monoMs();
-    // First beat at this agent's phase, then every interval.
-    const phase = ((this.seed.idx * PHI) % 1) * this.intervalMs;
-    const now = Date.now() % this.intervalMs;
-    const wait = (phase - now + this.intervalMs) % this.intervalMs;
+    this.phaseMs = ((this.seed.idx * PHI) % 1) * this.intervalMs;
+    this.scheduleBeat();
+    return { registerMs: t1 - t0, consumeMs: t2 - t1 };
+  }
+
+  /**
+   * The next beat at this agent's own phase of the interval (the clock's), whenever the last one
+   * ran. Not setInterval: Node reschedules an interval from the moment its callback ran, so every
+   * agent whose beat came due during a pause of this process's event loop (a major GC) would beat
+   * in the same instant from then on, and each pause would gather more of the fleet into bursts
+   * every interval. Real agents, each with its own process, never line up that way; a late beat
+   * here runs once, late, and the next one is back at its phase.
+   */
+  private scheduleBeat(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    // One interval after the last due time; later than that already (a long pause): the next time at its phase.
+    this.nextBeatAt = this.nextBeatAt === undefined ? undefined : this.nextBeatAt + this.intervalMs;
+    if (this.nextBeatAt === undefined || this.nextBeatAt <= now) this.nextBeatAt = now + ((((this.phaseMs - now) % this.intervalMs) + this.intervalMs) % this.intervalMs);
     this.timer = setTimeout(() => {
       this.beat();
-      this.timer = setInterval(() => this.beat(), this.intervalMs);
-    }, wait);
-    return { registerMs: t1 - t0, consumeMs: t2 - t1 };
+      this.scheduleBeat();
+    }, this.nextBeatAt - now);
   }
 
   private open(): ClientDuplexStream<HeartbeatRequest, HeartbeatResponse> {

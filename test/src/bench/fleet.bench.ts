@@ -46,7 +46,8 @@
  * (two control-plane processes sharing the machine, the database and NATS); to measure a
  * change to the control plane without touching the repository:
  * FLEET_CP_MAIN=/path/to/other/build/main.js, FLEET_CP_NODE_ARGS="--cpu-prof
- * --cpu-prof-dir=…", FLEET_WORKER_NODE_ARGS.
+ * --cpu-prof-dir=…", FLEET_WORKER_NODE_ARGS, FLEET_WORKER_NICE=10 (the load generators at a
+ * lower CPU priority than the platform's processes).
  *
  * Open files: every simulated agent holds a gRPC and a NATS socket; the load
  * generators are started through `bash -c 'ulimit -n 65536; exec node …'`
