@@ -93,35 +93,45 @@ export async function changedObservations(db: Db, observed: Array<{ hostId: stri
   return r.rows.map((x) => ({ environmentId: x.id, state: x.state }));
 }
 
-export async function insertDeploymentRow(db: Db, row: { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null; kind?: DeploymentKind; sourceDeploymentId?: string | null; promotedFrom?: string | null }): Promise<DeploymentRow> {
-  return insertOrConflict(db
-    .insertInto("deployments")
-    .values({
-      id: row.id,
-      app_id: row.appId,
-      environment_id: row.environmentId,
-      state: "queued",
-      build_mode: row.buildMode,
-      commit: null,
-      image: null,
-      steps: json([]),
-      error: null,
-      config_revision: row.configRevision,
-      settings_revision: row.settingsRevision,
-      requested_by: row.requestedBy,
-      cancel_requested_at: null,
-      waiting: row.waiting,
-      host_id: row.hostId,
-      moved_from_host_id: row.movedFromHostId,
-      kind: row.kind ?? "deploy",
-      source_deployment_id: row.sourceDeploymentId ?? null,
-      promoted_from: row.promotedFrom ?? null,
-      queued_at: new Date(),
-      started_at: null,
-      finished_at: null,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow());
+type NewDeploymentRow = { id: string; appId: string; environmentId: string; buildMode: string; configRevision: number; settingsRevision: number; requestedBy: string; waiting: boolean; hostId: string | null; movedFromHostId: string | null; kind?: DeploymentKind; sourceDeploymentId?: string | null; promotedFrom?: string | null };
+
+function deploymentValues(row: NewDeploymentRow) {
+  return {
+    id: row.id,
+    app_id: row.appId,
+    environment_id: row.environmentId,
+    state: "queued",
+    build_mode: row.buildMode,
+    commit: null,
+    image: null,
+    steps: json([]),
+    error: null,
+    config_revision: row.configRevision,
+    settings_revision: row.settingsRevision,
+    requested_by: row.requestedBy,
+    cancel_requested_at: null,
+    waiting: row.waiting,
+    host_id: row.hostId,
+    moved_from_host_id: row.movedFromHostId,
+    kind: row.kind ?? "deploy",
+    source_deployment_id: row.sourceDeploymentId ?? null,
+    promoted_from: row.promotedFrom ?? null,
+    queued_at: new Date(),
+    started_at: null,
+    finished_at: null,
+  };
+}
+
+/** A deployment and its job in one statement (the job in a data-modifying WITH; its foreign key is checked at the statement's end). */
+export async function insertDeploymentAndJob(db: Db, row: NewDeploymentRow, job: NewJobRow): Promise<DeploymentRow> {
+  return insertOrConflict(
+    db
+      .with("job", (qb) => qb.insertInto("jobs").values(jobValues(job)))
+      .insertInto("deployments")
+      .values(deploymentValues(row))
+      .returningAll()
+      .executeTakeFirstOrThrow(),
+  );
 }
 
 /** The deployment's state, with what the same report recorded (steps, commit, image) in the same statement. */
@@ -158,26 +168,29 @@ export async function releaseWaitingDeployment(db: Db, environmentId: string): P
   return next;
 }
 
-export async function insertJobRow(db: Db, row: { id: string; kind: string; deploymentId: string | null; hostId: string | null; spec: unknown; environmentId?: string | null }): Promise<void> {
-  await db
-    .insertInto("jobs")
-    .values({
-      id: row.id,
-      kind: row.kind,
-      deployment_id: row.deploymentId,
-      host_id: row.hostId,
-      state: "queued",
-      spec: json(row.spec),
-      environment_id: row.environmentId ?? null,
-      last_seq: 0,
-      publish_attempts: 0,
-      last_publish_error: null,
-      created_at: new Date(),
-      published_at: null,
-      started_at: null,
-      finished_at: null,
-    })
-    .execute();
+type NewJobRow = { id: string; kind: string; deploymentId: string | null; hostId: string | null; spec: unknown; environmentId?: string | null };
+
+function jobValues(row: NewJobRow) {
+  return {
+    id: row.id,
+    kind: row.kind,
+    deployment_id: row.deploymentId,
+    host_id: row.hostId,
+    state: "queued",
+    spec: json(row.spec),
+    environment_id: row.environmentId ?? null,
+    last_seq: 0,
+    publish_attempts: 0,
+    last_publish_error: null,
+    created_at: new Date(),
+    published_at: null,
+    started_at: null,
+    finished_at: null,
+  };
+}
+
+export async function insertJobRow(db: Db, row: NewJobRow): Promise<void> {
+  await db.insertInto("jobs").values(jobValues(row)).execute();
 }
 
 export async function writeJobState(db: Db, job: Pick<JobRow, "id" | "started_at" | "finished_at">, state: string, at: Date, terminal: boolean, error?: unknown): Promise<void> {

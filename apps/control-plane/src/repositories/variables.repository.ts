@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Db } from "../db/database.js";
 import { insertOrConflict } from "./unique-violation.js";
 
@@ -17,6 +18,21 @@ export async function replaceVariables(db: Db, environmentId: string, sealed: Re
 export async function listDomains(db: Db, environmentId: string): Promise<string[]> {
   const rows = await db.selectFrom("domains").select("hostname").where("environment_id", "=", environmentId).orderBy("created_at").orderBy("hostname").execute();
   return rows.map((r) => r.hostname);
+}
+/** An environment's custom domains (oldest first) and its variables (encrypted values) in one statement: a deployment request reads both. */
+export async function listDomainsAndVariables(db: Db, environmentId: string): Promise<{ domains: string[]; variables: Record<string, string> }> {
+  const r = await sql<{ domain: string | null; key: string | null; value: string | null }>`
+    SELECT hostname AS domain, NULL AS key, NULL AS value, 0 AS part, created_at AS at FROM domains WHERE environment_id = ${environmentId}
+    UNION ALL
+    SELECT NULL, key, value_encrypted, 1, NULL FROM environment_variables WHERE environment_id = ${environmentId}
+    ORDER BY part, at, domain, key`.execute(db);
+  const domains: string[] = [];
+  const variables: Record<string, string> = {};
+  for (const row of r.rows) {
+    if (row.domain !== null) domains.push(row.domain);
+    else variables[row.key!] = row.value!;
+  }
+  return { domains, variables };
 }
 export function findDomain(db: Db, hostname: string) {
   return db.selectFrom("domains").selectAll().where("hostname", "=", hostname).executeTakeFirst();

@@ -508,13 +508,13 @@ export class EnvironmentService {
    * database and storage identity are read again).
    */
   async runtimeSpec(trx: Db, app: apps.AppRow, env: apps.EnvironmentRow, opts: { fresh?: boolean } = {}): Promise<RuntimeSpec> {
-    const hostnames = [defaultHostname(env.host_label, this.opts.baseDomain), ...(await vars.listDomains(trx, env.id))];
+    const { domains, variables: user } = await vars.listDomainsAndVariables(trx, env.id);
+    const hostnames = [defaultHostname(env.host_label, this.opts.baseDomain), ...domains];
     let secretKey = env.secret_key_encrypted ? this.box.decrypt(env.secret_key_encrypted) : undefined;
     if (!secretKey) {
       secretKey = randomBytes(36).toString("base64url");
       await apps.setSecretKey(trx, env.id, this.box.encrypt(secretKey));
     }
-    const user = await vars.listVariables(trx, env.id);
     const variables: Record<string, string> = {
       ...defaultVariables(env.name, { domain: hostnames[0]!, aliases: hostnames.slice(1), branch: env.branch }),
       SECRET_KEY: secretKey,

@@ -134,8 +134,7 @@ export class Lifecycle {
 
   /** Writes a queued deployment and its job (the outbox) and settles the environment (deploying). */
   async createDeployment(trx: Db, d: NewDeployment, job: Omit<NewJob, "deploymentId" | "kind">): Promise<DeploymentRow> {
-    const row = await lc.insertDeploymentRow(trx, d);
-    await lc.insertJobRow(trx, { ...job, kind: "deploy", deploymentId: d.id });
+    const row = await lc.insertDeploymentAndJob(trx, d, { ...job, kind: "deploy", deploymentId: d.id });
     this.log.info({ machine: "deployment", deploymentId: d.id, to: "queued", waiting: d.waiting }, "deployment queued");
     // A deployment starts the environment: what it deploys is meant to run.
     await this.settleEnvironment(trx, d.environmentId, `deployment ${d.id} requested`, { desired: "running" });
