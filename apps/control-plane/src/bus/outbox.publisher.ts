@@ -91,9 +91,8 @@ export class OutboxPublisher {
    */
   publishCommitted(job: CommittedJob): void {
     if (this.stopped) return;
-    const msg = JobMessage.encode({ jobId: job.id, kind: job.kind, hostId: job.hostId, deploymentId: job.deploymentId ?? "" }).finish();
     const done = this.bus
-      .publish(job.hostId, job.id, msg)
+      .publish(job.hostId, job.id, jobMessage(job.id, job.kind, job.hostId, job.deploymentId))
       .then(() => deployments.markJobsPublished(this.db, [job.id], new Date()))
       .then(
         () => this.log.info({ jobId: job.id, hostId: job.hostId, deploymentId: job.deploymentId }, "job published"),
@@ -202,8 +201,7 @@ export class OutboxPublisher {
           const hostId = job.host_id!;
           const why = unreachable.get(hostId);
           if (why) throw new Error(why);
-          const msg = JobMessage.encode({ jobId: job.id, kind: job.kind, hostId, deploymentId: job.deployment_id ?? "" }).finish();
-          await this.bus.publish(hostId, job.id, msg);
+          await this.bus.publish(hostId, job.id, jobMessage(job.id, job.kind, hostId, job.deployment_id));
         }),
       );
       for (const [i, r] of results.entries()) {
@@ -221,6 +219,11 @@ export class OutboxPublisher {
       return { claimed: jobs.length, published: ok.length, failed };
     });
   }
+}
+
+/** What an agent's consumer receives for a job: which job, for which host (the spec is asked for with GetJobSpec). */
+function jobMessage(jobId: string, kind: string, hostId: string, deploymentId: string | null): Uint8Array {
+  return JobMessage.encode({ jobId, kind, hostId, deploymentId: deploymentId ?? "" }).finish();
 }
 
 function messageOf(err: unknown): string {

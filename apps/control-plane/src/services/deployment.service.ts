@@ -148,15 +148,15 @@ export class DeploymentService {
     if (env.host_id) {
       // The host's row is read when its labels matter, or to say why the environment must move.
       const labelled = Object.keys(wanted).length > 0;
-      let current = labelled ? await findHost(db, env.host_id) : undefined;
+      const current = labelled ? await findHost(db, env.host_id) : undefined;
       const hasLabels = !current || labelsMatch(current.labels, wanted);
       if (hasLabels && (await this.placement.fits(db, env.host_id, request, env.id))) return { hostId: env.host_id, movedFrom: null };
-      if (!labelled) current = await findHost(db, env.host_id);
+      const host = current ?? (await findHost(db, env.host_id));
       const target = await this.placement.place(db, { constraints: wanted, request, environmentId: env.id });
-      const why = hasLabels ? `its host ${current!.name} has no room for ${describeRequest(request)}` : `its host ${current!.name} lacks the labels ${formatLabels(wanted)}`;
+      const why = hasLabels ? `its host ${host!.name} has no room for ${describeRequest(request)}` : `its host ${host!.name} lacks the labels ${formatLabels(wanted)}`;
       if ("reason" in target) {
         const labels = formatLabels(wanted);
-        if (!hasLabels && target.reason === "no_host") throw new ConflictError(`${label} must move: its host ${current!.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
+        if (!hasLabels && target.reason === "no_host") throw new ConflictError(`${label} must move: its host ${host!.name} lacks the labels ${labels}, and no online, active host has them`, { details: { hostLabels: labels } });
         throw new ConflictError(`${label} must move: ${why}, and ${target.message}`, { details: { reason: target.reason, ...(labels ? { hostLabels: labels } : {}) } });
       }
       if (!env.current_image) return { hostId: target.hostId, movedFrom: null, place: `${why} and nothing runs yet` };
