@@ -31,6 +31,12 @@ export interface ControlPlaneConfig {
   httpTlsKey?: string;
   grpcHost: string;
   grpcPort: number;
+  /**
+   * The agents' gRPC server runs in its own thread (a worker with its own database pool and NATS
+   * connection), so beats from thousands of agents never queue a REST request's round trips
+   * behind them on one event loop. PostgreSQL only (PGlite lives in the main thread).
+   */
+  agentThread: boolean;
   baseDomain: string;
   adminToken?: string;
   logLevel: string;
@@ -168,6 +174,14 @@ function natsUrls(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return parsed.list;
 }
 
+/** SLIPWAY_AGENT_THREAD: on by default with PostgreSQL; never with the embedded PGlite. */
+function agentThread(env: NodeJS.ProcessEnv): boolean {
+  const v = env.SLIPWAY_AGENT_THREAD || "auto";
+  if (!["auto", "on", "off"].includes(v)) throw new ConfigError("SLIPWAY_AGENT_THREAD", `'${v}' must be auto, on or off`);
+  if (v === "on" && !env.DATABASE_URL) throw new ConfigError("SLIPWAY_AGENT_THREAD", "on needs DATABASE_URL (the embedded PGlite cannot be shared with a thread)");
+  return v === "on" || (v === "auto" && Boolean(env.DATABASE_URL));
+}
+
 function dbPrefix(env: NodeJS.ProcessEnv): string {
   const v = env.SLIPWAY_DATABASE_NAME_PREFIX || "slw";
   if (!/^[a-z][a-z0-9_]{0,15}$/.test(v)) throw new ConfigError("SLIPWAY_DATABASE_NAME_PREFIX", `'${v}' must be 1-16 of a-z, 0-9 and _, starting with a letter`);
@@ -259,6 +273,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     httpTlsKey: env.SLIPWAY_HTTP_TLS_KEY || undefined,
     grpcHost: env.SLIPWAY_GRPC_HOST || defaults.grpcHost,
     grpcPort: int(env, "SLIPWAY_GRPC_PORT", defaults.grpcPort, 0, 65535),
+    agentThread: agentThread(env),
     baseDomain,
     adminToken,
     logLevel,

@@ -30,7 +30,8 @@ import { DrainService } from "./services/drain.service.js";
 import { LogRelay } from "./bus/log-relay.js";
 import { ShellRelay } from "./bus/shell-relay.js";
 import { buildApp } from "./app.js";
-import { agentServiceImpl, startGrpcServer } from "./grpc/agent.grpc.js";
+import { agentServiceImpl, startGrpcServer, type AgentGrpcDeps } from "./grpc/agent.grpc.js";
+import { startAgentThread } from "./agent-thread-host.js";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { GitAccess } from "./git/git-access.js";
@@ -51,6 +52,106 @@ export interface RunningControlPlane {
   stop(): Promise<void>;
 }
 
+/** What the main thread hands the agent thread (agent-thread.ts): what it started and the thread cannot. */
+export interface AgentThreadShared {
+  /** The NATS the main thread connected to (the embedded server's URL, or the configured one). */
+  natsUrl: string;
+  /** True when the control plane signs in with its nkey (it manages one NATS user per host). */
+  natsSeeded: boolean;
+  /** The S3 endpoints, embedded or configured. */
+  storage: StorageConfig;
+}
+
+/** The services both threads build, each on its own database pool and NATS connection. */
+async function buildCore(config: Readonly<ControlPlaneConfig>, log: Logger, cleanups: Array<() => Promise<void>>, shared?: AgentThreadShared & { natsUsers?: { sync(): Promise<void> } }) {
+  const database = await openDatabase({
+    ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
+    dataDir: config.dataDir,
+    onIdleError: (err) => log.warn({ err: err.message }, "an idle database connection failed; it will be replaced"),
+  });
+  cleanups.push(() => database.close());
+  log.info({ database: database.kind }, "database ready");
+
+  const db = database.db;
+  const nats: { access: NatsAccess; users?: { sync(): Promise<void> } } = shared
+    ? { access: shared.natsSeeded ? accessWithSeed(shared.natsUrl, await loadOrCreateSeed(config.natsSeedFile)) : { url: shared.natsUrl }, ...(shared.natsUsers ? { users: shared.natsUsers } : {}) }
+    : await startNats(config, db, log, cleanups);
+  const bus = new NatsJobBus(nats.access, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs, replicas: config.natsReplicas });
+  // Not awaited: an unreachable NATS must not keep the API down; jobs wait in the outbox.
+  const connecting = bus.connect().catch((err: unknown) => log.error({ err }, "nats connect failed"));
+  cleanups.push(async () => {
+    await Promise.race([connecting, new Promise((r) => setTimeout(r, 100))]);
+    await bus.close();
+  });
+
+  const lifecycle = new Lifecycle(log.child({ component: "lifecycle" }));
+  const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, resources: config.resources, onRevoked: async (id) => {
+    // Its NATS user goes at once (its connections are closed), then its consumer.
+    await nats.users?.sync();
+    await bus.deleteConsumer(id);
+  } });
+  // Runs after the gRPC server closed (cleanups run in reverse): the last beats are written before the database closes.
+  cleanups.push(() => hosts.flushHeartbeats());
+  const placement = new PlacementService(() => hosts.onlineWindowMs(), config.resources);
+  const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
+  cleanups.push(() => publisher.stop());
+  const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
+  const gitAccess = new GitAccess(db, box, log.child({ component: "git" }));
+  const sources = new SourceSync(db, new RepositoryMirrors({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), gitAccess, config.gitPollSeconds);
+  const apps = new AppService(db, config, sources, () => hosts.onlineWindowMs(), box);
+  const storage = shared ? shared.storage : await startStorage(config, log, cleanups);
+  const store = new ObjectStore(storage);
+  const provider = storageProvider(config, storage, log, { warn: !shared });
+  cleanups.push(async () => store.close());
+  const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
+  const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }), uploadMaxBytes: config.backupUploadMaxBytes });
+  // Automatic HTTPS (issue 15): issuing and renewing only when ACME is configured (config.acme).
+  const certificates: CertificateService = new CertificateService(db, box, log.child({ component: "certificates" }), {
+    ...(config.acme ? { acme: config.acme } : {}),
+    onResult: (r): Promise<void> => environments.certificateAttempt(r),
+    // An uploaded (or removed) certificate reaches every host serving a name it covers.
+    deliver: (names) => environments.deliverCertificate(names),
+  });
+  const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
+  const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
+  const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
+  const agentDeps: AgentGrpcDeps = { hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? nats.access.url, ...(nats.users ? { natsUsers: nats.users } : {}), heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics, tls: (hostnames) => certificates.tlsFor(hostnames) };
+  return { database, db, nats, bus, lifecycle, hosts, placement, publisher, box, gitAccess, sources, apps, storage, store, data, certificates, environments, metrics, reports, agentDeps };
+}
+
+/** The agents' gRPC server, in this thread. */
+async function serveAgents(config: Readonly<ControlPlaneConfig>, deps: AgentGrpcDeps, cleanups: Array<() => Promise<void>>): Promise<number> {
+  const grpc = await startGrpcServer(agentServiceImpl(deps), {
+    host: config.grpcHost,
+    port: config.grpcPort,
+    ...(config.grpcTlsCert && config.grpcTlsKey
+      ? { tls: { cert: readFileSync(config.grpcTlsCert), key: readFileSync(config.grpcTlsKey), ...(config.grpcTlsClientCa ? { ca: readFileSync(config.grpcTlsClientCa) } : {}) } }
+      : {}),
+  });
+  cleanups.push(() => shutdownGrpc(grpc.server));
+  return grpc.port;
+}
+
+/**
+ * The agent thread's part (agent-thread.ts): the gRPC AgentService and what it needs, on the
+ * database and NATS the main thread started. No REST, no scheduled work, no outbox runs of its
+ * own beyond the pokes of job reports (safe beside the main thread's, as beside a replica's).
+ */
+export async function startAgentServer(config: Readonly<ControlPlaneConfig>, log: Logger, shared: AgentThreadShared & { natsUsers?: { sync(): Promise<void> } }): Promise<{ grpcPort: number; stop(): Promise<void> }> {
+  const cleanups: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup step failed"));
+  };
+  try {
+    const core = await buildCore(config, log, cleanups, shared);
+    const grpcPort = await serveAgents(config, core.agentDeps, cleanups);
+    return { grpcPort, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 /** Starts every part of the control plane; `stop()` undoes it in reverse order. */
 export async function startControlPlane(config: Readonly<ControlPlaneConfig>, log: Logger): Promise<RunningControlPlane> {
   const cleanups: Array<() => Promise<void>> = [];
@@ -60,35 +161,9 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
   // Loud on purpose: the first lines an operator sees.
   for (const warning of plaintextListenerWarnings(config)) log.warn({ insecure: true }, warning);
   try {
-    const database = await openDatabase({
-      ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
-      dataDir: config.dataDir,
-      onIdleError: (err) => log.warn({ err: err.message }, "an idle database connection failed; it will be replaced"),
-    });
-    cleanups.push(() => database.close());
-    log.info({ database: database.kind }, "database ready");
-
-    const db = database.db;
-    const nats = await startNats(config, db, log, cleanups);
+    const core = await buildCore(config, log, cleanups);
+    const { db, database, nats, lifecycle, hosts, placement, publisher, box, gitAccess, sources, apps, store, data, certificates, environments, metrics } = core;
     const natsUrl = nats.access.url;
-    const bus = new NatsJobBus(nats.access, log.child({ component: "nats" }), { ackWaitMs: config.jobAckWaitMs, replicas: config.natsReplicas });
-    // Not awaited: an unreachable NATS must not keep the API down; jobs wait in the outbox.
-    const connecting = bus.connect().catch((err: unknown) => log.error({ err }, "nats connect failed"));
-    cleanups.push(async () => {
-      await Promise.race([connecting, new Promise((r) => setTimeout(r, 100))]);
-      await bus.close();
-    });
-
-    const lifecycle = new Lifecycle(log.child({ component: "lifecycle" }));
-    const hosts = new HostService(db, log.child({ component: "hosts" }), { lifecycle, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, heartbeatFlushMs: config.heartbeatFlushMs, resources: config.resources, onRevoked: async (id) => {
-      // Its NATS user goes at once (its connections are closed), then its consumer.
-      await nats.users?.sync();
-      await bus.deleteConsumer(id);
-    } });
-    // Runs after the gRPC server closed (cleanups run in reverse): the last beats are written before the database closes.
-    cleanups.push(() => hosts.flushHeartbeats());
-    const placement = new PlacementService(() => hosts.onlineWindowMs(), config.resources);
-    const publisher = new OutboxPublisher(db, lifecycle, bus, placement, log.child({ component: "outbox" }), config.publishIntervalMs);
     const auth = new AuthService(db, log.child({ component: "auth" }));
     const sessions = new SessionService(db, auth, log.child({ component: "sessions" }), { ttlMs: config.sessionTtlMs });
     // Work that must run once among several replicas (issue 16) runs on the one holding this lease;
@@ -97,34 +172,14 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     // Expired sessions and those of revoked or expired tokens (refused on use anyway) are deleted every 10 minutes.
     const pruneSessions = () => sessions.prune().catch((err: unknown) => log.warn({ err }, "session pruning failed"));
     singletons.add(every("session pruning", 10 * 60_000, pruneSessions));
-    const box = new SecretBox(await loadSecretKey({ ...(config.secretKey ? { configured: config.secretKey } : {}), dataDir: config.dataDir }));
-    const gitAccess = new GitAccess(db, box, log.child({ component: "git" }));
-    const sources = new SourceSync(db, new RepositoryMirrors({ dir: path.join(config.dataDir, "git"), log: log.child({ component: "git" }) }), gitAccess, config.gitPollSeconds);
-    const apps = new AppService(db, config, sources, () => hosts.onlineWindowMs(), box);
     const sealedRepositories = await apps.sealStoredRepositoryCredentials();
     if (sealedRepositories > 0) log.info({ apps: sealedRepositories }, "repository credentials moved out of plain text into the encrypted column");
-    const storage = await startStorage(config, log, cleanups);
-    const store = new ObjectStore(storage);
-    const provider = storageProvider(config, storage, log);
-    cleanups.push(async () => store.close());
     await store.ensureBuckets();
-    const provisioner = new DatabaseProvisioner(config.databaseAdminUrl, log.child({ component: "provisioner" }), config.databaseNamePrefix);
-    const data = new DataService(db, lifecycle, box, provisioner, store, provider, placement, { adminUrl: config.databaseAdminUrl, hostForContainers: config.databaseHostForContainers, onJobQueued: () => publisher.poke(), log: log.child({ component: "data" }), uploadMaxBytes: config.backupUploadMaxBytes });
-    // Automatic HTTPS (issue 15): issuing and renewing only when ACME is configured (config.acme).
-    const certificates: CertificateService = new CertificateService(db, box, log.child({ component: "certificates" }), {
-      ...(config.acme ? { acme: config.acme } : {}),
-      onResult: (r): Promise<void> => environments.certificateAttempt(r),
-      // An uploaded (or removed) certificate reaches every host serving a name it covers.
-      deliver: (names) => environments.deliverCertificate(names),
-    });
-    const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
     const deployments = new DeploymentService(db, lifecycle, apps, placement, (job) => (job ? publisher.publishCommitted(job) : publisher.poke()), () => environments, { ensure: (app, env) => data.ensureData(app, env), ready: (env) => data.dataReady(env) }, config.rollbackImages);
     singletons.add(every("backup scheduler", config.backupSchedulerIntervalMs, () => data.runSchedule().catch((err: unknown) => log.warn({ err }, "backup schedule run failed"))));
-    const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
     // Retention is in hours; pruning every 10 minutes keeps each delete small (about ten rows per environment and host).
     const pruneMetrics = () => metrics.prune().catch((err: unknown) => log.warn({ err }, "metrics pruning failed"));
     singletons.add(every("metrics pruning", 10 * 60_000, pruneMetrics, { atStart: true }));
-    const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
     const drains = new DrainService(db, lifecycle, deployments, placement, log.child({ component: "drain" }));
     const logRelay = new LogRelay(() => nats.access, log.child({ component: "logs" }));
     cleanups.push(() => logRelay.close());
@@ -132,21 +187,12 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
 
     const createdAdminToken = await auth.bootstrapAdmin(config.dataDir, config.adminToken);
 
-    const grpc = await startGrpcServer(
-      agentServiceImpl({ hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? natsUrl, natsUsers: nats.users, heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics, tls: (hostnames) => certificates.tlsFor(hostnames) }),
-      {
-        host: config.grpcHost,
-        port: config.grpcPort,
-        ...(config.grpcTlsCert && config.grpcTlsKey
-          ? { tls: { cert: readFileSync(config.grpcTlsCert), key: readFileSync(config.grpcTlsKey), ...(config.grpcTlsClientCa ? { ca: readFileSync(config.grpcTlsClientCa) } : {}) } }
-          : {}),
-      },
-    );
-    cleanups.push(() => shutdownGrpc(grpc.server));
-    log.info({ port: grpc.port }, "gRPC AgentService listening");
+    const grpcPort = config.agentThread
+      ? await startAgentThread(config, { natsUrl, natsSeeded: nats.users !== undefined, storage: core.storage }, nats.users, log, cleanups)
+      : await serveAgents(config, core.agentDeps, cleanups);
+    log.info({ port: grpcPort, thread: config.agentThread }, "gRPC AgentService listening");
 
     publisher.start();
-    cleanups.push(() => publisher.stop());
     sources.start();
     cleanups.push(async () => sources.stop());
     // Ticks (issues and renews) only while the lease is held; serving certificates needs no lease.
@@ -182,8 +228,8 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
     });
     const address = await app.listen({ host: config.httpHost, port: config.httpPort });
     cleanups.push(() => app.close());
-    log.info({ address, grpcPort: grpc.port, nats: natsUrl }, "control plane ready");
-    return { httpUrl: address, grpcPort: grpc.port, natsUrl, ...(createdAdminToken ? { createdAdminToken } : {}), database, app, stop };
+    log.info({ address, grpcPort, nats: natsUrl }, "control plane ready");
+    return { httpUrl: address, grpcPort, natsUrl, ...(createdAdminToken ? { createdAdminToken } : {}), database, app, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -270,12 +316,12 @@ async function startStorage(config: Readonly<ControlPlaneConfig>, log: Logger, c
 }
 
 /** Who hands out the environments' media keys, and the warning the shared one deserves. */
-function storageProvider(config: Readonly<ControlPlaneConfig>, storage: StorageConfig, log: Logger): StorageProvider {
+function storageProvider(config: Readonly<ControlPlaneConfig>, storage: StorageConfig, log: Logger, opts: { warn: boolean }): StorageProvider {
   if (config.s3Provider === "radosgw") {
     return new RadosGwProvider({ endpoint: storage.media.endpoint, region: storage.media.region, admin: storage.media, log: log.child({ component: "storage" }) });
   }
   const backupsApart = storage.backups.endpoint !== storage.media.endpoint || storage.backups.accessKeyId !== storage.media.accessKeyId;
-  log.warn(
+  if (opts.warn) log.warn(
     { insecure: !backupsApart, storageProvider: "shared" },
     `${backupsApart ? "" : "INSECURE: "}media storage is shared: every environment's containers get the same S3 key (DEFAULT_STORAGE_DSN), so any app can read and change every app's media` +
       (backupsApart ? "; backups are on another S3 server or key, out of their reach." : " AND every backup (same endpoint and key).") +
