@@ -31,6 +31,16 @@ describe("control plane configuration", () => {
     expect(() => loadConfig({ SLIPWAY_ACME_DIRECTORY: dir, SLIPWAY_ACME_DNS_HOOK: "/bin/true", SLIPWAY_ACME_WILDCARD: "1" })).toThrow(/no certificate authority issues \*\.localhost/);
   });
 
+  it("serves agents from their own thread with PostgreSQL, never with the embedded PGlite", () => {
+    const pg = { DATABASE_URL: "postgres://localhost/slipway" };
+    expect(loadConfig({}).agentThread).toBe(false);
+    expect(loadConfig(pg).agentThread).toBe(true);
+    expect(loadConfig({ ...pg, SLIPWAY_AGENT_THREAD: "off" }).agentThread).toBe(false);
+    expect(loadConfig({ ...pg, SLIPWAY_AGENT_THREAD: "on" }).agentThread).toBe(true);
+    expect(() => loadConfig({ SLIPWAY_AGENT_THREAD: "on" })).toThrow(/SLIPWAY_AGENT_THREAD.*DATABASE_URL/);
+    expect(() => loadConfig({ ...pg, SLIPWAY_AGENT_THREAD: "yes" })).toThrow(/SLIPWAY_AGENT_THREAD.*auto, on or off/);
+  });
+
   it("has embedded defaults", () => {
     const c = loadConfig({});
     expect(c.databaseUrl).toBeUndefined();
