@@ -1,7 +1,17 @@
 import { Worker } from "node:worker_threads";
 import type { Logger } from "@slipway/core";
 import type { ControlPlaneConfig } from "./config.js";
-import type { AgentThreadShared } from "./control-plane.js";
+import type { StorageConfig } from "./data/object-store.js";
+
+/** What the main thread hands the agent thread (agent-thread.ts): what it started and the thread cannot. */
+export interface AgentThreadShared {
+  /** The NATS the main thread connected to (the embedded server's URL, or the configured one). */
+  natsUrl: string;
+  /** True when the control plane signs in with its nkey (it manages one NATS user per host). */
+  natsSeeded: boolean;
+  /** The S3 endpoints, embedded or configured. */
+  storage: StorageConfig;
+}
 
 /** Messages between the main thread and the agent thread (agent-thread.ts). */
 export type ToAgentThread = { type: "stop" } | { type: "nats-users-synced"; id: number; error?: string };

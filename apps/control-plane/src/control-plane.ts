@@ -31,7 +31,7 @@ import { LogRelay } from "./bus/log-relay.js";
 import { ShellRelay } from "./bus/shell-relay.js";
 import { buildApp } from "./app.js";
 import { agentServiceImpl, startGrpcServer, type AgentGrpcDeps } from "./grpc/agent.grpc.js";
-import { startAgentThread } from "./agent-thread-host.js";
+import { startAgentThread, type AgentThreadShared } from "./agent-thread-host.js";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { GitAccess } from "./git/git-access.js";
@@ -50,16 +50,6 @@ export interface RunningControlPlane {
   database: DatabaseHandle;
   app: FastifyInstance;
   stop(): Promise<void>;
-}
-
-/** What the main thread hands the agent thread (agent-thread.ts): what it started and the thread cannot. */
-export interface AgentThreadShared {
-  /** The NATS the main thread connected to (the embedded server's URL, or the configured one). */
-  natsUrl: string;
-  /** True when the control plane signs in with its nkey (it manages one NATS user per host). */
-  natsSeeded: boolean;
-  /** The S3 endpoints, embedded or configured. */
-  storage: StorageConfig;
 }
 
 /** The services both threads build, each on its own database pool and NATS connection. */
