@@ -16,6 +16,14 @@ describe("configuration errors at start", () => {
     expect(r.stderr).toContain("invalid configuration");
   });
 
+  it("the control plane refuses an agent thread without PostgreSQL (the embedded PGlite cannot be shared with it)", () => {
+    const { DATABASE_URL: _pg, ...env } = process.env;
+    const r = spawnSync(process.execPath, [path.join(repoRoot, "apps/control-plane/dist/main.js")], { env: { ...env, SLIPWAY_AGENT_THREAD: "on" }, encoding: "utf8", timeout: 20_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("SLIPWAY_AGENT_THREAD");
+    expect(r.stderr).toContain("DATABASE_URL");
+  });
+
   it("an unregistered agent without a join token says how to get one", () => {
     const r = spawnSync(process.execPath, [path.join(repoRoot, "apps/agent/dist/main.js")], {
       env: { ...process.env, SLIPWAY_AGENT_STATE_DIR: path.join(repoRoot, ".slipway", "never-registered"), SLIPWAY_JOIN_TOKEN: "" },
