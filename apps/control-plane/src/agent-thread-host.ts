@@ -26,6 +26,13 @@ export interface AgentThreadData {
 /** How long a stopping agent thread gets (its gRPC server waits 3 s for calls, then its beats are written). */
 const STOP_WAIT_MS = 10_000;
 
+/** What a test changes: the thread's script, what a thread's death does, the stop's wait. */
+export interface AgentThreadOptions {
+  script?: URL;
+  onDeath?: (code: number) => void;
+  stopWaitMs?: number;
+}
+
 /**
  * Starts the agents' gRPC server in a worker thread and answers its requests for what only the
  * main thread holds (the NATS users file and the embedded server's reload). Resolves with the
@@ -39,9 +46,11 @@ export function startAgentThread(
   natsUsers: { sync(): Promise<void> } | undefined,
   log: Logger,
   cleanups: Array<() => Promise<void>>,
+  opts: AgentThreadOptions = {},
 ): Promise<number> {
   const data: AgentThreadData = { config, shared };
-  const worker = new Worker(new URL("./agent-thread.js", import.meta.url), { workerData: data, stdout: false, stderr: false });
+  const onDeath = opts.onDeath ?? ((code: number) => process.exit(code));
+  const worker = new Worker(opts.script ?? new URL("./agent-thread.js", import.meta.url), { workerData: data, stdout: false, stderr: false });
   let stopping = false;
   let ready = false;
   const send = (m: ToAgentThread) => worker.postMessage(m);
@@ -76,7 +85,7 @@ export function startAgentThread(
       if (stopping) return;
       if (!ready) return reject(new Error(`the agent thread exited (${code}) before listening`));
       log.fatal({ code }, "the agent thread stopped on its own: exiting, agents cannot reach this control plane");
-      process.exit(1);
+      onDeath(1);
     });
   });
 
@@ -86,7 +95,7 @@ export function startAgentThread(
       const t = setTimeout(() => {
         log.warn("the agent thread did not stop in time; terminating it");
         void worker.terminate().then(() => resolve());
-      }, STOP_WAIT_MS);
+      }, opts.stopWaitMs ?? STOP_WAIT_MS);
       worker.once("exit", () => {
         clearTimeout(t);
         resolve();
