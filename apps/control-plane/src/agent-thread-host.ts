@@ -74,6 +74,8 @@ export function startAgentThread(
           );
           return;
         case "stopped":
+          // Its last beats are written and its pool closed: what keeps it alive now is only timers.
+          void worker.terminate();
           return;
       }
     });
@@ -99,9 +101,6 @@ export function startAgentThread(
       worker.once("exit", () => {
         clearTimeout(t);
         resolve();
-      });
-      worker.on("message", (m: FromAgentThread) => {
-        if (m.type === "stopped") void worker.terminate();
       });
       send({ type: "stop" });
     });

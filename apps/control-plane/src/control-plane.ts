@@ -52,12 +52,22 @@ export interface RunningControlPlane {
   stop(): Promise<void>;
 }
 
+/** What the agent thread is given by the main one, with the NATS users' sync it asks the main thread for. */
+type AgentPartShared = AgentThreadShared & { natsUsers?: { sync(): Promise<void> } };
+
+/** Undoes what was started, last first; a failed step is logged and the rest still run. */
+async function runCleanups(cleanups: Array<() => Promise<void>>, log: Logger): Promise<void> {
+  for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup step failed"));
+}
+
 /** The services both threads build, each on its own database pool and NATS connection. */
-async function buildCore(config: Readonly<ControlPlaneConfig>, log: Logger, cleanups: Array<() => Promise<void>>, shared?: AgentThreadShared & { natsUsers?: { sync(): Promise<void> } }) {
+async function buildCore(config: Readonly<ControlPlaneConfig>, log: Logger, cleanups: Array<() => Promise<void>>, shared?: AgentPartShared) {
   const database = await openDatabase({
     ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
     dataDir: config.dataDir,
     onIdleError: (err) => log.warn({ err: err.message }, "an idle database connection failed; it will be replaced"),
+    // The main thread migrated the database before it started the agent thread.
+    migrate: !shared,
   });
   cleanups.push(() => database.close());
   log.info({ database: database.kind }, "database ready");
@@ -127,11 +137,9 @@ async function serveAgents(config: Readonly<ControlPlaneConfig>, deps: AgentGrpc
  * database and NATS the main thread started. No REST, no scheduled work, no outbox runs of its
  * own beyond the pokes of job reports (safe beside the main thread's, as beside a replica's).
  */
-export async function startAgentServer(config: Readonly<ControlPlaneConfig>, log: Logger, shared: AgentThreadShared & { natsUsers?: { sync(): Promise<void> } }): Promise<{ grpcPort: number; stop(): Promise<void> }> {
+export async function startAgentServer(config: Readonly<ControlPlaneConfig>, log: Logger, shared: AgentPartShared): Promise<{ grpcPort: number; stop(): Promise<void> }> {
   const cleanups: Array<() => Promise<void>> = [];
-  const stop = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup step failed"));
-  };
+  const stop = () => runCleanups(cleanups, log);
   try {
     const core = await buildCore(config, log, cleanups, shared);
     const grpcPort = await serveAgents(config, core.agentDeps, cleanups);
@@ -145,9 +153,7 @@ export async function startAgentServer(config: Readonly<ControlPlaneConfig>, log
 /** Starts every part of the control plane; `stop()` undoes it in reverse order. */
 export async function startControlPlane(config: Readonly<ControlPlaneConfig>, log: Logger): Promise<RunningControlPlane> {
   const cleanups: Array<() => Promise<void>> = [];
-  const stop = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup step failed"));
-  };
+  const stop = () => runCleanups(cleanups, log);
   // Loud on purpose: the first lines an operator sees.
   for (const warning of plaintextListenerWarnings(config)) log.warn({ insecure: true }, warning);
   try {

@@ -49,7 +49,7 @@ export interface DatabaseHandle {
  * Opens the platform database: PostgreSQL when a DSN is given, else PGlite in
  * `<dataDir>/pglite` (or in memory with dataDir "memory://"). Runs migrations.
  */
-export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string; onIdleError?: (err: Error) => void; pgliteLoadDataDir?: Blob }): Promise<DatabaseHandle> {
+export async function openDatabase(opts: { databaseUrl?: string; dataDir?: string; onIdleError?: (err: Error) => void; pgliteLoadDataDir?: Blob; migrate?: boolean }): Promise<DatabaseHandle> {
   let handle: DatabaseHandle;
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
@@ -82,7 +82,7 @@ export async function openDatabase(opts: { databaseUrl?: string; dataDir?: strin
       },
     };
   }
-  await migrate(handle.db);
+  if (opts.migrate !== false) await migrate(handle.db);
   return handle;
 }
 
