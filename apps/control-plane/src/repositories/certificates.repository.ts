@@ -173,21 +173,24 @@ export interface UploadedFields {
  * (one transaction under an advisory lock on the key: two uploads at once leave one row, the later
  * one, which reports the first as replaced). Resolves with the row and the one it replaced, if any.
  */
-export async function upsertUploaded(db: Db, f: UploadedFields, now: Date): Promise<{ row: CertificateRow; replaced?: CertificateRow }> {
+/**
+ * Stores an upload in the caller's transaction (`trx`), replacing the one for the same names. Two
+ * uploads of the same names at once: the second waits at the lock until the first's transaction
+ * ends, so it sees (and reports) the first as replaced, and what the caller writes after this
+ * (the activity) is in the order the uploads were stored.
+ */
+export async function upsertUploaded(trx: Db, f: UploadedFields, now: Date): Promise<{ row: CertificateRow; replaced?: CertificateRow }> {
   const key = uploadedKey(f.hostnames);
-  return db.transaction().execute(async (trx) => {
-    // Two uploads of the same names at once: the second waits here, so it sees (and reports) the first as replaced.
-    await sql`select pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
-    const before = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).executeTakeFirst();
-    const fields = { status: "valid" as const, private_key_encrypted: f.privateKeyEncrypted, certificate_chain: f.chain, serial: f.serial, not_before: f.notBefore, not_after: f.notAfter, last_error: null, attempts: 0, next_attempt_at: f.notAfter, uploaded_by: f.uploadedBy, updated_at: now };
-    await trx
-      .insertInto("certificates")
-      .values({ id: randomUUID(), hostnames_key: key, hostnames: json(f.hostnames), source: "uploaded", created_at: now, ...fields })
-      .onConflict((oc) => oc.column("hostnames_key").doUpdateSet(fields))
-      .execute();
-    const row = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).executeTakeFirstOrThrow();
-    return before ? { row, replaced: before } : { row };
-  });
+  await sql`select pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
+  const before = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).executeTakeFirst();
+  const fields = { status: "valid" as const, private_key_encrypted: f.privateKeyEncrypted, certificate_chain: f.chain, serial: f.serial, not_before: f.notBefore, not_after: f.notAfter, last_error: null, attempts: 0, next_attempt_at: f.notAfter, uploaded_by: f.uploadedBy, updated_at: now };
+  await trx
+    .insertInto("certificates")
+    .values({ id: randomUUID(), hostnames_key: key, hostnames: json(f.hostnames), source: "uploaded", created_at: now, ...fields })
+    .onConflict((oc) => oc.column("hostnames_key").doUpdateSet(fields))
+    .execute();
+  const row = await trx.selectFrom("certificates").selectAll().where("hostnames_key", "=", key).executeTakeFirstOrThrow();
+  return before ? { row, replaced: before } : { row };
 }
 
 /** Every uploaded certificate (a handful per installation): the choice per host name reads them all. */

@@ -217,8 +217,12 @@ export class CertificateService {
   async upload(by: Principal, input: { certificate: string; privateKey: string }): Promise<UploadResult> {
     const checked = checkUpload(input.certificate, input.privateKey, this.clock());
     const now = this.clock();
-    const { row, replaced } = await repo.upsertUploaded(this.db, { hostnames: checked.hostnames, privateKeyEncrypted: this.box.encrypt(checked.keyPem), chain: checked.chainPem, serial: checked.serial, notBefore: checked.notBefore, notAfter: checked.notAfter, uploadedBy: by.name }, now);
-    await recordActivity(this.db, { actor: by.name, action: "certificate.uploaded", details: { id: row.id, hostnames: checked.hostnames, serial: checked.serial, notAfter: checked.notAfter.toISOString(), keyType: checked.keyType, ...(replaced ? { replacedSerial: replaced.serial } : {}) } });
+    // The certificate and its activity in one transaction, under the lock of its names: stored together, in the order of the uploads.
+    const { row, replaced } = await this.db.transaction().execute(async (trx) => {
+      const stored = await repo.upsertUploaded(trx, { hostnames: checked.hostnames, privateKeyEncrypted: this.box.encrypt(checked.keyPem), chain: checked.chainPem, serial: checked.serial, notBefore: checked.notBefore, notAfter: checked.notAfter, uploadedBy: by.name }, now);
+      await recordActivity(trx, { actor: by.name, action: "certificate.uploaded", details: { id: stored.row.id, hostnames: checked.hostnames, serial: checked.serial, notAfter: checked.notAfter.toISOString(), keyType: checked.keyType, ...(stored.replaced ? { replacedSerial: stored.replaced.serial } : {}) } });
+      return stored;
+    });
     this.log.info({ id: row.id, hostnames: checked.hostnames, serial: checked.serial, notAfter: checked.notAfter, replacedSerial: replaced?.serial, by: by.name }, replaced ? "uploaded certificate replaced" : "certificate uploaded");
     const jobsQueued = await this.deliver(checked.hostnames);
     return { certificate: listItem(row, now), replaced: replaced !== undefined, replacedSerial: replaced?.serial ?? null, jobsQueued };
