@@ -45,10 +45,15 @@ describe.each<DbKind>(["postgres", "pglite"])("placement of deployments requeste
 
   it.runIf(kind === "postgres")("a deployment of an environment that stays on its host does not wait for another replica's placement decision", async () => {
     const db = cp.database.db;
-    // a/test was placed by the first test; its deployment is over.
-    const env = await getEnvironment(db, await getAppByName(db, "a"), "test");
-    const placed = env.host_id ? env : await getEnvironment(db, await getAppByName(db, "a"), "live");
-    expect(placed.host_id).not.toBeNull();
+    // One of the four environments the first test placed (which four is up to the race); its deployment is over.
+    const placed = await db
+      .selectFrom("environments")
+      .innerJoin("apps", "apps.id", "environments.app_id")
+      .select(["environments.id", "environments.name", "environments.host_id", "apps.name as app"])
+      .where("environments.host_id", "is not", null)
+      .orderBy("apps.name")
+      .orderBy("environments.name")
+      .executeTakeFirstOrThrow();
     await db.updateTable("deployments").set({ state: "succeeded", finished_at: new Date() }).where("environment_id", "=", placed.id).execute();
     await db.updateTable("jobs").set({ state: "succeeded" }).where("environment_id", "=", placed.id).execute();
     // Another replica (a connection of its own) is placing something: it holds the placement lock.
@@ -66,7 +71,7 @@ describe.each<DbKind>(["postgres", "pglite"])("placement of deployments requeste
     const timer = setTimeout(() => release(), 3000);
     try {
       const started = Date.now();
-      const r = await call("POST", `/v1/apps/a/environments/${placed.name}/deployments`, {});
+      const r = await call("POST", `/v1/apps/${placed.app}/environments/${placed.name}/deployments`, {});
       const tookMs = Date.now() - started;
       expect(r.statusCode, r.body).toBe(202);
       // Before: it queued behind the lock (with 5,000 hosts every request queued behind the one before).
