@@ -132,7 +132,8 @@ describe("the dashboard's settings pages in a real browser", () => {
     await page.keyboard.type("c d");
     await page.keyboard.press("Enter");
     await textMatches(page.locator(".settings-section .saved").first(), /Saved QUOTED\./);
-    expect(await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("Edit QUOTED");
+    // The page moves the focus one animation frame after the saved note shows.
+    await waitFor("the focus back on Edit QUOTED", async () => (await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))) === "Edit QUOTED", { timeoutMs: 5_000, intervalMs: 50 });
     expect((await api("GET", `/v1/apps/${APP}/environments/test/variables?reveal=true`)).QUOTED).toBe("c d");
     await page.getByRole("button", { name: "Remove QUOTED" }).click();
     await textMatches(page.locator(".settings-section .saved").first(), /Removed QUOTED\./);
