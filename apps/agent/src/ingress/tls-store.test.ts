@@ -134,6 +134,8 @@ describe("HTTPS at the ingress against a real haproxy", () => {
   let ingress: HaproxyIngress;
   const others: HaproxyIngress[] = [];
   let upstream: http.Server;
+  /** Answers to `/slow` requests, held until the test sends them. */
+  const slow: (() => void)[] = [];
   let certA: Awaited<ReturnType<TestPki["leaf"]>>;
   let certA2: Awaited<ReturnType<TestPki["leaf"]>>;
   let certB: Awaited<ReturnType<TestPki["leaf"]>>;
@@ -146,9 +148,10 @@ describe("HTTPS at the ingress against a real haproxy", () => {
     ca = await fs.readFile(pki.caFile);
     [certA, certA2, certB] = await Promise.all([pki.leaf([A], "0A01"), pki.leaf([A], "0A02"), pki.leaf([B], "0B01")]);
     upstream = http.createServer((req, res) => {
-      // A slow answer stands for a long request (a download, a websocket-like stream).
-      const delay = req.url === "/slow" ? 3000 : 0;
-      setTimeout(() => res.end(`hello from ${req.headers.host} proto=${req.headers["x-forwarded-proto"] ?? "http"}`), delay);
+      const answer = () => res.end(`hello from ${req.headers.host} proto=${req.headers["x-forwarded-proto"] ?? "http"}`);
+      // `/slow` stands for a long request (a download, a websocket-like stream): answered when the test says.
+      if (req.url === "/slow") slow.push(answer);
+      else answer();
     });
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
     httpPort = await freePort();
@@ -161,6 +164,7 @@ describe("HTTPS at the ingress against a real haproxy", () => {
 
   afterAll(async () => {
     for (const i of [...others, ingress]) await i?.stop().catch(() => undefined);
+    for (const answer of slow.splice(0)) answer();
     upstream?.closeAllConnections();
     await new Promise((r) => upstream?.close(r));
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -238,7 +242,8 @@ describe("HTTPS at the ingress against a real haproxy", () => {
   it("replaces the certificate under keep-alive load and a long request: 0 failures, new connections get the new serial", async () => {
     const load = startLoad(httpsPort, A, ca, 12, 2);
     let longDone = false;
-    const long = httpsGet(httpsPort, A, ca, { path: "/slow", timeoutMs: 15_000 }).finally(() => (longDone = true));
+    const long = httpsGet(httpsPort, A, ca, { path: "/slow", timeoutMs: 60_000 }).finally(() => (longDone = true));
+    await until("the long request to reach the app", () => (slow.length === 1 ? true : undefined));
     await until("load to run", () => (load.result.ok >= 200 ? true : undefined));
     const before = load.result.ok;
     const installed = await ingress.tls!.install({ hostnames: [A], ...certA2 });
@@ -247,6 +252,8 @@ describe("HTTPS at the ingress against a real haproxy", () => {
     expect(longDone).toBe(false);
     expect((await served(httpsPort, A, ca)).serial).toBe(certA2.serial);
     await until("requests on the new certificate", () => ((load.result.bySerial[certA2.serial] ?? 0) >= 100 ? true : undefined));
+    expect(longDone).toBe(false);
+    slow.shift()!();
     const result = await load.stop();
     const longReply = await long;
     console.log(`certificate swap under load: ${result.ok} requests (${result.ok - before} after the swap started), ${result.failed} failed, by serial ${JSON.stringify(result.bySerial)}`);

@@ -121,7 +121,10 @@ describe("gRPC streams from a client without a valid credential", () => {
     // Logged so a run shows the margin, not only pass or fail.
     console.log(`cut off: status ${r.code} after ${r.msToStatus} ms, ${(r.sentBytes / MB).toFixed(2)} MB sent, live memory +${(r.heapGrowth / MB).toFixed(1)} MB, rss +${(r.rssGrowth / MB).toFixed(1)} MB (gc: ${gc ? "yes" : "no"})`);
     expect(r.code).toBe(status.UNAUTHENTICATED);
-    expect(r.msToStatus).toBeLessThan(1000);
+    // "At once" as volume, not time (a loaded machine may take a second to look the credential up):
+    // the status comes while the first flow-control windows are in flight (1 MB here), not after the 100 MB.
+    expect(r.sentBytes).toBeLessThan(10 * MB);
+    expect(r.msToStatus).toBeLessThan(15_000); // and not at the call's deadline (60 s)
     expect(r.heapGrowth).toBeLessThan(GROWTH_LIMIT);
   };
 
