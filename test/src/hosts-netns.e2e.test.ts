@@ -8,7 +8,7 @@ import { NetnsHosts, type NetnsHost } from "./support/netns-hosts.js";
 import { TestRepo } from "./support/git-repo.js";
 import { keepAliveAppFiles } from "./support/keepalive-app.js";
 import { getVia, startLoad } from "./support/load.js";
-import { reservePort } from "./support/ports.js";
+import { reservePort } from "@slipway/agent/testing/ports";
 import { waitFor } from "./support/processes.js";
 
 // Issue 16, must show 3: two agents on hosts of their own — each in its own network namespace

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pebble } from "@slipway/control-plane/testing/pebble";
 import { Platform, type AgentHandle } from "./support/platform.js";
 import { TestRepo, nodeServerApp } from "./support/git-repo.js";
-import { releasePort, reservePort } from "./support/ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 import { waitFor } from "./support/processes.js";
 import { httpsGet, sClient, startAcme } from "./support/https.js";
 

@@ -4,7 +4,7 @@ import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Platform, repoRoot } from "./support/platform.js";
 import { TestRepo, helloApp } from "./support/git-repo.js";
-import { releasePort, reservePort } from "./support/ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 import { waitFor } from "./support/processes.js";
 import { createTestCa, httpsGet, sClient, type TestCa } from "./support/https.js";
 

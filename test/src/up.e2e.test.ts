@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./support/platform.js";
 import { StopWaiting, waitFor } from "./support/processes.js";
-import { releasePort, reservePort } from "./support/ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 import { getVia } from "./support/load.js";
 import { dropDatabasesWithPrefix } from "./support/postgres.js";
 import { randomBytes } from "node:crypto";

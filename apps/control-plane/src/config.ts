@@ -278,7 +278,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Contr
     adminToken,
     logLevel,
     heartbeatIntervalMs: int(env, "SLIPWAY_HEARTBEAT_INTERVAL_MS", defaults.heartbeatIntervalMs, 100, 600_000),
-    heartbeatMissLimit: defaults.heartbeatMissLimit,
+    heartbeatMissLimit: int(env, "SLIPWAY_HEARTBEAT_MISS_LIMIT", defaults.heartbeatMissLimit, 2, 100),
     heartbeatFlushMs: int(env, "SLIPWAY_HEARTBEAT_FLUSH_MS", defaults.heartbeatFlushMs, 0, 5_000),
     joinTokenTtlMs: int(env, "SLIPWAY_JOIN_TOKEN_TTL_SECONDS", defaults.joinTokenTtlMs / 1000, 60, 30 * 86400) * 1000,
     publishIntervalMs: defaults.publishIntervalMs,

@@ -41,6 +41,13 @@ describe("control plane configuration", () => {
     expect(() => loadConfig({ ...pg, SLIPWAY_AGENT_THREAD: "yes" })).toThrow(/SLIPWAY_AGENT_THREAD.*auto, on or off/);
   });
 
+  it("calls a host offline after 3 missed heartbeats unless told otherwise", () => {
+    expect(loadConfig({})).toMatchObject({ heartbeatIntervalMs: 5000, heartbeatMissLimit: 3 });
+    expect(loadConfig({ SLIPWAY_HEARTBEAT_MISS_LIMIT: "6" }).heartbeatMissLimit).toBe(6);
+    expect(() => loadConfig({ SLIPWAY_HEARTBEAT_MISS_LIMIT: "1" })).toThrow(/SLIPWAY_HEARTBEAT_MISS_LIMIT/);
+    expect(() => loadConfig({ SLIPWAY_HEARTBEAT_MISS_LIMIT: "three" })).toThrow(/SLIPWAY_HEARTBEAT_MISS_LIMIT/);
+  });
+
   it("has embedded defaults", () => {
     const c = loadConfig({});
     expect(c.databaseUrl).toBeUndefined();

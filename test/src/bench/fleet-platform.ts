@@ -23,9 +23,9 @@ export class FleetPlatform extends Platform {
     return (process.env.FLEET_CP_NODE_ARGS ?? "").split(" ").filter(Boolean);
   }
 
-  /** The harness's environment without its NATS user management, with the production heartbeat interval. */
+  /** The harness's environment without its NATS user management, with the production heartbeat interval and miss limit. */
   protected override cpProcessEnv(dataDir: string, ports: { http: number; grpc: number; s3: number; s3Backup: number }): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...super.cpProcessEnv(dataDir, ports), SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs), LOG_LEVEL: this.fleet.logLevel };
+    const env: NodeJS.ProcessEnv = { ...super.cpProcessEnv(dataDir, ports), SLIPWAY_HEARTBEAT_INTERVAL_MS: String(this.fleet.heartbeatIntervalMs), SLIPWAY_HEARTBEAT_MISS_LIMIT: "3", LOG_LEVEL: this.fleet.logLevel };
     delete env.SLIPWAY_NATS_USERS_FILE;
     delete env.SLIPWAY_NATS_RELOAD_COMMAND;
     delete env.SLIPWAY_NATS_SEED_FILE;

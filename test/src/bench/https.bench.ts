@@ -22,7 +22,7 @@ import { startPebble, type Pebble } from "@slipway/control-plane/testing/pebble"
 import { Platform } from "../support/platform.js";
 import { TestRepo } from "../support/git-repo.js";
 import { keepAliveAppFiles } from "../support/keepalive-app.js";
-import { releasePort, reservePort } from "../support/ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 import { waitFor } from "../support/processes.js";
 import { haproxyCommand } from "../support/haproxy-admin.js";
 import { runWrk, type WrkResult } from "../support/wrk.js";

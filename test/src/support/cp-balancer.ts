@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { reservePort } from "./ports.js";
+import { reservePort } from "@slipway/agent/testing/ports";
 import { startProcess, waitFor, type Proc } from "./processes.js";
 
 /**

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import net from "node:net";
 import { startProcess, StopWaiting, waitFor, type Proc } from "./processes.js";
-import { releasePort, reservePort } from "./ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 
 /**
  * A real nats-server with JetStream on a loopback port, restartable on the same port and store.

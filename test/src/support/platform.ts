@@ -8,7 +8,7 @@ import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transp
 import { NatsServer } from "./nats.js";
 import { createTestDatabase, dropDatabasesWithPrefix } from "./postgres.js";
 import { startProcess, StopWaiting, waitFor, type Proc } from "./processes.js";
-import { releasePort, reservePort } from "./ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "../../..");
@@ -137,6 +137,8 @@ export class Platform {
       SLIPWAY_GRPC_PORT: String(ports.grpc),
       SLIPWAY_ADMIN_TOKEN: this.adminToken,
       SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
+      // Offline after 6 s without a beat: a loaded machine can delay a beat by two seconds or more.
+      SLIPWAY_HEARTBEAT_MISS_LIMIT: "6",
       SLIPWAY_INGRESS_PUBLIC_PORT: "0",
       SLIPWAY_EMBEDDED_S3_PORT: String(ports.s3),
       SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(ports.s3Backup),

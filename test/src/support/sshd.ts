@@ -4,7 +4,7 @@ import net from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import path from "node:path";
 import { TestRepo } from "./git-repo.js";
-import { releasePort, reservePort } from "./ports.js";
+import { releasePort, reservePort } from "@slipway/agent/testing/ports";
 import { startProcess, StopWaiting, waitFor, type Proc } from "./processes.js";
 
 // sshd re-executes itself by the path it was started with: it must be absolute.

@@ -5,7 +5,6 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile, mkdir, chmod } from "node:fs/promises";
 import http from "node:http";
 import type { Readable } from "node:stream";
-import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import Dockerode from "dockerode";
@@ -19,6 +18,7 @@ import { runDeployment } from "../jobs/deploy.runner.js";
 import type { ControlPlaneClient } from "../report/control-plane.client.js";
 import { JobReporter } from "../report/job-reporter.js";
 import type { SourceRepository } from "../git/source-repository.js";
+import { reservePort } from "../testing/ports.js";
 import { EnvironmentRegistry } from "./environment-registry.js";
 import { Environments } from "./environments.js";
 import { Sleeper } from "./sleeper.js";
@@ -66,14 +66,6 @@ export interface Reply {
 /** sha256("Basic " + base64(user:password)) in lowercase hex, as the control plane sends it. */
 export function authDigest(user: string, password: string): string {
   return createHash("sha256").update(`Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`).digest("hex");
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 /** One GET on 127.0.0.1:port with the given Host header, a fresh connection each time. */
@@ -129,7 +121,7 @@ export class Testbed {
     await writeFile(path.join(ctx, "www", "cgi-bin", "slow"), '#!/bin/sh\nsleep "${QUERY_STRING:-3}"\nprintf "Content-Type: text/plain\\r\\n\\r\\nslow done\\n"\n');
     await chmod(path.join(ctx, "www", "cgi-bin", "slow"), 0o755);
     await this.runtime.buildImage(tar.pack(ctx) as unknown as Readable, this.image, { labels: { "io.slipway.test": this.run }, noCache: false, onLog: () => undefined });
-    this.httpPort = await freePort();
+    this.httpPort = await reservePort();
     this.registry = new EnvironmentRegistry(this.dir);
     await this.startAgentSide();
   }

@@ -10,6 +10,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reservePort } from "../testing/ports.js";
 import { HaproxyRuntime } from "./haproxy-runtime.js";
 import { HaproxyIngress } from "./haproxy.ingress.js";
 import type { BackendTarget } from "./ingress.js";
@@ -42,14 +43,6 @@ async function startUpstream(id: string, body: string): Promise<Upstream> {
   };
   upstreams.add(up);
   return up;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 interface Reply {
@@ -167,7 +160,7 @@ describe("HaproxyIngress against a real haproxy", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "slipway-haproxy-"));
-    port = await freePort();
+    port = await reservePort();
     ingress = new HaproxyIngress({ dir, httpPort: port, logger });
     runtime = new HaproxyRuntime(path.join(dir, "admin.sock"), path.join(dir, "master.sock"));
     await ingress.start();
@@ -338,7 +331,7 @@ describe("HaproxyIngress against a real haproxy", () => {
 /** A fresh proxy in its own dir for one test, stopped and removed afterwards also when the test fails. */
 async function withIngress(fn: (h: { ingress: HaproxyIngress; port: number; dir: string; runtime: HaproxyRuntime }) => Promise<void>, readyTimeoutMs?: number): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "slipway-haproxy-"));
-  const port = await freePort();
+  const port = await reservePort();
   const ingress = new HaproxyIngress({ dir, httpPort: port, logger, ...(readyTimeoutMs ? { readyTimeoutMs } : {}) });
   try {
     await ingress.start();

@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HaproxyIngress } from "./haproxy.ingress.js";
-import { freePort } from "../envs/testbed.testkit.js";
+import { reservePort } from "../testing/ports.js";
 import { httpGet, served } from "../testing/certs.js";
 import { normalizeSerial } from "./tls-store.js";
 
@@ -154,8 +154,8 @@ describe("HTTPS at the ingress against a real haproxy", () => {
       else answer();
     });
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
-    httpPort = await freePort();
-    httpsPort = await freePort();
+    httpPort = await reservePort();
+    httpsPort = await reservePort();
     ingress = new HaproxyIngress({ dir: path.join(dir, "haproxy"), httpPort, httpsPort, logger });
     await ingress.start();
     await ingress.ensureBackend({ name: "shop", hostnames: [A, B], maxServers: 2 });

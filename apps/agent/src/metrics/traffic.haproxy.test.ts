@@ -3,11 +3,12 @@
 // agent's receiver, and the aggregator counts them. All on 127.0.0.1.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reservePort } from "../testing/ports.js";
 import { HaproxyIngress } from "../ingress/haproxy.ingress.js";
 import { startTrafficCollector, type TrafficCollector } from "./agent-metrics.js";
 import type { BackendTraffic } from "./traffic.aggregator.js";
@@ -15,14 +16,6 @@ import type { BackendTraffic } from "./traffic.aggregator.js";
 const logger = pino({ level: process.env["LOG_LEVEL"] ?? "silent" });
 const BACKEND = "shop--test";
 const HOST = "shop-test.localhost";
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Answers /missing with 404, /unavailable with 503, /slow after 30 ms, anything else with 200. */
 async function startUpstream(): Promise<{ port: number; close(): Promise<void> }> {
@@ -95,7 +88,7 @@ describe("traffic metrics from a real HAProxy", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "slipway-metrics-"));
-    httpPort = await freePort();
+    httpPort = await reservePort();
     upstream = await startUpstream();
     const collector = await startTrafficCollector(0, logger);
     collectors.push(collector);
@@ -189,7 +182,7 @@ describe("traffic counted by HAProxy, the log thinned to a latency sample (real 
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "slipway-counters-"));
-    httpPort = await freePort();
+    httpPort = await reservePort();
     upstream = await startUpstream();
     // Small targets so that a few thousand requests are "busy": 20 lines a second at most.
     collector = await startTrafficCollector(0, logger, { sampling: { perBackend: 20, total: 20 }, counterPollMs: 200 });

@@ -5,9 +5,11 @@ import net from "node:net";
 import path from "node:path";
 
 /**
- * Ports for children that cannot bind port 0 and report what they got: the
- * agent's ingress (HAProxy binds it, and it must stay the same across agent
- * restarts) and `npm run up` (a script with fixed ports).
+ * Ports for tests whose children cannot bind port 0 and report what they got:
+ * the agent's ingress (HAProxy binds it, and it must stay the same across agent
+ * restarts) and `npm run up` (a script with fixed ports). For the agent's
+ * integration tests and the e2e tests (`@slipway/agent/testing/ports`); the
+ * agent itself never calls it.
  *
  * A port probed with listen(0) and handed on is a race under parallel tests:
  * the kernel may give the same port to any other bind(0) or outgoing connection
