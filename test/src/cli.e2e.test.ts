@@ -187,11 +187,15 @@ describe("slipway CLI", () => {
   it("the agent refuses shell requests the control plane did not sign, and replays of those it did", async () => {
     const nc = await platform.natsAsControlPlane();
     try {
-      /** Publishes a request as the control plane would, answers the agent's first frame as `type:payload`. */
-      const ask = async (payload: { request: { inbox: string }; signature: string }): Promise<string> => {
+      /**
+       * Publishes a request as the control plane would, answers the agent's first frame as `type:payload`
+       * ("no answer" after `waitMs`: 30 s for an answer that must come, as a session's first frame follows a
+       * `docker exec` a busy machine may take seconds to start).
+       */
+      const ask = async (payload: { request: { inbox: string }; signature: string }, waitMs = 30_000): Promise<string> => {
         const sub = nc.subscribe(payload.request.inbox, { max: 1 });
         nc.publish(shellSubject(agent.hostId!), JSON.stringify(payload));
-        const timeout = setTimeout(() => sub.unsubscribe(), 5000);
+        const timeout = setTimeout(() => sub.unsubscribe(), waitMs);
         for await (const m of sub) {
           clearTimeout(timeout);
           const [frame] = new ShellFrameReader().push(m.data);
@@ -215,7 +219,7 @@ describe("slipway CLI", () => {
       // Signed as a log request: the kind is part of what is signed.
       expect(await ask(signHostRequest("logs", host, request()))).toMatch(/^5:the agent refused the request/);
       // Signed, but answering on an inbox outside the host's prefix (where another party could listen): no answer at all.
-      expect(await ask(signHostRequest("shell", host, { ...request(), inbox: `_INBOX.elsewhere.${n++}` }))).toBe("no answer");
+      expect(await ask(signHostRequest("shell", host, { ...request(), inbox: `_INBOX.elsewhere.${n++}` }), 5000)).toBe("no answer");
       const fresh = signHostRequest("shell", host, request());
       expect(await ask(fresh)).toMatch(/^1:/);
       expect(await ask(fresh)).toMatch(/^5:the agent refused the request/);

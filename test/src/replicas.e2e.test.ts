@@ -55,7 +55,11 @@ describe("two control-plane replicas behind a load balancer", () => {
 
     // Live is backed up daily by default: the replica holding the lease queues it within seconds.
     const scheduledBackups = async () => Number((await db.query("SELECT count(*) FROM backups WHERE app = 'twin' AND environment = 'live' AND kind = 'scheduled'")).rows[0].count);
-    await waitFor("live's scheduled backup", async () => ((await scheduledBackups()) >= 1 ? true : undefined), { timeoutMs: 30_000, intervalMs: 250 }).catch((e) => { console.log("DBG", platform.tail("control-plane.log", 400).split("\n").filter((l) => /backup|lease|schedul/i.test(l)).slice(-15).join("\n"), platform.tail("control-plane-2.log", 400).split("\n").filter((l) => /backup|lease|schedul/i.test(l)).slice(-15).join("\n")); throw e; });
+    await waitFor("live's scheduled backup", async () => ((await scheduledBackups()) >= 1 ? true : undefined), { timeoutMs: 30_000, intervalMs: 250 }).catch((e: Error) => {
+      // What each replica's lease and scheduler said, for the failure's report.
+      const said = (log: string) => platform.tail(log, 400).split("\n").filter((l) => /backup|lease|schedul/i.test(l)).slice(-15).join("\n");
+      throw new Error(`${e.message}\ncontrol-plane.log:\n${said("control-plane.log")}\ncontrol-plane-2.log:\n${said("control-plane-2.log")}`);
+    });
 
     await waitFor("the scheduled backup to finish", async () => {
       const r = await db.query("SELECT state FROM backups WHERE app = 'twin' AND environment = 'live' AND kind = 'scheduled'");

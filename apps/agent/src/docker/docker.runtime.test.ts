@@ -34,7 +34,7 @@ async function containerNamesByLabel(): Promise<string[]> {
 }
 
 /** httpd needs a moment after start; retry until it answers or the deadline passes. */
-async function getWithRetry(url: string, deadlineMs = 5_000): Promise<Response> {
+async function getWithRetry(url: string, deadlineMs = 30_000): Promise<Response> {
   const until = Date.now() + deadlineMs;
   for (;;) {
     try {
@@ -200,7 +200,8 @@ describe("DockerRuntime against the real dockerd", () => {
     const elapsed = Date.now() - t0;
     expect(result).toEqual({ exitCode: null, timedOut: true, oomKilled: false });
     expect(elapsed).toBeGreaterThanOrEqual(1_400);
-    expect(elapsed).toBeLessThan(6_000);
+    // Killed at the timeout, not at the end of its 60 s (create, kill and remove may take seconds on a busy dockerd).
+    expect(elapsed).toBeLessThan(20_000);
     expect(await containerNamesByLabel()).not.toContain(name);
   });
 
@@ -263,7 +264,8 @@ describe("DockerRuntime against the real dockerd", () => {
 
     const t0 = Date.now();
     await runtime.stopAndRemove(a.id, 10);
-    expect(Date.now() - t0).toBeLessThan(5_000);
+    // It stopped on SIGTERM, without waiting out the 10 s grace.
+    expect(Date.now() - t0).toBeLessThan(9_000);
     await runtime.stopAndRemove(a.id, 10);
     expect(await runtime.inspect(a.id)).toBeUndefined();
     await runtime.stopAndRemove(b.id, 1);
@@ -327,11 +329,9 @@ describe("DockerRuntime against the real dockerd", () => {
 
     it("stops the command of a session that was hung up", async () => {
       const session = await runtime.exec(id, { cmd: ["sleep", "300"], tty: false, rows: 0, cols: 0 }, () => undefined);
-      const t0 = Date.now();
       await session.hangUp();
-      // Killed by SIGHUP: 128 + 1.
+      // Killed by SIGHUP (128 + 1), within 15 s, not at the end of its 300 s.
       expect(await within(() => "the exit of the hung-up session", session.exit)).toBe(129);
-      expect(Date.now() - t0).toBeLessThan(5_000);
     });
 
     it("reads the output with Docker's timestamps, and follows new output until aborted", async () => {

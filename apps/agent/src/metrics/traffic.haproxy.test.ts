@@ -148,8 +148,9 @@ describe("traffic metrics from a real HAProxy", () => {
     expect(t.status[4]).toBe(50);
     expect(t.status[0] + t.status[2]).toBe(0);
     expect(paths.filter((p) => p === "/slow")).toHaveLength(25);
-    // the 25 /slow requests took ≥ 30 ms: p50 is fast, p99 (rank 495) is one of them, all below a second
-    expect(t.p50).toBeLessThan(15);
+    // the 25 /slow requests took ≥ 30 ms: p50 is one of the fast ones (below the slow ones' floor even on a
+    // loaded machine), p99 (rank 495) is one of them, all below a second
+    expect(t.p50).toBeLessThan(30);
     expect(t.p99).toBeGreaterThanOrEqual(30);
     expect(t.p99).toBeLessThan(1000);
     expect(t.p95).toBeLessThanOrEqual(t.p99);
