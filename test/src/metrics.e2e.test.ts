@@ -119,16 +119,25 @@ describe("environment metrics end to end", () => {
       expect(p.cpuPercent!).toBeLessThan(400);
     }
 
-    const prom = await (await fetch(`${platform.api.baseUrl}/metrics`)).text();
+    // Gauges describe the newest stored minute: read the series before and after the scrape, and keep a
+    // scrape during which that minute stayed the same (a container reading may open a new minute meanwhile).
+    let prom = "";
+    let newest: Point | undefined;
+    for (let i = 0; i < 5 && !newest; i++) {
+      const before = (await read()).at(-1)!;
+      prom = await (await fetch(`${platform.api.baseUrl}/metrics`)).text();
+      const after = (await read()).at(-1)!;
+      if (before.at === after.at && before.requests === after.requests) newest = after;
+    }
+    expect(newest, "the newest minute changed during each of 5 scrapes").toBeDefined();
     const counters = promRequests(prom, "shop", "test");
     console.info("Prometheus slipway_environment_requests_total{app=shop,environment=test}:", counters);
     expect(Object.values(counters).reduce((a, b) => a + b, 0)).toBe(total.requests);
     expect(counters["2xx"]).toBe(total["2xx"]);
     expect(counters["4xx"]).toBe(total["4xx"]);
-    // Gauges describe the newest stored minute; latency exists only if that minute had requests (it may hold only container readings).
-    const newest = (await read()).at(-1)!;
+    // Latency exists only if the newest minute had requests (it may hold only container readings).
     const latency = /^slipway_environment_latency_ms\{app="shop",environment="test",quantile="0.99"\} [\d.]+$/m;
-    if (newest.requests > 0) expect(prom).toMatch(latency);
+    if (newest!.requests > 0) expect(prom).toMatch(latency);
     else expect(prom).not.toMatch(latency);
     expect(prom).toMatch(/^slipway_environment_memory_bytes\{app="shop",environment="test"\} \d+$/m);
   });
