@@ -114,9 +114,13 @@ async function buildCore(config: Readonly<ControlPlaneConfig>, log: Logger, clea
   });
   const environments = new EnvironmentService(db, lifecycle, box, apps, { baseDomain: config.baseDomain, onJobQueued: () => publisher.poke() }, data, certificates);
   const metrics = new MetricsService(db, { retentionMs: config.metricsRetentionMs, log: log.child({ component: "metrics" }) });
-  const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
-  const agentDeps: AgentGrpcDeps = { hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? nats.access.url, ...(nats.users ? { natsUsers: nats.users } : {}), heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics, tls: (hostnames) => certificates.tlsFor(hostnames) };
-  return { database, db, nats, bus, lifecycle, hosts, placement, publisher, box, gitAccess, sources, apps, storage, store, data, certificates, environments, metrics, reports, agentDeps };
+  // What the agents' calls need: built only by the part that serves them (the agent thread, or the
+  // main thread when there is none).
+  const agentDeps = (): AgentGrpcDeps => {
+    const reports = new JobReportService(db, log.child({ component: "reports" }), lifecycle, () => publisher.poke(), (trx, envId, from, to) => environments.handoff(trx, envId, from, to));
+    return { hosts, reports, bus, log: log.child({ component: "grpc" }), natsPublicUrl: () => config.natsPublicUrl ?? nats.access.url, ...(nats.users ? { natsUsers: nats.users } : {}), heartbeatIntervalMs: config.heartbeatIntervalMs, unseal: (v) => environments.unseal(v), repositoryAccess: async (name) => gitAccess.forGit(await getAppByName(db, name)), dataSpec: (spec) => data.dataSpec(spec), metrics, tls: (hostnames) => certificates.tlsFor(hostnames) };
+  };
+  return { database, db, nats, bus, lifecycle, hosts, placement, publisher, box, gitAccess, sources, apps, storage, store, data, certificates, environments, metrics, agentDeps };
 }
 
 /** The agents' gRPC server, in this thread. */
@@ -142,7 +146,7 @@ export async function startAgentServer(config: Readonly<ControlPlaneConfig>, log
   const stop = () => runCleanups(cleanups, log);
   try {
     const core = await buildCore(config, log, cleanups, shared);
-    const grpcPort = await serveAgents(config, core.agentDeps, cleanups);
+    const grpcPort = await serveAgents(config, core.agentDeps(), cleanups);
     return { grpcPort, stop };
   } catch (err) {
     await stop();
@@ -185,7 +189,7 @@ export async function startControlPlane(config: Readonly<ControlPlaneConfig>, lo
 
     const grpcPort = config.agentThread
       ? await startAgentThread(config, { natsUrl, natsSeeded: nats.users !== undefined, storage: core.storage }, nats.users, log, cleanups)
-      : await serveAgents(config, core.agentDeps, cleanups);
+      : await serveAgents(config, core.agentDeps(), cleanups);
     log.info({ port: grpcPort, thread: config.agentThread }, "gRPC AgentService listening");
 
     publisher.start();
