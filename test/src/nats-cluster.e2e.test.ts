@@ -32,10 +32,8 @@ describe("jobs on a three-node NATS cluster", () => {
     // Started as a platform that began on one NATS server would run on a cluster: replicas 1. A short
     // ack wait, so a job whose ack is lost comes back within seconds rather than a minute.
     Object.assign(cpEnv, { NATS_URL: cluster.url, SLIPWAY_NATS_USERS_FILE: cluster.usersFile, SLIPWAY_NATS_RELOAD_COMMAND: cluster.reloadCommand, SLIPWAY_NATS_REPLICAS: "1", SLIPWAY_JOB_ACK_WAIT_SECONDS: "10" });
-    // The backup scheduler stays out of this suite: live's daily backup (queued within a minute of
-    // its first deployment) takes the environment's one operation and the agent's job slots, and the
-    // counts of runs per deployment below are about deployments only.
-    cpEnv.SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS = "86400";
+    // The backup scheduler stays out, as the platform leaves it by default: the counts of runs per
+    // deployment below are about deployments only.
     // The platform's own single nats-server is started too but unused: NATS_URL names the cluster.
     platform = new Platform({ database: "postgres", cpEnv });
     await platform.start();

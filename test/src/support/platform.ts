@@ -139,6 +139,10 @@ export class Platform {
       SLIPWAY_HEARTBEAT_INTERVAL_MS: "1000",
       // Offline after 6 s without a beat: a loaded machine can delay a beat by two seconds or more.
       SLIPWAY_HEARTBEAT_MISS_LIMIT: "6",
+      // The backup scheduler stays out unless a suite is about it (cpEnv): live's daily backup, queued at
+      // the first run after live is deployed (or after whatever operation held live then), takes live's one
+      // operation at a moment no test chooses, and a restore or copy into live asked for then is refused (409).
+      SLIPWAY_BACKUP_SCHEDULER_INTERVAL_SECONDS: "86400",
       SLIPWAY_INGRESS_PUBLIC_PORT: "0",
       SLIPWAY_EMBEDDED_S3_PORT: String(ports.s3),
       SLIPWAY_EMBEDDED_S3_BACKUP_PORT: String(ports.s3Backup),
