@@ -18,7 +18,9 @@ import path from "node:path";
  * exclusively, keeps parallel test processes apart. A lock whose process is gone
  * is taken over. Locks are released by releasePort() or when the process exits.
  */
-const LOCK_DIR = path.join(tmpdir(), "slipway-test-ports");
+// Shared by every test process on the machine: scripts/test gives each run a temporary directory of
+// its own and names this one outside it.
+const LOCK_DIR = process.env.SLIPWAY_TEST_PORTS_DIR ?? path.join(tmpdir(), "slipway-test-ports");
 const LOWEST = 20_000;
 const held = new Set<number>();
 
