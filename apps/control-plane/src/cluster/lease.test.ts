@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@slipway/core";
 import { openDatabase, type DatabaseHandle } from "../db/database.js";
 import { createDatabaseFromTemplate, dropDatabase } from "../testing/template-database.js";
@@ -91,8 +91,11 @@ describe.each(["postgres", "pglite"] as const)("a lease on %s", (kind) => {
   beforeAll(async () => {
     dbs = await twoHandles(kind);
   });
+  // A test that failed half-way leaves no holder renewing behind it: its row runs out within the time to live.
+  afterEach(() => {
+    for (const r of replicas.splice(0)) r.lease.abandon();
+  });
   afterAll(async () => {
-    for (const r of replicas) r.lease.abandon();
     await dbs?.close();
   });
 
@@ -110,7 +113,9 @@ describe.each(["postgres", "pglite"] as const)("a lease on %s", (kind) => {
 
     await a.lease.stop();
     const stoppedAt = Date.now();
-    expect((await findLease(dbs.b.db, "scheduler"))?.held).toBe(false);
+    // Released: free, or already taken by b's next try (which may come before this read).
+    const released = await findLease(dbs.b.db, "scheduler");
+    expect(released?.held === false || released?.holder === b.name, JSON.stringify(released)).toBe(true);
     const took = (await until("b to run", () => b.runs.length > 0)) - stoppedAt;
     expect(took).toBeLessThanOrEqual(FAST.tryEveryMs + 1000);
     expect(a.runs.every((t) => t <= stoppedAt)).toBe(true);
