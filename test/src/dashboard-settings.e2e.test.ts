@@ -1,7 +1,7 @@
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BrowserUnderTest } from "./support/browser.js";
-import { expectAccessible, shot, signIn, textMatches } from "./support/dashboard.js";
+import { expectAccessible, focusReaches, shot, signIn, textMatches } from "./support/dashboard.js";
 import { TestRepo, envApp } from "./support/git-repo.js";
 import { getVia } from "./support/load.js";
 import { Platform, type AgentHandle } from "./support/platform.js";
@@ -133,7 +133,7 @@ describe("the dashboard's settings pages in a real browser", () => {
     await page.keyboard.press("Enter");
     await textMatches(page.locator(".settings-section .saved").first(), /Saved QUOTED\./);
     // The page moves the focus one animation frame after the saved note shows.
-    await waitFor("the focus back on Edit QUOTED", async () => (await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))) === "Edit QUOTED", { timeoutMs: 5_000, intervalMs: 50 });
+    await focusReaches(page, "Edit QUOTED");
     expect((await api("GET", `/v1/apps/${APP}/environments/test/variables?reveal=true`)).QUOTED).toBe("c d");
     await page.getByRole("button", { name: "Remove QUOTED" }).click();
     await textMatches(page.locator(".settings-section .saved").first(), /Removed QUOTED\./);
@@ -247,7 +247,7 @@ describe("the dashboard's settings pages in a real browser", () => {
     await textMatches(page.getByRole("list", { name: "Release commands" }).locator("li").first(), /./);
     expect(await page.getByLabel("Label of command 1").inputValue()).toBe("Warm cache");
     // The page moves the focus one animation frame after the row moved (the pressed button is gone at the top).
-    await waitFor("the focus to reach the moved row's Move down", async () => (await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))) === "Move down Warm cache", { timeoutMs: 5_000, intervalMs: 50 });
+    await focusReaches(page, "Move down Warm cache");
 
     await page.getByLabel("Web port").fill("70000");
     await page.getByRole("button", { name: "Save app settings" }).click();

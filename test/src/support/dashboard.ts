@@ -5,6 +5,7 @@ import type { Locator, Page } from "playwright-core";
 import { expect } from "vitest";
 import { seriousAxeViolations } from "./browser.js";
 import { repoRoot } from "./platform.js";
+import { waitFor } from "./processes.js";
 
 // What every dashboard test file (test/src/dashboard*.e2e.test.ts) shares: waiting on a text,
 // axe, screenshots, the log as a page shows it, signing in.
@@ -24,6 +25,11 @@ export async function textMatches(locator: Locator, want: RegExp, timeoutMs = 10
     if (Date.now() > end) throw new Error(`waited ${timeoutMs} ms for ${want} in ${locator}; last text: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Waits for the focus to reach the element labelled `label` (pages move it one animation frame after a change). */
+export async function focusReaches(page: Page, label: string, timeoutMs = 5_000): Promise<void> {
+  await waitFor(`the focus on ${label}`, async () => (await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))) === label, { timeoutMs, intervalMs: 50 });
 }
 
 export async function expectAccessible(page: Page, what: string): Promise<void> {
