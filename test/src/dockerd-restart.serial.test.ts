@@ -46,10 +46,15 @@ async function stopDockerd(): Promise<void> {
   await waitFor(`dockerd ${pid} to exit`, async () => !alive(pid), 60_000, 200);
 }
 
-/** Starts dockerd the way scripts/setup does (detached, output appended to its log) and waits until it answers. */
+/**
+ * Starts dockerd the way scripts/setup does (detached, output appended to its log) and waits until it answers.
+ * It outlives the run, so it gets the machine's temporary directory, not the run's (scripts/test): runc keeps
+ * each exec's process file there, and the run's is removed at its end.
+ */
 async function startDockerd(): Promise<void> {
   const dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"].find((p) => existsSync(p)) ?? "dockerd";
-  execFileSync("sh", ["-c", 'nohup setsid "$1" >>"$2" 2>&1 </dev/null &', "sh", dockerd, DOCKERD_LOG]);
+  const env = { ...process.env, TMPDIR: process.env.SLIPWAY_OUTER_TMPDIR ?? process.env.TMPDIR };
+  execFileSync("sh", ["-c", 'nohup setsid "$1" >>"$2" 2>&1 </dev/null &', "sh", dockerd, DOCKERD_LOG], { env });
   await waitFor("dockerd to answer", async () => dockerAnswers(), 60_000, 500);
 }
 
